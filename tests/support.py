@@ -1,0 +1,213 @@
+"""Test kit: a proxy in the test's nursery, real origins on loopback, and a small h11 client.
+
+Rules (as trio-websocket's tests state theirs): loopback only, port 0 only, and every test
+runs under a ``trio.fail_after`` cap, so a regression fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+import trio
+
+from trioproxy._accesslog import AccessRecord
+from trioproxy._listen import open_listener
+from trioproxy._server import ProxyServer
+from trioproxy._settings import Settings
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings with ``section__key=value`` overrides, e.g. ``timeouts__client_idle_s=1``."""
+    settings = Settings()
+    for dotted, value in overrides.items():
+        section_name, key = dotted.split("__", 1)
+        section = getattr(settings, section_name)
+        settings = dataclasses.replace(
+            settings, **{section_name: dataclasses.replace(section, **{key: value})}
+        )
+    return settings
+
+
+@dataclass
+class RunningProxy:
+    server: ProxyServer
+    port: int
+    records: list[AccessRecord] = field(default_factory=list)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+
+@asynccontextmanager
+async def running_proxy(
+    upstream: tuple[str, int], settings: Settings | None = None
+) -> AsyncIterator[RunningProxy]:
+    """The real server on 127.0.0.1:0 inside the test's nursery; access records captured."""
+    listener = open_listener("127.0.0.1", 0)
+    records: list[AccessRecord] = []
+    server = ProxyServer(settings or Settings(), upstream, records.append)
+    proxy = RunningProxy(server, listener.socket.getsockname()[1], records)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run, [listener])
+        try:
+            yield proxy
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+def split_url(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
+@asynccontextmanager
+async def raw_origin(
+    handler: Callable[[trio.SocketStream], Awaitable[None]],
+) -> AsyncIterator[tuple[str, int]]:
+    """A TCP server on loopback running ``handler`` per connection: for origins that
+    misbehave in ways a real server framework would not let us write."""
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, handler, 0, host="127.0.0.1")
+        try:
+            yield ("127.0.0.1", listeners[0].socket.getsockname()[1])
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Headers
+    body: bytes
+    informational: list[h11.InformationalResponse] = field(default_factory=list)
+    http_version: bytes = b"1.1"
+
+    def header(self, name: bytes) -> bytes | None:
+        values = [v for k, v in self.headers if k.lower() == name.lower()]
+        return b", ".join(values) if values else None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Client:
+    """An HTTP/1.1 client connection, one exchange at a time (h11, CLIENT role)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.conn = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, address: tuple[str, int]) -> AsyncIterator[Client]:
+        stream = await trio.open_tcp_stream(*address)
+        async with stream:
+            yield cls(stream)
+
+    async def request(
+        self,
+        method: bytes,
+        target: bytes = b"/",
+        headers: Headers | None = None,
+        body: bytes | list[bytes] = b"",
+    ) -> Reply:
+        headers = list(headers or [])
+        if not any(k.lower() == b"host" for k, _ in headers):
+            headers.insert(0, (b"Host", b"test.example"))
+        chunks = [body] if isinstance(body, bytes) else body
+        if isinstance(body, bytes) and body:
+            headers.append((b"Content-Length", b"%d" % len(body)))
+        elif isinstance(body, list):
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        out = [self.conn.send(h11.Request(method=method, target=target, headers=headers))]
+        out += [self.conn.send(h11.Data(data=chunk)) for chunk in chunks if chunk]
+        out.append(self.conn.send(h11.EndOfMessage()))
+        await self.stream.send_all(b"".join(x for x in out if x))
+        return await self.read_reply()
+
+    async def read_reply(self) -> Reply:
+        info: list[h11.InformationalResponse] = []
+        response: h11.Response | None = None
+        body = bytearray()
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                self.conn.receive_data(await self.stream.receive_some(65536))
+            elif isinstance(event, h11.InformationalResponse):
+                info.append(event)
+            elif isinstance(event, h11.Response):
+                response = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                raise AssertionError(f"unexpected {event!r}")
+        assert response is not None
+        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
+            self.conn.start_next_cycle()
+        return Reply(
+            response.status_code,
+            list(response.headers.raw_items()),
+            bytes(body),
+            info,
+            response.http_version,
+        )
+
+
+async def exchange_raw(address: tuple[str, int], data: bytes, *, read_until_close: bool = True) -> bytes:
+    """Send raw bytes and collect everything until the peer closes."""
+    stream = await trio.open_tcp_stream(*address)
+    async with stream:
+        await stream.send_all(data)
+        received = bytearray()
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+            if not read_until_close:
+                break
+        return bytes(received)
+
+
+def parse_responses(data: bytes, *, method: bytes = b"GET", limit: int = 100) -> list[Reply]:
+    """The responses in ``data`` (a whole connection's worth, up to its close), parsed with h11
+    as answers to ``method`` requests."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.receive_data(data)
+    conn.receive_data(b"")
+    replies: list[Reply] = []
+    for _ in range(limit):
+        conn.send(h11.Request(method=method, target=b"/", headers=[(b"Host", b"x")]))
+        conn.send(h11.EndOfMessage())
+        reply: Reply | None = None
+        while True:
+            event = conn.next_event()
+            if isinstance(event, h11.Response):
+                reply = Reply(event.status_code, list(event.headers.raw_items()), b"")
+            elif isinstance(event, h11.Data) and reply is not None:
+                reply.body += event.data
+            elif isinstance(event, h11.EndOfMessage) and reply is not None:
+                replies.append(reply)
+                break
+            elif not isinstance(event, h11.InformationalResponse):
+                return replies  # NEED_DATA or ConnectionClosed: no more responses
+        if not (conn.our_state is h11.DONE and conn.their_state is h11.DONE):
+            return replies
+        conn.start_next_cycle()
+    return replies
+
+
+@asynccontextmanager
+async def echo_origin() -> AsyncIterator[tuple[str, int]]:
+    from trioproxy._origin import echo_app, origin
+
+    async with origin(echo_app) as url:
+        yield split_url(url)

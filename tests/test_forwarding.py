@@ -1,0 +1,130 @@
+"""Forwarding semantics through the real server, with hypercorn as the origin."""
+
+from __future__ import annotations
+
+import trio
+
+from .support import Client, exchange_raw, parse_responses, running_proxy
+
+
+async def test_get_is_forwarded_with_headers_in_order(origin: tuple[str, int]) -> None:
+    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+        reply = await client.request(
+            b"GET",
+            b"/some/path?q=1&r=%20x",
+            [
+                (b"Host", b"site.example"),
+                (b"X-Multi", b"one"),
+                (b"Accept", b"*/*"),
+                (b"X-Multi", b"two"),
+                (b"X-Forwarded-Proto", b"https"),
+                (b"True-Client-IP", b"203.0.113.9"),
+                (b"X-Forwarded-For", b"203.0.113.9, 198.51.100.1"),
+            ],
+        )
+    assert reply.status == 200
+    seen = reply.json()
+    assert seen["method"] == "GET"
+    assert seen["path"] == "/some/path"
+    assert seen["query"] == "q=1&r=%20x"
+    assert seen["headers"] == [
+        ["host", "site.example"],
+        ["x-multi", "one"],
+        ["accept", "*/*"],
+        ["x-multi", "two"],
+        ["x-forwarded-proto", "https"],
+        ["true-client-ip", "203.0.113.9"],
+        ["x-forwarded-for", "203.0.113.9, 198.51.100.1, 127.0.0.1"],
+        ["via", "1.1 trioproxy"],
+    ]
+    assert reply.header(b"via") == b"1.1 trioproxy"
+
+
+async def test_x_forwarded_for_is_added_when_absent(origin: tuple[str, int]) -> None:
+    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+        seen = (await client.request(b"GET", b"/")).json()
+    assert ["x-forwarded-for", "127.0.0.1"] in seen["headers"]
+
+
+async def test_hop_by_hop_request_headers_never_reach_the_origin(origin: tuple[str, int]) -> None:
+    hop_by_hop = [
+        (b"Connection", b"keep-alive, X-Secret-Hop"),
+        (b"X-Secret-Hop", b"1"),
+        (b"Keep-Alive", b"timeout=5"),
+        (b"Proxy-Connection", b"keep-alive"),
+        (b"TE", b"trailers"),
+        (b"Trailer", b"X-T"),
+        (b"Upgrade", b"h2c"),
+        (b"Proxy-Authorization", b"Basic Zm9vOmJhcg=="),
+    ]
+    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+        seen = (await client.request(b"GET", b"/", [*hop_by_hop, (b"X-End", b"kept")])).json()
+    names = {name for name, _ in seen["headers"]}
+    assert names.isdisjoint({n.decode().lower() for n, _ in hop_by_hop})
+    assert ["x-end", "kept"] in seen["headers"]
+
+
+async def test_keep_alive_reuses_one_upstream_connection(origin: tuple[str, int]) -> None:
+    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+        ports = {(await client.request(b"GET", b"/%d" % i)).json()["client_port"] for i in range(20)}
+    assert len(ports) == 1
+    assert proxy.server.pool.stats.opened == 1
+    assert proxy.server.pool.stats.reused == 19
+
+
+async def test_pipelined_requests_are_answered_in_order(origin: tuple[str, int]) -> None:
+    pipelined = b"".join(
+        b"GET /%d HTTP/1.1\r\nHost: x\r\n%s\r\n" % (i, b"Connection: close\r\n" if i == 4 else b"")
+        for i in range(5)
+    )
+    async with running_proxy(origin) as proxy:
+        data = await exchange_raw(proxy.address, pipelined)
+    replies = parse_responses(data)
+    assert [r.json()["path"] for r in replies] == ["/0", "/1", "/2", "/3", "/4"]
+
+
+async def test_http10_client_gets_http10_semantics(origin: tuple[str, int]) -> None:
+    async with running_proxy(origin) as proxy:
+        data = await exchange_raw(proxy.address, b"GET /old HTTP/1.0\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 ")  # h11 speaks 1.1 but frames for a 1.0 peer
+    (reply,) = parse_responses(data)
+    assert reply.json()["path"] == "/old"
+    # No Host from the client: the upstream authority stands in, as nginx's $proxy_host.
+    assert reply.json()["headers"][0][0] == "host"
+    assert [name for name, _ in reply.json()["headers"]].count("via") == 1
+    assert ["via", "1.0 trioproxy"] in reply.json()["headers"]
+
+
+async def test_content_length_and_chunked_bodies_arrive_whole(origin: tuple[str, int]) -> None:
+    body = bytes(range(256)) * 1000
+    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+        fixed = (await client.request(b"POST", b"/cl", body=body)).json()
+        chunked = (await client.request(b"PUT", b"/te", body=[body[:1000], body[1000:]])).json()
+    assert fixed["body_length"] == len(body)
+    assert chunked["body_length"] == len(body)
+    assert ["transfer-encoding", "chunked"] in chunked["headers"]
+
+
+async def test_head_response_has_no_body(origin: tuple[str, int]) -> None:
+    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+        head = await client.request(b"HEAD", b"/")
+        get = await client.request(b"GET", b"/")
+    assert head.status == 200 and head.body == b""
+    assert get.status == 200 and get.body
+
+
+async def test_many_concurrent_clients(origin: tuple[str, int]) -> None:
+    results: list[int] = []
+
+    async with running_proxy(origin) as proxy:
+
+        async def one_client() -> None:
+            async with Client.connect(proxy.address) as client:
+                for _ in range(5):
+                    results.append((await client.request(b"GET", b"/")).status)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(20):
+                nursery.start_soon(one_client)
+    assert results == [200] * 100
+    assert len(proxy.records) == 100

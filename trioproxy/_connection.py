@@ -1,0 +1,199 @@
+"""One downstream connection: read requests with h11, forward each, keep alive while allowed."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import h11
+import trio
+
+from ._accesslog import AccessRecord
+from ._context import ProxyContext
+from ._errors import ClientError, ClientGone, ProxyError
+from ._exchange import forward
+from ._headers import plan_request
+from ._peer import Downstream
+
+log = logging.getLogger("trioproxy")
+
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+
+async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None:
+    """Serve requests on one client connection until it closes, errs, idles out or we drain."""
+    peer_ip = _peer_ip(stream)
+    conn = h11.Connection(
+        h11.SERVER, max_incomplete_event_size=ctx.settings.limits.max_header_bytes
+    )
+    down = Downstream(stream, conn, peer_ip)
+    try:
+        first = True
+        while True:
+            request = await _read_request(down, ctx, first=first)
+            first = False
+            if request is None:
+                return
+            await _serve_request(down, request, ctx)
+            if ctx.draining or not _next_cycle(down):
+                return
+    except ClientGone as exc:
+        log.debug("%s: %s", peer_ip, exc)
+    finally:
+        down.close()
+
+
+async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> h11.Request | None:
+    """The next request head, or None when the connection should simply close."""
+    timeouts = ctx.settings.timeouts
+    if not down.h11.trailing_data[0]:
+        # Wait for a first byte: on a new connection no longer than for a whole head (a
+        # silent connection is the cheapest slowloris), between requests as long as
+        # keep-alive allows; and give up at once if the proxy starts draining.
+        wait_s = timeouts.client_header_s if first else timeouts.client_idle_s
+        with trio.CancelScope() as idle:
+            ctx.idle_scopes.add(idle)
+            try:
+                if ctx.draining:
+                    return None
+                await down.receive(wait_s)
+            except ClientError:  # idle keep-alive expired: close quietly, as nginx does
+                return None
+            finally:
+                ctx.idle_scopes.discard(idle)
+        if idle.cancelled_caught:
+            return None
+    deadline = trio.current_time() + timeouts.client_header_s
+    while True:
+        try:
+            event = down.h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            status = exc.error_status_hint
+            await _reject(down, ctx, ClientError(f"malformed request: {exc}", status=status))
+            return None
+        if event is h11.NEED_DATA:
+            try:
+                await down.receive(deadline - trio.current_time())
+            except ClientError as exc:  # too slow to send a head (slowloris)
+                await _reject(down, ctx, exc)
+                return None
+        elif isinstance(event, h11.Request):
+            return event
+        else:  # ConnectionClosed: the client closed between requests
+            return None
+
+
+async def _serve_request(down: Downstream, request: h11.Request, ctx: ProxyContext) -> None:
+    ctx.stats.requests += 1
+    record = AccessRecord(
+        start_wall=time.time(),
+        peer=down.peer_ip,
+        method=request.method,
+        target=request.target,
+        http_version=request.http_version,
+    )
+    started = trio.current_time()
+    sent_before = down.bytes_sent
+    try:
+        plan = plan_request(
+            request.method,
+            request.target,
+            request.headers.raw_items(),
+            request.http_version,
+            peer_ip=down.peer_ip.encode("ascii"),
+            rules=ctx.rules,
+            upstream_authority=ctx.upstream_authority,
+            max_header_count=ctx.settings.limits.max_header_count,
+        )
+        _note_request(record, plan.host, plan.noted)
+        await forward(down, request, plan, record, ctx)
+    except ProxyError as exc:
+        log.log(
+            logging.WARNING if exc.status >= 500 else logging.INFO,
+            "%s %s %s: %s (%d)",
+            down.peer_ip,
+            request.method.decode("ascii", "replace"),
+            request.target.decode("ascii", "replace")[:200],
+            exc,
+            exc.status,
+        )
+        if _can_respond(down):
+            record.status = exc.status
+            await _send_error(down, ctx, exc)
+    finally:
+        record.duration_s = trio.current_time() - started
+        record.bytes_sent = down.bytes_sent - sent_before
+        ctx.log_access(record)
+
+
+def _note_request(record: AccessRecord, host: bytes, noted: dict[bytes, bytes]) -> None:
+    record.host = host
+    record.referrer = noted.get(b"referer", b"")
+    record.user_agent = noted.get(b"user-agent", b"")
+    record.x_forwarded_proto = noted.get(b"x-forwarded-proto", b"")
+    record.x_forwarded_for = noted.get(b"x-forwarded-for", b"")
+    record.true_client_ip = noted.get(b"true-client-ip", b"")
+    record.section_io_id = noted.get(b"section-io-id", b"")
+    record.request_id = noted.get(b"x-request-id", b"")
+
+
+async def _reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
+    """Answer a request we could not read, log it, and leave the connection to close."""
+    log.info("%s: %s (%d)", down.peer_ip, exc, exc.status)
+    record = AccessRecord(start_wall=time.time(), peer=down.peer_ip, status=exc.status)
+    sent_before = down.bytes_sent
+    try:
+        if _can_respond(down):
+            await _send_error(down, ctx, exc)
+    finally:
+        record.bytes_sent = down.bytes_sent - sent_before
+        ctx.log_access(record)
+
+
+def _can_respond(down: Downstream) -> bool:
+    return down.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not down.has_queued
+
+
+async def _send_error(down: Downstream, ctx: ProxyContext, exc: ProxyError) -> None:
+    """A short plain-text answer. Client errors close the connection (the stream may be out
+    of sync); upstream errors keep it if the request was read whole."""
+    reason = _REASONS.get(exc.status, b"Error")
+    body = b"%d %s\n" % (exc.status, reason)
+    headers = [
+        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"Content-Length", b"%d" % len(body)),
+    ]
+    if isinstance(exc, ClientError) or ctx.draining:
+        headers.append((b"Connection", b"close"))
+    try:
+        down.queue(h11.Response(status_code=exc.status, headers=headers, reason=reason))
+        down.queue(h11.Data(data=body))
+        down.queue(h11.EndOfMessage())
+    except h11.LocalProtocolError:  # e.g. a 1xx already went out to an HTTP/1.0 client
+        return
+    await down.flush(ctx.settings.timeouts.client_send_s)
+
+
+def _next_cycle(down: Downstream) -> bool:
+    """Start the next request cycle if both sides finished cleanly (h11 rules)."""
+    conn = down.h11
+    if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+        conn.start_next_cycle()
+        return True
+    return False
+
+
+def _peer_ip(stream: trio.SocketStream) -> str:
+    try:
+        address = stream.socket.getpeername()
+    except OSError:
+        return "-"
+    return str(address[0]) if isinstance(address, tuple) else str(address)

@@ -1,0 +1,40 @@
+"""What every connection handler shares: settings, the upstream pool, the access-log sink."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from ._accesslog import AccessRecord
+from ._headers import ForwardingRules
+from ._pool import UpstreamPool
+from ._settings import Settings
+
+
+@dataclass(slots=True)
+class ProxyStats:
+    connections_open: int = 0
+    connections_total: int = 0
+    requests: int = 0
+    retries: int = 0
+    errors_by_status: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ProxyContext:
+    settings: Settings
+    pool: UpstreamPool
+    upstream_authority: bytes  # Host for HTTP/1.0 requests that sent none
+    log_access: Callable[[AccessRecord], None]
+    rules: ForwardingRules = field(default_factory=ForwardingRules)
+    stats: ProxyStats = field(default_factory=ProxyStats)
+    draining: bool = False
+    # Connections waiting for their next request; cancelled at once when draining begins.
+    idle_scopes: set[trio.CancelScope] = field(default_factory=set)
+
+    def start_draining(self) -> None:
+        self.draining = True
+        for scope in self.idle_scopes:
+            scope.cancel()

@@ -1,0 +1,201 @@
+"""Forwarding one request: upstream connection from the pool, head, body, response, back.
+
+The request body (if any) is uploaded by a second task while this one relays the response,
+so an origin that answers early (413, 417, a final status instead of 100 Continue) is heard
+at once. A body-less request, the common case, costs no extra task.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import h11
+import trio
+
+from ._accesslog import AccessRecord
+from ._context import ProxyContext
+from ._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError
+from ._headers import BodyKind, RequestPlan, header_value, response_headers, trailer_headers
+from ._peer import Downstream, UpstreamConnection
+
+log = logging.getLogger("trioproxy")
+
+
+async def forward(
+    down: Downstream,
+    request: h11.Request,
+    plan: RequestPlan,
+    record: AccessRecord,
+    ctx: ProxyContext,
+) -> None:
+    """Forward one request, retrying once on a fresh connection when a reused one was stale.
+
+    The retry follows nginx and Varnish: only for an idempotent request without a body,
+    only when the reused connection died before any response byte arrived.
+    """
+    pool = ctx.pool
+    up, reused = await pool.acquire()
+    while True:
+        record.upstream_addr = up.address
+        started = trio.current_time()
+        try:
+            await _exchange_once(down, up, request, plan, record, ctx)
+        except UpstreamClosed as exc:
+            if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
+                raise
+            log.info("retrying %s on a fresh connection: %s", request.method.decode(), exc)
+            ctx.stats.retries += 1
+            pool.discard(up)
+            up, reused = await pool.connect_fresh(), False
+            continue
+        except BaseException:
+            pool.discard(up)
+            raise
+        finally:
+            record.upstream_duration_s = trio.current_time() - started
+        pool.release(up)
+        return
+
+
+async def _exchange_once(
+    down: Downstream,
+    up: UpstreamConnection,
+    request: h11.Request,
+    plan: RequestPlan,
+    record: AccessRecord,
+    ctx: ProxyContext,
+) -> None:
+    timeouts = ctx.settings.timeouts
+    up.queue(h11.Request(method=request.method, target=plan.target, headers=plan.headers))
+    if plan.body is BodyKind.NONE:
+        _expect_end_of_request(down)
+        up.queue(h11.EndOfMessage())
+        await up.flush(timeouts.upstream_send_s)
+        await _relay_response(down, up, request, record, ctx)
+        return
+
+    upload_failure: list[BaseException] = []
+    relay_failure: list[BaseException] = []
+    async with trio.open_nursery() as nursery:
+
+        async def upload() -> None:
+            try:
+                await _upload_body(down, up, ctx)
+            except UpstreamError:
+                # The origin stopped reading: it may have answered early and closed. The
+                # relay below reports that answer, or the failure if there is none.
+                pass
+            except (ClientError, ClientGone) as exc:
+                upload_failure.append(exc)
+                nursery.cancel_scope.cancel()
+
+        nursery.start_soon(upload)
+        try:
+            await _relay_response(down, up, request, record, ctx)
+        except Exception as exc:
+            relay_failure.append(exc)
+        # A complete response ends the exchange; an unfinished upload is abandoned (the
+        # connections' h11 states then forbid reusing either of them).
+        nursery.cancel_scope.cancel()
+    if upload_failure:
+        raise upload_failure[0]
+    if relay_failure:
+        raise relay_failure[0]
+
+
+def _expect_end_of_request(down: Downstream) -> None:
+    event = down.h11.next_event()
+    if not isinstance(event, h11.EndOfMessage):  # a body-less request ends at once
+        raise ClientError(f"unexpected {type(event).__name__} after a request without body")
+
+
+async def _upload_body(down: Downstream, up: UpstreamConnection, ctx: ProxyContext) -> None:
+    timeouts = ctx.settings.timeouts
+    while True:
+        try:
+            event = down.h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ClientError(f"invalid request body: {exc}") from exc
+        if event is h11.NEED_DATA:
+            await up.flush(timeouts.upstream_send_s)  # backpressure: never read ahead
+            await down.receive(timeouts.client_body_s)
+        elif isinstance(event, h11.Data):
+            up.queue(h11.Data(data=event.data))
+        elif isinstance(event, h11.EndOfMessage):
+            up.queue(h11.EndOfMessage(headers=trailer_headers(event.headers.raw_items())))
+            await up.flush(timeouts.upstream_send_s)
+            return
+        else:
+            raise ClientError(f"unexpected {type(event).__name__} in request body")
+
+
+async def _read_response_head(
+    down: Downstream, up: UpstreamConnection, request: h11.Request, ctx: ProxyContext
+) -> h11.Response:
+    """Wait for the final response head, relaying 1xx responses on the way (RFC 9110 15.2)."""
+    deadline = trio.current_time() + ctx.settings.timeouts.upstream_response_s
+    while True:
+        event = _next_upstream_event(up)
+        if event is h11.NEED_DATA:
+            await up.receive(deadline - trio.current_time())
+        elif isinstance(event, h11.Response):
+            return event
+        elif isinstance(event, h11.InformationalResponse):
+            # 101 belongs to an upgrade we did not ask for; HTTP/1.0 clients get no 1xx.
+            if event.status_code != 101 and request.http_version != b"1.0":
+                headers = response_headers(
+                    event.headers.raw_items(), event.http_version, rules=ctx.rules
+                )
+                down.queue(
+                    h11.InformationalResponse(status_code=event.status_code, headers=headers)
+                )
+                await down.flush(ctx.settings.timeouts.client_send_s)
+        else:
+            raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
+
+
+async def _relay_response(
+    down: Downstream,
+    up: UpstreamConnection,
+    request: h11.Request,
+    record: AccessRecord,
+    ctx: ProxyContext,
+) -> None:
+    timeouts = ctx.settings.timeouts
+    response = await _read_response_head(down, up, request, ctx)
+    raw = response.headers.raw_items()
+    headers = response_headers(raw, response.http_version, rules=ctx.rules)
+    if ctx.draining:
+        headers.append((b"Connection", b"close"))
+    record.upstream_status = response.status_code
+    record.content_type = header_value(raw, b"content-type")
+    down.queue(
+        h11.Response(status_code=response.status_code, headers=headers, reason=response.reason)
+    )
+    record.status = response.status_code
+    # Trailers survive only where the downstream framing is chunked too.
+    keep_trailers = request.http_version != b"1.0" and not header_value(headers, b"content-length")
+    while True:
+        event = _next_upstream_event(up)
+        if event is h11.NEED_DATA:
+            await down.flush(timeouts.client_send_s)
+            await up.receive(timeouts.upstream_read_s)
+        elif isinstance(event, h11.Data):
+            down.queue(h11.Data(data=event.data))
+            record.body_bytes_sent += len(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            trailers = trailer_headers(event.headers.raw_items()) if keep_trailers else []
+            down.queue(h11.EndOfMessage(headers=trailers))
+            break
+        else:
+            raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
+    await down.flush(timeouts.client_send_s)
+
+
+def _next_upstream_event(up: UpstreamConnection) -> object:
+    try:
+        return up.h11.next_event()
+    except h11.RemoteProtocolError as exc:
+        if up.bytes_received == 0:  # EOF before any byte: the stale keep-alive race
+            raise UpstreamClosed(f"upstream {up.address} closed the connection") from exc
+        raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc

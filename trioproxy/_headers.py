@@ -1,0 +1,227 @@
+"""Header rules of a reverse proxy (RFC 9110 section 7.6, RFC 9112), as pure functions.
+
+Input is what h11 parsed: header names as the peer spelled them (``Headers.raw_items()``) and
+their values. Output is the header list to hand to the other side's h11 connection, which
+then chooses the framing from the ``Content-Length`` / ``Transfer-Encoding`` we leave in.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ._errors import ClientError, UpstreamError
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110 7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection) and the proxy
+# credentials, which are meant for us, not the next hop (RFC 9110 11.7).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+
+# RFC 9110 9.2.2. A request with one of these may be sent again when a reused connection
+# turns out to be dead before any response byte arrived.
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+# Framing headers never travel in trailers (RFC 9110 6.5.1).
+_FORBIDDEN_IN_TRAILERS = HOP_BY_HOP | {b"content-length", b"host"}
+
+
+class BodyKind(enum.Enum):
+    NONE = "none"
+    LENGTH = "length"
+    CHUNKED = "chunked"
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingRules:
+    via: bytes = b"trioproxy"  # pseudonym for Via; b"" adds no Via
+    append_x_forwarded_for: bool = True
+
+
+@dataclass(slots=True)
+class RequestPlan:
+    """How to forward one request, and the request headers the access log reports."""
+
+    target: bytes
+    headers: Headers
+    body: BodyKind
+    idempotent: bool
+    host: bytes = b""
+    noted: dict[bytes, bytes] = field(default_factory=dict)
+
+
+# Request headers whose (first) value the access log reports.
+NOTED_REQUEST_HEADERS = frozenset(
+    {
+        b"referer",
+        b"user-agent",
+        b"x-forwarded-proto",
+        b"x-forwarded-for",
+        b"true-client-ip",
+        b"section-io-id",
+        b"x-request-id",
+    }
+)
+
+
+def connection_options(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """The lower-cased names listed in every ``Connection`` field (RFC 9110 7.6.1)."""
+    names: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            names.update(token.strip().lower() for token in value.split(b","))
+    names.discard(b"")
+    return frozenset(names)
+
+
+def plan_request(
+    method: bytes,
+    target: bytes,
+    headers: Sequence[tuple[bytes, bytes]],
+    http_version: bytes,
+    *,
+    peer_ip: bytes,
+    rules: ForwardingRules,
+    upstream_authority: bytes,
+    max_header_count: int,
+) -> RequestPlan:
+    """Decide the upstream request for a downstream one, in one pass over its headers.
+
+    Raises ClientError for requests that must not be forwarded because a parser further up
+    the chain could read them differently (RFC 9112 6.3, 3.2).
+    """
+    if len(headers) > max_header_count:
+        raise ClientError(f"more than {max_header_count} header fields", status=431)
+    dropped = connection_options(headers) | HOP_BY_HOP
+    out: Headers = []
+    noted: dict[bytes, bytes] = {}
+    hosts: list[bytes] = []
+    forwarded_for: list[bytes] = []
+    xff_index = -1
+    content_length: bytes | None = None
+    chunked = False
+    for name, value in headers:
+        lname = name.lower()
+        if lname in NOTED_REQUEST_HEADERS and lname not in noted:
+            noted[lname] = value
+        if lname == b"transfer-encoding":
+            chunked = True  # h11 accepts nothing but a single "chunked"
+        elif lname == b"content-length":
+            content_length = value
+        elif lname == b"host":
+            hosts.append(value)
+        if lname in dropped:
+            continue
+        if lname == b"x-forwarded-for" and rules.append_x_forwarded_for:
+            # Merge every X-Forwarded-For field into one at the first one's place, as nginx's
+            # $proxy_add_x_forwarded_for does, and append the peer below.
+            if xff_index < 0:
+                xff_index = len(out)
+                out.append((name, value))
+            forwarded_for.append(value)
+            continue
+        out.append((name, value))
+
+    if chunked and content_length is not None:
+        raise ClientError("both Content-Length and Transfer-Encoding")
+    if len(hosts) > 1:
+        raise ClientError("more than one Host header")
+    target, host = _origin_form(target, hosts[0] if hosts else None)
+    if not hosts:
+        if http_version != b"1.0":
+            raise ClientError("missing Host header")  # h11 rejects it first; belt and braces
+        out.insert(0, (b"Host", host or upstream_authority))
+
+    if rules.append_x_forwarded_for:
+        if xff_index >= 0:
+            forwarded_for.append(peer_ip)
+            out[xff_index] = (out[xff_index][0], b", ".join(forwarded_for))
+        else:
+            out.append((b"X-Forwarded-For", peer_ip))
+    if rules.via:
+        out.append((b"Via", b"%s %s" % (http_version, rules.via)))
+
+    body = BodyKind.NONE
+    if chunked:
+        body = BodyKind.CHUNKED
+        out.append((b"Transfer-Encoding", b"chunked"))
+    elif content_length is not None and content_length.strip() != b"0":
+        body = BodyKind.LENGTH
+    return RequestPlan(
+        target=target,
+        headers=out,
+        body=body,
+        idempotent=method in IDEMPOTENT_METHODS,
+        host=host or (hosts[0] if hosts else b""),
+        noted=noted,
+    )
+
+
+def _origin_form(target: bytes, host: bytes | None) -> tuple[bytes, bytes]:
+    """Turn an absolute-form target into origin-form; return it and the authority it named.
+
+    RFC 9112 3.2.2: a server must accept absolute-form, and the Host field is then replaced
+    by the target's authority. We refuse a disagreement instead: two hops reading two hosts
+    is how cache poisoning starts.
+    """
+    if target.startswith(b"/") or target == b"*":
+        return target, b""
+    parts = urlsplit(target.decode("ascii", "replace"))
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ClientError("request target is neither origin-form nor absolute-form")
+    authority = parts.netloc.encode("ascii")
+    if host is not None and host.lower() != authority.lower():
+        raise ClientError("absolute-form target names another host than the Host header")
+    path = parts.path or "/"
+    origin = path + ("?" + parts.query if parts.query or target.endswith(b"?") else "")
+    return origin.encode("ascii"), authority
+
+
+def response_headers(
+    headers: Sequence[tuple[bytes, bytes]], http_version: bytes, *, rules: ForwardingRules
+) -> Headers:
+    """The upstream response's end-to-end headers, plus our Via.
+
+    Raises UpstreamError for framing a downstream parser could read two ways.
+    """
+    dropped = connection_options(headers) | HOP_BY_HOP
+    out: Headers = []
+    framings = 0
+    for name, value in headers:
+        lname = name.lower()
+        if lname in (b"content-length", b"transfer-encoding"):
+            framings |= 1 if lname == b"content-length" else 2
+        if lname not in dropped:
+            out.append((name, value))
+    if framings == 3:
+        raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
+    if rules.via:
+        out.append((b"Via", b"%s %s" % (http_version, rules.via)))
+    return out
+
+
+def trailer_headers(headers: Sequence[tuple[bytes, bytes]]) -> Headers:
+    """Trailer fields safe to pass on: no framing, routing or hop-by-hop fields."""
+    return [(name, value) for name, value in headers if name.lower() not in _FORBIDDEN_IN_TRAILERS]
+
+
+def header_value(headers: Sequence[tuple[bytes, bytes]], lname: bytes) -> bytes:
+    """The first value of a header (by lower-case name), or b""."""
+    for name, value in headers:
+        if name.lower() == lname:
+            return value
+    return b""

@@ -1,0 +1,42 @@
+"""Opening the listening socket, with errors a person can act on."""
+
+from __future__ import annotations
+
+import socket
+
+import trio
+
+from ._addr import format_host_port
+
+
+class ListenError(Exception):
+    """The listen address cannot be bound; the message names it and the reason."""
+
+
+def open_listener(
+    host: str, port: int, *, reuse_port: bool = False, backlog: int = 4096
+) -> trio.SocketListener:
+    """Bind and listen synchronously (before or inside ``trio.run``), IPv4 or IPv6."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {format_host_port(host, port)}: {exc}") from exc
+    family, _, _, _, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            # Several worker processes accept on one port; the kernel spreads connections.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise ListenError(f"cannot listen on {format_host_port(host, port)}: {reason}") from exc
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+
+def bound_address(listener: trio.SocketListener) -> str:
+    host, port = listener.socket.getsockname()[:2]
+    return format_host_port(host, port)

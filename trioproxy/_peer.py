@@ -1,0 +1,128 @@
+"""One side of an exchange: a trio stream paired with its h11 state machine.
+
+This is where trio's and h11's errors become the proxy's vocabulary (`_errors`), once, and
+where every read and write gets its deadline. Writes are coalesced: events are queued as
+bytes and flushed in one ``send_all`` just before we would wait for input, so a small
+response's head, body and end go out in one segment.
+"""
+
+from __future__ import annotations
+
+import select
+
+import h11
+import trio
+
+from ._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError, UpstreamTimeout
+
+RECEIVE_SIZE = 65536
+
+
+class Peer:
+    __slots__ = ("_out", "bytes_received", "bytes_sent", "h11", "stream")
+
+    def __init__(self, stream: trio.SocketStream, conn: h11.Connection) -> None:
+        self.stream = stream
+        self.h11 = conn
+        self._out: list[bytes] = []
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    def queue(self, event: h11.Event) -> None:
+        data = self.h11.send(event)
+        if data:
+            self._out.append(data)
+
+    @property
+    def has_queued(self) -> bool:
+        return bool(self._out)
+
+    async def flush(self, timeout_s: float) -> None:
+        if not self._out:
+            return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        try:
+            with trio.fail_after(timeout_s):
+                await self.stream.send_all(data)
+        except trio.TooSlowError:
+            self.h11.send_failed()
+            raise self._too_slow("sending") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            self.h11.send_failed()
+            raise self._gone(exc) from exc
+        except BaseException:
+            self.h11.send_failed()  # cancelled mid-write: the peer got an unknown prefix
+            raise
+        self.bytes_sent += len(data)
+
+    async def receive(self, timeout_s: float) -> None:
+        """Read once from the stream into h11; b"" (EOF) is passed on for h11 to judge."""
+        try:
+            with trio.fail_after(timeout_s):
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+        except trio.TooSlowError:
+            raise self._too_slow("receiving") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise self._gone(exc) from exc
+        self.bytes_received += len(data)
+        self.h11.receive_data(data)
+
+    def close(self) -> None:
+        """Close at once (synchronously, so it is safe in ``finally`` under cancellation)."""
+        self.stream.socket.close()
+
+    def _gone(self, exc: BaseException) -> Exception:
+        raise NotImplementedError
+
+    def _too_slow(self, doing: str) -> Exception:
+        raise NotImplementedError
+
+
+class Downstream(Peer):
+    """The client's connection; ``h11`` is in the SERVER role."""
+
+    __slots__ = ("peer_ip",)
+
+    def __init__(self, stream: trio.SocketStream, conn: h11.Connection, peer_ip: str) -> None:
+        super().__init__(stream, conn)
+        self.peer_ip = peer_ip
+
+    def _gone(self, exc: BaseException) -> Exception:
+        return ClientGone(f"client connection lost: {exc}")
+
+    def _too_slow(self, doing: str) -> Exception:
+        if doing == "sending":
+            return ClientGone("client stopped reading")
+        return ClientError("client too slow", status=408)
+
+
+class UpstreamConnection(Peer):
+    """A connection to the upstream; ``h11`` is in the CLIENT role. Pooled between exchanges."""
+
+    __slots__ = ("address", "idle_since", "uses")
+
+    def __init__(self, stream: trio.SocketStream, conn: h11.Connection, address: str) -> None:
+        super().__init__(stream, conn)
+        self.address = address
+        self.idle_since = 0.0
+        self.uses = 0
+
+    @property
+    def reusable(self) -> bool:
+        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE and not self._out
+
+    def looks_dead(self) -> bool:
+        """An idle HTTP connection with something to read has been closed (or broken) by
+        the origin: an EOF, a reset, or bytes nobody asked for. Checked without blocking."""
+        poller = select.poll()
+        poller.register(self.stream.socket.fileno(), select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+
+    def _gone(self, exc: BaseException) -> Exception:
+        if self.bytes_received == 0:
+            return UpstreamClosed(f"upstream {self.address} closed the connection: {exc}")
+        return UpstreamError(f"upstream {self.address} connection lost: {exc}")
+
+    def _too_slow(self, doing: str) -> Exception:
+        return UpstreamTimeout(f"upstream {self.address} timed out {doing}")

@@ -1,0 +1,129 @@
+"""The proxy's settings: frozen, typed, and valid by construction of their defaults.
+
+Each section of ``trioproxy.toml`` is one dataclass below; each key is one field. The field's
+metadata says what values are allowed (``min``/``max``/``choices``), so the loader in
+``_config`` can check a file without a second, drifting copy of the schema. Units are in the
+names. Every default says where it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _num(default: float, lo: float, hi: float, why: str) -> Any:
+    return field(default=default, metadata={"min": lo, "max": hi, "doc": why})
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    # How long a client may take to send a whole request head once it has started one
+    # (slowloris). HAProxy's `timeout http-request` recommendation; nginx uses 60 s.
+    client_header_s: float = _num(10.0, 0.1, 3600, "client request head deadline")
+    # Idle time allowed between requests on a downstream keep-alive connection (nginx default).
+    client_idle_s: float = _num(75.0, 0.1, 3600, "downstream keep-alive idle")
+    # Inactivity allowed while reading a request body (nginx client_body_timeout).
+    client_body_s: float = _num(60.0, 0.1, 3600, "request body read inactivity")
+    # Inactivity allowed while writing to the client (nginx send_timeout).
+    client_send_s: float = _num(60.0, 0.1, 3600, "response write inactivity")
+    # Section's own nginx: 60 s connect, 120 s read, "so nginx always fails before ingress".
+    upstream_connect_s: float = _num(60.0, 0.1, 600, "upstream connect")
+    upstream_response_s: float = _num(120.0, 0.1, 3600, "upstream response head")
+    upstream_read_s: float = _num(120.0, 0.1, 3600, "upstream body read inactivity")
+    upstream_send_s: float = _num(120.0, 0.1, 3600, "upstream write inactivity")
+    # How long a request may wait for a free upstream connection when the pool is full.
+    pool_wait_s: float = _num(10.0, 0.0, 600, "wait for a pooled connection")
+    # In-flight exchanges get this long to finish after SIGTERM (Kubernetes grants 30 s).
+    drain_s: float = _num(25.0, 0.0, 3600, "graceful shutdown drain")
+    # An idle WebSocket tunnel is closed after this (nginx proxy_read_timeout is 60 s;
+    # WebSocket peers ping far more often than hourly).
+    tunnel_idle_s: float = _num(3600.0, 1.0, 86400, "idle tunnel")
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    # Upper bound on open upstream connections (idle + in use): the pool never opens more.
+    pool_size: int = _num(256, 1, 65536, "maximum upstream connections")
+    # Idle pooled connections are closed after this: below Node's 5 s keep-alive default
+    # (nodejs/node#20256), so we never reuse a connection the origin is about to drop.
+    idle_timeout_s: float = _num(4.0, 0.1, 3600, "idle upstream connection expiry")
+    # The system resolver's answer for the upstream name is reused for at most this long.
+    dns_ttl_s: float = _num(5.0, 0.0, 3600, "upstream name re-resolution interval")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    # Total bytes of a request head (line + fields). Section's nginx allows 4 x 32 KiB; h11's
+    # default is 16 KiB. 431 beyond.
+    max_header_bytes: int = _num(65536, 1024, 1 << 24, "request head size")
+    # Count of header fields (Apache's LimitRequestFields).
+    max_header_count: int = _num(100, 1, 10000, "request header fields")
+    # Request line length (nginx large_client_header_buffers: 8 KiB); 414 beyond.
+    max_request_line_bytes: int = _num(8192, 64, 1 << 20, "request line length")
+    # Open downstream connections; beyond it new connections wait in the kernel's backlog.
+    max_connections: int = _num(10000, 1, 1 << 20, "concurrent downstream connections")
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarding:
+    # The pseudonym in `Via: 1.1 <name>` on requests and responses (RFC 9110 7.6.3); "" omits Via.
+    via_name: str = field(
+        default="trioproxy",
+        metadata={
+            "pattern": r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]*$",
+            "expect": "an HTTP token (letters, digits and !#$%&'*+-.^_`|~), or \"\" for no Via",
+        },
+    )
+    # Append the downstream peer to X-Forwarded-For, as nginx's $proxy_add_x_forwarded_for does.
+    append_x_forwarded_for: bool = True
+
+
+ACCESS_LOG_FIELDS: tuple[str, ...] = (
+    "time",
+    "time_taken_ms",
+    "request",
+    "method",
+    "path",
+    "status",
+    "bytes",
+    "response_body_bytes",
+    "content_type",
+    "hostname",
+    "referrer",
+    "useragent",
+    "http_x_forwarded_proto",
+    "remote_addr",
+    "x_forwarded_for",
+    "upstream_status",
+    "upstream_addr",
+    "upstream_time_ms",
+    "section_io_id",
+    "request_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessLog:
+    # Section's log pipeline reads JSON (its nginx's `section_json`) or LTSV.
+    format: str = field(default="json", metadata={"choices": ("json", "ltsv")})
+    # Which fields each line carries, in this order; default: all of them.
+    fields: tuple[str, ...] = field(
+        default=ACCESS_LOG_FIELDS, metadata={"subset_of": ACCESS_LOG_FIELDS}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    # Loopback-only health/metrics listener, "HOST:PORT"; "" keeps it off.
+    listen: str = field(default="", metadata={"loopback_address": True})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    upstream: Upstream = field(default_factory=Upstream)
+    limits: Limits = field(default_factory=Limits)
+    forwarding: Forwarding = field(default_factory=Forwarding)
+    access_log: AccessLog = field(default_factory=AccessLog)
+    admin: Admin = field(default_factory=Admin)
