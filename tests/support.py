@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import h11
@@ -76,7 +77,7 @@ async def raw_origin(
     """A TCP server on loopback running ``handler`` per connection: for origins that
     misbehave in ways a real server framework would not let us write."""
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, handler, 0, host="127.0.0.1")
+        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
         try:
             yield ("127.0.0.1", listeners[0].socket.getsockname()[1])
         finally:

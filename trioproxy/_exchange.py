@@ -34,6 +34,10 @@ async def forward(
     only when the reused connection died before any response byte arrived.
     """
     pool = ctx.pool
+    if plan.body is BodyKind.NONE:
+        # Take the request's end now, so a failure before any upstream I/O still leaves the
+        # downstream connection in step for its next request.
+        _expect_end_of_request(down)
     up, reused = await pool.acquire()
     while True:
         record.upstream_addr = up.address
@@ -41,11 +45,11 @@ async def forward(
         try:
             await _exchange_once(down, up, request, plan, record, ctx)
         except UpstreamClosed as exc:
+            pool.discard(up)
             if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
                 raise
             log.info("retrying %s on a fresh connection: %s", request.method.decode(), exc)
             ctx.stats.retries += 1
-            pool.discard(up)
             up, reused = await pool.connect_fresh(), False
             continue
         except BaseException:
@@ -53,7 +57,9 @@ async def forward(
             raise
         finally:
             record.upstream_duration_s = trio.current_time() - started
+        # The upstream is done with: back to the pool before the client's last bytes go out.
         pool.release(up)
+        await down.flush(ctx.settings.timeouts.client_send_s)
         return
 
 
@@ -68,7 +74,6 @@ async def _exchange_once(
     timeouts = ctx.settings.timeouts
     up.queue(h11.Request(method=request.method, target=plan.target, headers=plan.headers))
     if plan.body is BodyKind.NONE:
-        _expect_end_of_request(down)
         up.queue(h11.EndOfMessage())
         await up.flush(timeouts.upstream_send_s)
         await _relay_response(down, up, request, record, ctx)
@@ -163,6 +168,7 @@ async def _relay_response(
 ) -> None:
     timeouts = ctx.settings.timeouts
     response = await _read_response_head(down, up, request, ctx)
+    # From here on the client has (queued) bytes: an upstream failure can only abort it.
     raw = response.headers.raw_items()
     headers = response_headers(raw, response.http_version, rules=ctx.rules)
     if ctx.draining:
@@ -186,10 +192,9 @@ async def _relay_response(
         elif isinstance(event, h11.EndOfMessage):
             trailers = trailer_headers(event.headers.raw_items()) if keep_trailers else []
             down.queue(h11.EndOfMessage(headers=trailers))
-            break
+            return  # the caller flushes, after returning the connection to the pool
         else:
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
-    await down.flush(timeouts.client_send_s)
 
 
 def _next_upstream_event(up: UpstreamConnection) -> object:

@@ -9,6 +9,7 @@ server's nursery and closes idle connections before the origin's keep-alive drop
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from dataclasses import dataclass
 
@@ -172,7 +173,7 @@ class UpstreamPool:
                 raise UpstreamTimeout(f"connect to upstream {address} timed out") from None
             except OSError as exc:
                 sock.close()
-                errors.append(f"{address}: {exc.strerror or exc}")
+                errors.append(f"{address}: {os.strerror(exc.errno) if exc.errno else exc}")
                 continue
             except BaseException:
                 sock.close()
