@@ -17,6 +17,10 @@ from ._peer import Downstream
 
 log = logging.getLogger("trioproxy")
 
+# nginx's convention for the access log: the client closed the connection before a
+# response status went out. Never sent on the wire.
+CLIENT_CLOSED_REQUEST = 499
+
 _REASONS = {
     400: b"Bad Request",
     408: b"Request Timeout",
@@ -128,6 +132,10 @@ async def _serve_request(down: Downstream, request: h11.Request, ctx: ProxyConte
         if _can_respond(down):
             record.status = exc.status
             await _send_error(down, ctx, exc)
+    except ClientGone:
+        if not record.status:
+            record.status = CLIENT_CLOSED_REQUEST
+        raise
     finally:
         record.duration_s = trio.current_time() - started
         record.bytes_sent = down.bytes_sent - sent_before

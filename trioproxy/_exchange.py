@@ -120,6 +120,8 @@ async def _upload_body(down: Downstream, up: UpstreamConnection, ctx: ProxyConte
         try:
             event = down.h11.next_event()
         except h11.RemoteProtocolError as exc:
+            if down.h11.trailing_data[1]:  # EOF mid-body: the client gave up
+                raise ClientGone("client closed the connection mid-body") from exc
             raise ClientError(f"invalid request body: {exc}") from exc
         if event is h11.NEED_DATA:
             await up.flush(timeouts.upstream_send_s)  # backpressure: never read ahead
