@@ -1,0 +1,108 @@
+"""Running the real ``trioproxy`` command in a subprocess, as the container does."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import trio
+
+READY = re.compile(rb"listening on (\S+):(\d+), upstream")
+
+
+@dataclass
+class ProxyProcess:
+    process: trio.Process
+    port: int
+    stderr: bytearray = field(default_factory=bytearray)
+    stdout: bytearray = field(default_factory=bytearray)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def rss_peak_kib(self) -> int:
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmHWM")
+
+
+async def _pump(
+    stream: trio.abc.ReceiveStream, sink: bytearray, ready: trio.Event | None = None
+) -> None:
+    async for chunk in stream:
+        sink += chunk
+        if ready is not None and READY.search(sink):
+            ready.set()
+    if ready is not None:
+        ready.set()  # EOF: the process is gone; the caller finds out which
+
+
+@asynccontextmanager
+async def cli_proxy(
+    upstream: tuple[str, int], *args: str, config_dir: str | None = None
+) -> AsyncIterator[ProxyProcess]:
+    """``python -m trioproxy`` on 127.0.0.1:0; ready once its stderr announces the port."""
+    command = [
+        sys.executable,
+        "-m",
+        "trioproxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        f"{upstream[0]}:{upstream[1]}",
+        "--config-dir",
+        config_dir or "/nonexistent-trioproxy-config",
+        *args,
+    ]
+    async with trio.open_nursery() as nursery:
+        process = await trio.lowlevel.open_process(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
+        )
+        assert process.stdout is not None and process.stderr is not None
+        proc = ProxyProcess(process, 0)
+        ready = trio.Event()
+        nursery.start_soon(_pump, process.stdout, proc.stdout)
+        nursery.start_soon(_pump, process.stderr, proc.stderr, ready)
+        try:
+            with trio.fail_after(10):
+                await ready.wait()
+            match = READY.search(proc.stderr)
+            if match is None:
+                raise AssertionError(f"proxy exited: {proc.stderr.decode()}")
+            proc.port = int(match.group(2))
+            yield proc
+        finally:
+            if process.poll() is None:
+                process.kill()
+            with trio.move_on_after(5):
+                await process.wait()
+
+
+async def run_cli(args: Sequence[str], timeout_s: float = 10) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(timeout_s):
+        return await trio.run_process(
+            [sys.executable, "-m", "trioproxy", *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=_env(),
+        )
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOPROXY_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+async def wait_for_exit(process: trio.Process, timeout_s: float = 10) -> int:
+    with trio.fail_after(timeout_s):
+        return await process.wait()

@@ -1,0 +1,102 @@
+"""The real command in a subprocess: readiness, logs on the right streams, drain, failures."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import trio
+
+from .cli_support import cli_proxy, run_cli, wait_for_exit
+from .support import Client, raw_origin
+
+
+async def test_serves_and_logs_one_json_line_per_request(origin: tuple[str, int]) -> None:
+    async with cli_proxy(origin) as proxy:
+        async with Client.connect(proxy.address) as client:
+            for i in range(3):
+                reply = await client.request(b"GET", b"/r%d" % i, [(b"Host", b"site.example")])
+                assert reply.status == 200
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await wait_for_exit(proxy.process) == 0
+    lines = proxy.stdout.decode().splitlines()
+    assert len(lines) == 3  # stdout carries access lines and nothing else
+    records = [json.loads(line) for line in lines]
+    assert [r["path"] for r in records] == ["/r0", "/r1", "/r2"]
+    assert {r["status"] for r in records} == {"200"}
+    assert {r["hostname"] for r in records} == {"site.example"}
+    assert b"Traceback" not in proxy.stderr
+
+
+async def test_sigterm_drains_an_in_flight_response_then_exits_0() -> None:
+    request_arrived = trio.Event()
+    finish = trio.Event()
+
+    async def slow(stream: trio.SocketStream) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(65536)
+        request_arrived.set()
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
+        await finish.wait()
+        await stream.send_all(b"world")
+        await trio.sleep_forever()
+
+    async with raw_origin(slow) as upstream, cli_proxy(upstream) as proxy:
+        async with Client.connect(proxy.address) as idle_client, trio.open_nursery() as nursery:
+            replies = []
+
+            async def in_flight() -> None:
+                async with Client.connect(proxy.address) as client:
+                    replies.append(await client.request(b"GET", b"/slow"))
+                    # Its head went out before the signal; the connection closes after it.
+                    assert await client.stream.receive_some(1) == b""
+
+            nursery.start_soon(in_flight)
+            await request_arrived.wait()
+            proxy.process.send_signal(signal.SIGTERM)
+            # An idle keep-alive connection is closed at once, not kept for the drain.
+            assert await idle_client.stream.receive_some(1) == b""
+            finish.set()
+        assert await wait_for_exit(proxy.process) == 0
+    assert replies[0].status == 200
+    assert replies[0].body == b"helloworld"
+    assert b"SIGTERM" in proxy.stderr
+
+
+async def test_unbindable_address_is_one_clear_line_and_exit_1() -> None:
+    with trio.socket.socket() as taken:
+        await taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = await run_cli(["--listen", f"127.0.0.1:{port}", "--config-dir", "/nonexistent"])
+    assert result.returncode == 1
+    assert result.stdout == b""
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in lines[0]
+    assert "Address already in use" in lines[0]
+    assert "--listen" in lines[0]
+
+
+async def test_bad_option_values_are_reported_without_traceback() -> None:
+    result = await run_cli(["--listen", "nonsense", "--config-dir", "/nonexistent"])
+    assert result.returncode == 2
+    assert b"--listen" in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+async def test_unresolvable_upstream_warns_then_answers_502() -> None:
+    async with cli_proxy(("no-such-host.invalid", 80)) as proxy:
+        async with Client.connect(proxy.address) as client:
+            assert (await client.request(b"GET", b"/")).status == 502
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await wait_for_exit(proxy.process) == 0
+    assert b"WARNING" in proxy.stderr and b"does not resolve" in proxy.stderr
+    assert json.loads(proxy.stdout.decode().splitlines()[0])["status"] == "502"
+
+
+async def test_environment_variables_configure_the_proxy(origin: tuple[str, int]) -> None:
+    result = await run_cli(["--help"])
+    assert b"TRIOPROXY_<NAME>" in result.stdout
+    assert result.returncode == 0
