@@ -165,7 +165,9 @@ class Client:
         )
 
 
-async def exchange_raw(address: tuple[str, int], data: bytes, *, read_until_close: bool = True) -> bytes:
+async def exchange_raw(
+    address: tuple[str, int], data: bytes, *, read_until_close: bool = True
+) -> bytes:
     """Send raw bytes and collect everything until the peer closes."""
     stream = await trio.open_tcp_stream(*address)
     async with stream:

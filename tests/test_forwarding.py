@@ -66,7 +66,9 @@ async def test_hop_by_hop_request_headers_never_reach_the_origin(origin: tuple[s
 
 async def test_keep_alive_reuses_one_upstream_connection(origin: tuple[str, int]) -> None:
     async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
-        ports = {(await client.request(b"GET", b"/%d" % i)).json()["client_port"] for i in range(20)}
+        ports = {
+            (await client.request(b"GET", b"/%d" % i)).json()["client_port"] for i in range(20)
+        }
     assert len(ports) == 1
     assert proxy.server.pool.stats.opened == 1
     assert proxy.server.pool.stats.reused == 19

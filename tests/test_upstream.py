@@ -212,7 +212,9 @@ async def test_hop_by_hop_response_headers_are_stripped() -> None:
 async def test_informational_responses_are_relayed_before_the_final_one() -> None:
     async def early_hints(stream: trio.SocketStream) -> None:
         await _read_head(stream)
-        await stream.send_all(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+        await stream.send_all(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        )
         await stream.send_all(_response(b"final"))
 
     async with raw_origin(early_hints) as upstream, running_proxy(upstream) as proxy:
@@ -227,7 +229,7 @@ async def test_informational_responses_are_relayed_before_the_final_one() -> Non
 
 
 async def test_204_and_304_carry_no_body() -> None:
-    heads = [b"HTTP/1.1 204 No Content\r\n\r\n", b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n"]
+    heads = [b"HTTP/1.1 204 No Content\r\n\r\n", b'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n']
 
     async def bodiless(stream: trio.SocketStream) -> None:
         while heads and await _read_head(stream):

@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import trio
 
@@ -156,7 +156,7 @@ async def run_proxy(
 
 
 async def _stop_on_signals(
-    signals: trio.abc.ReceiveChannel[int], server: ProxyServer, everything: trio.CancelScope
+    signals: AsyncIterator[int], server: ProxyServer, everything: trio.CancelScope
 ) -> None:
     async for signum in signals:
         if everything.cancel_called:

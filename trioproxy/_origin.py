@@ -58,7 +58,10 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -76,7 +79,7 @@ def origin_config(host: str = "127.0.0.1", port: int = 0) -> Config:
 async def origin(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
     """Serve ``app`` with hypercorn on loopback for the block; yields its base URL."""
     async with trio.open_nursery() as nursery:
-        binds: list[str] = await nursery.start(serve, app, origin_config(host, port))  # type: ignore[arg-type]
+        binds: list[str] = await nursery.start(serve, app, origin_config(host, port))
         try:
             yield binds[0]
         finally:
