@@ -14,6 +14,8 @@ from ._errors import ClientError, ClientGone, ProxyError
 from ._exchange import forward
 from ._headers import plan_request
 from ._peer import Downstream
+from ._settings import Limits
+from ._strict import FramingError, check_request_head, find_head_end
 
 log = logging.getLogger("trioproxy")
 
@@ -68,31 +70,76 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
             try:
                 if ctx.draining:
                     return None
-                await down.receive(wait_s)
+                if not await down.receive(wait_s):
+                    return None  # the client closed between requests
             except ClientError:  # idle keep-alive expired: close quietly, as nginx does
                 return None
             finally:
                 ctx.idle_scopes.discard(idle)
         if idle.cancelled_caught:
             return None
-    deadline = trio.current_time() + timeouts.client_header_s
+    try:
+        with trio.fail_after(timeouts.client_header_s):
+            await _read_request_head(down, ctx.settings.limits)
+        return _parsed_request(down)
+    except ClientError as exc:  # malformed, oversized, or too slow to arrive (slowloris)
+        await _reject(down, ctx, exc)
+        return None
+    except trio.TooSlowError:
+        await _reject(
+            down, ctx, ClientError("client too slow sending the request head", status=408)
+        )
+        return None
+    except _Closed:
+        return None
+
+
+class _Closed(Exception):
+    """The client closed the connection between requests."""
+
+
+async def _read_request_head(down: Downstream, limits: Limits) -> None:
+    """Receive until h11 holds a whole request head that passed the strict checks."""
+    head = bytearray(down.h11.trailing_data[0])
+    searched = 0
     while True:
         try:
-            event = down.h11.next_event()
-        except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
-            await _reject(down, ctx, ClientError(f"malformed request: {exc}", status=status))
-            return None
-        if event is h11.NEED_DATA:
-            try:
-                await down.receive(deadline - trio.current_time())
-            except ClientError as exc:  # too slow to send a head (slowloris)
-                await _reject(down, ctx, exc)
-                return None
-        elif isinstance(event, h11.Request):
-            return event
-        else:  # ConnectionClosed: the client closed between requests
-            return None
+            end = find_head_end(head, searched)
+            if end >= 0:
+                if end > limits.max_header_bytes:
+                    raise ClientError("request head too large", status=431)
+                check_request_head(
+                    head[:end],
+                    max_request_line_bytes=limits.max_request_line_bytes,
+                    max_header_count=limits.max_header_count,
+                )
+                return
+        except FramingError as exc:
+            raise ClientError(f"malformed request: {exc}", status=exc.status) from exc
+        if (
+            len(head) > limits.max_request_line_bytes
+            and b"\n" not in head[: limits.max_request_line_bytes]
+        ):
+            raise ClientError("request line too long", status=414)
+        if len(head) > limits.max_header_bytes:
+            raise ClientError("request head too large", status=431)
+        searched = len(head)
+        data = await down.receive(float("inf"))  # the caller's deadline bounds the whole head
+        if not data:
+            if head:
+                raise ClientError("connection closed mid-request-head")
+            raise _Closed
+        head += data
+
+
+def _parsed_request(down: Downstream) -> h11.Request | None:
+    try:
+        event = down.h11.next_event()
+    except h11.RemoteProtocolError as exc:
+        raise ClientError(f"malformed request: {exc}", status=exc.error_status_hint) from exc
+    if isinstance(event, h11.Request):
+        return event
+    return None  # ConnectionClosed
 
 
 async def _serve_request(down: Downstream, request: h11.Request, ctx: ProxyContext) -> None:

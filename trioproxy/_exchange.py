@@ -17,6 +17,7 @@ from ._context import ProxyContext
 from ._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError
 from ._headers import BodyKind, RequestPlan, header_value, response_headers, trailer_headers
 from ._peer import Downstream, UpstreamConnection
+from ._strict import ChunkedChecker, FramingError, check_response_head, find_head_end
 
 log = logging.getLogger("trioproxy")
 
@@ -85,7 +86,7 @@ async def _exchange_once(
 
         async def upload() -> None:
             try:
-                await _upload_body(down, up, ctx)
+                await _upload_body(down, up, plan, ctx)
             except UpstreamError:
                 # The origin stopped reading: it may have answered early and closed. The
                 # relay below reports that answer, or the failure if there is none.
@@ -114,18 +115,27 @@ def _expect_end_of_request(down: Downstream) -> None:
         raise ClientError(f"unexpected {type(event).__name__} after a request without body")
 
 
-async def _upload_body(down: Downstream, up: UpstreamConnection, ctx: ProxyContext) -> None:
+async def _upload_body(
+    down: Downstream, up: UpstreamConnection, plan: RequestPlan, ctx: ProxyContext
+) -> None:
     timeouts = ctx.settings.timeouts
+    chunks = ChunkedChecker() if plan.body is BodyKind.CHUNKED else None
+    received = down.h11.trailing_data[0] if chunks is not None else b""
     while True:
         try:
+            if chunks is not None and received:
+                chunks.feed(received)
+                received = b""
             event = down.h11.next_event()
+        except FramingError as exc:
+            raise ClientError(f"malformed chunked body: {exc}", status=exc.status) from exc
         except h11.RemoteProtocolError as exc:
             if down.h11.trailing_data[1]:  # EOF mid-body: the client gave up
                 raise ClientGone("client closed the connection mid-body") from exc
             raise ClientError(f"invalid request body: {exc}") from exc
         if event is h11.NEED_DATA:
             await up.flush(timeouts.upstream_send_s)  # backpressure: never read ahead
-            await down.receive(timeouts.client_body_s)
+            received = await down.receive(timeouts.client_body_s)
         elif isinstance(event, h11.Data):
             up.queue(h11.Data(data=event.data))
         elif isinstance(event, h11.EndOfMessage):
@@ -138,27 +148,45 @@ async def _upload_body(down: Downstream, up: UpstreamConnection, ctx: ProxyConte
 
 async def _read_response_head(
     down: Downstream, up: UpstreamConnection, request: h11.Request, ctx: ProxyContext
-) -> h11.Response:
-    """Wait for the final response head, relaying 1xx responses on the way (RFC 9110 15.2)."""
+) -> tuple[h11.Response, bytearray]:
+    """Wait for the final response head, relaying 1xx responses on the way (RFC 9110 15.2).
+
+    Returns it with the bytes received past it (the start of the body), which the strict
+    chunked check still has to see.
+    """
     deadline = trio.current_time() + ctx.settings.timeouts.upstream_response_s
+    limit = ctx.settings.limits.max_header_bytes
+    buffer = bytearray()
+    searched = 0
     while True:
+        try:
+            end = find_head_end(buffer, searched)
+            if end >= 0:
+                check_response_head(buffer[:end])
+        except FramingError as exc:
+            raise UpstreamError(f"malformed response from upstream {up.address}: {exc}") from exc
+        if end < 0:
+            if len(buffer) > limit:
+                raise UpstreamError(f"response head from upstream {up.address} too large")
+            searched = len(buffer)
+            buffer += await up.receive(deadline - trio.current_time())
+            if not buffer:
+                raise UpstreamClosed(f"upstream {up.address} closed the connection")
+            continue
+        del buffer[:end]
+        searched = 0
         event = _next_upstream_event(up)
-        if event is h11.NEED_DATA:
-            await up.receive(deadline - trio.current_time())
-        elif isinstance(event, h11.Response):
-            return event
-        elif isinstance(event, h11.InformationalResponse):
-            # 101 belongs to an upgrade we did not ask for; HTTP/1.0 clients get no 1xx.
-            if event.status_code != 101 and request.http_version != b"1.0":
-                headers = response_headers(
-                    event.headers.raw_items(), event.http_version, rules=ctx.rules
-                )
-                down.queue(
-                    h11.InformationalResponse(status_code=event.status_code, headers=headers)
-                )
-                await down.flush(ctx.settings.timeouts.client_send_s)
-        else:
+        if isinstance(event, h11.Response):
+            return event, buffer
+        if not isinstance(event, h11.InformationalResponse):
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
+        # 101 belongs to an upgrade we did not ask for; HTTP/1.0 clients get no 1xx.
+        if event.status_code != 101 and request.http_version != b"1.0":
+            headers = response_headers(
+                event.headers.raw_items(), event.http_version, rules=ctx.rules
+            )
+            down.queue(h11.InformationalResponse(status_code=event.status_code, headers=headers))
+            await down.flush(ctx.settings.timeouts.client_send_s)
 
 
 async def _relay_response(
@@ -169,7 +197,7 @@ async def _relay_response(
     ctx: ProxyContext,
 ) -> None:
     timeouts = ctx.settings.timeouts
-    response = await _read_response_head(down, up, request, ctx)
+    response, body_start = await _read_response_head(down, up, request, ctx)
     # From here on the client has (queued) bytes: an upstream failure can only abort it.
     raw = response.headers.raw_items()
     headers = response_headers(raw, response.http_version, rules=ctx.rules)
@@ -183,12 +211,18 @@ async def _relay_response(
     record.status = response.status_code
     # Trailers survive only where the downstream framing is chunked too.
     keep_trailers = request.http_version != b"1.0" and not header_value(headers, b"content-length")
+    chunks = ChunkedChecker() if header_value(raw, b"transfer-encoding") else None
+    received: bytes | bytearray = body_start
     while True:
+        if chunks is not None and received:
+            _check_upstream_chunks(chunks, received, up)
         event = _next_upstream_event(up)
         if event is h11.NEED_DATA:
             await down.flush(timeouts.client_send_s)
-            await up.receive(timeouts.upstream_read_s)
-        elif isinstance(event, h11.Data):
+            received = await up.receive(timeouts.upstream_read_s)
+            continue
+        received = b""
+        if isinstance(event, h11.Data):
             down.queue(h11.Data(data=event.data))
             record.body_bytes_sent += len(event.data)
         elif isinstance(event, h11.EndOfMessage):
@@ -197,6 +231,15 @@ async def _relay_response(
             return  # the caller flushes, after returning the connection to the pool
         else:
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
+
+
+def _check_upstream_chunks(
+    chunks: ChunkedChecker, data: bytes | bytearray, up: UpstreamConnection
+) -> None:
+    try:
+        chunks.feed(data)
+    except FramingError as exc:
+        raise UpstreamError(f"malformed chunked body from upstream {up.address}: {exc}") from exc
 
 
 def _next_upstream_event(up: UpstreamConnection) -> object:

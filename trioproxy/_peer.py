@@ -56,8 +56,9 @@ class Peer:
             raise
         self.bytes_sent += len(data)
 
-    async def receive(self, timeout_s: float) -> None:
-        """Read once from the stream into h11; b"" (EOF) is passed on for h11 to judge."""
+    async def receive(self, timeout_s: float) -> bytes:
+        """Read once from the stream into h11 and return what was read; b"" (EOF) is passed
+        on for h11 to judge."""
         try:
             with trio.fail_after(timeout_s):
                 data = await self.stream.receive_some(RECEIVE_SIZE)
@@ -67,6 +68,7 @@ class Peer:
             raise self._gone(exc) from exc
         self.bytes_received += len(data)
         self.h11.receive_data(data)
+        return data
 
     def close(self) -> None:
         """Close at once (synchronously, so it is safe in ``finally`` under cancellation)."""
