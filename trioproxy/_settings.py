@@ -72,7 +72,7 @@ class Forwarding:
         default="trioproxy",
         metadata={
             "pattern": r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]*$",
-            "expect": "an HTTP token (letters, digits and !#$%&'*+-.^_`|~), or \"\" for no Via",
+            "expect": 'an HTTP token (letters, digits and !#$%&\'*+-.^_`|~), or "" for no Via',
         },
     )
     # Append the downstream peer to X-Forwarded-For, as nginx's $proxy_add_x_forwarded_for does.
