@@ -1,0 +1,411 @@
+"""The container image, built from the real Dockerfile and run the way the Section platform runs it.
+
+Rules of this module: it needs root (it starts a private dockerd with
+``../shared/docker/start-dockerd.sh`` and creates veth pairs); both containers run with
+``--network none`` and are joined only by a veth pair whose addresses (10.253.0.1/30 and .2) exist
+inside those two network namespaces and nowhere else; nothing is routed out of them; every step
+has a deadline; containers and veths are removed in ``finally``.
+
+Skipped, with the reason, only where no Docker engine can be started (not root, no shared/ dir,
+dockerd fails to start); ``TRIOPROXY_IMAGE_TEST_REQUIRED=1`` turns that skip into a failure.
+Env: ``TRIOPROXY_SHARED_DIR`` (default: ``shared`` beside the repo), ``DOCKERD_DIR`` (that of
+start-dockerd.sh), ``TRIOPROXY_KEEP_DOCKERD=1`` (leave a dockerd this module started running).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import pytest
+
+# Cold, the first test's setup installs docker.io, makes the base image and builds the image.
+pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("TRIOPROXY_SHARED_DIR", REPO.parent / "shared"))
+DOCKERD_DIR = Path(os.environ.get("DOCKERD_DIR", "/tmp/private-dockerd"))  # start-dockerd.sh's
+
+IMAGE = "trioproxy:image-test"
+BASE_IMAGE = "python:3.11-slim-bookworm"  # the Dockerfile's FROM, also the next-hop's image
+NEXT_HOP_ADDR = "10.253.0.1"
+PROXY_ADDR = "10.253.0.2"
+PREFIX_LEN = 30  # a point-to-point link: the two addresses above and nothing else
+READY_TEXT = "trioproxy: listening on 0.0.0.0:80, upstream next-hop:80"
+CLIENT_HEADERS = {  # what the platform guarantees on every request (proxy contract)
+    "X-Forwarded-For": "203.0.113.7",
+    "True-Client-IP": "203.0.113.7",
+    "X-Forwarded-Proto": "https",
+}
+POLL_S = 0.1
+T = TypeVar("T")
+
+# The next hop: an HTTP/1.1 origin that answers every GET with what it received, as JSON.
+NEXT_HOP_SCRIPT = """
+import http.server, json, sys
+
+class Origin(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        seen = {"origin": "next-hop", "path": self.path, "headers": self.headers.items()}
+        body = json.dumps(seen).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):
+        sys.stderr.write("next-hop: " + format % args + "\\n")
+
+server = http.server.ThreadingHTTPServer(("0.0.0.0", 80), Origin)
+print("next-hop: ready", flush=True)
+server.serve_forever()
+"""
+
+# A client run inside a network namespace (nsenter): argv = address, host, path...; the paths
+# go over one keep-alive connection; prints one JSON object per response.
+CLIENT_SCRIPT = """
+import http.client, json, sys
+
+address, host, *paths = sys.argv[1:]
+headers = json.loads(sys.stdin.read())
+conn = http.client.HTTPConnection(address, 80, timeout=10)
+for path in paths:
+    conn.request("GET", path, headers={"Host": host, **headers})
+    response = conn.getresponse()
+    body = response.read().decode("utf-8", "replace")
+    print(json.dumps({"status": response.status, "body": body}))
+conn.close()
+"""
+
+
+def run(
+    args: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    stdin: str = "",
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion within ``timeout`` seconds; fail the test with its output."""
+    command = shlex.join(args)
+    try:
+        proc = subprocess.run(
+            list(args),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=None if env is None else dict(env),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{command}: still running after {timeout} s", pytrace=False)
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"{command}: exit {proc.returncode}\n"
+            f"--- stdout (tail)\n{proc.stdout[-3000:]}\n--- stderr (tail)\n{proc.stderr[-3000:]}",
+            pytrace=False,
+        )
+    return proc
+
+
+def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
+    """Poll ``probe`` until it returns something other than None, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (result := probe()) is None:
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout} s", pytrace=False)
+        time.sleep(POLL_S)
+    return result
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    if os.environ.get("TRIOPROXY_IMAGE_TEST_REQUIRED") == "1":
+        pytest.fail(f"{reason} (and TRIOPROXY_IMAGE_TEST_REQUIRED=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class Docker:
+    """The docker CLI, talking to the private dockerd."""
+
+    env: Mapping[str, str] = field(repr=False)  # the whole environment: kept out of reports
+
+    def __call__(
+        self, *args: str, timeout: float, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return run(["docker", *args], timeout=timeout, env=self.env, check=check)
+
+    def pid(self, container: str) -> int:
+        return int(self("inspect", "-f", "{{.State.Pid}}", container, timeout=15).stdout)
+
+    def running(self, container: str) -> bool:
+        state = self("inspect", "-f", "{{.State.Running}}", container, timeout=15)
+        return state.stdout.strip() == "true"
+
+    def logs(self, container: str) -> tuple[str, str]:
+        """The container's stdout and stderr, each as its own stream."""
+        proc = self("logs", container, timeout=15)
+        return proc.stdout, proc.stderr
+
+    def wait_for_log(self, container: str, text: str, *, stream: str, timeout: float) -> str:
+        """Poll ``docker logs`` until ``text`` shows on ``stream``; fail early if it exits."""
+
+        def probe() -> str | None:
+            out, err = self.logs(container)
+            seen = out if stream == "stdout" else err
+            if text in seen:
+                return seen
+            if not self.running(container):
+                pytest.fail(
+                    f"{container} exited before {text!r}\n--- stdout\n{out}\n--- stderr\n{err}",
+                    pytrace=False,
+                )
+            return None
+
+        return wait_for(probe, timeout=timeout, what=f"{text!r} on {container}'s {stream}")
+
+    def run_once(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``docker run --rm --network none ARGS`` with the container's own exit code and
+        streams (create + start --attach: nothing the docker CLI says about the run mixes in)."""
+        container = self("create", "--network", "none", *args, timeout=timeout).stdout.strip()
+        try:
+            return self("start", "--attach", container, timeout=timeout, check=False)
+        finally:
+            self("rm", "--force", container, timeout=30, check=False)
+
+
+def _dockerd_alive() -> bool:
+    try:
+        os.kill(int((DOCKERD_DIR / "launch.pid").read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def docker() -> Iterator[Docker]:
+    """A running private dockerd (started here unless one is up), or a skip saying why not."""
+    script = SHARED / "docker" / "start-dockerd.sh"
+    if os.geteuid() != 0:
+        skip_or_fail("the image test needs root (a private dockerd, veth pairs, nsenter)")
+    if not script.is_file():
+        skip_or_fail(f"no {script}: set TRIOPROXY_SHARED_DIR to the shared/ dir")
+    started_here = not _dockerd_alive()
+    try:
+        proc = subprocess.run(
+            ["bash", str(script)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,  # installs docker.io on a fresh machine
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        skip_or_fail("start-dockerd.sh did not finish within 300 s")
+    found = re.search(r"^export DOCKER_HOST=(\S+)$", proc.stdout, re.MULTILINE)
+    if proc.returncode != 0 or found is None:
+        skip_or_fail(
+            f"no Docker engine: start-dockerd.sh exited {proc.returncode}: "
+            f"{proc.stderr.strip()[-500:]}"
+        )
+    yield Docker({**os.environ, "DOCKER_HOST": found.group(1), "DOCKER_BUILDKIT": "0"})
+    if started_here and os.environ.get("TRIOPROXY_KEEP_DOCKERD") != "1":
+        run(["bash", str(SHARED / "docker" / "stop-dockerd.sh")], timeout=60, check=False)
+
+
+@pytest.fixture(scope="module")
+def image(docker: Docker) -> str:
+    """The image, built from the repo's Dockerfile the way CI builds it (no network)."""
+    if docker("image", "inspect", BASE_IMAGE, timeout=15, check=False).returncode != 0:
+        run(["bash", str(SHARED / "docker" / "make-base-image.sh")], timeout=600, env=docker.env)
+    run(
+        [str(REPO / "scripts" / "build-wheels")],
+        timeout=300,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    docker("build", "--network", "none", "--force-rm", "--tag", IMAGE, str(REPO), timeout=600)
+    return IMAGE
+
+
+@dataclass(frozen=True)
+class Chain:
+    """next-hop and the proxy, each in its own network namespace, joined by one veth pair."""
+
+    docker: Docker
+    proxy: str
+    proxy_pid: int
+    next_hop: str
+    next_hop_pid: int
+    ready_stderr: str
+
+    def get(self, from_pid: int, host: str, *paths: str) -> list[dict[str, Any]]:
+        """GET ``paths`` over one connection to the proxy's public address, sent from inside
+        the network namespace of ``from_pid``."""
+        client = [sys.executable, "-c", CLIENT_SCRIPT, PROXY_ADDR, host, *paths]
+        proc = run(
+            ["nsenter", "-t", str(from_pid), "-n", *client],
+            stdin=json.dumps(CLIENT_HEADERS),
+            timeout=30,
+        )
+        return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def in_netns(pid: int, *args: str) -> None:
+    run(["nsenter", "-t", str(pid), "-n", *args], timeout=15)
+
+
+@pytest.fixture
+def chain(docker: Docker, image: str) -> Iterator[Chain]:
+    name = f"tpx-{os.getpid()}"  # veth names below stay within IFNAMSIZ (15)
+    next_hop, proxy = f"{name}-next-hop", f"{name}-proxy"
+    veth_next_hop, veth_proxy = f"{name}n", f"{name}p"
+    try:
+        detached = ("run", "--detach", "--network", "none")
+        docker(
+            *detached, "--name", next_hop, BASE_IMAGE, "python3", "-c", NEXT_HOP_SCRIPT, timeout=60
+        )
+        docker.wait_for_log(next_hop, "next-hop: ready", stream="stdout", timeout=30)
+        # As the platform runs it: no arguments, no extra privileges or sysctls.
+        hosts = ("--add-host", f"next-hop:{NEXT_HOP_ADDR}")
+        docker(*detached, "--name", proxy, *hosts, image, timeout=60)
+        ready = docker.wait_for_log(proxy, "trioproxy: listening on", stream="stderr", timeout=30)
+        next_hop_pid, proxy_pid = docker.pid(next_hop), docker.pid(proxy)
+        run(
+            ["ip", "link", "add", veth_next_hop, "type", "veth", "peer", "name", veth_proxy],
+            timeout=15,
+        )
+        run(["ip", "link", "set", veth_next_hop, "netns", str(next_hop_pid)], timeout=15)
+        run(["ip", "link", "set", veth_proxy, "netns", str(proxy_pid)], timeout=15)
+        for pid, veth, address in (
+            (next_hop_pid, veth_next_hop, NEXT_HOP_ADDR),
+            (proxy_pid, veth_proxy, PROXY_ADDR),
+        ):
+            in_netns(pid, "ip", "address", "add", f"{address}/{PREFIX_LEN}", "dev", veth)
+            in_netns(pid, "ip", "link", "set", veth, "up")
+        yield Chain(docker, proxy, proxy_pid, next_hop, next_hop_pid, ready)
+    finally:
+        # Ends moved into a container go away with its namespace; one left here is deleted
+        # (with its peer). Errors are expected when there is nothing left to remove.
+        for veth in (veth_next_hop, veth_proxy):
+            run(["ip", "link", "delete", veth], timeout=15, check=False)
+        docker("rm", "--force", proxy, next_hop, timeout=60, check=False)
+
+
+def access_lines(stdout: str) -> list[dict[str, Any]]:
+    """Every stdout line, each of which must be a JSON object (the platform's access log)."""
+    lines = []
+    for line in stdout.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            pytest.fail(f"stdout line is not JSON (only access lines belong there): {line!r}")
+        assert isinstance(record, dict), f"stdout line is not a JSON object: {line!r}"
+        lines.append(record)
+    return lines
+
+
+def test_image_config(docker: Docker, image: str) -> None:
+    config = json.loads(
+        docker("image", "inspect", "-f", "{{json .Config}}", image, timeout=15).stdout
+    )
+    assert config["User"].split(":")[0] not in ("", "0", "root")
+    assert "80/tcp" in config["ExposedPorts"]
+    # exec form, so that trioproxy itself is PID 1 and receives docker stop's SIGTERM
+    assert config["Entrypoint"] == ["/opt/trioproxy/bin/trioproxy"]
+    assert not config.get("Cmd")  # no default arguments: the contract's defaults apply
+
+
+def test_proxies_logs_and_stops_cleanly(chain: Chain) -> None:
+    docker = chain.docker
+    assert READY_TEXT in chain.ready_stderr
+
+    # PID 1 is trioproxy itself (no shell in between), not running as root.
+    cmdline = Path(f"/proc/{chain.proxy_pid}/cmdline").read_bytes().split(b"\0")
+    assert b"/opt/trioproxy/bin/trioproxy" in cmdline, cmdline
+    status = Path(f"/proc/{chain.proxy_pid}/status").read_text()
+    for key in ("Uid", "Gid"):
+        ids = re.search(rf"^{key}:\s+(.*)$", status, re.MULTILINE)
+        assert ids is not None
+        assert "0" not in ids.group(1).split(), f"{key}: {ids.group(1)}"
+
+    # Two requests over one keep-alive connection from inside the proxy's namespace, then one
+    # arriving over the veth from the peer's namespace, like traffic from the platform.
+    responses = chain.get(chain.proxy_pid, "www.example.test", "/first", "/second?x=1")
+    responses += chain.get(chain.next_hop_pid, "other.example.test", "/third")
+    for response, path in zip(responses, ("/first", "/second?x=1", "/third"), strict=True):
+        assert response["status"] == 200, response
+        seen = json.loads(response["body"])
+        assert seen["origin"] == "next-hop"
+        assert seen["path"] == path
+
+    def three_lines() -> list[dict[str, Any]] | None:
+        lines = access_lines(docker.logs(chain.proxy)[0])
+        return lines if len(lines) >= 3 else None
+
+    lines = wait_for(three_lines, timeout=15, what="3 access-log lines on stdout")
+    for line, host in zip(
+        lines, ("www.example.test", "www.example.test", "other.example.test"), strict=True
+    ):
+        assert str(line["status"]) == "200", line
+        assert line["hostname"] == host, line
+        assert int(str(line["bytes"])) > 0, line
+
+    # docker stop: SIGTERM to PID 1, which drains and exits 0 well before the SIGKILL.
+    started = time.monotonic()
+    docker("stop", "--time", "30", chain.proxy, timeout=60)
+    took = time.monotonic() - started
+    state = json.loads(docker("inspect", "-f", "{{json .State}}", chain.proxy, timeout=15).stdout)
+    out, err = docker.logs(chain.proxy)
+    assert state["ExitCode"] == 0, f"exit {state['ExitCode']} after {took:.1f} s\n{err}"
+    assert took < 10, f"idle, yet stopping took {took:.1f} s\n{err}"  # nothing to drain
+    assert not state["OOMKilled"]
+    assert len(access_lines(out)) == 3, out  # shutdown wrote nothing to stdout
+    assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("toml", "valid"),
+    [
+        (None, True),  # the image's own /opt/proxy_config: empty, defaults apply
+        ("[timeouts]\nclient_header_s = 5.0\n", True),
+        ("[timeouts]\nbogus = 1\n", False),
+    ],
+    ids=["empty", "valid", "unknown-key"],
+)
+@pytest.mark.parametrize("bare_env", [False, True], ids=["image-env", "bare-env"])
+def test_validate_sh(
+    docker: Docker, image: str, tmp_path: Path, toml: str | None, valid: bool, bare_env: bool
+) -> None:
+    """The contract: exit 0 and no output when valid; non-zero and the reason on stderr if not.
+    Run as the platform runs it: no network, the config mounted read-only; also with an empty
+    environment (no PATH from the image), in case the hook does not apply the image's ENV."""
+    mount: list[str] = []
+    if toml is not None:
+        config = tmp_path / "proxy_config"
+        config.mkdir()
+        config.chmod(0o755)  # readable by the image's non-root user, whatever the umask
+        (config / "trioproxy.toml").write_text(toml)
+        (config / "trioproxy.toml").chmod(0o644)
+        mount = ["--volume", f"{config}:/opt/proxy_config:ro"]
+    command = ["/usr/bin/env", "-i", "/opt/section/validate.sh"] if bare_env else []
+    entrypoint = command[0] if command else "/opt/section/validate.sh"
+    proc = docker.run_once(*mount, "--entrypoint", entrypoint, image, *command[1:])
+    if valid:
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    else:
+        assert proc.returncode != 0
+        assert proc.stdout == ""
+        assert "bogus" in proc.stderr
