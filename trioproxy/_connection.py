@@ -25,6 +25,7 @@ CLIENT_CLOSED_REQUEST = 499
 
 _REASONS = {
     400: b"Bad Request",
+    405: b"Method Not Allowed",
     408: b"Request Timeout",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",

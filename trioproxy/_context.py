@@ -19,6 +19,7 @@ class ProxyStats:
     connections_total: int = 0
     requests: int = 0
     retries: int = 0
+    tunnels_open: int = 0
     errors_by_status: dict[int, int] = field(default_factory=dict)
 
 

@@ -28,6 +28,12 @@ class ClientGone(Exception):
     """The downstream peer closed or reset the connection: nobody is left to answer."""
 
 
+class MethodNotAllowed(ProxyError):
+    """A method a reverse proxy does not serve (CONNECT: we are not a forward proxy)."""
+
+    status = 405
+
+
 class UpstreamError(ProxyError):
     """The upstream failed: unreachable, reset, or spoke invalid HTTP."""
 

@@ -18,6 +18,7 @@ from ._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError
 from ._headers import BodyKind, RequestPlan, header_value, response_headers, trailer_headers
 from ._peer import Downstream, UpstreamConnection
 from ._strict import ChunkedChecker, FramingError, check_response_head, find_head_end
+from ._tunnel import splice
 
 log = logging.getLogger("trioproxy")
 
@@ -148,8 +149,9 @@ async def _upload_body(
 
 async def _read_response_head(
     down: Downstream, up: UpstreamConnection, request: h11.Request, ctx: ProxyContext
-) -> tuple[h11.Response, bytearray]:
-    """Wait for the final response head, relaying 1xx responses on the way (RFC 9110 15.2).
+) -> tuple[h11.Response | h11.InformationalResponse, bytearray]:
+    """Wait for the final response head (or the 101 of an upgrade), relaying other 1xx
+    responses on the way (RFC 9110 15.2).
 
     Returns it with the bytes received past it (the start of the body), which the strict
     chunked check still has to see.
@@ -180,8 +182,9 @@ async def _read_response_head(
             return event, buffer
         if not isinstance(event, h11.InformationalResponse):
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
-        # 101 belongs to an upgrade we did not ask for; HTTP/1.0 clients get no 1xx.
-        if event.status_code != 101 and request.http_version != b"1.0":
+        if event.status_code == 101:  # h11 lets it through only if we proposed an upgrade
+            return event, buffer
+        if request.http_version != b"1.0":  # HTTP/1.0 clients get no 1xx (RFC 9110 15.2)
             headers = response_headers(
                 event.headers.raw_items(), event.http_version, rules=ctx.rules
             )
@@ -200,6 +203,9 @@ async def _relay_response(
     response, body_start = await _read_response_head(down, up, request, ctx)
     # From here on the client has (queued) bytes: an upstream failure can only abort it.
     raw = response.headers.raw_items()
+    if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
+        await _tunnel(down, up, response, record, ctx)
+        return
     headers = response_headers(raw, response.http_version, rules=ctx.rules)
     if ctx.draining:
         headers.append((b"Connection", b"close"))
@@ -231,6 +237,33 @@ async def _relay_response(
             return  # the caller flushes, after returning the connection to the pool
         else:
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
+
+
+async def _tunnel(
+    down: Downstream,
+    up: UpstreamConnection,
+    switch: h11.InformationalResponse,
+    record: AccessRecord,
+    ctx: ProxyContext,
+) -> None:
+    """Relay the 101 and splice the two connections; neither is reused afterwards (h11
+    leaves both in SWITCHED_PROTOCOL, which the pool and the keep-alive loop refuse)."""
+    headers = response_headers(
+        switch.headers.raw_items(), switch.http_version, rules=ctx.rules, switching=True
+    )
+    down.queue(h11.InformationalResponse(status_code=101, headers=headers, reason=switch.reason))
+    record.status = record.upstream_status = 101
+    await down.flush(ctx.settings.timeouts.client_send_s)
+    ctx.stats.tunnels_open += 1
+    try:
+        await splice(
+            down,
+            up,
+            idle_timeout_s=ctx.settings.timeouts.tunnel_idle_s,
+            fin_timeout_s=ctx.settings.timeouts.tunnel_fin_s,
+        )
+    finally:
+        ctx.stats.tunnels_open -= 1
 
 
 def _check_upstream_chunks(

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ._errors import ClientError, UpstreamError
+from ._errors import ClientError, MethodNotAllowed, UpstreamError
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -60,6 +60,7 @@ class RequestPlan:
     headers: Headers
     body: BodyKind
     idempotent: bool
+    upgrade: bool = False  # a WebSocket upgrade: Connection/Upgrade are kept for it
     host: bytes = b""
     noted: dict[bytes, bytes] = field(default_factory=dict)
 
@@ -106,7 +107,11 @@ def plan_request(
     """
     if len(headers) > max_header_count:
         raise ClientError(f"more than {max_header_count} header fields", status=431)
-    dropped = connection_options(headers) | HOP_BY_HOP
+    if method == b"CONNECT":
+        raise MethodNotAllowed("CONNECT: this is a reverse proxy, not a forward proxy")
+    options = connection_options(headers)
+    dropped = options | HOP_BY_HOP
+    upgrade = False
     out: Headers = []
     noted: dict[bytes, bytes] = {}
     hosts: list[bytes] = []
@@ -124,6 +129,8 @@ def plan_request(
             content_length = value
         elif lname == b"host":
             hosts.append(value)
+        elif lname == b"upgrade" and b"upgrade" in options:
+            upgrade = upgrade or _offers_websocket(value)
         if lname in dropped:
             continue
         if lname == b"x-forwarded-for" and rules.append_x_forwarded_for:
@@ -155,6 +162,11 @@ def plan_request(
     if rules.via:
         out.append((b"Via", b"%s %s" % (http_version, rules.via)))
 
+    # Only WebSocket is tunnelled (RFC 6455 4.1: a GET over HTTP/1.1); other protocols
+    # (h2c, ...) lose their Upgrade and the request goes on as plain HTTP/1.1.
+    upgrade = upgrade and method == b"GET" and http_version == b"1.1"
+    if upgrade:
+        out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
     body = BodyKind.NONE
     if chunked:
         body = BodyKind.CHUNKED
@@ -166,9 +178,14 @@ def plan_request(
         headers=out,
         body=body,
         idempotent=method in IDEMPOTENT_METHODS,
+        upgrade=upgrade,
         host=host or (hosts[0] if hosts else b""),
         noted=noted,
     )
+
+
+def _offers_websocket(value: bytes) -> bool:
+    return any(token.strip().split(b"/")[0].lower() == b"websocket" for token in value.split(b","))
 
 
 def _origin_form(target: bytes, host: bytes | None) -> tuple[bytes, bytes]:
@@ -192,7 +209,11 @@ def _origin_form(target: bytes, host: bytes | None) -> tuple[bytes, bytes]:
 
 
 def response_headers(
-    headers: Sequence[tuple[bytes, bytes]], http_version: bytes, *, rules: ForwardingRules
+    headers: Sequence[tuple[bytes, bytes]],
+    http_version: bytes,
+    *,
+    rules: ForwardingRules,
+    switching: bool = False,
 ) -> Headers:
     """The upstream response's end-to-end headers, plus our Via.
 
@@ -209,6 +230,8 @@ def response_headers(
             out.append((name, value))
     if framings == 3:
         raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
+    if switching:  # a 101 for our WebSocket upgrade: the switch itself is end-to-end
+        out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
     if rules.via:
         out.append((b"Via", b"%s %s" % (http_version, rules.via)))
     return out

@@ -22,7 +22,7 @@ class Peer:
     __slots__ = ("_out", "bytes_received", "bytes_sent", "h11", "stream")
 
     def __init__(self, stream: trio.SocketStream, conn: h11.Connection) -> None:
-        self.stream = stream
+        self.stream: trio.SocketStream = stream
         self.h11 = conn
         self._out: list[bytes] = []
         self.bytes_sent = 0

@@ -39,6 +39,9 @@ class Timeouts:
     # An idle WebSocket tunnel is closed after this (nginx proxy_read_timeout is 60 s;
     # WebSocket peers ping far more often than hourly).
     tunnel_idle_s: float = _num(3600.0, 1.0, 86400, "idle tunnel")
+    # Once one side of a tunnel has closed its half, the other gets this long to follow
+    # (HAProxy's timeout client-fin / server-fin).
+    tunnel_fin_s: float = _num(10.0, 0.1, 3600, "half-closed tunnel")
 
 
 @dataclass(frozen=True, slots=True)
