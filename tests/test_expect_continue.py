@@ -1,0 +1,133 @@
+"""Expect: 100-continue (RFC 9110 10.1.1): relayed both ways, early answers honoured."""
+
+from __future__ import annotations
+
+import h11
+import trio
+
+from .support import running_proxy, raw_origin
+
+HEAD = b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n"
+
+
+async def _read_head(stream: trio.SocketStream, buffer: bytearray) -> bytes:
+    while b"\r\n\r\n" not in buffer:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            raise AssertionError("closed before a head")
+        buffer += chunk
+    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+    buffer[:] = rest
+    return head
+
+
+async def _continuing_origin(stream: trio.SocketStream) -> None:
+    """Sends 100 Continue when asked, reads the body, answers with what it got."""
+    buffer = bytearray()
+    head = await _read_head(stream, buffer)
+    if b"expect: 100-continue" in head.lower():
+        await stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+    while len(buffer) < 11:
+        buffer += await stream.receive_some(65536)
+    await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n" + bytes(buffer[:11]))
+
+
+async def _client(address: tuple[str, int]) -> tuple[trio.SocketStream, h11.Connection]:
+    stream = await trio.open_tcp_stream(*address)
+    return stream, h11.Connection(h11.CLIENT)
+
+
+async def _next_response_event(stream: trio.SocketStream, conn: h11.Connection) -> object:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        conn.receive_data(await stream.receive_some(65536))
+
+
+async def test_client_waits_for_100_then_sends_body() -> None:
+    async with raw_origin(_continuing_origin) as origin, running_proxy(origin) as proxy:
+        stream, conn = await _client(proxy.address)
+        async with stream:
+            await stream.send_all(HEAD)
+            conn.send(
+                h11.Request(
+                    method=b"PUT",
+                    target=b"/",
+                    headers=[
+                        (b"Host", b"x"),
+                        (b"Content-Length", b"11"),
+                        (b"Expect", b"100-continue"),
+                    ],
+                )
+            )
+            informational = await _next_response_event(stream, conn)
+            assert isinstance(informational, h11.InformationalResponse)
+            assert informational.status_code == 100
+            await stream.send_all(b"hello world")
+            final = await _next_response_event(stream, conn)
+            assert isinstance(final, h11.Response) and final.status_code == 200
+            body = await _next_response_event(stream, conn)
+            assert isinstance(body, h11.Data) and body.data == b"hello world"
+
+
+async def test_client_that_does_not_wait_works_too() -> None:
+    async with raw_origin(_continuing_origin) as origin, running_proxy(origin) as proxy:
+        stream, conn = await _client(proxy.address)
+        async with stream:
+            await stream.send_all(HEAD + b"hello world")
+            conn.send(
+                h11.Request(
+                    method=b"PUT",
+                    target=b"/",
+                    headers=[
+                        (b"Host", b"x"),
+                        (b"Content-Length", b"11"),
+                        (b"Expect", b"100-continue"),
+                    ],
+                )
+            )
+            events = [await _next_response_event(stream, conn) for _ in range(3)]
+    assert [type(e).__name__ for e in events] == ["InformationalResponse", "Response", "Data"]
+    assert events[2].data == b"hello world"  # type: ignore[attr-defined]
+
+
+async def test_early_final_answer_is_relayed_and_the_body_never_read() -> None:
+    body_reached_origin = False
+
+    async def rejects(stream: trio.SocketStream) -> None:
+        nonlocal body_reached_origin
+        buffer = bytearray()
+        await _read_head(stream, buffer)
+        await stream.send_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 6\r\n\r\nlog in")
+        with trio.move_on_after(0.5):
+            body_reached_origin = bool(buffer or await stream.receive_some(65536))
+
+    async with raw_origin(rejects) as origin, running_proxy(origin) as proxy:
+        stream = await trio.open_tcp_stream(*proxy.address)
+        async with stream:
+            await stream.send_all(HEAD)
+            received = b""
+            while chunk := await stream.receive_some(65536):  # until the proxy closes
+                received += chunk
+    assert received.startswith(b"HTTP/1.1 401 Unauthorized")
+    assert received.endswith(b"log in")
+    assert b"100 Continue" not in received
+    assert not body_reached_origin
+
+
+async def test_417_from_origin_is_relayed() -> None:
+    async def refuses_expectation(stream: trio.SocketStream) -> None:
+        await _read_head(stream, bytearray())
+        await stream.send_all(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
+        await trio.sleep_forever()
+
+    async with raw_origin(refuses_expectation) as origin, running_proxy(origin) as proxy:
+        stream = await trio.open_tcp_stream(*proxy.address)
+        async with stream:
+            await stream.send_all(HEAD)
+            received = b""
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+    assert received.startswith(b"HTTP/1.1 417 ")
+    assert proxy.records[-1].status == 417
