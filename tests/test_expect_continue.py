@@ -5,7 +5,7 @@ from __future__ import annotations
 import h11
 import trio
 
-from .support import running_proxy, raw_origin
+from .support import raw_origin, running_proxy
 
 HEAD = b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n"
 
