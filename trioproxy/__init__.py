@@ -1,3 +1,52 @@
-"""trioproxy: an HTTP/1.1 reverse proxy on Trio and h11."""
+"""trioproxy: an HTTP/1.1 reverse proxy on Trio and h11.
+
+The public API, for running the proxy inside your own Trio program or tests::
+
+    proxy = await nursery.start(trioproxy.serve, ("127.0.0.1", 8000))
+    async with trioproxy.running(("127.0.0.1", 8000), settings) as proxy: ...
+    settings = trioproxy.load_settings("/opt/proxy_config")
+
+Names are imported on first use, so that ``trioproxy.validate`` (the platform's pre-receive
+check) does not pay for importing trio and h11.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AccessRecord",
+    "ConfigError",
+    "RunningProxy",
+    "Settings",
+    "load_settings",
+    "running",
+    "serve",
+]
+
+_HOMES = {
+    "AccessRecord": "._accesslog",
+    "ConfigError": "._config",
+    "RunningProxy": "._embed",
+    "Settings": "._settings",
+    "load_settings": "._config",
+    "running": "._embed",
+    "serve": "._embed",
+}
+
+if TYPE_CHECKING:
+    from ._accesslog import AccessRecord
+    from ._config import ConfigError, load_settings
+    from ._embed import RunningProxy, running, serve
+    from ._settings import Settings
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'trioproxy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name], __name__), name)
+    globals()[name] = value
+    return value

@@ -8,7 +8,8 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 
 import trio
 
@@ -114,14 +115,21 @@ def run_main(argv: Sequence[str]) -> int:
     except ListenError as exc:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
+    run_with_access_log(settings, partial(run_proxy, settings, [listener], upstream))
+    log.info("stopped")
+    return 0
+
+
+def run_with_access_log(
+    settings: Settings, main: Callable[[Callable[[AccessRecord], None]], Awaitable[None]]
+) -> None:
+    """``trio.run(main, sink)`` with access lines going to stdout through the writer thread."""
     writer = AccessLogWriter()
     writer.start()
     try:
-        trio.run(run_proxy, settings, [listener], upstream, access_log_sink(settings, writer))
+        trio.run(main, access_log_sink(settings, writer))
     finally:
         writer.close(timeout_s=2.0)
-    log.info("stopped")
-    return 0
 
 
 def access_log_sink(settings: Settings, writer: AccessLogWriter) -> Callable[[AccessRecord], None]:

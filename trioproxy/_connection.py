@@ -12,7 +12,7 @@ from ._accesslog import AccessRecord
 from ._context import ProxyContext
 from ._errors import ClientError, ClientGone, ProxyError
 from ._exchange import forward
-from ._headers import plan_request
+from ._headers import plan_request, reason_phrase
 from ._peer import Downstream
 from ._settings import Limits
 from ._strict import FramingError, check_request_head, find_head_end
@@ -22,17 +22,6 @@ log = logging.getLogger("trioproxy")
 # nginx's convention for the access log: the client closed the connection before a
 # response status went out. Never sent on the wire.
 CLIENT_CLOSED_REQUEST = 499
-
-_REASONS = {
-    400: b"Bad Request",
-    405: b"Method Not Allowed",
-    408: b"Request Timeout",
-    414: b"URI Too Long",
-    431: b"Request Header Fields Too Large",
-    502: b"Bad Gateway",
-    503: b"Service Unavailable",
-    504: b"Gateway Timeout",
-}
 
 
 async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None:
@@ -221,7 +210,7 @@ def _can_respond(down: Downstream) -> bool:
 async def _send_error(down: Downstream, ctx: ProxyContext, exc: ProxyError) -> None:
     """A short plain-text answer. Client errors close the connection (the stream may be out
     of sync); upstream errors keep it if the request was read whole."""
-    reason = _REASONS.get(exc.status, b"Error")
+    reason = reason_phrase(exc.status, b"")
     body = b"%d %s\n" % (exc.status, reason)
     headers = [
         (b"Content-Type", b"text/plain; charset=utf-8"),

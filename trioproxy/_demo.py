@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-import trio
-
+from ._accesslog import AccessRecord
 from ._addr import parse_host_port
-from ._cli import build_parser, configure_diagnostics, log, run_proxy
+from ._cli import build_parser, configure_diagnostics, log, run_proxy, run_with_access_log
 from ._config import ConfigError, load_settings
 from ._listen import ListenError, open_listener
 from ._origin import Receive, Scope, Send, handle_lifespan, origin
@@ -49,20 +48,12 @@ def main(argv: Sequence[str]) -> int:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
 
-    async def run() -> None:
+    async def run(access_log: Callable[[AccessRecord], None]) -> None:
         async with origin(demo_app) as url:
             parts = urlsplit(url)
             log.info("demo origin on %s", parts.netloc)
             upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-            await run_proxy(settings, [listener], upstream, _print_access_line)
+            await run_proxy(settings, [listener], upstream, access_log)
 
-    trio.run(run)
+    run_with_access_log(settings, run)
     return 0
-
-
-def _print_access_line(record: object) -> None:
-    """The demo prints access lines directly; the real entrypoint uses the non-blocking writer."""
-    from ._accesslog import AccessRecord, make_formatter
-
-    assert isinstance(record, AccessRecord)
-    print(make_formatter("json", ())(record), flush=True)

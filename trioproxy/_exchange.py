@@ -15,7 +15,14 @@ import trio
 from ._accesslog import AccessRecord
 from ._context import ProxyContext
 from ._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError
-from ._headers import BodyKind, RequestPlan, header_value, response_headers, trailer_headers
+from ._headers import (
+    BodyKind,
+    RequestPlan,
+    header_value,
+    reason_phrase,
+    response_headers,
+    trailer_headers,
+)
 from ._peer import Downstream, UpstreamConnection
 from ._strict import ChunkedChecker, FramingError, check_response_head, find_head_end
 from ._tunnel import splice
@@ -212,7 +219,11 @@ async def _relay_response(
     record.upstream_status = response.status_code
     record.content_type = header_value(raw, b"content-type")
     down.queue(
-        h11.Response(status_code=response.status_code, headers=headers, reason=response.reason)
+        h11.Response(
+            status_code=response.status_code,
+            headers=headers,
+            reason=reason_phrase(response.status_code, response.reason),
+        )
     )
     record.status = response.status_code
     # Trailers survive only where the downstream framing is chunked too.

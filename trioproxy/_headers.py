@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from urllib.parse import urlsplit
 
 from ._errors import ClientError, MethodNotAllowed, UpstreamError
@@ -248,3 +249,12 @@ def header_value(headers: Sequence[tuple[bytes, bytes]], lname: bytes) -> bytes:
         if name.lower() == lname:
             return value
     return b""
+
+
+_STANDARD_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+
+def reason_phrase(status: int, given: bytes) -> bytes:
+    """The upstream's reason phrase, or the standard one where it sent none (hypercorn sends
+    none); clients ignore it (RFC 9112 4), people reading responses do not."""
+    return given or _STANDARD_REASONS.get(status, b"")
