@@ -16,10 +16,17 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from ._embed import RunningProxy, running
-from ._origin import ASGIApp, echo_app, origin
+from ._origin import ASGIApp, echo_app, handle_lifespan, origin
 from ._settings import Settings
 
-__all__ = ["ASGIApp", "RunningProxy", "echo_app", "origin", "proxy_in_front_of"]
+__all__ = [
+    "ASGIApp",
+    "RunningProxy",
+    "echo_app",
+    "handle_lifespan",
+    "origin",
+    "proxy_in_front_of",
+]
 
 
 @asynccontextmanager
