@@ -35,6 +35,7 @@ async def test_get_is_forwarded_with_headers_in_order(origin: tuple[str, int]) -
         ["x-forwarded-proto", "https"],
         ["true-client-ip", "203.0.113.9"],
         ["x-forwarded-for", "203.0.113.9, 198.51.100.1, 127.0.0.1"],
+        ["x-request-id", reply.header(b"x-request-id").decode()],  # type: ignore[union-attr]
         ["via", "1.1 trioproxy"],
     ]
     assert reply.header(b"via") == b"1.1 trioproxy"
@@ -130,3 +131,23 @@ async def test_many_concurrent_clients(origin: tuple[str, int]) -> None:
                 nursery.start_soon(one_client)
     assert results == [200] * 100
     assert len(proxy.records) == 100
+
+
+async def test_request_ids_are_kept_generated_returned_and_logged(origin: tuple[str, int]) -> None:
+    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+        kept = await client.request(b"GET", b"/", [(b"X-Request-ID", b"abc-123_DEF.4")])
+        fresh = await client.request(b"GET", b"/")
+        replaced = await client.request(b"GET", b"/", [(b"X-Request-ID", b"bad id; <script>")])
+    assert kept.header(b"x-request-id") == b"abc-123_DEF.4"
+    assert ["x-request-id", "abc-123_DEF.4"] in kept.json()["headers"]
+    for reply in (fresh, replaced):
+        request_id = reply.header(b"x-request-id")
+        assert request_id is not None and len(request_id) == 32
+        assert int(request_id, 16) >= 0
+        assert ["x-request-id", request_id.decode()] in reply.json()["headers"]
+    assert fresh.header(b"x-request-id") != replaced.header(b"x-request-id")
+    assert [r.request_id for r in proxy.records] == [
+        b"abc-123_DEF.4",
+        fresh.header(b"x-request-id"),
+        replaced.header(b"x-request-id"),
+    ]

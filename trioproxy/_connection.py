@@ -12,7 +12,7 @@ from ._accesslog import AccessRecord
 from ._context import ProxyContext
 from ._errors import ClientError, ClientGone, ProxyError
 from ._exchange import forward
-from ._headers import plan_request, reason_phrase
+from ._headers import RequestPlan, plan_request, reason_phrase
 from ._peer import Downstream
 from ._settings import Limits
 from ._strict import FramingError, check_request_head, find_head_end
@@ -154,7 +154,7 @@ async def _serve_request(down: Downstream, request: h11.Request, ctx: ProxyConte
             upstream_authority=ctx.upstream_authority,
             max_header_count=ctx.settings.limits.max_header_count,
         )
-        _note_request(record, plan.host, plan.noted)
+        _note_request(record, plan)
         await forward(down, request, plan, record, ctx)
     except ProxyError as exc:
         log.log(
@@ -168,7 +168,7 @@ async def _serve_request(down: Downstream, request: h11.Request, ctx: ProxyConte
         )
         if _can_respond(down):
             record.status = exc.status
-            await _send_error(down, ctx, exc)
+            await _send_error(down, ctx, exc, record.request_id)
     except ClientGone:
         if not record.status:
             record.status = CLIENT_CLOSED_REQUEST
@@ -179,15 +179,16 @@ async def _serve_request(down: Downstream, request: h11.Request, ctx: ProxyConte
         ctx.log_access(record)
 
 
-def _note_request(record: AccessRecord, host: bytes, noted: dict[bytes, bytes]) -> None:
-    record.host = host
+def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
+    noted = plan.noted
+    record.host = plan.host
+    record.request_id = plan.request_id
     record.referrer = noted.get(b"referer", b"")
     record.user_agent = noted.get(b"user-agent", b"")
     record.x_forwarded_proto = noted.get(b"x-forwarded-proto", b"")
     record.x_forwarded_for = noted.get(b"x-forwarded-for", b"")
     record.true_client_ip = noted.get(b"true-client-ip", b"")
     record.section_io_id = noted.get(b"section-io-id", b"")
-    record.request_id = noted.get(b"x-request-id", b"")
 
 
 async def _reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
@@ -207,7 +208,9 @@ def _can_respond(down: Downstream) -> bool:
     return down.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not down.has_queued
 
 
-async def _send_error(down: Downstream, ctx: ProxyContext, exc: ProxyError) -> None:
+async def _send_error(
+    down: Downstream, ctx: ProxyContext, exc: ProxyError, request_id: bytes = b""
+) -> None:
     """A short plain-text answer. Client errors close the connection (the stream may be out
     of sync); upstream errors keep it if the request was read whole."""
     reason = reason_phrase(exc.status, b"")
@@ -216,6 +219,8 @@ async def _send_error(down: Downstream, ctx: ProxyContext, exc: ProxyError) -> N
         (b"Content-Type", b"text/plain; charset=utf-8"),
         (b"Content-Length", b"%d" % len(body)),
     ]
+    if request_id:
+        headers.append((b"X-Request-ID", request_id))
     if isinstance(exc, ClientError) or ctx.draining:
         headers.append((b"Connection", b"close"))
     try:

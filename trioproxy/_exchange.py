@@ -213,7 +213,9 @@ async def _relay_response(
     if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
         await _tunnel(down, up, response, record, ctx)
         return
-    headers = response_headers(raw, response.http_version, rules=ctx.rules)
+    headers = response_headers(
+        raw, response.http_version, rules=ctx.rules, request_id=record.request_id
+    )
     if ctx.draining:
         headers.append((b"Connection", b"close"))
     record.upstream_status = response.status_code
@@ -260,7 +262,11 @@ async def _tunnel(
     """Relay the 101 and splice the two connections; neither is reused afterwards (h11
     leaves both in SWITCHED_PROTOCOL, which the pool and the keep-alive loop refuse)."""
     headers = response_headers(
-        switch.headers.raw_items(), switch.http_version, rules=ctx.rules, switching=True
+        switch.headers.raw_items(),
+        switch.http_version,
+        rules=ctx.rules,
+        request_id=record.request_id,
+        switching=True,
     )
     down.queue(h11.InformationalResponse(status_code=101, headers=headers, reason=switch.reason))
     record.status = record.upstream_status = 101

@@ -8,7 +8,9 @@ then chooses the framing from the ``Content-Length`` / ``Transfer-Encoding`` we 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import urlsplit
@@ -41,6 +43,16 @@ IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b
 _FORBIDDEN_IN_TRAILERS = HOP_BY_HOP | {b"content-length", b"host"}
 
 
+# An incoming X-Request-ID is kept when it looks like an ID (UUIDs, hex, base64, ULIDs...),
+# replaced when it does not: it lands in logs and other systems verbatim.
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._~:+/=@-]{1,128}")
+
+
+def new_request_id() -> bytes:
+    """32 hex digits of randomness, the shape of nginx's $request_id."""
+    return os.urandom(16).hex().encode("ascii")
+
+
 class BodyKind(enum.Enum):
     NONE = "none"
     LENGTH = "length"
@@ -62,6 +74,7 @@ class RequestPlan:
     body: BodyKind
     idempotent: bool
     upgrade: bool = False  # a WebSocket upgrade: Connection/Upgrade are kept for it
+    request_id: bytes = b""
     host: bytes = b""
     noted: dict[bytes, bytes] = field(default_factory=dict)
 
@@ -75,7 +88,6 @@ NOTED_REQUEST_HEADERS = frozenset(
         b"x-forwarded-for",
         b"true-client-ip",
         b"section-io-id",
-        b"x-request-id",
     }
 )
 
@@ -100,6 +112,7 @@ def plan_request(
     rules: ForwardingRules,
     upstream_authority: bytes,
     max_header_count: int,
+    make_request_id: Callable[[], bytes] = new_request_id,
 ) -> RequestPlan:
     """Decide the upstream request for a downstream one, in one pass over its headers.
 
@@ -118,6 +131,8 @@ def plan_request(
     hosts: list[bytes] = []
     forwarded_for: list[bytes] = []
     xff_index = -1
+    request_ids: list[bytes] = []
+    request_id_index = -1
     content_length: bytes | None = None
     chunked = False
     for name, value in headers:
@@ -133,6 +148,14 @@ def plan_request(
         elif lname == b"upgrade" and b"upgrade" in options:
             upgrade = upgrade or _offers_websocket(value)
         if lname in dropped:
+            continue
+        if lname == b"x-request-id":
+            # One X-Request-ID travels on, at the first one's place: the client's if it is
+            # well-formed, else a fresh one (filled in below).
+            if request_id_index < 0:
+                request_id_index = len(out)
+                out.append((name, b""))
+            request_ids.append(value)
             continue
         if lname == b"x-forwarded-for" and rules.append_x_forwarded_for:
             # Merge every X-Forwarded-For field into one at the first one's place, as nginx's
@@ -153,6 +176,14 @@ def plan_request(
         if http_version != b"1.0":
             raise ClientError("missing Host header")  # h11 rejects it first; belt and braces
         out.insert(0, (b"Host", host or upstream_authority))
+
+    request_id = request_ids[0] if len(request_ids) == 1 else b""
+    if not _REQUEST_ID.fullmatch(request_id):
+        request_id = make_request_id()
+    if request_id_index >= 0:
+        out[request_id_index] = (out[request_id_index][0], request_id)
+    else:
+        out.append((b"X-Request-ID", request_id))
 
     if rules.append_x_forwarded_for:
         if xff_index >= 0:
@@ -180,6 +211,7 @@ def plan_request(
         body=body,
         idempotent=method in IDEMPOTENT_METHODS,
         upgrade=upgrade,
+        request_id=request_id,
         host=host or (hosts[0] if hosts else b""),
         noted=noted,
     )
@@ -214,6 +246,7 @@ def response_headers(
     http_version: bytes,
     *,
     rules: ForwardingRules,
+    request_id: bytes = b"",
     switching: bool = False,
 ) -> Headers:
     """The upstream response's end-to-end headers, plus our Via.
@@ -227,12 +260,14 @@ def response_headers(
         lname = name.lower()
         if lname in (b"content-length", b"transfer-encoding"):
             framings |= 1 if lname == b"content-length" else 2
-        if lname not in dropped:
+        if lname not in dropped and not (request_id and lname == b"x-request-id"):
             out.append((name, value))
     if framings == 3:
         raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
     if switching:  # a 101 for our WebSocket upgrade: the switch itself is end-to-end
         out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
+    if request_id:  # the client learns the ID its request is logged under
+        out.append((b"X-Request-ID", request_id))
     if rules.via:
         out.append((b"Via", b"%s %s" % (http_version, rules.via)))
     return out
