@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import trio
 
-READY = re.compile(rb"listening on (\S+):(\d+), upstream")
+# The proxy's own ready line (with --workers, the supervisor's: workers tag theirs).
+READY = re.compile(rb"trioproxy: listening on (\S+):(\d+), upstream")
 
 
 @dataclass

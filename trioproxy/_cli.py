@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
@@ -17,10 +18,11 @@ from ._accesslog import AccessRecord, make_formatter
 from ._addr import format_host_port, parse_host_port
 from ._config import ConfigError, load_settings
 from ._errors import UpstreamConnectError
-from ._listen import ListenError, bound_address, open_listener
+from ._listen import ListenError, bind_socket, bound_address
 from ._logwriter import AccessLogWriter
 from ._server import ProxyServer
 from ._settings import Settings
+from ._workers import Supervisor, announce_ready
 
 log = logging.getLogger("trioproxy")
 
@@ -72,6 +74,13 @@ def build_parser(
         help="directory holding trioproxy.toml (default %(default)s)",
     )
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(env("TRIOPROXY_WORKERS", "1")),
+        metavar="N",
+        help="worker processes sharing the port with SO_REUSEPORT (default %(default)s)",
+    )
+    parser.add_argument(
         "--log-level",
         default=env("TRIOPROXY_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
@@ -83,8 +92,10 @@ def build_parser(
 def configure_diagnostics(level: str) -> None:
     """Diagnostics go to stderr, one line each with a level; stdout is the access log's."""
     handler = logging.StreamHandler(sys.stderr)
+    name = os.environ.get("TRIOPROXY_WORKER_NAME")  # set by the --workers supervisor
+    tag = f"trioproxy[{name}]" if name else "trioproxy"
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s trioproxy: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+        logging.Formatter(f"%(asctime)s %(levelname)s {tag}: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
     )
     log.handlers[:] = [handler]
     log.setLevel(level.upper())
@@ -110,14 +121,40 @@ def run_main(argv: Sequence[str]) -> int:
         for problem in exc.problems:
             log.error("config: %s", problem)
         return 2
+    reuse_port = args.workers > 1 or os.environ.get("TRIOPROXY_REUSE_PORT") == "1"
     try:
-        listener = open_listener(*listen)
+        sock = bind_socket(*listen, reuse_port=reuse_port)
     except ListenError as exc:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
+    if args.workers > 1:
+        return _supervise(args, sock, settings)
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     run_with_access_log(settings, partial(run_proxy, settings, [listener], upstream))
     log.info("stopped")
     return 0
+
+
+def _supervise(args: argparse.Namespace, probe: socket.socket, settings: Settings) -> int:
+    """The parent of ``--workers N``: the probe listener found the port (and that it can be
+    bound); each worker binds its own with SO_REUSEPORT, so the probe goes."""
+    address = bound_address(probe)
+    probe.close()
+    worker_argv = [
+        f"--listen={address}",
+        f"--upstream={args.upstream}",
+        f"--config-dir={args.config_dir}",
+        f"--log-level={args.log_level}",
+    ]
+    os.environ["TRIOPROXY_REUSE_PORT"] = "1"
+    supervisor = Supervisor(worker_argv, args.workers, stop_timeout_s=settings.timeouts.drain_s + 5)
+
+    def ready() -> None:
+        log.info("listening on %s, upstream %s (%d workers)", address, args.upstream, args.workers)
+
+    status = trio.run(supervisor.run, ready)
+    log.info("stopped")
+    return status
 
 
 def run_with_access_log(
@@ -159,6 +196,7 @@ async def run_proxy(
             await nursery.start(serve_then_stop)
             addresses = ", ".join(bound_address(listener) for listener in listeners)
             log.info("listening on %s, upstream %s", addresses, format_host_port(*upstream))
+            announce_ready()
             nursery.start_soon(_stop_on_signals, signals, server, nursery.cancel_scope)
             await _wait_for_upstream_name(server)
 

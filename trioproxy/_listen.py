@@ -17,6 +17,14 @@ def open_listener(
     host: str, port: int, *, reuse_port: bool = False, backlog: int = 4096
 ) -> trio.SocketListener:
     """Bind and listen synchronously (before or inside ``trio.run``), IPv4 or IPv6."""
+    sock = bind_socket(host, port, reuse_port=reuse_port, backlog=backlog)
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+
+def bind_socket(
+    host: str, port: int, *, reuse_port: bool = False, backlog: int = 4096
+) -> socket.socket:
+    """A listening stdlib socket; ListenError names the address and the reason."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
@@ -34,9 +42,10 @@ def open_listener(
         sock.close()
         reason = exc.strerror or str(exc)
         raise ListenError(f"cannot listen on {format_host_port(host, port)}: {reason}") from exc
-    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    return sock
 
 
-def bound_address(listener: trio.SocketListener) -> str:
-    host, port = listener.socket.getsockname()[:2]
+def bound_address(listener: trio.SocketListener | socket.socket) -> str:
+    sock = listener.socket if isinstance(listener, trio.SocketListener) else listener
+    host, port = sock.getsockname()[:2]
     return format_host_port(host, port)
