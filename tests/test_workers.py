@@ -56,3 +56,15 @@ async def test_workers_serve_restart_and_drain(origin: tuple[str, int]) -> None:
     assert len(lines) == 40  # every request logged once, each line whole
     assert all(json.loads(line)["status"] == "200" for line in lines)
     assert b"signal SIGKILL" in proxy.stderr
+
+
+async def test_workers_stop_when_the_supervisor_is_killed(origin: tuple[str, int]) -> None:
+    async with cli_proxy(origin, "--workers", "2") as proxy:
+        workers = _children(proxy.process.pid)
+        assert len(workers) == 2
+        proxy.process.kill()  # SIGKILL: no chance to pass anything on
+        await wait_for_exit(proxy.process)
+        with trio.fail_after(10):
+            while any(Path(f"/proc/{pid}").exists() for pid in workers):
+                await trio.sleep(0.05)  # polling the process table: no event to wait on
+    assert b"supervisor gone: stopping" in proxy.stderr

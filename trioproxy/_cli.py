@@ -22,7 +22,7 @@ from ._listen import ListenError, bind_socket, bound_address
 from ._logwriter import AccessLogWriter
 from ._server import ProxyServer
 from ._settings import Settings
-from ._workers import Supervisor, announce_ready
+from ._workers import Supervisor, announce_ready, stop_when_supervisor_goes
 
 log = logging.getLogger("trioproxy")
 
@@ -198,6 +198,7 @@ async def run_proxy(
             log.info("listening on %s, upstream %s", addresses, format_host_port(*upstream))
             announce_ready()
             nursery.start_soon(_stop_on_signals, signals, server, nursery.cancel_scope)
+            nursery.start_soon(stop_when_supervisor_goes, server.shutdown)
             await _wait_for_upstream_name(server)
 
 

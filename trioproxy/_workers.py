@@ -10,6 +10,7 @@ lines from different workers never interleave.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -48,6 +49,9 @@ class Supervisor:
         self.workers: dict[int, _Worker] = {}
         self.stopping = False
         self._nursery: trio.Nursery
+        # Workers hold the read end; only we hold the write end. If we die, even by SIGKILL,
+        # they read EOF and drain: no orphaned workers keep the port.
+        self._lifeline_read, self._lifeline_write = os.pipe()
 
     async def run(self, on_ready: Callable[[], None]) -> int:
         """Supervise until a signal stops everything; returns the exit status for the parent.
@@ -118,12 +122,13 @@ class Supervisor:
             TRIOPROXY_WORKERS="1",
             TRIOPROXY_READY_FD=str(ready_write),
             TRIOPROXY_WORKER_NAME=f"worker {slot}",
+            TRIOPROXY_LIFELINE_FD=str(self._lifeline_read),
         )
         try:
             process = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "trioproxy", *self.worker_argv],
                 env=env,
-                pass_fds=(ready_write,),
+                pass_fds=(ready_write, self._lifeline_read),
                 stdin=subprocess.DEVNULL,
                 # Its own process group: a terminal's Ctrl-C reaches the supervisor only, which
                 # passes it on once (twice would mean "stop now, skip the drain").
@@ -157,6 +162,19 @@ async def _await_ready(fd: int, worker: _Worker) -> None:
     if not got:
         await worker.process.wait()
     worker.ready.set()
+
+
+async def stop_when_supervisor_goes(shutdown: Callable[[], None]) -> None:
+    """In a worker: drain (``shutdown``) once the supervisor's lifeline pipe reads EOF."""
+    fd = os.environ.pop("TRIOPROXY_LIFELINE_FD", "")
+    if not fd:
+        return
+    async with trio.lowlevel.FdStream(int(fd)) as lifeline:
+        with contextlib.suppress(trio.BrokenResourceError):
+            while await lifeline.receive_some(1):
+                pass
+    log.warning("supervisor gone: stopping")
+    shutdown()
 
 
 def announce_ready() -> None:
