@@ -6,11 +6,11 @@ assert that the pool holds no connection in a half-finished state.
 
 from __future__ import annotations
 
-import h11
 import trio
 import trio.testing
 
 from trioproxy._errors import PoolTimeout
+from trioproxy._h11 import h11  # the proxy's parser: its connections are inspected here
 from trioproxy._peer import UpstreamConnection
 from trioproxy._pool import PoolLimits, UpstreamPool
 from trioproxy._resolver import Resolver

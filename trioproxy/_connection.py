@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import time
 
-import h11
 import trio
 
 from ._accesslog import AccessRecord
 from ._context import ProxyContext
 from ._errors import ClientError, ClientGone, ProxyError
 from ._exchange import forward
+from ._h11 import h11
 from ._headers import RequestPlan, plan_request, reason_phrase
 from ._peer import Downstream
 from ._settings import Limits

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 
-import h11
 import trio
 
 from ._accesslog import AccessRecord
 from ._context import ProxyContext
 from ._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError
+from ._h11 import h11
 from ._headers import (
     BodyKind,
     RequestPlan,

@@ -31,6 +31,9 @@ PIPE_BUF: int = getattr(select, "PIPE_BUF", 4096)
 
 _CLOSE = None  # queued by close(): the thread drains everything before it, then stops
 
+# How long the thread sleeps between batches: lines reach stdout at most this late.
+_GATHER_S = 0.02
+
 # How many lines the thread takes off the queue before writing them out; bounds its memory.
 _LINES_PER_BATCH = 256
 
@@ -85,6 +88,7 @@ class AccessLogWriter:
         self._report_lock = threading.Lock()
         self._last_report = time.monotonic()
         self._gone = False  # the reader has gone for good (EPIPE, EBADF)
+        self._last_batch = 0  # lines in the thread's last batch
 
     @property
     def dropped(self) -> int:
@@ -139,6 +143,11 @@ class AccessLogWriter:
         try:
             while self._write_some():
                 self._report_drops()
+                # Let lines gather instead of being woken for each one: a put() that wakes a
+                # blocked get() hands the GIL to this thread, once per request under load.
+                # A full batch means lines are piling up: no pause then.
+                if not self._closing and self._last_batch < _LINES_PER_BATCH:
+                    time.sleep(_GATHER_S)
         except Exception as exc:  # a log thread must not die with a traceback on stderr
             self._diagnose(f"access log writer failed: {type(exc).__name__}: {exc}")
 
@@ -149,6 +158,7 @@ class AccessLogWriter:
         except queue.Empty:
             return True
         lines, more = self._take_batch(first)
+        self._last_batch = len(lines)
         if lines:
             encoded = (line.encode("utf-8", "backslashreplace") + b"\n" for line in lines)
             for chunk, count in pack_lines(encoded):

@@ -13,11 +13,11 @@ import os
 import socket
 from dataclasses import dataclass
 
-import h11
 import trio
 
 from ._addr import format_host_port
 from ._errors import PoolTimeout, UpstreamConnectError, UpstreamTimeout
+from ._h11 import h11
 from ._peer import UpstreamConnection
 from ._resolver import Resolver
 
