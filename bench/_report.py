@@ -1,0 +1,275 @@
+"""Medians, spreads, ratios and warnings; the printed tables and the JSON file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench._memory import Growth, IdleConnMemory
+from bench._wrk import WrkResult
+
+NOISY_SPREAD_PCT = 15.0
+OTHER_CPU_WARN_PCT = 10.0
+
+
+@dataclass(frozen=True)
+class Load:
+    name: str  # e.g. "c50-1k"
+    connections: int
+    body: str  # key of nginx.BODY_SIZES
+    path: str
+    body_bytes: int
+    duration_s: int
+    purpose: str
+    note: str = ""  # printed under the table
+
+
+@dataclass
+class RunRecord:
+    load: str
+    target: str
+    rep: int  # 0-based; -1 for the warm-up run
+    result: WrkResult
+
+
+@dataclass
+class Cell:
+    """One (load, target) over its repetitions: medians and min-max."""
+
+    load: str
+    target: str
+    reps: int
+    rps_median: float
+    rps_min: float
+    rps_max: float
+    rps_spread_pct: float  # (max - min) / median
+    p50_us: float  # medians of the per-run percentiles
+    p90_us: float
+    p99_us: float
+    p50_us_min: float
+    p50_us_max: float
+    p99_us_min: float
+    p99_us_max: float
+    cpu_pct: dict[str, float]  # median per watched process tree, % of one core
+    rps_vs_direct: float | None = None
+    rps_vs_nginx: float | None = None
+    p50_added_us_vs_direct: float | None = None
+    p50_added_us_vs_nginx: float | None = None
+    p99_vs_direct: float | None = None
+    p99_vs_nginx: float | None = None
+    errors: int = 0  # socket + status errors over all reps
+    problems: int = 0  # runs with any problem
+
+
+def summarize(
+    records: Sequence[RunRecord], loads: Sequence[Load], targets: Sequence[str]
+) -> list[Cell]:
+    cells: list[Cell] = []
+    for load in loads:
+        by_target: dict[str, Cell] = {}
+        for target in targets:
+            measured = [
+                r.result
+                for r in records
+                if r.load == load.name and r.target == target and r.rep >= 0
+            ]
+            if not measured:
+                continue
+            rps = [r.rps for r in measured]
+            med = statistics.median(rps)
+            labels = sorted({k for r in measured for k in r.cpu_pct})
+            cell = Cell(
+                load=load.name,
+                target=target,
+                reps=len(measured),
+                rps_median=round(med, 1),
+                rps_min=round(min(rps), 1),
+                rps_max=round(max(rps), 1),
+                rps_spread_pct=round(100 * (max(rps) - min(rps)) / med, 1) if med else 0.0,
+                p50_us=statistics.median(r.latency_us["p50"] for r in measured),
+                p90_us=statistics.median(r.latency_us["p90"] for r in measured),
+                p99_us=statistics.median(r.latency_us["p99"] for r in measured),
+                p50_us_min=min(r.latency_us["p50"] for r in measured),
+                p50_us_max=max(r.latency_us["p50"] for r in measured),
+                p99_us_min=min(r.latency_us["p99"] for r in measured),
+                p99_us_max=max(r.latency_us["p99"] for r in measured),
+                cpu_pct={
+                    k: round(statistics.median(r.cpu_pct.get(k, 0.0) for r in measured), 1)
+                    for k in labels
+                },
+                errors=sum(sum(r.errors.values()) for r in measured),
+                problems=sum(1 for r in measured if r.problems),
+            )
+            by_target[target] = cell
+            cells.append(cell)
+        for cell in by_target.values():
+            for ref_name, attr in (("direct", "direct"), ("nginx", "nginx")):
+                ref = by_target.get(ref_name)
+                if ref is None or ref.rps_median <= 0 or cell.rps_median <= 0:
+                    continue
+                setattr(cell, f"rps_vs_{attr}", round(cell.rps_median / ref.rps_median, 3))
+                setattr(cell, f"p50_added_us_vs_{attr}", round(cell.p50_us - ref.p50_us, 1))
+                if ref.p99_us > 0:
+                    setattr(cell, f"p99_vs_{attr}", round(cell.p99_us / ref.p99_us, 2))
+    return cells
+
+
+def noise_warnings(cells: Sequence[Cell]) -> list[str]:
+    out = [
+        f"noisy: {c.load} / {c.target}: rps spread {c.rps_spread_pct:.0f}% across {c.reps} "
+        f"repetitions (more than {NOISY_SPREAD_PCT:.0f}%)"
+        for c in cells
+        if c.reps > 1 and c.rps_spread_pct > NOISY_SPREAD_PCT
+    ]
+    others = [c.cpu_pct.get("other", 0.0) for c in cells]
+    if others and (worst := max(others)) > OTHER_CPU_WARN_PCT:
+        out.append(
+            f"noisy: processes outside the benchmark used up to {worst:.0f}% of a core during "
+            f"the runs (median per cell; column 'CPU other'; more than {OTHER_CPU_WARN_PCT:.0f}%)"
+        )
+    return out
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+def _us(v: float) -> str:
+    return f"{v:.0f}us" if v < 1000 else f"{v / 1000:.2f}ms"
+
+
+def _ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _added(v: float | None) -> str:
+    return "-" if v is None else f"{v:+.0f}us"
+
+
+def _table(rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for n, row in enumerate(rows):
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def format_load_table(load: Load, cells: Sequence[Cell]) -> str:
+    header = [
+        "target",
+        "rps median",
+        "rps min-max",
+        "spread",
+        "p50",
+        "p99",
+        "CPU proxy",
+        "CPU origin",
+        "CPU wrk",
+        "CPU other",
+        "rps/direct",
+        "rps/nginx",
+        "+p50 vs direct",
+        "+p50 vs nginx",
+        "errors",
+    ]
+    rows = [header]
+    for c in cells:
+        if c.load != load.name:
+            continue
+        rows.append(
+            [
+                c.target,
+                f"{c.rps_median:,.0f}",
+                f"{c.rps_min:,.0f}-{c.rps_max:,.0f}",
+                f"{c.rps_spread_pct:.0f}%",
+                _us(c.p50_us),
+                _us(c.p99_us),
+                f"{c.cpu_pct['proxy']:.0f}%" if "proxy" in c.cpu_pct else "-",
+                f"{c.cpu_pct.get('origin', 0.0):.0f}%",
+                f"{c.cpu_pct.get('wrk', 0.0):.0f}%",
+                f"{c.cpu_pct.get('other', 0.0):.0f}%",
+                _ratio(c.rps_vs_direct),
+                _ratio(c.rps_vs_nginx),
+                _added(c.p50_added_us_vs_direct),
+                _added(c.p50_added_us_vs_nginx),
+                str(c.errors) + (f" ({c.problems} bad runs)" if c.problems else ""),
+            ]
+        )
+    title = (
+        f"{load.name}: wrk -t1 -c{load.connections} -d{load.duration_s}s, "
+        f"{load.body_bytes} B body ({load.purpose})"
+    )
+    table = _table(rows, right=set(range(1, 14)))
+    return title + "\n" + table + (f"\nnote: {load.note}" if load.note else "")
+
+
+def format_memory(mems: Sequence[IdleConnMemory]) -> str:
+    rows = [
+        [
+            "target",
+            "RSS at start",
+            "RSS baseline",
+            f"RSS +{mems[0].connections} idle" if mems else "RSS loaded",
+            "per connection",
+            "after close",
+            "fds",
+            "procs",
+            "problems",
+        ]
+    ]
+    for m in mems:
+        rows.append(
+            [
+                m.target,
+                "-" if m.rss_at_ready_kib is None else f"{m.rss_at_ready_kib / 1024:.1f} MiB",
+                f"{m.rss_baseline_kib / 1024:.1f} MiB",
+                f"{m.rss_loaded_kib / 1024:.1f} MiB",
+                f"{m.per_connection_bytes / 1024:.1f} KiB",
+                f"{m.rss_after_close_kib / 1024:.1f} MiB",
+                str(m.open_fds_loaded),
+                str(m.processes),
+                "; ".join(m.problems) or "none",
+            ]
+        )
+    return _table(rows, right=set(range(1, 8)))
+
+
+def format_growth(g: Growth) -> str:
+    w = g.wrk
+    verdict = "flat" if g.flat else "GROWING"
+    return (
+        f"{g.target}: {w.requests:,} of {g.requests_wanted:,} requests (-c50, 1 KiB) in "
+        f"{w.duration_s:.1f} s ({w.rps:,.0f} rps, time bound {g.time_bound_s} s); RSS "
+        f"{g.rss_before_kib / 1024:.1f} -> {g.rss_mid_kib / 1024:.1f} (mid) -> "
+        f"{g.rss_after_kib / 1024:.1f} MiB (max {g.rss_max_kib / 1024:.1f}); growth "
+        f"{g.growth_kib:+d} KiB = {g.bytes_per_request:+.3f} B/request, second half "
+        f"{g.second_half_growth_kib:+d} KiB = {g.second_half_bytes_per_request:+.3f} B/request: "
+        f"{verdict} (flat = second half grew <= 1 MiB)"
+        + (f"; problems: {'; '.join(w.problems)}" if w.problems else "")
+        + (f"; note: {'; '.join(w.notes)}" if w.notes else "")
+    )
+
+
+def to_jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_jsonable(data), indent=2) + "\n")
