@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import trio
@@ -54,19 +55,19 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         # Wait for a first byte: on a new connection no longer than for a whole head (a
         # silent connection is the cheapest slowloris), between requests as long as
         # keep-alive allows; and give up at once if the proxy starts draining.
+        # The idle scope carries the deadline itself: an idle connection holds one cancel
+        # scope, not two (idle keep-alive connections are what a proxy holds most of).
         wait_s = timeouts.client_header_s if first else timeouts.client_idle_s
-        with trio.CancelScope() as idle:
+        with trio.CancelScope(deadline=trio.current_time() + wait_s) as idle:
             ctx.idle_scopes.add(idle)
             try:
                 if ctx.draining:
                     return None
-                if not await down.receive(wait_s):
+                if not await down.receive(math.inf):
                     return None  # the client closed between requests
-            except ClientError:  # idle keep-alive expired: close quietly, as nginx does
-                return None
             finally:
                 ctx.idle_scopes.discard(idle)
-        if idle.cancelled_caught:
+        if idle.cancelled_caught:  # keep-alive expired or draining: close quietly, as nginx
             return None
     try:
         with trio.fail_after(timeouts.client_header_s):

@@ -8,6 +8,7 @@ response's head, body and end go out in one segment.
 
 from __future__ import annotations
 
+import math
 import os
 import select
 from collections.abc import Awaitable, Callable
@@ -99,6 +100,12 @@ class Peer:
         self, wait: Callable[[int], Awaitable[None]], fd: int, timeout_s: float, doing: str
     ) -> None:
         self._unyielded = 0
+        if timeout_s == math.inf:  # the caller's own scope bounds it: no second scope
+            try:
+                await wait(fd)
+            except trio.ClosedResourceError as exc:
+                raise self._gone(exc) from exc
+            return
         with trio.CancelScope(deadline=trio.current_time() + timeout_s) as deadline:
             try:
                 await wait(fd)
