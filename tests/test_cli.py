@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import trio
 
@@ -100,3 +101,32 @@ async def test_environment_variables_configure_the_proxy(origin: tuple[str, int]
     result = await run_cli(["--help"])
     assert b"TRIOPROXY_<NAME>" in result.stdout
     assert result.returncode == 0
+
+
+async def test_admin_listener_from_the_configuration(
+    origin: tuple[str, int], tmp_path: Path
+) -> None:
+    with trio.socket.socket() as probe:  # a free loopback port for the admin listener
+        await probe.bind(("127.0.0.1", 0))
+        admin_port = probe.getsockname()[1]
+    (tmp_path / "trioproxy.toml").write_text(f'[admin]\nlisten = "127.0.0.1:{admin_port}"\n')
+    async with cli_proxy(origin, config_dir=str(tmp_path)) as proxy:
+        assert f"admin listener on 127.0.0.1:{admin_port}".encode() in proxy.stderr
+        async with Client.connect(proxy.address) as client:
+            assert (await client.request(b"GET", b"/")).status == 200
+        async with Client.connect(("127.0.0.1", admin_port)) as admin:
+            assert (await admin.request(b"GET", b"/healthz")).status == 200
+        async with Client.connect(("127.0.0.1", admin_port)) as admin:
+            metrics = (await admin.request(b"GET", b"/metrics")).body.decode()
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await wait_for_exit(proxy.process) == 0
+    assert 'section_http_request_count_total{hostname="test.example",status="200"} 1.0' in metrics
+
+
+async def test_admin_listener_and_workers_are_refused_together(tmp_path: Path) -> None:
+    (tmp_path / "trioproxy.toml").write_text('[admin]\nlisten = "127.0.0.1:9"\n')
+    result = await run_cli(
+        ["--listen", "127.0.0.1:0", "--workers", "2", "--config-dir", str(tmp_path)]
+    )
+    assert result.returncode == 2
+    assert b"admin.listen works with one worker only" in result.stderr

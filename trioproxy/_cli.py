@@ -16,6 +16,7 @@ import trio
 
 from ._accesslog import AccessRecord, make_formatter
 from ._addr import format_host_port, parse_host_port
+from ._admin import open_admin_listener
 from ._config import ConfigError, load_settings
 from ._errors import UpstreamConnectError
 from ._listen import ListenError, bind_socket, bound_address
@@ -128,9 +129,26 @@ def run_main(argv: Sequence[str]) -> int:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
     if args.workers > 1:
+        if settings.admin.listen:
+            log.error(
+                "config: admin.listen works with one worker only for now (each worker would "
+                "need its own admin port); drop --workers or the [admin] listener"
+            )
+            sock.close()
+            return 2
         return _supervise(args, sock, settings)
+    admin = None
+    if settings.admin.listen:
+        try:
+            admin = open_admin_listener(settings.admin.listen)
+        except ListenError as exc:
+            log.error("%s", exc)
+            sock.close()
+            return 1
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-    run_with_access_log(settings, partial(run_proxy, settings, [listener], upstream))
+    run_with_access_log(
+        settings, partial(run_proxy, settings, [listener], upstream, admin_listener=admin)
+    )
     log.info("stopped")
     return 0
 
@@ -158,13 +176,15 @@ def _supervise(args: argparse.Namespace, probe: socket.socket, settings: Setting
 
 
 def run_with_access_log(
-    settings: Settings, main: Callable[[Callable[[AccessRecord], None]], Awaitable[None]]
+    settings: Settings,
+    main: Callable[[Callable[[AccessRecord], None], Callable[[], int]], Awaitable[None]],
 ) -> None:
-    """``trio.run(main, sink)`` with access lines going to stdout through the writer thread."""
+    """``trio.run(main, sink, dropped)``: access lines go to stdout through the writer
+    thread; ``dropped()`` counts the lines it had to drop (for /metrics)."""
     writer = AccessLogWriter()
     writer.start()
     try:
-        trio.run(main, access_log_sink(settings, writer))
+        trio.run(main, access_log_sink(settings, writer), lambda: writer.dropped)
     finally:
         writer.close(timeout_s=2.0)
 
@@ -183,17 +203,23 @@ async def run_proxy(
     listeners: list[trio.SocketListener],
     upstream: tuple[str, int],
     access_log: Callable[[AccessRecord], None],
+    access_log_dropped: Callable[[], int] | None = None,
+    *,
+    admin_listener: trio.SocketListener | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once."""
-    server = ProxyServer(settings, upstream, access_log)
+    server = ProxyServer(settings, upstream, access_log, access_log_dropped=access_log_dropped)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
 
             async def serve_then_stop(*, task_status: trio.TaskStatus[None]) -> None:
-                await server.run(listeners, task_status=task_status)
+                await server.run(listeners, admin_listener=admin_listener, task_status=task_status)
                 nursery.cancel_scope.cancel()  # drained: stop listening for signals
 
             await nursery.start(serve_then_stop)
+            if server.admin_address:  # before the ready line: ready means all of it is
+                admin = format_host_port(*server.admin_address)
+                log.info("admin listener on %s (/healthz, /readyz, /metrics)", admin)
             addresses = ", ".join(bound_address(listener) for listener in listeners)
             log.info("listening on %s, upstream %s", addresses, format_host_port(*upstream))
             announce_ready()

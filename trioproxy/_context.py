@@ -9,6 +9,7 @@ import trio
 
 from ._accesslog import AccessRecord
 from ._headers import ForwardingRules
+from ._metrics import RequestMetrics
 from ._pool import UpstreamPool
 from ._settings import Settings
 
@@ -31,6 +32,9 @@ class ProxyContext:
     log_access: Callable[[AccessRecord], None]
     rules: ForwardingRules = field(default_factory=ForwardingRules)
     stats: ProxyStats = field(default_factory=ProxyStats)
+    # Per-request counters for the admin listener's /metrics (issue 7); ProxyServer feeds them
+    # through `log_access` only while the admin listener is on.
+    metrics: RequestMetrics = field(default_factory=RequestMetrics)
     draining: bool = False
     # Connections waiting for their next request; cancelled at once when draining begins.
     idle_scopes: set[trio.CancelScope] = field(default_factory=set)

@@ -48,12 +48,14 @@ def main(argv: Sequence[str]) -> int:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
 
-    async def run(access_log: Callable[[AccessRecord], None]) -> None:
+    async def run(
+        access_log: Callable[[AccessRecord], None], access_log_dropped: Callable[[], int]
+    ) -> None:
         async with origin(demo_app) as url:
             parts = urlsplit(url)
             log.info("demo origin on %s", parts.netloc)
             upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-            await run_proxy(settings, [listener], upstream, access_log)
+            await run_proxy(settings, [listener], upstream, access_log, access_log_dropped)
 
     run_with_access_log(settings, run)
     return 0

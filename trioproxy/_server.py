@@ -3,12 +3,13 @@
 Task tree (every task has an owner)::
 
     ProxyServer.run
-    └── outer nursery ── pool reaper
+    └── outer nursery ── pool reaper, admin listener (when on: issue 7, `_admin`)
         └── handlers nursery ── one serve_connection task per client
             └── accept nursery ── one accept loop per listener
 
 Draining cancels the accept nursery, closes idle keep-alive connections at once, and gives
-in-flight exchanges ``drain_s`` before the handlers nursery is cancelled.
+in-flight exchanges ``drain_s`` before the handlers nursery is cancelled. The admin listener
+lives in the outer nursery, so its /healthz answers 503 throughout the drain.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import trio
 
 from ._accesslog import AccessRecord
 from ._addr import format_host_port
+from ._admin import AdminServer, open_admin_listener
 from ._connection import serve_connection
 from ._context import ProxyContext
 from ._headers import ForwardingRules
+from ._metrics import ProxyCollector, observing
 from ._pool import PoolLimits, UpstreamPool
 from ._resolver import Resolver
 from ._settings import Settings
@@ -42,9 +45,15 @@ class ProxyServer:
         settings: Settings,
         upstream: tuple[str, int],
         access_log: Callable[[AccessRecord], None],
+        *,
+        access_log_dropped: Callable[[], int] | None = None,
     ) -> None:
         self.settings = settings
         self.upstream = upstream
+        # Admin listener (issue 7): its bound address once run() has started it, and where
+        # the count of dropped access-log lines comes from (the CLI's writer thread).
+        self.admin_address: tuple[str, int] | None = None
+        self._access_log_dropped = access_log_dropped
         resolver = Resolver(upstream[0], upstream[1], ttl_s=settings.upstream.dns_ttl_s)
         pool = UpstreamPool(
             resolver,
@@ -73,6 +82,11 @@ class ProxyServer:
     def pool(self) -> UpstreamPool:
         return self.ctx.pool
 
+    @property
+    def draining(self) -> bool:
+        """True from ``shutdown()`` on: no longer accepting (the admin /healthz answers 503)."""
+        return self._accepting.cancel_called or self.ctx.draining
+
     def shutdown(self) -> None:
         """Stop accepting and start draining; ``run`` returns when the drain is over."""
         self._accepting.cancel()
@@ -81,11 +95,25 @@ class ProxyServer:
         self,
         listeners: list[trio.SocketListener],
         *,
+        admin_listener: trio.SocketListener | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Serve until drained or cancelled; every listener given is closed on the way out.
+
+        The admin listener (issue 7) is ``admin_listener`` if given (bound beforehand with
+        `open_admin_listener`), else bound here when ``settings.admin.listen`` is set.
+        """
         try:
+            if admin_listener is None and self.settings.admin.listen:
+                # Bound before anything starts, so a bad address fails run() at once
+                # (AdminListenError, a ListenError) instead of leaving a proxy half up.
+                admin_listener = open_admin_listener(self.settings.admin.listen)
+            if admin_listener is not None:
+                self._count_requests(admin_listener)
             async with trio.open_nursery() as outer:
                 await outer.start(self.pool.run_reaper)
+                if admin_listener is not None:
+                    await outer.start(self._admin_server().serve, admin_listener)
                 async with trio.open_nursery() as handlers:
                     with self._accepting:
                         async with trio.open_nursery() as acceptors:
@@ -97,6 +125,23 @@ class ProxyServer:
                 outer.cancel_scope.cancel()
         finally:
             _close_listeners(listeners)
+            if admin_listener is not None:
+                admin_listener.socket.close()
+
+    def _count_requests(self, admin_listener: trio.SocketListener) -> None:
+        # Requests are counted only when someone can read the counts: with the admin listener
+        # off, the hot path pays nothing. Counting at the access-log sink counts every logged
+        # request, and only those, without a call in the connection code.
+        self.admin_address = admin_listener.socket.getsockname()[:2]
+        self.ctx.log_access = observing(self.ctx.metrics, self.ctx.log_access)
+
+    def _admin_server(self) -> AdminServer:
+        collector = ProxyCollector(self.ctx, self._access_log_dropped)
+        return AdminServer(
+            is_draining=lambda: self.draining,
+            upstream=self.upstream,
+            metrics_snapshot=collector.snapshot,
+        )
 
     def _drain(self, handlers: trio.Nursery) -> None:
         open_now = self.ctx.stats.connections_open

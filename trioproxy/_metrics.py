@@ -1,0 +1,387 @@
+"""Request metrics: plain ints on the hot path, turned into Prometheus families on scrape.
+
+Every finished request (every access-log record) goes through `RequestMetrics.observe`, once, on
+the event loop. A prometheus-client metric object would cost microseconds there (a lock and a
+label lookup per call, per metric); a list index and an integer add cost tens of nanoseconds. So
+this module keeps its own counters, and `ProxyCollector` converts them into metric families only
+when ``/metrics`` is scraped. Recording and the scrape's copy (`ProxyCollector.snapshot`) both run
+on the trio thread, so the counters need no lock. Formatting the copy is the slow part (about
+50 ms for 3,000 series), so the admin server does that in a worker thread, and the proxy's
+requests do not wait for it.
+
+Besides the proxy's own series (``trioproxy_*``), the collector exposes the two counters that
+Section's metrics sidecar (``section-io/module-metrics``) derives from access-log lines, with the
+same names and labels, so dashboards built on the sidecar keep working:
+
+- ``section_http_request_count_total{hostname, status}``
+- ``section_http_bytes_total{hostname, status}``: bytes sent downstream, head included
+
+``hostname`` and ``status`` carry what the access log's fields of the same names carry (the Host
+header as received, "-" when there is none; the status code sent, "-" when none was). The Host
+header is the client's to choose, so distinct host names are capped (`MAX_HOSTNAMES`); later ones
+are counted under ``hostname="other"`` so that a scan of random names cannot grow the series
+without bound.
+
+This module never imports trio: it is unit-testable synchronously.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from ._accesslog import AccessRecord
+
+if TYPE_CHECKING:  # _context imports this module for its `metrics` field
+    from ._context import ProxyContext
+
+__all__ = [
+    "DURATION_BUCKETS_S",
+    "MAX_HOSTNAMES",
+    "OTHER_HOSTNAME",
+    "MetricsSnapshot",
+    "ProxyCollector",
+    "RequestMetrics",
+    "exposition",
+    "observing",
+]
+
+# Upper bounds (seconds) of the duration histograms' buckets. Prometheus' default buckets
+# (5 ms .. 10 s) with 1 ms and 2.5 ms below, for a proxy next to its origin, and 30, 60 and 120 s
+# above, where the connect (60 s) and response (120 s) timeouts end requests.
+DURATION_BUCKETS_S: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+)
+
+# Distinct `hostname` label values before the rest are folded into OTHER_HOSTNAME. With a
+# handful of statuses per host, that stays within a few thousand series.
+MAX_HOSTNAMES = 1000
+OTHER_HOSTNAME = b"other"
+
+# Status classes: index status // 100 of a list of ten counters. Statuses are three digits
+# (h11 parses three; ours are 4xx/5xx) or 0 when none was sent, so the index is always 0..9.
+_CLASS_LABELS = ("none", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx", "7xx", "8xx", "9xx")
+_ALWAYS_SHOWN_CLASSES = range(1, 6)  # 1xx..5xx appear even at 0, so rate() works from the start
+
+
+class _Histogram:
+    """Per-bucket counts (not cumulative: one increment per observation) and the sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self, bucket_count: int) -> None:
+        self.counts = [0] * (bucket_count + 1)  # the last one is +Inf
+        self.total = 0.0
+
+
+class RequestMetrics:
+    """Counters fed once per finished request; copied by `snapshot` at scrape time."""
+
+    __slots__ = (
+        "_bounds",
+        "_hostnames",
+        "_max_hostnames",
+        "by_class",
+        "bytes_sent",
+        "duration",
+        "observed",
+        "section",
+        "upstream_duration",
+    )
+
+    def __init__(
+        self,
+        *,
+        buckets_s: tuple[float, ...] = DURATION_BUCKETS_S,
+        max_hostnames: int = MAX_HOSTNAMES,
+    ) -> None:
+        self.observed = 0
+        self.by_class = [0] * len(_CLASS_LABELS)
+        self.bytes_sent = 0
+        self.duration = _Histogram(len(buckets_s))
+        self.upstream_duration = _Histogram(len(buckets_s))
+        # (Host header, status) -> [requests, bytes sent]: the Section sidecar's two counters.
+        self.section: dict[tuple[bytes, int], list[int]] = {}
+        self._bounds = buckets_s
+        self._hostnames: set[bytes] = set()
+        self._max_hostnames = max_hostnames
+
+    def observe(self, record: AccessRecord) -> None:
+        """Count one finished request. Runs on the hot path: plain arithmetic, no allocation
+        beyond one tuple, and the histogram updates inlined."""
+        status = record.status
+        sent = record.bytes_sent
+        self.observed += 1
+        self.by_class[status // 100] += 1
+        self.bytes_sent += sent
+        bounds = self._bounds
+        seconds = record.duration_s
+        histogram = self.duration
+        histogram.counts[bisect_left(bounds, seconds)] += 1  # first bound >= value: "le"
+        histogram.total += seconds
+        seconds = record.upstream_duration_s
+        if seconds >= 0:  # negative: no upstream exchange
+            histogram = self.upstream_duration
+            histogram.counts[bisect_left(bounds, seconds)] += 1
+            histogram.total += seconds
+        series = self.section.get((record.host, status))
+        if series is None:
+            series = self._new_series(record.host, status)
+        series[0] += 1
+        series[1] += sent
+
+    def _new_series(self, host: bytes, status: int) -> list[int]:
+        # The first request for a (host, status) pair, or any request of a folded host.
+        if host not in self._hostnames:
+            if len(self._hostnames) >= self._max_hostnames:
+                host = OTHER_HOSTNAME
+            else:
+                self._hostnames.add(host)
+        return self.section.setdefault((host, status), [0, 0])
+
+    def snapshot(self, scalars: tuple[Scalar, ...] = ()) -> MetricsSnapshot:
+        """A copy of every counter, plus ``scalars``. Call it on the event loop (where the
+        counters change); the copy can then be read anywhere, e.g. formatted in a thread."""
+        return MetricsSnapshot(
+            bounds=self._bounds,
+            by_class=tuple(self.by_class),
+            bytes_sent=self.bytes_sent,
+            duration=(tuple(self.duration.counts), self.duration.total),
+            upstream_duration=(tuple(self.upstream_duration.counts), self.upstream_duration.total),
+            section=tuple(
+                (host, status, counts[0], counts[1])
+                for (host, status), counts in self.section.items()
+            ),
+            scalars=scalars,
+        )
+
+
+# A proxy-wide number read at scrape time: (type, name, help, value), type "counter" or "gauge".
+Scalar = tuple[str, str, str, float]
+_HistogramCopy = tuple[tuple[int, ...], float]  # per-bucket counts, sum
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """Every number of one scrape, frozen; a prometheus-client collector of its own."""
+
+    bounds: tuple[float, ...]
+    by_class: tuple[int, ...]
+    bytes_sent: int
+    duration: _HistogramCopy
+    upstream_duration: _HistogramCopy
+    section: tuple[tuple[bytes, int, int, int], ...]  # host, status, requests, bytes
+    scalars: tuple[Scalar, ...] = ()
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "trioproxy_requests",
+            "Requests answered (one per access-log line), by status class; none = no status sent",
+            labels=["code_class"],
+        )
+        for index, label in enumerate(_CLASS_LABELS):
+            count = self.by_class[index]
+            if count or index in _ALWAYS_SHOWN_CLASSES:
+                requests.add_metric([label], count)
+        yield requests
+        yield CounterMetricFamily(
+            "trioproxy_response_bytes",
+            "Bytes sent to clients, response heads included",
+            value=self.bytes_sent,
+        )
+        yield self._histogram(
+            "trioproxy_request_duration_seconds",
+            "Time from a complete request head to the end of the response",
+            self.duration,
+        )
+        yield self._histogram(
+            "trioproxy_upstream_duration_seconds",
+            "Time spent on the upstream exchange (connection, request and response)",
+            self.upstream_duration,
+        )
+        yield from self._section_families()
+        for kind, name, documentation, value in self.scalars:
+            family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            yield family(name, documentation, value=value)
+
+    def _histogram(
+        self, name: str, documentation: str, histogram: _HistogramCopy
+    ) -> HistogramMetricFamily:
+        counts, total = histogram
+        buckets: list[tuple[str, float]] = []
+        cumulative = 0
+        for bound, count in zip(self.bounds, counts, strict=False):
+            cumulative += count
+            # repr() is how prometheus-client writes "le" for bounds below 1e6: "0.005", "1.0".
+            buckets.append((repr(float(bound)), cumulative))
+        buckets.append(("+Inf", cumulative + counts[-1]))
+        return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=total)
+
+    def _section_families(self) -> Iterator[Metric]:
+        counts = CounterMetricFamily(
+            "section_http_request_count_total",
+            "Requests by Host header and status (as Section's metrics sidecar counts them)",
+            labels=["hostname", "status"],
+        )
+        sent = CounterMetricFamily(
+            "section_http_bytes_total",
+            "Bytes sent downstream by Host header and status (as Section's metrics sidecar)",
+            labels=["hostname", "status"],
+        )
+        for host, status, requests_count, bytes_count in self.section:
+            labels = [_hostname_label(host), str(status) if status else "-"]
+            counts.add_metric(labels, requests_count)
+            sent.add_metric(labels, bytes_count)
+        yield counts
+        yield sent
+
+
+def observing(
+    metrics: RequestMetrics, sink: Callable[[AccessRecord], None]
+) -> Callable[[AccessRecord], None]:
+    """An access-log sink that also counts each record: every logged request is counted, and
+    only those, so the metrics agree with the access log by construction (as the Section
+    sidecar's, which are parsed from it)."""
+    observe = metrics.observe
+
+    def log_and_count(record: AccessRecord) -> None:
+        sink(record)
+        observe(record)
+
+    return log_and_count
+
+
+class ProxyCollector:
+    """One proxy's metrics: its request counters plus live values read from the context
+    (connections, tunnels, the pool, dropped log lines) at scrape time."""
+
+    def __init__(
+        self, ctx: ProxyContext, access_log_dropped: Callable[[], int] | None = None
+    ) -> None:
+        self._ctx = ctx
+        self._access_log_dropped = access_log_dropped
+
+    def collect(self) -> Iterator[Metric]:
+        """The prometheus-client Collector protocol; call it on the event loop."""
+        return self.snapshot().collect()
+
+    def snapshot(self) -> MetricsSnapshot:
+        """Everything, copied now: call it on the event loop."""
+        return self._ctx.metrics.snapshot(self._scalars())
+
+    def _scalars(self) -> tuple[Scalar, ...]:
+        ctx = self._ctx
+        stats = ctx.stats
+        pool = ctx.pool
+        open_count, idle_count = pool.open_count, pool.idle_count
+        dropped = self._access_log_dropped() if self._access_log_dropped is not None else 0
+        return (
+            (
+                "gauge",
+                "trioproxy_downstream_connections_open",
+                "Client connections open now",
+                stats.connections_open,
+            ),
+            (
+                "counter",
+                "trioproxy_downstream_connections",
+                "Client connections accepted",
+                stats.connections_total,
+            ),
+            ("gauge", "trioproxy_tunnels_open", "WebSocket tunnels open now", stats.tunnels_open),
+            (
+                "counter",
+                "trioproxy_upstream_retries",
+                "Requests retried on a fresh connection after a stale keep-alive one failed",
+                stats.retries,
+            ),
+            (
+                "gauge",
+                "trioproxy_upstream_pool_size",
+                "Upper bound on upstream connections (upstream.pool_size)",
+                pool.limits.size,
+            ),
+            (
+                "gauge",
+                "trioproxy_upstream_pool_open",
+                "Upstream connections open now: in use, idle or connecting",
+                open_count,
+            ),
+            (
+                "gauge",
+                "trioproxy_upstream_pool_in_use",
+                "Upstream connections in use or connecting",
+                open_count - idle_count,
+            ),
+            (
+                "gauge",
+                "trioproxy_upstream_pool_idle",
+                "Idle keep-alive upstream connections",
+                idle_count,
+            ),
+            (
+                "gauge",
+                "trioproxy_upstream_pool_waiters",
+                "Requests waiting for a free upstream connection",
+                pool.waiting_count,
+            ),
+            (
+                "counter",
+                "trioproxy_upstream_connections_opened",
+                "Upstream connections opened",
+                pool.stats.opened,
+            ),
+            (
+                "counter",
+                "trioproxy_upstream_connections_reused",
+                "Exchanges that reused a pooled upstream connection",
+                pool.stats.reused,
+            ),
+            (
+                "counter",
+                "trioproxy_access_log_dropped_lines",
+                "Access-log lines lost because stdout was too slow or gone",
+                dropped,
+            ),
+        )
+
+
+def exposition(collector: Collector) -> bytes:
+    """The Prometheus text format (0.0.4) of ``collector``, through a registry of its own
+    (never prometheus-client's global one: several proxies in one process share nothing).
+    Given a `MetricsSnapshot`, safe to run in a worker thread."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return generate_latest(registry)
+
+
+def _hostname_label(host: bytes) -> str:
+    # As the access log renders `hostname`: latin-1 maps every byte to one character, and "-"
+    # stands for a request without Host. prometheus-client escapes quotes and backslashes.
+    return host.decode("latin-1") if host else "-"
