@@ -70,16 +70,11 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         if idle.cancelled_caught:  # keep-alive expired or draining: close quietly, as nginx
             return None
     try:
-        with trio.fail_after(timeouts.client_header_s):
-            await _read_request_head(down, ctx.settings.limits)
+        deadline = trio.current_time() + timeouts.client_header_s
+        await _read_request_head(down, ctx.settings.limits, deadline)
         return _parsed_request(down)
-    except ClientError as exc:  # malformed, oversized, or too slow to arrive (slowloris)
+    except ClientError as exc:  # malformed, oversized, or too slow to arrive (slowloris: 408)
         await _reject(down, ctx, exc)
-        return None
-    except trio.TooSlowError:
-        await _reject(
-            down, ctx, ClientError("client too slow sending the request head", status=408)
-        )
         return None
     except _Closed:
         return None
@@ -89,8 +84,9 @@ class _Closed(Exception):
     """The client closed the connection between requests."""
 
 
-async def _read_request_head(down: Downstream, limits: Limits) -> None:
-    """Receive until h11 holds a whole request head that passed the strict checks."""
+async def _read_request_head(down: Downstream, limits: Limits, deadline: float) -> None:
+    """Receive until h11 holds a whole request head that passed the strict checks, by the
+    deadline (usually it is all there already: then nothing waits)."""
     head = bytearray(down.h11.trailing_data[0])
     searched = 0
     while True:
@@ -115,7 +111,7 @@ async def _read_request_head(down: Downstream, limits: Limits) -> None:
         if len(head) > limits.max_header_bytes:
             raise ClientError("request head too large", status=431)
         searched = len(head)
-        data = await down.receive(float("inf"))  # the caller's deadline bounds the whole head
+        data = await down.receive(deadline - trio.current_time())
         if not data:
             if head:
                 raise ClientError("connection closed mid-request-head")
