@@ -53,6 +53,7 @@ class AccessRecord:
     request_id: bytes = b""
     status: int = 0  # status sent to the client; 0 = none sent (client gone)
     bytes_sent: int = 0  # bytes written to the client, head included
+    bytes_received: int = 0  # bytes read from the client: head, body (or tunnel) included
     body_bytes_sent: int = 0
     content_type: bytes = b""
     duration_s: float = 0.0
@@ -177,6 +178,7 @@ _FIELDS: dict[str, tuple[str, bool]] = {
     "status": ('(str(r.status) if r.status else "-")', False),
     "bytes": ("str(r.bytes_sent)", False),
     "response_body_bytes": ("str(r.body_bytes_sent)", False),
+    "request_length": ("str(r.bytes_received)", False),  # nginx's $request_length
     "content_type": (_header("content_type"), True),
     "hostname": (_header("host"), True),
     "referrer": (_header("referrer"), True),

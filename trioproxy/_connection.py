@@ -35,11 +35,12 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
     try:
         first = True
         while True:
+            received_before = down.bytes_received
             request = await _read_request(down, ctx, first=first)
             first = False
             if request is None:
                 return
-            await _serve_request(down, request, ctx)
+            await _serve_request(down, request, ctx, received_before)
             if ctx.draining or not _next_cycle(down):
                 return
     except ClientGone as exc:
@@ -129,7 +130,9 @@ def _parsed_request(down: Downstream) -> h11.Request | None:
     return None  # ConnectionClosed
 
 
-async def _serve_request(down: Downstream, request: h11.Request, ctx: ProxyContext) -> None:
+async def _serve_request(
+    down: Downstream, request: h11.Request, ctx: ProxyContext, received_before: int
+) -> None:
     ctx.stats.requests += 1
     record = AccessRecord(
         start_wall=time.time(),
@@ -173,6 +176,7 @@ async def _serve_request(down: Downstream, request: h11.Request, ctx: ProxyConte
     finally:
         record.duration_s = trio.current_time() - started
         record.bytes_sent = down.bytes_sent - sent_before
+        record.bytes_received = down.bytes_received - received_before
         ctx.log_access(record)
 
 

@@ -91,6 +91,7 @@ ACCESS_LOG_FIELDS: tuple[str, ...] = (
     "status",
     "bytes",
     "response_body_bytes",
+    "request_length",
     "content_type",
     "hostname",
     "referrer",
