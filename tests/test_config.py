@@ -53,6 +53,8 @@ def all_keys() -> list[tuple[str, str, dataclasses.Field[Any], Any]]:
     """(section, key, field, type) for every key of the schema."""
     keys = []
     for section in dataclasses.fields(Settings):
+        if section.name == "rules":  # an array of tables, with its own loader: test_rules.py
+            continue
         cls = typing.get_type_hints(Settings)[section.name]
         hints = typing.get_type_hints(cls)
         keys += [(section.name, f.name, f, hints[f.name]) for f in dataclasses.fields(cls)]

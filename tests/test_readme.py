@@ -33,5 +33,8 @@ def test_the_readme_example_test_passes_as_a_user_would_run_it(tmp_path: Path) -
 def test_every_configuration_key_is_documented() -> None:
     text = README.read_text()
     for section in dataclasses.fields(Settings):
+        if section.name == "rules":  # an array of tables, documented by example
+            assert "[[rules]]" in text
+            continue
         for key in dataclasses.fields(section.default_factory()):  # type: ignore[misc]
             assert f"`{section.name}.{key.name}`" in text, f"{section.name}.{key.name}"

@@ -119,8 +119,13 @@ def settings_from_mapping(
     schema = _schema()
     # Walk the file's keys (tomllib keeps their order), not the schema's.
     for name, table in data.items():
-        if name not in schema:
-            problem(name, _unknown_message(name, is_section=isinstance(table, dict)))
+        if name == RULES:
+            # Imported here: `_ruleconfig` builds on this module's message helpers.
+            from ._ruleconfig import parse_rules
+
+            sections[name] = parse_rules(table, problem, lines.find)
+        elif name not in schema:
+            problem(name, _unknown_message(name, is_section=_is_table(table)))
         elif not isinstance(table, dict):
             problem(name, f"expected a table ([{name}] section), found {_describe(table)}")
         else:
@@ -131,6 +136,13 @@ def settings_from_mapping(
         problems.sort(key=lambda p: (p.line is None, p.line or 0))
         raise ConfigError(problems)
     return Settings(**sections)
+
+
+def _is_table(value: Any) -> bool:
+    """A table, or an array of tables ([[name]]): what a misspelt section name holds."""
+    if isinstance(value, list):
+        return bool(value) and all(isinstance(item, dict) for item in value)
+    return isinstance(value, dict)
 
 
 # --- The schema, derived from `_settings` ---------------------------------------------------------
@@ -149,12 +161,18 @@ class _Section:
     keys: dict[str, _Key]
 
 
+# The one array of tables, with its own loader (`_ruleconfig`): not a section of keys.
+RULES = "rules"
+
+
 @cache
 def _schema() -> dict[str, _Section]:
     # `_settings` uses `from __future__ import annotations`, so field types are strings there;
     # get_type_hints resolves them to the real types.
     schema: dict[str, _Section] = {}
     for section_field in fields(Settings):
+        if section_field.name == RULES:
+            continue
         cls = typing.get_type_hints(Settings)[section_field.name]
         hints = typing.get_type_hints(cls)
         keys = {
@@ -346,12 +364,16 @@ def _unknown_message(path: str, *, is_section: bool) -> str:
     section, _, _ = path.rpartition(".")
     if section in _schema():
         return f"unknown key; [{section}] allows: {', '.join(_schema()[section].keys)}"
-    return f"unknown {what}; allowed sections: {', '.join(_schema())}"
+    return f"unknown {what}; allowed sections: {', '.join(_section_names())}"
+
+
+def _section_names() -> list[str]:
+    return [*_schema(), RULES]
 
 
 def _suggest(path: str, *, is_section: bool) -> str | None:
     if is_section:
-        close = difflib.get_close_matches(path, list(_schema()), n=1)
+        close = difflib.get_close_matches(path, _section_names(), n=1)
         return close[0] if close else None
     # Compare key names without their sections: a shared "timeouts." prefix would make any
     # two keys look alike. A known key in the wrong place ("pool_size" at the top, or under
@@ -568,22 +590,50 @@ _KEY_PART = re.compile(r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_-]+)")
 
 
 class _LineIndex:
-    """Maps dotted key paths to the line that first sets (or opens) them."""
+    """Maps dotted key paths to the line that first sets (or opens) them.
+
+    Tables of an array are numbered from 1, as problems name them: the second ``[[rules]]``
+    opens ``rules[2]``, and a later ``[rules.match]`` is ``rules[2].match``.
+    """
 
     def __init__(self, text: str) -> None:
         self._lines: dict[str, int] = {}
         self.duplicate: tuple[str, int, int] | None = None  # (path, line, first line)
+        self._arrays: dict[str, int] = {}  # array-of-tables path -> tables opened so far
         table = ""
         for number, line in _code_lines(text):
             header = _HEADER.match(line)
             if header is not None:
-                table = _normalise_key(header.group(1))
-                self._lines.setdefault(table, number)
+                table = self._open(_normalise_key(header.group(1)), line, number)
                 continue
             key = _KEY_LINE.match(line)
             if key is not None:
                 path = ".".join(filter(None, (table, _normalise_key(key.group(1)))))
                 self._record(path, number)
+                # A dotted key (`match.path = ...`) also opens the tables it names; a problem
+                # with `match` as a whole belongs on its first line, not the [[rules]] header.
+                while (path := path.rpartition(".")[0]) and path != table:
+                    self._lines.setdefault(path, number)
+
+    def _open(self, path: str, line: str, number: int) -> str:
+        """The indexed path of the table a header opens; records where it starts."""
+        parent, dot, leaf = path.rpartition(".")
+        path = self._in_array(parent) + dot + leaf
+        if line.lstrip().startswith("[["):
+            self._lines.setdefault(path, number)  # the array as a whole: its first table
+            count = self._arrays[path] = self._arrays.get(path, 0) + 1
+            path = f"{path}[{count}]"
+        self._lines.setdefault(path, number)
+        return path
+
+    def _in_array(self, path: str) -> str:
+        # [rules.match] belongs to the latest [[rules]]: find the longest array prefix.
+        parts = path.split(".") if path else []
+        for end in range(len(parts), 0, -1):
+            prefix = ".".join(parts[:end])
+            if prefix in self._arrays:
+                return ".".join([f"{prefix}[{self._arrays[prefix]}]", *parts[end:]])
+        return path
 
     def _record(self, path: str, number: int) -> None:
         first = self._lines.setdefault(path, number)
@@ -596,7 +646,9 @@ class _LineIndex:
         while path:
             if path in self._lines:
                 return self._lines[path]
-            path = path.rpartition(".")[0]
+            # rules[2] written inline (`rules = [{...}, {...}]`) has no line of its own either:
+            # fall back to the array's.
+            path = path[: path.rindex("[")] if path.endswith("]") else path.rpartition(".")[0]
         return None
 
 

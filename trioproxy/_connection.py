@@ -11,10 +11,12 @@ import trio
 from ._accesslog import AccessRecord
 from ._context import ProxyContext
 from ._errors import ClientError, ClientGone, ProxyError
+from ._exchange import expect_end_of_request as _expect_end_of_request
 from ._exchange import forward
 from ._h11 import h11
-from ._headers import RequestPlan, plan_request, reason_phrase
+from ._headers import BodyKind, RequestPlan, plan_request, reason_phrase
 from ._peer import Downstream
+from ._rules import Decision, request_view
 from ._settings import Limits
 from ._strict import FramingError, check_request_head, find_head_end
 
@@ -144,17 +146,31 @@ async def _serve_request(
     started = trio.current_time()
     sent_before = down.bytes_sent
     try:
+        raw = request.headers.raw_items()
         plan = plan_request(
             request.method,
             request.target,
-            request.headers.raw_items(),
+            raw,
             request.http_version,
             peer_ip=down.peer_ip.encode("ascii"),
-            rules=ctx.rules,
+            rules=ctx.forwarding,
             upstream_authority=ctx.upstream_authority,
             max_header_count=ctx.settings.limits.max_header_count,
         )
         _note_request(record, plan)
+        if ctx.rule_engine:
+            # Conditions see the client's own headers, not our X-Forwarded-For or Via.
+            view = request_view(request.method, plan.target, raw, down.peer_ip)
+            decision = ctx.rule_engine.evaluate(view, trio.current_time())
+            if decision.response is not None:
+                await _answer_from_rules(down, ctx, plan, decision, record)
+                return
+            if decision.target is not None:
+                plan.target = decision.target
+            if decision.request_ops:
+                plan.headers = decision.request_headers(plan.headers)
+            if decision.response_edits:
+                plan.edit_response = decision.response_headers
         await forward(down, request, plan, record, ctx)
     except ProxyError as exc:
         log.log(
@@ -178,6 +194,37 @@ async def _serve_request(
         record.bytes_sent = down.bytes_sent - sent_before
         record.bytes_received = down.bytes_received - received_before
         ctx.log_access(record)
+
+
+async def _answer_from_rules(
+    down: Downstream, ctx: ProxyContext, plan: RequestPlan, decision: Decision, record: AccessRecord
+) -> None:
+    """A rule answers (redirect, deny, static response, 429): nothing goes upstream."""
+    answer = decision.response
+    assert answer is not None
+    log.debug("%s: %s answered %d", down.peer_ip, decision.rule, answer.status)
+    headers = list(answer.headers)
+    headers.append((b"X-Request-ID", plan.request_id))
+    if plan.body is BodyKind.NONE:
+        _expect_end_of_request(down)  # in step for the next request
+    else:
+        headers.append((b"Connection", b"close"))  # the unread body makes reuse impossible
+    if ctx.draining:
+        headers.append((b"Connection", b"close"))
+    down.queue(
+        h11.Response(
+            status_code=answer.status,
+            headers=headers,
+            reason=reason_phrase(answer.status, b""),
+            _parsed=True,  # validated when the rules were loaded
+        )
+    )
+    if answer.body:
+        down.queue(h11.Data(data=answer.body))
+    down.queue(h11.EndOfMessage())
+    record.status = answer.status
+    record.body_bytes_sent = len(answer.body)
+    await down.flush(ctx.settings.timeouts.client_send_s)
 
 
 def _note_request(record: AccessRecord, plan: RequestPlan) -> None:

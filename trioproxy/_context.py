@@ -11,6 +11,7 @@ from ._accesslog import AccessRecord
 from ._headers import ForwardingRules
 from ._metrics import RequestMetrics
 from ._pool import UpstreamPool
+from ._rules import RuleEngine, RuleSet
 from ._settings import Settings
 
 
@@ -30,7 +31,9 @@ class ProxyContext:
     pool: UpstreamPool
     upstream_authority: bytes  # Host for HTTP/1.0 requests that sent none
     log_access: Callable[[AccessRecord], None]
-    rules: ForwardingRules = field(default_factory=ForwardingRules)
+    forwarding: ForwardingRules = field(default_factory=ForwardingRules)
+    # The [[rules]] with their rate-limit state; falsy (and skipped) when there are none.
+    rule_engine: RuleEngine = field(default_factory=lambda: RuleEngine(RuleSet()))
     stats: ProxyStats = field(default_factory=ProxyStats)
     # Per-request counters for the admin listener's /metrics (issue 7); ProxyServer feeds them
     # through `log_access` only while the admin listener is on.

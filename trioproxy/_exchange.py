@@ -46,7 +46,7 @@ async def forward(
     if plan.body is BodyKind.NONE:
         # Take the request's end now, so a failure before any upstream I/O still leaves the
         # downstream connection in step for its next request.
-        _expect_end_of_request(down)
+        expect_end_of_request(down)
     up, reused = await pool.acquire()
     while True:
         record.upstream_addr = up.address
@@ -89,7 +89,7 @@ async def _exchange_once(
     if plan.body is BodyKind.NONE:
         up.queue(h11.EndOfMessage())
         await up.flush(timeouts.upstream_send_s)
-        await _relay_response(down, up, request, record, ctx)
+        await _relay_response(down, up, request, plan, record, ctx)
         return
 
     upload_failure: list[BaseException] = []
@@ -109,7 +109,7 @@ async def _exchange_once(
 
         nursery.start_soon(upload)
         try:
-            await _relay_response(down, up, request, record, ctx)
+            await _relay_response(down, up, request, plan, record, ctx)
         except Exception as exc:
             relay_failure.append(exc)
         # A complete response ends the exchange; an unfinished upload is abandoned (the
@@ -121,7 +121,7 @@ async def _exchange_once(
         raise relay_failure[0]
 
 
-def _expect_end_of_request(down: Downstream) -> None:
+def expect_end_of_request(down: Downstream) -> None:
     event = down.h11.next_event()
     if not isinstance(event, h11.EndOfMessage):  # a body-less request ends at once
         raise ClientError(f"unexpected {type(event).__name__} after a request without body")
@@ -197,7 +197,7 @@ async def _read_response_head(
             return event, buffer
         if request.http_version != b"1.0":  # HTTP/1.0 clients get no 1xx (RFC 9110 15.2)
             headers = response_headers(
-                event.headers.raw_items(), event.http_version, rules=ctx.rules
+                event.headers.raw_items(), event.http_version, rules=ctx.forwarding
             )
             down.queue(h11.InformationalResponse(status_code=event.status_code, headers=headers))
             await down.flush(ctx.settings.timeouts.client_send_s)
@@ -207,6 +207,7 @@ async def _relay_response(
     down: Downstream,
     up: UpstreamConnection,
     request: h11.Request,
+    plan: RequestPlan,
     record: AccessRecord,
     ctx: ProxyContext,
 ) -> None:
@@ -218,8 +219,10 @@ async def _relay_response(
         await _tunnel(down, up, response, record, ctx)
         return
     headers = response_headers(
-        raw, response.http_version, rules=ctx.rules, request_id=record.request_id
+        raw, response.http_version, rules=ctx.forwarding, request_id=record.request_id
     )
+    if plan.edit_response is not None:  # response-header rules
+        headers = plan.edit_response(response.status_code, headers)
     if ctx.draining:
         headers.append((b"Connection", b"close"))
     record.upstream_status = response.status_code
@@ -269,7 +272,7 @@ async def _tunnel(
     headers = response_headers(
         switch.headers.raw_items(),
         switch.http_version,
-        rules=ctx.rules,
+        rules=ctx.forwarding,
         request_id=record.request_id,
         switching=True,
     )

@@ -76,6 +76,8 @@ class RequestPlan:
     upgrade: bool = False  # a WebSocket upgrade: Connection/Upgrade are kept for it
     request_id: bytes = b""
     host: bytes = b""
+    # Applied to the final response's headers with its status (response-header rules).
+    edit_response: Callable[[int, Headers], Headers] | None = None
     noted: dict[bytes, bytes] = field(default_factory=dict)
 
 

@@ -30,6 +30,7 @@ from ._headers import ForwardingRules
 from ._metrics import ProxyCollector, observing
 from ._pool import PoolLimits, UpstreamPool
 from ._resolver import Resolver
+from ._rules import RuleEngine
 from ._settings import Settings
 
 log = logging.getLogger("trioproxy")
@@ -70,10 +71,11 @@ class ProxyServer:
             pool=pool,
             upstream_authority=format_host_port(*upstream).encode("ascii"),
             log_access=access_log,
-            rules=ForwardingRules(
+            forwarding=ForwardingRules(
                 via=settings.forwarding.via_name.encode("ascii"),
                 append_x_forwarded_for=settings.forwarding.append_x_forwarded_for,
             ),
+            rule_engine=RuleEngine(settings.rules),
         )
         self._slots = trio.Semaphore(settings.limits.max_connections)
         self._accepting = trio.CancelScope()

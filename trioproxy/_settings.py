@@ -4,12 +4,17 @@ Each section of ``trioproxy.toml`` is one dataclass below; each key is one field
 metadata says what values are allowed (``min``/``max``/``choices``), so the loader in
 ``_config`` can check a file without a second, drifting copy of the schema. Units are in the
 names. Every default says where it came from.
+
+The one exception is ``[[rules]]``, an ordered array of tables rather than a section of keys:
+its schema and loader are in ``_ruleconfig``, its meaning in ``_rules``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from ._rules import RuleSet
 
 
 def _num(default: float, lo: float, hi: float, why: str) -> Any:
@@ -131,3 +136,5 @@ class Settings:
     forwarding: Forwarding = field(default_factory=Forwarding)
     access_log: AccessLog = field(default_factory=AccessLog)
     admin: Admin = field(default_factory=Admin)
+    # Request rules, in file order; none by default (every request is forwarded as it is).
+    rules: RuleSet = field(default_factory=RuleSet)
