@@ -648,7 +648,10 @@ class _LineIndex:
                 return self._lines[path]
             # rules[2] written inline (`rules = [{...}, {...}]`) has no line of its own either:
             # fall back to the array's.
-            path = path[: path.rindex("[")] if path.endswith("]") else path.rpartition(".")[0]
+            if path.endswith("]") and "[" in path:
+                path = path[: path.rindex("[")]
+            else:  # a key that merely ends in "]" (a quoted TOML key) is a plain key
+                path = path.rpartition(".")[0]
         return None
 
 
