@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import socket
 import time
 
 import trio
@@ -21,6 +23,11 @@ from ._settings import Limits
 from ._strict import FramingError, check_request_head, find_head_end
 
 log = logging.getLogger("trioproxy")
+
+# How long, and for how many bytes, a connection closed mid-request-body is drained (nginx's
+# lingering_time is 30 s; a short, bounded linger is enough for the answer to arrive).
+_LINGER_S = 2.0
+_LINGER_BYTES = 1 << 20
 
 # nginx's convention for the access log: the client closed the connection before a
 # response status went out. Never sent on the wire.
@@ -47,8 +54,25 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
                 return
     except ClientGone as exc:
         log.debug("%s: %s", peer_ip, exc)
-    finally:
         down.close()
+    finally:
+        try:
+            if not down.closed and down.h11.their_state in (h11.SEND_BODY, h11.ERROR):
+                await _linger(down)  # answered a client that had more to send
+        finally:
+            down.close()
+
+
+async def _linger(down: Downstream) -> None:
+    """Close gently after answering a client that is still sending a body: half-close, then
+    read and drop what it sends for a moment. Closing at once, with its bytes unread, makes
+    the kernel send a reset, which can destroy the answer before the client reads it."""
+    with contextlib.suppress(OSError):
+        down.stream.socket.shutdown(socket.SHUT_WR)
+    with trio.move_on_after(_LINGER_S), contextlib.suppress(OSError, trio.BrokenResourceError):
+        received = 0
+        while received < _LINGER_BYTES and (data := await down.stream.receive_some(65536)):
+            received += len(data)
 
 
 async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> h11.Request | None:
@@ -93,6 +117,10 @@ async def _read_request_head(down: Downstream, limits: Limits, deadline: float) 
     head = bytearray(down.h11.trailing_data[0])
     searched = 0
     while True:
+        if head[:2] == b"\r\n":
+            head = _skip_empty_lines(down, head, limits)
+            searched = 0
+            continue
         try:
             end = find_head_end(head, searched)
             if end >= 0:
@@ -120,6 +148,17 @@ async def _read_request_head(down: Downstream, limits: Limits, deadline: float) 
                 raise ClientError("connection closed mid-request-head")
             raise _Closed
         head += data
+
+
+def _skip_empty_lines(down: Downstream, head: bytearray, limits: Limits) -> bytearray:
+    """RFC 9112 2.2: a server SHOULD ignore empty lines before a request line (clients send
+    a stray CRLF after a POST body). h11 does not, and its buffer cannot give bytes back, so
+    the next cycle starts on a fresh h11 connection fed what follows them."""
+    while head[:2] == b"\r\n":
+        del head[:2]
+    down.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+    down.h11.receive_data(bytes(head))
+    return head
 
 
 def _parsed_request(down: Downstream) -> h11.Request | None:
@@ -269,13 +308,13 @@ async def _send_error(
     ]
     if request_id:
         headers.append((b"X-Request-ID", request_id))
-    if isinstance(exc, ClientError) or ctx.draining:
+    if isinstance(exc, ClientError) or ctx.draining or down.h11.their_state is h11.SEND_BODY:
         headers.append((b"Connection", b"close"))
     try:
         down.queue(h11.Response(status_code=exc.status, headers=headers, reason=reason))
         down.queue(h11.Data(data=body))
         down.queue(h11.EndOfMessage())
-    except h11.LocalProtocolError:  # e.g. a 1xx already went out to an HTTP/1.0 client
+    except ProxyError:  # h11 will not send it in this state: the connection just closes
         return
     await down.flush(ctx.settings.timeouts.client_send_s)
 

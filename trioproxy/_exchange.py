@@ -8,6 +8,8 @@ at once. A body-less request, the common case, costs no extra task.
 from __future__ import annotations
 
 import logging
+import math
+import socket
 
 import trio
 
@@ -28,6 +30,9 @@ from ._strict import ChunkedChecker, FramingError, check_response_head, find_hea
 from ._tunnel import splice
 
 log = logging.getLogger("trioproxy")
+
+# A response head slower than this starts a watch on the client's socket.
+_WATCH_CLIENT_AFTER_S = 1.0
 
 
 async def forward(
@@ -159,7 +164,12 @@ async def _upload_body(
 
 
 async def _read_response_head(
-    down: Downstream, up: UpstreamConnection, request: h11.Request, ctx: ProxyContext
+    down: Downstream,
+    up: UpstreamConnection,
+    request: h11.Request,
+    ctx: ProxyContext,
+    *,
+    watch_client: bool,
 ) -> tuple[h11.Response | h11.InformationalResponse, bytearray]:
     """Wait for the final response head (or the 101 of an upgrade), relaying other 1xx
     responses on the way (RFC 9110 15.2).
@@ -182,9 +192,15 @@ async def _read_response_head(
             if len(buffer) > limit:
                 raise UpstreamError(f"response head from upstream {up.address} too large")
             searched = len(buffer)
-            buffer += await up.receive(deadline - trio.current_time())
-            if not buffer:
-                raise UpstreamClosed(f"upstream {up.address} closed the connection")
+            if watch_client:  # nobody else reads the client's socket meanwhile
+                data = await _receive_watching_client(down, up, deadline)
+            else:
+                data = await up.receive(deadline - trio.current_time())
+            if not data:  # EOF: before any byte, the stale keep-alive race; else a cut head
+                if up.bytes_received == 0:
+                    raise UpstreamClosed(f"upstream {up.address} closed the connection")
+                raise UpstreamError(f"upstream {up.address} closed mid-response-head")
+            buffer += data
             continue
         del buffer[:end]
         searched = 0
@@ -203,6 +219,53 @@ async def _read_response_head(
             await down.flush(ctx.settings.timeouts.client_send_s)
 
 
+async def _receive_watching_client(
+    down: Downstream, up: UpstreamConnection, deadline: float
+) -> bytes:
+    """Wait for the upstream's next bytes; if that takes a while, watch the client too.
+
+    A body-less request leaves nobody reading the client's socket while the upstream
+    thinks, so a client that gave up would go unnoticed until the answer came (or never,
+    for a long poll). Most answers come quickly and cost no watcher; after
+    ``_WATCH_CLIENT_AFTER_S`` one task waits for the client's EOF or reset, which abandons
+    the exchange (and the upstream connection with it).
+    """
+    now = trio.current_time()
+    if deadline - now <= _WATCH_CLIENT_AFTER_S:
+        return await up.receive(deadline - now)
+    with trio.move_on_after(_WATCH_CLIENT_AFTER_S):
+        return await up.receive(math.inf)
+    outcome: list[bytes | BaseException] = []
+    async with trio.open_nursery() as nursery:
+
+        async def watch_client() -> None:
+            if await _client_left(down):
+                nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch_client)
+        try:
+            outcome.append(await up.receive(deadline - trio.current_time()))
+        except Exception as exc:
+            outcome.append(exc)
+        nursery.cancel_scope.cancel()
+    if not outcome:
+        raise ClientGone("client closed the connection while the upstream was answering")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+async def _client_left(down: Downstream) -> bool:
+    """Wait until the client's socket is readable; True if that is its EOF or a reset
+    (bytes of a pipelined request tell nothing: then stop watching)."""
+    sock = down.stream.socket
+    await trio.lowlevel.wait_readable(sock)
+    try:
+        return not await sock.recv(1, socket.MSG_PEEK)
+    except OSError:
+        return True
+
+
 async def _relay_response(
     down: Downstream,
     up: UpstreamConnection,
@@ -212,7 +275,9 @@ async def _relay_response(
     ctx: ProxyContext,
 ) -> None:
     timeouts = ctx.settings.timeouts
-    response, body_start = await _read_response_head(down, up, request, ctx)
+    response, body_start = await _read_response_head(
+        down, up, request, ctx, watch_client=plan.body is BodyKind.NONE
+    )
     # From here on the client has (queued) bytes: an upstream failure can only abort it.
     raw = response.headers.raw_items()
     if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
@@ -223,7 +288,9 @@ async def _relay_response(
     )
     if plan.edit_response is not None:  # response-header rules
         headers = plan.edit_response(response.status_code, headers)
-    if ctx.draining:
+    if ctx.draining or down.h11.their_state is h11.SEND_BODY:
+        # Draining, or answering before the request body was read (an early 413, 401, or a
+        # refused 100-continue): this connection closes after the response; say so.
         headers.append((b"Connection", b"close"))
     record.upstream_status = response.status_code
     record.content_type = header_value(raw, b"content-type")
@@ -278,6 +345,7 @@ async def _tunnel(
     )
     down.queue(h11.InformationalResponse(status_code=101, headers=headers, reason=switch.reason))
     record.status = record.upstream_status = 101
+    ctx.pool.detach(up)
     await down.flush(ctx.settings.timeouts.client_send_s)
     ctx.stats.tunnels_open += 1
     try:

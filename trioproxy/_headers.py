@@ -35,6 +35,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+# Fields a Connection header may name without effect: removing Host or Content-Length
+# would change what the message means or how it is framed, not just drop a hop's option.
+_NEVER_HOP_BY_HOP = frozenset({b"host", b"content-length"})
+
 # RFC 9110 9.2.2. A request with one of these may be sent again when a reused connection
 # turns out to be dead before any response byte arrived.
 IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
@@ -101,7 +105,7 @@ def connection_options(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[byte
         if name.lower() == b"connection":
             names.update(token.strip().lower() for token in value.split(b","))
     names.discard(b"")
-    return frozenset(names)
+    return frozenset(names - _NEVER_HOP_BY_HOP)
 
 
 def plan_request(
@@ -198,7 +202,14 @@ def plan_request(
 
     # Only WebSocket is tunnelled (RFC 6455 4.1: a GET over HTTP/1.1); other protocols
     # (h2c, ...) lose their Upgrade and the request goes on as plain HTTP/1.1.
-    upgrade = upgrade and method == b"GET" and http_version == b"1.1"
+    # A body would be read by the upload task while the tunnel reads the same socket.
+    upgrade = (
+        upgrade
+        and method == b"GET"
+        and http_version == b"1.1"
+        and not chunked
+        and content_length in (None, b"0")
+    )
     if upgrade:
         out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
     body = BodyKind.NONE
@@ -232,7 +243,11 @@ def _origin_form(target: bytes, host: bytes | None) -> tuple[bytes, bytes]:
     """
     if target.startswith(b"/") or target == b"*":
         return target, b""
-    parts = urlsplit(target.decode("ascii", "replace"))
+    try:
+        parts = urlsplit(target.decode("ascii", "replace"))
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError as exc:  # a bad bracketed host, a non-numeric port...
+        raise ClientError(f"malformed absolute-form target: {exc}") from exc
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise ClientError("request target is neither origin-form nor absolute-form")
     authority = parts.netloc.encode("ascii")

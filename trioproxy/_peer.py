@@ -35,7 +35,12 @@ class Peer:
         self.bytes_received = 0
 
     def queue(self, event: h11.Event) -> None:
-        data = self.h11.send(event)
+        try:
+            data = self.h11.send(event)
+        except h11.LocalProtocolError as exc:
+            # h11's parser took something its writer will not send (the other side's
+            # message, which is all we forward): that message cannot be forwarded.
+            raise self._unsendable(exc) from exc
         if data:
             self._out.append(data)
 
@@ -124,10 +129,17 @@ class Peer:
         """Close at once (synchronously, so it is safe in ``finally`` under cancellation)."""
         self.stream.socket.close()
 
+    @property
+    def closed(self) -> bool:
+        return self.stream.socket.fileno() < 0
+
     def _gone(self, exc: BaseException) -> Exception:
         raise NotImplementedError
 
     def _too_slow(self, doing: str) -> Exception:
+        raise NotImplementedError
+
+    def _unsendable(self, exc: h11.LocalProtocolError) -> Exception:
         raise NotImplementedError
 
 
@@ -148,21 +160,33 @@ class Downstream(Peer):
             return ClientGone("client stopped reading")
         return ClientError("client too slow", status=408)
 
+    def _unsendable(self, exc: h11.LocalProtocolError) -> Exception:
+        return UpstreamError(f"upstream response cannot be forwarded: {exc}")
+
 
 class UpstreamConnection(Peer):
     """A connection to the upstream; ``h11`` is in the CLIENT role. Pooled between exchanges."""
 
-    __slots__ = ("address", "idle_since", "uses")
+    __slots__ = ("address", "detached", "idle_since", "uses")
 
     def __init__(self, stream: trio.SocketStream, conn: h11.Connection, address: str) -> None:
         super().__init__(stream, conn)
         self.address = address
         self.idle_since = 0.0
         self.uses = 0
+        self.detached = False  # no longer counted by the pool (a tunnel)
 
     @property
     def reusable(self) -> bool:
-        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE and not self._out
+        # Bytes past the response's framing (a body on a HEAD or 304, a short Content-Length,
+        # a second response) are already in h11's buffer, out of poll()'s sight: a
+        # connection holding any would answer the next client's request with them.
+        return (
+            self.h11.our_state is h11.DONE
+            and self.h11.their_state is h11.DONE
+            and not self._out
+            and self.h11.trailing_data == (b"", False)
+        )
 
     def looks_dead(self) -> bool:
         """An idle HTTP connection with something to read has been closed (or broken) by
@@ -178,3 +202,6 @@ class UpstreamConnection(Peer):
 
     def _too_slow(self, doing: str) -> Exception:
         return UpstreamTimeout(f"upstream {self.address} timed out {doing}")
+
+    def _unsendable(self, exc: h11.LocalProtocolError) -> Exception:
+        return ClientError(f"request cannot be forwarded: {exc}")

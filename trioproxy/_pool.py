@@ -101,9 +101,18 @@ class UpstreamPool:
 
     def discard(self, conn: UpstreamConnection) -> None:
         conn.close()
-        self._open -= 1
         self.stats.discarded += 1
-        self._slot_freed.unpark()
+        if not conn.detached:
+            self._open -= 1
+            self._slot_freed.unpark()
+
+    def detach(self, conn: UpstreamConnection) -> None:
+        """Take a connection out of the pool's count for good (a WebSocket tunnel): long-lived
+        tunnels must not use up the connections ordinary requests wait for."""
+        if not conn.detached:
+            conn.detached = True
+            self._open -= 1
+            self._slot_freed.unpark()
 
     def close(self) -> None:
         self._closed = True
@@ -164,7 +173,10 @@ class UpstreamPool:
         errors: list[str] = []
         for family, sockaddr in addresses:
             address = format_host_port(sockaddr[0], sockaddr[1])
-            sock = trio.socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock = trio.socket.socket(family, socket.SOCK_STREAM)
+            except OSError as exc:  # out of file descriptors (EMFILE) and the like
+                raise UpstreamConnectError(f"cannot open a socket: {exc}") from exc
             try:
                 with trio.fail_after(self.limits.connect_timeout_s):
                     await sock.connect(sockaddr)

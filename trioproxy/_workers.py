@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -27,6 +27,8 @@ log = logging.getLogger("trioproxy")
 # start, doubling up to the cap, instead of burning the CPU on restarts.
 _QUICK_DEATH_S = 2.0
 _MAX_BACKOFF_S = 30.0
+# A worker that has not started listening by then never will (it imports and binds).
+_READY_TIMEOUT_S = 30.0
 
 
 class WorkerFailed(Exception):
@@ -78,7 +80,10 @@ class Supervisor:
                     self._signal_all(signum)
                     break
                 with trio.move_on_after(self.stop_timeout_s) as waited:
-                    await self._wait_all()
+                    async with trio.open_nursery() as waiting:
+                        waiting.start_soon(self._kill_on_second_signal, signals)
+                        await self._wait_all()
+                        waiting.cancel_scope.cancel()
                 if waited.cancelled_caught:
                     log.error("workers still running after %gs: killing them", self.stop_timeout_s)
                     self._signal_all(signal.SIGKILL)
@@ -94,7 +99,11 @@ class Supervisor:
         while not self.stopping:
             worker = await self._start(slot)
             if first:
-                await worker.ready.wait()
+                with trio.move_on_after(_READY_TIMEOUT_S):
+                    await worker.ready.wait()
+                if not worker.ready.is_set():
+                    worker.process.kill()
+                    raise WorkerFailed(f"worker {slot} was not ready within {_READY_TIMEOUT_S:g}s")
                 if worker.process.poll() is not None:
                     raise WorkerFailed(f"worker {slot} exited before it was ready")
                 task_status.started()
@@ -140,6 +149,12 @@ class Supervisor:
         self.workers[slot] = worker
         self._nursery.start_soon(_await_ready, ready_read, worker)
         return worker
+
+    async def _kill_on_second_signal(self, signals: AsyncIterator[int]) -> None:
+        async for signum in signals:
+            log.info("%s again: stopping the workers now", signal.Signals(signum).name)
+            self._signal_all(signal.SIGKILL)
+            return
 
     def _signal_all(self, signum: int) -> None:
         for worker in self.workers.values():
