@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -22,6 +22,12 @@ class ProxyProcess:
     port: int
     stderr: bytearray = field(default_factory=bytearray)
     stdout: bytearray = field(default_factory=bytearray)
+    output: trio.Event = field(default_factory=trio.Event)  # replaced after each chunk
+
+    async def wait_for_output(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds, checking each time the process writes."""
+        while not predicate():
+            await self.output.wait()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -36,10 +42,15 @@ class ProxyProcess:
 
 
 async def _pump(
-    stream: trio.abc.ReceiveStream, sink: bytearray, ready: trio.Event | None = None
+    stream: trio.abc.ReceiveStream,
+    sink: bytearray,
+    proc: ProxyProcess,
+    ready: trio.Event | None = None,
 ) -> None:
     async for chunk in stream:
         sink += chunk
+        proc.output.set()
+        proc.output = trio.Event()
         if ready is not None and READY.search(sink):
             ready.set()
     if ready is not None:
@@ -70,8 +81,8 @@ async def cli_proxy(
         assert process.stdout is not None and process.stderr is not None
         proc = ProxyProcess(process, 0)
         ready = trio.Event()
-        nursery.start_soon(_pump, process.stdout, proc.stdout)
-        nursery.start_soon(_pump, process.stderr, proc.stderr, ready)
+        nursery.start_soon(_pump, process.stdout, proc.stdout, proc)
+        nursery.start_soon(_pump, process.stderr, proc.stderr, proc, ready)
         try:
             with trio.fail_after(10):
                 await ready.wait()

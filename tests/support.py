@@ -84,6 +84,17 @@ async def raw_origin(
             nursery.cancel_scope.cancel()
 
 
+async def read_head(stream: trio.SocketStream) -> bytes:
+    """What a raw origin reads of a request: bytes up to the end of the head (b"" at EOF)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
 @dataclass
 class Reply:
     status: int

@@ -5,17 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from .support import Client, exchange_raw, make_settings, raw_origin, running_proxy
-
-
-async def _read_head(stream: trio.SocketStream) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            return data
-        data += chunk
-    return data
+from .support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
 
 
 async def test_extra_bytes_from_the_origin_never_reach_another_client() -> None:
@@ -26,7 +16,7 @@ async def test_extra_bytes_from_the_origin_never_reach_another_client() -> None:
     async def oversends(stream: trio.SocketStream) -> None:
         nonlocal connections
         connections += 1
-        while head := await _read_head(stream):
+        while head := await read_head(stream):
             if b"/first" in head:
                 await stream.send_all(
                     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -46,7 +36,7 @@ async def test_extra_bytes_from_the_origin_never_reach_another_client() -> None:
 
 async def test_body_on_a_head_response_is_not_served_to_the_next_request() -> None:
     async def head_with_body(stream: trio.SocketStream) -> None:
-        while head := await _read_head(stream):
+        while head := await read_head(stream):
             body = b"" if head.startswith(b"GET") else b"hello"
             await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" + body)
             if not body:
@@ -61,7 +51,7 @@ async def test_body_on_a_head_response_is_not_served_to_the_next_request() -> No
 
 async def test_origin_closing_mid_head_is_a_prompt_502() -> None:
     async def cut_head(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Le")
 
     settings = make_settings(timeouts__upstream_response_s=30)
@@ -107,7 +97,7 @@ async def test_tunnels_do_not_use_up_the_pool() -> None:
     """With pool_size 1, an open tunnel leaves room for ordinary requests."""
 
     async def upgrades_or_answers(stream: trio.SocketStream) -> None:
-        head = await _read_head(stream)
+        head = await read_head(stream)
         if b"upgrade: websocket" in head.lower():
             await stream.send_all(
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -135,7 +125,7 @@ async def test_early_answer_says_close_and_arrives_intact() -> None:
     closes, and gets the whole answer (a lingering close, not a reset)."""
 
     async def refuses(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 7\r\n\r\ntoo big")
         await trio.sleep_forever()
 
@@ -180,7 +170,7 @@ async def test_client_leaving_a_slow_bodyless_request_abandons_it() -> None:
     origin_saw_close = trio.Event()
 
     async def slow(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         with trio.move_on_after(10):
             if not await stream.receive_some(1):  # the proxy hung up on us
                 origin_saw_close.set()

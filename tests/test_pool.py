@@ -15,17 +15,7 @@ from trioproxy._peer import UpstreamConnection
 from trioproxy._pool import PoolLimits, UpstreamPool
 from trioproxy._resolver import Resolver
 
-from .support import Client, make_settings, raw_origin, running_proxy
-
-
-async def _read_head(stream: trio.SocketStream) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            return data
-        data += chunk
-    return data
+from .support import Client, make_settings, raw_origin, read_head, running_proxy
 
 
 async def test_pool_never_opens_more_than_its_size() -> None:
@@ -38,7 +28,7 @@ async def test_pool_never_opens_more_than_its_size() -> None:
         concurrent += 1
         most = max(most, concurrent)
         try:
-            while await _read_head(stream):
+            while await read_head(stream):
                 await release.wait()
                 await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         finally:
@@ -65,7 +55,7 @@ async def test_pool_never_opens_more_than_its_size() -> None:
 
 async def test_full_pool_wait_is_bounded_503() -> None:
     async def stuck(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await trio.sleep_forever()
 
     settings = make_settings(
@@ -89,7 +79,7 @@ async def test_client_gone_mid_upload_leaves_no_broken_connection_in_pool() -> N
     got_part = trio.Event()
 
     async def reads_slowly(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         got_part.set()
         await trio.sleep_forever()
 
@@ -112,7 +102,7 @@ async def test_client_gone_mid_download_discards_the_upstream_connection() -> No
     origin_saw_close = trio.Event()
 
     async def trickles(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n")
         try:
             for _ in range(10_000):  # bounded: 10 s at most
@@ -138,7 +128,7 @@ async def test_cancelling_requests_midway_keeps_the_pool_consistent() -> None:
     connections equals what it really holds, and a request still succeeds."""
 
     async def origin(stream: trio.SocketStream) -> None:
-        while await _read_head(stream):
+        while await read_head(stream):
             await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
             await trio.sleep(0.001)
             await stream.send_all(b"hello")

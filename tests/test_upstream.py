@@ -9,17 +9,7 @@ from __future__ import annotations
 import h11
 import trio
 
-from .support import Client, exchange_raw, make_settings, raw_origin, running_proxy
-
-
-async def _read_head(stream: trio.SocketStream) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
+from .support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
 
 
 def _response(body: bytes = b"ok", extra: bytes = b"") -> bytes:
@@ -50,7 +40,7 @@ async def test_unresolvable_upstream_is_502() -> None:
 
 async def test_slow_upstream_is_504() -> None:
     async def never_answers(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await trio.sleep_forever()
 
     settings = make_settings(timeouts__upstream_response_s=0.2)
@@ -63,7 +53,7 @@ async def test_slow_upstream_is_504() -> None:
 
 async def test_upstream_reset_before_response_is_502() -> None:
     async def hangs_up(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
 
     async with raw_origin(hangs_up) as upstream, running_proxy(upstream) as proxy:
         async with Client.connect(proxy.address) as client:
@@ -73,7 +63,7 @@ async def test_upstream_reset_before_response_is_502() -> None:
 
 async def test_malformed_upstream_response_is_502() -> None:
     async def babbles(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(b"HTTP/1.1 200 OK\r\nBad Header Line\r\n\r\n")
 
     async with raw_origin(babbles) as upstream, running_proxy(upstream) as proxy:
@@ -83,7 +73,7 @@ async def test_malformed_upstream_response_is_502() -> None:
 
 async def test_upstream_response_with_both_framings_is_502() -> None:
     async def ambiguous(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"3\r\nabc\r\n0\r\n\r\n"
@@ -101,12 +91,12 @@ def _stale_after_first(accepted: list[int]) -> object:
     async def handler(stream: trio.SocketStream) -> None:
         accepted.append(1)
         number = len(accepted)
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(_response(b"first" if number == 1 else b"fresh"))
         if number == 1:
-            await _read_head(stream)
+            await read_head(stream)
             return  # closes without answering the second request
-        while await _read_head(stream):
+        while await read_head(stream):
             await stream.send_all(_response(b"fresh"))
 
     return handler
@@ -139,7 +129,7 @@ async def test_fresh_connection_failure_is_not_retried() -> None:
 
     async def hangs_up(stream: trio.SocketStream) -> None:
         accepted.append(1)
-        await _read_head(stream)
+        await read_head(stream)
 
     async with raw_origin(hangs_up) as upstream, running_proxy(upstream) as proxy:
         async with Client.connect(proxy.address) as client:
@@ -152,7 +142,7 @@ async def test_origin_closed_idle_connection_is_not_reused() -> None:
 
     async def one_answer_then_close(stream: trio.SocketStream) -> None:
         accepted.append(1)
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(_response())
         # closes the keep-alive connection while it idles in the pool
 
@@ -174,7 +164,7 @@ async def test_connection_close_and_http10_responses_are_not_pooled() -> None:
     ]
 
     async def answers_and_lingers(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(responses.pop(0))
         await trio.sleep_forever()  # leaves closing to the proxy
 
@@ -190,7 +180,7 @@ async def test_connection_close_and_http10_responses_are_not_pooled() -> None:
 
 async def test_hop_by_hop_response_headers_are_stripped() -> None:
     async def chatty(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(
             _response(
                 extra=b"Connection: X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=9\r\n"
@@ -211,7 +201,7 @@ async def test_hop_by_hop_response_headers_are_stripped() -> None:
 
 async def test_informational_responses_are_relayed_before_the_final_one() -> None:
     async def early_hints(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(
             b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
         )
@@ -232,7 +222,7 @@ async def test_204_and_304_carry_no_body() -> None:
     heads = [b"HTTP/1.1 204 No Content\r\n\r\n", b'HTTP/1.1 304 Not Modified\r\nETag: "x"\r\n\r\n']
 
     async def bodiless(stream: trio.SocketStream) -> None:
-        while heads and await _read_head(stream):
+        while heads and await read_head(stream):
             await stream.send_all(heads.pop(0))
 
     async with raw_origin(bodiless) as upstream, running_proxy(upstream) as proxy:
@@ -246,7 +236,7 @@ async def test_204_and_304_carry_no_body() -> None:
 
 async def test_chunked_response_with_trailers_streams_through() -> None:
     async def chunky(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n"
@@ -263,7 +253,7 @@ async def test_chunked_response_with_trailers_streams_through() -> None:
 
 async def test_upstream_failure_mid_body_aborts_the_client_connection() -> None:
     async def truncates(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part")
 
     async with raw_origin(truncates) as upstream, running_proxy(upstream) as proxy:

@@ -38,13 +38,11 @@ async def test_workers_serve_restart_and_drain(origin: tuple[str, int]) -> None:
         assert [await _get(proxy.address) for _ in range(20)] == [200] * 20
 
         with trio.fail_after(10):  # the writer threads have flushed: a SIGKILL loses nothing
-            while proxy.stdout.count(b"\n") < 20:
-                await trio.sleep(0.05)
+            await proxy.wait_for_output(lambda: proxy.stdout.count(b"\n") >= 20)
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
-        with trio.fail_after(10):
-            while proxy.stderr.count(b"]: listening on") < 3:  # the replacement is ready
-                await trio.sleep(0.05)  # polling its output: there is no event to wait on
+        with trio.fail_after(10):  # the replacement is ready
+            await proxy.wait_for_output(lambda: proxy.stderr.count(b"]: listening on") >= 3)
         replacement = _children(proxy.process.pid) - workers
         assert len(replacement) == 1 and victim not in _children(proxy.process.pid)
         assert [await _get(proxy.address) for _ in range(20)] == [200] * 20
@@ -65,6 +63,7 @@ async def test_workers_stop_when_the_supervisor_is_killed(origin: tuple[str, int
         proxy.process.kill()  # SIGKILL: no chance to pass anything on
         await wait_for_exit(proxy.process)
         with trio.fail_after(10):
-            while any(Path(f"/proc/{pid}").exists() for pid in workers):
-                await trio.sleep(0.05)  # polling the process table: no event to wait on
+            # The process table has no event to wait on: poll it, briefly and bounded.
+            while any(Path(f"/proc/{pid}").exists() for pid in workers):  # noqa: ASYNC110, ASYNC240
+                await trio.sleep(0.05)
     assert b"supervisor gone: stopping" in proxy.stderr

@@ -23,7 +23,6 @@ resolves to and on what was actually bound, so Settings built in code cannot get
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import logging
 import os
@@ -36,7 +35,7 @@ import trio
 from prometheus_client.registry import Collector
 
 from ._addr import format_host_port, parse_host_port
-from ._listen import ListenError
+from ._listen import ListenError, accept_forever
 from ._metrics import exposition
 
 __all__ = [
@@ -63,9 +62,6 @@ LINGER_MAX_BYTES = 65536
 MAX_REQUEST_HEAD_BYTES = 8192
 # A handful of probes and one scraper at a time; more are held in the kernel's backlog.
 MAX_CONNECTIONS = 8
-
-# Accept errors that mean "out of a resource for now" (the set trio's serve_listeners uses).
-_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 # generate_latest writes the 0.0.4 text format whatever prometheus-client's "latest" is.
 _METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -192,21 +188,7 @@ class AdminServer:
     ) -> None:
         async with trio.open_nursery() as handlers:
             task_status.started()
-            while True:
-                await self._slots.acquire()
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:
-                    self._slots.release()
-                    if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
-                        raise
-                    log.error("admin: accept failed (%s); pausing 100 ms", exc.strerror)
-                    await trio.sleep(0.1)
-                    continue
-                except BaseException:
-                    self._slots.release()
-                    raise
-                handlers.start_soon(self._handle, stream)
+            await accept_forever(listener, self._slots, handlers, self._handle, name="admin")
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         # Nothing may escape: an exception leaving a handler would take the nursery, and with

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import socket
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
 
 import trio
 
 from ._addr import format_host_port
+
+log = logging.getLogger("trioproxy")
+
+# Accept errors that mean "out of a resource for now", not "this listener is broken"
+# (the list trio's serve_listeners uses).
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
 class ListenError(Exception):
@@ -49,3 +59,31 @@ def bound_address(listener: trio.SocketListener | socket.socket) -> str:
     sock = listener.socket if isinstance(listener, trio.SocketListener) else listener
     host, port = sock.getsockname()[:2]
     return format_host_port(host, port)
+
+
+async def accept_forever(
+    listener: trio.SocketListener,
+    slots: trio.Semaphore,
+    handlers: trio.Nursery,
+    handle: Callable[[trio.SocketStream], Awaitable[None]],
+    *,
+    name: str,
+) -> NoReturn:
+    """Accept connections into ``handlers``, each holding one of ``slots`` (released by
+    ``handle``): beyond them, clients wait in the kernel's backlog. Running out of file
+    descriptors pauses accepting instead of ending it."""
+    while True:
+        await slots.acquire()
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            slots.release()
+            if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                raise
+            log.error("%s: accept failed (%s); pausing 100 ms", name, exc.strerror)
+            await trio.sleep(0.1)
+            continue
+        except BaseException:
+            slots.release()
+            raise
+        handlers.start_soon(handle, stream)

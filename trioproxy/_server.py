@@ -14,7 +14,6 @@ lives in the outer nursery, so its /healthz answers 503 throughout the drain.
 
 from __future__ import annotations
 
-import errno
 import logging
 import traceback
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from ._admin import AdminServer, open_admin_listener
 from ._connection import serve_connection
 from ._context import ProxyContext
 from ._headers import ForwardingRules
+from ._listen import accept_forever
 from ._metrics import ProxyCollector, observing
 from ._pool import PoolLimits, UpstreamPool
 from ._resolver import Resolver
@@ -34,10 +34,6 @@ from ._rules import RuleEngine
 from ._settings import Settings
 
 log = logging.getLogger("trioproxy")
-
-# Accept errors that mean "out of a resource for now", not "this listener is broken"
-# (the list trio's serve_listeners uses).
-_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
 class ProxyServer:
@@ -154,21 +150,7 @@ class ProxyServer:
         handlers.cancel_scope.deadline = trio.current_time() + self.settings.timeouts.drain_s
 
     async def _accept_loop(self, listener: trio.SocketListener, handlers: trio.Nursery) -> None:
-        while True:
-            await self._slots.acquire()  # beyond max_connections, clients wait in the backlog
-            try:
-                stream = await listener.accept()
-            except OSError as exc:
-                self._slots.release()
-                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
-                    raise
-                log.error("accept failed (%s); pausing 100 ms", exc.strerror)
-                await trio.sleep(0.1)
-                continue
-            except BaseException:
-                self._slots.release()
-                raise
-            handlers.start_soon(self._handle, stream)
+        await accept_forever(listener, self._slots, handlers, self._handle, name="proxy")
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         stats = self.ctx.stats
