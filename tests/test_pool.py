@@ -85,7 +85,10 @@ async def test_client_gone_mid_upload_leaves_no_broken_connection_in_pool() -> N
 
     async with raw_origin(reads_slowly) as upstream, running_proxy(upstream) as proxy:
         stream = await trio.open_tcp_stream(*proxy.address)
-        await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\npart")
+        # More than the read-ahead buffer (64 KiB), so the head goes upstream mid-body.
+        await stream.send_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"p" * 70000
+        )
         await got_part.wait()
         assert proxy.server.pool.open_count == 1
         await stream.aclose()  # the client gives up mid-body

@@ -52,6 +52,8 @@ async def forward(
         # Take the request's end now, so a failure before any upstream I/O still leaves the
         # downstream connection in step for its next request.
         expect_end_of_request(down)
+    else:
+        await _read_body_ahead(down, plan, ctx)
     up, reused = await pool.acquire()
     while True:
         record.upstream_addr = up.address
@@ -124,6 +126,39 @@ async def _exchange_once(
         raise upload_failure[0]
     if relay_failure:
         raise relay_failure[0]
+
+
+# A request body is read ahead up to this much before its head goes upstream (HAProxy's
+# `option http-buffer-request`: one buffer). A body complete by then goes out whole, so the
+# origin never sees a request the client did not finish (conformance: FWD_INVALID, the
+# "incomplete request" class); a larger one streams on from there, in bounded memory.
+BODY_READ_AHEAD_BYTES = 65536
+
+
+async def _read_body_ahead(down: Downstream, plan: RequestPlan, ctx: ProxyContext) -> None:
+    """Receive until the request body is complete or BODY_READ_AHEAD_BYTES are buffered in
+    h11's receive buffer (which _upload_body then drains as before)."""
+    if down.h11.they_are_waiting_for_100_continue:
+        return  # the client sends the body only after the origin's 100 Continue
+    chunks = ChunkedChecker() if plan.body is BodyKind.CHUNKED else None
+    length = int(header_value(plan.headers, b"content-length") or 0)
+    checked = 0
+    while True:
+        buffered = down.h11.trailing_data[0]
+        if chunks is not None:
+            try:
+                chunks.feed(buffered[checked:])
+            except FramingError as exc:
+                raise ClientError(f"malformed chunked body: {exc}", status=exc.status) from exc
+            checked = len(buffered)
+            if chunks.done:
+                return
+        elif len(buffered) >= length:
+            return
+        if len(buffered) >= BODY_READ_AHEAD_BYTES:
+            return
+        if not await down.receive(ctx.settings.timeouts.client_body_s):
+            return  # EOF mid-body: _upload_body reports it as before
 
 
 def expect_end_of_request(down: Downstream) -> None:
@@ -320,7 +355,7 @@ async def _relay_response(
             down.queue(h11.Data(data=event.data))
             record.body_bytes_sent += len(event.data)
         elif isinstance(event, h11.EndOfMessage):
-            trailers = trailer_headers(event.headers.raw_items()) if keep_trailers else []
+            trailers = trailer_headers(event.headers.raw_items(), raw) if keep_trailers else []
             down.queue(h11.EndOfMessage(headers=trailers))
             return  # the caller flushes, after returning the connection to the pool
         else:

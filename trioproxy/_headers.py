@@ -290,9 +290,13 @@ def response_headers(
     return out
 
 
-def trailer_headers(headers: Sequence[tuple[bytes, bytes]]) -> Headers:
-    """Trailer fields safe to pass on: no framing, routing or hop-by-hop fields."""
-    return [(name, value) for name, value in headers if name.lower() not in _FORBIDDEN_IN_TRAILERS]
+def trailer_headers(
+    headers: Sequence[tuple[bytes, bytes]], head: Sequence[tuple[bytes, bytes]] = ()
+) -> Headers:
+    """Trailer fields safe to pass on: no framing, routing or hop-by-hop fields, nor any the
+    message's head lists in Connection (RFC 9110 7.6.1: "header or trailer fields")."""
+    dropped = _FORBIDDEN_IN_TRAILERS | connection_options(head)
+    return [(name, value) for name, value in headers if name.lower() not in dropped]
 
 
 def header_value(headers: Sequence[tuple[bytes, bytes]], lname: bytes) -> bytes:

@@ -5,10 +5,97 @@ control characters, chunk-extension bytes). Two parsers reading one message diff
 request smuggling, so what h11 would let through and a strict parser (llhttp) would reject or
 read otherwise, we refuse here, on the very bytes h11 is about to parse.
 
-(Interface stub: the checks are filled in by the strictness work; see tests/test_strict.py.)
+The rule is the intersection: a head or chunked body passes only if it matches the RFC 9112
+grammar *and* both h11 and llhttp (lenient flags off) read it, and read it alike. Beyond
+that we are stricter than both on purpose in a few places, each for a reason given where it
+is checked: only HTTP/1.0 and 1.1; a valid Host; no PRI method; no Connection option naming
+Content-Length, Transfer-Encoding or Host; lengths below 2**63; no Transfer-Encoding in
+HTTP/1.0; at most 16 hex digits in a chunk size; chunk-extension values present when "=" is;
+and in responses, no CTL in the reason phrase, statuses 100..599 only, no Transfer-Encoding
+and no non-zero Content-Length in a 1xx or 204. fuzz/test_strict_properties.py checks all
+of this against both parsers.
+
+Hot path: a valid head costs one full-match of a compiled grammar regex, a lower-cased copy
+and a few ``find`` calls for the framing fields (about 4 us for a 300-byte browser head);
+find_head_end judges new bytes with one ``translate`` and one ``count`` (about 1.5 us for
+the same head at once, O(new bytes) when it arrives in pieces). The slow, line-by-line
+``_diagnose`` runs only once a head has failed, to say why in the log.
+
+Status choices (answers to a client; a malformed *response* becomes a 502 at the call site):
+- 400 for anything malformed or ambiguous, as llhttp and nginx do;
+- 414 for a request line (with its CRLF) longer than the limit, 431 for too many fields;
+- 501 only for a well-formed ``Transfer-Encoding`` that ends in a single ``chunked`` but applies
+  a coding before it (``gzip, chunked``): the framing is clear, we just do not implement the
+  coding (RFC 9112 6.1 "SHOULD respond with 501"; nginx and h11 answer 501 too). Any other
+  Transfer-Encoding leaves the body length undeterminable: 400 (RFC 9112 6.3 rule 4, llhttp).
 """
 
 from __future__ import annotations
+
+import re
+
+# RFC 9110 5.6.2: tchar.
+_TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_TOKEN = rb"[" + _TCHAR + rb"]++"  # possessive: a token never gives bytes back
+# RFC 9110 5.5: field-value = *field-content, made of VCHAR, obs-text, SP and HTAB. OWS on
+# either side is part of the line. No CTL, no DEL: h11 lets most of those through, llhttp
+# does not ("Invalid header value char").
+_FIELD_CHARS = rb"[\t\x20-\x7e\x80-\xff]"
+# RFC 9112 5: field-line = field-name ":" OWS field-value OWS. A name is a token and meets the
+# colon directly (5.1: no whitespace before the colon); a line that starts with SP/HTAB is an
+# obs-fold (5.2), which the token at the start of each line already excludes.
+_FIELD_LINE = _TOKEN + rb":" + _FIELD_CHARS + rb"*+\r\n"
+_FIELDS = rb"(?:" + _FIELD_LINE + rb")*+\r\n"
+
+# RFC 9112 3: request-line = method SP request-target SP HTTP-version, single SPs, CRLF
+# endings (2.2). The target is visible ASCII (h11's grammar; llhttp rejects obs-text, HTAB
+# and DEL in it) in one of the forms of 3.2, as llhttp tells them apart: origin-form "/...",
+# absolute-form with a letters-only scheme, "*", and authority-form only after CONNECT
+# (which the engine answers with 405). Only HTTP/1.0 and HTTP/1.1 (2.3): llhttp accepts 0.9
+# and 2.0, h11 any 1.x, and each reads such a message differently.
+_TARGET_CHARS = rb"[\x21-\x7e]"
+_REQUEST_LINE = (
+    rb"(?:CONNECT " + _TARGET_CHARS + rb"++|" + _TOKEN + rb" (?:/" + _TARGET_CHARS + rb"*+"
+    rb"|[A-Za-z]++://" + _TARGET_CHARS + rb"*+|\*)) HTTP/1\.([01])\r\n"
+)
+_REQUEST_HEAD = re.compile(_REQUEST_LINE + _FIELDS)
+# RFC 9112 4: status-line = HTTP-version SP status-code SP [ reason-phrase ]; both strict
+# parsers also take a status line without the SP before an empty reason, and so do we.
+# Status codes outside 100..599 are invalid (RFC 9110 15).
+_RESPONSE_HEAD = re.compile(
+    rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: " + _FIELD_CHARS + rb"*)?\r\n" + _FIELDS
+)
+_TRAILER_SECTION = re.compile(_FIELDS)
+
+_FRAMING_FIELD_NAMES = frozenset({b"content-length", b"transfer-encoding", b"host"})
+_TRAILER_FRAMING_FIELD = re.compile(rb"(?:^|\n)(content-length|transfer-encoding):", re.IGNORECASE)
+
+# Bytes that can never appear in a head: a CR not followed by LF, an LF not preceded by CR
+# (RFC 9112 2.2: bare CR/LF line endings are rejected, not tolerated), and CTL/DEL other
+# than HTAB (RFC 9110 5.5). A CR at the very end of the bytes seen so far is not judged yet.
+_NEVER_IN_HEAD = re.compile(rb"(?<!\r)\n|\r(?=[^\n])|[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Every byte value that may stand anywhere in a head: HTAB, SP, VCHAR, obs-text. What
+# ``bytes.translate`` leaves after deleting these is CR, LF and the forbidden CTLs.
+_HEAD_TEXT = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
+
+# RFC 9110 8.6: 1*DIGIT; llhttp errs beyond 2**64-1, we stop at the signed 64-bit range.
+_CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
+_MAX_LENGTH = 2**63 - 1
+# RFC 9110 7.2: Host = uri-host [ ":" port ] (RFC 3986 3.2.2); reg-name or an IP literal.
+_HOST = re.compile(
+    rb"(?:\[[0-9A-Fa-f:.]++\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]++|%[0-9A-Fa-f]{2})*+)(?::[0-9]*+)?"
+)
+# RFC 9112 7: transfer-coding = token *( OWS ";" OWS transfer-parameter ), inside a list.
+_TRANSFER_CODING = re.compile(
+    _TOKEN + rb"(?:[\t ]*;[\t ]*" + _TOKEN + rb"=(?:" + _TOKEN + rb'|"[^"\\\r\n]*"))*'
+)
+
+# RFC 9112 7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
+# chunk-ext-val = token / quoted-string. llhttp rejects the BWS and obs-text, so we do too.
+_QUOTED_STRING = rb'"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e]|\\[\t\x20-\x7e])*"'
+_CHUNK_EXT = rb"(?:;" + _TOKEN + rb"(?:=(?:" + _TOKEN + rb"|" + _QUOTED_STRING + rb"))?)*"
+# RFC 9112 7.1: chunk-size = 1*HEXDIG. At most 16 digits (a 64-bit size), no sign, no "0x".
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})" + _CHUNK_EXT + rb"\r\n")
 
 
 class FramingError(ValueError):
@@ -24,9 +111,33 @@ def find_head_end(buffer: bytes | bytearray, start: int) -> int:
 
     ``start`` is where the previous call stopped looking (0 at first); raises FramingError
     as soon as the bytes so far cannot begin a strictly valid head (e.g. a bare LF).
+    Each call looks only at the bytes added since the last one (and the three before, where a
+    CRLF CRLF or a CR's partner may straddle the boundary).
     """
     index = buffer.find(b"\r\n\r\n", max(0, start - 3))
-    return -1 if index < 0 else index + 4
+    stop = len(buffer) if index < 0 else index + 4
+    # Re-read a CR left pending at the end of the previous bytes, with its successor now.
+    low = start - 1 if start > 0 and buffer[start - 1] == 0x0D else start
+    _check_line_bytes(buffer, low, stop, complete=index >= 0)
+    return -1 if index < 0 else stop
+
+
+def _check_line_bytes(buffer: bytes | bytearray, low: int, stop: int, *, complete: bool) -> None:
+    """Raise unless every CR, LF and CTL in ``buffer[low:stop]`` is part of a CRLF; a CR as
+    the very last byte of incomplete bytes waits for its successor.
+
+    C-speed: delete every byte allowed in a head; what is left must be exactly one CRLF per
+    adjacent CRLF pair in the bytes (so no CTL, and no CR or LF on its own).
+    """
+    rest = buffer[low:stop].translate(None, _HEAD_TEXT)
+    if not rest:
+        return
+    expected = b"\r\n" * buffer.count(b"\r\n", low, stop)
+    if not complete and buffer[stop - 1] == 0x0D:
+        expected += b"\r"
+    if rest != expected:
+        bad = _NEVER_IN_HEAD.search(buffer, low, stop)
+        raise FramingError(_never_in_head_reason(bad.group() if bad else b"\r"))
 
 
 def check_request_head(
@@ -37,16 +148,287 @@ def check_request_head(
 ) -> None:
     """Raise FramingError unless ``head`` (request line through the blank line) is strictly
     valid HTTP/1.1 or HTTP/1.0."""
+    # Sizes first, so an oversized head gets the same status whether it arrived at once or
+    # byte by byte (_connection counts the same way while the head is incomplete: the
+    # request line with its CRLF, as nginx's large_client_header_buffers does).
+    line_end = head.find(b"\n")
+    if (line_end + 1 if line_end >= 0 else len(head)) > max_request_line_bytes:
+        raise FramingError("request line too long", status=414)
+    if head.count(b"\n") - 2 > max_header_count:
+        raise FramingError(f"more than {max_header_count} header fields", status=431)
+    match = _REQUEST_HEAD.fullmatch(head)
+    if match is None:
+        raise FramingError(_diagnose(head, request=True))
+    if head.startswith(b"PRI "):
+        # RFC 9113 3.4: the HTTP/2 connection preface. llhttp reads it as one; an h2c-capable
+        # next hop would switch protocols on it.
+        raise FramingError("PRI method (HTTP/2 preface)")
+    http_10 = match.group(1) == b"0"
+    lower = head.lower()
+    content_length, coding = _length_fields(head, lower)
+    host = _field_value(head, lower, b"\nhost:")
+    if host is None:
+        if not http_10:
+            raise FramingError("HTTP/1.1 request without Host")  # RFC 9112 3.2
+    elif _HOST.fullmatch(host) is None:
+        raise FramingError(f"invalid Host {host[:40]!r}")  # RFC 9112 3.2: 400
+    _check_connection_options(lower)
+    if coding is None:
+        return
+    if http_10:
+        # RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
+        raise FramingError("Transfer-Encoding in an HTTP/1.0 request")
+    if content_length is not None:
+        # RFC 9112 6.1: "ought to be handled as an error"; llhttp rejects it too.
+        raise FramingError("both Content-Length and Transfer-Encoding")
+    status = _transfer_coding_status(coding)
+    if status:
+        raise FramingError(f"unsupported Transfer-Encoding {coding[:40]!r}", status=status)
 
 
 def check_response_head(head: bytes | bytearray) -> None:
     """Raise FramingError unless a response head (status line through blank line) is strict."""
+    match = _RESPONSE_HEAD.fullmatch(head)
+    if match is None:
+        raise FramingError(_diagnose(head, request=False))
+    status = int(match.group(2))
+    content_length, coding = _length_fields(head, head.lower())
+    no_content = status < 200 or status == 204
+    if coding is not None:
+        if match.group(1) == b"0":
+            raise FramingError("Transfer-Encoding in an HTTP/1.0 response")  # RFC 9112 6.1
+        if content_length is not None:
+            raise FramingError("both Content-Length and Transfer-Encoding")
+        if no_content:
+            # RFC 9112 6.1: MUST NOT. h11 and llhttp read no body; the origin may send one.
+            raise FramingError(f"Transfer-Encoding in a {status} response")
+        if _transfer_coding_status(coding):
+            # h11 decodes nothing but chunked; RFC 9112 6.3 rule 4 would read until close,
+            # and the origin would likely disagree.
+            raise FramingError(f"unsupported Transfer-Encoding {coding[:40]!r}")
+    elif content_length and no_content:
+        # RFC 9110 8.6: MUST NOT either. "0" is common and harmless (every reading says
+        # empty); any other length could be a body only the origin counts.
+        raise FramingError(f"Content-Length {content_length} in a {status} response")
+
+
+def _length_fields(
+    head: bytes | bytearray, lower: bytes | bytearray
+) -> tuple[int | None, bytes | None]:
+    """Content-Length (None if absent) and the raw Transfer-Encoding value (None if absent)
+    of a head that passed the grammar; raises on a repeated or malformed Content-Length."""
+    value = _field_value(head, lower, b"\ncontent-length:")
+    content_length = None
+    if value is not None:
+        if _CONTENT_LENGTH.fullmatch(value) is None or int(value) > _MAX_LENGTH:
+            raise FramingError(f"invalid Content-Length {value[:40]!r}")
+        content_length = int(value)
+    return content_length, _field_value(head, lower, b"\ntransfer-encoding:")
+
+
+def _field_value(head: bytes | bytearray, lower: bytes | bytearray, key: bytes) -> bytes | None:
+    """The OWS-stripped value of field ``key`` (given as b"\\nname:"), None if absent.
+
+    In a head that passed the grammar every LF ends a line and the next line starts with a
+    field name that meets its colon, so a plain search in the lower-cased head finds exactly
+    the fields of that name. A second one is refused: RFC 9112 6.3 lets a recipient collapse
+    equal Content-Length values, but llhttp rejects them while h11 collapses even "5, 5" (two
+    readings); a repeated Host or Transfer-Encoding is refused outright (RFC 9112 3.2, 6.1).
+    """
+    index = lower.find(key)
+    if index < 0:
+        return None
+    start = index + len(key)
+    if lower.find(key, start) >= 0:
+        raise FramingError(f"more than one {key[1:-1].decode()} field")
+    return bytes(head[start : head.index(b"\r", start)]).strip(b"\t ")
+
+
+def _check_connection_options(lower: bytes | bytearray) -> None:
+    """Refuse a Connection field that names a framing or routing field: a proxy removes the
+    fields named there (RFC 9110 7.6.1), which would strip the very Content-Length or Host
+    this hop framed and routed the message by, and the next hop would read it otherwise."""
+    index = lower.find(b"\nconnection:")
+    while index >= 0:
+        end = lower.index(b"\r", index)
+        for option in lower[index + 12 : end].split(b","):
+            if bytes(option.strip(b"\t ")) in _FRAMING_FIELD_NAMES:
+                raise FramingError(f"Connection names {bytes(option.strip())!r}")
+        index = lower.find(b"\nconnection:", end)
+
+
+def _transfer_coding_status(value: bytes) -> int:
+    """0 if ``value`` is exactly one ``chunked``; 501 if it is a valid list ending in the only
+    ``chunked``; 400 otherwise (chunked missing, not last, repeated, or list malformed)."""
+    codings = [coding.strip(b"\t ").lower() for coding in value.split(b",")]
+    if codings == [b"chunked"]:
+        return 0
+    if codings[-1] != b"chunked" or b"chunked" in codings[:-1]:
+        return 400  # RFC 9112 6.3 rule 4 and 7: chunked exactly once, and last
+    if not all(_TRANSFER_CODING.fullmatch(coding) for coding in codings[:-1]):
+        return 400
+    return 501
+
+
+def _never_in_head_reason(byte: bytes) -> str:
+    if byte == b"\n":
+        return "bare LF line ending (RFC 9112 2.2)"
+    if byte.startswith(b"\r"):
+        return "bare CR (RFC 9112 2.2)"
+    return f"control character {byte!r} in head (RFC 9110 5.5)"
+
+
+def _diagnose(head: bytes | bytearray, *, request: bool) -> str:
+    """Why a head failed the grammar, for the log: the first offending line. Slow path only."""
+    bad = _NEVER_IN_HEAD.search(head)
+    if bad is not None:
+        return _never_in_head_reason(bad.group())
+    lines = bytes(head).split(b"\r\n")
+    if len(lines) < 3 or lines[-2:] != [b"", b""]:
+        return "head does not end with an empty line"
+    start_line, fields = lines[0], lines[1:-2]
+    why = _request_line_problem(start_line) if request else _status_line_problem(start_line)
+    if why:
+        return why
+    for line in fields:
+        if line[:1] in (b" ", b"\t"):
+            return "obs-fold continuation line (RFC 9112 5.2)"
+        name, colon, _ = line.partition(b":")
+        if not colon:
+            return f"field line without a colon: {line[:40]!r}"
+        if name != name.rstrip(b" \t"):
+            return "whitespace between field name and colon (RFC 9112 5.1)"
+        if not re.fullmatch(_TOKEN, name):
+            return f"invalid field name {name[:40]!r}"
+    return "invalid field value"
+
+
+def _request_line_problem(line: bytes) -> str:
+    parts = line.split(b" ")
+    if len(parts) != 3 or not all(parts):
+        return f"malformed request line {line[:60]!r}"
+    method, target, version = parts
+    if not re.fullmatch(_TOKEN, method):
+        return f"method is not a token: {method[:20]!r}"
+    if not re.fullmatch(_TARGET_CHARS + rb"+", target):
+        return "invalid character in request target"
+    if method != b"CONNECT" and not re.fullmatch(rb"/.*|[A-Za-z]+://.*|\*", target, re.DOTALL):
+        return "request target neither origin-, absolute- nor asterisk-form (RFC 9112 3.2)"
+    if version not in (b"HTTP/1.0", b"HTTP/1.1"):
+        return f"unsupported version {version[:20]!r}"
+    return ""
+
+
+def _status_line_problem(line: bytes) -> str:
+    if not re.fullmatch(rb"HTTP/1\.[01] .*", line, re.DOTALL):
+        return f"unsupported version in status line {line[:40]!r}"
+    if not re.fullmatch(rb"HTTP/1\.[01] [1-5][0-9][0-9](?: .*)?", line, re.DOTALL):
+        return f"invalid status code in {line[:40]!r}"
+    return ""
+
+
+# ChunkedChecker states.
+_SIZE_LINE, _DATA, _DATA_CR, _DATA_LF, _TRAILERS, _DONE = range(6)
 
 
 class ChunkedChecker:
     """Follows a chunked body's framing byte by byte alongside h11, raising FramingError on
     anything a strict parser would reject (chunk-size form and size, extension bytes, line
-    endings, trailer fields)."""
+    endings, trailer fields).
+
+    It is fed each received block *before* h11 parses it, and judges every byte as soon as it
+    arrives (a bare LF in a trailer raises at once), so h11 never completes a body on bytes the
+    checker has not passed. Chunk data is skipped by arithmetic; only size lines and the
+    trailer section are parsed.
+    """
+
+    __slots__ = ("_line", "_max_line_bytes", "_max_trailer_bytes", "_remaining", "_state")
+
+    def __init__(self, *, max_line_bytes: int = 4096, max_trailer_bytes: int = 65536) -> None:
+        self._state = _SIZE_LINE
+        self._remaining = 0
+        self._line = bytearray()
+        self._max_line_bytes = max_line_bytes
+        self._max_trailer_bytes = max_trailer_bytes
+
+    @property
+    def done(self) -> bool:
+        """True once the last chunk and the trailer section have been seen whole."""
+        return self._state == _DONE
 
     def feed(self, data: bytes | bytearray) -> None:
         """Check the next bytes of the body; bytes past its end are ignored."""
+        pos, size = 0, len(data)
+        while pos < size:
+            state = self._state
+            if state == _DATA:
+                step = min(self._remaining, size - pos)
+                pos += step
+                self._remaining -= step
+                if not self._remaining:
+                    self._state = _DATA_CR
+            elif state == _SIZE_LINE:
+                pos = self._feed_size_line(data, pos)
+            elif state in (_DATA_CR, _DATA_LF):
+                # RFC 9112 7.1: chunk-data is followed by exactly CRLF (h11 < 0.16 took any two
+                # bytes here: GHSA-vqfr-h8mv-ghfj).
+                if data[pos] != (0x0D if state == _DATA_CR else 0x0A):
+                    raise FramingError("chunk data not followed by CRLF")
+                pos += 1
+                self._state = _DATA_LF if state == _DATA_CR else _SIZE_LINE
+            elif state == _TRAILERS:
+                pos = self._feed_trailers(data, pos)
+            else:  # _DONE: what follows belongs to the next message
+                return
+
+    def _feed_size_line(self, data: bytes | bytearray, pos: int) -> int:
+        newline = data.find(b"\n", pos)
+        end = len(data) if newline < 0 else newline + 1
+        self._line += data[pos:end]
+        if newline < 0:
+            if len(self._line) > self._max_line_bytes:
+                raise FramingError("chunk-size line too long")
+            # A CR must be the line's last byte but one: judge it as soon as a byte follows.
+            cr = self._line.find(b"\r")
+            if 0 <= cr < len(self._line) - 1:
+                raise FramingError("bare CR in chunk-size line (RFC 9112 2.2)")
+            return end
+        line = self._line
+        match = _CHUNK_LINE.fullmatch(line)
+        if match is None:
+            raise FramingError(f"malformed chunk-size line {bytes(line[:40])!r}")
+        self._remaining = int(match.group(1), 16)
+        if self._remaining > _MAX_LENGTH:
+            raise FramingError("chunk size too large")
+        if self._remaining:
+            self._state = _DATA
+            self._line = bytearray()
+        else:
+            # last-chunk: the trailer section follows. Keep this line's CRLF in the buffer so
+            # an empty section ends at the first CRLF CRLF like a non-empty one.
+            self._state = _TRAILERS
+            self._line = bytearray(b"\r\n")
+        return end
+
+    def _feed_trailers(self, data: bytes | bytearray, pos: int) -> int:
+        buffer = self._line
+        seen = len(buffer)
+        buffer += data[pos:]
+        index = buffer.find(b"\r\n\r\n", max(0, seen - 3))
+        stop = len(buffer) if index < 0 else index + 4
+        low = seen - 1 if buffer[seen - 1] == 0x0D else seen
+        _check_line_bytes(buffer, low, stop, complete=index >= 0)
+        if index < 0:
+            if len(buffer) > self._max_trailer_bytes:
+                raise FramingError("trailer section too large", status=431)
+            return len(data)
+        section = bytes(buffer[2:stop])
+        if _TRAILER_SECTION.fullmatch(section) is None:
+            raise FramingError("malformed trailer field (RFC 9112 7.1.2)")
+        forbidden = _TRAILER_FRAMING_FIELD.search(section)
+        if forbidden is not None:
+            # RFC 9110 6.5.1: framing fields are never trailers; llhttp rejects them.
+            raise FramingError(f"{forbidden.group(1).decode()} in trailer section")
+        self._state = _DONE
+        self._line = bytearray()
+        return pos + (stop - seen)
