@@ -19,6 +19,7 @@ from ._addr import format_host_port, parse_host_port
 from ._admin import open_admin_listener
 from ._config import ConfigError, load_settings
 from ._errors import UpstreamConnectError
+from ._h11 import PARSER
 from ._listen import ListenError, bind_socket, bound_address
 from ._logwriter import AccessLogWriter
 from ._server import ProxyServer
@@ -220,6 +221,7 @@ async def run_proxy(
             if server.admin_address:  # before the ready line: ready means all of it is
                 admin = format_host_port(*server.admin_address)
                 log.info("admin listener on %s (/healthz, /readyz, /metrics)", admin)
+            log.debug("parser: %s", PARSER)
             addresses = ", ".join(bound_address(listener) for listener in listeners)
             log.info("listening on %s, upstream %s", addresses, format_host_port(*upstream))
             announce_ready()

@@ -22,7 +22,6 @@ class ProxyStats:
     requests: int = 0
     retries: int = 0
     tunnels_open: int = 0
-    errors_by_status: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
