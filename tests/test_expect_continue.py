@@ -5,9 +5,12 @@ from __future__ import annotations
 import h11
 import trio
 
-from .support import raw_origin, running_proxy
+from .support import make_settings, raw_origin, running_proxy
 
 HEAD = b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n"
+# A request buffer smaller than the 11-byte body: the expectation goes to the origin, which
+# may answer early. Bodies that fit the buffer are taken by the proxy itself (nginx's way).
+LARGER_THAN_THE_BUFFER = make_settings(limits__request_buffer_bytes=8)
 
 
 async def _read_head(stream: trio.SocketStream, buffer: bytearray) -> bytes:
@@ -55,6 +58,51 @@ async def _next_response_event(stream: trio.SocketStream, conn: h11.Connection) 
         conn.receive_data(await stream.receive_some(65536))
 
 
+async def test_a_body_that_fits_the_buffer_is_taken_before_the_origin_hears_of_it() -> None:
+    """No upstream connection waits for a client that may never send its body: the proxy
+    answers 100 itself, and the origin gets the request whole, without the expectation."""
+    heads: list[bytes] = []
+
+    async def origin_handler(stream: trio.SocketStream) -> None:
+        buffer = bytearray()
+        heads.append(await _read_head(stream, buffer))
+        while len(buffer) < 11:
+            buffer += await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n" + bytes(buffer))
+
+    async with raw_origin(origin_handler) as origin, running_proxy(origin) as proxy:
+        stream, conn = await _client(proxy.address)
+        async with stream:
+            await stream.send_all(HEAD)
+            informational = await _next_response_event(stream, conn)
+            assert isinstance(informational, h11.InformationalResponse)
+            assert informational.status_code == 100
+            assert not heads  # nothing went upstream yet
+            assert proxy.server.pool.open_count == 0
+            await stream.send_all(b"hello world")
+            final = await _next_response_event(stream, conn)
+            assert isinstance(final, h11.Response) and final.status_code == 200
+    assert len(heads) == 1 and b"expect" not in heads[0].lower()
+
+
+async def test_origin_100_is_relayed_for_a_body_larger_than_the_buffer() -> None:
+    async with (
+        raw_origin(_continuing_origin) as origin,
+        running_proxy(origin, LARGER_THAN_THE_BUFFER) as proxy,
+    ):
+        stream, conn = await _client(proxy.address)
+        async with stream:
+            await stream.send_all(HEAD)
+            informational = await _next_response_event(stream, conn)
+            assert isinstance(informational, h11.InformationalResponse)
+            assert informational.status_code == 100
+            await stream.send_all(b"hello world")
+            final = await _next_response_event(stream, conn)
+            assert isinstance(final, h11.Response) and final.status_code == 200
+            body = await _next_response_event(stream, conn)
+            assert isinstance(body, h11.Data) and body.data == b"hello world"
+
+
 async def test_client_waits_for_100_then_sends_body() -> None:
     async with raw_origin(_continuing_origin) as origin, running_proxy(origin) as proxy:
         stream, conn = await _client(proxy.address)
@@ -91,7 +139,7 @@ async def test_early_final_answer_is_relayed_and_the_body_never_read() -> None:
         with trio.move_on_after(0.5):
             body_reached_origin = bool(buffer or await stream.receive_some(65536))
 
-    async with raw_origin(rejects) as origin, running_proxy(origin) as proxy:
+    async with raw_origin(rejects) as origin, running_proxy(origin, LARGER_THAN_THE_BUFFER) as proxy:
         stream = await trio.open_tcp_stream(*proxy.address)
         async with stream:
             await stream.send_all(HEAD)
@@ -110,7 +158,10 @@ async def test_417_from_origin_is_relayed() -> None:
         await stream.send_all(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
         await trio.sleep_forever()
 
-    async with raw_origin(refuses_expectation) as origin, running_proxy(origin) as proxy:
+    async with (
+        raw_origin(refuses_expectation) as origin,
+        running_proxy(origin, LARGER_THAN_THE_BUFFER) as proxy,
+    ):
         stream = await trio.open_tcp_stream(*proxy.address)
         async with stream:
             await stream.send_all(HEAD)

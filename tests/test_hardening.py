@@ -94,7 +94,7 @@ async def test_upgrade_with_a_body_is_forwarded_as_plain_http(origin: tuple[str,
 
 
 async def test_tunnels_do_not_use_up_the_pool() -> None:
-    """With pool_size 1, an open tunnel leaves room for ordinary requests."""
+    """With upstream.max_connections 1, an open tunnel leaves room for ordinary requests."""
 
     async def upgrades_or_answers(stream: trio.SocketStream) -> None:
         head = await read_head(stream)
@@ -106,7 +106,7 @@ async def test_tunnels_do_not_use_up_the_pool() -> None:
             await trio.sleep_forever()
         await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
-    settings = make_settings(upstream__pool_size=1, timeouts__pool_wait_s=1)
+    settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=1)
     async with raw_origin(upgrades_or_answers) as upstream:
         async with running_proxy(upstream, settings) as proxy:
             tunnel = await trio.open_tcp_stream(*proxy.address)

@@ -34,7 +34,7 @@ async def test_pool_never_opens_more_than_its_size() -> None:
         finally:
             concurrent -= 1
 
-    settings = make_settings(upstream__pool_size=2)
+    settings = make_settings(upstream__max_connections=2)
     statuses: list[int] = []
     async with raw_origin(slow_origin) as upstream, running_proxy(upstream, settings) as proxy:
 
@@ -59,7 +59,7 @@ async def test_full_pool_wait_is_bounded_503() -> None:
         await trio.sleep_forever()
 
     settings = make_settings(
-        upstream__pool_size=1, timeouts__pool_wait_s=0.1, timeouts__upstream_response_s=30
+        upstream__max_connections=1, timeouts__pool_wait_s=0.1, timeouts__upstream_response_s=30
     )
     async with raw_origin(stuck) as upstream, running_proxy(upstream, settings) as proxy:
         async with trio.open_nursery() as nursery:
@@ -171,8 +171,8 @@ async def test_idle_connections_expire(autojump_clock: trio.testing.MockClock) -
     async with raw_origin(keeps_open) as upstream:
         pool = UpstreamPool(Resolver(*upstream, ttl_s=5), PoolLimits(idle_timeout_s=4.0))
         async with trio.open_nursery() as nursery:
-            await nursery.start(pool.run_reaper)
-            conn, reused = await pool.acquire()
+            await nursery.start(pool.run)
+            conn, reused, _ = await pool.acquire()
             assert not reused
             # A connection that finished an exchange (both sides DONE) is kept:
             _finish_exchange(conn)
@@ -192,17 +192,21 @@ async def test_acquire_times_out_when_full(autojump_clock: trio.testing.MockCloc
         await trio.sleep_forever()
 
     async with raw_origin(keeps_open) as upstream:
-        pool = UpstreamPool(Resolver(*upstream, ttl_s=5), PoolLimits(size=1, wait_timeout_s=2))
-        conn, _ = await pool.acquire()
-        started = trio.current_time()
-        try:
-            await pool.acquire()
-        except PoolTimeout:
-            assert trio.current_time() - started == 2
-        else:
-            raise AssertionError("acquire should have timed out")
-        pool.discard(conn)
-        assert pool.open_count == 0
+        limits = PoolLimits(max_connections=1, wait_timeout_s=2)
+        pool = UpstreamPool(Resolver(*upstream, ttl_s=5), limits)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            conn, _, _ = await pool.acquire()
+            started = trio.current_time()
+            try:
+                await pool.acquire()
+            except PoolTimeout:
+                assert trio.current_time() - started == 2
+            else:
+                raise AssertionError("acquire should have timed out")
+            pool.discard(conn)
+            assert pool.open_count == 0
+            nursery.cancel_scope.cancel()
 
 
 def _finish_exchange(conn: object) -> None:

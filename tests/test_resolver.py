@@ -1,4 +1,5 @@
-"""The upstream name is re-resolved after its TTL, never cached forever, failures never cached.
+"""The upstream name is re-resolved after its TTL, never cached forever; a failure is shared
+by everyone waiting for it and remembered briefly.
 
 The resolver under test calls trio.socket.getaddrinfo, the system resolver's front; a stand-in
 behind trio's own hook (set_custom_hostname_resolver) plays a DNS whose answer changes.
@@ -7,12 +8,14 @@ behind trio's own hook (set_custom_hostname_resolver) plays a DNS whose answer c
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
 import trio.testing
 
-from trioproxy._errors import UpstreamConnectError
+from trioproxy._errors import UpstreamConnectError, UpstreamTimeout
 from trioproxy._resolver import Resolver
 
 from .support import Client, make_settings, running_proxy
@@ -36,38 +39,114 @@ class ChangingDNS(trio.abc.HostnameResolver):
         raise NotImplementedError
 
 
+@asynccontextmanager
+async def running(resolver: Resolver) -> AsyncIterator[Resolver]:
+    """The resolver with its lookup task, as the pool runs it."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(resolver.run)
+        yield resolver
+        nursery.cancel_scope.cancel()
+
+
+def deadline_in(seconds: float) -> float:
+    return trio.current_time() + seconds
+
+
 async def test_answer_is_reused_for_the_ttl_then_asked_again(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     dns = ChangingDNS("10.0.0.1", "10.0.0.2")
     trio.socket.set_custom_hostname_resolver(dns)
-    resolver = Resolver("next-hop", 80, ttl_s=5)
-    assert [a for _, a in await resolver.resolve()] == [("10.0.0.1", 80)]
-    await trio.sleep(4.9)
-    assert [a for _, a in await resolver.resolve()] == [("10.0.0.1", 80)]
-    assert dns.asked == 1
-    await trio.sleep(0.2)
-    assert [a for _, a in await resolver.resolve()] == [("10.0.0.2", 80)]
-    assert dns.asked == 2
+    async with running(Resolver("next-hop", 80, ttl_s=5)) as resolver:
+        assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.1", 80)]
+        await trio.sleep(4.9)
+        assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.1", 80)]
+        assert dns.asked == 1
+        await trio.sleep(0.2)
+        assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.2", 80)]
+        assert dns.asked == 2
 
 
-async def test_failures_are_not_cached(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_failure_is_remembered_for_the_negative_ttl(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     dns = ChangingDNS(None, "10.0.0.3")
     trio.socket.set_custom_hostname_resolver(dns)
-    resolver = Resolver("next-hop", 80, ttl_s=5)
-    with pytest.raises(UpstreamConnectError, match="cannot resolve next-hop"):
-        await resolver.resolve()
-    assert [a for _, a in await resolver.resolve()] == [("10.0.0.3", 80)]
+    async with running(Resolver("next-hop", 80, ttl_s=5, negative_ttl_s=1)) as resolver:
+        with pytest.raises(UpstreamConnectError, match="cannot resolve next-hop"):
+            await resolver.resolve(deadline_in(9))
+        await trio.sleep(0.9)
+        with pytest.raises(UpstreamConnectError):  # remembered: not asked again
+            await resolver.resolve(deadline_in(9))
+        assert dns.asked == 1
+        await trio.sleep(0.2)
+        assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.3", 80)]
+
+
+async def test_after_a_failure_the_last_good_answer_is_used(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    dns = ChangingDNS("10.0.0.5", None, None)
+    trio.socket.set_custom_hostname_resolver(dns)
+    async with running(Resolver("next-hop", 80, ttl_s=1)) as resolver:
+        assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.5", 80)]
+        await trio.sleep(2)
+        assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.5", 80)]
+        assert dns.asked == 2
 
 
 async def test_concurrent_lookups_ask_once(autojump_clock: trio.testing.MockClock) -> None:
     dns = ChangingDNS("10.0.0.4")
     trio.socket.set_custom_hostname_resolver(dns)
-    resolver = Resolver("next-hop", 80, ttl_s=5)
-    async with trio.open_nursery() as nursery:
-        for _ in range(10):
-            nursery.start_soon(resolver.resolve)
+    async with running(Resolver("next-hop", 80, ttl_s=5)) as resolver:
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(resolver.resolve, deadline_in(9))
     assert dns.asked == 1
+
+
+class SlowFailingDNS(ChangingDNS):
+    """A resolver outage: every lookup takes its full timeout, then fails."""
+
+    async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def, override]
+        self.asked += 1
+        await trio.sleep(5)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+
+async def test_an_outage_costs_concurrent_requests_one_lookup(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Six requests during an outage share the lookup in flight and its failure: all are
+    answered 5 s in (not 5, 10, ... 30 s), and the next ones at once, from the cache."""
+    dns = SlowFailingDNS()
+    trio.socket.set_custom_hostname_resolver(dns)
+    answered_at: list[float] = []
+    started = trio.current_time()
+
+    async def one(resolver: Resolver) -> None:
+        with pytest.raises(UpstreamConnectError):
+            await resolver.resolve(deadline_in(60))
+        answered_at.append(trio.current_time() - started)
+
+    async with running(Resolver("next-hop", 80, ttl_s=5, negative_ttl_s=1)) as resolver:
+        async with trio.open_nursery() as nursery:
+            for _ in range(6):
+                nursery.start_soon(one, resolver)
+        await one(resolver)
+    assert answered_at == [5.0] * 7
+    assert dns.asked == 1
+
+
+async def test_a_caller_waits_only_until_its_own_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    trio.socket.set_custom_hostname_resolver(SlowFailingDNS())
+    async with running(Resolver("next-hop", 80, ttl_s=5)) as resolver:
+        started = trio.current_time()
+        with pytest.raises(UpstreamTimeout):
+            await resolver.resolve(deadline_in(2))
+        assert trio.current_time() - started == 2
 
 
 async def test_proxy_follows_a_changed_answer(origin: tuple[str, int]) -> None:
@@ -79,4 +158,4 @@ async def test_proxy_follows_a_changed_answer(origin: tuple[str, int]) -> None:
         async with Client.connect(proxy.address) as client:
             assert (await client.request(b"GET", b"/")).status == 502
             assert (await client.request(b"GET", b"/")).status == 200
-    assert dns.asked == 2
+    assert dns.asked >= 2  # and again in the background, as the answer expires at once

@@ -18,7 +18,7 @@ from ._accesslog import AccessRecord, make_formatter
 from ._addr import format_host_port, parse_host_port
 from ._admin import open_admin_listener
 from ._config import ConfigError, load_settings
-from ._errors import UpstreamConnectError
+from ._errors import UpstreamError
 from ._h11 import PARSER
 from ._listen import ListenError, bind_socket, bound_address
 from ._logwriter import AccessLogWriter
@@ -247,5 +247,6 @@ async def _stop_on_signals(
 
 async def _wait_for_upstream_name(server: ProxyServer) -> None:
     """Say at startup whether the upstream resolves; not fatal, requests get 502 until it does."""
-    with contextlib.suppress(UpstreamConnectError):  # the resolver logs the warning
-        await server.pool.resolver.resolve()
+    with contextlib.suppress(UpstreamError):  # the resolver logs the warning
+        deadline = trio.current_time() + server.settings.timeouts.upstream_connect_s
+        await server.pool.resolver.resolve(deadline)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import socket
 import time
 
 import trio
@@ -42,15 +41,16 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
     )
     down = Downstream(stream, conn, peer_ip)
     try:
-        first = True
+        served = 0
         while True:
             received_before = down.bytes_received
-            request = await _read_request(down, ctx, first=first)
-            first = False
+            request = await _read_request(down, ctx, first=not served)
             if request is None:
                 return
+            served += 1
+            down.closing = served >= ctx.settings.limits.keepalive_requests
             await _serve_request(down, request, ctx, received_before)
-            if ctx.draining or not _next_cycle(down):
+            if down.closing or ctx.draining or not _next_cycle(down):
                 return
     except ClientGone as exc:
         log.debug("%s: %s", peer_ip, exc)
@@ -67,38 +67,41 @@ async def _linger(down: Downstream) -> None:
     """Close gently after answering a client that is still sending a body: half-close, then
     read and drop what it sends for a moment. Closing at once, with its bytes unread, makes
     the kernel send a reset, which can destroy the answer before the client reads it."""
-    with contextlib.suppress(OSError):
-        down.stream.socket.shutdown(socket.SHUT_WR)
-    with trio.move_on_after(_LINGER_S), contextlib.suppress(OSError, trio.BrokenResourceError):
+    with trio.move_on_after(_LINGER_S), contextlib.suppress(ClientGone, ProxyError):
+        down.send_eof()
         received = 0
-        while received < _LINGER_BYTES and (data := await down.stream.receive_some(65536)):
+        while received < _LINGER_BYTES and (data := await down.recv(math.inf)):
             received += len(data)
 
 
 async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> h11.Request | None:
     """The next request head, or None when the connection should simply close."""
     timeouts = ctx.settings.timeouts
-    if not down.h11.trailing_data[0]:
+    head = bytearray(down.h11.trailing_data[0])  # pipelined: already in h11's buffer
+    fed = len(head)
+    if not head:
         # Wait for a first byte: on a new connection no longer than for a whole head (a
         # silent connection is the cheapest slowloris), between requests as long as
-        # keep-alive allows; and give up at once if the proxy starts draining.
+        # keep-alive allows; and give up at once if the proxy starts draining, or if a new
+        # client needs the slot (the oldest idle connection goes first, as in nginx).
         # The idle scope carries the deadline itself: an idle connection holds one cancel
         # scope, not two (idle keep-alive connections are what a proxy holds most of).
         wait_s = timeouts.client_header_s if first else timeouts.client_idle_s
         with trio.CancelScope(deadline=trio.current_time() + wait_s) as idle:
-            ctx.idle_scopes.add(idle)
+            ctx.idle_scopes[idle] = None
             try:
                 if ctx.draining:
                     return None
-                if not await down.receive(math.inf):
+                head += await down.recv(math.inf)
+                if not head:
                     return None  # the client closed between requests
             finally:
-                ctx.idle_scopes.discard(idle)
-        if idle.cancelled_caught:  # keep-alive expired or draining: close quietly, as nginx
+                del ctx.idle_scopes[idle]
+        if idle.cancelled_caught:  # keep-alive expired, draining or evicted: close quietly
             return None
     try:
         deadline = trio.current_time() + timeouts.client_header_s
-        await _read_request_head(down, ctx.settings.limits, deadline)
+        await _read_request_head(down, head, fed, ctx.settings.limits, deadline)
         return _parsed_request(down)
     except ClientError as exc:  # malformed, oversized, or too slow to arrive (slowloris: 408)
         await _reject(down, ctx, exc)
@@ -111,14 +114,17 @@ class _Closed(Exception):
     """The client closed the connection between requests."""
 
 
-async def _read_request_head(down: Downstream, limits: Limits, deadline: float) -> None:
-    """Receive until h11 holds a whole request head that passed the strict checks, by the
-    deadline (usually it is all there already: then nothing waits)."""
-    head = bytearray(down.h11.trailing_data[0])
+async def _read_request_head(
+    down: Downstream, head: bytearray, fed: int, limits: Limits, deadline: float
+) -> None:
+    """Receive until ``head`` holds a whole request head that passes the strict checks, by
+    the deadline (usually it is all there already: then nothing waits), then give h11 the
+    bytes it does not have yet (the first ``fed`` it has). Partial heads are held once, here,
+    not also in h11's buffer: they are what a slowloris makes the proxy hold."""
     searched = 0
     while True:
         if head[:2] == b"\r\n":
-            head = _skip_empty_lines(down, head, limits)
+            fed = _skip_empty_lines(down, head, fed, limits)
             searched = 0
             continue
         try:
@@ -131,6 +137,8 @@ async def _read_request_head(down: Downstream, limits: Limits, deadline: float) 
                     max_request_line_bytes=limits.max_request_line_bytes,
                     max_header_count=limits.max_header_count,
                 )
+                if len(head) > fed:  # (b"" would tell h11 the client closed)
+                    down.h11.receive_data(bytes(head[fed:]))
                 return
         except FramingError as exc:
             raise ClientError(f"malformed request: {exc}", status=exc.status) from exc
@@ -142,7 +150,12 @@ async def _read_request_head(down: Downstream, limits: Limits, deadline: float) 
         if len(head) > limits.max_header_bytes:
             raise ClientError("request head too large", status=431)
         searched = len(head)
-        data = await down.receive(deadline - trio.current_time())
+        # Checked here too, not only while waiting: bytes that keep coming (empty lines
+        # without end) must not keep the head open past its deadline.
+        left_s = deadline - trio.current_time()
+        if left_s <= 0:
+            raise ClientError("client too slow", status=408)
+        data = await down.recv(left_s)
         if not data:
             if head:
                 raise ClientError("connection closed mid-request-head")
@@ -150,15 +163,15 @@ async def _read_request_head(down: Downstream, limits: Limits, deadline: float) 
         head += data
 
 
-def _skip_empty_lines(down: Downstream, head: bytearray, limits: Limits) -> bytearray:
+def _skip_empty_lines(down: Downstream, head: bytearray, fed: int, limits: Limits) -> int:
     """RFC 9112 2.2: a server SHOULD ignore empty lines before a request line (clients send
     a stray CRLF after a POST body). h11 does not, and its buffer cannot give bytes back, so
-    the next cycle starts on a fresh h11 connection fed what follows them."""
+    if it has any the next cycle starts on a fresh h11 connection. Returns what it holds."""
     while head[:2] == b"\r\n":
         del head[:2]
-    down.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
-    down.h11.receive_data(bytes(head))
-    return head
+    if fed:
+        down.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+    return 0
 
 
 def _parsed_request(down: Downstream) -> h11.Request | None:
@@ -248,7 +261,7 @@ async def _answer_from_rules(
         _expect_end_of_request(down)  # in step for the next request
     else:
         headers.append((b"Connection", b"close"))  # the unread body makes reuse impossible
-    if ctx.draining:
+    if ctx.draining or down.closing:
         headers.append((b"Connection", b"close"))
     down.queue(
         h11.Response(
@@ -308,7 +321,12 @@ async def _send_error(
     ]
     if request_id:
         headers.append((b"X-Request-ID", request_id))
-    if isinstance(exc, ClientError) or ctx.draining or down.h11.their_state is h11.SEND_BODY:
+    if (
+        isinstance(exc, ClientError)
+        or ctx.draining
+        or down.closing
+        or down.h11.their_state is h11.SEND_BODY
+    ):
         headers.append((b"Connection", b"close"))
     try:
         down.queue(h11.Response(status_code=exc.status, headers=headers, reason=reason))

@@ -38,10 +38,20 @@ class ProxyContext:
     # through `log_access` only while the admin listener is on.
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     draining: bool = False
-    # Connections waiting for their next request; cancelled at once when draining begins.
-    idle_scopes: set[trio.CancelScope] = field(default_factory=set)
+    # Connections waiting for their next (or first) request, oldest first: cancelled at once
+    # when draining begins, and one by one when a new client needs a connection slot.
+    idle_scopes: dict[trio.CancelScope, None] = field(default_factory=dict)
 
     def start_draining(self) -> None:
         self.draining = True
         for scope in self.idle_scopes:
             scope.cancel()
+
+    def close_oldest_idle(self) -> bool:
+        """Close the connection that has idled longest (nginx reuses such connections when
+        it runs out); False if every connection is busy."""
+        for scope in self.idle_scopes:
+            if not scope.cancel_called:
+                scope.cancel()
+                return True
+        return False

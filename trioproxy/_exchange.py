@@ -1,21 +1,28 @@
-"""Forwarding one request: upstream connection from the pool, head, body, response, back.
+"""Forwarding one request: body buffered, upstream connection from the pool, head, body,
+response read ahead, connection back to the pool, the rest to the client.
 
-The request body (if any) is uploaded by a second task while this one relays the response,
-so an origin that answers early (413, 417, a final status instead of 100 Continue) is heard
-at once. A body-less request, the common case, costs no extra task.
+Upstream connections are held only while bytes flow: a request body that fits
+``limits.request_buffer_bytes`` is read whole before a connection is taken, and a response
+that fits ``limits.response_buffer_bytes`` is read whole and its connection released before
+the client has to take it. Larger ones stream, under rate floors.
+
+A streamed request body is uploaded by a side task while this one relays the response, so an
+origin that answers early (413, 417, a final status instead of 100 Continue) is heard at
+once. The body walks h11's events in bounded slices and writes consecutive data as one
+event: a body of a million one-byte chunks must not hold the event loop.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import socket
+from collections.abc import Callable
+from functools import partial
 
 import trio
 
 from ._accesslog import AccessRecord
 from ._context import ProxyContext
-from ._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError
+from ._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError, UpstreamTimeout
 from ._h11 import h11
 from ._headers import (
     BodyKind,
@@ -25,7 +32,8 @@ from ._headers import (
     response_headers,
     trailer_headers,
 )
-from ._peer import Downstream, UpstreamConnection
+from ._peer import Downstream, Peer, RateFloor, UpstreamConnection
+from ._race import with_side_task
 from ._strict import ChunkedChecker, FramingError, check_response_head, find_head_end
 from ._tunnel import splice
 
@@ -33,6 +41,12 @@ log = logging.getLogger("trioproxy")
 
 # A response head slower than this starts a watch on the client's socket.
 _WATCH_CLIENT_AFTER_S = 1.0
+# h11 events (or chunk-size lines) handled before the task yields: a received buffer can
+# hold ten thousand one-byte chunks, and other connections must not wait for all of them.
+_EVENTS_PER_SLICE = 64
+# Informational responses relayed for one request: far more than any origin sends (a 100
+# and a few 103s); an origin sending them without end gets a 502 instead of a busy loop.
+_MAX_INFORMATIONAL = 32
 
 
 async def forward(
@@ -48,35 +62,36 @@ async def forward(
     only when the reused connection died before any response byte arrived.
     """
     pool = ctx.pool
-    if plan.body is BodyKind.NONE:
-        # Take the request's end now, so a failure before any upstream I/O still leaves the
-        # downstream connection in step for its next request.
-        expect_end_of_request(down)
-    else:
-        await _read_body_ahead(down, plan, ctx)
-    up, reused = await pool.acquire()
-    while True:
-        record.upstream_addr = up.address
-        started = trio.current_time()
-        try:
-            await _exchange_once(down, up, request, plan, record, ctx)
-        except UpstreamClosed as exc:
-            pool.discard(up)
-            if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
+    chunks = await _buffer_request_body(down, plan, ctx)
+    up, reused, waited = await pool.acquire()
+    if waited and await down.peer_closed():  # it left while we waited: the origin never hears of it
+        pool.give_back(up)
+        raise ClientGone("client closed the connection while waiting for an upstream connection")
+    try:
+        while True:
+            record.upstream_addr = up.address
+            started = trio.current_time()
+            try:
+                await _exchange_once(down, up, request, plan, record, ctx, chunks)
+            except UpstreamClosed as exc:
+                pool.discard(up)
+                if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
+                    raise
+                log.info("retrying %s on a fresh connection: %s", request.method.decode(), exc)
+                ctx.stats.retries += 1
+                up, reused = await pool.connect_fresh(), False
+                continue
+            except BaseException:
+                pool.discard(up)
                 raise
-            log.info("retrying %s on a fresh connection: %s", request.method.decode(), exc)
-            ctx.stats.retries += 1
-            up, reused = await pool.connect_fresh(), False
-            continue
-        except BaseException:
-            pool.discard(up)
-            raise
-        finally:
-            record.upstream_duration_s = trio.current_time() - started
-        # The upstream is done with: back to the pool before the client's last bytes go out.
-        pool.release(up)
-        await down.flush(ctx.settings.timeouts.client_send_s)
-        return
+            finally:
+                record.upstream_duration_s = trio.current_time() - started
+            # The upstream is done with: back to the pool before the client's last bytes go out.
+            pool.release(up)
+            await down.flush(ctx.settings.timeouts.client_send_s)
+            return
+    finally:
+        down.send_floor = None
 
 
 async def _exchange_once(
@@ -86,79 +101,68 @@ async def _exchange_once(
     plan: RequestPlan,
     record: AccessRecord,
     ctx: ProxyContext,
+    chunks: ChunkedChecker | None,
 ) -> None:
-    timeouts = ctx.settings.timeouts
     # _parsed=True: h11 skips re-validating what its own parser already validated (and the
     # few fields we add are valid by construction): a third of the per-request parse cost.
     up.queue(
         h11.Request(method=request.method, target=plan.target, headers=plan.headers, _parsed=True)
     )
+    relay = partial(_relay_response, down, up, request, plan, record, ctx)
     if plan.body is BodyKind.NONE:
         up.queue(h11.EndOfMessage())
-        await up.flush(timeouts.upstream_send_s)
-        await _relay_response(down, up, request, plan, record, ctx)
+        await up.flush(ctx.settings.timeouts.upstream_send_s)
+        await relay()
         return
-
-    upload_failure: list[BaseException] = []
-    relay_failure: list[BaseException] = []
-    async with trio.open_nursery() as nursery:
-
-        async def upload() -> None:
-            try:
-                await _upload_body(down, up, plan, ctx)
-            except UpstreamError:
-                # The origin stopped reading: it may have answered early and closed. The
-                # relay below reports that answer, or the failure if there is none.
-                pass
-            except (ClientError, ClientGone) as exc:
-                upload_failure.append(exc)
-                nursery.cancel_scope.cancel()
-
-        nursery.start_soon(upload)
-        try:
-            await _relay_response(down, up, request, plan, record, ctx)
-        except Exception as exc:
-            relay_failure.append(exc)
-        # A complete response ends the exchange; an unfinished upload is abandoned (the
-        # connections' h11 states then forbid reusing either of them).
-        nursery.cancel_scope.cancel()
-    if upload_failure:
-        raise upload_failure[0]
-    if relay_failure:
-        raise relay_failure[0]
+    # A complete response ends the exchange; an unfinished upload is then abandoned (the
+    # connections' h11 states forbid reusing either of them).
+    await with_side_task(relay, partial(_upload_body, down, up, ctx, chunks))
 
 
-# A request body is read ahead up to this much before its head goes upstream (HAProxy's
-# `option http-buffer-request`: one buffer). A body complete by then goes out whole, so the
-# origin never sees a request the client did not finish (conformance: FWD_INVALID, the
-# "incomplete request" class); a larger one streams on from there, in bounded memory.
-BODY_READ_AHEAD_BYTES = 65536
+# --- The request body -----------------------------------------------------------------------
 
 
-async def _read_body_ahead(down: Downstream, plan: RequestPlan, ctx: ProxyContext) -> None:
-    """Receive until the request body is complete or BODY_READ_AHEAD_BYTES are buffered in
-    h11's receive buffer (which _upload_body then drains as before)."""
-    if down.h11.they_are_waiting_for_100_continue:
-        return  # the client sends the body only after the origin's 100 Continue
+async def _buffer_request_body(
+    down: Downstream, plan: RequestPlan, ctx: ProxyContext
+) -> ChunkedChecker | None:
+    """Read the request body until it is complete or ``request_buffer_bytes`` are held in
+    h11's receive buffer, before any upstream connection is taken. Also the origin never
+    sees a request its client did not finish (conformance: the incomplete-request class).
+
+    Returns the chunked-framing checker, which has seen every byte h11 holds.
+    """
+    if plan.body is BodyKind.NONE:
+        # Take the request's end now, so a failure before any upstream I/O still leaves the
+        # downstream connection in step for its next request.
+        expect_end_of_request(down)
+        return None
+    settings = ctx.settings
+    limit = settings.limits.request_buffer_bytes
     chunks = ChunkedChecker() if plan.body is BodyKind.CHUNKED else None
     length = int(header_value(plan.headers, b"content-length") or 0)
-    checked = 0
-    while True:
-        buffered = down.h11.trailing_data[0]
+    held = down.h11.trailing_data[0]
+    if chunks is not None:
+        await _check_chunks(chunks, held, _client_framing_error)
+    buffered = len(held)
+    if down.h11.they_are_waiting_for_100_continue:
+        if chunks is not None or length > limit:
+            return chunks  # the origin decides: it may refuse a body this large early
+        # nginx's way: answer the expectation ourselves and take the body, so no upstream
+        # connection waits for a client that may never send it.
+        down.queue(h11.InformationalResponse(status_code=100, headers=[]))
+        await down.flush(settings.timeouts.client_send_s)
+        plan.headers = [(k, v) for k, v in plan.headers if k.lower() != b"expect"]
+    deadline = trio.current_time() + settings.timeouts.client_body_total_s
+    while buffered < limit and not (chunks.done if chunks is not None else buffered >= length):
+        timeout_s = min(settings.timeouts.client_body_s, deadline - trio.current_time())
+        data = await down.recv(timeout_s)
         if chunks is not None:
-            try:
-                chunks.feed(buffered[checked:])
-            except FramingError as exc:
-                raise ClientError(f"malformed chunked body: {exc}", status=exc.status) from exc
-            checked = len(buffered)
-            if chunks.done:
-                return
-        elif len(buffered) >= length:
-            return
-        if len(buffered) >= BODY_READ_AHEAD_BYTES:
-            return
-        if not await down.receive(ctx.settings.timeouts.client_body_s):
-            return  # EOF mid-body: _upload_body reports it as before
+            await _check_chunks(chunks, data, _client_framing_error)
+        down.h11.receive_data(data)
+        if not data:
+            break  # EOF mid-body: _upload_body reports it
+        buffered += len(data)
+    return chunks
 
 
 def expect_end_of_request(down: Downstream) -> None:
@@ -168,34 +172,98 @@ def expect_end_of_request(down: Downstream) -> None:
 
 
 async def _upload_body(
-    down: Downstream, up: UpstreamConnection, plan: RequestPlan, ctx: ProxyContext
+    down: Downstream, up: UpstreamConnection, ctx: ProxyContext, chunks: ChunkedChecker | None
 ) -> None:
-    timeouts = ctx.settings.timeouts
-    chunks = ChunkedChecker() if plan.body is BodyKind.CHUNKED else None
-    received = down.h11.trailing_data[0] if chunks is not None else b""
+    """Send the body upstream: what is buffered, then the rest as it arrives (a body larger
+    than the buffer, under the rate floor and the total deadline)."""
+    timeouts, limits = ctx.settings.timeouts, ctx.settings.limits
+    deadline = trio.current_time() + timeouts.client_body_total_s
+    if limits.min_body_rate_bytes_per_s:
+        down.receive_floor = RateFloor(
+            limits.min_body_rate_bytes_per_s,
+            timeouts.client_body_s,
+            trio.current_time(),
+            down.bytes_received,
+        )
+    try:
+        while True:
+            try:
+                event, _ = _move_data(down, up)
+            except h11.RemoteProtocolError as exc:
+                if down.h11.trailing_data[1]:  # EOF mid-body: the client gave up
+                    raise ClientGone("client closed the connection mid-body") from exc
+                raise ClientError(f"invalid request body: {exc}") from exc
+            if event is None:
+                await trio.lowlevel.checkpoint()  # a slice done: let others run
+            elif event is h11.NEED_DATA:
+                await up.flush(timeouts.upstream_send_s)  # backpressure: never read ahead
+                left_s = deadline - trio.current_time()
+                if left_s <= 0:
+                    raise ClientError("request body took too long", status=408)
+                data = await down.recv(min(timeouts.client_body_s, left_s))
+                if chunks is not None:
+                    await _check_chunks(chunks, data, _client_framing_error)
+                down.h11.receive_data(data)
+            elif isinstance(event, h11.EndOfMessage):
+                up.queue(h11.EndOfMessage(headers=trailer_headers(event.headers.raw_items())))
+                await up.flush(timeouts.upstream_send_s)
+                return
+            else:
+                raise ClientError(f"unexpected {type(event).__name__} in request body")
+    except UpstreamError:
+        # The origin stopped reading: it may have answered early and closed. The relay
+        # reports that answer, or the failure if there is none.
+        return
+    finally:
+        down.receive_floor = None
+
+
+def _move_data(source: Peer, sink: Peer) -> tuple[object, int]:
+    """Move up to a slice of consecutive Data events from ``source`` to ``sink`` as one event.
+
+    Returns the first other event (NEED_DATA, EndOfMessage, ...), which the caller handles,
+    or None when the slice ended first; and how many body bytes moved.
+    """
+    parts: list[bytes] = []
+    event: object = None
+    try:
+        for _ in range(_EVENTS_PER_SLICE):
+            event = source.h11.next_event()
+            if type(event) is not h11.Data:
+                break
+            parts.append(event.data)
+            event = None
+    finally:
+        moved = b"".join(parts)
+        if moved:
+            sink.queue(h11.Data(data=moved))
+    return event, len(moved)
+
+
+async def _check_chunks(
+    chunks: ChunkedChecker, data: bytes | bytearray, error: Callable[..., Exception]
+) -> None:
+    """Feed the strict chunked checker, a slice of chunk-size lines at a time."""
+    pos = 0
     while True:
         try:
-            if chunks is not None and received:
-                chunks.feed(received)
-                received = b""
-            event = down.h11.next_event()
+            pos = chunks.feed(data, pos, max_chunks=_EVENTS_PER_SLICE)
         except FramingError as exc:
-            raise ClientError(f"malformed chunked body: {exc}", status=exc.status) from exc
-        except h11.RemoteProtocolError as exc:
-            if down.h11.trailing_data[1]:  # EOF mid-body: the client gave up
-                raise ClientGone("client closed the connection mid-body") from exc
-            raise ClientError(f"invalid request body: {exc}") from exc
-        if event is h11.NEED_DATA:
-            await up.flush(timeouts.upstream_send_s)  # backpressure: never read ahead
-            received = await down.receive(timeouts.client_body_s)
-        elif isinstance(event, h11.Data):
-            up.queue(h11.Data(data=event.data))
-        elif isinstance(event, h11.EndOfMessage):
-            up.queue(h11.EndOfMessage(headers=trailer_headers(event.headers.raw_items())))
-            await up.flush(timeouts.upstream_send_s)
+            raise error(f"malformed chunked body: {exc}", status=exc.status) from exc
+        if pos >= len(data):
             return
-        else:
-            raise ClientError(f"unexpected {type(event).__name__} in request body")
+        await trio.lowlevel.checkpoint()
+
+
+def _client_framing_error(message: str, *, status: int) -> Exception:
+    return ClientError(message, status=status)
+
+
+def _upstream_framing_error(message: str, *, status: int) -> Exception:
+    return UpstreamError(f"upstream {message}")
+
+
+# --- The response ---------------------------------------------------------------------------
 
 
 async def _read_response_head(
@@ -207,7 +275,7 @@ async def _read_response_head(
     watch_client: bool,
 ) -> tuple[h11.Response | h11.InformationalResponse, bytearray]:
     """Wait for the final response head (or the 101 of an upgrade), relaying other 1xx
-    responses on the way (RFC 9110 15.2).
+    responses on the way (RFC 9110 15.2), all within ``upstream_response_s``.
 
     Returns it with the bytes received past it (the start of the body), which the strict
     chunked check still has to see.
@@ -216,6 +284,7 @@ async def _read_response_head(
     limit = ctx.settings.limits.max_header_bytes
     buffer = bytearray()
     searched = 0
+    informational = 0
     while True:
         try:
             end = find_head_end(buffer, searched)
@@ -227,10 +296,7 @@ async def _read_response_head(
             if len(buffer) > limit:
                 raise UpstreamError(f"response head from upstream {up.address} too large")
             searched = len(buffer)
-            if watch_client:  # nobody else reads the client's socket meanwhile
-                data = await _receive_watching_client(down, up, deadline)
-            else:
-                data = await up.receive(deadline - trio.current_time())
+            data = await _receive_head_bytes(down, up, deadline, watch_client=watch_client)
             if not data:  # EOF: before any byte, the stale keep-alive race; else a cut head
                 if up.bytes_received == 0:
                     raise UpstreamClosed(f"upstream {up.address} closed the connection")
@@ -246,6 +312,9 @@ async def _read_response_head(
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
         if event.status_code == 101:  # h11 lets it through only if we proposed an upgrade
             return event, buffer
+        informational += 1
+        if informational > _MAX_INFORMATIONAL:
+            raise UpstreamError(f"upstream {up.address} sent over {_MAX_INFORMATIONAL} 1xx")
         if request.http_version != b"1.0":  # HTTP/1.0 clients get no 1xx (RFC 9110 15.2)
             headers = response_headers(
                 event.headers.raw_items(), event.http_version, rules=ctx.forwarding
@@ -254,51 +323,38 @@ async def _read_response_head(
             await down.flush(ctx.settings.timeouts.client_send_s)
 
 
-async def _receive_watching_client(
-    down: Downstream, up: UpstreamConnection, deadline: float
+async def _receive_head_bytes(
+    down: Downstream, up: UpstreamConnection, deadline: float, *, watch_client: bool
 ) -> bytes:
-    """Wait for the upstream's next bytes; if that takes a while, watch the client too.
+    """The upstream's next bytes of a response head, by ``deadline``, which holds however
+    many bytes keep arriving (an origin sending 1xx without end).
 
-    A body-less request leaves nobody reading the client's socket while the upstream
-    thinks, so a client that gave up would go unnoticed until the answer came (or never,
-    for a long poll). Most answers come quickly and cost no watcher; after
-    ``_WATCH_CLIENT_AFTER_S`` one task waits for the client's EOF or reset, which abandons
-    the exchange (and the upstream connection with it).
+    With ``watch_client`` (a body-less request leaves nobody reading the client's socket),
+    an answer slower than ``_WATCH_CLIENT_AFTER_S`` is awaited while watching the client: a
+    client that gave up ends the exchange (and the upstream connection with it). Nothing is
+    read from either socket while both are watched, so giving up loses no byte.
     """
-    now = trio.current_time()
-    if deadline - now <= _WATCH_CLIENT_AFTER_S:
-        return await up.receive(deadline - now)
-    with trio.move_on_after(_WATCH_CLIENT_AFTER_S):
-        return await up.receive(math.inf)
-    outcome: list[bytes | BaseException] = []
-    async with trio.open_nursery() as nursery:
+    left_s = deadline - trio.current_time()
+    if left_s <= 0:
+        raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
+    if not watch_client or left_s <= _WATCH_CLIENT_AFTER_S:
+        return await up.receive(left_s)
+    with trio.move_on_after(_WATCH_CLIENT_AFTER_S) as quick:
+        await up.wait_readable()
+    if quick.cancelled_caught:
+        with trio.move_on_at(deadline) as slow:
+            await with_side_task(up.wait_readable, partial(_watch_client, down))
+        if slow.cancelled_caught:
+            raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
+    return await up.receive(deadline - trio.current_time())
 
-        async def watch_client() -> None:
-            if await _client_left(down):
-                nursery.cancel_scope.cancel()
 
-        nursery.start_soon(watch_client)
-        try:
-            outcome.append(await up.receive(deadline - trio.current_time()))
-        except Exception as exc:
-            outcome.append(exc)
-        nursery.cancel_scope.cancel()
-    if not outcome:
+async def _watch_client(down: Downstream) -> None:
+    """Raise ClientGone when the client closes or resets; return if it sends bytes instead
+    (a pipelined request tells nothing: then stop watching)."""
+    await down.wait_readable()
+    if await down.peer_closed():
         raise ClientGone("client closed the connection while the upstream was answering")
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    return outcome[0]
-
-
-async def _client_left(down: Downstream) -> bool:
-    """Wait until the client's socket is readable; True if that is its EOF or a reset
-    (bytes of a pipelined request tell nothing: then stop watching)."""
-    sock = down.stream.socket
-    await trio.lowlevel.wait_readable(sock)
-    try:
-        return not await sock.recv(1, socket.MSG_PEEK)
-    except OSError:
-        return True
 
 
 async def _relay_response(
@@ -309,7 +365,6 @@ async def _relay_response(
     record: AccessRecord,
     ctx: ProxyContext,
 ) -> None:
-    timeouts = ctx.settings.timeouts
     response, body_start = await _read_response_head(
         down, up, request, ctx, watch_client=plan.body is BodyKind.NONE
     )
@@ -323,12 +378,18 @@ async def _relay_response(
     )
     if plan.edit_response is not None:  # response-header rules
         headers = plan.edit_response(response.status_code, headers)
-    if ctx.draining or down.h11.their_state is h11.SEND_BODY:
-        # Draining, or answering before the request body was read (an early 413, 401, or a
-        # refused 100-continue): this connection closes after the response; say so.
+    if ctx.draining or down.closing or down.h11.their_state is h11.SEND_BODY:
+        # Draining, the connection's last request (limits.keepalive_requests), or answering
+        # before the request body was read (an early 413, 401, or a refused 100-continue):
+        # this connection closes after the response; say so.
         headers.append((b"Connection", b"close"))
     record.upstream_status = response.status_code
     record.content_type = header_value(raw, b"content-type")
+    min_rate = ctx.settings.limits.min_send_rate_bytes_per_s
+    if min_rate:  # cleared by forward() once the response is out
+        down.send_floor = RateFloor(
+            min_rate, ctx.settings.timeouts.client_send_s, trio.current_time(), down.bytes_sent
+        )
     down.queue(
         h11.Response(
             status_code=response.status_code,
@@ -341,25 +402,53 @@ async def _relay_response(
     # Trailers survive only where the downstream framing is chunked too.
     keep_trailers = request.http_version != b"1.0" and not header_value(headers, b"content-length")
     chunks = ChunkedChecker() if header_value(raw, b"transfer-encoding") else None
-    received: bytes | bytearray = body_start
+    if chunks is not None and body_start:
+        await _check_chunks(chunks, body_start, _upstream_framing_error)
     while True:
-        if chunks is not None and received:
-            _check_upstream_chunks(chunks, received, up)
-        event = _next_upstream_event(up)
-        if event is h11.NEED_DATA:
-            await down.flush(timeouts.client_send_s)
-            received = await up.receive(timeouts.upstream_read_s)
-            continue
-        received = b""
-        if isinstance(event, h11.Data):
-            down.queue(h11.Data(data=event.data))
-            record.body_bytes_sent += len(event.data)
+        event = _next_upstream_data(up, down, record)
+        if event is None:
+            await trio.lowlevel.checkpoint()  # a slice done: let others run
+        elif event is h11.NEED_DATA:
+            data = await _receive_body_bytes(down, up, ctx)
+            if chunks is not None:
+                await _check_chunks(chunks, data, _upstream_framing_error)
+            up.h11.receive_data(data)
         elif isinstance(event, h11.EndOfMessage):
             trailers = trailer_headers(event.headers.raw_items(), raw) if keep_trailers else []
             down.queue(h11.EndOfMessage(headers=trailers))
             return  # the caller flushes, after returning the connection to the pool
         else:
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
+
+
+def _next_upstream_data(up: UpstreamConnection, down: Downstream, record: AccessRecord) -> object:
+    try:
+        event, moved = _move_data(up, down)
+    except h11.RemoteProtocolError as exc:
+        raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
+    record.body_bytes_sent += moved
+    return event
+
+
+async def _receive_body_bytes(down: Downstream, up: UpstreamConnection, ctx: ProxyContext) -> bytes:
+    """The upstream's next response bytes, while the client takes what is queued for it.
+
+    Up to ``response_buffer_bytes`` may wait for a slow client, so a response that fits is
+    read whole and its upstream connection freed whatever the client's pace; beyond that the
+    client must take bytes before more are read (backpressure, under the send rate floor).
+    """
+    timeouts = ctx.settings.timeouts
+    if down.has_queued and not down.send_queued_nowait():
+        if down.queued_bytes >= ctx.settings.limits.response_buffer_bytes:
+            await down.flush(timeouts.client_send_s)
+        else:
+            # Keep sending while the upstream is awaited: a stream that pauses (server-sent
+            # events) must not leave its last bytes queued until the next ones come.
+            return await with_side_task(
+                partial(up.recv, timeouts.upstream_read_s),
+                partial(down.send_queued, timeouts.client_send_s),
+            )
+    return await up.recv(timeouts.upstream_read_s)
 
 
 async def _tunnel(
@@ -382,6 +471,7 @@ async def _tunnel(
     record.status = record.upstream_status = 101
     ctx.pool.detach(up)
     await down.flush(ctx.settings.timeouts.client_send_s)
+    down.send_floor = None  # a tunnel idles as long as tunnel_idle_s allows
     ctx.stats.tunnels_open += 1
     try:
         await splice(
@@ -392,15 +482,6 @@ async def _tunnel(
         )
     finally:
         ctx.stats.tunnels_open -= 1
-
-
-def _check_upstream_chunks(
-    chunks: ChunkedChecker, data: bytes | bytearray, up: UpstreamConnection
-) -> None:
-    try:
-        chunks.feed(data)
-    except FramingError as exc:
-        raise UpstreamError(f"malformed chunked body from upstream {up.address}: {exc}") from exc
 
 
 def _next_upstream_event(up: UpstreamConnection) -> object:

@@ -68,11 +68,15 @@ async def accept_forever(
     handle: Callable[[trio.SocketStream], Awaitable[None]],
     *,
     name: str,
+    make_room: Callable[[], bool] | None = None,
 ) -> NoReturn:
     """Accept connections into ``handlers``, each holding one of ``slots`` (released by
-    ``handle``): beyond them, clients wait in the kernel's backlog. Running out of file
-    descriptors pauses accepting instead of ending it."""
+    ``handle``). When they are all taken and a client is waiting, ``make_room`` may close an
+    idle connection for it; when it cannot, clients wait in the kernel's backlog. Running
+    out of file descriptors pauses accepting instead of ending it."""
     while True:
+        if make_room is not None:
+            await _wait_for_slot(listener, slots, make_room)
         await slots.acquire()
         try:
             stream = await listener.accept()
@@ -87,3 +91,23 @@ async def accept_forever(
             slots.release()
             raise
         handlers.start_soon(handle, stream)
+
+
+# While every slot is busy, how often a waiting newcomer looks again for a connection that
+# has gone idle meanwhile (one that was busy when it first looked).
+_ROOM_RECHECK_S = 0.1
+
+
+async def _wait_for_slot(
+    listener: trio.SocketListener, slots: trio.Semaphore, make_room: Callable[[], bool]
+) -> None:
+    """Return once a slot is free, closing idle connections for a client that waits."""
+    while slots.value == 0:
+        await trio.lowlevel.wait_readable(listener.socket)  # a newcomer is in the backlog
+        if make_room():
+            await slots.acquire()  # freed as soon as the closed connection's task ends
+            slots.release()
+            continue
+        with trio.move_on_after(_ROOM_RECHECK_S):
+            await slots.acquire()
+            slots.release()

@@ -1,9 +1,16 @@
-"""A bounded pool of keep-alive connections to the upstream.
+"""Upstream keep-alive connections: reused while fresh, bounded while idle.
+
+The model is nginx's ``keepalive N``: ``size`` bounds the *idle* connections kept for reuse,
+not the busy ones. A busy connection belongs to one client connection, which holds at most
+one, so the client connection limit bounds them; a client that holds its connection (a slow
+body, an unread response) therefore never takes one from anybody else. An operator who must
+also cap busy connections sets ``max_connections`` (nginx's ``max_conns``): requests beyond it
+wait ``wait_timeout_s`` for a slot, and then attackers who outnumber the cap do win it.
 
 State changes are synchronous (take, put back, discard), so cancellation at any await can
-never leave the pool counting a connection that is gone; the only awaits are the connect
-and the wait for a free slot, both under deadlines. The pool's reaper task lives in the
-server's nursery and closes idle connections before the origin's keep-alive drops them.
+never leave the pool counting a connection that is gone; the only awaits are the name
+resolution, the connect and the wait for a slot, all under deadlines. ``run`` lives in the
+server's nursery: it hosts the resolver's lookups and closes expired idle connections.
 """
 
 from __future__ import annotations
@@ -19,18 +26,20 @@ from ._addr import format_host_port
 from ._errors import PoolTimeout, UpstreamConnectError, UpstreamTimeout
 from ._h11 import h11
 from ._peer import UpstreamConnection
-from ._resolver import Resolver
+from ._resolver import Resolver, SockAddr
 
 log = logging.getLogger("trioproxy")
 
 
 @dataclass(frozen=True, slots=True)
 class PoolLimits:
-    size: int = 256
+    size: int = 256  # idle connections kept
     idle_timeout_s: float = 4.0
     connect_timeout_s: float = 60.0
     wait_timeout_s: float = 10.0
     max_response_head_bytes: int = 65536
+    max_connections: int = 0  # all connections, busy included; 0: no cap
+    max_age_s: float = 300.0
 
 
 @dataclass(slots=True)
@@ -48,7 +57,7 @@ class UpstreamPool:
         self.limits = limits
         self.stats = PoolStats()
         self._idle: list[UpstreamConnection] = []  # most recently used last
-        self._open = 0  # idle + in use + connecting: never above limits.size
+        self._open = 0  # idle + in use + connecting
         self._slot_freed = trio.lowlevel.ParkingLot()
         self._closed = False
 
@@ -64,40 +73,56 @@ class UpstreamPool:
     def waiting_count(self) -> int:
         return len(self._slot_freed)
 
-    async def acquire(self) -> tuple[UpstreamConnection, bool]:
-        """A connection for one exchange and whether it was reused from the pool."""
+    async def acquire(self) -> tuple[UpstreamConnection, bool, bool]:
+        """A connection for one exchange, whether it was reused from the pool, and whether
+        the request had to wait for a slot (its client may have left meanwhile)."""
         deadline = trio.current_time() + self.limits.wait_timeout_s
+        waited = False
         while True:
             conn = self._take_idle()
             if conn is not None:
                 self.stats.reused += 1
-                return conn, True
-            if self._open < self.limits.size:
-                return await self._open_new(), False
+                return conn, True, waited
+            if self._has_room():
+                return await self._open_new(), False, waited
             self.stats.waited += 1
+            waited = True
             with trio.move_on_at(deadline):
                 await self._slot_freed.park()
                 continue
-            raise PoolTimeout(f"all {self.limits.size} upstream connections busy")
+            raise PoolTimeout(f"all {self.limits.max_connections} upstream connections busy")
 
     async def connect_fresh(self) -> UpstreamConnection:
         """A new connection regardless of idle ones (the stale-connection retry)."""
-        while self._open >= self.limits.size and self._idle:
+        while not self._has_room() and self._idle:
             self._close_idle(self._idle.pop(0))
-        if self._open >= self.limits.size:
-            conn, _ = await self.acquire()
+        if not self._has_room():
+            conn, _, _ = await self.acquire()
             return conn
         return await self._open_new()
 
     def release(self, conn: UpstreamConnection) -> None:
-        """Return a connection after an exchange; kept only if both sides finished cleanly."""
-        if self._closed or not conn.reusable:
+        """Return a connection after an exchange; kept only if both sides finished cleanly,
+        it is not too old, its address is still in the answer and there is idle room."""
+        if self._closed or not conn.reusable or not self._worth_keeping(conn):
             self.discard(conn)
             return
         conn.h11.start_next_cycle()
+        self._keep_idle(conn)
+
+    def _keep_idle(self, conn: UpstreamConnection) -> None:
         conn.idle_since = trio.current_time()
         self._idle.append(conn)
+        if len(self._idle) > self.limits.size:
+            self._close_idle(self._idle.pop(0))  # the longest idle goes
         self._slot_freed.unpark()
+
+    def give_back(self, conn: UpstreamConnection) -> None:
+        """Return a connection that was taken but never used (its client left first)."""
+        if self._closed or conn.h11.our_state is not h11.IDLE or conn.has_queued:
+            self.discard(conn)
+            return
+        self._keep_idle(conn)
 
     def discard(self, conn: UpstreamConnection) -> None:
         conn.close()
@@ -119,23 +144,37 @@ class UpstreamPool:
         while self._idle:
             self._close_idle(self._idle.pop())
 
-    async def run_reaper(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Close expired idle connections; lives in the server's nursery until cancelled."""
-        task_status.started()
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Host the resolver's lookups and close expired idle connections; lives in the
+        server's nursery until cancelled."""
         try:
-            while True:
-                await trio.sleep(self.limits.idle_timeout_s / 2)
-                self._expire_idle()
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.resolver.run)
+                task_status.started()
+                while True:
+                    await trio.sleep(self.limits.idle_timeout_s / 2)
+                    self._expire_idle()
         finally:
             self.close()
+
+    run_reaper = run  # the name it had before the resolver moved in
+
+    def _has_room(self) -> bool:
+        return not self.limits.max_connections or self._open < self.limits.max_connections
+
+    def _worth_keeping(self, conn: UpstreamConnection) -> bool:
+        now = trio.current_time()
+        self.resolver.refresh_if_stale()
+        return (
+            now - conn.connected_at < self.limits.max_age_s
+            and self.resolver.is_current(conn.sockaddr)
+        )
 
     def _take_idle(self) -> UpstreamConnection | None:
         self._expire_idle()
         while self._idle:
             conn = self._idle.pop()
-            if conn.looks_dead():
+            if conn.looks_dead() or not self._worth_keeping(conn):
                 self._close_idle(conn)
                 continue
             conn.bytes_received = 0
@@ -157,9 +196,15 @@ class UpstreamPool:
         self._slot_freed.unpark()
 
     async def _open_new(self) -> UpstreamConnection:
+        # The name is resolved before a slot is taken: a slow resolver holds no slot.
+        deadline = trio.current_time() + self.limits.connect_timeout_s
+        addresses = await self.resolver.resolve(deadline)
+        if not self._has_room():  # taken while we resolved
+            conn, _, _ = await self.acquire()
+            return conn
         self._open += 1
         try:
-            conn = await self._connect()
+            conn = await self._connect(addresses, deadline)
         except BaseException:
             self._open -= 1
             self._slot_freed.unpark()
@@ -168,8 +213,7 @@ class UpstreamPool:
         conn.uses = 1
         return conn
 
-    async def _connect(self) -> UpstreamConnection:
-        addresses = await self.resolver.resolve()
+    async def _connect(self, addresses: list[SockAddr], deadline: float) -> UpstreamConnection:
         errors: list[str] = []
         for family, sockaddr in addresses:
             address = format_host_port(sockaddr[0], sockaddr[1])
@@ -178,7 +222,7 @@ class UpstreamPool:
             except OSError as exc:  # out of file descriptors (EMFILE) and the like
                 raise UpstreamConnectError(f"cannot open a socket: {exc}") from exc
             try:
-                with trio.fail_after(self.limits.connect_timeout_s):
+                with trio.fail_at(deadline):
                     await sock.connect(sockaddr)
             except trio.TooSlowError:
                 sock.close()
@@ -193,6 +237,6 @@ class UpstreamPool:
             conn = h11.Connection(
                 h11.CLIENT, max_incomplete_event_size=self.limits.max_response_head_bytes
             )
-            return UpstreamConnection(trio.SocketStream(sock), conn, address)
+            return UpstreamConnection(trio.SocketStream(sock), conn, address, sockaddr)
         reason = "; ".join(errors) or "no address"
         raise UpstreamConnectError(f"cannot connect to upstream {self.resolver.host}: {reason}")

@@ -3,53 +3,125 @@
 ``trio.socket.getaddrinfo`` runs the C library's resolver in a thread, so ``/etc/hosts`` comes
 first and ``/etc/resolv.conf`` (search domains, ``ndots``) applies: exactly what the platform
 contract asks of ``next-hop``. The answer can change, so it is never kept forever.
+
+Failing well: one lookup runs at a time, in the resolver's own task (a caller that gives up
+does not cancel it for the others); every caller waits for it only until its own deadline;
+its outcome, a failure included, is shared by all who waited and remembered (a failure for
+``negative_ttl_s``), so a resolver outage costs each request at most one lookup's wait.
+After a failure the last good answer, if any, is used until a lookup succeeds.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 
 import trio
 
-from ._errors import UpstreamConnectError
+from ._errors import UpstreamConnectError, UpstreamTimeout
 
 log = logging.getLogger("trioproxy")
 
 SockAddr = tuple[int, tuple[str, int] | tuple[str, int, int, int]]  # (family, sockaddr)
+Lookup = Callable[[str, int], Awaitable[list[SockAddr]]]
+
+
+async def system_lookup(host: str, port: int) -> list[SockAddr]:
+    infos = await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return [(family, sockaddr) for family, _, _, _, sockaddr in infos]  # type: ignore[misc]
 
 
 class Resolver:
-    def __init__(self, host: str, port: int, *, ttl_s: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ttl_s: float,
+        negative_ttl_s: float = 1.0,
+        lookup: Lookup = system_lookup,
+    ) -> None:
         self.host = host
         self.port = port
         self.ttl_s = ttl_s
+        self.negative_ttl_s = negative_ttl_s
+        self._lookup = lookup
         self._addresses: list[SockAddr] = []
+        self._current: frozenset[object] = frozenset()  # sockaddrs of the last good answer
         self._expires_at = -float("inf")
-        self._lock = trio.Lock()  # one lookup at a time: no stampede on expiry
+        self._failure: UpstreamConnectError | None = None
+        self._failure_expires_at = -float("inf")
+        self._in_flight: trio.Event | None = None
+        self._nursery: trio.Nursery | None = None
         self._failing = False
 
-    async def resolve(self) -> list[SockAddr]:
-        if trio.current_time() < self._expires_at:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Host the lookups until cancelled (in the pool's task, in the server's nursery)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+
+    def is_current(self, sockaddr: object) -> bool:
+        """Whether an address is still in the answer (True before there is any answer)."""
+        return not self._current or sockaddr in self._current
+
+    def refresh_if_stale(self) -> None:
+        """Start a lookup in the background if the answer has expired: connections that are
+        only ever reused must still learn that the answer changed."""
+        if trio.current_time() >= self._expires_at:
+            self._start_lookup()
+
+    async def resolve(self, deadline: float) -> list[SockAddr]:
+        """The current addresses: cached, or from the lookup in flight, by ``deadline``."""
+        now = trio.current_time()
+        if now < self._expires_at:
             return self._addresses
-        async with self._lock:
-            if trio.current_time() >= self._expires_at:
-                await self._refresh()
+        if self._failure is None or now >= self._failure_expires_at:
+            done = self._start_lookup()
+            with trio.move_on_at(deadline):
+                await done.wait()
+            if not done.is_set():
+                raise UpstreamTimeout(f"resolving upstream {self.host} timed out")
+        if self._failure is not None and not self._addresses:
+            raise self._failure
+        # After a failed lookup, the last good answer is still the best guess (served stale
+        # until a lookup succeeds, as nginx keeps a resolved upstream through DNS trouble).
         return self._addresses
 
-    async def _refresh(self) -> None:
+    def _start_lookup(self) -> trio.Event:
+        if self._in_flight is None:
+            self._in_flight = trio.Event()
+            if self._nursery is None:
+                raise RuntimeError("Resolver.run is not running")
+            self._nursery.start_soon(self._refresh, self._in_flight)
+        return self._in_flight
+
+    async def _refresh(self, done: trio.Event) -> None:
         try:
-            infos = await trio.socket.getaddrinfo(
-                self.host, self.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-            )
+            addresses = await self._lookup(self.host, self.port)
+            if not addresses:
+                raise OSError("no address")
         except OSError as exc:
             if not self._failing:
                 log.warning("upstream %s does not resolve: %s", self.host, exc)
                 self._failing = True
-            # Failures are not cached: the next request asks again.
-            raise UpstreamConnectError(f"cannot resolve {self.host}: {exc}") from exc
-        if self._failing:
-            log.info("upstream %s resolves again", self.host)
-            self._failing = False
-        self._addresses = [(family, sockaddr) for family, _, _, _, sockaddr in infos]  # type: ignore[misc]
-        self._expires_at = trio.current_time() + self.ttl_s
+            self._failure = UpstreamConnectError(f"cannot resolve {self.host}: {exc}")
+            self._failure_expires_at = trio.current_time() + self.negative_ttl_s
+        else:
+            if self._failing:
+                log.info("upstream %s resolves again", self.host)
+                self._failing = False
+            self._failure = None
+            self._addresses = addresses
+            self._current = frozenset(sockaddr for _, sockaddr in addresses)
+            self._expires_at = trio.current_time() + self.ttl_s
+        finally:
+            self._in_flight = None
+            done.set()

@@ -3,7 +3,7 @@
 Task tree (every task has an owner)::
 
     ProxyServer.run
-    └── outer nursery ── pool reaper, admin listener (when on: issue 7, `_admin`)
+    └── outer nursery ── pool (reaper, resolver lookups), admin listener (when on: `_admin`)
         └── handlers nursery ── one serve_connection task per client
             └── accept nursery ── one accept loop per listener
 
@@ -51,7 +51,12 @@ class ProxyServer:
         # the count of dropped access-log lines comes from (the CLI's writer thread).
         self.admin_address: tuple[str, int] | None = None
         self._access_log_dropped = access_log_dropped
-        resolver = Resolver(upstream[0], upstream[1], ttl_s=settings.upstream.dns_ttl_s)
+        resolver = Resolver(
+            upstream[0],
+            upstream[1],
+            ttl_s=settings.upstream.dns_ttl_s,
+            negative_ttl_s=settings.upstream.dns_negative_ttl_s,
+        )
         pool = UpstreamPool(
             resolver,
             PoolLimits(
@@ -60,6 +65,8 @@ class ProxyServer:
                 connect_timeout_s=settings.timeouts.upstream_connect_s,
                 wait_timeout_s=settings.timeouts.pool_wait_s,
                 max_response_head_bytes=settings.limits.max_header_bytes,
+                max_connections=settings.upstream.max_connections,
+                max_age_s=settings.upstream.max_connection_age_s,
             ),
         )
         self.ctx = ProxyContext(
@@ -109,7 +116,7 @@ class ProxyServer:
             if admin_listener is not None:
                 self._count_requests(admin_listener)
             async with trio.open_nursery() as outer:
-                await outer.start(self.pool.run_reaper)
+                await outer.start(self.pool.run)
                 if admin_listener is not None:
                     await outer.start(self._admin_server().serve, admin_listener)
                 async with trio.open_nursery() as handlers:
@@ -150,7 +157,14 @@ class ProxyServer:
         handlers.cancel_scope.deadline = trio.current_time() + self.settings.timeouts.drain_s
 
     async def _accept_loop(self, listener: trio.SocketListener, handlers: trio.Nursery) -> None:
-        await accept_forever(listener, self._slots, handlers, self._handle, name="proxy")
+        await accept_forever(
+            listener,
+            self._slots,
+            handlers,
+            self._handle,
+            name="proxy",
+            make_room=self.ctx.close_oldest_idle,
+        )
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         stats = self.ctx.stats

@@ -39,6 +39,10 @@ class Timeouts:
     upstream_send_s: float = _num(120.0, 0.1, 3600, "upstream write inactivity")
     # How long a request may wait for a free upstream connection when the pool is full.
     pool_wait_s: float = _num(10.0, 0.0, 600, "wait for a pooled connection")
+    # A request body larger than limits.request_buffer_bytes streams upstream while it
+    # arrives; all of it must arrive within this (nginx has no such bound; Apache's
+    # mod_reqtimeout does). With limits.min_body_rate_bytes_per_s it stops a trickle.
+    client_body_total_s: float = _num(3600.0, 1.0, 86400, "whole streamed request body")
     # In-flight exchanges get this long to finish after SIGTERM (Kubernetes grants 30 s).
     drain_s: float = _num(25.0, 0.0, 3600, "graceful shutdown drain")
     # An idle WebSocket tunnel is closed after this (nginx proxy_read_timeout is 60 s;
@@ -51,13 +55,25 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    # Upper bound on open upstream connections (idle + in use): the pool never opens more.
-    pool_size: int = _num(256, 1, 65536, "maximum upstream connections")
+    # Idle keep-alive connections kept for reuse (nginx's `keepalive N`). Busy connections are
+    # not counted: each client connection holds at most one, so limits.max_connections
+    # bounds them, and clients that hold theirs (slow bodies, unread responses) cannot take
+    # a connection from anyone else.
+    pool_size: int = _num(256, 1, 65536, "idle upstream connections kept")
+    # A hard cap on all upstream connections, busy ones included (nginx's `max_conns`);
+    # 0: none but limits.max_connections. Beyond it requests wait timeouts.pool_wait_s (503).
+    max_connections: int = _num(0, 0, 1 << 20, "upstream connections, busy included (0: no cap)")
     # Idle pooled connections are closed after this: below Node's 5 s keep-alive default
     # (nodejs/node#20256), so we never reuse a connection the origin is about to drop.
     idle_timeout_s: float = _num(4.0, 0.1, 3600, "idle upstream connection expiry")
     # The system resolver's answer for the upstream name is reused for at most this long.
     dns_ttl_s: float = _num(5.0, 0.0, 3600, "upstream name re-resolution interval")
+    # A failed resolution is remembered this long: during a resolver outage requests fail
+    # fast instead of each waiting out its own lookup (nginx's resolver caches errors too).
+    dns_negative_ttl_s: float = _num(1.0, 0.0, 3600, "failed resolution reuse")
+    # A pooled connection older than this is closed when it comes back (nginx's
+    # `keepalive_time` is 1 h): traffic moves to a changed next-hop even over a stable answer.
+    max_connection_age_s: float = _num(300.0, 1.0, 86400, "upstream connection age")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +86,25 @@ class Limits:
     # Request line length (nginx large_client_header_buffers: 8 KiB); 414 beyond.
     max_request_line_bytes: int = _num(8192, 64, 1 << 20, "request line length")
     # Open downstream connections; beyond it new connections wait in the kernel's backlog.
+    # Open downstream connections. At the limit the oldest idle keep-alive connection is
+    # closed to admit a newcomer (nginx does the same); when every one is busy, newcomers wait
+    # in the kernel's backlog.
     max_connections: int = _num(10000, 1, 1 << 20, "concurrent downstream connections")
+    # Requests served on one client connection before it is closed (nginx's default).
+    keepalive_requests: int = _num(1000, 1, 1 << 30, "requests per client connection")
+    # A request body up to this size is read whole before an upstream connection is taken,
+    # so a client that is slow to send it holds no upstream connection (nginx buffers the
+    # whole body, spilling to disk; HAProxy's http-buffer-request holds one buffer). Larger
+    # bodies stream.
+    request_buffer_bytes: int = _num(65536, 0, 1 << 26, "request body buffered before upstream")
+    # A response up to this size is read whole and its upstream connection released, however
+    # slowly the client reads it (nginx's proxy_buffers: 8 x 8 KiB, plus the head buffer).
+    response_buffer_bytes: int = _num(65536, 0, 1 << 26, "response read ahead from upstream")
+    # After the first timeouts.client_body_s (or client_send_s), a streamed request body (or a
+    # response) must average at least this many bytes a second, so a peer moving a byte just
+    # inside each inactivity timeout cannot hold its connections for ever. 0: no floor.
+    min_body_rate_bytes_per_s: int = _num(1024, 0, 1 << 30, "streamed request body rate floor")
+    min_send_rate_bytes_per_s: int = _num(1024, 0, 1 << 30, "response send rate floor")
 
 
 @dataclass(frozen=True, slots=True)

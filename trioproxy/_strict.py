@@ -356,9 +356,16 @@ class ChunkedChecker:
         """True once the last chunk and the trailer section have been seen whole."""
         return self._state == _DONE
 
-    def feed(self, data: bytes | bytearray) -> None:
-        """Check the next bytes of the body; bytes past its end are ignored."""
-        pos, size = 0, len(data)
+    def feed(
+        self, data: bytes | bytearray, start: int = 0, *, max_chunks: int | None = None
+    ) -> int:
+        """Check the bytes of ``data`` from ``start``; bytes past the body's end are ignored.
+
+        Returns where it stopped: ``len(data)``, or earlier once ``max_chunks`` chunk-size
+        lines were read (a caller bounding the work per slice feeds the rest later).
+        """
+        pos, size = start, len(data)
+        budget = size if max_chunks is None else max_chunks
         while pos < size:
             state = self._state
             if state == _DATA:
@@ -368,6 +375,9 @@ class ChunkedChecker:
                 if not self._remaining:
                     self._state = _DATA_CR
             elif state == _SIZE_LINE:
+                if budget <= 0:
+                    return pos
+                budget -= 1
                 pos = self._feed_size_line(data, pos)
             elif state in (_DATA_CR, _DATA_LF):
                 # RFC 9112 7.1: chunk-data is followed by exactly CRLF (h11 < 0.16 took any two
@@ -379,7 +389,8 @@ class ChunkedChecker:
             elif state == _TRAILERS:
                 pos = self._feed_trailers(data, pos)
             else:  # _DONE: what follows belongs to the next message
-                return
+                return size
+        return size
 
     def _feed_size_line(self, data: bytes | bytearray, pos: int) -> int:
         newline = data.find(b"\n", pos)

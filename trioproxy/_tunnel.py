@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import trio
 
-from ._peer import RECEIVE_SIZE, Peer
+from ._errors import ClientGone, ProxyError
+from ._peer import Peer
 
 
 async def splice(
@@ -17,7 +20,9 @@ async def splice(
     peer that never closes its half cannot pin the tunnel for an hour.
 
     Bytes h11 had already buffered past the protocol switch (``trailing_data``: a frame sent in
-    the same packet as the request or the 101) go first.
+    the same packet as the request or the 101) go first. Every byte goes through the peers'
+    own reads and writes, with their fairness and cancellation rules; the idle scope is the
+    one deadline.
     """
     window = idle_timeout_s
     with trio.CancelScope() as idle:
@@ -29,15 +34,12 @@ async def splice(
                 try:
                     pending = source.h11.trailing_data[0]
                     if pending:
-                        await sink.stream.send_all(pending)
-                        sink.bytes_sent += len(pending)
-                    while data := await source.stream.receive_some(RECEIVE_SIZE):
+                        await sink.send_all(pending, math.inf)
+                    while data := await source.recv(math.inf):
                         idle.deadline = trio.current_time() + window
-                        await sink.stream.send_all(data)
-                        sink.bytes_sent += len(data)
-                        source.bytes_received += len(data)
-                    await sink.stream.send_eof()
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        await sink.send_all(data, math.inf)
+                    sink.send_eof()
+                except (ClientGone, ProxyError):
                     nursery.cancel_scope.cancel()  # one side is gone: the tunnel is over
                     return
                 window = min(window, fin_timeout_s)
