@@ -1,0 +1,315 @@
+"""The abuse suite: each attack of the isolation issue at a small scale, against the real
+server on loopback, with a pass criterion that does not depend on the machine's speed.
+
+- floods of one-byte chunks, both ways: the connection that carries them yields at least
+  once per slice of events, and another client is served while it lasts;
+- clients that never send their body, or never read their response: no upstream connection
+  is held for them, and a normal request is served;
+- idle keep-alive connections at the connection limit: a newcomer gets a slot;
+- an origin sending informational responses without end: the deadline and the cap hold;
+- a client that leaves while its request waits for an upstream connection: never sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import h11
+import trio
+import trio.testing
+
+from .support import Client, make_settings, raw_origin, read_head, running_proxy
+
+CHUNKS = 30_000  # one-byte chunks in a flood (the issue measured a million; the shape is the same)
+CHUNKS_PER_SLICE = 64  # trioproxy._exchange._EVENTS_PER_SLICE
+
+
+async def scripted_origin_handler(stream: trio.SocketStream) -> None:
+    """An origin that answers by path: /small, /big/<bytes>, /chunks/<count> (one-byte
+    chunks), and any request with a body: the body's length. The proxy may hang up on it."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await _serve_scripted(stream)
+
+
+async def _serve_scripted(stream: trio.SocketStream) -> None:
+    conn = h11.Connection(h11.SERVER)
+    while True:
+        received = 0
+        request: h11.Request | None = None
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65536)
+                conn.receive_data(data)
+                if not data and request is None:
+                    return
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                received += len(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                return
+        assert request is not None
+        await _answer(stream, conn, request.target.decode(), received)
+        if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            return
+        conn.start_next_cycle()
+
+
+async def _answer(stream: trio.SocketStream, conn: h11.Connection, path: str, got: int) -> None:
+    if path.startswith("/chunks/"):
+        await stream.send_all(conn.send(h11.Response(status_code=200, headers=[])))
+        for start in range(0, int(path.split("/")[2]), 1000):  # 1000 chunks per write
+            chunk = b"".join(conn.send(h11.Data(data=b"x")) for _ in range(1000))
+            await stream.send_all(chunk)
+            del start
+        await stream.send_all(conn.send(h11.EndOfMessage()))
+        return
+    body = b"%d" % got if got else b"ok"
+    if path.startswith("/big/"):
+        body = b"b" * int(path.split("/")[2])
+    headers = [(b"Content-Length", b"%d" % len(body))]
+    out = conn.send(h11.Response(status_code=200, headers=headers))
+    await stream.send_all(out + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+
+
+@asynccontextmanager
+async def scripted_origin() -> AsyncIterator[tuple[str, int]]:
+    async with raw_origin(scripted_origin_handler) as address:
+        yield address
+
+
+class StepCounter(trio.abc.Instrument):
+    """Counts the steps (runs between two yields) of every task."""
+
+    def __init__(self) -> None:
+        self.steps: Counter[trio.lowlevel.Task] = Counter()
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task] += 1
+
+
+@contextmanager
+def counting_steps() -> Iterator[StepCounter]:
+    counter = StepCounter()
+    trio.lowlevel.add_instrument(counter)
+    try:
+        yield counter
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+
+
+def chunked_upload(count: int) -> bytes:
+    head = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return head + b"1\r\nx\r\n" * count + b"0\r\n\r\n"
+
+
+async def other_client_is_served_meanwhile(address: tuple[str, int], done: trio.Event) -> int:
+    """Normal requests on another connection until ``done``; how many were answered."""
+    served = 0
+    async with Client.connect(address) as client:
+        while not done.is_set():
+            assert (await client.request(b"GET", b"/small")).status == 200
+            served += 1
+    return served
+
+
+async def test_one_byte_chunk_upload_is_sliced_and_others_are_served() -> None:
+    async with scripted_origin() as origin, running_proxy(origin) as proxy:
+        done = trio.Event()
+        served: list[int] = []
+        with counting_steps() as counter:
+            async with trio.open_nursery() as nursery:
+
+                async def other() -> None:
+                    served.append(await other_client_is_served_meanwhile(proxy.address, done))
+
+                async def flood() -> None:
+                    async with Client.connect(proxy.address) as client:
+                        await client.stream.send_all(chunked_upload(CHUNKS))
+                        reply = await client.read_reply()
+                    assert reply.body == b"%d" % CHUNKS
+                    done.set()
+
+                nursery.start_soon(other)
+                nursery.start_soon(flood)
+        busiest = max(n for task, n in counter.steps.items() if task.name.endswith("_handle"))
+    # The flood's connection task yielded at least once per slice of chunks (it used to walk
+    # a whole 64 KiB buffer, some eleven thousand chunks, in one step).
+    assert busiest >= CHUNKS / (4 * CHUNKS_PER_SLICE)
+    assert served[0] >= 1
+
+
+async def test_one_byte_chunk_download_is_sliced_and_others_are_served() -> None:
+    async with scripted_origin() as origin, running_proxy(origin) as proxy:
+        done = trio.Event()
+        served: list[int] = []
+        with counting_steps() as counter:
+            async with trio.open_nursery() as nursery:
+
+                async def other() -> None:
+                    served.append(await other_client_is_served_meanwhile(proxy.address, done))
+
+                async def flood() -> None:
+                    async with Client.connect(proxy.address) as client:
+                        reply = await client.request(b"GET", b"/chunks/%d" % CHUNKS)
+                    assert reply.body == b"x" * CHUNKS
+                    done.set()
+
+                nursery.start_soon(other)
+                nursery.start_soon(flood)
+        busiest = max(n for task, n in counter.steps.items() if task.name.endswith("_handle"))
+    assert busiest >= CHUNKS / (4 * CHUNKS_PER_SLICE)
+    assert served[0] >= 1
+
+
+async def _wait_until(condition: object) -> None:
+    assert callable(condition)
+    while not condition():
+        await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_clients_that_never_send_their_body_hold_no_upstream_connection() -> None:
+    """Expect: 100-continue and never the body, or a body cut short: the proxy holds such
+    requests itself; the pool stays empty and a normal request is answered."""
+    settings = make_settings(upstream__pool_size=2, timeouts__pool_wait_s=30)
+    async with scripted_origin() as origin, running_proxy(origin, settings) as proxy:
+        attackers: list[trio.SocketStream] = []
+        for i in range(6):
+            stream = await trio.open_tcp_stream(*proxy.address)
+            attackers.append(stream)
+            expect = b"Expect: 100-continue\r\n" if i % 2 else b""
+            await stream.send_all(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n" + expect + b"\r\n"
+                + b"y" * (i * 100)
+            )
+        await trio.testing.wait_all_tasks_blocked()
+        assert proxy.server.pool.open_count == 0
+        with trio.fail_after(5):  # the pool would make it wait pool_wait_s (30 s)
+            async with Client.connect(proxy.address) as client:
+                assert (await client.request(b"GET", b"/small")).status == 200
+        for stream in attackers:
+            await stream.aclose()
+
+
+async def test_clients_that_never_read_release_the_upstream_connection() -> None:
+    """A response that fits the buffer is read whole and the connection goes back to the
+    pool, however slowly (here: never) the client reads it."""
+    async with scripted_origin() as origin, running_proxy(origin) as proxy:
+        attackers: list[trio.SocketStream] = []
+        for _ in range(6):
+            stream = await trio.open_tcp_stream(*proxy.address)
+            attackers.append(stream)
+            # Pipelined: the second response waits for the client to read the first.
+            await stream.send_all(b"GET /big/40000 HTTP/1.1\r\nHost: x\r\n\r\n" * 30)
+        pool = proxy.server.pool
+        with trio.fail_after(10):
+            await _wait_until(lambda: pool.open_count and pool.idle_count == pool.open_count)
+            async with Client.connect(proxy.address) as client:
+                assert (await client.request(b"GET", b"/small")).status == 200
+        for stream in attackers:
+            await stream.aclose()
+
+
+async def test_a_client_that_never_reads_a_large_response_is_cut_off_by_the_rate_floor() -> None:
+    settings = make_settings(
+        timeouts__client_send_s=0.2, limits__min_send_rate_bytes_per_s=1_000_000
+    )
+    async with scripted_origin() as origin, running_proxy(origin, settings) as proxy:
+        stream = await trio.open_tcp_stream(*proxy.address)
+        async with stream:
+            await stream.send_all(b"GET /big/50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            with trio.fail_after(30):
+                await _wait_until(lambda: proxy.records)
+        assert proxy.records[0].status == 200  # the head went out; then it was cut off
+        assert proxy.records[0].body_bytes_sent < 50_000_000
+        assert proxy.server.pool.open_count == 0  # the upstream connection was discarded
+
+
+async def test_a_newcomer_gets_a_slot_from_the_oldest_idle_connection() -> None:
+    settings = make_settings(limits__max_connections=3, timeouts__client_idle_s=60)
+    async with scripted_origin() as origin, running_proxy(origin, settings) as proxy:
+        async with trio.open_nursery() as nursery:
+            clients: list[Client] = []
+            for _ in range(3):
+                client = Client(await trio.open_tcp_stream(*proxy.address))
+                clients.append(client)
+                assert (await client.request(b"GET", b"/small")).status == 200
+
+            async def refresh(client: Client) -> None:
+                """The attacker keeps its other connections alive."""
+                while True:
+                    await trio.sleep(0.2)
+                    assert (await client.request(b"GET", b"/small")).status == 200
+
+            for client in clients[1:]:
+                nursery.start_soon(refresh, client)
+            with trio.fail_after(5):  # idle connections last client_idle_s (60 s)
+                async with Client.connect(proxy.address) as newcomer:
+                    assert (await newcomer.request(b"GET", b"/small")).status == 200
+            assert await clients[0].stream.receive_some(1) == b""  # the oldest was closed
+            nursery.cancel_scope.cancel()
+        for client in clients:
+            await client.stream.aclose()
+
+
+async def test_endless_informational_responses_meet_the_deadline() -> None:
+    async def early_hints_forever(stream: trio.SocketStream) -> None:
+        await read_head(stream)
+        while True:
+            await stream.send_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n")
+            await trio.sleep(0.01)
+
+    settings = make_settings(timeouts__upstream_response_s=0.2)
+    async with raw_origin(early_hints_forever) as origin, running_proxy(origin, settings) as p:
+        with trio.fail_after(10):
+            async with Client.connect(p.address) as client:
+                reply = await client.request(b"GET", b"/")
+    assert reply.status == 504
+    assert 0 < len(reply.informational) <= 32
+
+
+async def test_a_flood_of_informational_responses_is_capped() -> None:
+    async def early_hints_flood(stream: trio.SocketStream) -> None:
+        await read_head(stream)
+        await stream.send_all(b"HTTP/1.1 103 Early Hints\r\n\r\n" * 5000)
+        await trio.sleep_forever()
+
+    async with raw_origin(early_hints_flood) as origin, running_proxy(origin) as proxy:
+        with trio.fail_after(10):
+            async with Client.connect(proxy.address) as client:
+                reply = await client.request(b"GET", b"/")
+    assert reply.status == 502
+    assert len(reply.informational) == 32
+
+
+async def test_a_client_that_left_while_waiting_for_a_slot_is_never_sent_upstream() -> None:
+    heads: list[bytes] = []
+    release = trio.Event()
+
+    async def one_at_a_time(stream: trio.SocketStream) -> None:
+        while head := await read_head(stream):
+            heads.append(head)
+            await release.wait()
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=30)
+    async with raw_origin(one_at_a_time) as origin, running_proxy(origin, settings) as proxy:
+        async with trio.open_nursery() as nursery:
+            first = Client(await trio.open_tcp_stream(*proxy.address))
+            nursery.start_soon(first.request, b"GET", b"/first")
+            await _wait_until(lambda: heads)
+            leaver = await trio.open_tcp_stream(*proxy.address)
+            await leaver.send_all(b"GET /left HTTP/1.1\r\nHost: x\r\n\r\n")
+            await _wait_until(lambda: proxy.server.pool.waiting_count)
+            await leaver.aclose()
+            release.set()
+            await _wait_until(lambda: len(proxy.records) == 2)
+            await first.stream.aclose()
+    assert [h.split(b" ")[1] for h in heads] == [b"/first"]
+    assert sorted(r.status for r in proxy.records) == [200, 499]
