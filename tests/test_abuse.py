@@ -185,7 +185,9 @@ async def test_clients_that_never_send_their_body_hold_no_upstream_connection() 
             attackers.append(stream)
             expect = b"Expect: 100-continue\r\n" if i % 2 else b""
             await stream.send_all(
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n" + expect + b"\r\n"
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                + expect
+                + b"\r\n"
                 + b"y" * (i * 100)
             )
         await trio.testing.wait_all_tasks_blocked()

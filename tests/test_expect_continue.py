@@ -139,7 +139,10 @@ async def test_early_final_answer_is_relayed_and_the_body_never_read() -> None:
         with trio.move_on_after(0.5):
             body_reached_origin = bool(buffer or await stream.receive_some(65536))
 
-    async with raw_origin(rejects) as origin, running_proxy(origin, LARGER_THAN_THE_BUFFER) as proxy:
+    async with (
+        raw_origin(rejects) as origin,
+        running_proxy(origin, LARGER_THAN_THE_BUFFER) as proxy,
+    ):
         stream = await trio.open_tcp_stream(*proxy.address)
         async with stream:
             await stream.send_all(HEAD)

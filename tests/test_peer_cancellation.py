@@ -78,13 +78,13 @@ async def test_a_cancelled_receive_loses_no_byte(monkeypatch: pytest.MonkeyPatch
                     plan.scope = scope
                     async with trio.open_nursery() as nursery:
 
-                        async def send_when_it_waits() -> None:
+                        async def send_when_it_waits(other: socket.socket) -> None:
                             nonlocal sent
                             await trio.testing.wait_all_tasks_blocked()
                             other.send(b"hello")
                             sent = True
 
-                        nursery.start_soon(send_when_it_waits)
+                        nursery.start_soon(send_when_it_waits, other)
                         received = await peer.recv(5.0)
             if not scope.cancelled_caught:
                 assert received == b"hello"
@@ -137,12 +137,12 @@ async def test_a_cancelled_flush_reports_exactly_what_was_sent(
                     plan.scope = scope
                     async with trio.open_nursery() as nursery:
 
-                        async def drain() -> None:
+                        async def drain(other: socket.socket, arrived: bytearray) -> None:
                             while len(arrived) < len(message):
                                 await trio.lowlevel.wait_readable(other)
                                 arrived.extend(other.recv(1 << 20))
 
-                        nursery.start_soon(drain)
+                        nursery.start_soon(drain, other, arrived)
                         await peer.send_queued(5.0)
             other.setblocking(False)
             with contextlib.suppress(BlockingIOError):
