@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -61,7 +62,18 @@ async def _pump(
 async def cli_proxy(
     upstream: tuple[str, int], *args: str, config_dir: str | None = None
 ) -> AsyncIterator[ProxyProcess]:
-    """``python -m trioproxy`` on 127.0.0.1:0; ready once its stderr announces the port."""
+    """``python -m trioproxy`` on 127.0.0.1:0; ready once its stderr announces the port.
+
+    Without ``config_dir``, an empty directory: the defaults."""
+    with tempfile.TemporaryDirectory() as empty:
+        async with _cli_proxy(upstream, *args, config_dir=config_dir or empty) as proxy:
+            yield proxy
+
+
+@asynccontextmanager
+async def _cli_proxy(
+    upstream: tuple[str, int], *args: str, config_dir: str
+) -> AsyncIterator[ProxyProcess]:
     command = [
         sys.executable,
         "-m",
@@ -71,7 +83,7 @@ async def cli_proxy(
         "--upstream",
         f"{upstream[0]}:{upstream[1]}",
         "--config-dir",
-        config_dir or "/nonexistent-trioproxy-config",
+        config_dir,
         *args,
     ]
     async with trio.open_nursery() as nursery:
@@ -98,14 +110,17 @@ async def cli_proxy(
                 await process.wait()
 
 
-async def run_cli(args: Sequence[str], timeout_s: float = 10) -> subprocess.CompletedProcess[bytes]:
+async def run_cli(
+    args: Sequence[str], timeout_s: float = 10, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """The command to its end; ``env`` adds variables (TRIOPROXY_ ones are otherwise unset)."""
     with trio.fail_after(timeout_s):
         return await trio.run_process(
             [sys.executable, "-m", "trioproxy", *args],
             capture_stdout=True,
             capture_stderr=True,
             check=False,
-            env=_env(),
+            env={**_env(), **(env or {})},
         )
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "CONFIG_FILENAME",
     "ConfigError",
     "Problem",
+    "load_config",
     "load_settings",
     "settings_from_bytes",
     "settings_from_mapping",
@@ -81,28 +82,38 @@ def load_settings(config_dir: str | Path) -> Settings:
     The platform mounts the configuration at ``/opt/proxy_config`` only when the application
     repository has a directory for this proxy, so a plain run sees neither and gets defaults.
     """
+    return load_config(config_dir)[0]
+
+
+def load_config(config_dir: str | Path) -> tuple[Settings, Mapping[str, Any]]:
+    """`load_settings`, and the file's parsed TOML as well ({} when there is none)."""
     directory = Path(config_dir)
     if not _is_directory(directory):
-        return Settings()
+        return Settings(), {}
     path = directory / CONFIG_FILENAME
     raw = _read_file(path)
     if raw is None:
-        return Settings()
-    return settings_from_bytes(raw, file=str(path))
+        return Settings(), {}
+    data, text = _parse(raw, file=str(path))
+    return settings_from_mapping(data, file=str(path), source_text=text), data
 
 
 def settings_from_bytes(raw: bytes, *, file: str) -> Settings:
     """Decode, parse and check a whole file's content; ``file`` names it in problems."""
+    data, text = _parse(raw, file=file)
+    return settings_from_mapping(data, file=file, source_text=text)
+
+
+def _parse(raw: bytes, *, file: str) -> tuple[dict[str, Any], str]:
     text = _decode(file, raw)
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(file, text, exc)]) from None
     except RecursionError:
         raise _file_error(file, "invalid TOML: arrays or tables nested too deeply") from None
     except ValueError as exc:  # a number too long for int() (over 4300 digits)
         raise _file_error(file, f"invalid TOML: {exc}") from None
-    return settings_from_mapping(data, file=file, source_text=text)
 
 
 def settings_from_mapping(
