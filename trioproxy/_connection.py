@@ -10,13 +10,20 @@ import time
 
 import trio
 
-from ._accesslog import AccessRecord
+from ._accesslog import AccessRecord, settle_bytes
 from ._context import ProxyContext
 from ._errors import ClientError, ClientGone, ProxyError
 from ._exchange import expect_end_of_request as _expect_end_of_request
 from ._exchange import forward
 from ._h11 import h11
-from ._headers import BodyKind, RequestPlan, plan_request, reason_phrase
+from ._headers import (
+    BodyKind,
+    RequestPlan,
+    header_value,
+    new_request_id,
+    plan_request,
+    reason_phrase,
+)
 from ._peer import Downstream
 from ._rules import Decision, request_view
 from ._settings import Limits
@@ -32,6 +39,8 @@ _LINGER_BYTES = 1 << 20
 # nginx's convention for the access log: the client closed the connection before a
 # response status went out. Never sent on the wire.
 CLIENT_CLOSED_REQUEST = 499
+
+_ERROR_TYPE = b"text/plain; charset=utf-8"
 
 
 async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None:
@@ -223,14 +232,14 @@ async def _serve_request(
         )
         if _can_respond(down):
             record.status = exc.status
-            await _send_error(down, ctx, exc, record.request_id)
+            await _send_error(down, ctx, exc, record)
     except ClientGone:
         if not record.status:
             record.status = CLIENT_CLOSED_REQUEST
         raise
     finally:
         record.duration_s = trio.current_time() - started
-        record.bytes_sent = down.bytes_sent - sent_before
+        settle_bytes(record, sent_before, down.bytes_sent)
         record.bytes_received = down.bytes_received - received_before
         ctx.log_access(record)
 
@@ -258,11 +267,13 @@ async def _answer_from_rules(
             _parsed=True,  # validated when the rules were loaded
         )
     )
+    record.body_start = down.bytes_sent + down.queued_bytes
     if answer.body:
         down.queue(h11.Data(data=answer.body))
     down.queue(h11.EndOfMessage())
     record.status = answer.status
     record.body_bytes_sent = len(answer.body)
+    record.content_type = header_value(answer.headers, b"content-type")
     await down.flush(ctx.settings.timeouts.client_send_s)
 
 
@@ -285,9 +296,9 @@ async def _reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None
     sent_before = down.bytes_sent
     try:
         if _can_respond(down):
-            await _send_error(down, ctx, exc)
+            await _send_error(down, ctx, exc, record)
     finally:
-        record.bytes_sent = down.bytes_sent - sent_before
+        settle_bytes(record, sent_before, down.bytes_sent)
         ctx.log_access(record)
 
 
@@ -296,22 +307,24 @@ def _can_respond(down: Downstream) -> bool:
 
 
 async def _send_error(
-    down: Downstream, ctx: ProxyContext, exc: ProxyError, request_id: bytes = b""
+    down: Downstream, ctx: ProxyContext, exc: ProxyError, record: AccessRecord
 ) -> None:
-    """A short plain-text answer. Client errors close the connection (the stream may be out
-    of sync); upstream errors keep it if the request was read whole."""
+    """A short plain-text answer, logged as sent. Client errors close the connection (the
+    stream may be out of sync); upstream errors keep it if the request was read whole."""
     reason = reason_phrase(exc.status, b"")
     body = b"%d %s\n" % (exc.status, reason)
+    record.request_id = record.request_id or new_request_id()  # an unreadable request has none
     headers = [
-        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"Content-Type", _ERROR_TYPE),
         (b"Content-Length", b"%d" % len(body)),
+        (b"X-Request-ID", record.request_id),
     ]
-    if request_id:
-        headers.append((b"X-Request-ID", request_id))
     if isinstance(exc, ClientError) or ctx.draining or down.h11.their_state is h11.SEND_BODY:
         headers.append((b"Connection", b"close"))
     try:
         down.queue(h11.Response(status_code=exc.status, headers=headers, reason=reason))
+        record.body_start = down.bytes_sent + down.queued_bytes
+        record.body_bytes_sent, record.content_type = len(body), _ERROR_TYPE
         down.queue(h11.Data(data=body))
         down.queue(h11.EndOfMessage())
     except ProxyError:  # h11 will not send it in this state: the connection just closes

@@ -329,6 +329,7 @@ async def _relay_response(
         headers.append((b"Connection", b"close"))
     record.upstream_status = response.status_code
     record.content_type = header_value(raw, b"content-type")
+    record.section_io_tag = header_value(raw, b"section-io-tag")
     down.queue(
         h11.Response(
             status_code=response.status_code,
@@ -337,6 +338,7 @@ async def _relay_response(
             _parsed=True,
         )
     )
+    record.body_start = down.bytes_sent + down.queued_bytes
     record.status = response.status_code
     # Trailers survive only where the downstream framing is chunked too.
     keep_trailers = request.http_version != b"1.0" and not header_value(headers, b"content-length")

@@ -48,6 +48,10 @@ class Peer:
     def has_queued(self) -> bool:
         return bool(self._out)
 
+    @property
+    def queued_bytes(self) -> int:
+        return sum(map(len, self._out))
+
     async def flush(self, timeout_s: float) -> None:
         if not self._out:
             return
@@ -58,7 +62,6 @@ class Peer:
         except BaseException:
             self.h11.send_failed()  # the peer got an unknown prefix: this h11 side is done
             raise
-        self.bytes_sent += len(data)
 
     async def receive(self, timeout_s: float) -> bytes:
         """Read once from the stream into h11 and return what was read; b"" (EOF) is passed
@@ -98,6 +101,7 @@ class Peer:
                 continue
             except OSError as exc:
                 raise self._gone(exc) from exc
+            self.bytes_sent += sent  # as written: a send cut short still counts what went
             view = view[sent:]
         await self._maybe_yield()
 

@@ -109,6 +109,7 @@ ACCESS_LOG_FIELDS: tuple[str, ...] = (
     "upstream_time_ms",
     "section_io_id",
     "request_id",
+    "section_io_tag",
 )
 
 
