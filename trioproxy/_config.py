@@ -46,7 +46,17 @@ MAX_FILE_BYTES = 1 << 20
 # Every metadata key the loader understands. `tests/test_config.py` checks that `_settings` uses
 # no other, so a typo there ("mni") cannot silently switch a check off.
 KNOWN_METADATA = frozenset(
-    {"doc", "min", "max", "choices", "pattern", "expect", "subset_of", "loopback_address"}
+    {
+        "doc",
+        "min",
+        "max",
+        "choices",
+        "pattern",
+        "expect",
+        "subset_of",
+        "loopback_address",
+        "networks",
+    }
 )
 
 
@@ -329,7 +339,19 @@ def _check_loopback_address(key: _Key, value: Any) -> None:
             raise _Invalid(f"{message}, found {_quote(value)}")
 
 
+def _check_networks(key: _Key, value: Any) -> None:
+    if not key.meta.get("networks"):
+        return
+    from ._ruleconfig import network_problem  # the rules' allow lists parse networks alike
+
+    for text in value:
+        message = network_problem(text)
+        if message is not None:
+            raise _Invalid(message)
+
+
 _META_CHECKS: tuple[Callable[[_Key, Any], None], ...] = (
+    _check_networks,
     _check_range,
     _check_choices,
     _check_pattern,

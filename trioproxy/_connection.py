@@ -208,7 +208,9 @@ async def _serve_request(
         _note_request(record, plan)
         if ctx.rule_engine:
             # Conditions see the client's own headers, not our X-Forwarded-For or Via.
-            view = request_view(request.method, plan.target, raw, down.peer_ip)
+            view = request_view(
+                request.method, plan.target, raw, down.peer_ip, peer_trusted=plan.peer_trusted
+            )
             decision = ctx.rule_engine.evaluate(view, trio.current_time())
             if decision.response is not None:
                 await _answer_from_rules(down, ctx, plan, decision, record)

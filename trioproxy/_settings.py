@@ -85,6 +85,12 @@ class Forwarding:
     )
     # Append the downstream peer to X-Forwarded-For, as nginx's $proxy_add_x_forwarded_for does.
     append_x_forwarded_for: bool = True
+    # Peers whose True-Client-IP and X-Forwarded-For are believed (nginx's set_real_ip_from).
+    # Every peer by default: in Section's chain only the platform's own proxies reach us.
+    # From any other peer, the TCP peer is the client for rules, rate limits and remote_addr.
+    trusted_proxies: tuple[str, ...] = field(
+        default=("0.0.0.0/0", "::/0"), metadata={"networks": True}
+    )
 
 
 ACCESS_LOG_FIELDS: tuple[str, ...] = (
