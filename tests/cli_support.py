@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-# The proxy's own ready line (with --workers, the supervisor's: workers tag theirs).
-READY = re.compile(rb"trioproxy: listening on (\S+):(\d+), upstream")
+# The proxy's own ready line (with --workers, the supervisor's: workers tag theirs), as text
+# ("trioproxy: listening on ...") or JSON ("message": "listening on ...").
+READY = re.compile(rb'(?:trioproxy: |"message": ")listening on ([^\s,"]+):(\d+), upstream')
 
 
 @dataclass

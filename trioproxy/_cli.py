@@ -20,6 +20,7 @@ from ._accesslog import AccessRecord, make_formatter
 from ._addr import format_host_port
 from ._admin import open_admin_listener
 from ._config import ConfigError, load_settings
+from ._diagnostics import AGGREGATE_INTERVAL_S, FailureAggregator, JsonFormatter, TextFormatter
 from ._errors import UpstreamConnectError
 from ._h11 import PARSER
 from ._listen import ListenError, bind_socket, bound_address
@@ -98,17 +99,37 @@ def parse_options(
     return argparse.Namespace(**values), explicit
 
 
-def configure_diagnostics(level: str) -> None:
-    """Diagnostics go to stderr, one line each with a level; stdout is the access log's."""
+def configure_diagnostics(level: str, fmt: str = "") -> None:
+    """Diagnostics go to stderr, one line each with a time and a level, as text or JSON;
+    stdout is the access log's. Identical upstream failures are aggregated (`_diagnostics`)."""
     handler = logging.StreamHandler(sys.stderr)
-    name = os.environ.get("TRIOPROXY_WORKER_NAME")  # set by the --workers supervisor
+    name = os.environ.get("TRIOPROXY_WORKER_NAME", "")  # set by the --workers supervisor
     tag = f"trioproxy[{name}]" if name else "trioproxy"
-    handler.setFormatter(
-        logging.Formatter(f"%(asctime)s %(levelname)s {tag}: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
-    )
+    handler.setFormatter(JsonFormatter(name) if fmt == "json" else TextFormatter(tag))
+    handler.addFilter(FailureAggregator(handler.handle))
     log.handlers[:] = [handler]
     log.setLevel(level.upper())
     log.propagate = False
+
+
+def diagnostic_line(level: int, message: str) -> str:
+    """``message`` rendered as the stderr handler renders a line (for the log writer thread)."""
+    record = log.makeRecord(log.name, level, "", 0, message, (), None)
+    handler = log.handlers[0] if log.handlers else None
+    return handler.format(record) if handler else f"trioproxy: {message}"
+
+
+async def _flush_failures() -> None:
+    """Summarise aggregated failures once per interval, and once more at the end."""
+    aggregators = [f for h in log.handlers for f in h.filters if isinstance(f, FailureAggregator)]
+    try:
+        while True:
+            await trio.sleep(AGGREGATE_INTERVAL_S)
+            for aggregator in aggregators:
+                aggregator.flush()
+    finally:
+        for aggregator in aggregators:
+            aggregator.flush(final=True)
 
 
 def load_config(config_dir: str, *, explicit: bool) -> Settings | None:
@@ -129,12 +150,15 @@ def run_main(argv: Sequence[str]) -> int:
     if parsed is None:
         return 2
     args, explicit = parsed
-    configure_diagnostics(args.log_level)
+    configure_diagnostics(args.log_level, args.log_format)
     listen, upstream = args.listen, args.upstream
     args.config_dir_explicit = "config_dir" in explicit
     settings = load_config(args.config_dir, explicit=args.config_dir_explicit)
     if settings is None:
         return 2
+    if not args.log_format:  # neither flag nor variable: the configuration's [diagnostics]
+        args.log_format = settings.diagnostics.format
+        configure_diagnostics(args.log_level, args.log_format)
     if args.workers is None:  # auto: the process-model work decides; until then one per CPU
         args.workers = os.cpu_count() or 1
     reuse_port = args.workers > 1 or os.environ.get("TRIOPROXY_REUSE_PORT") == "1"
@@ -175,6 +199,7 @@ def _supervise(args: argparse.Namespace, probe: socket.socket, settings: Setting
     probe.close()
     upstream = format_host_port(*args.upstream)
     worker_argv = [f"--listen={address}", f"--upstream={upstream}", f"--log-level={args.log_level}"]
+    worker_argv.append(f"--log-format={args.log_format}")
     if args.config_dir_explicit:  # else the workers, like the parent, may find no directory
         worker_argv.append(f"--config-dir={args.config_dir}")
     os.environ["TRIOPROXY_REUSE_PORT"] = "1"
@@ -194,7 +219,7 @@ def run_with_access_log(
 ) -> None:
     """``trio.run(main, sink, dropped)``: access lines go to stdout through the writer
     thread; ``dropped()`` counts the lines it had to drop (for /metrics)."""
-    writer = AccessLogWriter()
+    writer = AccessLogWriter(diagnostic_line=diagnostic_line)
     writer.start()
     try:
         trio.run(main, access_log_sink(settings, writer), lambda: writer.dropped)
@@ -239,6 +264,7 @@ async def run_proxy(
             announce_ready()
             nursery.start_soon(_stop_on_signals, signals, server, nursery.cancel_scope)
             nursery.start_soon(stop_when_supervisor_goes, server.shutdown)
+            nursery.start_soon(_flush_failures)
             await _wait_for_upstream_name(server)
 
 

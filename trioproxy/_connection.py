@@ -12,6 +12,7 @@ import trio
 
 from ._accesslog import AccessRecord, settle_bytes
 from ._context import ProxyContext
+from ._diagnostics import describe_decision, request_fields
 from ._errors import ClientError, ClientGone, ProxyError
 from ._exchange import expect_end_of_request as _expect_end_of_request
 from ._exchange import forward
@@ -50,6 +51,7 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
         h11.SERVER, max_incomplete_event_size=ctx.settings.limits.max_header_bytes
     )
     down = Downstream(stream, conn, peer_ip)
+    log.debug("connection opened", extra={"peer": peer_ip})
     try:
         first = True
         while True:
@@ -70,6 +72,7 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
                 await _linger(down)  # answered a client that had more to send
         finally:
             down.close()
+            log.debug("connection closed", extra={"peer": peer_ip})
 
 
 async def _linger(down: Downstream) -> None:
@@ -212,6 +215,7 @@ async def _serve_request(
                 request.method, plan.target, raw, down.peer_ip, peer_trusted=plan.peer_trusted
             )
             decision = ctx.rule_engine.evaluate(view, trio.current_time())
+            log.debug("rules: %s", describe_decision(decision), extra=request_fields(record))
             if decision.response is not None:
                 await _answer_from_rules(down, ctx, plan, decision, record)
                 return
@@ -223,14 +227,15 @@ async def _serve_request(
                 plan.edit_response = decision.response_headers
         await forward(down, request, plan, record, ctx)
     except ProxyError as exc:
+        record.request_id = record.request_id or new_request_id()  # for the line and answer
         log.log(
             logging.WARNING if exc.status >= 500 else logging.INFO,
-            "%s %s %s: %s (%d)",
-            down.peer_ip,
+            "%s %s: %s (%d)",
             request.method.decode("ascii", "replace"),
             request.target.decode("ascii", "replace")[:200],
             exc,
             exc.status,
+            extra=request_fields(record, ctx.upstream_authority, failure=_failure(exc)),
         )
         if _can_respond(down):
             record.status = exc.status
@@ -252,7 +257,6 @@ async def _answer_from_rules(
     """A rule answers (redirect, deny, static response, 429): nothing goes upstream."""
     answer = decision.response
     assert answer is not None
-    log.debug("%s: %s answered %d", down.peer_ip, decision.rule, answer.status)
     headers = list(answer.headers)
     headers.append((b"X-Request-ID", plan.request_id))
     if plan.body is BodyKind.NONE:
@@ -293,8 +297,9 @@ def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
 
 async def _reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
     """Answer a request we could not read, log it, and leave the connection to close."""
-    log.info("%s: %s (%d)", down.peer_ip, exc, exc.status)
     record = AccessRecord(start_wall=time.time(), peer=down.peer_ip, status=exc.status)
+    record.request_id = new_request_id()  # for the line, the answer and the access log
+    log.info("%s (%d)", exc, exc.status, extra=request_fields(record))
     sent_before = down.bytes_sent
     try:
         if _can_respond(down):
@@ -302,6 +307,11 @@ async def _reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None
     finally:
         settle_bytes(record, sent_before, down.bytes_sent)
         ctx.log_access(record)
+
+
+def _failure(exc: ProxyError) -> str:
+    # Upstream failures repeat under load: identical ones are aggregated on stderr.
+    return f"{exc} ({exc.status})" if exc.status >= 500 else ""
 
 
 def _can_respond(down: Downstream) -> bool:

@@ -48,10 +48,12 @@ def main(argv: Sequence[str]) -> int:
     if parsed is None:
         return 2
     args, explicit = parsed
-    configure_diagnostics(args.log_level)
+    configure_diagnostics(args.log_level, args.log_format)
     settings = load_config(args.config_dir, explicit="config_dir" in explicit)
     if settings is None:
         return 2
+    if not args.log_format:
+        configure_diagnostics(args.log_level, settings.diagnostics.format)
     try:
         listener = open_listener(*args.listen)
     except ListenError as exc:

@@ -15,6 +15,7 @@ import trio
 
 from ._accesslog import AccessRecord
 from ._context import ProxyContext
+from ._diagnostics import request_fields
 from ._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError
 from ._h11 import h11
 from ._headers import (
@@ -64,7 +65,7 @@ async def forward(
             pool.discard(up)
             if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
                 raise
-            log.info("retrying %s on a fresh connection: %s", request.method.decode(), exc)
+            log.info("retrying on a fresh connection: %s", exc, extra=request_fields(record))
             ctx.stats.retries += 1
             up, reused = await pool.connect_fresh(), False
             continue

@@ -130,6 +130,13 @@ class AccessLog:
 
 
 @dataclass(frozen=True, slots=True)
+class Diagnostics:
+    # stderr lines: "text" for people, "json" (one object per line) for log collectors.
+    # --log-format / TRIOPROXY_LOG_FORMAT win over it.
+    format: str = field(default="text", metadata={"choices": ("text", "json")})
+
+
+@dataclass(frozen=True, slots=True)
 class Admin:
     # Loopback-only health/metrics listener, "HOST:PORT"; "" keeps it off.
     listen: str = field(default="", metadata={"loopback_address": True})
@@ -142,6 +149,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     forwarding: Forwarding = field(default_factory=Forwarding)
     access_log: AccessLog = field(default_factory=AccessLog)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
     admin: Admin = field(default_factory=Admin)
     # Request rules, in file order; none by default (every request is forwarded as it is).
     rules: RuleSet = field(default_factory=RuleSet)
