@@ -45,8 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return config_main(args[1:])
     if args[:1] == ["demo"]:
-        from ._demo import main as demo_main
-
+        try:
+            from ._demo import main as demo_main
+        except ModuleNotFoundError as exc:  # its origin is hypercorn, not a runtime dependency
+            sys.stderr.write(f"trioproxy demo needs {exc.name}: pip install 'trioproxy[testing]'\n")
+            return 2
         return demo_main(args[1:])
     return run_main(args)
 
