@@ -131,3 +131,15 @@ def test_the_fixtures_without_the_testing_extra_say_what_to_install(tmp_path: Pa
     message = "trioproxy's pytest fixtures need hypercorn: pip install 'trioproxy[testing]'"
     assert message in result.stdout
     assert "Traceback" not in result.stdout
+
+
+def test_demo_without_the_testing_extra_says_what_to_install() -> None:
+    code = (
+        "import sys\nsys.modules['hypercorn'] = None\n"
+        "from trioproxy._cli import main\nsys.exit(main(['demo']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "trioproxy demo needs hypercorn: pip install 'trioproxy[testing]'\n"

@@ -48,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from ._demo import main as demo_main
         except ModuleNotFoundError as exc:  # its origin is hypercorn, not a runtime dependency
-            sys.stderr.write(f"trioproxy demo needs {exc.name}: pip install 'trioproxy[testing]'\n")
+            needs = (exc.name or "hypercorn").partition(".")[0]
+            sys.stderr.write(f"trioproxy demo needs {needs}: pip install 'trioproxy[testing]'\n")
             return 2
         return demo_main(args[1:])
     return run_main(args)

@@ -64,7 +64,7 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
             if ctx.draining or not _next_cycle(down):
                 return
     except ClientGone as exc:
-        log.debug("%s: %s", peer_ip, exc)
+        log.debug("%s", exc, extra={"peer": peer_ip})
         down.close()
     finally:
         try:

@@ -20,8 +20,9 @@ from ._embed import RunningProxy, running
 try:
     from ._origin import ASGIApp, echo_app, handle_lifespan, origin
 except ModuleNotFoundError as exc:  # hypercorn serves the origin: not a runtime dependency
+    needs = (exc.name or "hypercorn").partition(".")[0]
     raise ModuleNotFoundError(
-        f"trioproxy.testing needs {exc.name}: pip install 'trioproxy[testing]'", name=exc.name
+        f"trioproxy.testing needs {needs}: pip install 'trioproxy[testing]'", name=needs
     ) from None
 from ._settings import Settings
 
