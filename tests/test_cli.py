@@ -158,6 +158,7 @@ async def test_version() -> None:
         ({}, ["--workers", "0"], "trioproxy: --workers: expected a whole number of at least 1"),
         ({}, ["--workers", "-3"], "trioproxy: --workers: expected a whole number of at least 1"),
         ({}, ["--bogus"], "trioproxy: unrecognized arguments: --bogus (see trioproxy --help)"),
+        ({"TRIOPROXY_PARSER": "fast"}, [], "trioproxy: TRIOPROXY_PARSER: expected auto, h11 or"),
         ({}, ["demo", "--workers", "2"], "trioproxy demo: unrecognized arguments: --workers 2"),
         ({}, ["demo", "--upstream", "a:1"], "trioproxy demo: unrecognized arguments: --upstream"),
     ],

@@ -22,7 +22,7 @@ from ._admin import open_admin_listener
 from ._config import ConfigError, load_settings
 from ._diagnostics import AGGREGATE_INTERVAL_S, FailureAggregator, JsonFormatter, TextFormatter
 from ._errors import UpstreamConnectError
-from ._h11 import PARSER
+from ._h11 import PARSER, PARSER_PROBLEM
 from ._listen import ListenError, bind_socket, bound_address
 from ._logwriter import AccessLogWriter
 from ._options import OPTIONS, OptionError, resolve
@@ -99,6 +99,9 @@ def parse_options(
         values, explicit = resolve(flags, os.environ, defaults=defaults)
     except OptionError as exc:
         sys.stderr.write(f"{parser.prog}: {exc}\n")
+        return None
+    if PARSER_PROBLEM:
+        sys.stderr.write(f"{parser.prog}: {PARSER_PROBLEM}\n")
         return None
     return argparse.Namespace(**values), explicit
 
