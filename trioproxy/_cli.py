@@ -67,11 +67,12 @@ def build_parser(
     *,
     options: Sequence[str] | None = None,
     defaults: Mapping[str, str] | None = None,
+    what: str = "HTTP/1.1 reverse proxy.",
 ) -> argparse.ArgumentParser:
     """Flags keep their text (None when absent): `resolve` checks flag and variable alike."""
     parser = _Parser(
         prog=prog,
-        description="HTTP/1.1 reverse proxy. Each option can also be set as TRIOPROXY_<NAME> "
+        description=f"{what} Each option can also be set as TRIOPROXY_<NAME> "
         "(TRIOPROXY_LOG_LEVEL=debug); a flag wins over its variable.",
         epilog="Subcommands: 'trioproxy validate [DIR]' checks a configuration directory; "
         "'trioproxy config [DIR]' prints the effective configuration as TOML; "

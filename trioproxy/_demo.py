@@ -43,7 +43,8 @@ def main(argv: Sequence[str]) -> int:
     # Only what the demo honours: its upstream is its own origin, and it runs one process.
     offered = ("listen", "config_dir", "log_level", "log_format")
     defaults = {"listen": "127.0.0.1:8080"}
-    parser = build_parser("trioproxy demo", options=offered, defaults=defaults)
+    what = "The proxy in front of a built-in demo origin (hypercorn on loopback)."
+    parser = build_parser("trioproxy demo", options=offered, defaults=defaults, what=what)
     parsed = parse_options(parser, argv, defaults)
     if parsed is None:
         return 2
