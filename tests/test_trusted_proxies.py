@@ -110,3 +110,19 @@ def test_ipv4_mapped_peers_match_ipv4_networks() -> None:
     rules = ForwardingRules(trusted_proxies=trusted_networks(["10.0.0.0/8"]))
     assert rules.trusts("::ffff:10.1.2.3")
     assert not rules.trusts("::ffff:11.1.2.3")
+
+
+def test_without_appending_an_untrusted_x_forwarded_for_is_dropped() -> None:
+    rules = ForwardingRules(append_x_forwarded_for=False, trusted_proxies=trusted_networks([]))
+    plan = plan_request(
+        b"GET",
+        b"/",
+        [(b"Host", b"x"), *SPOOF],
+        b"1.1",
+        peer_ip=b"192.0.2.9",
+        rules=rules,
+        upstream_authority=b"up:80",
+        max_header_count=100,
+    )
+    assert [v for k, v in plan.headers if k.lower() == b"x-forwarded-for"] == []
+    assert [v for k, v in plan.headers if k.lower() == b"true-client-ip"] == [b"192.0.2.9"]
