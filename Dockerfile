@@ -1,22 +1,27 @@
-# trioproxy's image for the Section proxy chain (see ../shared/seed/proxy-contract.md).
+# trioproxy's image for the Section proxy chain (docs/platform-contract.md; building and testing
+# it: docs/image.md).
 #
-# Build: the image installs only wheels built on the host, never from an index:
-#   scripts/build-wheels                                      # host: needs PyPI or a pip cache
-#   DOCKER_BUILDKIT=0 docker build --network none -t trioproxy .
-# On a machine with network this is the same two steps (the build needs no network either way):
-# the image holds exactly the dependency set the host resolved and tested, the classic builder
-# (which this CI has to use) keeps no pip cache between builds, and the host's pip cache does.
+# Build, either way:
+#   docker build -t trioproxy .                  # a clean clone, network: installs from the index
+#   scripts/build-wheels                         # or: wheels made on the host first, then
+#   DOCKER_BUILDKIT=0 docker build --network none -t trioproxy .   # a build with no network
+# With build/wheelhouse/ present the build installs only from it, never from an index, and
+# refuses (one line: run scripts/build-wheels) a wheelhouse built from other sources than the
+# context's, so a stale wheelhouse never ships old code. Without it, pip resolves trioproxy's
+# runtime dependencies from the index. Only runtime packages are installed: trio, h11,
+# prometheus-client and their own dependencies (the parser is h11; see the README).
 #
-# Run: `docker run trioproxy` listens on 0.0.0.0:80 as uid 10001 and proxies to next-hop:80. A
-# non-root process may bind port 80 because Docker (since 20.10) sets the per-namespace sysctl
-# net.ipv4.ip_unprivileged_port_start=0 in every container with its own network namespace,
-# `--network none` included. An engine that does not (see that file in /proc/sys inside a
-# container) needs `--sysctl net.ipv4.ip_unprivileged_port_start=0`; Kubernetes: a pod
-# securityContext.sysctls entry (a "safe" sysctl since 1.22). No file capability on python:
-# with CAP_NET_BIND_SERVICE dropped from the bounding set, exec of such a binary fails outright.
+# Run: `docker run -p 8080:80 trioproxy` listens on 0.0.0.0:80 as uid 10001 and proxies to
+# next-hop:80. A non-root process may bind port 80 because Docker (since 20.10) sets the
+# per-namespace sysctl net.ipv4.ip_unprivileged_port_start=0 in every container with its own
+# network namespace, `--network none` included. An engine that does not (see that file in
+# /proc/sys inside a container) needs `--sysctl net.ipv4.ip_unprivileged_port_start=0`;
+# Kubernetes: a pod securityContext.sysctls entry (a "safe" sysctl since 1.22). No file
+# capability on python: with CAP_NET_BIND_SERVICE dropped from the bounding set, exec of such a
+# binary fails outright.
 #
-# Layers: the dependencies' venv (changes only when build/wheelhouse/deps does), then the
-# validator, then trioproxy itself (about 300 KiB with its bytecode).
+# Layers: the venv with the dependencies, then the validator, then trioproxy itself (about
+# 300 KiB with its bytecode).
 
 FROM python:3.11-slim-bookworm AS build
 
@@ -26,15 +31,31 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 # The venv gets no pip of its own; the base image's pip installs into it (`--python`).
 RUN python3 -m venv --without-pip /opt/trioproxy
 
-COPY build/wheelhouse/deps/ /wheels/deps/
-RUN python3 -m pip --python /opt/trioproxy/bin/python install --no-cache-dir --no-index \
-        --find-links /wheels/deps --requirement /wheels/deps/requirements.txt
+# The sources, and the wheelhouse when there is one (`build/wheelhouse*` may match nothing; the
+# other sources always exist, so the COPY never fails for want of it).
+COPY pyproject.toml README.md LICENSE /src/
+COPY trioproxy/ /src/trioproxy/
+COPY scripts/tree-hash build/wheelhouse* /wheels/
 
-# trioproxy alone, into a tree shaped like the venv: the final stage lays it over the venv. The
-# dependencies are already in the venv, so pip checks them and installs none.
-COPY build/wheelhouse/app/ /wheels/app/
-RUN python3 -m pip --python /opt/trioproxy/bin/python install --no-cache-dir --no-index \
-        --find-links /wheels/deps --prefix /staging /wheels/app/trioproxy-*.whl
+SHELL ["/bin/sh", "-eu", "-c"]
+# Dependencies into the venv; from the wheelhouse, trioproxy alone into a tree shaped like the
+# venv that the final stage lays over it (from the index, all of it goes into the venv).
+RUN if [ -d /wheels/deps ]; then \
+        built=$(cat /wheels/app/tree.sha256 2>/dev/null || echo none); \
+        here=$(sh /wheels/tree-hash /src); \
+        if [ "$built" != "$here" ]; then \
+            echo "build/wheelhouse was built from other sources than these: run scripts/build-wheels, then build again" >&2; \
+            exit 1; \
+        fi; \
+        python3 -m pip --python /opt/trioproxy/bin/python install --no-cache-dir --no-index \
+            --find-links /wheels/deps --requirement /wheels/deps/requirements.txt; \
+        python3 -m pip --python /opt/trioproxy/bin/python install --no-cache-dir --no-index \
+            --find-links /wheels/deps --prefix /staging /wheels/app/trioproxy-*.whl; \
+    else \
+        python3 -m pip --python /opt/trioproxy/bin/python install --no-cache-dir /src \
+            || { echo "no build/wheelhouse, and installing from the package index failed: without network, run scripts/build-wheels first" >&2; exit 1; }; \
+        mkdir /staging; \
+    fi
 
 
 FROM python:3.11-slim-bookworm

@@ -6,14 +6,16 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
 
-# The proxy's own ready line (with --workers, the supervisor's: workers tag theirs).
-READY = re.compile(rb"trioproxy: listening on (\S+):(\d+), upstream")
+# The proxy's own ready line (with --workers, the supervisor's: workers tag theirs), as text
+# ("trioproxy: listening on ...") or JSON ("message": "listening on ...").
+READY = re.compile(rb'(?:trioproxy: |"message": ")listening on ([^\s,"]+):(\d+), upstream')
 
 
 @dataclass
@@ -61,7 +63,18 @@ async def _pump(
 async def cli_proxy(
     upstream: tuple[str, int], *args: str, config_dir: str | None = None
 ) -> AsyncIterator[ProxyProcess]:
-    """``python -m trioproxy`` on 127.0.0.1:0; ready once its stderr announces the port."""
+    """``python -m trioproxy`` on 127.0.0.1:0; ready once its stderr announces the port.
+
+    Without ``config_dir``, an empty directory: the defaults."""
+    with tempfile.TemporaryDirectory() as empty:
+        async with _cli_proxy(upstream, *args, config_dir=config_dir or empty) as proxy:
+            yield proxy
+
+
+@asynccontextmanager
+async def _cli_proxy(
+    upstream: tuple[str, int], *args: str, config_dir: str
+) -> AsyncIterator[ProxyProcess]:
     command = [
         sys.executable,
         "-m",
@@ -71,7 +84,7 @@ async def cli_proxy(
         "--upstream",
         f"{upstream[0]}:{upstream[1]}",
         "--config-dir",
-        config_dir or "/nonexistent-trioproxy-config",
+        config_dir,
         *args,
     ]
     async with trio.open_nursery() as nursery:
@@ -98,14 +111,17 @@ async def cli_proxy(
                 await process.wait()
 
 
-async def run_cli(args: Sequence[str], timeout_s: float = 10) -> subprocess.CompletedProcess[bytes]:
+async def run_cli(
+    args: Sequence[str], timeout_s: float = 10, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """The command to its end; ``env`` adds variables (TRIOPROXY_ ones are otherwise unset)."""
     with trio.fail_after(timeout_s):
         return await trio.run_process(
             [sys.executable, "-m", "trioproxy", *args],
             capture_stdout=True,
             capture_stderr=True,
             check=False,
-            env=_env(),
+            env={**_env(), **(env or {})},
         )
 
 

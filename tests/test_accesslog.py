@@ -8,7 +8,13 @@ from datetime import datetime
 
 import pytest
 
-from trioproxy._accesslog import FIELD_GETTERS, AccessRecord, ltsv_escape, make_formatter
+from trioproxy._accesslog import (
+    FIELD_GETTERS,
+    AccessRecord,
+    ltsv_escape,
+    make_formatter,
+    settle_bytes,
+)
 from trioproxy._settings import ACCESS_LOG_FIELDS
 
 START = 1_795_000_000.123  # 2026-11-18T11:06:40.123Z; any instant will do
@@ -38,6 +44,7 @@ def full_record() -> AccessRecord:
         upstream_status=201,
         upstream_addr="10.1.2.3:80",
         upstream_duration_s=0.0401,
+        section_io_tag=b"checkout",
     )
 
 
@@ -67,6 +74,7 @@ EXPECTED_FULL = {
     "upstream_time_ms": "40",
     "section_io_id": "a1b2c3",
     "request_id": "req-42",
+    "section_io_tag": "checkout",
 }
 
 # A client that went away before anything was parsed or answered: nginx writes "-" for values
@@ -93,6 +101,7 @@ EXPECTED_EMPTY = {
     "upstream_time_ms": "-",
     "section_io_id": "-",
     "request_id": "-",
+    "section_io_tag": "-",
 }
 
 
@@ -298,3 +307,21 @@ def test_no_fields_means_every_field(fmt: str) -> None:
     expected = make_formatter(fmt, ACCESS_LOG_FIELDS)(record)
     assert make_formatter(fmt, ())(record) == expected
     assert make_formatter(fmt)(record) == expected
+
+
+@pytest.mark.parametrize(
+    ("queued", "body_start", "sent_now", "logged"),
+    [
+        (1000, 200, 1200, 1000),  # all written
+        (196_608, 100_250, 131_379, 31_129),  # cut short: what went after the head
+        (500, 300, 250, 0),  # the head itself was cut short
+        (0, -1, 16, 0),  # no body (or no head) at all
+    ],
+)
+def test_body_bytes_are_those_written_never_more_than_bytes(
+    queued: int, body_start: int, sent_now: int, logged: int
+) -> None:
+    record = AccessRecord(START, "10.0.0.9", body_bytes_sent=queued, body_start=body_start)
+    settle_bytes(record, 0, sent_now)
+    assert (record.bytes_sent, record.body_bytes_sent) == (sent_now, logged)
+    assert record.body_bytes_sent <= record.bytes_sent

@@ -6,7 +6,12 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 import trio
+
+from trioproxy import __version__
+from trioproxy._config import load_settings, settings_from_bytes
+from trioproxy._settings import Settings
 
 from .cli_support import cli_proxy, run_cli, wait_for_exit
 from .support import Client, raw_origin
@@ -70,7 +75,7 @@ async def test_unbindable_address_is_one_clear_line_and_exit_1() -> None:
         await taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = await run_cli(["--listen", f"127.0.0.1:{port}", "--config-dir", "/nonexistent"])
+        result = await run_cli(["--listen", f"127.0.0.1:{port}"])
     assert result.returncode == 1
     assert result.stdout == b""
     lines = result.stderr.decode().strip().splitlines()
@@ -81,7 +86,7 @@ async def test_unbindable_address_is_one_clear_line_and_exit_1() -> None:
 
 
 async def test_bad_option_values_are_reported_without_traceback() -> None:
-    result = await run_cli(["--listen", "nonsense", "--config-dir", "/nonexistent"])
+    result = await run_cli(["--listen", "nonsense"])
     assert result.returncode == 2
     assert b"--listen" in result.stderr
     assert b"Traceback" not in result.stderr
@@ -130,3 +135,73 @@ async def test_admin_listener_and_workers_are_refused_together(tmp_path: Path) -
     )
     assert result.returncode == 2
     assert b"admin.listen works with one worker only" in result.stderr
+
+
+async def test_version() -> None:
+    for flag in ("--version", "-V"):
+        result = await run_cli([flag])
+        assert (result.returncode, result.stdout) == (0, f"trioproxy {__version__}\n".encode())
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "says"),
+    [
+        ({"TRIOPROXY_WORKERS": "abc"}, [], "trioproxy: TRIOPROXY_WORKERS: expected a whole number"),
+        ({"TRIOPROXY_LOG_LEVEL": "loud"}, [], "trioproxy: TRIOPROXY_LOG_LEVEL: expected one of"),
+        ({"TRIOPROXY_LISTEN": "bogus"}, [], "trioproxy: TRIOPROXY_LISTEN: expected HOST:PORT"),
+        (
+            {},
+            ["--upstream", "http://foo:80"],
+            "trioproxy: --upstream: expected HOST:PORT, not a URL",
+        ),
+        ({}, ["--upstream", "foo:0"], "trioproxy: --upstream: port must be a number from 1"),
+        ({}, ["--workers", "0"], "trioproxy: --workers: expected a whole number of at least 1"),
+        ({}, ["--workers", "-3"], "trioproxy: --workers: expected a whole number of at least 1"),
+        ({}, ["--bogus"], "trioproxy: unrecognized arguments: --bogus (see trioproxy --help)"),
+        ({"TRIOPROXY_PARSER": "fast"}, [], "trioproxy: TRIOPROXY_PARSER: expected auto, h11 or"),
+        ({}, ["demo", "--workers", "2"], "trioproxy demo: unrecognized arguments: --workers 2"),
+        ({}, ["demo", "--upstream", "a:1"], "trioproxy demo: unrecognized arguments: --upstream"),
+    ],
+)
+async def test_bad_options_and_variables_are_one_line_naming_them(
+    env: dict[str, str], args: list[str], says: str
+) -> None:
+    result = await run_cli(args, env=env)
+    assert result.returncode == 2
+    assert result.stdout == b""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(says)
+
+
+async def test_a_named_config_dir_that_is_missing_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "absent"
+    for how in (["--config-dir", str(missing)], []):
+        env = {} if how else {"TRIOPROXY_CONFIG_DIR": str(missing)}
+        result = await run_cli(["--listen", "127.0.0.1:0", *how], env=env)
+        assert result.returncode == 2
+        assert result.stderr.decode().strip().endswith(f"config: {missing}: no such directory")
+
+
+async def test_config_prints_the_effective_configuration_as_toml(tmp_path: Path) -> None:
+    (tmp_path / "trioproxy.toml").write_text(
+        '[timeouts]\nclient_idle_s = 5\n\n[[rules]]\nmatch.path_prefix = "/old/"\n'
+        'redirect = { to = "/new/", status = 301 }\n\n'
+        '[[rules]]\nmatch.path = "/q"\nrespond = { status = 200, body = "a\\"\\n\\u007f" }\n'
+    )
+    result = await run_cli(["config", str(tmp_path)])
+    assert (result.returncode, result.stderr) == (0, b"")
+    text = result.stdout.decode()
+    assert "client_idle_s = 5.0\n" in text
+    assert "client_header_s = 10.0\n" in text  # a default, shown
+    assert settings_from_bytes(result.stdout, file="-") == load_settings(tmp_path)
+
+
+async def test_config_of_defaults_and_of_an_invalid_file(tmp_path: Path) -> None:
+    result = await run_cli(["config", str(tmp_path)])
+    assert result.returncode == 0
+    assert settings_from_bytes(result.stdout, file="-") == Settings()
+    (tmp_path / "trioproxy.toml").write_text("[timeouts]\nconect_s = 5\n")
+    result = await run_cli(["config", str(tmp_path)])
+    assert (result.returncode, result.stdout) == (1, b"")
+    assert b"timeouts.conect_s: unknown key" in result.stderr

@@ -87,6 +87,8 @@ def other_valid_value(field: dataclasses.Field[Any], tp: Any) -> Any:
         return tuple(reversed(meta["subset_of"]))[:3]
     if meta.get("loopback_address"):
         return "127.0.0.1:9901"
+    if meta.get("networks"):
+        return ("10.0.0.0/8", "2001:db8::/32")
     return "edge-1"  # a token for forwarding.via_name
 
 
@@ -662,3 +664,20 @@ def test_any_mapping_gives_settings_or_problems(data: dict[str, Any]) -> None:
         assert all(problem.line is None for problem in error.problems)
     else:
         assert isinstance(settings, Settings)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ('["10.0.0.1/8"]', 'did you mean "10.0.0.0/8"?'),
+        ('["proxy.example"]', 'expected an IP network such as "10.0.0.0/8"'),
+        ('"10.0.0.0/8"', "expected an array of strings"),
+    ],
+)
+def test_trusted_proxies_must_be_networks(tmp_path: Path, value: str, says: str) -> None:
+    write_config(tmp_path, f"[forwarding]\ntrusted_proxies = {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path)
+    (problem,) = caught.value.problems
+    assert problem.key_path == "forwarding.trusted_proxies"
+    assert says in problem.message

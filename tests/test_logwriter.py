@@ -7,6 +7,8 @@ has a cap, so a regression fails instead of hanging.
 from __future__ import annotations
 
 import fcntl
+import json
+import logging
 import os
 import threading
 import time
@@ -289,3 +291,18 @@ def test_close_without_start(pipe: Pipe, diagnostics: tuple[int, int]) -> None:
     assert writer.close(0) is False
     assert writer.dropped == 2
     assert "dropped 2 lines" in read_available(diagnostics[0])
+
+
+def test_its_messages_take_the_diagnostics_format(pipe: Pipe, diagnostics: tuple[int, int]) -> None:
+    pipe.close(pipe.read_fd)
+
+    def as_json(level: int, message: str) -> str:
+        return json.dumps({"level": logging.getLevelName(level), "message": message})
+
+    writer = AccessLogWriter(pipe.write_fd, diagnostic_fd=diagnostics[1], diagnostic_line=as_json)
+    writer.start()
+    writer.write("a line")
+    assert writer.close(CAP_S) is False
+    lines = [json.loads(line) for line in read_available(diagnostics[0]).splitlines()]
+    assert lines and all(line["level"] == "WARNING" for line in lines)
+    assert lines[-1]["message"].startswith("access log: dropped 1 lines")

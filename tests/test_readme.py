@@ -38,3 +38,14 @@ def test_every_configuration_key_is_documented() -> None:
             continue
         for key in dataclasses.fields(section.default_factory()):  # type: ignore[misc]
             assert f"`{section.name}.{key.name}`" in text, f"{section.name}.{key.name}"
+
+
+def test_links_stay_inside_the_repository() -> None:
+    root = README.parent
+    for page in (README, *sorted((root / "docs").glob("*.md"))):
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if target.startswith(("http://", "https://")):
+                continue
+            resolved = (page.parent / target).resolve()
+            assert resolved.is_relative_to(root), f"{page.name}: {target} leaves the repository"
+            assert resolved.exists(), f"{page.name}: {target} does not exist"

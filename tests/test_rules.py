@@ -980,6 +980,25 @@ BAD_RULES = [
         "rules[1].request_headers.set",
         ["X-A: a header value cannot contain \\u000d", 'found "a\\r\\nInjected: 1"'],
     ),
+    (  # a bare LF alone must not pass either: the value goes on the wire raw (_parsed=True)
+        '[[rules]]\nresponse_headers.set = { X-A = "a\\nSet-Cookie: evil=1" }\n',
+        2,
+        "rules[1].response_headers.set",
+        ["X-A: a header value cannot contain \\u000a", "Set-Cookie: evil=1"],
+    ),
+    (
+        '[[rules]]\nrequest_headers.add = { X-A = "a\\rb" }\n',
+        2,
+        "rules[1].request_headers.add",
+        ["X-A: a header value cannot contain \\u000d"],
+    ),
+    (
+        '[[rules]]\nmatch.path = "/x"\n'
+        'respond = { status = 200, headers = { X-A = "a\\nB: c" } }\n',
+        3,
+        "rules[1].respond.headers",
+        ["X-A: a header value cannot contain \\u000a"],
+    ),
     (
         '[[rules]]\nrequest_headers.set = { X-A = "a\\u0000" }\n',
         2,

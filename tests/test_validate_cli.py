@@ -67,9 +67,19 @@ def test_valid_is_silent(tmp_path: Path, text: str | None) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
 
 
-def test_missing_directory_is_silent(tmp_path: Path) -> None:
+def test_a_named_directory_that_is_missing_is_an_error(tmp_path: Path) -> None:
     result = run_module(str(tmp_path / "absent"), cwd=tmp_path)
-    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    assert (result.returncode, result.stdout) == (2, b"")
+    first = result.stderr.decode().splitlines()[0]
+    assert first == f"trioproxy validate: {tmp_path / 'absent'}: no such directory"
+
+
+def test_the_default_directory_missing_is_silent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(_validate, "DEFAULT_CONFIG_DIR", str(tmp_path / "absent"))
+    assert _validate.main([]) == 0
+    assert capsys.readouterr() == ("", "")
 
 
 def test_other_files_are_ignored(tmp_path: Path) -> None:
@@ -224,7 +234,7 @@ def test_script_with_an_explicit_python(tmp_path: Path) -> None:
     empty = tmp_path / "empty-path"
     empty.mkdir()
     env = env_with_path(str(empty), TRIOPROXY_PYTHON=sys.executable)
-    result = run_script(str(tmp_path / "absent"), env=env, cwd=tmp_path)
+    result = run_script(str(config_dir(tmp_path, None)), env=env, cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
 
 
@@ -250,23 +260,33 @@ def test_main_default_directory(
 
 
 def test_main_internal_error_is_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def broken(config_dir: str) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(_validate, "load_settings", broken)
-    assert _validate.main(["/nowhere"]) == 2
+    assert _validate.main([str(tmp_path)]) == 2
     out, err = capsys.readouterr()
     assert (out, err) == ("", "trioproxy validate: internal error: RuntimeError: boom\n")
 
 
-@pytest.mark.parametrize("argv", [["a", "b"], ["--strict"]])
-def test_main_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["a", "b"], "expected at most one directory, got 2: 'a' 'b'"),
+        (["--strict"], "unknown option '--strict'"),
+    ],
+)
+def test_main_usage_error_says_what_is_wrong(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert _validate.main(argv) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err.startswith("usage: trioproxy validate [DIR]")
+    first, usage = err.splitlines()
+    assert first.startswith(f"trioproxy validate: {says}")
+    assert usage.startswith("usage: trioproxy validate [DIR]")
 
 
 def test_main_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -275,4 +295,5 @@ def test_main_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_main_double_dash(tmp_path: Path) -> None:
-    assert _validate.main(["--", str(tmp_path / "-absent")]) == 0
+    (tmp_path / "-dir").mkdir()
+    assert _validate.main(["--", str(tmp_path / "-dir")]) == 0

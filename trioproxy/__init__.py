@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "AccessRecord",
@@ -42,6 +42,11 @@ if TYPE_CHECKING:
     from ._config import ConfigError, load_settings
     from ._embed import RunningProxy, running, serve
     from ._settings import Settings
+
+
+def __dir__() -> list[str]:
+    # The lazy names are not in globals() until first use; dir() should list them anyway.
+    return sorted({*globals(), *__all__})
 
 
 def __getattr__(name: str) -> Any:

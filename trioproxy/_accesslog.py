@@ -27,7 +27,14 @@ from typing import Any
 
 from ._settings import ACCESS_LOG_FIELDS
 
-__all__ = ["FIELD_GETTERS", "AccessRecord", "Formatter", "ltsv_escape", "make_formatter"]
+__all__ = [
+    "FIELD_GETTERS",
+    "AccessRecord",
+    "Formatter",
+    "ltsv_escape",
+    "make_formatter",
+    "settle_bytes",
+]
 
 
 @dataclass(slots=True)
@@ -54,12 +61,23 @@ class AccessRecord:
     status: int = 0  # status sent to the client; 0 = none sent (client gone)
     bytes_sent: int = 0  # bytes written to the client, head included
     bytes_received: int = 0  # bytes read from the client: head, body (or tunnel) included
-    body_bytes_sent: int = 0
+    body_bytes_sent: int = 0  # body bytes queued; `settle_bytes` cuts it to those written
+    body_start: int = -1  # the connection's byte count where the response body starts
     content_type: bytes = b""
+    section_io_tag: bytes = b""  # the upstream response's section-io-tag (custom log tag)
     duration_s: float = 0.0
     upstream_status: int = 0  # 0 = no upstream response
     upstream_addr: str = ""
     upstream_duration_s: float = -1.0  # < 0 = no upstream exchange
+
+
+def settle_bytes(record: AccessRecord, sent_before: int, sent_now: int) -> None:
+    """Fill ``bytes`` and ``response_body_bytes`` from what was written to the client (its
+    connection's byte counts before the request and now), not what was queued: nginx's
+    ``$body_bytes_sent``, so an aborted response never logs more body than ``bytes``."""
+    record.bytes_sent = sent_now - sent_before
+    written = sent_now - record.body_start if record.body_start >= 0 else 0
+    record.body_bytes_sent = max(0, min(record.body_bytes_sent, written))
 
 
 Formatter = Callable[[AccessRecord], str]
@@ -191,6 +209,7 @@ _FIELDS: dict[str, tuple[str, bool]] = {
     "upstream_time_ms": ("_upstream_time_ms(r)", False),
     "section_io_id": (_header("section_io_id"), True),
     "request_id": (_header("request_id"), True),
+    "section_io_tag": (_header("section_io_tag"), True),
 }
 
 

@@ -151,6 +151,8 @@ async def check_upstream(host: str, port: int, *, timeout_s: float = READY_TIMEO
                     errors.append(f"{format_host_port(*sockaddr[:2])}: {reason}")
                     continue
             return None
+        if len(errors) == 1:  # the address once, as the proxy's own stderr line says it
+            return f"cannot connect to upstream {errors[0]}"
         return f"cannot connect to upstream {upstream}: {'; '.join(errors) or 'no address'}"
     return f"upstream {upstream}: timed out {phase} it after {timeout_s:g}s"
 

@@ -1,4 +1,5 @@
-"""The ``trioproxy`` command: run the proxy (the container entrypoint), ``validate``, ``demo``."""
+"""The ``trioproxy`` command: run the proxy (the container entrypoint), ``validate``, ``config``,
+``demo``."""
 
 from __future__ import annotations
 
@@ -9,29 +10,28 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import partial
+from typing import NoReturn
 
 import trio
 
 from ._accesslog import AccessRecord, make_formatter
-from ._addr import format_host_port, parse_host_port
+from ._addr import format_host_port
 from ._admin import open_admin_listener
 from ._config import ConfigError, load_settings
+from ._diagnostics import AGGREGATE_INTERVAL_S, FailureAggregator, JsonFormatter, TextFormatter
 from ._errors import UpstreamError
-from ._h11 import PARSER
+from ._h11 import PARSER, PARSER_PROBLEM
 from ._listen import ListenError, bind_socket, bound_address
 from ._logwriter import AccessLogWriter
+from ._options import OPTIONS, OptionError, resolve
 from ._server import ProxyServer
 from ._settings import Settings
+from ._version import __version__
 from ._workers import Supervisor, announce_ready, stop_when_supervisor_goes
 
 log = logging.getLogger("trioproxy")
-
-# What the platform contract fixes: public HTTP on port 80, upstream next-hop:80.
-DEFAULT_LISTEN = "0.0.0.0:80"
-DEFAULT_UPSTREAM = "next-hop:80"
-DEFAULT_CONFIG_DIR = "/opt/proxy_config"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,89 +40,135 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._validate import main as validate_main
 
         return validate_main(args[1:])
-    if args[:1] == ["demo"]:
-        from ._demo import main as demo_main
+    if args[:1] == ["config"]:
+        from ._validate import config_main
 
+        return config_main(args[1:])
+    if args[:1] == ["demo"]:
+        try:
+            from ._demo import main as demo_main
+        except ModuleNotFoundError as exc:  # its origin is hypercorn, not a runtime dependency
+            needs = (exc.name or "hypercorn").partition(".")[0]
+            sys.stderr.write(f"trioproxy demo needs {needs}: pip install 'trioproxy[testing]'\n")
+            return 2
         return demo_main(args[1:])
     return run_main(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line that says what was wrong."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(
-    prog: str = "trioproxy", *, listen_default: str = DEFAULT_LISTEN
+    prog: str = "trioproxy",
+    *,
+    options: Sequence[str] | None = None,
+    defaults: Mapping[str, str] | None = None,
+    what: str = "HTTP/1.1 reverse proxy.",
 ) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """Flags keep their text (None when absent): `resolve` checks flag and variable alike."""
+    parser = _Parser(
         prog=prog,
-        description="HTTP/1.1 reverse proxy. Each option can also be set as TRIOPROXY_<NAME>.",
+        description=f"{what} Each option can also be set as TRIOPROXY_<NAME> "
+        "(TRIOPROXY_LOG_LEVEL=debug); a flag wins over its variable.",
         epilog="Subcommands: 'trioproxy validate [DIR]' checks a configuration directory; "
+        "'trioproxy config [DIR]' prints the effective configuration as TOML; "
         "'trioproxy demo' runs the proxy in front of a built-in demo origin.",
     )
-    env = os.environ.get
-    parser.add_argument(
-        "--listen",
-        default=env("TRIOPROXY_LISTEN", listen_default),
-        metavar="HOST:PORT",
-        help="public address (default %(default)s; port 0 picks a free port)",
-    )
-    parser.add_argument(
-        "--upstream",
-        default=env("TRIOPROXY_UPSTREAM", DEFAULT_UPSTREAM),
-        metavar="HOST:PORT",
-        help="next hop, plain HTTP (default %(default)s)",
-    )
-    parser.add_argument(
-        "--config-dir",
-        default=env("TRIOPROXY_CONFIG_DIR", DEFAULT_CONFIG_DIR),
-        metavar="DIR",
-        help="directory holding trioproxy.toml (default %(default)s)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=int(env("TRIOPROXY_WORKERS", "1")),
-        metavar="N",
-        help="worker processes sharing the port with SO_REUSEPORT (default %(default)s)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=env("TRIOPROXY_LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
-        help="stderr diagnostics level (default %(default)s)",
-    )
+    parser.add_argument("-V", "--version", action="version", version=f"trioproxy {__version__}")
+    for option in OPTIONS:
+        if options is not None and option.name not in options:
+            continue
+        default = (defaults or {}).get(option.name, option.default) or "from the configuration"
+        parser.add_argument(
+            option.flag,
+            metavar=option.metavar,
+            help=f"{option.help} (default {default}; {option.env})",
+        )
     return parser
 
 
-def configure_diagnostics(level: str) -> None:
-    """Diagnostics go to stderr, one line each with a level; stdout is the access log's."""
+def parse_options(
+    parser: argparse.ArgumentParser, argv: Sequence[str], defaults: Mapping[str, str] | None = None
+) -> tuple[argparse.Namespace, set[str]] | None:
+    """Flags, then TRIOPROXY_ variables, then defaults; None after a one-line error on stderr."""
+    flags = vars(parser.parse_args(argv))
+    try:
+        values, explicit = resolve(flags, os.environ, defaults=defaults)
+    except OptionError as exc:
+        sys.stderr.write(f"{parser.prog}: {exc}\n")
+        return None
+    if PARSER_PROBLEM:
+        sys.stderr.write(f"{parser.prog}: {PARSER_PROBLEM}\n")
+        return None
+    return argparse.Namespace(**values), explicit
+
+
+def configure_diagnostics(level: str, fmt: str = "") -> None:
+    """Diagnostics go to stderr, one line each with a time and a level, as text or JSON;
+    stdout is the access log's. Identical upstream failures are aggregated (`_diagnostics`)."""
     handler = logging.StreamHandler(sys.stderr)
-    name = os.environ.get("TRIOPROXY_WORKER_NAME")  # set by the --workers supervisor
+    name = os.environ.get("TRIOPROXY_WORKER_NAME", "")  # set by the --workers supervisor
     tag = f"trioproxy[{name}]" if name else "trioproxy"
-    handler.setFormatter(
-        logging.Formatter(f"%(asctime)s %(levelname)s {tag}: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
-    )
+    handler.setFormatter(JsonFormatter(name) if fmt == "json" else TextFormatter(tag))
+    handler.addFilter(FailureAggregator(handler.handle))
     log.handlers[:] = [handler]
     log.setLevel(level.upper())
     log.propagate = False
 
 
-def run_main(argv: Sequence[str]) -> int:
-    args = build_parser().parse_args(argv)
-    configure_diagnostics(args.log_level)
+def diagnostic_line(level: int, message: str) -> str:
+    """``message`` rendered as the stderr handler renders a line (for the log writer thread)."""
+    record = log.makeRecord(log.name, level, "", 0, message, (), None)
+    handler = log.handlers[0] if log.handlers else None
+    return handler.format(record) if handler else f"trioproxy: {message}"
+
+
+async def _flush_failures() -> None:
+    """Summarise aggregated failures once per interval, and once more at the end."""
+    aggregators = [f for h in log.handlers for f in h.filters if isinstance(f, FailureAggregator)]
     try:
-        listen = parse_host_port(args.listen)
-    except ValueError as exc:
-        log.error("--listen: %s", exc)
-        return 2
+        while True:
+            await trio.sleep(AGGREGATE_INTERVAL_S)
+            for aggregator in aggregators:
+                aggregator.flush()
+    finally:
+        for aggregator in aggregators:
+            aggregator.flush(final=True)
+
+
+def load_config(config_dir: str, *, explicit: bool) -> Settings | None:
+    """The settings, or None after one line per problem; a named directory must exist."""
+    if explicit and not os.path.isdir(config_dir):
+        log.error("config: %s: no such directory", config_dir)
+        return None
     try:
-        upstream = parse_host_port(args.upstream, default_port=80)
-    except ValueError as exc:
-        log.error("--upstream: %s", exc)
-        return 2
-    try:
-        settings = load_settings(args.config_dir)
+        return load_settings(config_dir)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("config: %s", problem)
+        return None
+
+
+def run_main(argv: Sequence[str]) -> int:
+    parsed = parse_options(build_parser(), argv)
+    if parsed is None:
         return 2
+    args, explicit = parsed
+    configure_diagnostics(args.log_level, args.log_format)
+    listen, upstream = args.listen, args.upstream
+    args.config_dir_explicit = "config_dir" in explicit
+    settings = load_config(args.config_dir, explicit=args.config_dir_explicit)
+    if settings is None:
+        return 2
+    if not args.log_format:  # neither flag nor variable: the configuration's [diagnostics]
+        args.log_format = settings.diagnostics.format
+        configure_diagnostics(args.log_level, args.log_format)
+    if args.workers is None:  # auto: the process-model work decides; until then one per CPU
+        args.workers = os.cpu_count() or 1
     reuse_port = args.workers > 1 or os.environ.get("TRIOPROXY_REUSE_PORT") == "1"
     try:
         sock = bind_socket(*listen, reuse_port=reuse_port)
@@ -159,17 +205,16 @@ def _supervise(args: argparse.Namespace, probe: socket.socket, settings: Setting
     bound); each worker binds its own with SO_REUSEPORT, so the probe goes."""
     address = bound_address(probe)
     probe.close()
-    worker_argv = [
-        f"--listen={address}",
-        f"--upstream={args.upstream}",
-        f"--config-dir={args.config_dir}",
-        f"--log-level={args.log_level}",
-    ]
+    upstream = format_host_port(*args.upstream)
+    worker_argv = [f"--listen={address}", f"--upstream={upstream}", f"--log-level={args.log_level}"]
+    worker_argv.append(f"--log-format={args.log_format}")
+    if args.config_dir_explicit:  # else the workers, like the parent, may find no directory
+        worker_argv.append(f"--config-dir={args.config_dir}")
     os.environ["TRIOPROXY_REUSE_PORT"] = "1"
     supervisor = Supervisor(worker_argv, args.workers, stop_timeout_s=settings.timeouts.drain_s + 5)
 
     def ready() -> None:
-        log.info("listening on %s, upstream %s (%d workers)", address, args.upstream, args.workers)
+        log.info("listening on %s, upstream %s (%d workers)", address, upstream, args.workers)
 
     status = trio.run(supervisor.run, ready)
     log.info("stopped")
@@ -182,7 +227,7 @@ def run_with_access_log(
 ) -> None:
     """``trio.run(main, sink, dropped)``: access lines go to stdout through the writer
     thread; ``dropped()`` counts the lines it had to drop (for /metrics)."""
-    writer = AccessLogWriter()
+    writer = AccessLogWriter(diagnostic_line=diagnostic_line)
     writer.start()
     try:
         trio.run(main, access_log_sink(settings, writer), lambda: writer.dropped)
@@ -227,6 +272,7 @@ async def run_proxy(
             announce_ready()
             nursery.start_soon(_stop_on_signals, signals, server, nursery.cancel_scope)
             nursery.start_soon(stop_when_supervisor_goes, server.shutdown)
+            nursery.start_soon(_flush_failures)
             await _wait_for_upstream_name(server)
 
 

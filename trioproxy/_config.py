@@ -31,6 +31,7 @@ __all__ = [
     "CONFIG_FILENAME",
     "ConfigError",
     "Problem",
+    "load_config",
     "load_settings",
     "settings_from_bytes",
     "settings_from_mapping",
@@ -45,7 +46,17 @@ MAX_FILE_BYTES = 1 << 20
 # Every metadata key the loader understands. `tests/test_config.py` checks that `_settings` uses
 # no other, so a typo there ("mni") cannot silently switch a check off.
 KNOWN_METADATA = frozenset(
-    {"doc", "min", "max", "choices", "pattern", "expect", "subset_of", "loopback_address"}
+    {
+        "doc",
+        "min",
+        "max",
+        "choices",
+        "pattern",
+        "expect",
+        "subset_of",
+        "loopback_address",
+        "networks",
+    }
 )
 
 
@@ -81,28 +92,38 @@ def load_settings(config_dir: str | Path) -> Settings:
     The platform mounts the configuration at ``/opt/proxy_config`` only when the application
     repository has a directory for this proxy, so a plain run sees neither and gets defaults.
     """
+    return load_config(config_dir)[0]
+
+
+def load_config(config_dir: str | Path) -> tuple[Settings, Mapping[str, Any]]:
+    """`load_settings`, and the file's parsed TOML as well ({} when there is none)."""
     directory = Path(config_dir)
     if not _is_directory(directory):
-        return Settings()
+        return Settings(), {}
     path = directory / CONFIG_FILENAME
     raw = _read_file(path)
     if raw is None:
-        return Settings()
-    return settings_from_bytes(raw, file=str(path))
+        return Settings(), {}
+    data, text = _parse(raw, file=str(path))
+    return settings_from_mapping(data, file=str(path), source_text=text), data
 
 
 def settings_from_bytes(raw: bytes, *, file: str) -> Settings:
     """Decode, parse and check a whole file's content; ``file`` names it in problems."""
+    data, text = _parse(raw, file=file)
+    return settings_from_mapping(data, file=file, source_text=text)
+
+
+def _parse(raw: bytes, *, file: str) -> tuple[dict[str, Any], str]:
     text = _decode(file, raw)
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(file, text, exc)]) from None
     except RecursionError:
         raise _file_error(file, "invalid TOML: arrays or tables nested too deeply") from None
     except ValueError as exc:  # a number too long for int() (over 4300 digits)
         raise _file_error(file, f"invalid TOML: {exc}") from None
-    return settings_from_mapping(data, file=file, source_text=text)
 
 
 def settings_from_mapping(
@@ -318,7 +339,19 @@ def _check_loopback_address(key: _Key, value: Any) -> None:
             raise _Invalid(f"{message}, found {_quote(value)}")
 
 
+def _check_networks(key: _Key, value: Any) -> None:
+    if not key.meta.get("networks"):
+        return
+    from ._ruleconfig import network_problem  # the rules' allow lists parse networks alike
+
+    for text in value:
+        message = network_problem(text)
+        if message is not None:
+            raise _Invalid(message)
+
+
 _META_CHECKS: tuple[Callable[[_Key, Any], None], ...] = (
+    _check_networks,
     _check_range,
     _check_choices,
     _check_pattern,

@@ -9,13 +9,21 @@ import time
 
 import trio
 
-from ._accesslog import AccessRecord
+from ._accesslog import AccessRecord, settle_bytes
 from ._context import ProxyContext
+from ._diagnostics import describe_decision, request_fields
 from ._errors import ClientError, ClientGone, ProxyError
 from ._exchange import expect_end_of_request as _expect_end_of_request
 from ._exchange import forward
 from ._h11 import h11
-from ._headers import BodyKind, RequestPlan, plan_request, reason_phrase
+from ._headers import (
+    BodyKind,
+    RequestPlan,
+    header_value,
+    new_request_id,
+    plan_request,
+    reason_phrase,
+)
 from ._peer import Downstream
 from ._rules import Decision, request_view
 from ._settings import Limits
@@ -32,6 +40,8 @@ _LINGER_BYTES = 1 << 20
 # response status went out. Never sent on the wire.
 CLIENT_CLOSED_REQUEST = 499
 
+_ERROR_TYPE = b"text/plain; charset=utf-8"
+
 
 async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None:
     """Serve requests on one client connection until it closes, errs, idles out or we drain."""
@@ -40,6 +50,7 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
         h11.SERVER, max_incomplete_event_size=ctx.settings.limits.max_header_bytes
     )
     down = Downstream(stream, conn, peer_ip)
+    log.debug("connection opened", extra={"peer": peer_ip})
     try:
         served = 0
         while True:
@@ -53,7 +64,7 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
             if down.closing or ctx.draining or not _next_cycle(down):
                 return
     except ClientGone as exc:
-        log.debug("%s: %s", peer_ip, exc)
+        log.debug("%s", exc, extra={"peer": peer_ip})
         down.close()
     finally:
         try:
@@ -61,6 +72,7 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
                 await _linger(down)  # answered a client that had more to send
         finally:
             down.close()
+            log.debug("connection closed", extra={"peer": peer_ip})
 
 
 async def _linger(down: Downstream) -> None:
@@ -212,8 +224,11 @@ async def _serve_request(
         _note_request(record, plan)
         if ctx.rule_engine:
             # Conditions see the client's own headers, not our X-Forwarded-For or Via.
-            view = request_view(request.method, plan.target, raw, down.peer_ip)
+            view = request_view(
+                request.method, plan.target, raw, down.peer_ip, peer_trusted=plan.peer_trusted
+            )
             decision = ctx.rule_engine.evaluate(view, trio.current_time())
+            log.debug("rules: %s", describe_decision(decision), extra=request_fields(record))
             if decision.response is not None:
                 await _answer_from_rules(down, ctx, plan, decision, record)
                 return
@@ -225,25 +240,26 @@ async def _serve_request(
                 plan.edit_response = decision.response_headers
         await forward(down, request, plan, record, ctx)
     except ProxyError as exc:
+        record.request_id = record.request_id or new_request_id()  # for the line and answer
         log.log(
             logging.WARNING if exc.status >= 500 else logging.INFO,
-            "%s %s %s: %s (%d)",
-            down.peer_ip,
+            "%s %s: %s (%d)",
             request.method.decode("ascii", "replace"),
             request.target.decode("ascii", "replace")[:200],
             exc,
             exc.status,
+            extra=request_fields(record, ctx.upstream_authority, failure=_failure(exc)),
         )
         if _can_respond(down):
             record.status = exc.status
-            await _send_error(down, ctx, exc, record.request_id)
+            await _send_error(down, ctx, exc, record)
     except ClientGone:
         if not record.status:
             record.status = CLIENT_CLOSED_REQUEST
         raise
     finally:
         record.duration_s = trio.current_time() - started
-        record.bytes_sent = down.bytes_sent - sent_before
+        settle_bytes(record, sent_before, down.bytes_sent)
         record.bytes_received = down.bytes_received - received_before
         ctx.log_access(record)
 
@@ -254,7 +270,6 @@ async def _answer_from_rules(
     """A rule answers (redirect, deny, static response, 429): nothing goes upstream."""
     answer = decision.response
     assert answer is not None
-    log.debug("%s: %s answered %d", down.peer_ip, decision.rule, answer.status)
     headers = list(answer.headers)
     headers.append((b"X-Request-ID", plan.request_id))
     if plan.body is BodyKind.NONE:
@@ -271,11 +286,13 @@ async def _answer_from_rules(
             _parsed=True,  # validated when the rules were loaded
         )
     )
+    record.body_start = down.bytes_sent + down.queued_bytes
     if answer.body:
         down.queue(h11.Data(data=answer.body))
     down.queue(h11.EndOfMessage())
     record.status = answer.status
     record.body_bytes_sent = len(answer.body)
+    record.content_type = header_value(answer.headers, b"content-type")
     await down.flush(ctx.settings.timeouts.client_send_s)
 
 
@@ -293,15 +310,21 @@ def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
 
 async def _reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
     """Answer a request we could not read, log it, and leave the connection to close."""
-    log.info("%s: %s (%d)", down.peer_ip, exc, exc.status)
     record = AccessRecord(start_wall=time.time(), peer=down.peer_ip, status=exc.status)
+    record.request_id = new_request_id()  # for the line, the answer and the access log
+    log.info("%s (%d)", exc, exc.status, extra=request_fields(record))
     sent_before = down.bytes_sent
     try:
         if _can_respond(down):
-            await _send_error(down, ctx, exc)
+            await _send_error(down, ctx, exc, record)
     finally:
-        record.bytes_sent = down.bytes_sent - sent_before
+        settle_bytes(record, sent_before, down.bytes_sent)
         ctx.log_access(record)
+
+
+def _failure(exc: ProxyError) -> str:
+    # Upstream failures repeat under load: identical ones are aggregated on stderr.
+    return f"{exc} ({exc.status})" if exc.status >= 500 else ""
 
 
 def _can_respond(down: Downstream) -> bool:
@@ -309,18 +332,18 @@ def _can_respond(down: Downstream) -> bool:
 
 
 async def _send_error(
-    down: Downstream, ctx: ProxyContext, exc: ProxyError, request_id: bytes = b""
+    down: Downstream, ctx: ProxyContext, exc: ProxyError, record: AccessRecord
 ) -> None:
-    """A short plain-text answer. Client errors close the connection (the stream may be out
-    of sync); upstream errors keep it if the request was read whole."""
+    """A short plain-text answer, logged as sent. Client errors close the connection (the
+    stream may be out of sync); upstream errors keep it if the request was read whole."""
     reason = reason_phrase(exc.status, b"")
     body = b"%d %s\n" % (exc.status, reason)
+    record.request_id = record.request_id or new_request_id()  # an unreadable request has none
     headers = [
-        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"Content-Type", _ERROR_TYPE),
         (b"Content-Length", b"%d" % len(body)),
+        (b"X-Request-ID", record.request_id),
     ]
-    if request_id:
-        headers.append((b"X-Request-ID", request_id))
     if (
         isinstance(exc, ClientError)
         or ctx.draining
@@ -330,6 +353,8 @@ async def _send_error(
         headers.append((b"Connection", b"close"))
     try:
         down.queue(h11.Response(status_code=exc.status, headers=headers, reason=reason))
+        record.body_start = down.bytes_sent + down.queued_bytes
+        record.body_bytes_sent, record.content_type = len(body), _ERROR_TYPE
         down.queue(h11.Data(data=body))
         down.queue(h11.EndOfMessage())
     except ProxyError:  # h11 will not send it in this state: the connection just closes

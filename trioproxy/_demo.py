@@ -7,9 +7,15 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from ._accesslog import AccessRecord
-from ._addr import parse_host_port
-from ._cli import build_parser, configure_diagnostics, log, run_proxy, run_with_access_log
-from ._config import ConfigError, load_settings
+from ._cli import (
+    build_parser,
+    configure_diagnostics,
+    load_config,
+    log,
+    parse_options,
+    run_proxy,
+    run_with_access_log,
+)
 from ._listen import ListenError, open_listener
 from ._origin import Receive, Scope, Send, handle_lifespan, origin
 
@@ -34,17 +40,24 @@ async def demo_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    parser = build_parser("trioproxy demo", listen_default="127.0.0.1:8080")
-    args = parser.parse_args(argv)
-    configure_diagnostics(args.log_level)
-    try:
-        settings = load_settings(args.config_dir)
-        listener = open_listener(*parse_host_port(args.listen))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            log.error("config: %s", problem)
+    # Only what the demo honours: its upstream is its own origin, and it runs one process.
+    offered = ("listen", "config_dir", "log_level", "log_format")
+    defaults = {"listen": "127.0.0.1:8080"}
+    what = "The proxy in front of a built-in demo origin (hypercorn on loopback)."
+    parser = build_parser("trioproxy demo", options=offered, defaults=defaults, what=what)
+    parsed = parse_options(parser, argv, defaults)
+    if parsed is None:
         return 2
-    except (ListenError, ValueError) as exc:
+    args, explicit = parsed
+    configure_diagnostics(args.log_level, args.log_format)
+    settings = load_config(args.config_dir, explicit="config_dir" in explicit)
+    if settings is None:
+        return 2
+    if not args.log_format:
+        configure_diagnostics(args.log_level, settings.diagnostics.format)
+    try:
+        listener = open_listener(*args.listen)
+    except ListenError as exc:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
 

@@ -22,6 +22,7 @@ import trio
 
 from ._accesslog import AccessRecord
 from ._context import ProxyContext
+from ._diagnostics import request_fields
 from ._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError, UpstreamTimeout
 from ._h11 import h11
 from ._headers import (
@@ -77,7 +78,7 @@ async def forward(
                 pool.discard(up)
                 if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
                     raise
-                log.info("retrying %s on a fresh connection: %s", request.method.decode(), exc)
+                log.info("retrying on a fresh connection: %s", exc, extra=request_fields(record))
                 ctx.stats.retries += 1
                 up, reused = await pool.connect_fresh(), False
                 continue
@@ -385,6 +386,7 @@ async def _relay_response(
         headers.append((b"Connection", b"close"))
     record.upstream_status = response.status_code
     record.content_type = header_value(raw, b"content-type")
+    record.section_io_tag = header_value(raw, b"section-io-tag")
     min_rate = ctx.settings.limits.min_send_rate_bytes_per_s
     if min_rate:  # cleared by forward() once the response is out
         down.send_floor = RateFloor(
@@ -398,6 +400,7 @@ async def _relay_response(
             _parsed=True,
         )
     )
+    record.body_start = down.bytes_sent + down.queued_bytes
     record.status = response.status_code
     # Trailers survive only where the downstream framing is chunked too.
     keep_trailers = request.http_version != b"1.0" and not header_value(headers, b"content-length")

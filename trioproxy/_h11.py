@@ -15,22 +15,30 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 
-def _choose() -> tuple[ModuleType, str]:
+def _choose() -> tuple[ModuleType, str, str]:
+    """The module, its name, and what is wrong with TRIOPROXY_PARSER ("" if nothing): the
+    command reports that as one line and stops; embedded, the reference parser runs."""
     wanted = os.environ.get("TRIOPROXY_PARSER", "auto")
-    if wanted in ("auto", "h11-mypyc"):
+    problem = ""
+    if wanted not in ("auto", "h11", "h11-mypyc"):
+        problem = f"TRIOPROXY_PARSER: expected auto, h11 or h11-mypyc, got {wanted!r}"
+    elif wanted in ("auto", "h11-mypyc"):
         try:
-            return importlib.import_module("h11_mypyc"), "h11-mypyc"
+            return importlib.import_module("h11_mypyc"), "h11-mypyc", ""
         except ImportError:
             if wanted == "h11-mypyc":
-                raise
-    return importlib.import_module("h11"), "h11"
+                problem = (
+                    "TRIOPROXY_PARSER: h11-mypyc is not installed: pip install 'trioproxy[fast]'"
+                )
+    return importlib.import_module("h11"), "h11", problem
 
 
 if TYPE_CHECKING:
     import h11
 
     PARSER: str
+    PARSER_PROBLEM: str
 else:
-    h11, PARSER = _choose()
+    h11, PARSER, PARSER_PROBLEM = _choose()
 
-__all__ = ["PARSER", "h11"]
+__all__ = ["PARSER", "PARSER_PROBLEM", "h11"]

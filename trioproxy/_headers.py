@@ -13,9 +13,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ._errors import ClientError, MethodNotAllowed, UpstreamError
+
+if TYPE_CHECKING:
+    from ._rules import CidrSet
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -67,6 +71,11 @@ class BodyKind(enum.Enum):
 class ForwardingRules:
     via: bytes = b"trioproxy"  # pseudonym for Via; b"" adds no Via
     append_x_forwarded_for: bool = True
+    # Peers whose True-Client-IP and X-Forwarded-For are believed; None: every peer.
+    trusted_proxies: CidrSet | None = None
+
+    def trusts(self, peer_ip: str) -> bool:
+        return self.trusted_proxies is None or self.trusted_proxies.contains(peer_ip)
 
 
 @dataclass(slots=True)
@@ -78,6 +87,7 @@ class RequestPlan:
     body: BodyKind
     idempotent: bool
     upgrade: bool = False  # a WebSocket upgrade: Connection/Upgrade are kept for it
+    peer_trusted: bool = True  # its True-Client-IP and X-Forwarded-For are believed
     request_id: bytes = b""
     host: bytes = b""
     # Applied to the final response's headers with its status (response-header rules).
@@ -96,6 +106,10 @@ NOTED_REQUEST_HEADERS = frozenset(
         b"section-io-id",
     }
 )
+
+
+# What a client says about itself through the chain: believed only from a trusted peer.
+_CLIENT_CLAIMS = frozenset({b"true-client-ip", b"x-forwarded-for"})
 
 
 def connection_options(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
@@ -131,6 +145,11 @@ def plan_request(
         raise MethodNotAllowed("CONNECT: this is a reverse proxy, not a forward proxy")
     options = connection_options(headers)
     dropped = options | HOP_BY_HOP
+    trusted = rules.trusts(peer_ip.decode("latin-1"))
+    if not trusted:
+        # Claims about the client from a peer we do not trust go no further: the upstream
+        # hears of the TCP peer only (the access log still shows what was received).
+        dropped = dropped | _CLIENT_CLAIMS
     upgrade = False
     out: Headers = []
     noted: dict[bytes, bytes] = {}
@@ -197,6 +216,9 @@ def plan_request(
             out[xff_index] = (out[xff_index][0], b", ".join(forwarded_for))
         else:
             out.append((b"X-Forwarded-For", peer_ip))
+    if not trusted:
+        out.append((b"True-Client-IP", peer_ip))
+        noted.pop(b"true-client-ip", None)  # not believed: remote_addr is the peer
     if rules.via:
         out.append((b"Via", b"%s %s" % (http_version, rules.via)))
 
@@ -224,6 +246,7 @@ def plan_request(
         body=body,
         idempotent=method in IDEMPOTENT_METHODS,
         upgrade=upgrade,
+        peer_trusted=trusted,
         request_id=request_id,
         host=host or (hosts[0] if hosts else b""),
         noted=noted,

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import queue
 import select
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 __all__ = ["PIPE_BUF", "AccessLogWriter", "pack_lines"]
 
@@ -73,9 +74,12 @@ class AccessLogWriter:
         max_queued_lines: int = 10_000,
         report_interval_s: float = 60.0,
         diagnostic_fd: int = 2,
+        diagnostic_line: Callable[[int, str], str] | None = None,
     ) -> None:
         self._fd = fd
         self._diagnostic_fd = diagnostic_fd
+        # Renders a message as the other stderr lines are (time, level; text or JSON).
+        self._diagnostic_line = diagnostic_line or (lambda level, message: f"trioproxy: {message}")
         self._max_queued = max_queued_lines
         self._report_interval_s = report_interval_s
         self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
@@ -223,4 +227,5 @@ class AccessLogWriter:
 
     def _diagnose(self, message: str) -> None:
         with contextlib.suppress(OSError):  # nowhere left to complain to
-            os.write(self._diagnostic_fd, f"trioproxy: {message}\n".encode())
+            line = self._diagnostic_line(logging.WARNING, message)
+            os.write(self._diagnostic_fd, f"{line}\n".encode())

@@ -82,6 +82,7 @@ class UpstreamPool:
             conn = self._take_idle()
             if conn is not None:
                 self.stats.reused += 1
+                log.debug("pool: reusing the connection to %s (use %d)", conn.address, conn.uses)
                 return conn, True, waited
             if self._has_room():
                 return await self._open_new(), False, waited
@@ -211,6 +212,7 @@ class UpstreamPool:
             raise
         self.stats.opened += 1
         conn.uses = 1
+        log.debug("pool: new connection to %s (%d open)", conn.address, self._open)
         return conn
 
     async def _connect(self, addresses: list[SockAddr], deadline: float) -> UpstreamConnection:
@@ -238,5 +240,7 @@ class UpstreamPool:
                 h11.CLIENT, max_incomplete_event_size=self.limits.max_response_head_bytes
             )
             return UpstreamConnection(trio.SocketStream(sock), conn, address, sockaddr)
+        if len(errors) == 1:  # the address says it all (the name is on the line's context)
+            raise UpstreamConnectError(f"cannot connect to upstream {errors[0]}")
         reason = "; ".join(errors) or "no address"
         raise UpstreamConnectError(f"cannot connect to upstream {self.resolver.host}: {reason}")

@@ -38,7 +38,7 @@ from ._rules import (
     text_response,
 )
 
-__all__ = ["MAX_BODY_BYTES", "parse_rules"]
+__all__ = ["MAX_BODY_BYTES", "network_problem", "parse_rules"]
 
 ProblemSink = Callable[[str, str], None]  # (key path, message)
 LineOf = Callable[[str], int | None]
@@ -230,6 +230,15 @@ _IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 def _networks(raw: Any, key_path: str, sink: _Sink) -> CidrSet:
     return CidrSet(tuple(_network(text) for text in _strings(raw, _NETWORK_EXAMPLE)))
+
+
+def network_problem(text: str) -> str | None:
+    """What is wrong with ``text`` as an IP network, or None (for `forwarding.trusted_proxies`)."""
+    try:
+        _network(text)
+    except _Invalid as exc:
+        return str(exc)
+    return None
 
 
 def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

@@ -82,14 +82,22 @@ class RequestView(NamedTuple):
     query: bytes  # after "?", b"" when there is none
     host: bytes  # Host, lower-case, without port or trailing dot; b"" when missing or odd
     headers: Sequence[tuple[bytes, bytes]]  # as received: conditions look names up
-    client_ip: str  # True-Client-IP, else the TCP peer
+    client_ip: str  # True-Client-IP from a trusted peer, else the TCP peer
     scheme: bytes  # b"https" when X-Forwarded-Proto says so, else b"http"
 
 
 def request_view(
-    method: bytes, target: bytes, headers: Sequence[tuple[bytes, bytes]], peer_ip: str
+    method: bytes,
+    target: bytes,
+    headers: Sequence[tuple[bytes, bytes]],
+    peer_ip: str,
+    *,
+    peer_trusted: bool = True,
 ) -> RequestView:
-    """The view of a request: ``target`` in origin-form, ``headers`` as the client sent them."""
+    """The view of a request: ``target`` in origin-form, ``headers`` as the client sent them.
+
+    From a peer outside ``forwarding.trusted_proxies`` True-Client-IP is not believed.
+    """
     host = true_client_ip = forwarded_proto = b""
     for name, value in headers:
         # Only three names matter here; comparing lengths first spares lower() on the rest.
@@ -104,7 +112,8 @@ def request_view(
     raw_path, _, query = target.partition(b"?")
     # The platform sets True-Client-IP to the client it vouches for; the TCP peer is the
     # previous proxy in the chain (README, "Logs").
-    client_ip = true_client_ip.decode("latin-1").strip() if true_client_ip else peer_ip
+    believed = true_client_ip and peer_trusted
+    client_ip = true_client_ip.decode("latin-1").strip() if believed else peer_ip
     scheme = b"https" if forwarded_proto.strip().lower() == b"https" else b"http"
     # Positional: a named tuple built from keywords costs twice as much.
     path, host = normalize_path(raw_path), _clean_host(host)
@@ -217,6 +226,15 @@ class CidrSet:
         """Every address of ``other`` is in this set (checked network by network: sound, and
         complete unless ``other`` splits one of its networks across several of ours)."""
         return all(any(_within(net, mine) for mine in self.networks) for net in other.networks)
+
+
+_EVERYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+
+
+def trusted_networks(texts: Sequence[str]) -> CidrSet | None:
+    """``forwarding.trusted_proxies`` (checked at load) as a set; None when it trusts all."""
+    networks = CidrSet(tuple(ipaddress.ip_network(text.strip()) for text in texts))
+    return None if networks.covers(CidrSet(_EVERYWHERE)) else networks
 
 
 def _within(

@@ -30,7 +30,7 @@ from ._listen import accept_forever
 from ._metrics import ProxyCollector, observing
 from ._pool import PoolLimits, UpstreamPool
 from ._resolver import Resolver
-from ._rules import RuleEngine
+from ._rules import RuleEngine, trusted_networks
 from ._settings import Settings
 
 log = logging.getLogger("trioproxy")
@@ -77,6 +77,7 @@ class ProxyServer:
             forwarding=ForwardingRules(
                 via=settings.forwarding.via_name.encode("ascii"),
                 append_x_forwarded_for=settings.forwarding.append_x_forwarded_for,
+                trusted_proxies=trusted_networks(settings.forwarding.trusted_proxies),
             ),
             rule_engine=RuleEngine(settings.rules),
         )

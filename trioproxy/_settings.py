@@ -119,6 +119,12 @@ class Forwarding:
     )
     # Append the downstream peer to X-Forwarded-For, as nginx's $proxy_add_x_forwarded_for does.
     append_x_forwarded_for: bool = True
+    # Peers whose True-Client-IP and X-Forwarded-For are believed (nginx's set_real_ip_from).
+    # Every peer by default: in Section's chain only the platform's own proxies reach us.
+    # From any other peer, the TCP peer is the client for rules, rate limits and remote_addr.
+    trusted_proxies: tuple[str, ...] = field(
+        default=("0.0.0.0/0", "::/0"), metadata={"networks": True}
+    )
 
 
 ACCESS_LOG_FIELDS: tuple[str, ...] = (
@@ -143,6 +149,7 @@ ACCESS_LOG_FIELDS: tuple[str, ...] = (
     "upstream_time_ms",
     "section_io_id",
     "request_id",
+    "section_io_tag",
 )
 
 
@@ -154,6 +161,13 @@ class AccessLog:
     fields: tuple[str, ...] = field(
         default=ACCESS_LOG_FIELDS, metadata={"subset_of": ACCESS_LOG_FIELDS}
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostics:
+    # stderr lines: "text" for people, "json" (one object per line) for log collectors.
+    # --log-format / TRIOPROXY_LOG_FORMAT win over it.
+    format: str = field(default="text", metadata={"choices": ("text", "json")})
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +183,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     forwarding: Forwarding = field(default_factory=Forwarding)
     access_log: AccessLog = field(default_factory=AccessLog)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
     admin: Admin = field(default_factory=Admin)
     # Request rules, in file order; none by default (every request is forwarded as it is).
     rules: RuleSet = field(default_factory=RuleSet)

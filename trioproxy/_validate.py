@@ -1,4 +1,5 @@
-"""``trioproxy validate [DIR]``: the platform's pre-receive check of a proxy configuration.
+"""``trioproxy validate [DIR]``: the platform's pre-receive check of a proxy configuration (and
+``trioproxy config [DIR]``, which prints the configuration it checked).
 
 The contract (Section's proxy contract, ``/opt/section/validate.sh``): exit 0 and print nothing
 when the configuration is valid; exit non-zero with the reasons on stderr when it is not. It runs
@@ -11,48 +12,93 @@ not kept waiting on the proxy engine's import time.
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 
-from ._config import ConfigError, load_settings
+from ._config import ConfigError, load_config, load_settings
 
-__all__ = ["DEFAULT_CONFIG_DIR", "main"]
+__all__ = ["DEFAULT_CONFIG_DIR", "config_main", "main"]
 
 DEFAULT_CONFIG_DIR = "/opt/proxy_config"
 
-_USAGE = f"usage: trioproxy validate [DIR]  (default: {DEFAULT_CONFIG_DIR})\n"
-_HELP = (
-    _USAGE
-    + "\nCheck DIR/trioproxy.toml the way the proxy reads it at startup. Prints nothing and"
-    + "\nexits 0 when it is valid (or absent: defaults apply); prints one line per problem on"
-    + "\nstderr and exits 1 when it is not; exits 2 on a usage or internal error.\n"
-)
+_HELP = {
+    "validate": "\nCheck DIR/trioproxy.toml the way the proxy reads it at startup. Prints nothing"
+    " and\nexits 0 when it is valid (or absent: defaults apply); prints one line per problem on"
+    "\nstderr and exits 1 when it is not; exits 2 on a usage or internal error (a DIR named"
+    "\nbut missing is one).\n",
+    "config": "\nPrint the configuration the proxy would run with from DIR as TOML, every default"
+    "\nincluded. Problems are reported as 'trioproxy validate' reports them (exit 1).\n",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the validator; ``argv`` is what follows ``validate`` (default: ``sys.argv[1:]``)."""
+    return _guarded("validate", _run, sys.argv[1:] if argv is None else argv)
+
+
+def config_main(argv: list[str]) -> int:
+    """``trioproxy config [DIR]``: the effective configuration as TOML on stdout, defaults
+    included (nginx's ``-T``); an invalid one is reported as ``validate`` reports it."""
+    return _guarded("config", _config, argv)
+
+
+def _guarded(command: str, run: Callable[[str, list[str]], int], argv: list[str]) -> int:
     try:
-        return _run(sys.argv[1:] if argv is None else argv)
+        return run(command, argv)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the contract allows no traceback, even for our own bugs
-        _emit(f"trioproxy validate: internal error: {type(exc).__name__}: {exc}\n")
+        _emit(f"trioproxy {command}: internal error: {type(exc).__name__}: {exc}\n")
         return 2
 
 
-def _run(argv: list[str]) -> int:
+def _directory(command: str, argv: list[str]) -> str | int:
+    """The directory to check, or an exit status once the arguments were answered."""
+    usage = f"usage: trioproxy {command} [DIR]  (default: {DEFAULT_CONFIG_DIR})\n"
     arguments = argv[1:] if argv[:1] == ["--"] else argv
     if arguments[:1] in (["-h"], ["--help"]):
-        sys.stdout.write(_HELP)  # asked for: the only case that prints on stdout
+        sys.stdout.write(usage + _HELP[command])  # asked for: the only case that prints on stdout
         return 0
-    if len(arguments) > 1 or (arguments and arguments[0].startswith("-") and argv[:1] != ["--"]):
-        _emit(_USAGE)
+    wrong = None
+    if arguments and arguments[0].startswith("-") and argv[:1] != ["--"]:
+        wrong = f"unknown option {arguments[0]!r} (a directory starting with '-' goes after --)"
+    elif len(arguments) > 1:
+        named = " ".join(repr(a) for a in arguments)
+        wrong = f"expected at most one directory, got {len(arguments)}: {named}"
+    elif arguments and not os.path.isdir(arguments[0]):
+        what = "is not a directory" if os.path.exists(arguments[0]) else "no such directory"
+        wrong = f"{arguments[0]}: {what}"
+    if wrong is not None:
+        _emit(f"trioproxy {command}: {wrong}\n{usage}")
         return 2
-    config_dir = arguments[0] if arguments else DEFAULT_CONFIG_DIR
+    return arguments[0] if arguments else DEFAULT_CONFIG_DIR
+
+
+def _run(command: str, argv: list[str]) -> int:
+    config_dir = _directory(command, argv)
+    if isinstance(config_dir, int):
+        return config_dir
     try:
         load_settings(config_dir)
     except ConfigError as exc:
         _emit("".join(f"{problem}\n" for problem in exc.problems))
         return 1
+    return 0
+
+
+def _config(command: str, argv: list[str]) -> int:
+    config_dir = _directory(command, argv)
+    if isinstance(config_dir, int):
+        return config_dir
+    try:
+        settings, data = load_config(config_dir)
+    except ConfigError as exc:
+        _emit("".join(f"{problem}\n" for problem in exc.problems))
+        return 1
+    from ._configdump import render_toml
+
+    sys.stdout.write(render_toml(settings, data.get("rules", [])))
     return 0
 
 

@@ -16,7 +16,14 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from ._embed import RunningProxy, running
-from ._origin import ASGIApp, echo_app, handle_lifespan, origin
+
+try:
+    from ._origin import ASGIApp, echo_app, handle_lifespan, origin
+except ModuleNotFoundError as exc:  # hypercorn serves the origin: not a runtime dependency
+    needs = (exc.name or "hypercorn").partition(".")[0]
+    raise ModuleNotFoundError(
+        f"trioproxy.testing needs {needs}: pip install 'trioproxy[testing]'", name=needs
+    ) from None
 from ._settings import Settings
 
 __all__ = [

@@ -1,15 +1,21 @@
 """The container image, built from the real Dockerfile and run the way the Section platform runs it.
 
-Rules of this module: it needs root (it starts a private dockerd with
-``../shared/docker/start-dockerd.sh`` and creates veth pairs); both containers run with
-``--network none`` and are joined only by a veth pair whose addresses (10.253.0.1/30 and .2) exist
-inside those two network namespaces and nowhere else; nothing is routed out of them; every step
-has a deadline; containers and veths are removed in ``finally``.
+Rules of this module: it needs root (veth pairs, nsenter) and a Docker engine: any engine that
+answers (``DOCKER_HOST`` or the default socket), else a private dockerd started with the
+workspace's ``shared/docker/start-dockerd.sh`` where there is one (docs/image.md). Both
+containers run with ``--network none`` and are joined only by a veth pair whose addresses
+(10.253.0.1/30 and .2) exist inside those two network namespaces and nowhere else; nothing is
+routed out of them; every step has a deadline; containers and veths are removed in ``finally``.
 
-Skipped, with the reason, only where no Docker engine can be started (not root, no shared/ dir,
-dockerd fails to start); ``TRIOPROXY_IMAGE_TEST_REQUIRED=1`` turns that skip into a failure.
-Env: ``TRIOPROXY_SHARED_DIR`` (default: ``shared`` beside the repo), ``DOCKERD_DIR`` (that of
-start-dockerd.sh), ``TRIOPROXY_KEEP_DOCKERD=1`` (leave a dockerd this module started running).
+Build paths: the wheelhouse (offline, as CI builds) is tested, and so is its refusal of a
+wheelhouse built from other sources; the clean-clone build from the index needs network inside
+builds and runs only with ``TRIOPROXY_IMAGE_INDEX_BUILD=1``.
+
+Skipped, with the reason and how to run them, only where no Docker engine can be used (not
+root, none answering and none to start); ``TRIOPROXY_IMAGE_TEST_REQUIRED=1`` turns that skip
+into a failure. Env: ``TRIOPROXY_SHARED_DIR`` (default: ``shared`` beside the repo),
+``DOCKERD_DIR`` (that of start-dockerd.sh), ``TRIOPROXY_KEEP_DOCKERD=1`` (leave a dockerd this
+module started running).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -195,14 +202,34 @@ def _dockerd_alive() -> bool:
     return True
 
 
+HOW_TO_RUN = (
+    "run scripts/image-test as root with a Docker engine answering (DOCKER_HOST or the default "
+    "socket; any engine will do): see docs/image.md"
+)
+
+
+def _engine_answers() -> bool:
+    try:
+        proc = subprocess.run(["docker", "info"], capture_output=True, timeout=15, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
 @pytest.fixture(scope="module")
 def docker() -> Iterator[Docker]:
-    """A running private dockerd (started here unless one is up), or a skip saying why not."""
+    """A Docker engine: one that answers already, else a private dockerd started here (where
+    the workspace has the script), else a skip saying why not and how to run these tests."""
     script = SHARED / "docker" / "start-dockerd.sh"
     if os.geteuid() != 0:
-        skip_or_fail("the image test needs root (a private dockerd, veth pairs, nsenter)")
+        skip_or_fail(f"the image test needs root (veth pairs, nsenter): {HOW_TO_RUN}")
+    if not _dockerd_alive() and _engine_answers():
+        yield Docker({**os.environ, "DOCKER_BUILDKIT": "0"})
+        return
     if not script.is_file():
-        skip_or_fail(f"no {script}: set TRIOPROXY_SHARED_DIR to the shared/ dir")
+        skip_or_fail(
+            f"no Docker engine answers and there is no {script} to start one: {HOW_TO_RUN}"
+        )
     started_here = not _dockerd_alive()
     try:
         proc = subprocess.run(
@@ -219,7 +246,7 @@ def docker() -> Iterator[Docker]:
     if proc.returncode != 0 or found is None:
         skip_or_fail(
             f"no Docker engine: start-dockerd.sh exited {proc.returncode}: "
-            f"{proc.stderr.strip()[-500:]}"
+            f"{proc.stderr.strip()[-500:]}; {HOW_TO_RUN}"
         )
     yield Docker({**os.environ, "DOCKER_HOST": found.group(1), "DOCKER_BUILDKIT": "0"})
     if started_here and os.environ.get("TRIOPROXY_KEEP_DOCKERD") != "1":
@@ -229,8 +256,10 @@ def docker() -> Iterator[Docker]:
 @pytest.fixture(scope="module")
 def image(docker: Docker) -> str:
     """The image, built from the repo's Dockerfile the way CI builds it (no network)."""
-    if docker("image", "inspect", BASE_IMAGE, timeout=15, check=False).returncode != 0:
-        run(["bash", str(SHARED / "docker" / "make-base-image.sh")], timeout=600, env=docker.env)
+    make_base = SHARED / "docker" / "make-base-image.sh"  # else the engine pulls it
+    missing = docker("image", "inspect", BASE_IMAGE, timeout=15, check=False).returncode != 0
+    if missing and make_base.is_file():
+        run(["bash", str(make_base)], timeout=600, env=docker.env)
     run(
         [str(REPO / "scripts" / "build-wheels")],
         timeout=300,
@@ -409,3 +438,74 @@ def test_validate_sh(
         assert proc.returncode != 0
         assert proc.stdout == ""
         assert "bogus" in proc.stderr
+
+
+def test_only_runtime_packages_are_installed(docker: Docker, image: str) -> None:
+    listing = (
+        "import importlib.metadata as m, json; "
+        "print(json.dumps([d.metadata['Name'] for d in m.distributions()]))"
+    )
+    proc = docker.run_once("--entrypoint", "/opt/trioproxy/bin/python", image, "-c", listing)
+    installed = {re.sub(r"[-_.]+", "-", name).lower() for name in json.loads(proc.stdout)}
+    assert {"trioproxy", "trio", "h11", "prometheus-client"} <= installed
+    test_only = {"hypercorn", "h2", "wsproto", "pytest", "pytest-trio", "trio-websocket", "pip"}
+    assert not installed & test_only, installed
+
+
+def _context(tmp_path: Path, *, wheelhouse: bool) -> Path:
+    """A build context as a clean clone has it (with the wheelhouse built here, if asked)."""
+    context = tmp_path / "context"
+    context.mkdir()
+    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, context / name)
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO / "trioproxy", context / "trioproxy", ignore=ignore)
+    (context / "scripts").mkdir()
+    for name in ("tree-hash", "validate"):
+        shutil.copy(REPO / "scripts" / name, context / "scripts" / name)
+    if wheelhouse:
+        shutil.copytree(REPO / "build" / "wheelhouse", context / "build" / "wheelhouse")
+    return context
+
+
+def test_a_wheelhouse_built_from_other_sources_fails_the_build_with_a_hint(
+    docker: Docker, image: str, tmp_path: Path
+) -> None:
+    context = _context(tmp_path, wheelhouse=True)  # the `image` fixture built the wheelhouse
+    with (context / "trioproxy" / "_version.py").open("a") as edited:
+        edited.write("# edited after scripts/build-wheels\n")
+    proc = docker(
+        "build", "--network", "none", "--force-rm", "--tag", "trioproxy:stale-test",
+        str(context), timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    hint = "build/wheelhouse was built from other sources than these: run scripts/build-wheels"
+    assert hint in proc.stdout + proc.stderr
+
+
+def test_a_clean_clone_without_network_fails_with_a_hint(
+    docker: Docker, image: str, tmp_path: Path
+) -> None:
+    """A clean clone takes the index path (no wheelhouse to COPY is no error); with no network
+    to reach the index, the build says what to do instead."""
+    context = _context(tmp_path, wheelhouse=False)
+    proc = docker(
+        "build", "--network", "none", "--force-rm", "--tag", "trioproxy:no-network-test",
+        str(context), timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    hint = "no build/wheelhouse, and installing from the package index failed"
+    assert hint in proc.stdout + proc.stderr
+
+
+def test_a_clean_clone_builds_from_the_index(docker: Docker, tmp_path: Path) -> None:
+    if os.environ.get("TRIOPROXY_IMAGE_INDEX_BUILD") != "1":
+        pytest.skip(
+            "needs network inside docker build (none here); "
+            "TRIOPROXY_IMAGE_INDEX_BUILD=1 where builds reach the package index"
+        )
+    context = _context(tmp_path, wheelhouse=False)
+    tag = "trioproxy:index-test"
+    docker("build", "--force-rm", "--tag", tag, str(context), timeout=900)
+    proc = docker.run_once("--entrypoint", "/opt/trioproxy/bin/trioproxy", tag, "--version")
+    assert proc.stdout.startswith("trioproxy ")
