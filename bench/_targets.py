@@ -135,9 +135,10 @@ def start_nginx_proxy(
     conf.write_text(nginx.proxy_conf(prefix, port, origin.port, workers))
     proc = reg.spawn(spec.name, nginx.argv(binary, prefix, conf), cpus=cpus)
     _wait_and_check(proc, port, origin.bodies)
-    if spec.workers > 1 and len(kids := children(proc.pid)) != spec.workers:
-        raise TargetError(f"{spec.name}: {len(kids)} nginx workers, wanted {spec.workers}")
-    what = f"worker_processes {workers}" + (f" (= {spec.workers})" if spec.auto else "")
+    count = len(children(proc.pid)) if spec.workers > 1 else 1
+    if count != spec.workers and not spec.auto:
+        raise TargetError(f"{spec.name}: {count} nginx workers, wanted {spec.workers}")
+    what = f"worker_processes {workers}" + (f" (= {count})" if spec.auto else "")
     return Target(
         name=spec.name,
         description=f"nginx reverse proxy, {what}, upstream keepalive 32, JSON access log",
@@ -174,8 +175,9 @@ def workers_auto_supported(cmd: list[str]) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     help_text = out.stdout + out.stderr
-    start = help_text.find("--workers")
-    return start >= 0 and "auto" in help_text[start : help_text.find("\n  --", start + 1)]
+    start = help_text.find("\n  --workers")  # the option's own entry, not the usage line
+    end = help_text.find("\n  -", start + 1)
+    return start >= 0 and "auto" in help_text[start : end if end > 0 else None]
 
 
 def _env(parser: str | None) -> dict[str, str]:
@@ -223,10 +225,11 @@ def start_trioproxy(
     if spec.workers > 1:
         kids = children(proc.pid)
         worker_rss = [(pid, v) for pid in kids if (v := rss_kib(pid)) is not None]
-        if len(kids) != spec.workers:
+        if len(kids) != spec.workers and not spec.auto:
             raise TargetError(f"{name}: {len(kids)} worker processes, wanted {spec.workers}")
     _check_bodies(proc, port, origin.bodies)
-    flag = f"--workers {'auto (= ' + str(spec.workers) + ')' if spec.auto else spec.workers}"
+    count = len(worker_rss) if worker_rss is not None else 1
+    flag = f"--workers {f'auto (= {count})' if spec.auto else spec.workers}"
     return Target(
         name=name,
         description=f"trioproxy {flag}, {spec.parser or 'default parser'}, "
