@@ -823,7 +823,7 @@ def _finish(
             "busy_before_pct": round(busy_before, 1),
             "steal_pct_during": round(steal, 2),
         },
-        "versions": _versions(),
+        "versions": _versions(lineup),
         "logging": "trioproxy stdout and nginx proxy access_log /dev/stdout -> /dev/null; "
         "origin access_log off",
         "targets": [
@@ -877,14 +877,18 @@ def format_idle_rss(rows: list[ProcRss]) -> str:
     )
 
 
-def _versions() -> dict[str, str]:
+def _versions(lineup: Lineup) -> dict[str, str]:
     out = {
         "nginx": _version([nginx.nginx_binary() or "nginx", "-v"]),
         "wrk": _version([wrk_binary() or "wrk", "-v"]),
     }
-    try:
-        out["trioproxy"] = importlib.metadata.version("trioproxy")
-    except importlib.metadata.PackageNotFoundError:
-        out["trioproxy"] = "?"
+    for dist in ("trioproxy", "trio", "h11", "h11-mypyc"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "?"
+    for spec in lineup.specs:
+        if spec.peer is not None:
+            out[spec.name] = _version([*spec.peer.argv_prefix, "--version"])
     out["python"] = sys.version.split()[0]
     return out
