@@ -346,9 +346,13 @@ def resolve_parsers(choice: str) -> tuple[list[str], list[str]] | str:
 
 
 def make_lineup(
-    kinds: list[str], parsers: list[str], notes: list[str], layout: Layout, args: argparse.Namespace
+    kinds: list[str],
+    parsers: list[str],
+    notes: list[str],
+    layout: Layout,
+    proxy_cmd: list[str],
+    peers_venv: Path,
 ) -> Lineup:
-    proxy_cmd = args.proxy_cmd_list
     lineup = Lineup([], parsers, list(notes))
     specs = lineup.specs
     primary = lineup.primary
@@ -385,11 +389,10 @@ def make_lineup(
     for name in _peers.PEER_NAMES:
         if name not in kinds:
             continue
-        peer = _peers.find_peer(name, args.peers_venv)
+        peer = _peers.find_peer(name, peers_venv)
         if peer is None:
             lineup.notes.append(
-                f"{name} skipped: not installed here or in {args.peers_venv} "
-                f"({_peers.INSTALL_HINT})"
+                f"{name} skipped: not installed here or in {peers_venv} ({_peers.INSTALL_HINT})"
             )
         else:
             specs.append(Spec(name, name, every_load=False, peer=peer))
@@ -418,14 +421,14 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(resolved, str):
         say(resolved)
         return 2
-    args.proxy_cmd_list = shlex.split(args.proxy_cmd) if args.proxy_cmd else default_trioproxy_cmd()
+    proxy_cmd = shlex.split(args.proxy_cmd) if args.proxy_cmd else default_trioproxy_cmd()
     layout = choose_layout(args.no_pin)
-    lineup = make_lineup(kinds, *resolved, layout, args)
+    lineup = make_lineup(kinds, *resolved, layout, proxy_cmd, args.peers_venv)
 
     reg = ProcessRegistry()
     workdir = Path(tempfile.mkdtemp(prefix="trioproxy-bench-"))
     try:
-        return _run(args, plan, layout, lineup, reg, workdir)
+        return _run(args, plan, layout, lineup, proxy_cmd, reg, workdir)
     except SystemExit as exc:
         say(f"interrupted (exit status {exc.code}): stopping every process this run started")
         raise
@@ -474,6 +477,7 @@ def _run(
     plan: Plan,
     layout: Layout,
     lineup: Lineup,
+    proxy_cmd: list[str],
     reg: ProcessRegistry,
     workdir: Path,
 ) -> int:
@@ -537,7 +541,7 @@ def _run(
     if origin is not None:
         for spec in lineup.specs:
             try:
-                target = _start(spec, reg, workdir, origin, layout, args.proxy_cmd_list)
+                target = _start(spec, reg, workdir, origin, layout, proxy_cmd)
             except TargetError as exc:
                 problems.append(f"{spec.name} did not start: {exc}")
                 say(f"FAILED to start {spec.name}: {exc}")
@@ -782,6 +786,11 @@ def _finish(
     say("the issues' targets (judged on this run; a missed target is not a failure):")
     for goal in goals:
         say("  " + goal.line())
+    verdicts = [g.met for g in goals if g.op]
+    say(
+        f"  {verdicts.count(True)} met, {verdicts.count(False)} missed, "
+        f"{verdicts.count(None)} not measured"
+    )
     shared = (layout.load_cpus or "-") in (layout.multi_cpus or "").split(",")
     if layout.pinned and lineup.scaling and shared:
         say(
