@@ -548,7 +548,8 @@ def _run(
                 continue
             target.spec = spec
             targets.append(target)
-            say(f"started {spec.name} on 127.0.0.1:{target.port} (CPUs {target.cpus})")
+            where = f"CPUs {target.cpus}" if target.cpus else "not pinned"
+            say(f"started {spec.name} on 127.0.0.1:{target.port} ({where})")
     idle_rss = [r for t in targets for r in _idle_rss(t)]
 
     # --- phase 2: memory per idle connection ---------------------------------------------

@@ -213,8 +213,8 @@ def start_trioproxy(
         "--config-dir",
         str(config_dir),
     ]
-    if spec.workers != 1 or spec.auto:
-        argv += ["--workers", "auto" if spec.auto else str(spec.workers)]
+    # Always explicit: the image's default may become auto, and one worker means no supervisor.
+    argv += ["--workers", "auto" if spec.auto else str(spec.workers)]
     proc = reg.spawn(name, argv, cpus=cpus, env=_env(spec.parser), stdout=subprocess.DEVNULL)
     match = _wait_ready(proc, spec.workers)
     if match is None:
