@@ -1,4 +1,4 @@
-"""trioproxy's benchmark: trioproxy against direct-to-origin and nginx, on loopback only.
+"""trioproxy's benchmark: trioproxy against direct, nginx, a baseline forwarder and peers.
 
 Run ``python bench/run.py`` from the repository root (``--quick`` for the CI smoke run,
 ``--full`` for the issue's exact loads). The modules:
@@ -8,7 +8,11 @@ Run ``python bench/run.py`` from the repository root (``--quick`` for the CI smo
 - ``_procs``   starting, pinning and always stopping processes; /proc readers (CPU, RSS)
 - ``_http``    a tiny blocking HTTP/1.1 client (readiness, body checks, idle connections)
 - ``nginx``    the nginx origin and reverse-proxy configuration templates
-- ``_targets`` starting the targets under test (direct, nginx, trioproxy, trioproxy -w2)
+- ``_targets`` starting the targets under test (direct, nginx, baseline, trioproxy per parser,
+               the multi-worker rows, the peers)
+- ``baseline`` the featureless trio+h11 forwarder trioproxy is measured against
+- ``_peers``   finding and starting the optional peers (proxy.py, mitmdump)
+- ``_goals``   the issues' numeric targets judged against a run (pure)
 - ``_wrk``     running wrk with a Lua reporter and parsing what it says
 - ``_memory``  RSS per idle keep-alive connection, and RSS growth over a long run
 - ``_report``  medians, spreads, ratios, warnings, the table and the JSON file

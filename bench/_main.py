@@ -1,13 +1,27 @@
 """The benchmark's command line and the order of its phases.
 
 Phases, all in one run, all on 127.0.0.1:
-1. start the origin (nginx, static 1 KiB / 64 KiB) and every target, each pinned;
+1. start the origin (nginx, static 1 KiB / 64 KiB) and every target, each pinned; the idle
+   RSS of each trioproxy process (single, supervisor, each worker) before its first request;
 2. memory: RSS per idle keep-alive connection (trioproxy, and nginx for reference),
    on the freshly started processes;
 3. loads: for each load, a warm-up run per target, then the repetitions interleaved
    (rep 1 of every target, then rep 2, ...) so that drift hits all targets alike;
 4. growth: RSS over a count-bounded wrk run against trioproxy (1 worker);
-5. a final body check on every target; tables, warnings, JSON; exit 1 on any failure.
+5. a final body check on every target; tables, the issues' targets (met or missed),
+   warnings, JSON; exit 1 on any failure (a missed target is not a failure).
+
+Options (``python bench/run.py --help``):
+  --quick | --full      CI smoke run (< 30 s) | the issue's -d10s loads and a 1M growth run
+  --parser P            auto | h11 | h11-mypyc | both: TRIOPROXY_PARSER for trioproxy and
+                        the baseline (default: both, or auto with --quick); the multi-worker
+                        rows, the c50-64k load and the growth run use the first parser
+  --targets K,...       kinds: direct, nginx, baseline, trioproxy, workers, proxy.py, mitmdump
+  --peers-venv DIR      where else to look for proxy.py and mitmdump (default .venv-peers)
+  --reps, --duration, --c1-duration, --growth-requests, --idle-connections, --json,
+  --proxy-cmd, --no-pin
+Peers and the multi-worker rows run the c50-1k load only. A missing peer is skipped with a
+one-line note.
 """
 
 from __future__ import annotations
@@ -29,7 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import nginx
+from bench import _peers, nginx
+from bench._goals import Goal, ProcRss, judge
 from bench._memory import Growth, IdleConnMemory, growth_check, idle_connection_memory
 from bench._procs import CpuTimes, ProcessRegistry, install_signal_exit, load_average_1min
 from bench._report import (
@@ -44,22 +59,29 @@ from bench._report import (
     write_json,
 )
 from bench._targets import (
-    TARGET_NAMES,
+    PARSERS,
+    TARGET_KINDS,
     Origin,
+    Spec,
     Target,
     TargetError,
     check_target,
     default_trioproxy_cmd,
     direct_target,
+    parser_installed,
+    pretty,
+    start_baseline,
     start_nginx_proxy,
     start_origin,
+    start_peer,
     start_trioproxy,
+    workers_auto_supported,
 )
 from bench._wrk import WrkError, run_wrk, wrk_binary
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 QUICK_BUDGET_S = 30.0
-DEFAULT_BUDGET_S = 300.0
+DEFAULT_BUDGET_S = 400.0
 BUSY_BEFORE_WARN_PCT = 10.0
 LOADAVG_WARN = 0.5
 STEAL_WARN_PCT = 5.0
@@ -110,16 +132,31 @@ class Plan:
             ),
         ]
 
-    def estimate_s(self, n_targets: int, expected_growth_rps: float = 2000.0) -> float:
-        per_target = sum(
+    def estimate_s(
+        self, specs: list[Spec], primary: str | None, expected_growth_rps: float = 3000.0
+    ) -> float:
+        loads = self.loads()
+        runs = sum(
             self.reps * (load.duration_s + PER_RUN_OVERHEAD_S)
             + (self.warmup_s + PER_RUN_OVERHEAD_S if self.warmup_s else 0)
-            for load in self.loads()
+            for spec in specs
+            for load in loads
+            if runs_load(spec, load, primary)
         )
-        startup = 1.0 * n_targets
-        memory = 3.0 + self.idle_connections / 500
+        startup = 1.0 * len(specs)
+        memory = 2 * (1.5 + self.idle_connections / 500)
         growth = self.growth_requests / expected_growth_rps + 2
-        return n_targets * per_target + startup + memory + growth
+        return runs + startup + memory + growth
+
+
+def runs_load(spec: Spec, load: Load, primary: str | None) -> bool:
+    """Which loads a target runs: every target c50-1k; peers and multi-worker rows only that;
+    c50-64k on the first parser only (it measures body copying, not the parser)."""
+    if load.name == "c50-1k":
+        return True
+    if not spec.every_load:
+        return False
+    return load.name != "c50-64k" or spec.parser in (None, primary)
 
 
 @dataclass(frozen=True)
@@ -127,7 +164,9 @@ class Layout:
     pinned: bool
     load_cpus: str | None  # wrk, the origin and this script
     proxy_cpus: str | None  # the proxy under test (nginx; trioproxy, 1 worker)
-    multi_cpus: str | None  # trioproxy --workers N
+    multi_cpus: str | None  # trioproxy --workers 2
+    auto_cpus: str | None  # --workers auto and nginx worker_processes auto
+    auto_n: int  # how many CPUs that is
     text: str
     machine_cpus: tuple[int, ...]  # the CPUs this run was allowed, before pinning itself
 
@@ -148,7 +187,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--full",
         action="store_true",
         help="the issue's exact loads: -d10s everywhere, 3 repetitions, a 1,000,000-request "
-        "growth run (about 7 minutes of loads plus the growth run: 1M / trioproxy's rps)",
+        "growth run (about 12 minutes of loads with both parsers, plus the growth run: "
+        "1M / trioproxy's rps)",
     )
     p.add_argument(
         "--json",
@@ -157,8 +197,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--targets",
-        default=",".join(TARGET_NAMES),
-        help=f"comma-separated subset of {','.join(TARGET_NAMES)} (default: all)",
+        default=",".join(TARGET_KINDS),
+        help=f"comma-separated kinds of target out of {','.join(TARGET_KINDS)} (default: all; "
+        "'workers' = trioproxy --workers 2 and --workers auto, nginx worker_processes auto; "
+        "a peer that is not installed is skipped with a note)",
+    )
+    p.add_argument(
+        "--parser",
+        choices=["auto", *PARSERS, "both"],
+        help="TRIOPROXY_PARSER for trioproxy and the baseline: 'both' gives each a row per "
+        "parser in the same run (default both; --quick: auto = h11-mypyc when installed)",
+    )
+    p.add_argument(
+        "--peers-venv",
+        type=Path,
+        default=_peers.DEFAULT_PEERS_VENV,
+        help="a virtualenv holding the optional peers (proxy.py, mitmproxy), looked in after "
+        f"this interpreter and PATH (default: %(default)s; make it with: {_peers.INSTALL_HINT})",
     )
     p.add_argument("--reps", type=int, help="repetitions per load and target")
     p.add_argument("--duration", type=int, help="seconds per -c50 run")
@@ -210,17 +265,22 @@ def choose_layout(no_pin: bool) -> Layout:
     if no_pin or len(cpus) < 2 or shutil.which("taskset") is None:
         why = "--no-pin" if no_pin else "fewer than 2 CPUs or no taskset"
         text = f"not pinned ({why}): all processes share CPUs {','.join(map(str, cpus))}"
-        return Layout(False, None, None, None, text, tuple(cpus))
+        return Layout(False, None, None, None, None, len(cpus), text, tuple(cpus))
     load, proxy = cpus[0], cpus[1]
+    # Several workers get CPUs of their own when there are enough; on 2 CPUs they share
+    # wrk's, and the scaling figure says so.
     multi = cpus[1:3] if len(cpus) >= 3 else cpus
+    auto = cpus[1:] if len(cpus) >= 3 else cpus
     multi_text = ",".join(map(str, multi))
+    auto_text = ",".join(map(str, auto))
     text = (
         f"CPU {load}: wrk (-t1), the origin nginx and this script; CPU {proxy}: the proxy under "
-        f"test (nginx, trioproxy 1 worker); trioproxy --workers 2: CPUs {multi_text}"
-        + (f" (so its workers share CPU {load} with wrk and the origin)" if load in multi else "")
+        f"test (nginx, baseline, peers, trioproxy 1 worker); --workers 2: CPUs {multi_text}; "
+        f"--workers auto and nginx worker_processes auto: CPUs {auto_text}"
+        + (f" (so workers share CPU {load} with wrk and the origin)" if load in multi else "")
         + f". 'direct' = wrk and the origin sharing CPU {load}. Pinned with taskset -c."
     )
-    return Layout(True, str(load), str(proxy), multi_text, text, tuple(cpus))
+    return Layout(True, str(load), str(proxy), multi_text, auto_text, len(auto), text, tuple(cpus))
 
 
 def _version(cmd: list[str]) -> str:
@@ -248,14 +308,106 @@ def say(msg: str = "") -> None:
     print(msg, flush=True)
 
 
+@dataclass
+class Lineup:
+    """The targets of this run, and which rows the issues' ratios compare."""
+
+    specs: list[Spec]
+    parsers: list[str]  # for trioproxy and the baseline; [0] is the primary
+    notes: list[str]  # skipped targets, parser fallbacks
+    scaling: tuple[str, str] | None = None  # (1 worker, 2 workers)
+    auto_pair: tuple[str, str] | None = None  # (trioproxy auto, nginx auto)
+
+    @property
+    def primary(self) -> str | None:
+        return self.parsers[0] if self.parsers else None
+
+    def baselines(self) -> dict[str, str]:
+        """Each row's baseline: the same parser's, else the primary parser's."""
+        out: dict[str, str] = {}
+        for spec in self.specs:
+            parser = spec.parser or self.primary
+            if parser is not None and spec.kind != "baseline":
+                out[spec.name] = pretty("baseline", parser)
+        return out
+
+
+def resolve_parsers(choice: str) -> tuple[list[str], list[str]] | str:
+    """(parsers, notes), or the one-line error for an uninstalled explicit choice."""
+    if choice in PARSERS:
+        if not parser_installed(choice):
+            return f"--parser {choice}: it is not installed in {sys.executable}"
+        return [choice], []
+    installed = [p for p in PARSERS if parser_installed(p)]
+    if choice == "auto":
+        return installed[:1], []
+    notes = [f"--parser both: {p} is not installed; skipped" for p in PARSERS if p not in installed]
+    return installed, notes
+
+
+def make_lineup(
+    kinds: list[str],
+    parsers: list[str],
+    notes: list[str],
+    layout: Layout,
+    proxy_cmd: list[str],
+    peers_venv: Path,
+) -> Lineup:
+    lineup = Lineup([], parsers, list(notes))
+    specs = lineup.specs
+    primary = lineup.primary
+    if "direct" in kinds:
+        specs.append(Spec("direct", "direct"))
+    if "nginx" in kinds:
+        specs.append(Spec("nginx", "nginx"))
+    for parser in parsers:
+        for kind in ("baseline", "trioproxy"):
+            if kind in kinds:
+                specs.append(Spec(pretty(kind, parser), kind, parser))
+    if "workers" in kinds:
+        n = layout.auto_n
+        if n < 2:
+            lineup.notes.append(f"workers rows skipped: {n} CPU available")
+        else:
+            auto = workers_auto_supported(proxy_cmd)
+            if not auto:
+                lineup.notes.append(
+                    f"trioproxy --help does not mention --workers auto: using --workers {n}"
+                )
+            ours = Spec(pretty("trioproxy", primary, n), "trioproxy", primary, n, auto, False)
+            # nginx 1.22's auto counts online CPUs, not the affinity mask: say the number
+            # when the pinned set is smaller than the machine.
+            theirs = Spec(f"nginx-w{n}", "nginx", None, n, n == os.cpu_count(), False)
+            two = ours
+            if n != 2:
+                two = Spec(pretty("trioproxy", primary, 2), "trioproxy", primary, 2, False, False)
+                specs.append(two)
+            specs += [ours, theirs]
+            if "trioproxy" in kinds:
+                lineup.scaling = (pretty("trioproxy", primary), two.name)
+            lineup.auto_pair = (ours.name, theirs.name)
+    for name in _peers.PEER_NAMES:
+        if name not in kinds:
+            continue
+        peer = _peers.find_peer(name, peers_venv)
+        if peer is None:
+            lineup.notes.append(
+                f"{name} skipped: not installed here or in {peers_venv} ({_peers.INSTALL_HINT})"
+            )
+        else:
+            specs.append(Spec(name, name, every_load=False, peer=peer))
+    return lineup
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     install_signal_exit()
     plan = make_plan(args)
-    wanted = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = [t for t in wanted if t not in TARGET_NAMES]
-    if unknown or not wanted:
-        say(f"unknown targets {unknown}; choose from {','.join(TARGET_NAMES)}")
+    aliases = {"trioproxy-w2": "workers"}  # the kind's old name
+    kinds = [aliases.get(k, k) for t in args.targets.split(",") if (k := t.strip())]
+    unknown = [t for t in kinds if t not in TARGET_KINDS]
+    if unknown or not kinds:
+        say(f"--targets: unknown kinds {unknown}; choose from {','.join(TARGET_KINDS)}")
         return 2
     missing = [
         name
@@ -265,12 +417,18 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         say(f"missing {' and '.join(missing)}; install with: {nginx.INSTALL_HINT}")
         return 2
+    resolved = resolve_parsers(args.parser or ("auto" if plan.mode == "quick" else "both"))
+    if isinstance(resolved, str):
+        say(resolved)
+        return 2
     proxy_cmd = shlex.split(args.proxy_cmd) if args.proxy_cmd else default_trioproxy_cmd()
+    layout = choose_layout(args.no_pin)
+    lineup = make_lineup(kinds, *resolved, layout, proxy_cmd, args.peers_venv)
 
     reg = ProcessRegistry()
     workdir = Path(tempfile.mkdtemp(prefix="trioproxy-bench-"))
     try:
-        return _run(args, plan, wanted, proxy_cmd, reg, workdir)
+        return _run(args, plan, layout, lineup, proxy_cmd, reg, workdir)
     except SystemExit as exc:
         say(f"interrupted (exit status {exc.code}): stopping every process this run started")
         raise
@@ -279,10 +437,46 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _start(
+    spec: Spec,
+    reg: ProcessRegistry,
+    workdir: Path,
+    origin: Origin,
+    layout: Layout,
+    proxy_cmd: list[str],
+) -> Target:
+    cpus = layout.proxy_cpus
+    if spec.workers > 1:
+        cpus = layout.multi_cpus if spec.workers == 2 else layout.auto_cpus
+    if spec.kind == "direct":
+        return direct_target(origin, layout.load_cpus)
+    if spec.kind == "nginx":
+        return start_nginx_proxy(reg, workdir, origin, cpus, spec)
+    if spec.kind == "baseline":
+        return start_baseline(reg, origin, cpus, spec)
+    if spec.kind == "trioproxy":
+        return start_trioproxy(reg, workdir, origin, cpus, spec, cmd=proxy_cmd)
+    return start_peer(reg, workdir, origin, cpus, spec)
+
+
+def _idle_rss(t: Target) -> list[ProcRss]:
+    """Idle RSS of a trioproxy target's processes, as read before its first request."""
+    if t.spec is None or t.spec.kind != "trioproxy" or t.rss_at_ready_kib is None:
+        return []
+    pid = t.proc.pid if t.proc else None
+    if t.worker_rss_kib is None:
+        return [ProcRss(t.name, "single", pid, t.rss_at_ready_kib)]
+    return [ProcRss(t.name, "supervisor", pid, t.rss_at_ready_kib)] + [
+        ProcRss(t.name, f"worker {i + 1}", wpid, rss)
+        for i, (wpid, rss) in enumerate(t.worker_rss_kib)
+    ]
+
+
 def _run(
     args: argparse.Namespace,
     plan: Plan,
-    wanted: list[str],
+    layout: Layout,
+    lineup: Lineup,
     proxy_cmd: list[str],
     reg: ProcessRegistry,
     workdir: Path,
@@ -293,7 +487,6 @@ def _run(
     problems: list[str] = []
     budget = QUICK_BUDGET_S if plan.mode == "quick" else DEFAULT_BUDGET_S
 
-    layout = choose_layout(args.no_pin)
     if layout.pinned:
         assert layout.load_cpus is not None
         os.sched_setaffinity(0, {int(layout.load_cpus)})
@@ -314,17 +507,22 @@ def _run(
         warnings.append(f"CPUs {busy_before:.0f}% busy before start: other work is running")
 
     loads = plan.loads()
+    primary = lineup.primary
     say(
         f"trioproxy benchmark, mode {plan.mode}: {plan.reps} repetition(s); "
         f"-c50 runs {plan.c50_duration_s} s, -c1 runs {plan.c1_duration_s} s, warm-up "
         f"{plan.warmup_s} s per load and target; memory: {plan.idle_connections} idle "
         f"connections; growth: {plan.growth_requests:,} requests"
     )
-    say(f"estimated time {plan.estimate_s(len(wanted)):.0f} s (budget {budget:.0f} s)")
+    say(f"parsers (TRIOPROXY_PARSER for trioproxy and baseline): {', '.join(lineup.parsers)}")
+    say(f"targets: {', '.join(s.name for s in lineup.specs)}")
+    for note in lineup.notes:
+        say(f"note: {note}")
+    say(f"estimated time {plan.estimate_s(lineup.specs, primary):.0f} s (budget {budget:.0f} s)")
     say(f"core layout: {layout.text}")
     say(
         "access logs: trioproxy's stdout and nginx proxy's /dev/stdout (one JSON line per "
-        "request each) go to /dev/null; the origin does not log"
+        "request each) go to /dev/null; the origin, the baseline and the peers do not log"
     )
     say(
         f"machine: {os.cpu_count()} CPUs, load average {loadavg:.2f}, "
@@ -341,28 +539,26 @@ def _run(
         problems.append(f"origin: {exc}")
     targets: list[Target] = []
     if origin is not None:
-        for name in wanted:
+        for spec in lineup.specs:
             try:
-                if name == "direct":
-                    targets.append(direct_target(origin, layout.load_cpus))
-                elif name == "nginx":
-                    targets.append(start_nginx_proxy(reg, workdir, origin, layout.proxy_cpus))
-                else:
-                    workers = 1 if name == "trioproxy" else int(name.rsplit("-w", 1)[1])
-                    cpus = layout.proxy_cpus if workers == 1 else layout.multi_cpus
-                    targets.append(
-                        start_trioproxy(reg, workdir, origin, cpus, workers=workers, cmd=proxy_cmd)
-                    )
-                say(f"started {name} on 127.0.0.1:{targets[-1].port} (CPUs {targets[-1].cpus})")
+                target = _start(spec, reg, workdir, origin, layout, proxy_cmd)
             except TargetError as exc:
-                problems.append(f"{name} did not start: {exc}")
-                say(f"FAILED to start {name}: {exc}")
+                problems.append(f"{spec.name} did not start: {exc}")
+                say(f"FAILED to start {spec.name}: {exc}")
+                continue
+            target.spec = spec
+            targets.append(target)
+            where = f"CPUs {target.cpus}" if target.cpus else "not pinned"
+            say(f"started {spec.name} on 127.0.0.1:{target.port} ({where})")
+    idle_rss = [r for t in targets for r in _idle_rss(t)]
 
     # --- phase 2: memory per idle connection ---------------------------------------------
     memory: list[IdleConnMemory] = []
     if origin is not None and plan.idle_connections > 0:
         for t in targets:
-            if t.proc is None or t.name not in ("trioproxy", "nginx"):
+            if t.proc is None or t.spec is None or t.spec.workers > 1:
+                continue
+            if t.spec.kind != "nginx" and t.name != pretty("trioproxy", primary):
                 continue
             say(f"memory: {t.name}, {plan.idle_connections} idle keep-alive connections ...")
             try:
@@ -384,12 +580,15 @@ def _run(
     # --- phase 3: loads --------------------------------------------------------------------
     records: list[RunRecord] = []
     live = list(targets)
-    total_runs = len(loads) * len(live) * plan.reps
+    total_runs = plan.reps * sum(
+        1 for load in loads for t in live if t.spec and runs_load(t.spec, load, primary)
+    )
     done = 0
     if origin is not None:
         for load in loads:
-            schedule = [(-1, t) for t in live] if plan.warmup_s else []
-            schedule += [(rep, t) for rep in range(plan.reps) for t in live]
+            these = [t for t in live if t.spec is None or runs_load(t.spec, load, primary)]
+            schedule = [(-1, t) for t in these] if plan.warmup_s else []
+            schedule += [(rep, t) for rep in range(plan.reps) for t in these]
             for rep, t in schedule:
                 if t.failed:
                     continue
@@ -420,6 +619,7 @@ def _run(
                         args,
                         plan,
                         layout,
+                        lineup,
                         started,
                         started_at,
                         loadavg,
@@ -430,6 +630,7 @@ def _run(
                         records,
                         [],
                         memory,
+                        idle_rss,
                         None,
                         warnings,
                         problems,
@@ -449,11 +650,12 @@ def _run(
                     problems.append(f"{load.name} {label} {t.name}: {'; '.join(result.problems)}")
                     say(result.stdout)
 
-    cells = summarize(records, loads, [t.name for t in targets])
+    cells = summarize(records, loads, [t.name for t in targets], lineup.baselines())
 
     # --- phase 4: growth -------------------------------------------------------------------
     growth: Growth | None = None
-    subject = next((t for t in targets if t.name == "trioproxy" and not t.failed), None)
+    single = pretty("trioproxy", primary)
+    subject = next((t for t in targets if t.name == single and not t.failed), None)
     subject = subject or next((t for t in targets if t.name == "nginx" and not t.failed), None)
     if origin is not None and subject is not None and plan.growth_requests > 0:
         assert subject.proc is not None
@@ -474,7 +676,11 @@ def _run(
                 workdir=workdir / "wrk",
                 expected_body=nginx.BODY_SIZES["1k"],
                 watch={"origin": origin.proc.pid, "proxy": subject.proc.pid},
-                max_seconds=None if plan.mode == "full" else int(budget - elapsed_now - 10),
+                # Within the run's budget, but never so short that 100,000 requests at
+                # trioproxy's rate cannot finish.
+                max_seconds=None
+                if plan.mode == "full"
+                else max(90, int(budget - elapsed_now - 10)),
             )
         except (OSError, ValueError, WrkError) as exc:
             problems.append(f"growth check on {subject.name} failed: {exc}")
@@ -499,6 +705,7 @@ def _run(
         args,
         plan,
         layout,
+        lineup,
         started,
         started_at,
         loadavg,
@@ -509,6 +716,7 @@ def _run(
         records,
         cells,
         memory,
+        idle_rss,
         growth,
         warnings,
         problems,
@@ -519,6 +727,7 @@ def _finish(
     args: argparse.Namespace,
     plan: Plan,
     layout: Layout,
+    lineup: Lineup,
     started: float,
     started_at: datetime.datetime,
     loadavg: float,
@@ -529,6 +738,7 @@ def _finish(
     records: list[RunRecord],
     cells: list[Cell],
     memory: list[IdleConnMemory],
+    idle_rss: list[ProcRss],
     growth: Growth | None,
     warnings: list[str],
     problems: list[str],
@@ -558,9 +768,39 @@ def _finish(
         say("memory: RSS (/proc/PID/status VmRSS) idle and with idle keep-alive connections")
         say(format_memory(memory))
         say()
+    if idle_rss:
+        say("idle RSS of each trioproxy process, before its first request:")
+        say(format_idle_rss(idle_rss))
+        say()
     if growth is not None:
         say("growth: " + format_growth(growth))
         say()
+    goals = judge(
+        cells,
+        lineup.parsers,
+        w1=lineup.scaling[0] if lineup.scaling else None,
+        w2=lineup.scaling[1] if lineup.scaling else None,
+        auto_pair=lineup.auto_pair,
+        rss=idle_rss,
+        memory=memory,
+    )
+    say("the issues' targets (judged on this run; a missed target is not a failure):")
+    for goal in goals:
+        say("  " + goal.line())
+    verdicts = [g.met for g in goals if g.op]
+    say(
+        f"  {verdicts.count(True)} met, {verdicts.count(False)} missed, "
+        f"{verdicts.count(None)} not measured"
+    )
+    shared = (layout.load_cpus or "-") in (layout.multi_cpus or "").split(",")
+    if layout.pinned and lineup.scaling and shared:
+        say(
+            "  note: the 2 workers share a CPU with wrk and the origin here, the 1 worker has "
+            "one of its own: the scaling figure understates what 2 free cores give"
+        )
+    say()
+    for note in lineup.notes:
+        say(f"note: {note}")
     for w in warnings:
         say(f"WARNING: {w}")
     for p in problems:
@@ -582,6 +822,8 @@ def _finish(
         "ok": ok,
         "plan": plan,
         "layout": layout,
+        "parsers": lineup.parsers,
+        "notes": lineup.notes,
         "machine": {
             "cpus": os.cpu_count(),
             "affinity": list(layout.machine_cpus),
@@ -591,7 +833,7 @@ def _finish(
             "busy_before_pct": round(busy_before, 1),
             "steal_pct_during": round(steal, 2),
         },
-        "versions": _versions(),
+        "versions": _versions(lineup),
         "logging": "trioproxy stdout and nginx proxy access_log /dev/stdout -> /dev/null; "
         "origin access_log off",
         "targets": [
@@ -601,6 +843,8 @@ def _finish(
                 "port": t.port,
                 "cpus": t.cpus,
                 "argv": t.proc.argv if t.proc else None,
+                "parser": t.spec.parser if t.spec else None,
+                "baseline": lineup.baselines().get(t.name),
                 "failed": t.failed,
             }
             for t in targets
@@ -608,6 +852,8 @@ def _finish(
         "loads": loads,
         "summary": cells,
         "memory": memory,
+        "idle_rss": idle_rss,
+        "goals": [_goal_json(g) for g in goals],
         "growth": growth,
         "runs": records,
         "warnings": warnings,
@@ -622,14 +868,37 @@ def _finish(
     return 0 if ok else 1
 
 
-def _versions() -> dict[str, str]:
+def _goal_json(goal: Goal) -> dict[str, Any]:
+    return {
+        "issue": goal.issue,
+        "what": goal.what,
+        "value": None if goal.value is None else round(goal.value, 3),
+        "op": goal.op,
+        "limit": goal.limit,
+        "unit": goal.unit.strip(),
+        "met": goal.met,
+    }
+
+
+def format_idle_rss(rows: list[ProcRss]) -> str:
+    return "\n".join(
+        f"  {r.target} {r.role}{f' (pid {r.pid})' if r.pid else ''}: {r.rss_kib / 1024:.1f} MiB"
+        for r in rows
+    )
+
+
+def _versions(lineup: Lineup) -> dict[str, str]:
     out = {
         "nginx": _version([nginx.nginx_binary() or "nginx", "-v"]),
         "wrk": _version([wrk_binary() or "wrk", "-v"]),
     }
-    try:
-        out["trioproxy"] = importlib.metadata.version("trioproxy")
-    except importlib.metadata.PackageNotFoundError:
-        out["trioproxy"] = "?"
+    for dist in ("trioproxy", "trio", "h11", "h11-mypyc"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "?"
+    for spec in lineup.specs:
+        if spec.peer is not None:
+            out[spec.name] = _version([*spec.peer.argv_prefix, "--version"])
     out["python"] = sys.version.split()[0]
     return out

@@ -197,6 +197,19 @@ def process_tree(root: int) -> list[int]:
     return out
 
 
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (from /proc/PID/task/*/children), in pid order."""
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError):
+            out += [int(c) for c in (task / "children").read_text().split()]
+    return sorted(set(out))
+
+
 def tree_cpu_snapshot(root: int) -> dict[int, int]:
     snap: dict[int, int] = {}
     for pid in process_tree(root):

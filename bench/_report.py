@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,9 @@ class Cell:
     p99_us_min: float
     p99_us_max: float
     cpu_pct: dict[str, float]  # median per watched process tree, % of one core
+    p99_over_p50: float | None = None  # of the medians: the tail against the typical request
+    baseline: str | None = None  # the baseline row this one is compared with
+    rps_vs_baseline: float | None = None
     rps_vs_direct: float | None = None
     rps_vs_nginx: float | None = None
     p50_added_us_vs_direct: float | None = None
@@ -67,8 +70,14 @@ class Cell:
 
 
 def summarize(
-    records: Sequence[RunRecord], loads: Sequence[Load], targets: Sequence[str]
+    records: Sequence[RunRecord],
+    loads: Sequence[Load],
+    targets: Sequence[str],
+    baselines: Mapping[str, str] | None = None,
 ) -> list[Cell]:
+    """One Cell per (load, target) measured; ``baselines`` maps a target to its baseline row
+    (the baseline forwarder on the same parser) for the rps/baseline ratio."""
+    baselines = baselines or {}
     cells: list[Cell] = []
     for load in loads:
         by_target: dict[str, Cell] = {}
@@ -105,9 +114,15 @@ def summarize(
                 errors=sum(sum(r.errors.values()) for r in measured),
                 problems=sum(1 for r in measured if r.problems),
             )
+            if cell.p50_us > 0:
+                cell.p99_over_p50 = round(cell.p99_us / cell.p50_us, 2)
             by_target[target] = cell
             cells.append(cell)
         for cell in by_target.values():
+            base = by_target.get(baselines.get(cell.target, ""))
+            if base is not None and base.rps_median > 0 and base is not cell:
+                cell.baseline = base.target
+                cell.rps_vs_baseline = round(cell.rps_median / base.rps_median, 3)
             for ref_name, attr in (("direct", "direct"), ("nginx", "nginx")):
                 ref = by_target.get(ref_name)
                 if ref is None or ref.rps_median <= 0 or cell.rps_median <= 0:
@@ -172,12 +187,14 @@ def format_load_table(load: Load, cells: Sequence[Cell]) -> str:
         "spread",
         "p50",
         "p99",
+        "p99/p50",
         "CPU proxy",
         "CPU origin",
         "CPU wrk",
         "CPU other",
         "rps/direct",
         "rps/nginx",
+        "rps/baseline",
         "+p50 vs direct",
         "+p50 vs nginx",
         "errors",
@@ -194,12 +211,14 @@ def format_load_table(load: Load, cells: Sequence[Cell]) -> str:
                 f"{c.rps_spread_pct:.0f}%",
                 _us(c.p50_us),
                 _us(c.p99_us),
+                _ratio(c.p99_over_p50),
                 f"{c.cpu_pct['proxy']:.0f}%" if "proxy" in c.cpu_pct else "-",
                 f"{c.cpu_pct.get('origin', 0.0):.0f}%",
                 f"{c.cpu_pct.get('wrk', 0.0):.0f}%",
                 f"{c.cpu_pct.get('other', 0.0):.0f}%",
                 _ratio(c.rps_vs_direct),
                 _ratio(c.rps_vs_nginx),
+                _ratio(c.rps_vs_baseline),
                 _added(c.p50_added_us_vs_direct),
                 _added(c.p50_added_us_vs_nginx),
                 str(c.errors) + (f" ({c.problems} bad runs)" if c.problems else ""),
@@ -209,7 +228,7 @@ def format_load_table(load: Load, cells: Sequence[Cell]) -> str:
         f"{load.name}: wrk -t1 -c{load.connections} -d{load.duration_s}s, "
         f"{load.body_bytes} B body ({load.purpose})"
     )
-    table = _table(rows, right=set(range(1, 14)))
+    table = _table(rows, right=set(range(1, 17)))
     return title + "\n" + table + (f"\nnote: {load.note}" if load.note else "")
 
 

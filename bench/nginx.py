@@ -1,7 +1,8 @@
 """nginx configurations: the static origin and the reference reverse proxy.
 
 Both run in the foreground as one single process (``daemon off; master_process off;``), so
-the pid the benchmark starts is the process that serves; the error log goes to stderr, the
+the pid the benchmark starts is the process that serves (with several workers, the master
+stays in the foreground and its workers are its children); the error log goes to stderr, the
 pid file and every temp path into the run's temp dir, nothing under /var.
 
 The origin serves fixed 1 KiB and 64 KiB bodies from files with ``access_log off`` and an
@@ -55,11 +56,13 @@ def argv(nginx: str, prefix: Path, conf: Path) -> list[str]:
     return [nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr"]
 
 
-def _main_context(prefix: Path) -> str:
+def _main_context(prefix: Path, workers: str = "1") -> str:
+    # Several workers need the master process; it stays in the foreground (daemon off).
+    master = "off" if workers == "1" else "on"
     return f"""
 daemon off;
-master_process off;
-worker_processes 1;
+master_process {master};
+worker_processes {workers};
 worker_rlimit_nofile 16384;
 error_log stderr warn;
 pid {prefix}/nginx.pid;
@@ -118,8 +121,9 @@ _LOG_FORMAT = (
 )
 
 
-def proxy_conf(prefix: Path, port: int, upstream_port: int) -> str:
-    return f"""{_main_context(prefix)}
+def proxy_conf(prefix: Path, port: int, upstream_port: int, workers: str = "1") -> str:
+    """The reference proxy; ``workers`` is nginx's ``worker_processes`` ("1", "2", "auto")."""
+    return f"""{_main_context(prefix, workers)}
 http {{{_http_common(prefix)}
     log_format benchjson escape=json '{_LOG_FORMAT}';
     access_log /dev/stdout benchjson;
