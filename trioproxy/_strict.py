@@ -378,6 +378,11 @@ class ChunkedChecker:
                 if budget <= 0:
                     return pos
                 budget -= 1
+                if not self._line:  # the common case: a whole chunk in view, in one step
+                    whole = self._whole_chunk(data, pos)
+                    if whole:
+                        pos = whole
+                        continue
                 pos = self._feed_size_line(data, pos)
             elif state in (_DATA_CR, _DATA_LF):
                 # RFC 9112 7.1: chunk-data is followed by exactly CRLF (h11 < 0.16 took any two
@@ -391,6 +396,22 @@ class ChunkedChecker:
             else:  # _DONE: what follows belongs to the next message
                 return size
         return size
+
+    def _whole_chunk(self, data: bytes | bytearray, pos: int) -> int:
+        """Where the chunk starting at ``pos`` ends, if its size line and data (and their
+        CRLFs) are all in ``data`` and well formed; 0 leaves the byte-wise path to judge it
+        (and to say what is wrong). A body of tiny chunks is mostly this."""
+        newline = data.find(b"\n", pos, pos + self._max_line_bytes)
+        if newline < 0:
+            return 0
+        match = _CHUNK_LINE.fullmatch(data, pos, newline + 1)
+        if match is None:
+            return 0
+        size = int(match.group(1), 16)
+        after = newline + 1 + size
+        if not size or after + 2 > len(data) or data[after] != 0x0D or data[after + 1] != 0x0A:
+            return 0  # the last chunk, a chunk that goes on past data, or a framing error
+        return after + 2
 
     def _feed_size_line(self, data: bytes | bytearray, pos: int) -> int:
         newline = data.find(b"\n", pos)
