@@ -21,7 +21,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._procs import ProcessRegistry, free_port, rss_kib  # noqa: E402
+from bench._procs import ProcessRegistry, free_port, rss_kib
 
 
 async def hold_heads(address: tuple[str, int], count: int, head_bytes: int, pid: int) -> int:
