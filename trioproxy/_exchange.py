@@ -338,8 +338,8 @@ async def _receive_head_bytes(
     left_s = deadline - trio.current_time()
     if left_s <= 0:
         raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
-    if not watch_client or left_s <= _WATCH_CLIENT_AFTER_S:
-        return await up.receive(left_s)
+    if not watch_client or left_s <= _WATCH_CLIENT_AFTER_S or up.readable_now():
+        return await up.receive(left_s)  # (under load the answer is usually there already)
     with trio.move_on_after(_WATCH_CLIENT_AFTER_S) as quick:
         await up.wait_readable()
     if quick.cancelled_caught:
