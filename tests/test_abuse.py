@@ -30,7 +30,9 @@ CHUNKS_PER_SLICE = 64  # trioproxy._exchange._EVENTS_PER_SLICE
 async def scripted_origin_handler(stream: trio.SocketStream) -> None:
     """An origin that answers by path: /small, /big/<bytes>, /chunks/<count> (one-byte
     chunks), and any request with a body: the body's length. The proxy may hang up on it."""
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+    with contextlib.suppress(
+        trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError
+    ):
         await _serve_scripted(stream)
 
 
@@ -197,6 +199,39 @@ async def test_clients_that_never_send_their_body_hold_no_upstream_connection() 
                 assert (await client.request(b"GET", b"/small")).status == 200
         for stream in attackers:
             await stream.aclose()
+
+
+async def test_a_body_larger_than_the_buffer_streams_and_a_trickle_is_cut_off() -> None:
+    """Past the buffer a body streams upstream (holding one connection, which is nobody
+    else's); a client that then trickles falls below the rate floor: 408, connection gone."""
+    settings = make_settings(
+        timeouts__client_body_s=0.3, limits__min_body_rate_bytes_per_s=1_000_000
+    )
+    async with scripted_origin() as origin, running_proxy(origin, settings) as proxy:
+        stream = await trio.open_tcp_stream(*proxy.address)
+        async with stream:
+            await stream.send_all(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"y" * 70000
+            )
+            await _wait_until(lambda: proxy.server.pool.open_count == 1)
+            async with Client.connect(proxy.address) as client:  # meanwhile, others are served
+                assert (await client.request(b"GET", b"/small")).status == 200
+            async with trio.open_nursery() as nursery:
+
+                async def trickle() -> None:  # a byte just inside each inactivity timeout
+                    with contextlib.suppress(trio.BrokenResourceError):
+                        while True:
+                            await stream.send_all(b"y")
+                            await trio.sleep(0.1)
+
+                nursery.start_soon(trickle)
+                with trio.fail_after(10):
+                    answer = await stream.receive_some(65536)
+                nursery.cancel_scope.cancel()
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert proxy.records[-1].status == 408
+        await _wait_until(lambda: proxy.server.pool.open_count <= 1)
+        assert proxy.server.pool.idle_count == proxy.server.pool.open_count
 
 
 async def test_clients_that_never_read_release_the_upstream_connection() -> None:
