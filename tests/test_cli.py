@@ -121,12 +121,3 @@ async def test_admin_listener_from_the_configuration(
         proxy.process.send_signal(signal.SIGTERM)
         assert await wait_for_exit(proxy.process) == 0
     assert 'section_http_request_count_total{hostname="test.example",status="200"} 1.0' in metrics
-
-
-async def test_admin_listener_and_workers_are_refused_together(tmp_path: Path) -> None:
-    (tmp_path / "trioproxy.toml").write_text('[admin]\nlisten = "127.0.0.1:9"\n')
-    result = await run_cli(
-        ["--listen", "127.0.0.1:0", "--workers", "2", "--config-dir", str(tmp_path)]
-    )
-    assert result.returncode == 2
-    assert b"admin.listen works with one worker only" in result.stderr

@@ -9,8 +9,12 @@ from pathlib import Path
 
 import trio
 
+from trioproxy._accesslog import AccessRecord
+from trioproxy._metrics import MetricsSnapshot, RequestMetrics, merge_snapshots
+
 from .cli_support import cli_proxy, wait_for_exit
 from .support import Client
+from .test_admin import admin_request, scrape, total, value
 
 
 def _children(pid: int) -> set[int]:
@@ -67,3 +71,70 @@ async def test_workers_stop_when_the_supervisor_is_killed(origin: tuple[str, int
             while any(Path(f"/proc/{pid}").exists() for pid in workers):  # noqa: ASYNC110, ASYNC240
                 await trio.sleep(0.05)
     assert b"supervisor gone: stopping" in proxy.stderr
+
+
+async def _free_port() -> int:
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_the_supervisor_serves_the_sum_of_the_workers_metrics(
+    origin: tuple[str, int], tmp_path: Path
+) -> None:
+    admin_port = await _free_port()
+    (tmp_path / "trioproxy.toml").write_text(f'[admin]\nlisten = "127.0.0.1:{admin_port}"\n')
+    admin = ("127.0.0.1", admin_port)
+    async with cli_proxy(origin, "--workers", "2", config_dir=str(tmp_path)) as proxy:
+        assert f"admin listener on 127.0.0.1:{admin_port}".encode() in proxy.stderr
+        assert (await admin_request(admin, b"/healthz")).status == 200
+        # One connection per request: SO_REUSEPORT spreads 40 connections over both workers
+        # (all on one has odds of 2**-39), so the sum needs both workers' numbers.
+        for index in range(40):
+            host = b"a.example" if index % 4 else b"b.example"
+            async with Client.connect(proxy.address) as client:
+                reply = await client.request(b"GET", b"/", [(b"Host", host)])
+                assert reply.status == 200
+        with trio.fail_after(10):  # every request has been logged (and so counted)
+            await proxy.wait_for_output(lambda: proxy.stdout.count(b"\n") >= 40)
+        samples = await scrape(admin)
+        workers = _children(proxy.process.pid)
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await wait_for_exit(proxy.process) == 0, proxy.stderr.decode()
+    assert len(workers) == 2
+    lines = [json.loads(line) for line in proxy.stdout.decode().splitlines()]
+    assert value(samples, "trioproxy_requests_total", code_class="2xx") == 40
+    assert value(samples, "trioproxy_downstream_connections_total") == 40
+    assert value(samples, "trioproxy_downstream_connections_open") == 0
+    assert value(samples, "trioproxy_request_duration_seconds_count") == 40
+    assert value(samples, "trioproxy_workers") == 2
+    assert value(samples, "trioproxy_response_bytes_total") == sum(int(x["bytes"]) for x in lines)
+    section = "section_http_request_count_total"
+    assert value(samples, section, hostname="a.example", status="200") == 30
+    assert value(samples, section, hostname="b.example", status="200") == 10
+    assert total(samples, "section_http_bytes_total") == sum(int(x["bytes"]) for x in lines)
+
+
+def test_summed_metrics_apply_the_hostname_cap_once() -> None:
+    def worker(*hosts: bytes) -> MetricsSnapshot:
+        metrics = RequestMetrics(max_hostnames=2)
+        for host in hosts:
+            metrics.observe(
+                AccessRecord(start_wall=0.0, peer="-", host=host, status=200, bytes_sent=10)
+            )
+        return metrics.snapshot((("gauge", "g", "a gauge", 1.0),))
+
+    merged = merge_snapshots(
+        [worker(b"a", b"b", b"a"), worker(b"c", b"b")],
+        (("gauge", "w", "workers", 2.0),),
+        max_hostnames=2,
+    )
+    assert sorted(merged.section) == [
+        (b"a", 200, 2, 20),
+        (b"b", 200, 2, 20),
+        (b"other", 200, 1, 10),
+    ]
+    assert merged.by_class[2] == 5 and merged.bytes_sent == 50
+    assert merged.scalars == (("gauge", "g", "a gauge", 2.0), ("gauge", "w", "workers", 2.0))
+    assert MetricsSnapshot.from_tuple(merged.as_tuple()) == merged

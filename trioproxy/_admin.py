@@ -23,20 +23,24 @@ resolves to and on what was actually bound, so Settings built in code cannot get
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 import h11
 import trio
-from prometheus_client.registry import Collector
 
 from ._addr import format_host_port, parse_host_port
 from ._listen import ListenError, accept_forever
 from ._metrics import exposition
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
 
 __all__ = [
     "MAX_CONNECTIONS",
@@ -163,7 +167,7 @@ class AdminServer:
         *,
         is_draining: Callable[[], bool],
         upstream: tuple[str, int],
-        metrics_snapshot: Callable[[], Collector],
+        metrics_snapshot: Callable[[], Collector | Awaitable[Collector]],
         ready_timeout_s: float = READY_TIMEOUT_S,
         io_timeout_s: float = IO_TIMEOUT_S,
     ) -> None:
@@ -246,6 +250,8 @@ class AdminServer:
         # consistent; formatting it (milliseconds for thousands of series) runs in a thread
         # so that the proxy's requests do not wait for a scrape.
         snapshot = self._metrics_snapshot()
+        if inspect.isawaitable(snapshot):  # the supervisor's: it asks its workers
+            snapshot = await snapshot
         body = await trio.to_thread.run_sync(partial(exposition, snapshot))
         return 200, _METRICS_CONTENT_TYPE, body
 

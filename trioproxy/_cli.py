@@ -10,21 +10,25 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from functools import partial
 
 import trio
 
 from ._accesslog import AccessRecord, make_formatter
 from ._addr import format_host_port, parse_host_port
-from ._admin import open_admin_listener
-from ._config import ConfigError, load_settings
+from ._admin import AdminServer, open_admin_listener
+from ._config import ConfigError, load_settings, read_config, settings_from_bytes
+from ._cpus import auto_workers
 from ._errors import UpstreamConnectError
 from ._h11 import PARSER
 from ._listen import ListenError, bind_socket, bound_address
 from ._logwriter import AccessLogWriter
+from ._metrics import MetricsSnapshot, ProxyCollector, merge_snapshots
+from ._reload import applicable, changed_keys, rejected, summary
 from ._server import ProxyServer
-from ._settings import Settings
-from ._workers import Supervisor, announce_ready, stop_when_supervisor_goes
+from ._settings import Admin, Settings
+from ._workers import Channel, Config, Reloaded, Supervisor, serve_supervisor, worker_channel
 
 log = logging.getLogger("trioproxy")
 
@@ -77,10 +81,10 @@ def build_parser(
     )
     parser.add_argument(
         "--workers",
-        type=int,
-        default=int(env("TRIOPROXY_WORKERS", "1")),
+        default=env("TRIOPROXY_WORKERS", "1"),
         metavar="N",
-        help="worker processes sharing the port with SO_REUSEPORT (default %(default)s)",
+        help="worker processes sharing the port with SO_REUSEPORT, or 'auto': one per CPU "
+        "this process may use (affinity and cgroup quota) (default %(default)s)",
     )
     parser.add_argument(
         "--log-level",
@@ -107,6 +111,12 @@ def configure_diagnostics(level: str) -> None:
 def run_main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     configure_diagnostics(args.log_level)
+    workers = workers_count(args.workers)
+    if workers is None:
+        log.error(
+            "--workers: expected a number of processes (1 or more) or 'auto', not %r", args.workers
+        )
+        return 2
     try:
         listen = parse_host_port(args.listen)
     except ValueError as exc:
@@ -123,23 +133,17 @@ def run_main(argv: Sequence[str]) -> int:
         for problem in exc.problems:
             log.error("config: %s", problem)
         return 2
-    reuse_port = args.workers > 1 or os.environ.get("TRIOPROXY_REUSE_PORT") == "1"
+    reuse_port = workers > 1 or os.environ.get("TRIOPROXY_REUSE_PORT") == "1"
     try:
         sock = bind_socket(*listen, reuse_port=reuse_port)
     except ListenError as exc:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
-    if args.workers > 1:
-        if settings.admin.listen:
-            log.error(
-                "config: admin.listen works with one worker only for now (each worker would "
-                "need its own admin port); drop --workers or the [admin] listener"
-            )
-            sock.close()
-            return 2
-        return _supervise(args, sock, settings)
+    if workers > 1:
+        return _supervise(args, sock, settings, workers, upstream)
+    channel = worker_channel()  # a worker of --workers N: the supervisor serves the admin
     admin = None
-    if settings.admin.listen:
+    if settings.admin.listen and channel is None:
         try:
             admin = open_admin_listener(settings.admin.listen)
         except ListenError as exc:
@@ -148,16 +152,50 @@ def run_main(argv: Sequence[str]) -> int:
             return 1
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     run_with_access_log(
-        settings, partial(run_proxy, settings, [listener], upstream, admin_listener=admin)
+        settings,
+        partial(
+            run_proxy,
+            settings,
+            [listener],
+            upstream,
+            admin_listener=admin,
+            config_dir=args.config_dir,
+            channel=channel,
+        ),
     )
     log.info("stopped")
     return 0
 
 
-def _supervise(args: argparse.Namespace, probe: socket.socket, settings: Settings) -> int:
+def workers_count(text: str) -> int | None:
+    """``--workers``: a count, or ``auto`` (`_cpus.auto_workers`); None if neither."""
+    if text.strip().lower() == "auto":
+        return auto_workers()
+    try:
+        count = int(text)
+    except ValueError:
+        return None
+    return count if count >= 1 else None
+
+
+def _supervise(
+    args: argparse.Namespace,
+    probe: socket.socket,
+    settings: Settings,
+    count: int,
+    upstream: tuple[str, int],
+) -> int:
     """The parent of ``--workers N``: the probe listener found the port (and that it can be
     bound); each worker binds its own with SO_REUSEPORT, so the probe goes."""
     address = bound_address(probe)
+    admin_listener = None
+    if settings.admin.listen:
+        try:
+            admin_listener = open_admin_listener(settings.admin.listen)
+        except ListenError as exc:
+            log.error("%s", exc)
+            probe.close()
+            return 1
     probe.close()
     worker_argv = [
         f"--listen={address}",
@@ -166,14 +204,74 @@ def _supervise(args: argparse.Namespace, probe: socket.socket, settings: Setting
         f"--log-level={args.log_level}",
     ]
     os.environ["TRIOPROXY_REUSE_PORT"] = "1"
-    supervisor = Supervisor(worker_argv, args.workers, stop_timeout_s=settings.timeouts.drain_s + 5)
+    current = [settings]
+
+    def reload() -> Reloaded | None:
+        # Checked once here; every worker is then handed the same bytes.
+        checked = _check(args.config_dir)
+        if checked is None:
+            return None
+        file, raw, new = checked
+        changed = changed_keys(current[0], new)
+        current[0] = applicable(current[0], new)
+        warn, line = summary(file, changed)
+        return Config(file, raw), partial(log.log, logging.WARNING if warn else logging.INFO, line)
+
+    try:
+        initial = Config(*read_config(args.config_dir))
+    except ConfigError:  # it was readable a moment ago; the workers will say what is wrong
+        initial = Config("", None)
+    supervisor = Supervisor(
+        worker_argv,
+        count,
+        stop_timeout_s=settings.timeouts.drain_s + 5,
+        config=initial,
+        reload=reload,
+    )
+
+    async def admin(nursery: trio.Nursery) -> None:
+        assert admin_listener is not None
+
+        async def metrics() -> MetricsSnapshot:
+            snapshots = [MetricsSnapshot.from_tuple(s) for s in await supervisor.snapshots()]
+            workers = sum(w.accepting for w in supervisor.workers.values())
+            extra = (("gauge", "trioproxy_workers", "Worker processes accepting now", workers),)
+            return merge_snapshots(snapshots, extra)
+
+        server = AdminServer(
+            is_draining=lambda: not supervisor.healthy, upstream=upstream, metrics_snapshot=metrics
+        )
+        await nursery.start(server.serve, admin_listener)
+        where = format_host_port(*admin_listener.socket.getsockname()[:2])
+        log.info("admin listener on %s (/healthz, /readyz, /metrics)", where)
 
     def ready() -> None:
-        log.info("listening on %s, upstream %s (%d workers)", address, args.upstream, args.workers)
+        log.info("listening on %s, upstream %s (%d workers)", address, args.upstream, count)
 
-    status = trio.run(supervisor.run, ready)
+    async def supervise() -> int:
+        try:
+            return await supervisor.run(ready, admin=admin if admin_listener else None)
+        finally:
+            if admin_listener is not None:
+                admin_listener.socket.close()
+
+    status = trio.run(supervise)
     log.info("stopped")
     return status
+
+
+def _check(config_dir: str) -> tuple[str, bytes | None, Settings] | None:
+    """A reload's configuration, read and checked as ``validate`` does it; None (after one
+    line per problem and the verdict on stderr) when it is invalid."""
+    file = str(config_dir)
+    try:
+        file, raw = read_config(config_dir)
+        return file, raw, Settings() if raw is None else settings_from_bytes(raw, file=file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("config: %s", problem)
+        log.error("%s", rejected(file, len(exc.problems)))
+        return None
 
 
 def run_with_access_log(
@@ -190,13 +288,25 @@ def run_with_access_log(
         writer.close(timeout_s=2.0)
 
 
-def access_log_sink(settings: Settings, writer: AccessLogWriter) -> Callable[[AccessRecord], None]:
-    render = make_formatter(settings.access_log.format, settings.access_log.fields)
+def access_log_sink(settings: Settings, writer: AccessLogWriter) -> AccessLogSink:
+    return AccessLogSink(settings, writer)
 
-    def sink(record: AccessRecord) -> None:
-        writer.write(render(record))
 
-    return sink
+class AccessLogSink:
+    """Renders each record in the configured format and hands the line to the writer."""
+
+    __slots__ = ("_render", "_writer")
+
+    def __init__(self, settings: Settings, writer: AccessLogWriter) -> None:
+        self._render = make_formatter(settings.access_log.format, settings.access_log.fields)
+        self._writer = writer
+
+    def __call__(self, record: AccessRecord) -> None:
+        self._writer.write(self._render(record))
+
+    def with_settings(self, settings: Settings) -> AccessLogSink:
+        """The same writer, the format and fields of ``settings`` (a reload)."""
+        return AccessLogSink(settings, self._writer)
 
 
 async def run_proxy(
@@ -207,10 +317,19 @@ async def run_proxy(
     access_log_dropped: Callable[[], int] | None = None,
     *,
     admin_listener: trio.SocketListener | None = None,
+    config_dir: str | None = None,
+    channel: Channel | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once."""
+    """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once. SIGHUP
+    reloads ``config_dir`` (a worker is handed its configuration through ``channel``)."""
+    counting = channel is not None and bool(settings.admin.listen)
+    if channel is not None:  # a worker: the supervisor owns the admin listener
+        settings = replace(settings, admin=Admin())
     server = ProxyServer(settings, upstream, access_log, access_log_dropped=access_log_dropped)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    if counting:
+        server.count_requests()  # the supervisor asks for the numbers over the channel
+    reloader = _Reloader(server, access_log)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
 
             async def serve_then_stop(*, task_status: trio.TaskStatus[None]) -> None:
@@ -224,22 +343,73 @@ async def run_proxy(
             log.debug("parser: %s", PARSER)
             addresses = ", ".join(bound_address(listener) for listener in listeners)
             log.info("listening on %s, upstream %s", addresses, format_host_port(*upstream))
-            announce_ready()
-            nursery.start_soon(_stop_on_signals, signals, server, nursery.cancel_scope)
-            nursery.start_soon(stop_when_supervisor_goes, server.shutdown)
+            reload = partial(reloader.from_disk, config_dir) if config_dir is not None else None
+            nursery.start_soon(_stop_on_signals, signals, server, nursery.cancel_scope, reload)
+            if channel is not None:
+                collector = ProxyCollector(server.ctx, access_log_dropped)
+                nursery.start_soon(
+                    partial(
+                        serve_supervisor,
+                        channel,
+                        metrics=lambda: collector.snapshot().as_tuple(),
+                        reload=reloader.from_bytes,
+                        shutdown=server.shutdown,
+                    )
+                )
             await _wait_for_upstream_name(server)
 
 
+class _Reloader:
+    """Applies a new configuration to a running server (SIGHUP, or the supervisor's word)."""
+
+    def __init__(self, server: ProxyServer, access_log: Callable[[AccessRecord], None]) -> None:
+        self._server = server
+        self._access_log = access_log
+
+    def apply(self, new: Settings) -> list[str]:
+        """Swap in ``new`` (restart-only keys kept); the keys that changed."""
+        server = self._server
+        changed = changed_keys(server.settings, new)
+        settings = applicable(server.settings, new)
+        renew = getattr(self._access_log, "with_settings", None)  # embedders' sinks stay
+        server.reload(settings, renew(settings) if renew is not None else self._access_log)
+        return changed
+
+    def from_disk(self, config_dir: str) -> None:
+        checked = _check(config_dir)
+        if checked is not None:
+            file, _, new = checked
+            warn, line = summary(file, self.apply(new))
+            log.log(logging.WARNING if warn else logging.INFO, "%s", line)
+
+    def from_bytes(self, file: str, raw: bytes | None) -> str:
+        """A worker's reload (checked by the supervisor already): "" or what went wrong."""
+        try:
+            self.apply(Settings() if raw is None else settings_from_bytes(raw, file=file))
+        except ConfigError as exc:
+            return "; ".join(str(problem) for problem in exc.problems)
+        return ""
+
+
 async def _stop_on_signals(
-    signals: AsyncIterator[int], server: ProxyServer, everything: trio.CancelScope
+    signals: AsyncIterator[int],
+    server: ProxyServer,
+    everything: trio.CancelScope,
+    reload: Callable[[], None] | None = None,
 ) -> None:
     async for signum in signals:
         if everything.cancel_called:
             break
+        if signum == signal.SIGHUP:
+            if reload is not None and not server.draining:
+                reload()
+            continue
         log.info("%s: stopping", signal.Signals(signum).name)
         server.shutdown()
         everything.deadline = trio.current_time() + server.settings.timeouts.drain_s + 1
         async for again in signals:
+            if again == signal.SIGHUP:
+                continue
             log.info("%s again: stopping now", signal.Signals(again).name)
             everything.cancel()
             return

@@ -32,6 +32,7 @@ __all__ = [
     "ConfigError",
     "Problem",
     "load_settings",
+    "read_config",
     "settings_from_bytes",
     "settings_from_mapping",
 ]
@@ -81,14 +82,18 @@ def load_settings(config_dir: str | Path) -> Settings:
     The platform mounts the configuration at ``/opt/proxy_config`` only when the application
     repository has a directory for this proxy, so a plain run sees neither and gets defaults.
     """
+    file, raw = read_config(config_dir)
+    return Settings() if raw is None else settings_from_bytes(raw, file=file)
+
+
+def read_config(config_dir: str | Path) -> tuple[str, bytes | None]:
+    """The configuration file's path and content; None when there is none (defaults apply).
+    A reload reads it once here, and every worker is given these same bytes."""
     directory = Path(config_dir)
-    if not _is_directory(directory):
-        return Settings()
     path = directory / CONFIG_FILENAME
-    raw = _read_file(path)
-    if raw is None:
-        return Settings()
-    return settings_from_bytes(raw, file=str(path))
+    if not _is_directory(directory):
+        return str(path), None
+    return str(path), _read_file(path)
 
 
 def settings_from_bytes(raw: bytes, *, file: str) -> Settings:

@@ -45,11 +45,12 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
         first = True
         while True:
             received_before = down.bytes_received
-            request = await _read_request(down, ctx, first=first)
+            # Each request takes the configuration current when it starts (SIGHUP swaps it).
+            request = await _read_request(down, ctx.now(), first=first)
             first = False
             if request is None:
                 return
-            await _serve_request(down, request, ctx, received_before)
+            await _serve_request(down, request, ctx.now(), received_before)
             if ctx.draining or not _next_cycle(down):
                 return
     except ClientGone as exc:

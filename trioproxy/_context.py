@@ -25,6 +25,16 @@ class ProxyStats:
 
 
 @dataclass(slots=True)
+class Shared:
+    """What every version of the context shares across reloads."""
+
+    draining: bool = False
+    # The context requests starting now take (None: the first one). A reload (SIGHUP) replaces
+    # it; a request in flight keeps the one it took, so it finishes under the old settings.
+    current: ProxyContext | None = None
+
+
+@dataclass(slots=True)
 class ProxyContext:
     settings: Settings
     pool: UpstreamPool
@@ -37,11 +47,19 @@ class ProxyContext:
     # Per-request counters for the admin listener's /metrics (issue 7); ProxyServer feeds them
     # through `log_access` only while the admin listener is on.
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
-    draining: bool = False
+    shared: Shared = field(default_factory=Shared)
     # Connections waiting for their next request; cancelled at once when draining begins.
     idle_scopes: set[trio.CancelScope] = field(default_factory=set)
 
+    @property
+    def draining(self) -> bool:
+        return self.shared.draining
+
+    def now(self) -> ProxyContext:
+        """The context for a request starting now: the latest loaded configuration's."""
+        return self.shared.current or self
+
     def start_draining(self) -> None:
-        self.draining = True
+        self.shared.draining = True
         for scope in self.idle_scopes:
             scope.cancel()
