@@ -26,6 +26,7 @@ from ._listen import ListenError, bind_socket, bound_address
 from ._logwriter import AccessLogWriter
 from ._metrics import MetricsSnapshot, ProxyCollector, merge_snapshots
 from ._reload import applicable, changed_keys, rejected, summary
+from ._rules import BucketsFactory, local_buckets
 from ._server import ProxyServer
 from ._settings import Admin, Settings
 from ._workers import Channel, Config, Reloaded, Supervisor, serve_supervisor, worker_channel
@@ -161,10 +162,22 @@ def run_main(argv: Sequence[str]) -> int:
             admin_listener=admin,
             config_dir=args.config_dir,
             channel=channel,
+            buckets=_shared_buckets(),
         ),
     )
     log.info("stopped")
     return 0
+
+
+def _shared_buckets() -> BucketsFactory:
+    """A worker's rate-limit buckets: the supervisor's shared table (`_sharedbuckets`), or,
+    in a process of its own, its own memory."""
+    fd = os.environ.pop("TRIOPROXY_BUCKETS_FD", "")
+    if not fd:
+        return local_buckets
+    from ._sharedbuckets import SharedTable
+
+    return SharedTable(int(fd)).buckets
 
 
 def workers_count(text: str) -> int | None:
@@ -204,6 +217,11 @@ def _supervise(
         f"--log-level={args.log_level}",
     ]
     os.environ["TRIOPROXY_REUSE_PORT"] = "1"
+    # One rate-limit table for all the workers: a client has one bucket, whoever serves it.
+    from ._sharedbuckets import create
+
+    buckets_fd = create()
+    os.environ["TRIOPROXY_BUCKETS_FD"] = str(buckets_fd)
     current = [settings]
 
     def reload() -> Reloaded | None:
@@ -227,6 +245,7 @@ def _supervise(
         stop_timeout_s=settings.timeouts.drain_s + 5,
         config=initial,
         reload=reload,
+        extra_fds=(buckets_fd,),
     )
 
     async def admin(nursery: trio.Nursery) -> None:
@@ -319,13 +338,16 @@ async def run_proxy(
     admin_listener: trio.SocketListener | None = None,
     config_dir: str | None = None,
     channel: Channel | None = None,
+    buckets: BucketsFactory = local_buckets,
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once. SIGHUP
     reloads ``config_dir`` (a worker is handed its configuration through ``channel``)."""
     counting = channel is not None and bool(settings.admin.listen)
     if channel is not None:  # a worker: the supervisor owns the admin listener
         settings = replace(settings, admin=Admin())
-    server = ProxyServer(settings, upstream, access_log, access_log_dropped=access_log_dropped)
+    server = ProxyServer(
+        settings, upstream, access_log, access_log_dropped=access_log_dropped, buckets=buckets
+    )
     if counting:
         server.count_requests()  # the supervisor asks for the numbers over the channel
     reloader = _Reloader(server, access_log)
