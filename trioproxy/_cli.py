@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+# ruff: noqa: E402  (the first import must run before trio is imported)
+from ._lean import defer_unused_imports, trim
+
+defer_unused_imports()
+
 import argparse
 import contextlib
 import logging
@@ -17,7 +22,6 @@ import trio
 
 from ._accesslog import AccessRecord, make_formatter
 from ._addr import format_host_port, parse_host_port
-from ._admin import AdminServer, open_admin_listener
 from ._config import ConfigError, load_settings, read_config, settings_from_bytes
 from ._cpus import auto_workers
 from ._errors import UpstreamConnectError
@@ -146,6 +150,8 @@ def run_main(argv: Sequence[str]) -> int:
     admin = None
     if settings.admin.listen and channel is None:
         try:
+            from ._admin import open_admin_listener
+
             admin = open_admin_listener(settings.admin.listen)
         except ListenError as exc:
             log.error("%s", exc)
@@ -204,6 +210,8 @@ def _supervise(
     admin_listener = None
     if settings.admin.listen:
         try:
+            from ._admin import open_admin_listener
+
             admin_listener = open_admin_listener(settings.admin.listen)
         except ListenError as exc:
             log.error("%s", exc)
@@ -256,6 +264,8 @@ def _supervise(
             workers = sum(w.accepting for w in supervisor.workers.values())
             extra = (("gauge", "trioproxy_workers", "Worker processes accepting now", workers),)
             return merge_snapshots(snapshots, extra)
+
+        from ._admin import AdminServer
 
         server = AdminServer(
             is_draining=lambda: not supervisor.healthy, upstream=upstream, metrics_snapshot=metrics
@@ -365,6 +375,7 @@ async def run_proxy(
             log.debug("parser: %s", PARSER)
             addresses = ", ".join(bound_address(listener) for listener in listeners)
             log.info("listening on %s, upstream %s", addresses, format_host_port(*upstream))
+            trim()
             reload = partial(reloader.from_disk, config_dir) if config_dir is not None else None
             nursery.start_soon(_stop_on_signals, signals, server, nursery.cancel_scope, reload)
             if channel is not None:

@@ -11,7 +11,6 @@ modules it needs, never trio or h11.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import os
@@ -311,8 +310,14 @@ def _check_subset(key: _Key, value: Any) -> None:
         raise _Invalid(f"each entry may appear once, found {_quote_all(repeated)} repeated")
 
 
+def _close_matches(word: str, candidates: list[str] | tuple[str, ...], n: int) -> list[str]:
+    import difflib  # only to suggest a name for a mistake: not in every proxy's memory
+
+    return difflib.get_close_matches(word, candidates, n=n)
+
+
 def _unknown_item(item: str, allowed: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(item, allowed, n=1)
+    close = _close_matches(item, allowed, n=1)
     return f"{_quote(item)} (did you mean {_quote(close[0])}?)" if close else _quote(item)
 
 
@@ -378,13 +383,13 @@ def _section_names() -> list[str]:
 
 def _suggest(path: str, *, is_section: bool) -> str | None:
     if is_section:
-        close = difflib.get_close_matches(path, _section_names(), n=1)
+        close = _close_matches(path, _section_names(), n=1)
         return close[0] if close else None
     # Compare key names without their sections: a shared "timeouts." prefix would make any
     # two keys look alike. A known key in the wrong place ("pool_size" at the top, or under
     # [timeouts]) is then an exact match, and wins over a spelling guess.
     section, _, name = path.rpartition(".")
-    close = difflib.get_close_matches(name, list(_paths_by_key_name()), n=1)
+    close = _close_matches(name, list(_paths_by_key_name()), n=1)
     if not close:
         return None
     paths = _paths_by_key_name()[close[0]]

