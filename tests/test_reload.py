@@ -8,6 +8,7 @@ every request that starts (on any connection, new or kept alive) must see the ne
 from __future__ import annotations
 
 import json
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import trio
 
 from .cli_support import ProxyProcess, cli_proxy, wait_for_exit
 from .support import Client, raw_origin, read_head
+from .test_workers import _children
 
 OK = b": ok, "
 REJECTED = b": rejected ("
@@ -182,3 +184,27 @@ async def test_restart_only_settings_are_named_and_kept(
     line = next(x for x in proxy.stderr.decode().splitlines() if ": ok, " in x)
     assert "WARNING" in line
     assert "changed timeouts.client_idle_s; admin.listen changed but need a restart" in line
+
+
+async def test_a_worker_restarted_after_a_rejected_reload_runs_the_last_good_one(
+    origin: tuple[str, int], tmp_path: Path
+) -> None:
+    config = tmp_path / "trioproxy.toml"
+    config.write_text(_rules(1))
+    async with cli_proxy(origin, "--workers", "2", config_dir=str(tmp_path)) as proxy:
+        config.write_text(_rules(2))
+        await _hup_and_wait(proxy, OK)
+        config.write_text('[[rules]]\nmatch.path = "no-slash"\n')
+        await _hup_and_wait(proxy, REJECTED)
+        victim = min(_children(proxy.process.pid))
+        os.kill(victim, signal.SIGKILL)
+        with trio.fail_after(10):  # the replacement is ready
+            await proxy.wait_for_output(lambda: proxy.stderr.count(b"]: listening on") >= 3)
+        generations = set()
+        for _ in range(20):  # new connections: both workers, the replacement among them
+            async with Client.connect(proxy.address) as client:
+                reply = await client.request(b"GET", b"/", [(b"Connection", b"close")])
+                generations.add(reply.header(b"x-generation"))
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await wait_for_exit(proxy.process) == 0
+    assert generations == {b"2"}

@@ -33,7 +33,15 @@ from ._reload import applicable, changed_keys, rejected, summary
 from ._rules import BucketsFactory, local_buckets
 from ._server import ProxyServer
 from ._settings import Admin, Settings
-from ._workers import Channel, Config, Reloaded, Supervisor, serve_supervisor, worker_channel
+from ._workers import (
+    Channel,
+    Config,
+    Reloaded,
+    Supervisor,
+    serve_supervisor,
+    worker_channel,
+    worker_config,
+)
 
 log = logging.getLogger("trioproxy")
 
@@ -133,7 +141,12 @@ def run_main(argv: Sequence[str]) -> int:
         log.error("--upstream: %s", exc)
         return 2
     try:
-        settings = load_settings(args.config_dir)
+        given = worker_config()  # a worker runs what its supervisor runs
+        settings = (
+            load_settings(args.config_dir)
+            if given is None
+            else settings_from_bytes(given[1], file=given[0])
+        )
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("config: %s", problem)

@@ -276,17 +276,22 @@ class Supervisor:
 
     async def _start(self, slot: int) -> _Worker:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The configuration the others run, not the file as it is now: a worker restarted
+        # after a rejected reload must not read the rejected file.
+        config_fd = _config_memfd(self.config.raw or b"")
         env = dict(
             os.environ,
             TRIOPROXY_WORKERS="1",
             TRIOPROXY_CHANNEL_FD=str(theirs.fileno()),
+            TRIOPROXY_CONFIG_FD=str(config_fd),
+            TRIOPROXY_CONFIG_FILE=self.config.file,
             TRIOPROXY_WORKER_NAME=f"worker {slot}",
         )
         try:
             process = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "trioproxy", *self.worker_argv],
                 env=env,
-                pass_fds=(theirs.fileno(), *self._extra_fds),
+                pass_fds=(theirs.fileno(), config_fd, *self._extra_fds),
                 stdin=subprocess.DEVNULL,
                 # Its own process group: a terminal's Ctrl-C reaches the supervisor only, which
                 # passes it on once (twice would mean "stop now, skip the drain").
@@ -297,6 +302,7 @@ class Supervisor:
             raise
         finally:
             theirs.close()
+            os.close(config_fd)
         worker = _Worker(slot, process, trio.current_time(), Channel(ours), self.config.generation)
         self.workers[slot] = worker
         self._nursery.start_soon(self._await_ready, worker)
@@ -330,6 +336,24 @@ class Supervisor:
     async def _wait_all(self) -> None:
         for worker in list(self.workers.values()):
             await worker.process.wait()
+
+
+def _config_memfd(raw: bytes) -> int:
+    fd = os.memfd_create("trioproxy.toml", 0)
+    view = memoryview(raw)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def worker_config() -> tuple[str, bytes] | None:
+    """In a worker: the configuration file's name and the bytes the supervisor runs."""
+    fd = os.environ.pop("TRIOPROXY_CONFIG_FD", "")
+    if not fd:
+        return None
+    with open(int(fd), "rb") as file:
+        return os.environ.pop("TRIOPROXY_CONFIG_FILE", ""), file.read()
 
 
 def worker_channel() -> Channel | None:
