@@ -34,3 +34,12 @@ def test_prometheus_client_comes_with_the_first_scrape_only() -> None:
         "exposition(RequestMetrics().snapshot())"
     )
     assert "prometheus_client" in imported
+
+
+def test_the_supervisor_imports_neither_trio_nor_the_configuration_loader() -> None:
+    imported = _imported(
+        "import trioproxy._cli, trioproxy._supervisor, trioproxy._superadmin, "
+        "trioproxy._sharedbuckets, trioproxy._adminbind"
+    )
+    heavy = {"trio", "h11", "tomllib", "prometheus_client", "trioproxy._config", "trioproxy._rules"}
+    assert heavy & imported == set()

@@ -11,10 +11,11 @@ the worker's lifeline: end of file means the supervisor is gone. Only plain valu
 from __future__ import annotations
 
 import marshal
+import os
 import struct
 from typing import Any
 
-__all__ = ["MAX_FRAME_BYTES", "ChannelError", "FrameBuffer", "frame"]
+__all__ = ["MAX_FRAME_BYTES", "ChannelError", "FrameBuffer", "frame", "worker_config"]
 
 # A metrics snapshot at the hostname cap is a few hundred KiB; nothing legitimate is near this.
 MAX_FRAME_BYTES = 64 << 20
@@ -62,3 +63,13 @@ class FrameBuffer:
         if not isinstance(message, tuple) or not message:
             raise ChannelError("a frame that is not a message")
         return message
+
+
+def worker_config() -> tuple[str, bytes] | None:
+    """In a worker: the configuration file's name and the bytes the supervisor runs (a
+    memfd it was started with); None when run on its own."""
+    fd = os.environ.pop("TRIOPROXY_CONFIG_FD", "")
+    if not fd:
+        return None
+    with open(int(fd), "rb") as file:
+        return os.environ.pop("TRIOPROXY_CONFIG_FILE", ""), file.read()

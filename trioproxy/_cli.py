@@ -2,46 +2,25 @@
 
 from __future__ import annotations
 
-# ruff: noqa: E402  (the first import must run before trio is imported)
+import argparse
+import logging
+import marshal
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+# Neither trio nor the configuration loader here: the supervisor of --workers N never imports
+# them (`_run` does, for one process; `_confcheck` checks the supervisor's configuration).
+from ._addr import format_host_port, parse_host_port
+from ._bind import ListenError, bind_socket, socket_address
+from ._cpus import auto_workers
 from ._lean import defer_unused_imports, trim
 
-defer_unused_imports()
-
-import argparse
-import contextlib
-import logging
-import os
-import signal
-import socket
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import replace
-from functools import partial
-
-import trio
-
-from ._accesslog import AccessRecord, make_formatter
-from ._addr import format_host_port, parse_host_port
-from ._config import ConfigError, load_settings, read_config, settings_from_bytes
-from ._cpus import auto_workers
-from ._errors import UpstreamConnectError
-from ._h11 import PARSER
-from ._listen import ListenError, bind_socket, bound_address
-from ._logwriter import AccessLogWriter
-from ._metrics import MetricsSnapshot, ProxyCollector, merge_snapshots
-from ._reload import applicable, changed_keys, rejected, summary
-from ._rules import BucketsFactory, local_buckets
-from ._server import ProxyServer
-from ._settings import Admin, Settings
-from ._workers import (
-    Channel,
-    Config,
-    Reloaded,
-    Supervisor,
-    serve_supervisor,
-    worker_channel,
-    worker_config,
-)
+if TYPE_CHECKING:
+    from ._settings import Settings
 
 log = logging.getLogger("trioproxy")
 
@@ -140,6 +119,11 @@ def run_main(argv: Sequence[str]) -> int:
     except ValueError as exc:
         log.error("--upstream: %s", exc)
         return 2
+    if workers > 1:
+        return _supervise(args, workers, listen, upstream)
+    from ._channel import worker_config
+    from ._config import ConfigError, load_settings, settings_from_bytes
+
     try:
         given = worker_config()  # a worker runs what its supervisor runs
         settings = (
@@ -151,52 +135,15 @@ def run_main(argv: Sequence[str]) -> int:
         for problem in exc.problems:
             log.error("config: %s", problem)
         return 2
-    reuse_port = workers > 1 or os.environ.get("TRIOPROXY_REUSE_PORT") == "1"
     try:
-        sock = bind_socket(*listen, reuse_port=reuse_port)
+        sock = bind_socket(*listen, reuse_port=os.environ.get("TRIOPROXY_REUSE_PORT") == "1")
     except ListenError as exc:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
-    if workers > 1:
-        return _supervise(args, sock, settings, workers, upstream)
-    channel = worker_channel()  # a worker of --workers N: the supervisor serves the admin
-    admin = None
-    if settings.admin.listen and channel is None:
-        try:
-            from ._admin import open_admin_listener
+    defer_unused_imports()  # before trio is imported (_lean)
+    from ._run import run_single
 
-            admin = open_admin_listener(settings.admin.listen)
-        except ListenError as exc:
-            log.error("%s", exc)
-            sock.close()
-            return 1
-    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-    run_with_access_log(
-        settings,
-        partial(
-            run_proxy,
-            settings,
-            [listener],
-            upstream,
-            admin_listener=admin,
-            config_dir=args.config_dir,
-            channel=channel,
-            buckets=_shared_buckets(),
-        ),
-    )
-    log.info("stopped")
-    return 0
-
-
-def _shared_buckets() -> BucketsFactory:
-    """A worker's rate-limit buckets: the supervisor's shared table (`_sharedbuckets`), or,
-    in a process of its own, its own memory."""
-    fd = os.environ.pop("TRIOPROXY_BUCKETS_FD", "")
-    if not fd:
-        return local_buckets
-    from ._sharedbuckets import SharedTable
-
-    return SharedTable(int(fd)).buckets
+    return run_single(args, sock, settings, upstream)
 
 
 def workers_count(text: str) -> int | None:
@@ -211,21 +158,30 @@ def workers_count(text: str) -> int | None:
 
 
 def _supervise(
-    args: argparse.Namespace,
-    probe: socket.socket,
-    settings: Settings,
-    count: int,
-    upstream: tuple[str, int],
+    args: argparse.Namespace, count: int, listen: tuple[str, int], upstream: tuple[str, int]
 ) -> int:
-    """The parent of ``--workers N``: the probe listener found the port (and that it can be
+    """The parent of ``--workers N``. A probe listener finds the port (and that it can be
     bound); each worker binds its own with SO_REUSEPORT, so the probe goes."""
-    address = bound_address(probe)
-    admin_listener = None
-    if settings.admin.listen:
-        try:
-            from ._admin import open_admin_listener
+    from ._sharedbuckets import create
+    from ._superadmin import SupervisorAdmin
+    from ._supervisor import Config, Reloaded, Supervisor
 
-            admin_listener = open_admin_listener(settings.admin.listen)
+    checked = _confcheck(args.config_dir)
+    if checked is None:
+        return 2
+    file, raw, admin_listen, drain_s, _, _ = checked
+    try:
+        probe = bind_socket(*listen, reuse_port=True)
+    except ListenError as exc:
+        log.error("%s (choose another address with --listen HOST:PORT)", exc)
+        return 1
+    address = socket_address(probe)
+    admin_listener = None
+    if admin_listen:
+        from ._adminbind import bind_admin_socket
+
+        try:
+            admin_listener = bind_admin_socket(admin_listen)
         except ListenError as exc:
             log.error("%s", exc)
             probe.close()
@@ -239,72 +195,89 @@ def _supervise(
     ]
     os.environ["TRIOPROXY_REUSE_PORT"] = "1"
     # One rate-limit table for all the workers: a client has one bucket, whoever serves it.
-    from ._sharedbuckets import create
-
     buckets_fd = create()
     os.environ["TRIOPROXY_BUCKETS_FD"] = str(buckets_fd)
-    current = [settings]
 
     def reload() -> Reloaded | None:
         # Checked once here; every worker is then handed the same bytes.
-        checked = _check(args.config_dir)
+        state = (raw, supervisor.config.raw)  # started with, running now
+        checked = _confcheck(args.config_dir, state)
         if checked is None:
             return None
-        file, raw, new = checked
-        changed = changed_keys(current[0], new)
-        current[0] = applicable(current[0], new)
-        warn, line = summary(file, changed)
-        return Config(file, raw), partial(log.log, logging.WARNING if warn else logging.INFO, line)
+        file, new_raw, _, _, line, warn = checked
+        level = logging.WARNING if warn else logging.INFO
+        return Config(file, new_raw), partial(log.log, level, "%s", line)
 
-    try:
-        initial = Config(*read_config(args.config_dir))
-    except ConfigError:  # it was readable a moment ago; the workers will say what is wrong
-        initial = Config("", None)
     supervisor = Supervisor(
         worker_argv,
         count,
-        stop_timeout_s=settings.timeouts.drain_s + 5,
-        config=initial,
+        stop_timeout_s=drain_s + 5,
+        config=Config(file, raw),
         reload=reload,
         extra_fds=(buckets_fd,),
     )
 
-    async def admin(nursery: trio.Nursery) -> None:
-        assert admin_listener is not None
+    def metrics() -> bytes:
+        from ._metrics import MetricsSnapshot, exposition, merge_snapshots
 
-        async def metrics() -> MetricsSnapshot:
-            snapshots = [MetricsSnapshot.from_tuple(s) for s in await supervisor.snapshots()]
-            workers = sum(w.accepting for w in supervisor.workers.values())
-            extra = (("gauge", "trioproxy_workers", "Worker processes accepting now", workers),)
-            return merge_snapshots(snapshots, extra)
+        snapshots = [MetricsSnapshot.from_tuple(s) for s in supervisor.snapshots()]
+        workers = sum(w.accepting for w in list(supervisor.workers.values()))
+        extra = (("gauge", "trioproxy_workers", "Worker processes accepting now", workers),)
+        return exposition(merge_snapshots(snapshots, extra))
 
-        from ._admin import AdminServer
-
-        server = AdminServer(
-            is_draining=lambda: not supervisor.healthy, upstream=upstream, metrics_snapshot=metrics
+    admin = None
+    if admin_listener is not None:
+        server = SupervisorAdmin(
+            admin_listener,
+            healthy=lambda: supervisor.healthy,
+            upstream=upstream,
+            metrics=metrics,
         )
-        await nursery.start(server.serve, admin_listener)
-        where = format_host_port(*admin_listener.socket.getsockname()[:2])
+        admin = (admin_listener, server.serve_one)
+        where = format_host_port(*admin_listener.getsockname()[:2])
         log.info("admin listener on %s (/healthz, /readyz, /metrics)", where)
 
     def ready() -> None:
+        trim()
         log.info("listening on %s, upstream %s (%d workers)", address, args.upstream, count)
 
-    async def supervise() -> int:
-        try:
-            return await supervisor.run(ready, admin=admin if admin_listener else None)
-        finally:
-            if admin_listener is not None:
-                admin_listener.socket.close()
-
-    status = trio.run(supervise)
+    try:
+        status = supervisor.run(ready, admin=admin)
+    finally:
+        if admin_listener is not None:
+            admin_listener.close()
+        os.close(buckets_fd)
     log.info("stopped")
     return status
 
 
-def _check(config_dir: str) -> tuple[str, bytes | None, Settings] | None:
+def _confcheck(config_dir: str, state: tuple[Any, ...] | None = None) -> tuple[Any, ...] | None:
+    """Check the configuration in a process of its own (`_confcheck`), which writes any
+    problems to stderr; None if it is invalid (or the check itself failed)."""
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "trioproxy._confcheck", config_dir],
+            input=marshal.dumps(state) if state is not None else b"",
+            stdout=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.error("config: could not be checked: %s", exc)
+        return None
+    if result.returncode != 0:
+        return None
+    answer: tuple[Any, ...] = marshal.loads(result.stdout)
+    return answer
+
+
+def check_config(config_dir: str) -> tuple[str, bytes | None, Settings] | None:
     """A reload's configuration, read and checked as ``validate`` does it; None (after one
     line per problem and the verdict on stderr) when it is invalid."""
+    from ._config import ConfigError, read_config, settings_from_bytes
+    from ._reload import rejected
+    from ._settings import Settings
+
     file = str(config_dir)
     try:
         file, raw = read_config(config_dir)
@@ -314,154 +287,3 @@ def _check(config_dir: str) -> tuple[str, bytes | None, Settings] | None:
             log.error("config: %s", problem)
         log.error("%s", rejected(file, len(exc.problems)))
         return None
-
-
-def run_with_access_log(
-    settings: Settings,
-    main: Callable[[Callable[[AccessRecord], None], Callable[[], int]], Awaitable[None]],
-) -> None:
-    """``trio.run(main, sink, dropped)``: access lines go to stdout through the writer
-    thread; ``dropped()`` counts the lines it had to drop (for /metrics)."""
-    writer = AccessLogWriter()
-    writer.start()
-    try:
-        trio.run(main, access_log_sink(settings, writer), lambda: writer.dropped)
-    finally:
-        writer.close(timeout_s=2.0)
-
-
-def access_log_sink(settings: Settings, writer: AccessLogWriter) -> AccessLogSink:
-    return AccessLogSink(settings, writer)
-
-
-class AccessLogSink:
-    """Renders each record in the configured format and hands the line to the writer."""
-
-    __slots__ = ("_render", "_writer")
-
-    def __init__(self, settings: Settings, writer: AccessLogWriter) -> None:
-        self._render = make_formatter(settings.access_log.format, settings.access_log.fields)
-        self._writer = writer
-
-    def __call__(self, record: AccessRecord) -> None:
-        self._writer.write(self._render(record))
-
-    def with_settings(self, settings: Settings) -> AccessLogSink:
-        """The same writer, the format and fields of ``settings`` (a reload)."""
-        return AccessLogSink(settings, self._writer)
-
-
-async def run_proxy(
-    settings: Settings,
-    listeners: list[trio.SocketListener],
-    upstream: tuple[str, int],
-    access_log: Callable[[AccessRecord], None],
-    access_log_dropped: Callable[[], int] | None = None,
-    *,
-    admin_listener: trio.SocketListener | None = None,
-    config_dir: str | None = None,
-    channel: Channel | None = None,
-    buckets: BucketsFactory = local_buckets,
-) -> None:
-    """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once. SIGHUP
-    reloads ``config_dir`` (a worker is handed its configuration through ``channel``)."""
-    counting = channel is not None and bool(settings.admin.listen)
-    if channel is not None:  # a worker: the supervisor owns the admin listener
-        settings = replace(settings, admin=Admin())
-    server = ProxyServer(
-        settings, upstream, access_log, access_log_dropped=access_log_dropped, buckets=buckets
-    )
-    if counting:
-        server.count_requests()  # the supervisor asks for the numbers over the channel
-    reloader = _Reloader(server, access_log)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def serve_then_stop(*, task_status: trio.TaskStatus[None]) -> None:
-                await server.run(listeners, admin_listener=admin_listener, task_status=task_status)
-                nursery.cancel_scope.cancel()  # drained: stop listening for signals
-
-            await nursery.start(serve_then_stop)
-            if server.admin_address:  # before the ready line: ready means all of it is
-                admin = format_host_port(*server.admin_address)
-                log.info("admin listener on %s (/healthz, /readyz, /metrics)", admin)
-            log.debug("parser: %s", PARSER)
-            addresses = ", ".join(bound_address(listener) for listener in listeners)
-            log.info("listening on %s, upstream %s", addresses, format_host_port(*upstream))
-            trim()
-            reload = partial(reloader.from_disk, config_dir) if config_dir is not None else None
-            nursery.start_soon(_stop_on_signals, signals, server, nursery.cancel_scope, reload)
-            if channel is not None:
-                collector = ProxyCollector(server.ctx, access_log_dropped)
-                nursery.start_soon(
-                    partial(
-                        serve_supervisor,
-                        channel,
-                        metrics=lambda: collector.snapshot().as_tuple(),
-                        reload=reloader.from_bytes,
-                        shutdown=server.shutdown,
-                    )
-                )
-            await _wait_for_upstream_name(server)
-
-
-class _Reloader:
-    """Applies a new configuration to a running server (SIGHUP, or the supervisor's word)."""
-
-    def __init__(self, server: ProxyServer, access_log: Callable[[AccessRecord], None]) -> None:
-        self._server = server
-        self._access_log = access_log
-
-    def apply(self, new: Settings) -> list[str]:
-        """Swap in ``new`` (restart-only keys kept); the keys that changed."""
-        server = self._server
-        changed = changed_keys(server.settings, new)
-        settings = applicable(server.settings, new)
-        renew = getattr(self._access_log, "with_settings", None)  # embedders' sinks stay
-        server.reload(settings, renew(settings) if renew is not None else self._access_log)
-        return changed
-
-    def from_disk(self, config_dir: str) -> None:
-        checked = _check(config_dir)
-        if checked is not None:
-            file, _, new = checked
-            warn, line = summary(file, self.apply(new))
-            log.log(logging.WARNING if warn else logging.INFO, "%s", line)
-
-    def from_bytes(self, file: str, raw: bytes | None) -> str:
-        """A worker's reload (checked by the supervisor already): "" or what went wrong."""
-        try:
-            self.apply(Settings() if raw is None else settings_from_bytes(raw, file=file))
-        except ConfigError as exc:
-            return "; ".join(str(problem) for problem in exc.problems)
-        return ""
-
-
-async def _stop_on_signals(
-    signals: AsyncIterator[int],
-    server: ProxyServer,
-    everything: trio.CancelScope,
-    reload: Callable[[], None] | None = None,
-) -> None:
-    async for signum in signals:
-        if everything.cancel_called:
-            break
-        if signum == signal.SIGHUP:
-            if reload is not None and not server.draining:
-                reload()
-            continue
-        log.info("%s: stopping", signal.Signals(signum).name)
-        server.shutdown()
-        everything.deadline = trio.current_time() + server.settings.timeouts.drain_s + 1
-        async for again in signals:
-            if again == signal.SIGHUP:
-                continue
-            log.info("%s again: stopping now", signal.Signals(again).name)
-            everything.cancel()
-            return
-
-
-async def _wait_for_upstream_name(server: ProxyServer) -> None:
-    """Say at startup whether the upstream resolves; not fatal, requests get 502 until it does."""
-    with contextlib.suppress(UpstreamConnectError):  # the resolver logs the warning
-        await server.pool.resolver.resolve()

@@ -8,10 +8,11 @@ from urllib.parse import urlsplit
 
 from ._accesslog import AccessRecord
 from ._addr import parse_host_port
-from ._cli import build_parser, configure_diagnostics, log, run_proxy, run_with_access_log
+from ._cli import build_parser, configure_diagnostics, log
 from ._config import ConfigError, load_settings
 from ._listen import ListenError, open_listener
 from ._origin import Receive, Scope, Send, handle_lifespan, origin
+from ._run import run_proxy, run_with_access_log
 
 
 async def demo_app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -32,12 +32,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._accesslog import AccessRecord
-
 if TYPE_CHECKING:  # _context imports this module for its `metrics` field
     from prometheus_client.core import HistogramMetricFamily, Metric
     from prometheus_client.registry import Collector
 
+    from ._accesslog import AccessRecord
     from ._context import ProxyContext
 
 # prometheus_client (about 3 MiB of memory) is imported only when something is formatted for

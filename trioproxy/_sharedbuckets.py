@@ -25,9 +25,13 @@ import struct
 import time
 import zlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ._ratelimit import _EPSILON_S
-from ._rules import Buckets, RateLimit
+if TYPE_CHECKING:  # the supervisor creates the table without loading the rules
+    from ._rules import Buckets, RateLimit
+
+# As `_ratelimit`: float noise must not refuse a token due back now.
+_EPSILON_S = 1e-9
 
 __all__ = ["GROUPS", "GROUP_SLOTS", "TABLE_BYTES", "SharedBuckets", "SharedTable", "create"]
 
