@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,8 +13,9 @@ from typing import Any
 import trio
 
 from trioproxy._accesslog import AccessRecord
+from trioproxy._channel import FrameBuffer, frame
 from trioproxy._metrics import MetricsSnapshot, RequestMetrics, merge_snapshots
-from trioproxy._supervisor import Supervisor
+from trioproxy._supervisor import Supervisor, _Channel
 
 from .cli_support import cli_proxy, wait_for_exit
 from .support import Client, raw_origin, read_head
@@ -199,3 +201,16 @@ def test_healthy_means_every_worker_runs_and_accepts() -> None:
     supervisor.workers[1] = worker(True)
     supervisor.stopping = True
     assert not supervisor.healthy
+
+
+def test_a_late_answer_to_an_earlier_question_is_skipped() -> None:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        channel = _Channel(ours)
+        # The worker answers a metrics question that had timed out, then the reload.
+        theirs.sendall(frame(("metrics", (1, 2))) + frame(("reloaded", "")))
+        assert channel.ask(("reload", "f", None), timeout_s=5) == ("reloaded", "")
+        assert FrameBuffer().next() is None
+        assert channel.ask(("metrics",), timeout_s=0.01) is None  # nothing came: no answer
+        theirs.sendall(b"\x00\x00\x00\x02xx")  # not a frame of ours
+        assert channel.ask(("metrics",), timeout_s=5) is None

@@ -267,7 +267,11 @@ def _confcheck(config_dir: str, state: tuple[Any, ...] | None = None) -> tuple[A
         return None
     if result.returncode != 0:
         return None
-    answer: tuple[Any, ...] = marshal.loads(result.stdout)
+    try:
+        answer: tuple[Any, ...] = marshal.loads(result.stdout)
+    except (ValueError, EOFError, TypeError) as exc:
+        log.error("config: could not be checked: %s", exc)
+        return None
     return answer
 
 

@@ -53,6 +53,7 @@ _READY_TIMEOUT_S = 30.0
 # A worker answers a question on its channel between two requests: milliseconds.
 _ASK_TIMEOUT_S = 5.0
 _CLEAN = {0, -signal.SIGTERM, -signal.SIGINT}
+_ANSWERS = {"metrics": "metrics", "reload": "reloaded"}
 
 
 class Config:
@@ -79,24 +80,28 @@ class _Channel:
         self._lock = threading.Lock()
 
     def ask(self, message: Message, timeout_s: float = _ASK_TIMEOUT_S) -> Message | None:
-        """Send a question and wait for its answer; None if none came in time."""
+        """Send a question and wait for its answer; None if none came in time. An answer
+        to an earlier question that timed out is skipped (each kind has its own answer)."""
+        expected = _ANSWERS[message[0]]
         with self._lock:
             deadline = time.monotonic() + timeout_s
             try:
                 self.sock.settimeout(timeout_s)
                 self.sock.sendall(frame(message))
-                while (answer := self.buffer.next()) is None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return None
-                    self.sock.settimeout(left)
-                    data = self.sock.recv(65536)
-                    if not data:
-                        return None
-                    self.buffer.feed(data)
+                while True:
+                    while (answer := self.buffer.next()) is None:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            return None
+                        self.sock.settimeout(left)
+                        data = self.sock.recv(65536)
+                        if not data:
+                            return None
+                        self.buffer.feed(data)
+                    if answer[0] == expected:
+                        return answer
             except (OSError, ChannelError):
                 return None
-            return answer
 
 
 class _Worker:
