@@ -94,6 +94,13 @@ async def test_the_supervisor_serves_the_sum_of_the_workers_metrics(
     async with cli_proxy(origin, "--workers", "2", config_dir=str(tmp_path)) as proxy:
         assert f"admin listener on 127.0.0.1:{admin_port}".encode() in proxy.stderr
         assert (await admin_request(admin, b"/healthz")).status == 200
+        ready = await admin_request(admin, b"/readyz")
+        assert (ready.status, ready.body) == (200, b"ready\n")  # the origin is up
+        assert (await admin_request(admin, b"/nope")).status == 404
+        refused = await admin_request(admin, b"/metrics", method=b"POST")
+        assert (refused.status, refused.header(b"allow")) == (405, b"GET, HEAD")
+        head = await admin_request(admin, b"/healthz", method=b"HEAD")
+        assert (head.status, head.body) == (200, b"")
         # One connection per request: SO_REUSEPORT spreads 40 connections over both workers
         # (all on one has odds of 2**-39), so the sum needs both workers' numbers.
         for index in range(40):
