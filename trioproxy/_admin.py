@@ -40,7 +40,7 @@ from ._listen import accept_forever
 from ._metrics import exposition
 
 if TYPE_CHECKING:
-    from prometheus_client.registry import Collector
+    from ._metrics import MetricsSnapshot
 
 __all__ = [
     "MAX_CONNECTIONS",
@@ -116,7 +116,7 @@ class AdminServer:
         *,
         is_draining: Callable[[], bool],
         upstream: tuple[str, int],
-        metrics_snapshot: Callable[[], Collector | Awaitable[Collector]],
+        metrics_snapshot: Callable[[], MetricsSnapshot | Awaitable[MetricsSnapshot]],
         ready_timeout_s: float = READY_TIMEOUT_S,
         io_timeout_s: float = IO_TIMEOUT_S,
     ) -> None:

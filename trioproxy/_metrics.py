@@ -34,13 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # _context imports this module for its `metrics` field
     from prometheus_client.core import HistogramMetricFamily, Metric
-    from prometheus_client.registry import Collector
 
     from ._accesslog import AccessRecord
     from ._context import ProxyContext
 
-# prometheus_client (about 3 MiB of memory) is imported only when something is formatted for
-# /metrics, i.e. only with the admin listener on: counting needs none of it.
+# prometheus_client (about 9 MiB of memory) is imported only by `collect`, for code that wants
+# the snapshot as prometheus-client metric families; /metrics is written by `_exposition`.
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -430,16 +429,13 @@ class ProxyCollector:
         )
 
 
-def exposition(collector: Collector) -> bytes:
-    """The Prometheus text format (0.0.4) of ``collector``, through a registry of its own
-    (never prometheus-client's global one: several proxies in one process share nothing).
-    Given a `MetricsSnapshot`, safe to run in a worker thread."""
-    from prometheus_client.exposition import generate_latest
-    from prometheus_client.registry import CollectorRegistry
+def exposition(collector: MetricsSnapshot | ProxyCollector) -> bytes:
+    """The Prometheus text format (0.0.4) of a snapshot (`_exposition`: the bytes
+    prometheus-client would write, without importing it). Given a `MetricsSnapshot`, safe
+    to run in a worker thread; a `ProxyCollector` is copied first (on the event loop)."""
+    from ._exposition import render
 
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    return generate_latest(registry)
+    return render(collector if isinstance(collector, MetricsSnapshot) else collector.snapshot())
 
 
 def _hostname_label(host: bytes) -> str:
