@@ -1,13 +1,14 @@
-"""Request metrics: plain ints on the hot path, turned into Prometheus families on scrape.
+"""Request metrics: plain ints on the hot path, copied and written as Prometheus text on scrape.
 
 Every finished request (every access-log record) goes through `RequestMetrics.observe`, once, on
 the event loop. A prometheus-client metric object would cost microseconds there (a lock and a
 label lookup per call, per metric); a list index and an integer add cost tens of nanoseconds. So
-this module keeps its own counters, and `ProxyCollector` converts them into metric families only
-when ``/metrics`` is scraped. Recording and the scrape's copy (`ProxyCollector.snapshot`) both run
-on the trio thread, so the counters need no lock. Formatting the copy is the slow part (about
-50 ms for 3,000 series), so the admin server does that in a worker thread, and the proxy's
-requests do not wait for it.
+this module keeps its own counters, copied (`ProxyCollector.snapshot`) and written in the text
+format (`_exposition`) only when ``/metrics`` is scraped. Recording and the copy both run on the
+trio thread, so the counters need no lock. Formatting the copy is the slow part (milliseconds
+for thousands of series), so the admin server does that in a worker thread, and the proxy's
+requests do not wait for it. With ``--workers N`` the supervisor sums the workers' copies
+(`merge_snapshots`).
 
 Besides the proxy's own series (``trioproxy_*``), the collector exposes the two counters that
 Section's metrics sidecar (``section-io/module-metrics``) derives from access-log lines, with the
