@@ -62,8 +62,11 @@ FROM python:3.11-slim-bookworm
 
 # PYTHONUNBUFFERED: whatever Python writes reaches `docker logs` at once (the access log
 # already bypasses the buffer with os.write).
+# TRIOPROXY_WORKERS=auto: one worker per CPU the pod gives the container (affinity and the
+# cgroup cpu.max quota, rounded up); on one CPU a single process, no supervisor.
 ENV PATH=/opt/trioproxy/bin:$PATH \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    TRIOPROXY_WORKERS=auto
 
 # /opt/proxy_config: the platform's read-only configuration directory (empty: defaults apply).
 # /usr/local/bin/trioproxy: found on any default PATH, even where this image's ENV is not applied

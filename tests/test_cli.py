@@ -128,15 +128,6 @@ async def test_admin_listener_from_the_configuration(
     assert 'section_http_request_count_total{hostname="test.example",status="200"} 1.0' in metrics
 
 
-async def test_admin_listener_and_workers_are_refused_together(tmp_path: Path) -> None:
-    (tmp_path / "trioproxy.toml").write_text('[admin]\nlisten = "127.0.0.1:9"\n')
-    result = await run_cli(
-        ["--listen", "127.0.0.1:0", "--workers", "2", "--config-dir", str(tmp_path)]
-    )
-    assert result.returncode == 2
-    assert b"admin.listen works with one worker only" in result.stderr
-
-
 async def test_version() -> None:
     for flag in ("--version", "-V"):
         result = await run_cli([flag])
@@ -174,11 +165,12 @@ async def test_bad_options_and_variables_are_one_line_naming_them(
     assert lines[0].startswith(says)
 
 
-async def test_a_named_config_dir_that_is_missing_is_an_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: the supervisor checks it
+async def test_a_named_config_dir_that_is_missing_is_an_error(tmp_path: Path, workers: str) -> None:
     missing = tmp_path / "absent"
     for how in (["--config-dir", str(missing)], []):
         env = {} if how else {"TRIOPROXY_CONFIG_DIR": str(missing)}
-        result = await run_cli(["--listen", "127.0.0.1:0", *how], env=env)
+        result = await run_cli(["--listen", "127.0.0.1:0", "--workers", workers, *how], env=env)
         assert result.returncode == 2
         assert result.stderr.decode().strip().endswith(f"config: {missing}: no such directory")
 

@@ -23,20 +23,24 @@ resolves to and on what was actually bound, so Settings built in code cannot get
 
 from __future__ import annotations
 
-import ipaddress
+import inspect
 import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 import h11
 import trio
-from prometheus_client.registry import Collector
 
-from ._addr import format_host_port, parse_host_port
-from ._listen import ListenError, accept_forever
+from ._addr import format_host_port
+from ._adminbind import MAX_CONNECTIONS, AdminListenError, bind_admin_socket
+from ._listen import accept_forever
 from ._metrics import exposition
+
+if TYPE_CHECKING:
+    from ._metrics import MetricsSnapshot
 
 __all__ = [
     "MAX_CONNECTIONS",
@@ -60,8 +64,6 @@ LINGER_S = 1.0
 LINGER_MAX_BYTES = 65536
 # Probes and scrapers send a request line and a few headers; anything larger is not one of them.
 MAX_REQUEST_HEAD_BYTES = 8192
-# A handful of probes and one scraper at a time; more are held in the kernel's backlog.
-MAX_CONNECTIONS = 8
 
 # generate_latest writes the 0.0.4 text format whatever prometheus-client's "latest" is.
 _METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
@@ -70,62 +72,13 @@ _TEXT = b"text/plain; charset=utf-8"
 _Answer = tuple[int, bytes, bytes]  # status, content type, body
 
 
-class AdminListenError(ListenError):
-    """The admin address is not a loopback address (or cannot be bound)."""
-
-
 def open_admin_listener(address: str) -> trio.SocketListener:
     """Bind ``HOST:PORT`` for the admin listener, refusing anything but loopback.
 
     Synchronous, like `open_listener`: it works before ``trio.run`` (the command binds its
     addresses first, so that a bad one is one line on stderr) and inside it.
     """
-    try:
-        host, port = parse_host_port(address)
-    except ValueError as exc:
-        raise AdminListenError(f"admin.listen {address!r}: {exc}") from exc
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        raise AdminListenError(f"cannot listen on {address} (admin.listen): {exc}") from exc
-    public = sorted({str(info[4][0]) for info in infos if not _is_loopback(str(info[4][0]))})
-    if public:
-        raise AdminListenError(_refusal(address, ", ".join(public)))
-    family, _, _, _, sockaddr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(sockaddr)
-        # Check what the kernel bound, before listen(): not one connection from outside.
-        bound = str(sock.getsockname()[0])
-        if not _is_loopback(bound):
-            raise AdminListenError(_refusal(address, bound))
-        sock.listen(MAX_CONNECTIONS * 4)
-    except OSError as exc:
-        sock.close()
-        reason = exc.strerror or str(exc)
-        raise AdminListenError(f"cannot listen on {address} (admin.listen): {reason}") from exc
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-
-
-def _refusal(address: str, public: str) -> str:
-    return (
-        f"refusing to open the admin listener on {address}: it is not a loopback address "
-        f"({public}); use 127.0.0.1, [::1] or localhost (admin.listen)"
-    )
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host.partition("%")[0])  # drop an IPv6 scope id
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_loopback  # ::ffff:127.0.0.1 (Python < 3.13 says no)
-    return address.is_loopback
+    return trio.SocketListener(trio.socket.from_stdlib_socket(bind_admin_socket(address)))
 
 
 async def check_upstream(host: str, port: int, *, timeout_s: float = READY_TIMEOUT_S) -> str | None:
@@ -165,7 +118,7 @@ class AdminServer:
         *,
         is_draining: Callable[[], bool],
         upstream: tuple[str, int],
-        metrics_snapshot: Callable[[], Collector],
+        metrics_snapshot: Callable[[], MetricsSnapshot | Awaitable[MetricsSnapshot]],
         ready_timeout_s: float = READY_TIMEOUT_S,
         io_timeout_s: float = IO_TIMEOUT_S,
     ) -> None:
@@ -248,6 +201,8 @@ class AdminServer:
         # consistent; formatting it (milliseconds for thousands of series) runs in a thread
         # so that the proxy's requests do not wait for a scrape.
         snapshot = self._metrics_snapshot()
+        if inspect.isawaitable(snapshot):  # the supervisor's: it asks its workers
+            snapshot = await snapshot
         body = await trio.to_thread.run_sync(partial(exposition, snapshot))
         return 200, _METRICS_CONTENT_TYPE, body
 

@@ -4,32 +4,28 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
+import marshal
 import os
-import signal
-import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import trio
-
-from ._accesslog import AccessRecord, make_formatter
+# Neither trio, h11 nor the configuration loader here: the supervisor of --workers N never
+# imports them (`_run` does, for one process; `_confcheck` checks the supervisor's
+# configuration).
 from ._addr import format_host_port
-from ._admin import open_admin_listener
-from ._config import ConfigError, load_settings
-from ._diagnostics import AGGREGATE_INTERVAL_S, FailureAggregator, JsonFormatter, TextFormatter
-from ._errors import UpstreamError
-from ._h11 import PARSER, PARSER_PROBLEM
-from ._listen import ListenError, bind_socket, bound_address
-from ._logwriter import AccessLogWriter
-from ._options import OPTIONS, OptionError, resolve
-from ._server import ProxyServer
-from ._settings import Settings
+from ._bind import ListenError, bind_socket, socket_address
+from ._cpus import auto_workers
+from ._diagnostics import FailureAggregator, JsonFormatter, TextFormatter
+from ._lean import defer_unused_imports, trim
+from ._options import OPTIONS, OptionError, parser_problem, resolve
 from ._version import __version__
-from ._workers import Supervisor, announce_ready, stop_when_supervisor_goes
+
+if TYPE_CHECKING:
+    from ._settings import Settings
 
 log = logging.getLogger("trioproxy")
 
@@ -101,8 +97,9 @@ def parse_options(
     except OptionError as exc:
         sys.stderr.write(f"{parser.prog}: {exc}\n")
         return None
-    if PARSER_PROBLEM:
-        sys.stderr.write(f"{parser.prog}: {PARSER_PROBLEM}\n")
+    problem = parser_problem(os.environ.get("TRIOPROXY_PARSER", "auto"))
+    if problem:
+        sys.stderr.write(f"{parser.prog}: {problem}\n")
         return None
     return argparse.Namespace(**values), explicit
 
@@ -127,21 +124,10 @@ def diagnostic_line(level: int, message: str) -> str:
     return handler.format(record) if handler else f"trioproxy: {message}"
 
 
-async def _flush_failures() -> None:
-    """Summarise aggregated failures once per interval, and once more at the end."""
-    aggregators = [f for h in log.handlers for f in h.filters if isinstance(f, FailureAggregator)]
-    try:
-        while True:
-            await trio.sleep(AGGREGATE_INTERVAL_S)
-            for aggregator in aggregators:
-                aggregator.flush()
-    finally:
-        for aggregator in aggregators:
-            aggregator.flush(final=True)
-
-
 def load_config(config_dir: str, *, explicit: bool) -> Settings | None:
     """The settings, or None after one line per problem; a named directory must exist."""
+    from ._config import ConfigError, load_settings
+
     if explicit and not os.path.isdir(config_dir):
         log.error("config: %s: no such directory", config_dir)
         return None
@@ -159,140 +145,186 @@ def run_main(argv: Sequence[str]) -> int:
         return 2
     args, explicit = parsed
     configure_diagnostics(args.log_level, args.log_format)
-    listen, upstream = args.listen, args.upstream
     args.config_dir_explicit = "config_dir" in explicit
-    settings = load_config(args.config_dir, explicit=args.config_dir_explicit)
+    if args.workers is None:  # auto: the CPUs this process may use (affinity, cgroup quota)
+        args.workers = auto_workers()
+    if args.workers > 1:
+        return _supervise(args)
+    settings = _own_settings(args)
     if settings is None:
         return 2
     if not args.log_format:  # neither flag nor variable: the configuration's [diagnostics]
         args.log_format = settings.diagnostics.format
         configure_diagnostics(args.log_level, args.log_format)
-    if args.workers is None:  # auto: the process-model work decides; until then one per CPU
-        args.workers = os.cpu_count() or 1
-    reuse_port = args.workers > 1 or os.environ.get("TRIOPROXY_REUSE_PORT") == "1"
     try:
-        sock = bind_socket(*listen, reuse_port=reuse_port)
+        sock = bind_socket(*args.listen, reuse_port=os.environ.get("TRIOPROXY_REUSE_PORT") == "1")
     except ListenError as exc:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
-    if args.workers > 1:
-        if settings.admin.listen:
-            log.error(
-                "config: admin.listen works with one worker only for now (each worker would "
-                "need its own admin port); drop --workers or the [admin] listener"
-            )
-            sock.close()
-            return 2
-        return _supervise(args, sock, settings)
-    admin = None
-    if settings.admin.listen:
+    defer_unused_imports()  # before trio is imported (_lean)
+    from ._run import run_single
+
+    return run_single(args, sock, settings, args.upstream)
+
+
+def _own_settings(args: argparse.Namespace) -> Settings | None:
+    """A worker runs what its supervisor runs (the bytes it was handed); a process on its own
+    loads its configuration directory. None after one line per problem."""
+    from ._channel import worker_config
+
+    given = worker_config()
+    if given is None:
+        return load_config(args.config_dir, explicit=args.config_dir_explicit)
+    from ._config import ConfigError, settings_from_bytes
+
+    try:
+        return settings_from_bytes(given[1], file=given[0])
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("config: %s", problem)
+        return None
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """The parent of ``--workers N``. A probe listener finds the port (and that it can be
+    bound); each worker binds its own with SO_REUSEPORT, so the probe goes."""
+    from ._sharedbuckets import create
+    from ._superadmin import SupervisorAdmin
+    from ._supervisor import Config, Reloaded, Supervisor
+
+    count = args.workers
+    if args.config_dir_explicit and not os.path.isdir(args.config_dir):
+        log.error("config: %s: no such directory", args.config_dir)
+        return 2
+    checked = _confcheck(args.config_dir, args.log_format)
+    if checked is None:
+        return 2
+    file, raw, admin_listen, drain_s, _, _, diagnostics_format = checked
+    if not args.log_format:  # neither flag nor variable: the configuration's [diagnostics]
+        args.log_format = diagnostics_format
+        configure_diagnostics(args.log_level, args.log_format)
+    try:
+        probe = bind_socket(*args.listen, reuse_port=True)
+    except ListenError as exc:
+        log.error("%s (choose another address with --listen HOST:PORT)", exc)
+        return 1
+    address = socket_address(probe)
+    admin_listener = None
+    if admin_listen:
+        from ._adminbind import bind_admin_socket
+
         try:
-            admin = open_admin_listener(settings.admin.listen)
+            admin_listener = bind_admin_socket(admin_listen)
         except ListenError as exc:
             log.error("%s", exc)
-            sock.close()
+            probe.close()
             return 1
-    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-    run_with_access_log(
-        settings, partial(run_proxy, settings, [listener], upstream, admin_listener=admin)
-    )
-    log.info("stopped")
-    return 0
-
-
-def _supervise(args: argparse.Namespace, probe: socket.socket, settings: Settings) -> int:
-    """The parent of ``--workers N``: the probe listener found the port (and that it can be
-    bound); each worker binds its own with SO_REUSEPORT, so the probe goes."""
-    address = bound_address(probe)
     probe.close()
     upstream = format_host_port(*args.upstream)
-    worker_argv = [f"--listen={address}", f"--upstream={upstream}", f"--log-level={args.log_level}"]
-    worker_argv.append(f"--log-format={args.log_format}")
-    if args.config_dir_explicit:  # else the workers, like the parent, may find no directory
-        worker_argv.append(f"--config-dir={args.config_dir}")
+    worker_argv = [
+        f"--listen={address}",
+        f"--upstream={upstream}",
+        f"--config-dir={args.config_dir}",
+        f"--log-level={args.log_level}",
+        f"--log-format={args.log_format}",
+    ]
     os.environ["TRIOPROXY_REUSE_PORT"] = "1"
-    supervisor = Supervisor(worker_argv, args.workers, stop_timeout_s=settings.timeouts.drain_s + 5)
+    # One rate-limit table for all the workers: a client has one bucket, whoever serves it.
+    buckets_fd = create()
+    os.environ["TRIOPROXY_BUCKETS_FD"] = str(buckets_fd)
+
+    def reload() -> Reloaded | None:
+        # Checked once here; every worker is then handed the same bytes.
+        state = (raw, supervisor.config.raw)  # started with, running now
+        checked = _confcheck(args.config_dir, args.log_format, state)
+        if checked is None:
+            return None
+        file, new_raw, _, _, line, warn, _ = checked
+        level = logging.WARNING if warn else logging.INFO
+        return Config(file, new_raw), partial(log.log, level, "%s", line)
+
+    supervisor = Supervisor(
+        worker_argv,
+        count,
+        stop_timeout_s=drain_s + 5,
+        config=Config(file, raw),
+        reload=reload,
+        extra_fds=(buckets_fd,),
+    )
+
+    def metrics() -> bytes:
+        from ._metrics import MetricsSnapshot, exposition, merge_snapshots
+
+        snapshots = [MetricsSnapshot.from_tuple(s) for s in supervisor.snapshots()]
+        workers = sum(w.accepting for w in list(supervisor.workers.values()))
+        extra = (("gauge", "trioproxy_workers", "Worker processes accepting now", workers),)
+        return exposition(merge_snapshots(snapshots, extra))
+
+    admin = None
+    if admin_listener is not None:
+        server = SupervisorAdmin(
+            admin_listener,
+            healthy=lambda: supervisor.healthy,
+            upstream=args.upstream,
+            metrics=metrics,
+        )
+        admin = (admin_listener, server.serve_one)
+        where = format_host_port(*admin_listener.getsockname()[:2])
+        log.info("admin listener on %s (/healthz, /readyz, /metrics)", where)
 
     def ready() -> None:
-        log.info("listening on %s, upstream %s (%d workers)", address, upstream, args.workers)
+        trim()
+        log.info("listening on %s, upstream %s (%d workers)", address, upstream, count)
 
-    status = trio.run(supervisor.run, ready)
+    try:
+        status = supervisor.run(ready, admin=admin)
+    finally:
+        if admin_listener is not None:
+            admin_listener.close()
+        os.close(buckets_fd)
     log.info("stopped")
     return status
 
 
-def run_with_access_log(
-    settings: Settings,
-    main: Callable[[Callable[[AccessRecord], None], Callable[[], int]], Awaitable[None]],
-) -> None:
-    """``trio.run(main, sink, dropped)``: access lines go to stdout through the writer
-    thread; ``dropped()`` counts the lines it had to drop (for /metrics)."""
-    writer = AccessLogWriter(diagnostic_line=diagnostic_line)
-    writer.start()
+def _confcheck(
+    config_dir: str, log_format: str, state: tuple[Any, ...] | None = None
+) -> tuple[Any, ...] | None:
+    """Check the configuration in a process of its own (`_confcheck`), which writes any
+    problems to stderr; None if it is invalid (or the check itself failed)."""
     try:
-        trio.run(main, access_log_sink(settings, writer), lambda: writer.dropped)
-    finally:
-        writer.close(timeout_s=2.0)
+        result = subprocess.run(
+            [sys.executable, "-m", "trioproxy._confcheck", config_dir, log_format],
+            input=marshal.dumps(state) if state is not None else b"",
+            stdout=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.error("config: could not be checked: %s", exc)
+        return None
+    if result.returncode != 0:
+        return None
+    try:
+        answer: tuple[Any, ...] = marshal.loads(result.stdout)
+    except (ValueError, EOFError, TypeError) as exc:
+        log.error("config: could not be checked: %s", exc)
+        return None
+    return answer
 
 
-def access_log_sink(settings: Settings, writer: AccessLogWriter) -> Callable[[AccessRecord], None]:
-    render = make_formatter(settings.access_log.format, settings.access_log.fields)
+def check_config(config_dir: str) -> tuple[str, bytes | None, Settings] | None:
+    """A reload's configuration, read and checked as ``validate`` does it; None (after one
+    line per problem and the verdict on stderr) when it is invalid."""
+    from ._config import ConfigError, read_config, settings_from_bytes
+    from ._reload import rejected
+    from ._settings import Settings
 
-    def sink(record: AccessRecord) -> None:
-        writer.write(render(record))
-
-    return sink
-
-
-async def run_proxy(
-    settings: Settings,
-    listeners: list[trio.SocketListener],
-    upstream: tuple[str, int],
-    access_log: Callable[[AccessRecord], None],
-    access_log_dropped: Callable[[], int] | None = None,
-    *,
-    admin_listener: trio.SocketListener | None = None,
-) -> None:
-    """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once."""
-    server = ProxyServer(settings, upstream, access_log, access_log_dropped=access_log_dropped)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def serve_then_stop(*, task_status: trio.TaskStatus[None]) -> None:
-                await server.run(listeners, admin_listener=admin_listener, task_status=task_status)
-                nursery.cancel_scope.cancel()  # drained: stop listening for signals
-
-            await nursery.start(serve_then_stop)
-            if server.admin_address:  # before the ready line: ready means all of it is
-                admin = format_host_port(*server.admin_address)
-                log.info("admin listener on %s (/healthz, /readyz, /metrics)", admin)
-            log.debug("parser: %s", PARSER)
-            addresses = ", ".join(bound_address(listener) for listener in listeners)
-            log.info("listening on %s, upstream %s", addresses, format_host_port(*upstream))
-            announce_ready()
-            nursery.start_soon(_stop_on_signals, signals, server, nursery.cancel_scope)
-            nursery.start_soon(stop_when_supervisor_goes, server.shutdown)
-            nursery.start_soon(_flush_failures)
-            await _wait_for_upstream_name(server)
-
-
-async def _stop_on_signals(
-    signals: AsyncIterator[int], server: ProxyServer, everything: trio.CancelScope
-) -> None:
-    async for signum in signals:
-        if everything.cancel_called:
-            break
-        log.info("%s: stopping", signal.Signals(signum).name)
-        server.shutdown()
-        everything.deadline = trio.current_time() + server.settings.timeouts.drain_s + 1
-        async for again in signals:
-            log.info("%s again: stopping now", signal.Signals(again).name)
-            everything.cancel()
-            return
-
-
-async def _wait_for_upstream_name(server: ProxyServer) -> None:
-    """Say at startup whether the upstream resolves; not fatal, requests get 502 until it does."""
-    with contextlib.suppress(UpstreamError):  # the resolver logs the warning
-        deadline = trio.current_time() + server.settings.timeouts.upstream_connect_s
-        await server.pool.resolver.resolve(deadline)
+    file = str(config_dir)
+    try:
+        file, raw = read_config(config_dir)
+        return file, raw, Settings() if raw is None else settings_from_bytes(raw, file=file)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("config: %s", problem)
+        log.error("%s", rejected(file, len(exc.problems)))
+        return None

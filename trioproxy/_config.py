@@ -11,7 +11,6 @@ modules it needs, never trio or h11.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import os
@@ -33,6 +32,7 @@ __all__ = [
     "Problem",
     "load_config",
     "load_settings",
+    "read_config",
     "settings_from_bytes",
     "settings_from_mapping",
 ]
@@ -92,20 +92,27 @@ def load_settings(config_dir: str | Path) -> Settings:
     The platform mounts the configuration at ``/opt/proxy_config`` only when the application
     repository has a directory for this proxy, so a plain run sees neither and gets defaults.
     """
-    return load_config(config_dir)[0]
+    file, raw = read_config(config_dir)
+    return Settings() if raw is None else settings_from_bytes(raw, file=file)
 
 
 def load_config(config_dir: str | Path) -> tuple[Settings, Mapping[str, Any]]:
     """`load_settings`, and the file's parsed TOML as well ({} when there is none)."""
-    directory = Path(config_dir)
-    if not _is_directory(directory):
-        return Settings(), {}
-    path = directory / CONFIG_FILENAME
-    raw = _read_file(path)
+    file, raw = read_config(config_dir)
     if raw is None:
         return Settings(), {}
-    data, text = _parse(raw, file=str(path))
-    return settings_from_mapping(data, file=str(path), source_text=text), data
+    data, text = _parse(raw, file=file)
+    return settings_from_mapping(data, file=file, source_text=text), data
+
+
+def read_config(config_dir: str | Path) -> tuple[str, bytes | None]:
+    """The configuration file's path and content; None when there is none (defaults apply).
+    A reload reads it once here, and every worker is given these same bytes."""
+    directory = Path(config_dir)
+    path = directory / CONFIG_FILENAME
+    if not _is_directory(directory):
+        return str(path), None
+    return str(path), _read_file(path)
 
 
 def settings_from_bytes(raw: bytes, *, file: str) -> Settings:
@@ -327,8 +334,14 @@ def _check_subset(key: _Key, value: Any) -> None:
         raise _Invalid(f"each entry may appear once, found {_quote_all(repeated)} repeated")
 
 
+def _close_matches(word: str, candidates: list[str] | tuple[str, ...], n: int) -> list[str]:
+    import difflib  # only to suggest a name for a mistake: not in every proxy's memory
+
+    return difflib.get_close_matches(word, candidates, n=n)
+
+
 def _unknown_item(item: str, allowed: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(item, allowed, n=1)
+    close = _close_matches(item, allowed, n=1)
     return f"{_quote(item)} (did you mean {_quote(close[0])}?)" if close else _quote(item)
 
 
@@ -406,13 +419,13 @@ def _section_names() -> list[str]:
 
 def _suggest(path: str, *, is_section: bool) -> str | None:
     if is_section:
-        close = difflib.get_close_matches(path, _section_names(), n=1)
+        close = _close_matches(path, _section_names(), n=1)
         return close[0] if close else None
     # Compare key names without their sections: a shared "timeouts." prefix would make any
     # two keys look alike. A known key in the wrong place ("pool_size" at the top, or under
     # [timeouts]) is then an exact match, and wins over a spelling guess.
     section, _, name = path.rpartition(".")
-    close = difflib.get_close_matches(name, list(_paths_by_key_name()), n=1)
+    close = _close_matches(name, list(_paths_by_key_name()), n=1)
     if not close:
         return None
     paths = _paths_by_key_name()[close[0]]

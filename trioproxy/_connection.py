@@ -55,12 +55,14 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
         served = 0
         while True:
             received_before = down.bytes_received
-            request = await _read_request(down, ctx, first=not served)
+            # Each request takes the configuration current when it starts (SIGHUP swaps it).
+            request = await _read_request(down, ctx.now(), first=not served)
             if request is None:
                 return
             served += 1
-            down.closing = served >= ctx.settings.limits.keepalive_requests
-            await _serve_request(down, request, ctx, received_before)
+            current = ctx.now()
+            down.closing = served >= current.settings.limits.keepalive_requests
+            await _serve_request(down, request, current, received_before)
             if down.closing or ctx.draining or not _next_cycle(down):
                 return
     except ClientGone as exc:

@@ -25,6 +25,16 @@ class ProxyStats:
 
 
 @dataclass(slots=True)
+class Shared:
+    """What every version of the context shares across reloads."""
+
+    draining: bool = False
+    # The context requests starting now take (None: the first one). A reload (SIGHUP) replaces
+    # it; a request in flight keeps the one it took, so it finishes under the old settings.
+    current: ProxyContext | None = None
+
+
+@dataclass(slots=True)
 class ProxyContext:
     settings: Settings
     pool: UpstreamPool
@@ -37,13 +47,22 @@ class ProxyContext:
     # Per-request counters for the admin listener's /metrics (issue 7); ProxyServer feeds them
     # through `log_access` only while the admin listener is on.
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
-    draining: bool = False
+    shared: Shared = field(default_factory=Shared)
     # Connections waiting for their next (or first) request, oldest first: cancelled at once
-    # when draining begins, and one by one when a new client needs a connection slot.
+    # when draining begins, and one by one when a new client needs a connection slot. Every
+    # version of the context (`now()`, `dataclasses.replace`) holds this same dict.
     idle_scopes: dict[trio.CancelScope, None] = field(default_factory=dict)
 
+    @property
+    def draining(self) -> bool:
+        return self.shared.draining
+
+    def now(self) -> ProxyContext:
+        """The context for a request starting now: the latest loaded configuration's."""
+        return self.shared.current or self
+
     def start_draining(self) -> None:
-        self.draining = True
+        self.shared.draining = True
         for scope in self.idle_scopes:
             scope.cancel()
 

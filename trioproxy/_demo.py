@@ -7,17 +7,10 @@ from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from ._accesslog import AccessRecord
-from ._cli import (
-    build_parser,
-    configure_diagnostics,
-    load_config,
-    log,
-    parse_options,
-    run_proxy,
-    run_with_access_log,
-)
+from ._cli import build_parser, configure_diagnostics, load_config, log, parse_options
 from ._listen import ListenError, open_listener
 from ._origin import Receive, Scope, Send, handle_lifespan, origin
+from ._run import run_proxy, run_with_access_log
 
 
 async def demo_app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -14,15 +14,15 @@ import os
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from ._options import parser_problem
+
 
 def _choose() -> tuple[ModuleType, str, str]:
     """The module, its name, and what is wrong with TRIOPROXY_PARSER ("" if nothing): the
     command reports that as one line and stops; embedded, the reference parser runs."""
     wanted = os.environ.get("TRIOPROXY_PARSER", "auto")
-    problem = ""
-    if wanted not in ("auto", "h11", "h11-mypyc"):
-        problem = f"TRIOPROXY_PARSER: expected auto, h11 or h11-mypyc, got {wanted!r}"
-    elif wanted in ("auto", "h11-mypyc"):
+    problem = parser_problem(wanted)
+    if not problem and wanted in ("auto", "h11-mypyc"):
         try:
             return importlib.import_module("h11_mypyc"), "h11-mypyc", ""
         except ImportError:

@@ -11,6 +11,9 @@ from typing import NoReturn
 import trio
 
 from ._addr import format_host_port
+from ._bind import ListenError, bind_socket
+
+__all__ = ["ListenError", "accept_forever", "bind_socket", "bound_address", "open_listener"]
 
 log = logging.getLogger("trioproxy")
 
@@ -19,40 +22,12 @@ log = logging.getLogger("trioproxy")
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
 
-class ListenError(Exception):
-    """The listen address cannot be bound; the message names it and the reason."""
-
-
 def open_listener(
     host: str, port: int, *, reuse_port: bool = False, backlog: int = 4096
 ) -> trio.SocketListener:
     """Bind and listen synchronously (before or inside ``trio.run``), IPv4 or IPv6."""
     sock = bind_socket(host, port, reuse_port=reuse_port, backlog=backlog)
     return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-
-
-def bind_socket(
-    host: str, port: int, *, reuse_port: bool = False, backlog: int = 4096
-) -> socket.socket:
-    """A listening stdlib socket; ListenError names the address and the reason."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        raise ListenError(f"cannot listen on {format_host_port(host, port)}: {exc}") from exc
-    family, _, _, _, sockaddr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            # Several worker processes accept on one port; the kernel spreads connections.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(sockaddr)
-        sock.listen(backlog)
-    except OSError as exc:
-        sock.close()
-        reason = exc.strerror or str(exc)
-        raise ListenError(f"cannot listen on {format_host_port(host, port)}: {reason}") from exc
-    return sock
 
 
 def bound_address(listener: trio.SocketListener | socket.socket) -> str:

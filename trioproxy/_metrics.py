@@ -1,13 +1,14 @@
-"""Request metrics: plain ints on the hot path, turned into Prometheus families on scrape.
+"""Request metrics: plain ints on the hot path, copied and written as Prometheus text on scrape.
 
 Every finished request (every access-log record) goes through `RequestMetrics.observe`, once, on
 the event loop. A prometheus-client metric object would cost microseconds there (a lock and a
 label lookup per call, per metric); a list index and an integer add cost tens of nanoseconds. So
-this module keeps its own counters, and `ProxyCollector` converts them into metric families only
-when ``/metrics`` is scraped. Recording and the scrape's copy (`ProxyCollector.snapshot`) both run
-on the trio thread, so the counters need no lock. Formatting the copy is the slow part (about
-50 ms for 3,000 series), so the admin server does that in a worker thread, and the proxy's
-requests do not wait for it.
+this module keeps its own counters, copied (`ProxyCollector.snapshot`) and written in the text
+format (`_exposition`) only when ``/metrics`` is scraped. Recording and the copy both run on the
+trio thread, so the counters need no lock. Formatting the copy is the slow part (milliseconds
+for thousands of series), so the admin server does that in a worker thread, and the proxy's
+requests do not wait for it. With ``--workers N`` the supervisor sums the workers' copies
+(`merge_snapshots`).
 
 Besides the proxy's own series (``trioproxy_*``), the collector exposes the two counters that
 Section's metrics sidecar (``section-io/module-metrics``) derives from access-log lines, with the
@@ -28,23 +29,18 @@ This module never imports trio: it is unit-testable synchronously.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.exposition import generate_latest
-from prometheus_client.registry import Collector, CollectorRegistry
-
-from ._accesslog import AccessRecord
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # _context imports this module for its `metrics` field
+    from prometheus_client.core import HistogramMetricFamily, Metric
+
+    from ._accesslog import AccessRecord
     from ._context import ProxyContext
+
+# prometheus_client (about 9 MiB of memory) is imported only by `collect`, for code that wants
+# the snapshot as prometheus-client metric families; /metrics is written by `_exposition`.
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -54,6 +50,7 @@ __all__ = [
     "ProxyCollector",
     "RequestMetrics",
     "exposition",
+    "merge_snapshots",
     "observing",
 ]
 
@@ -199,7 +196,17 @@ class MetricsSnapshot:
     section: tuple[tuple[bytes, int, int, int], ...]  # host, status, requests, bytes
     scalars: tuple[Scalar, ...] = ()
 
+    def as_tuple(self) -> tuple[Any, ...]:
+        """Plain values only (for the worker channel); `from_tuple` makes it a snapshot again."""
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    @classmethod
+    def from_tuple(cls, values: tuple[Any, ...]) -> MetricsSnapshot:
+        return cls(*values)
+
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         requests = CounterMetricFamily(
             "trioproxy_requests",
             "Requests answered (one per access-log line), by status class; none = no status sent",
@@ -233,6 +240,8 @@ class MetricsSnapshot:
     def _histogram(
         self, name: str, documentation: str, histogram: _HistogramCopy
     ) -> HistogramMetricFamily:
+        from prometheus_client.core import HistogramMetricFamily
+
         counts, total = histogram
         buckets: list[tuple[str, float]] = []
         cumulative = 0
@@ -244,6 +253,8 @@ class MetricsSnapshot:
         return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=total)
 
     def _section_families(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
         counts = CounterMetricFamily(
             "section_http_request_count_total",
             "Requests by Host header and status (as Section's metrics sidecar counts them)",
@@ -260,6 +271,53 @@ class MetricsSnapshot:
             sent.add_metric(labels, bytes_count)
         yield counts
         yield sent
+
+
+def merge_snapshots(
+    snapshots: list[MetricsSnapshot],
+    extra: tuple[Scalar, ...] = (),
+    *,
+    max_hostnames: int = MAX_HOSTNAMES,
+) -> MetricsSnapshot:
+    """The workers' snapshots as one: every count and sum added, every gauge added too (so
+    open connections are the container's), then ``extra`` (the supervisor's own numbers).
+    The hostname cap applies again to the sum, first come first kept in worker order, so the
+    whole never has more than ``max_hostnames`` distinct hosts either."""
+    if not snapshots:  # no worker answered: zeros, not an empty page
+        return RequestMetrics().snapshot(extra)
+    section: dict[tuple[bytes, int], list[int]] = {}
+    hosts: set[bytes] = set()
+    scalars: dict[str, Scalar] = {}
+    for snapshot in snapshots:
+        for host, status, requests_count, bytes_count in snapshot.section:
+            label = host
+            if host not in hosts:
+                if len(hosts) < max_hostnames:
+                    hosts.add(host)
+                else:
+                    label = OTHER_HOSTNAME
+            series = section.setdefault((label, status), [0, 0])
+            series[0] += requests_count
+            series[1] += bytes_count
+        for kind, name, documentation, value in snapshot.scalars:
+            known = scalars.get(name)
+            scalars[name] = (kind, name, documentation, value + (known[3] if known else 0))
+    return MetricsSnapshot(
+        bounds=snapshots[0].bounds,
+        by_class=_add(s.by_class for s in snapshots),
+        bytes_sent=sum(s.bytes_sent for s in snapshots),
+        duration=(_add(s.duration[0] for s in snapshots), sum(s.duration[1] for s in snapshots)),
+        upstream_duration=(
+            _add(s.upstream_duration[0] for s in snapshots),
+            sum(s.upstream_duration[1] for s in snapshots),
+        ),
+        section=tuple((host, status, c[0], c[1]) for (host, status), c in section.items()),
+        scalars=(*scalars.values(), *extra),
+    )
+
+
+def _add(columns: Iterable[tuple[int, ...]]) -> tuple[int, ...]:
+    return tuple(sum(values) for values in zip(*columns, strict=True))
 
 
 def observing(
@@ -372,13 +430,13 @@ class ProxyCollector:
         )
 
 
-def exposition(collector: Collector) -> bytes:
-    """The Prometheus text format (0.0.4) of ``collector``, through a registry of its own
-    (never prometheus-client's global one: several proxies in one process share nothing).
-    Given a `MetricsSnapshot`, safe to run in a worker thread."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    return generate_latest(registry)
+def exposition(collector: MetricsSnapshot | ProxyCollector) -> bytes:
+    """The Prometheus text format (0.0.4) of a snapshot (`_exposition`: the bytes
+    prometheus-client would write, without importing it). Given a `MetricsSnapshot`, safe
+    to run in a worker thread; a `ProxyCollector` is copied first (on the event loop)."""
+    from ._exposition import render
+
+    return render(collector if isinstance(collector, MetricsSnapshot) else collector.snapshot())
 
 
 def _hostname_label(host: bytes) -> str:

@@ -7,6 +7,7 @@ operator who never typed a flag is not told about one.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "OptionError",
     "parse_upstream",
     "parse_workers",
+    "parser_problem",
     "resolve",
 ]
 
@@ -60,6 +62,16 @@ def parse_workers(text: str) -> int | None:
     if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise ValueError(f"expected a whole number of at least 1 or 'auto', got {text!r}")
     return int(text)
+
+
+def parser_problem(wanted: str) -> str:
+    """What is wrong with ``TRIOPROXY_PARSER`` ("" if nothing), found without importing a
+    parser: the ``--workers`` supervisor never imports h11 (`_h11` chooses, and imports)."""
+    if wanted not in ("auto", "h11", "h11-mypyc"):
+        return f"TRIOPROXY_PARSER: expected auto, h11 or h11-mypyc, got {wanted!r}"
+    if wanted == "h11-mypyc" and importlib.util.find_spec("h11_mypyc") is None:
+        return "TRIOPROXY_PARSER: h11-mypyc is not installed: pip install 'trioproxy[fast]'"
+    return ""
 
 
 def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:

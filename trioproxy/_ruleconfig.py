@@ -10,13 +10,12 @@ no rule sits where an earlier one answers every request it would match.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ._config import _describe, _quote
+from ._config import _close_matches, _describe, _quote
 from ._headers import HOP_BY_HOP
 from ._ratelimit import DEFAULT_MAX_CLIENTS
 from ._rules import (
@@ -116,7 +115,7 @@ def _unknown_key(table_path: str, key: str, parsers: Mapping[str, Parser]) -> st
     for table, keys in _NESTED_KEYS.items():
         if key in keys and table in parsers:
             return f"unknown key; did you mean '{table_path}.{table}.{key}'?"
-    close = difflib.get_close_matches(key, list(parsers), n=1)
+    close = _close_matches(key, list(parsers), n=1)
     if close:
         return f"unknown key; did you mean '{table_path}.{close[0]}'?"
     table = "[[rules]]" if table_path.endswith("]") else table_path.rpartition(".")[2]
@@ -516,7 +515,7 @@ def _braced_reference(name: str) -> TemplatePart:
 def _variable(name: str) -> Var:
     if name in _VARIABLES:
         return _VARIABLES[name]
-    close = difflib.get_close_matches(name, list(_VARIABLES), n=1)
+    close = _close_matches(name, list(_VARIABLES), n=1)
     hint = f"did you mean ${close[0]}? " if close else ""
     variables = ", ".join(f"${var.value}" for var in Var)
     raise _Invalid(

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from http import HTTPStatus
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol
 
 from ._ratelimit import TokenBuckets, retry_after_s
 
@@ -532,13 +532,48 @@ class Decision(NamedTuple):
 PASS: Final = Decision()
 
 
+class Buckets(Protocol):
+    """A rate limit's token buckets: in this process (`TokenBuckets`) or shared by the workers
+    (`_sharedbuckets.SharedBuckets`)."""
+
+    evictions: int
+
+    def take(self, key: int | str, now_s: float) -> float: ...
+
+
+# Makes the buckets of the rate limit of the rule at an index (0-based) of the rule set.
+BucketsFactory = Callable[[int, "RateLimit"], Buckets]
+
+
+def local_buckets(index: int, limit: RateLimit) -> Buckets:
+    """Buckets in this process's memory (the default)."""
+    return TokenBuckets(limit.rate_per_s, limit.burst, max_clients=limit.max_clients)
+
+
 class RuleEngine:
     """The rules with their run-time state (rate-limit buckets): one per proxy process."""
 
     __slots__ = ("_rules",)
 
-    def __init__(self, rules: RuleSet) -> None:
-        self._rules = tuple(_Compiled(rule) for rule in rules.rules)
+    def __init__(self, rules: RuleSet, *, buckets: BucketsFactory = local_buckets) -> None:
+        self._rules = tuple(
+            _Compiled(rule, _buckets(index, rule.rate_limit, buckets))
+            for index, rule in enumerate(rules.rules)
+        )
+
+    def keeping_buckets(self, make: BucketsFactory = local_buckets) -> BucketsFactory:
+        """A factory for a reloaded rule set: a rate limit unchanged at the same place keeps
+        its buckets (clients keep what they spent); others get new ones from ``make``."""
+        kept = {
+            (index, c.rule.rate_limit): c.buckets
+            for index, c in enumerate(self._rules)
+            if c.buckets is not None
+        }
+
+        def reuse(index: int, limit: RateLimit) -> Buckets:
+            return kept.get((index, limit)) or make(index, limit)
+
+        return reuse
 
     def __bool__(self) -> bool:
         return bool(self._rules)
@@ -590,12 +625,12 @@ class _Compiled:
 
     __slots__ = ("buckets", "edit", "rule", "stops", "test")
 
-    def __init__(self, rule: Rule) -> None:
+    def __init__(self, rule: Rule, buckets: Buckets | None) -> None:
         self.rule = rule
         request_conditions = replace(rule.match, statuses=None)
         # No condition: skip the call (rules that edit every response are common).
         self.test = None if request_conditions == _ANY else request_conditions.test
-        self.buckets = _buckets(rule.rate_limit)
+        self.buckets = buckets
         self.edit = rule.response_edit()
         self.stops = rule.allow is not None or self.buckets is not None or _answers(rule)
 
@@ -604,15 +639,11 @@ def _answers(rule: Rule) -> bool:
     return rule.redirect is not None or rule.respond is not None or rule.deny is not None
 
 
-def _buckets(limit: RateLimit | None) -> TokenBuckets | None:
-    if limit is None:
-        return None
-    return TokenBuckets(limit.rate_per_s, limit.burst, max_clients=limit.max_clients)
+def _buckets(index: int, limit: RateLimit | None, make: BucketsFactory) -> Buckets | None:
+    return None if limit is None else make(index, limit)
 
 
-def _gate(
-    rule: Rule, buckets: TokenBuckets | None, view: RequestView, now_s: float
-) -> Response | None:
+def _gate(rule: Rule, buckets: Buckets | None, view: RequestView, now_s: float) -> Response | None:
     """The deny or 429 for a request this rule's allow list or rate limit stops, else None."""
     if rule.allow is not None and not rule.allow.contains(view.client_ip):
         return rule.deny or FORBIDDEN

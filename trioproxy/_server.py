@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import trio
 
 from ._accesslog import AccessRecord
 from ._addr import format_host_port
-from ._admin import AdminServer, open_admin_listener
 from ._connection import serve_connection
 from ._context import ProxyContext
 from ._headers import ForwardingRules
@@ -30,8 +31,11 @@ from ._listen import accept_forever
 from ._metrics import ProxyCollector, observing
 from ._pool import PoolLimits, UpstreamPool
 from ._resolver import Resolver
-from ._rules import RuleEngine, trusted_networks
+from ._rules import BucketsFactory, RuleEngine, local_buckets, trusted_networks
 from ._settings import Settings
+
+if TYPE_CHECKING:  # imported when the admin listener is on: 0.6 MiB less for the rest
+    from ._admin import AdminServer
 
 log = logging.getLogger("trioproxy")
 
@@ -44,6 +48,7 @@ class ProxyServer:
         access_log: Callable[[AccessRecord], None],
         *,
         access_log_dropped: Callable[[], int] | None = None,
+        buckets: BucketsFactory = local_buckets,
     ) -> None:
         self.settings = settings
         self.upstream = upstream
@@ -57,32 +62,41 @@ class ProxyServer:
             ttl_s=settings.upstream.dns_ttl_s,
             negative_ttl_s=settings.upstream.dns_negative_ttl_s,
         )
-        pool = UpstreamPool(
-            resolver,
-            PoolLimits(
-                size=settings.upstream.pool_size,
-                idle_timeout_s=settings.upstream.idle_timeout_s,
-                connect_timeout_s=settings.timeouts.upstream_connect_s,
-                wait_timeout_s=settings.timeouts.pool_wait_s,
-                max_response_head_bytes=settings.limits.max_header_bytes,
-                max_connections=settings.upstream.max_connections,
-                max_age_s=settings.upstream.max_connection_age_s,
-            ),
-        )
+        pool = UpstreamPool(resolver, _pool_limits(settings))
         self.ctx = ProxyContext(
             settings=settings,
             pool=pool,
             upstream_authority=format_host_port(*upstream).encode("ascii"),
             log_access=access_log,
-            forwarding=ForwardingRules(
-                via=settings.forwarding.via_name.encode("ascii"),
-                append_x_forwarded_for=settings.forwarding.append_x_forwarded_for,
-                trusted_proxies=trusted_networks(settings.forwarding.trusted_proxies),
-            ),
-            rule_engine=RuleEngine(settings.rules),
+            forwarding=_forwarding(settings),
+            rule_engine=RuleEngine(settings.rules, buckets=buckets),
         )
+        self._counting = False
+        self._buckets = buckets
         self._slots = trio.Semaphore(settings.limits.max_connections)
         self._accepting = trio.CancelScope()
+
+    def reload(self, settings: Settings, access_log: Callable[[AccessRecord], None]) -> None:
+        """Requests that start from now on use ``settings`` and log through ``access_log``;
+        requests in flight finish with what they took (`ProxyContext.now`). The caller keeps
+        the restart-only keys (`_reload.applicable`); the pool and the resolver take the new
+        timeouts at their next use. Rate limits unchanged keep their buckets."""
+        old = self.ctx.now()
+        self.pool.limits = replace(_pool_limits(settings), size=self.pool.limits.size)
+        self.pool.resolver.ttl_s = settings.upstream.dns_ttl_s
+        self.pool.resolver.negative_ttl_s = settings.upstream.dns_negative_ttl_s
+        if self._counting:
+            access_log = observing(self.ctx.metrics, access_log)
+        self.settings = settings
+        self.ctx.shared.current = replace(
+            old,
+            settings=settings,
+            log_access=access_log,
+            forwarding=_forwarding(settings),
+            rule_engine=RuleEngine(
+                settings.rules, buckets=old.rule_engine.keeping_buckets(self._buckets)
+            ),
+        )
 
     @property
     def pool(self) -> UpstreamPool:
@@ -113,6 +127,8 @@ class ProxyServer:
             if admin_listener is None and self.settings.admin.listen:
                 # Bound before anything starts, so a bad address fails run() at once
                 # (AdminListenError, a ListenError) instead of leaving a proxy half up.
+                from ._admin import open_admin_listener
+
                 admin_listener = open_admin_listener(self.settings.admin.listen)
             if admin_listener is not None:
                 self._count_requests(admin_listener)
@@ -139,9 +155,16 @@ class ProxyServer:
         # off, the hot path pays nothing. Counting at the access-log sink counts every logged
         # request, and only those, without a call in the connection code.
         self.admin_address = admin_listener.socket.getsockname()[:2]
+        self.count_requests()
+
+    def count_requests(self) -> None:
+        """Feed the /metrics counters (a worker whose supervisor serves /metrics calls this)."""
+        self._counting = True
         self.ctx.log_access = observing(self.ctx.metrics, self.ctx.log_access)
 
     def _admin_server(self) -> AdminServer:
+        from ._admin import AdminServer
+
         collector = ProxyCollector(self.ctx, self._access_log_dropped)
         return AdminServer(
             is_draining=lambda: self.draining,
@@ -182,6 +205,26 @@ class ProxyServer:
             stats.connections_open -= 1
             self._slots.release()
             await trio.aclose_forcefully(stream)
+
+
+def _pool_limits(settings: Settings) -> PoolLimits:
+    return PoolLimits(
+        size=settings.upstream.pool_size,
+        idle_timeout_s=settings.upstream.idle_timeout_s,
+        connect_timeout_s=settings.timeouts.upstream_connect_s,
+        wait_timeout_s=settings.timeouts.pool_wait_s,
+        max_response_head_bytes=settings.limits.max_header_bytes,
+        max_connections=settings.upstream.max_connections,
+        max_age_s=settings.upstream.max_connection_age_s,
+    )
+
+
+def _forwarding(settings: Settings) -> ForwardingRules:
+    return ForwardingRules(
+        via=settings.forwarding.via_name.encode("ascii"),
+        append_x_forwarded_for=settings.forwarding.append_x_forwarded_for,
+        trusted_proxies=trusted_networks(settings.forwarding.trusted_proxies),
+    )
 
 
 def _close_listeners(listeners: list[trio.SocketListener]) -> None:
