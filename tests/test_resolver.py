@@ -67,6 +67,51 @@ async def test_answer_is_reused_for_the_ttl_then_asked_again(
         assert dns.asked == 2
 
 
+async def test_a_slow_lookup_delays_nobody_long_when_there_is_an_answer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With a last good answer, a request waits for a slow lookup only briefly; the lookup
+    goes on, and the next requests get its answer."""
+    dns = SlowThenFastDNS()
+    trio.socket.set_custom_hostname_resolver(dns)
+    async with running(Resolver("next-hop", 80, ttl_s=1)) as resolver:
+        assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.1", 80)]
+        await trio.sleep(2)
+        started = trio.current_time()
+        assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.1", 80)]
+        assert trio.current_time() - started == 0.5
+        await trio.sleep(5)
+        assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.2", 80)]
+
+
+class SlowThenFastDNS(ChangingDNS):
+    """The first answer at once; the second after 3 s."""
+
+    def __init__(self) -> None:
+        super().__init__("10.0.0.1", "10.0.0.2")
+
+    async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def, override]
+        if self.asked:
+            await trio.sleep(3)
+        return await super().getaddrinfo(host, port, family, type, proto, flags)
+
+
+async def test_a_lookup_that_never_answers_is_abandoned(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    trio.socket.set_custom_hostname_resolver(HangingDNS())
+    async with running(Resolver("next-hop", 80, ttl_s=5, lookup_timeout_s=10)) as resolver:
+        with pytest.raises(UpstreamTimeout):
+            await resolver.resolve(deadline_in(3))
+        with pytest.raises(UpstreamConnectError, match="no answer in 10 s"):
+            await resolver.resolve(deadline_in(30))
+
+
+class HangingDNS(ChangingDNS):
+    async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def, override]
+        await trio.sleep_forever()
+
+
 async def test_a_failure_is_remembered_for_the_negative_ttl(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

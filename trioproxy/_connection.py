@@ -169,6 +169,9 @@ async def _read_request_head(
         left_s = deadline - trio.current_time()
         if left_s <= 0:
             raise ClientError("client too slow", status=408)
+        if fed:  # a pipelined head not whole yet: hold it here only, not also in h11's buffer
+            down.h11 = _fresh_h11(limits)
+            fed = 0
         data = await down.recv(left_s)
         if not data:
             if head:
@@ -184,8 +187,14 @@ def _skip_empty_lines(down: Downstream, head: bytearray, fed: int, limits: Limit
     while head[:2] == b"\r\n":
         del head[:2]
     if fed:
-        down.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        down.h11 = _fresh_h11(limits)
     return 0
+
+
+def _fresh_h11(limits: Limits) -> h11.Connection:
+    """A new server state machine for a connection between requests (both sides IDLE, so
+    it knows nothing the old one did not)."""
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
 
 
 def _parsed_request(down: Downstream) -> h11.Request | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 import trio
@@ -63,9 +64,11 @@ async def forward(
     only when the reused connection died before any response byte arrived.
     """
     pool = ctx.pool
-    chunks = await _buffer_request_body(down, plan, ctx)
+    body = await _buffer_request_body(down, plan, ctx)
     up, reused, waited = await pool.acquire()
-    if waited and await down.peer_closed():  # it left while we waited: the origin never hears of it
+    # Left while we waited? Then the origin never hears of it. (No checkpoint between the
+    # acquire and the try below: a cancellation cannot leak the connection.)
+    if waited and down.peer_closed():
         pool.give_back(up)
         raise ClientGone("client closed the connection while waiting for an upstream connection")
     try:
@@ -73,14 +76,14 @@ async def forward(
             record.upstream_addr = up.address
             started = trio.current_time()
             try:
-                await _exchange_once(down, up, request, plan, record, ctx, chunks)
+                await _exchange_once(down, up, request, plan, record, ctx, body)
             except UpstreamClosed as exc:
                 pool.discard(up)
                 if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
                     raise
                 log.info("retrying on a fresh connection: %s", exc, extra=request_fields(record))
                 ctx.stats.retries += 1
-                up, reused = await pool.connect_fresh(), False
+                up, reused = await pool.connect_fresh()
                 continue
             except BaseException:
                 pool.discard(up)
@@ -92,7 +95,7 @@ async def forward(
             await down.flush(ctx.settings.timeouts.client_send_s)
             return
     finally:
-        down.send_floor = None
+        down.send_floor = down.receive_floor = None
 
 
 async def _exchange_once(
@@ -102,7 +105,7 @@ async def _exchange_once(
     plan: RequestPlan,
     record: AccessRecord,
     ctx: ProxyContext,
-    chunks: ChunkedChecker | None,
+    body: RequestBody | None,
 ) -> None:
     # _parsed=True: h11 skips re-validating what its own parser already validated (and the
     # few fields we add are valid by construction): a third of the per-request parse cost.
@@ -110,60 +113,86 @@ async def _exchange_once(
         h11.Request(method=request.method, target=plan.target, headers=plan.headers, _parsed=True)
     )
     relay = partial(_relay_response, down, up, request, plan, record, ctx)
-    if plan.body is BodyKind.NONE:
+    if body is None:
         up.queue(h11.EndOfMessage())
         await up.flush(ctx.settings.timeouts.upstream_send_s)
         await relay()
         return
     # A complete response ends the exchange; an unfinished upload is then abandoned (the
     # connections' h11 states forbid reusing either of them).
-    await with_side_task(relay, partial(_upload_body, down, up, ctx, chunks))
+    await with_side_task(relay, partial(_upload_body, down, up, ctx, body))
 
 
 # --- The request body -----------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class RequestBody:
+    """A request body on its way: its framing checker and its one total deadline."""
+
+    chunks: ChunkedChecker | None
+    deadline: float
+
+
 async def _buffer_request_body(
     down: Downstream, plan: RequestPlan, ctx: ProxyContext
-) -> ChunkedChecker | None:
+) -> RequestBody | None:
     """Read the request body until it is complete or ``request_buffer_bytes`` are held in
     h11's receive buffer, before any upstream connection is taken. Also the origin never
     sees a request its client did not finish (conformance: the incomplete-request class).
 
-    Returns the chunked-framing checker, which has seen every byte h11 holds.
+    From here to the body's end one total deadline and the rate floor apply (cleared by
+    forward()). The chunked-framing checker returned has seen every byte h11 holds.
     """
     if plan.body is BodyKind.NONE:
         # Take the request's end now, so a failure before any upstream I/O still leaves the
         # downstream connection in step for its next request.
         expect_end_of_request(down)
         return None
-    settings = ctx.settings
-    limit = settings.limits.request_buffer_bytes
-    chunks = ChunkedChecker() if plan.body is BodyKind.CHUNKED else None
+    timeouts, limits = ctx.settings.timeouts, ctx.settings.limits
+    now = trio.current_time()
+    body = RequestBody(
+        ChunkedChecker() if plan.body is BodyKind.CHUNKED else None,
+        now + timeouts.client_body_total_s,
+    )
+    if limits.min_body_rate_bytes_per_s:
+        down.receive_floor = RateFloor(
+            limits.min_body_rate_bytes_per_s, timeouts.client_body_s, now, down.bytes_received
+        )
     length = int(header_value(plan.headers, b"content-length") or 0)
     held = down.h11.trailing_data[0]
-    if chunks is not None:
-        await _check_chunks(chunks, held, _client_framing_error)
+    if body.chunks is not None:
+        await _check_chunks(body.chunks, held, _client_framing_error)
     buffered = len(held)
     if down.h11.they_are_waiting_for_100_continue:
-        if chunks is not None or length > limit:
-            return chunks  # the origin decides: it may refuse a body this large early
-        # nginx's way: answer the expectation ourselves and take the body, so no upstream
-        # connection waits for a client that may never send it.
-        down.queue(h11.InformationalResponse(status_code=100, headers=[]))
-        await down.flush(settings.timeouts.client_send_s)
+        if length > limits.request_buffer_bytes:
+            return body  # the origin decides: it may refuse a body this large early
+        # nginx's way (RFC 9110 10.1.1 lets a proxy answer for the origin): answer the
+        # expectation ourselves and take the body, so no upstream connection waits for a
+        # client that may never send it. A chunked body is taken up to the buffer too.
+        down.queue(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+        await down.flush(timeouts.client_send_s)
         plan.headers = [(k, v) for k, v in plan.headers if k.lower() != b"expect"]
-    deadline = trio.current_time() + settings.timeouts.client_body_total_s
-    while buffered < limit and not (chunks.done if chunks is not None else buffered >= length):
-        timeout_s = min(settings.timeouts.client_body_s, deadline - trio.current_time())
-        data = await down.recv(timeout_s)
-        if chunks is not None:
-            await _check_chunks(chunks, data, _client_framing_error)
-        down.h11.receive_data(data)
+    while buffered < limits.request_buffer_bytes and not _complete(body, buffered, length):
+        data = await down.recv(_body_wait_s(body, timeouts.client_body_s))
+        down.h11.receive_data(data)  # recorded before any checkpoint: nothing read is lost
         if not data:
-            break  # EOF mid-body: _upload_body reports it
+            raise ClientGone("client closed the connection mid-body")
+        if body.chunks is not None:
+            await _check_chunks(body.chunks, data, _client_framing_error)
         buffered += len(data)
-    return chunks
+    return body
+
+
+def _complete(body: RequestBody, buffered: int, length: int) -> bool:
+    return body.chunks.done if body.chunks is not None else buffered >= length
+
+
+def _body_wait_s(body: RequestBody, inactivity_s: float) -> float:
+    left_s = body.deadline - trio.current_time()
+    if left_s <= 0:
+        raise ClientError("request body took too long", status=408)
+    return min(inactivity_s, left_s)
 
 
 def expect_end_of_request(down: Downstream) -> None:
@@ -173,19 +202,11 @@ def expect_end_of_request(down: Downstream) -> None:
 
 
 async def _upload_body(
-    down: Downstream, up: UpstreamConnection, ctx: ProxyContext, chunks: ChunkedChecker | None
+    down: Downstream, up: UpstreamConnection, ctx: ProxyContext, body: RequestBody
 ) -> None:
     """Send the body upstream: what is buffered, then the rest as it arrives (a body larger
     than the buffer, under the rate floor and the total deadline)."""
-    timeouts, limits = ctx.settings.timeouts, ctx.settings.limits
-    deadline = trio.current_time() + timeouts.client_body_total_s
-    if limits.min_body_rate_bytes_per_s:
-        down.receive_floor = RateFloor(
-            limits.min_body_rate_bytes_per_s,
-            timeouts.client_body_s,
-            trio.current_time(),
-            down.bytes_received,
-        )
+    timeouts = ctx.settings.timeouts
     try:
         while True:
             try:
@@ -198,13 +219,10 @@ async def _upload_body(
                 await trio.lowlevel.checkpoint()  # a slice done: let others run
             elif event is h11.NEED_DATA:
                 await up.flush(timeouts.upstream_send_s)  # backpressure: never read ahead
-                left_s = deadline - trio.current_time()
-                if left_s <= 0:
-                    raise ClientError("request body took too long", status=408)
-                data = await down.recv(min(timeouts.client_body_s, left_s))
-                if chunks is not None:
-                    await _check_chunks(chunks, data, _client_framing_error)
-                down.h11.receive_data(data)
+                data = await down.recv(_body_wait_s(body, timeouts.client_body_s))
+                down.h11.receive_data(data)  # recorded before any checkpoint
+                if body.chunks is not None:
+                    await _check_chunks(body.chunks, data, _client_framing_error)
             elif isinstance(event, h11.EndOfMessage):
                 up.queue(h11.EndOfMessage(headers=trailer_headers(event.headers.raw_items())))
                 await up.flush(timeouts.upstream_send_s)
@@ -215,8 +233,6 @@ async def _upload_body(
         # The origin stopped reading: it may have answered early and closed. The relay
         # reports that answer, or the failure if there is none.
         return
-    finally:
-        down.receive_floor = None
 
 
 def _move_data(source: Peer, sink: Peer) -> tuple[object, int]:
@@ -354,7 +370,7 @@ async def _watch_client(down: Downstream) -> None:
     """Raise ClientGone when the client closes or resets; return if it sends bytes instead
     (a pipelined request tells nothing: then stop watching)."""
     await down.wait_readable()
-    if await down.peer_closed():
+    if down.peer_closed():
         raise ClientGone("client closed the connection while the upstream was answering")
 
 
@@ -413,9 +429,9 @@ async def _relay_response(
             await trio.lowlevel.checkpoint()  # a slice done: let others run
         elif event is h11.NEED_DATA:
             data = await _receive_body_bytes(down, up, ctx)
-            if chunks is not None:
+            up.h11.receive_data(data)  # recorded before any checkpoint: nothing read is lost
+            if chunks is not None:  # (h11 parses nothing the checker has not passed)
                 await _check_chunks(chunks, data, _upstream_framing_error)
-            up.h11.receive_data(data)
         elif isinstance(event, h11.EndOfMessage):
             trailers = trailer_headers(event.headers.raw_items(), raw) if keep_trailers else []
             down.queue(h11.EndOfMessage(headers=trailers))

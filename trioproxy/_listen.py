@@ -69,7 +69,7 @@ async def accept_forever(
 
 
 # While every slot is busy, how often a waiting newcomer looks again for a connection that
-# has gone idle meanwhile (one that was busy when it first looked).
+# has gone idle meanwhile (one that was busy, or was closed for it but had a request to serve).
 _ROOM_RECHECK_S = 0.1
 
 
@@ -79,10 +79,9 @@ async def _wait_for_slot(
     """Return once a slot is free, closing idle connections for a client that waits."""
     while slots.value == 0:
         await trio.lowlevel.wait_readable(listener.socket)  # a newcomer is in the backlog
-        if make_room():
-            await slots.acquire()  # freed as soon as the closed connection's task ends
-            slots.release()
-            continue
+        # The closed connection's task frees its slot as it ends; but one closed just as its
+        # next request arrived serves that request first. Never wait on it alone: look again.
+        make_room()
         with trio.move_on_after(_ROOM_RECHECK_S):
             await slots.acquire()
             slots.release()

@@ -215,20 +215,24 @@ class Peer:
         except trio.ClosedResourceError as exc:
             raise self._gone(exc) from exc
 
-    def readable_now(self) -> bool:
+    def readable_now(self, events: int = select.POLLIN | select.POLLPRI) -> bool:
         """Whether a read would not block: bytes, an EOF or an error wait. No syscall that
         could lose anything: a zero-timeout poll."""
         poller = select.poll()
-        poller.register(self._fd, select.POLLIN | select.POLLPRI)
+        poller.register(self._fd, events)
         return bool(poller.poll(0))
 
-    async def peer_closed(self) -> bool:
-        """Whether the peer has closed or reset the connection; bytes it sent meanwhile (a
-        pipelined request) stay unread and say it has not."""
-        if not self.readable_now():
+    def peer_closed(self) -> bool:
+        """Whether the peer has closed or reset the connection, checked without waiting;
+        bytes it sent meanwhile (a pipelined request) stay unread and say it has not."""
+        if not self.readable_now(select.POLLIN | select.POLLRDHUP):  # not urgent data
             return False
+        # trio's recv would wait when nothing can be peeked: peek on a duplicate instead.
         try:
-            return not await self.stream.socket.recv(1, socket.MSG_PEEK)
+            with socket.fromfd(self._fd, socket.AF_INET, socket.SOCK_STREAM) as dup:
+                return not dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
         except OSError:
             return True
 

@@ -93,14 +93,15 @@ class UpstreamPool:
                 continue
             raise PoolTimeout(f"all {self.limits.max_connections} upstream connections busy")
 
-    async def connect_fresh(self) -> UpstreamConnection:
-        """A new connection regardless of idle ones (the stale-connection retry)."""
+    async def connect_fresh(self) -> tuple[UpstreamConnection, bool]:
+        """A new connection regardless of idle ones (the stale-connection retry), and
+        whether it is a reused one after all (at the cap, the next free one is taken)."""
         while not self._has_room() and self._idle:
             self._close_idle(self._idle.pop(0))
         if not self._has_room():
-            conn, _, _ = await self.acquire()
-            return conn
-        return await self._open_new()
+            conn, reused, _ = await self.acquire()
+            return conn, reused
+        return await self._open_new(), False
 
     def release(self, conn: UpstreamConnection) -> None:
         """Return a connection after an exchange; kept only if both sides finished cleanly,

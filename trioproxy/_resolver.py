@@ -8,7 +8,7 @@ Failing well: one lookup runs at a time, in the resolver's own task (a caller th
 does not cancel it for the others); every caller waits for it only until its own deadline;
 its outcome, a failure included, is shared by all who waited and remembered (a failure for
 ``negative_ttl_s``), so a resolver outage costs each request at most one lookup's wait.
-After a failure the last good answer, if any, is used until a lookup succeeds.
+After a failure, or while a lookup is slow, the last good answer (if any) is used.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ log = logging.getLogger("trioproxy")
 SockAddr = tuple[int, tuple[str, int] | tuple[str, int, int, int]]  # (family, sockaddr)
 Lookup = Callable[[str, int], Awaitable[list[SockAddr]]]
 
+# With a last good answer, how long a request waits for a fresh one before using the old:
+# long enough for a working resolver (a millisecond here), short for a failing one.
+_STALE_AFTER_S = 0.5
+
 
 async def system_lookup(host: str, port: int) -> list[SockAddr]:
     infos = await trio.socket.getaddrinfo(
@@ -42,12 +46,14 @@ class Resolver:
         *,
         ttl_s: float,
         negative_ttl_s: float = 1.0,
+        lookup_timeout_s: float = 60.0,
         lookup: Lookup = system_lookup,
     ) -> None:
         self.host = host
         self.port = port
         self.ttl_s = ttl_s
         self.negative_ttl_s = negative_ttl_s
+        self.lookup_timeout_s = lookup_timeout_s  # the connect deadline: nobody waits longer
         self._lookup = lookup
         self._addresses: list[SockAddr] = []
         self._current: frozenset[object] = frozenset()  # sockaddrs of the last good answer
@@ -75,25 +81,33 @@ class Resolver:
     def refresh_if_stale(self) -> None:
         """Start a lookup in the background if the answer has expired: connections that are
         only ever reused must still learn that the answer changed."""
-        if trio.current_time() >= self._expires_at:
+        if self._may_ask(trio.current_time()):
             self._start_lookup()
 
     async def resolve(self, deadline: float) -> list[SockAddr]:
-        """The current addresses: cached, or from the lookup in flight, by ``deadline``."""
+        """The current addresses: cached, or from the lookup in flight, by ``deadline``.
+
+        With a last good answer, a request waits for a lookup at most ``_STALE_AFTER_S``
+        and then takes that answer: a slow or failing resolver delays nobody for long."""
         now = trio.current_time()
         if now < self._expires_at:
             return self._addresses
-        if self._failure is None or now >= self._failure_expires_at:
+        if self._may_ask(now):
             done = self._start_lookup()
-            with trio.move_on_at(deadline):
+            wait_until = min(deadline, now + _STALE_AFTER_S) if self._addresses else deadline
+            with trio.move_on_at(wait_until):
                 await done.wait()
-            if not done.is_set():
+            if not done.is_set() and not self._addresses:
                 raise UpstreamTimeout(f"resolving upstream {self.host} timed out")
         if self._failure is not None and not self._addresses:
             raise self._failure
-        # After a failed lookup, the last good answer is still the best guess (served stale
-        # until a lookup succeeds, as nginx keeps a resolved upstream through DNS trouble).
         return self._addresses
+
+    def _may_ask(self, now: float) -> bool:
+        """The answer has expired, and no failure is remembered (the negative TTL)."""
+        return now >= self._expires_at and (
+            self._failure is None or now >= self._failure_expires_at
+        )
 
     def _start_lookup(self) -> trio.Event:
         if self._in_flight is None:
@@ -105,7 +119,10 @@ class Resolver:
 
     async def _refresh(self, done: trio.Event) -> None:
         try:
-            addresses = await self._lookup(self.host, self.port)
+            with trio.move_on_after(self.lookup_timeout_s) as scope:
+                addresses = await self._lookup(self.host, self.port)
+            if scope.cancelled_caught:  # (trio abandons the resolver's thread)
+                raise OSError(f"no answer in {self.lookup_timeout_s:g} s")
             if not addresses:
                 raise OSError("no address")
         except OSError as exc:

@@ -61,6 +61,7 @@ class ProxyServer:
             upstream[1],
             ttl_s=settings.upstream.dns_ttl_s,
             negative_ttl_s=settings.upstream.dns_negative_ttl_s,
+            lookup_timeout_s=settings.timeouts.upstream_connect_s,
         )
         pool = UpstreamPool(resolver, _pool_limits(settings))
         self.ctx = ProxyContext(
@@ -85,6 +86,7 @@ class ProxyServer:
         self.pool.limits = replace(_pool_limits(settings), size=self.pool.limits.size)
         self.pool.resolver.ttl_s = settings.upstream.dns_ttl_s
         self.pool.resolver.negative_ttl_s = settings.upstream.dns_negative_ttl_s
+        self.pool.resolver.lookup_timeout_s = settings.timeouts.upstream_connect_s
         if self._counting:
             access_log = observing(self.ctx.metrics, access_log)
         self.settings = settings
