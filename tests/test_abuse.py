@@ -13,6 +13,7 @@ server on loopback, with a pass criterion that does not depend on the machine's 
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -182,15 +183,14 @@ async def test_clients_that_never_send_their_body_hold_no_upstream_connection() 
     settings = make_settings(upstream__pool_size=2, timeouts__pool_wait_s=30)
     async with scripted_origin() as origin, running_proxy(origin, settings) as proxy:
         attackers: list[trio.SocketStream] = []
-        for i in range(6):
+        for i in range(9):
             stream = await trio.open_tcp_stream(*proxy.address)
             attackers.append(stream)
             expect = b"Expect: 100-continue\r\n" if i % 2 else b""
+            framing = b"Transfer-Encoding: chunked" if i % 3 == 2 else b"Content-Length: 1000"
+            body = b"64\r\n" + b"y" * 50 if i % 3 == 2 else b"y" * (i * 100)
             await stream.send_all(
-                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
-                + expect
-                + b"\r\n"
-                + b"y" * (i * 100)
+                b"POST / HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n" + expect + b"\r\n" + body
             )
         await trio.testing.wait_all_tasks_blocked()
         assert proxy.server.pool.open_count == 0
@@ -232,6 +232,59 @@ async def test_a_body_larger_than_the_buffer_streams_and_a_trickle_is_cut_off() 
         assert proxy.records[-1].status == 408
         await _wait_until(lambda: proxy.server.pool.open_count <= 1)
         assert proxy.server.pool.idle_count == proxy.server.pool.open_count
+
+
+async def test_a_slow_body_inside_the_buffer_meets_the_rate_floor_too() -> None:
+    settings = make_settings(
+        timeouts__client_body_s=0.3, limits__min_body_rate_bytes_per_s=1_000_000
+    )
+    async with scripted_origin() as origin, running_proxy(origin, settings) as proxy:
+        stream = await trio.open_tcp_stream(*proxy.address)
+        async with stream, trio.open_nursery() as nursery:
+            await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+
+            async def trickle() -> None:
+                with contextlib.suppress(trio.BrokenResourceError):
+                    while True:
+                        await stream.send_all(b"y")
+                        await trio.sleep(0.1)
+
+            nursery.start_soon(trickle)
+            with trio.fail_after(10):
+                answer = await stream.receive_some(65536)
+            nursery.cancel_scope.cancel()
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert proxy.server.pool.open_count == 0  # it never got near the origin
+
+
+async def test_an_urgent_byte_from_a_waiting_client_does_not_hold_the_slot() -> None:
+    release = trio.Event()
+    heads: list[bytes] = []
+
+    async def one_at_a_time(stream: trio.SocketStream) -> None:
+        while head := await read_head(stream):
+            heads.append(head)
+            if len(heads) == 1:
+                await release.wait()
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=30)
+    async with raw_origin(one_at_a_time) as origin, running_proxy(origin, settings) as proxy:
+        async with trio.open_nursery() as nursery:
+            first = Client(await trio.open_tcp_stream(*proxy.address))
+            nursery.start_soon(first.request, b"GET", b"/first")
+            await _wait_until(lambda: heads)
+            waiting = await trio.open_tcp_stream(*proxy.address)
+            await waiting.send_all(b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+            await _wait_until(lambda: proxy.server.pool.waiting_count)
+            await waiting.socket.send(b"!", socket.MSG_OOB)
+            release.set()
+            with trio.fail_after(5):
+                assert (await waiting.receive_some(65536)).startswith(b"HTTP/1.1 200 ")
+                async with Client.connect(proxy.address) as third:
+                    assert (await third.request(b"GET", b"/third")).status == 200
+            await waiting.aclose()
+            await first.stream.aclose()
 
 
 async def test_clients_that_never_read_release_the_upstream_connection() -> None:
