@@ -63,6 +63,7 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
             current = ctx.now()
             down.closing = served >= current.settings.limits.keepalive_requests
             await _serve_request(down, request, current, received_before)
+            del request, current  # an idle connection keeps nothing of its last request
             if down.closing or ctx.draining or not _next_cycle(down):
                 return
     except ClientGone as exc:

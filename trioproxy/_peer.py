@@ -137,11 +137,13 @@ class Peer:
             try:
                 sent = os.write(self._fd, self._sending)
             except BlockingIOError:
+                sent = -1  # (waiting outside the handler, as in recv)
+            except OSError as exc:
+                raise self._gone(exc) from exc
+            if sent < 0:
                 await self._wait(wait_writable, timeout_s, self.send_floor, "sending")
                 waited = True
                 continue
-            except OSError as exc:
-                raise self._gone(exc) from exc
             self._sending = self._sending[sent:]
             self.bytes_sent += sent
         if not waited:
@@ -183,9 +185,11 @@ class Peer:
         try:
             data = os.read(self._fd, RECEIVE_SIZE)
         except BlockingIOError:
-            return await self._recv_after_waiting(timeout_s)
+            data = None  # (waiting outside the handler: an idle wait holds no traceback)
         except OSError as exc:
             raise self._gone(exc) from exc
+        if data is None:
+            return await self._recv_after_waiting(timeout_s)
         self.bytes_received += len(data)
         await cancel_shielded_checkpoint()  # fairness: the bytes are recorded, now yield
         return data
