@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import h11
@@ -122,7 +122,12 @@ async def other_client_is_served_meanwhile(address: tuple[str, int], done: trio.
     return served
 
 
-async def test_one_byte_chunk_upload_is_sliced_and_others_are_served() -> None:
+async def flood_beside_another_client(
+    flood: Callable[[Client], Awaitable[None]],
+) -> tuple[int, int]:
+    """Run ``flood`` on one connection while another client sends requests; return the
+    most steps any connection task took, and how many requests the other client got
+    answered before the flood ended."""
     async with scripted_origin() as origin, running_proxy(origin) as proxy:
         done = trio.Event()
         served: list[int] = []
@@ -132,43 +137,36 @@ async def test_one_byte_chunk_upload_is_sliced_and_others_are_served() -> None:
                 async def other() -> None:
                     served.append(await other_client_is_served_meanwhile(proxy.address, done))
 
-                async def flood() -> None:
+                async def flooding() -> None:
                     async with Client.connect(proxy.address) as client:
-                        await client.stream.send_all(chunked_upload(CHUNKS))
-                        reply = await client.read_reply()
-                    assert reply.body == b"%d" % CHUNKS
+                        await flood(client)
                     done.set()
 
                 nursery.start_soon(other)
-                nursery.start_soon(flood)
+                nursery.start_soon(flooding)
         busiest = max(n for task, n in counter.steps.items() if task.name.endswith("_handle"))
+    return busiest, served[0]
+
+
+async def test_one_byte_chunk_upload_is_sliced_and_others_are_served() -> None:
+    async def upload(client: Client) -> None:
+        await client.stream.send_all(chunked_upload(CHUNKS))
+        assert (await client.read_reply()).body == b"%d" % CHUNKS
+
+    busiest, served = await flood_beside_another_client(upload)
     # The flood's connection task yielded at least once per slice of chunks (it used to walk
     # a whole 64 KiB buffer, some eleven thousand chunks, in one step).
     assert busiest >= CHUNKS / (4 * CHUNKS_PER_SLICE)
-    assert served[0] >= 1
+    assert served >= 1
 
 
 async def test_one_byte_chunk_download_is_sliced_and_others_are_served() -> None:
-    async with scripted_origin() as origin, running_proxy(origin) as proxy:
-        done = trio.Event()
-        served: list[int] = []
-        with counting_steps() as counter:
-            async with trio.open_nursery() as nursery:
+    async def download(client: Client) -> None:
+        assert (await client.request(b"GET", b"/chunks/%d" % CHUNKS)).body == b"x" * CHUNKS
 
-                async def other() -> None:
-                    served.append(await other_client_is_served_meanwhile(proxy.address, done))
-
-                async def flood() -> None:
-                    async with Client.connect(proxy.address) as client:
-                        reply = await client.request(b"GET", b"/chunks/%d" % CHUNKS)
-                    assert reply.body == b"x" * CHUNKS
-                    done.set()
-
-                nursery.start_soon(other)
-                nursery.start_soon(flood)
-        busiest = max(n for task, n in counter.steps.items() if task.name.endswith("_handle"))
+    busiest, served = await flood_beside_another_client(download)
     assert busiest >= CHUNKS / (4 * CHUNKS_PER_SLICE)
-    assert served[0] >= 1
+    assert served >= 1
 
 
 async def _wait_until(condition: object) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import h11
+import pytest
 import trio
+
+from trioproxy._settings import Settings
 
 from .support import make_settings, raw_origin, running_proxy
 
@@ -85,26 +88,13 @@ async def test_a_body_that_fits_the_buffer_is_taken_before_the_origin_hears_of_i
     assert len(heads) == 1 and b"expect" not in heads[0].lower()
 
 
-async def test_origin_100_is_relayed_for_a_body_larger_than_the_buffer() -> None:
-    async with (
-        raw_origin(_continuing_origin) as origin,
-        running_proxy(origin, LARGER_THAN_THE_BUFFER) as proxy,
-    ):
-        stream, conn = await _client(proxy.address)
-        async with stream:
-            await stream.send_all(HEAD)
-            informational = await _next_response_event(stream, conn)
-            assert isinstance(informational, h11.InformationalResponse)
-            assert informational.status_code == 100
-            await stream.send_all(b"hello world")
-            final = await _next_response_event(stream, conn)
-            assert isinstance(final, h11.Response) and final.status_code == 200
-            body = await _next_response_event(stream, conn)
-            assert isinstance(body, h11.Data) and body.data == b"hello world"
-
-
-async def test_client_waits_for_100_then_sends_body() -> None:
-    async with raw_origin(_continuing_origin) as origin, running_proxy(origin) as proxy:
+@pytest.mark.parametrize(
+    "settings",
+    [None, LARGER_THAN_THE_BUFFER],
+    ids=["the proxy answers 100", "the origin's 100 is relayed"],
+)
+async def test_client_waits_for_100_then_sends_body(settings: Settings | None) -> None:
+    async with raw_origin(_continuing_origin) as origin, running_proxy(origin, settings) as proxy:
         stream, conn = await _client(proxy.address)
         async with stream:
             await stream.send_all(HEAD)
