@@ -10,7 +10,6 @@ interval and at exit.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -100,6 +99,9 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, worker: str = "") -> None:
         super().__init__()
         self.worker = worker
+        import json  # only with --log-format json: the supervisor stays small otherwise
+
+        self._dumps = json.dumps
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -112,7 +114,7 @@ class JsonFormatter(logging.Formatter):
                 line[name] = value
         if self.worker:
             line["worker"] = self.worker
-        return json.dumps(line, ensure_ascii=True)
+        return self._dumps(line, ensure_ascii=True)
 
 
 class FailureAggregator(logging.Filter):

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._addr import parse_host_port
 
@@ -89,8 +88,7 @@ def _directory(text: str) -> str:
     return text
 
 
-@dataclass(frozen=True, slots=True)
-class Option:
+class Option(NamedTuple):  # (not a dataclass: the supervisor would import inspect, 1 MiB)
     name: str  # the attribute: "log_level"
     default: str
     parse: Callable[[str], Any]
