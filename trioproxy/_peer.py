@@ -37,6 +37,7 @@ from ._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError, Ups
 from ._h11 import h11
 
 RECEIVE_SIZE = 65536
+_NOTHING = memoryview(b"")  # shared: an idle connection needs no view of its own
 
 
 class RateFloor:
@@ -76,7 +77,7 @@ class Peer:
         self.stream: trio.SocketStream = stream
         self.h11 = conn
         self._out: list[bytes] = []  # queued, not yet being sent
-        self._sending = memoryview(b"")  # the unsent rest of the buffer being sent
+        self._sending = _NOTHING  # the unsent rest of the buffer being sent
         self.bytes_sent = 0
         self.bytes_received = 0
         self.receive_floor: RateFloor | None = None
