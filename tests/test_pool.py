@@ -6,6 +6,8 @@ assert that the pool holds no connection in a half-finished state.
 
 from __future__ import annotations
 
+import socket
+
 import trio
 import trio.testing
 
@@ -218,3 +220,71 @@ def _finish_exchange(conn: object) -> None:
     conn.h11.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
     assert isinstance(conn.h11.next_event(), h11.Response)
     assert isinstance(conn.h11.next_event(), h11.EndOfMessage)
+
+
+class MovingAnswer:
+    """A stand-in for the system resolver whose answer for next-hop can be changed."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.asked = 0
+
+    async def __call__(self, host: str, port: int) -> list[tuple[int, tuple[str, int]]]:
+        self.asked += 1
+        return [(socket.AF_INET, ("127.0.0.1", self.port))]
+
+
+async def test_a_connection_whose_address_left_the_answer_is_closed_when_it_comes_back(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def keeps_open(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    async with raw_origin(keeps_open) as old, raw_origin(keeps_open) as new:
+        dns = MovingAnswer(old[1])
+        pool = UpstreamPool(
+            Resolver("next-hop", 80, ttl_s=1, lookup=dns), PoolLimits(idle_timeout_s=60)
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            conn, _, _ = await pool.acquire()
+            _finish_exchange(conn)
+            pool.release(conn)
+            dns.port = new[1]  # next-hop moves
+            await trio.sleep(2)  # past the answer's TTL
+            conn, reused, _ = await pool.acquire()  # busy connections are still reused...
+            assert reused and conn.address.endswith(f":{old[1]}")
+            await trio.testing.wait_all_tasks_blocked()  # ...while the answer is refreshed
+            _finish_exchange(conn)
+            pool.release(conn)  # ...but not kept once their address left the answer
+            assert conn.closed and pool.idle_count == 0 and pool.open_count == 0
+            conn, reused, _ = await pool.acquire()
+            assert not reused and conn.address.endswith(f":{new[1]}")
+            pool.discard(conn)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_connection_older_than_its_maximum_age_is_not_reused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def keeps_open(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    async with raw_origin(keeps_open) as upstream:
+        limits = PoolLimits(idle_timeout_s=60, max_age_s=10)
+        pool = UpstreamPool(Resolver(*upstream, ttl_s=3600), limits)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            first, _, _ = await pool.acquire()
+            _finish_exchange(first)
+            pool.release(first)
+            await trio.sleep(5)
+            again, reused, _ = await pool.acquire()
+            assert reused and again is first  # young enough
+            _finish_exchange(again)
+            pool.release(again)
+            await trio.sleep(6)  # 11 s old now
+            fresh, reused, _ = await pool.acquire()
+            assert not reused and fresh is not first and first.closed
+            pool.discard(fresh)
+            nursery.cancel_scope.cancel()
