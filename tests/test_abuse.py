@@ -401,3 +401,29 @@ async def test_a_client_that_left_while_waiting_for_a_slot_is_never_sent_upstrea
             await first.stream.aclose()
     assert [h.split(b" ")[1] for h in heads] == [b"/first"]
     assert sorted(r.status for r in proxy.records) == [200, 499]
+
+
+async def test_a_rate_floor_ends_with_its_request() -> None:
+    """A request that fails after its body went upstream (here: the origin hangs up without
+    an answer, a 502) leaves the connection open; its body's rate floor must not follow the
+    connection into its idle wait (it would cut it with a 408)."""
+    requests = 0
+
+    async def hangs_up_once(stream: trio.SocketStream) -> None:
+        nonlocal requests
+        head = await read_head(stream)
+        requests += 1
+        if requests == 1:
+            while head.count(b"x") < 100:  # the whole body, then no answer
+                head += await stream.receive_some(65536)
+            return
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    settings = make_settings(
+        timeouts__client_body_s=0.2, limits__min_body_rate_bytes_per_s=1_000_000
+    )
+    async with raw_origin(hangs_up_once) as origin, running_proxy(origin, settings) as proxy:
+        async with Client.connect(proxy.address) as client:
+            assert (await client.request(b"POST", b"/", body=b"x" * 100)).status == 502
+            await trio.sleep(0.5)  # idle, longer than the floor's grace
+            assert (await client.request(b"GET", b"/")).status == 200

@@ -63,39 +63,49 @@ async def forward(
     The retry follows nginx and Varnish: only for an idempotent request without a body,
     only when the reused connection died before any response byte arrived.
     """
+    try:
+        await _forward(down, request, plan, record, ctx)
+    finally:  # the rate floors are this request's only, however it ends
+        down.send_floor = down.receive_floor = None
+
+
+async def _forward(
+    down: Downstream,
+    request: h11.Request,
+    plan: RequestPlan,
+    record: AccessRecord,
+    ctx: ProxyContext,
+) -> None:
     pool = ctx.pool
     body = await _buffer_request_body(down, plan, ctx)
     up, reused, waited = await pool.acquire()
     # Left while we waited? Then the origin never hears of it. (No checkpoint between the
-    # acquire and the try below: a cancellation cannot leak the connection.)
+    # acquire and the loop below: a cancellation cannot leak the connection.)
     if waited and down.peer_closed():
         pool.give_back(up)
         raise ClientGone("client closed the connection while waiting for an upstream connection")
-    try:
-        while True:
-            record.upstream_addr = up.address
-            started = trio.current_time()
-            try:
-                await _exchange_once(down, up, request, plan, record, ctx, body)
-            except UpstreamClosed as exc:
-                pool.discard(up)
-                if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
-                    raise
-                log.info("retrying on a fresh connection: %s", exc, extra=request_fields(record))
-                ctx.stats.retries += 1
-                up, reused = await pool.connect_fresh()
-                continue
-            except BaseException:
-                pool.discard(up)
+    while True:
+        record.upstream_addr = up.address
+        started = trio.current_time()
+        try:
+            await _exchange_once(down, up, request, plan, record, ctx, body)
+        except UpstreamClosed as exc:
+            pool.discard(up)
+            if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
                 raise
-            finally:
-                record.upstream_duration_s = trio.current_time() - started
-            # The upstream is done with: back to the pool before the client's last bytes go out.
-            pool.release(up)
-            await down.flush(ctx.settings.timeouts.client_send_s)
-            return
-    finally:
-        down.send_floor = down.receive_floor = None
+            log.info("retrying on a fresh connection: %s", exc, extra=request_fields(record))
+            ctx.stats.retries += 1
+            up, reused = await pool.connect_fresh()
+            continue
+        except BaseException:
+            pool.discard(up)
+            raise
+        finally:
+            record.upstream_duration_s = trio.current_time() - started
+        # The upstream is done with: back to the pool before the client's last bytes go out.
+        pool.release(up)
+        await down.flush(ctx.settings.timeouts.client_send_s)
+        return
 
 
 async def _exchange_once(
