@@ -364,16 +364,21 @@ async def _receive_head_bytes(
     left_s = deadline - trio.current_time()
     if left_s <= 0:
         raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
-    if not watch_client or left_s <= _WATCH_CLIENT_AFTER_S or up.readable_now():
-        return await up.receive(left_s)  # (under load the answer is usually there already)
-    with trio.move_on_after(_WATCH_CLIENT_AFTER_S) as quick:
-        await up.wait_readable()
-    if quick.cancelled_caught:
-        with trio.move_on_at(deadline) as slow:
-            await with_side_task(up.wait_readable, partial(_watch_client, down))
-        if slow.cancelled_caught:
-            raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
-    return await up.receive(deadline - trio.current_time())
+    if not watch_client or left_s <= _WATCH_CLIENT_AFTER_S:
+        data = await up.recv(left_s)
+    elif (ready := await up.recv_if_ready()) is not None:
+        data = ready  # under load the answer is usually there already
+    else:
+        with trio.move_on_after(_WATCH_CLIENT_AFTER_S) as quick:
+            await up.wait_readable()
+        if quick.cancelled_caught:
+            with trio.move_on_at(deadline) as slow:
+                await with_side_task(up.wait_readable, partial(_watch_client, down))
+            if slow.cancelled_caught:
+                raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
+        data = await up.recv_after_wait(deadline - trio.current_time())
+    up.h11.receive_data(data)
+    return data
 
 
 async def _watch_client(down: Downstream) -> None:

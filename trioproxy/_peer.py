@@ -182,22 +182,34 @@ class Peer:
     async def recv(self, timeout_s: float) -> bytes:
         """Read once (up to RECEIVE_SIZE); b"" is EOF. Not fed to h11: the caller does, at
         once, in as many slices as it likes."""
+        data = await self.recv_if_ready()
+        if data is None:  # (waiting outside any handler: an idle wait holds no traceback)
+            return await self._recv_after_waiting(timeout_s)
+        return data
+
+    async def recv_if_ready(self) -> bytes | None:
+        """Read once if bytes (or an EOF) are there already; None if a read would wait."""
         await checkpoint_if_cancelled()
         try:
             data = os.read(self._fd, RECEIVE_SIZE)
         except BlockingIOError:
-            data = None  # (waiting outside the handler: an idle wait holds no traceback)
+            return None
         except OSError as exc:
             raise self._gone(exc) from exc
-        if data is None:
-            return await self._recv_after_waiting(timeout_s)
         self.bytes_received += len(data)
         await cancel_shielded_checkpoint()  # fairness: the bytes are recorded, now yield
         return data
 
-    async def _recv_after_waiting(self, timeout_s: float) -> bytes:
+    async def recv_after_wait(self, timeout_s: float) -> bytes:
+        """Read once, just after waiting for readability (the wait was the yield)."""
+        await checkpoint_if_cancelled()
+        return await self._recv_after_waiting(timeout_s, waited=True)
+
+    async def _recv_after_waiting(self, timeout_s: float, *, waited: bool = False) -> bytes:
         while True:
-            await self._wait(wait_readable, timeout_s, self.receive_floor, "receiving")
+            if not waited:
+                await self._wait(wait_readable, timeout_s, self.receive_floor, "receiving")
+            waited = False
             try:
                 data = os.read(self._fd, RECEIVE_SIZE)
             except BlockingIOError:
@@ -206,12 +218,6 @@ class Peer:
                 raise self._gone(exc) from exc
             self.bytes_received += len(data)
             return data  # the wait was the yield
-
-    async def receive(self, timeout_s: float) -> bytes:
-        """Read once into h11 and return what was read; b"" (EOF) is passed on for h11."""
-        data = await self.recv(timeout_s)
-        self.h11.receive_data(data)
-        return data
 
     async def wait_readable(self) -> None:
         """Wait, with no deadline of its own, until a read would not block."""
