@@ -156,7 +156,7 @@ def default_trioproxy_cmd() -> list[str]:
 
 def trioproxy_present() -> bool:
     try:
-        return importlib.util.find_spec("trioproxy._cli") is not None
+        return importlib.util.find_spec("trioproxy.app._cli") is not None
     except ModuleNotFoundError:
         return False
 
@@ -198,7 +198,7 @@ def start_trioproxy(
 ) -> Target:
     name = spec.name
     if cmd == default_trioproxy_cmd() and not trioproxy_present():
-        raise TargetError(f"{name}: the engine is not there yet (no trioproxy/_cli.py)")
+        raise TargetError(f"{name}: the engine is not there yet (no trioproxy/app/_cli.py)")
     config_dir = workdir / f"{name}-config"
     config_dir.mkdir()  # empty: all defaults
     # One worker listens on port 0 and reports its port. Several workers get a fixed free

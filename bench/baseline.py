@@ -6,7 +6,7 @@ upstream connection (opened on its first request, kept alive, reopened when the 
 closes it); a request and its body go up, then the response and its body come back, with
 h11 framing both sides (Content-Length or chunked). No access log, no rules, no limits, no
 pool: the benchmark sets it beside trioproxy so the table shows what trioproxy's features
-cost. Like ``trioproxy/_h11.py``, it runs on h11-mypyc when installed unless
+cost. Like ``trioproxy/engine/_h11.py``, it runs on h11-mypyc when installed unless
 ``TRIOPROXY_PARSER=h11``, so both candidates always run on the same parser.
 """
 

@@ -20,7 +20,7 @@ import h11
 import trio
 
 from tests.support import make_settings, raw_origin, running_proxy
-from trioproxy._settings import Settings
+from trioproxy.config._settings import Settings
 
 # Short timeouts, so a stuck exchange shows up as a hang within HANG_S rather than a minute.
 SETTINGS = make_settings(

@@ -42,7 +42,7 @@ RESERVED = frozenset(
         b"expect",
     }
 )
-# Written out again on purpose, not imported from trioproxy._headers: the oracle must not
+# Written out again on purpose, not imported from trioproxy.core._headers: the oracle must not
 # change when the code under test does.
 HOP_BY_HOP = frozenset(
     {

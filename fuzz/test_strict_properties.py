@@ -15,7 +15,7 @@ from functools import partial
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from trioproxy._strict import (
+from trioproxy.core._strict import (
     ChunkedChecker,
     FramingError,
     check_request_head,

@@ -17,10 +17,10 @@ from typing import Any
 import h11
 import trio
 
-from trioproxy._accesslog import AccessRecord
-from trioproxy._listen import open_listener
-from trioproxy._server import ProxyServer
-from trioproxy._settings import Settings
+from trioproxy.config._settings import Settings
+from trioproxy.core._accesslog import AccessRecord
+from trioproxy.engine._listen import open_listener
+from trioproxy.engine._server import ProxyServer
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -221,7 +221,7 @@ def parse_responses(data: bytes, *, method: bytes = b"GET", limit: int = 100) ->
 
 @asynccontextmanager
 async def echo_origin() -> AsyncIterator[tuple[str, int]]:
-    from trioproxy._origin import echo_app, origin
+    from trioproxy.app._origin import echo_app, origin
 
     async with origin(echo_app) as url:
         yield split_url(url)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import trio
 
 import trioproxy
-from trioproxy._accesslog import AccessRecord
-from trioproxy._config import settings_from_bytes
+from trioproxy.config._config import settings_from_bytes
+from trioproxy.core._accesslog import AccessRecord
 
 from .support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
 

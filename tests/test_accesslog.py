@@ -8,14 +8,14 @@ from datetime import datetime
 
 import pytest
 
-from trioproxy._accesslog import (
+from trioproxy.core._accesslog import (
+    ACCESS_LOG_FIELDS,
     FIELD_GETTERS,
     AccessRecord,
     ltsv_escape,
     make_formatter,
     settle_bytes,
 )
-from trioproxy._settings import ACCESS_LOG_FIELDS
 
 START = 1_795_000_000.123  # 2026-11-18T11:06:40.123Z; any instant will do
 

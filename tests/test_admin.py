@@ -17,17 +17,19 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from trioproxy._accesslog import AccessRecord
-from trioproxy._admin import AdminListenError, AdminServer, check_upstream, open_admin_listener
-from trioproxy._listen import open_listener
-from trioproxy._metrics import (
-    DURATION_BUCKETS_S,
-    ProxyCollector,
-    RequestMetrics,
-    exposition,
+from trioproxy.app._origin import Receive, Scope, Send, handle_lifespan, origin
+from trioproxy.core._accesslog import AccessRecord
+from trioproxy.engine._admin import (
+    AdminListenError,
+    AdminServer,
+    check_upstream,
+    open_admin_listener,
 )
-from trioproxy._origin import Receive, Scope, Send, handle_lifespan, origin
-from trioproxy._server import ProxyServer
+from trioproxy.engine._collector import ProxyCollector
+from trioproxy.engine._exposition import exposition
+from trioproxy.engine._listen import open_listener
+from trioproxy.engine._metrics import DURATION_BUCKETS_S, RequestMetrics
+from trioproxy.engine._server import ProxyServer
 
 from .support import (
     Client,

@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from trioproxy import __version__
-from trioproxy._config import load_settings, settings_from_bytes
-from trioproxy._settings import Settings
+from trioproxy.config._config import load_settings, settings_from_bytes
+from trioproxy.config._settings import Settings
 
 from .cli_support import cli_proxy, run_cli, wait_for_exit
 from .support import Client, raw_origin

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioproxy._config import (
+from trioproxy.config._config import (
     CONFIG_FILENAME,
     KNOWN_METADATA,
     MAX_FILE_BYTES,
@@ -22,7 +22,7 @@ from trioproxy._config import (
     settings_from_bytes,
     settings_from_mapping,
 )
-from trioproxy._settings import ACCESS_LOG_FIELDS, AccessLog, Admin, Settings, Timeouts
+from trioproxy.config._settings import ACCESS_LOG_FIELDS, AccessLog, Admin, Settings, Timeouts
 
 
 def write_config(directory: Path, text: str | bytes) -> Path:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from trioproxy._config import load_config, settings_from_bytes
-from trioproxy._configdump import render_toml
-from trioproxy._settings import Settings
+from trioproxy.config._config import load_config, settings_from_bytes
+from trioproxy.config._configdump import render_toml
+from trioproxy.config._settings import Settings
 
 from .test_rules_e2e import RULES
 

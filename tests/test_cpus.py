@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from trioproxy._cpus import cpu_max_texts, parse_cpu_max, usable_cpus
+from trioproxy.app._cpus import cpu_max_texts, parse_cpu_max, usable_cpus
 
 from .cli_support import READY, run_cli
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import trio
 
-from trioproxy._accesslog import AccessRecord
-from trioproxy._diagnostics import (
+from trioproxy.core._accesslog import AccessRecord
+from trioproxy.engine._diagnostics import (
     FailureAggregator,
     JsonFormatter,
     TextFormatter,

@@ -6,7 +6,7 @@ import trio
 import trio.testing
 
 import trioproxy
-from trioproxy._origin import Receive, Scope, Send, handle_lifespan
+from trioproxy.app._origin import Receive, Scope, Send, handle_lifespan
 from trioproxy.testing import RunningProxy, proxy_in_front_of
 
 from .support import Client, raw_origin

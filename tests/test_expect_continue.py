@@ -6,7 +6,7 @@ import h11
 import pytest
 import trio
 
-from trioproxy._settings import Settings
+from trioproxy.config._settings import Settings
 
 from .support import make_settings, raw_origin, running_proxy
 

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from trioproxy._accesslog import AccessRecord
-from trioproxy._metrics import MetricsSnapshot, RequestMetrics, exposition
+from trioproxy.core._accesslog import AccessRecord
+from trioproxy.engine._exposition import exposition
+from trioproxy.engine._metrics import MetricsSnapshot, RequestMetrics
 
 
 def _reference(snapshot: MetricsSnapshot) -> bytes:

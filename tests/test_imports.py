@@ -19,7 +19,9 @@ def _imported(code: str) -> set[str]:
     return set(result.stdout.split())
 
 
-@pytest.mark.parametrize("module", ["trioproxy._cli", "trioproxy._server", "trioproxy._workers"])
+@pytest.mark.parametrize(
+    "module", ["trioproxy.app._cli", "trioproxy.engine._server", "trioproxy.app._workers"]
+)
 def test_the_proxy_path_imports_no_metrics_library_and_no_test_helpers(module: str) -> None:
     imported = _imported(f"import {module}")
     assert module in imported
@@ -29,17 +31,19 @@ def test_the_proxy_path_imports_no_metrics_library_and_no_test_helpers(module: s
 
 def test_a_scrape_does_not_import_prometheus_client() -> None:
     imported = _imported(
-        "from trioproxy._metrics import RequestMetrics, exposition\n"
+        "from trioproxy.engine._exposition import exposition\n"
+        "from trioproxy.engine._metrics import RequestMetrics\n"
         "exposition(RequestMetrics().snapshot())"
     )
-    assert "trioproxy._exposition" in imported
+    assert "trioproxy.engine._exposition" in imported
     assert "prometheus_client" not in imported
 
 
 def test_the_supervisor_imports_neither_trio_nor_the_configuration_loader() -> None:
     imported = _imported(
-        "import trioproxy._cli, trioproxy._supervisor, trioproxy._superadmin, "
-        "trioproxy._sharedbuckets, trioproxy._adminbind"
+        "import trioproxy.app._cli, trioproxy.app._supervisor, trioproxy.app._superadmin, "
+        "trioproxy.core._sharedbuckets, trioproxy.engine._adminbind"
     )
-    heavy = {"trio", "h11", "tomllib", "prometheus_client", "trioproxy._config", "trioproxy._rules"}
+    heavy = {"trio", "h11", "tomllib", "prometheus_client"}
+    heavy |= {"trioproxy.config._config", "trioproxy.core._rules"}
     assert heavy & imported == set()

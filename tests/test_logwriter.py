@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from trioproxy._logwriter import PIPE_BUF, AccessLogWriter, pack_lines
+from trioproxy.app._logwriter import PIPE_BUF, AccessLogWriter, pack_lines
 
 CAP_S = 10.0  # the most any test waits for a thread
 

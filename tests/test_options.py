@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trioproxy._options import OptionError, parse_upstream, parse_workers, resolve
+from trioproxy.config._options import OptionError, parse_upstream, parse_workers, resolve
 
 NO_FLAGS: dict[str, str | None] = {
     "listen": None,

@@ -104,7 +104,7 @@ def test_dir_lists_the_public_api() -> None:
 def test_the_pytest_plugin_imports_nothing_heavy_at_start_up() -> None:
     code = (
         "import sys, trioproxy.pytest_plugin\n"
-        "heavy = ('trio', 'h11', 'hypercorn', 'trioproxy._embed')\n"
+        "heavy = ('trio', 'h11', 'hypercorn', 'trioproxy.app._embed')\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )
     result = subprocess.run(
@@ -136,7 +136,7 @@ def test_the_fixtures_without_the_testing_extra_say_what_to_install(tmp_path: Pa
 def test_demo_without_the_testing_extra_says_what_to_install() -> None:
     code = (
         "import sys\nsys.modules['hypercorn'] = None\n"
-        "from trioproxy._cli import main\nsys.exit(main(['demo']))\n"
+        "from trioproxy.app._cli import main\nsys.exit(main(['demo']))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False

@@ -20,9 +20,9 @@ import pytest
 import trio
 import trio.testing
 
-import trioproxy._peer as peer_module
-from trioproxy._errors import ClientGone
-from trioproxy._peer import Downstream
+import trioproxy.engine._peer as peer_module
+from trioproxy.core._errors import ClientGone
+from trioproxy.engine._peer import Downstream
 
 CHECKPOINTS = (
     "checkpoint_if_cancelled",

@@ -11,11 +11,11 @@ import socket
 import trio
 import trio.testing
 
-from trioproxy._errors import PoolTimeout
-from trioproxy._h11 import h11  # the proxy's parser: its connections are inspected here
-from trioproxy._peer import UpstreamConnection
-from trioproxy._pool import PoolLimits, UpstreamPool
-from trioproxy._resolver import Resolver
+from trioproxy.core._errors import PoolTimeout
+from trioproxy.engine._h11 import h11  # the proxy's parser: its connections are inspected here
+from trioproxy.engine._peer import UpstreamConnection
+from trioproxy.engine._pool import PoolLimits, UpstreamPool
+from trioproxy.engine._resolver import Resolver
 
 from .support import Client, make_settings, raw_origin, read_head, running_proxy
 

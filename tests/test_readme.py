@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from trioproxy._settings import Settings
+from trioproxy.config._settings import Settings
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from trioproxy._server import ProxyServer
-from trioproxy._settings import Forwarding, Settings, Upstream
+from trioproxy.config._settings import Forwarding, Settings, Upstream
+from trioproxy.engine._server import ProxyServer
 
 from .cli_support import ProxyProcess, cli_proxy, wait_for_exit
 from .support import Client, raw_origin, read_head

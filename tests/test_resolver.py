@@ -15,8 +15,8 @@ import pytest
 import trio
 import trio.testing
 
-from trioproxy._errors import UpstreamConnectError, UpstreamTimeout
-from trioproxy._resolver import Resolver
+from trioproxy.core._errors import UpstreamConnectError, UpstreamTimeout
+from trioproxy.engine._resolver import Resolver
 
 from .support import Client, make_settings, running_proxy
 

@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioproxy._config import CONFIG_FILENAME, ConfigError, Problem, settings_from_bytes
-from trioproxy._ratelimit import TokenBuckets, retry_after_s
-from trioproxy._rules import (
+from trioproxy.config._config import CONFIG_FILENAME, ConfigError, Problem, settings_from_bytes
+from trioproxy.config._settings import Settings
+from trioproxy.config._validate import main as validate_main
+from trioproxy.core._ratelimit import TokenBuckets, retry_after_s
+from trioproxy.core._rules import (
     PASS,
     CidrSet,
     Decision,
@@ -26,8 +28,6 @@ from trioproxy._rules import (
     normalize_path,
     request_view,
 )
-from trioproxy._settings import Settings
-from trioproxy._validate import main as validate_main
 
 FILE = "t.toml"
 
@@ -1482,7 +1482,7 @@ VALUES = st.recursive(
 @settings(max_examples=300)
 @given(st.lists(st.dictionaries(RULE_KEYS, VALUES, max_size=4), max_size=4))
 def test_any_rules_give_rules_or_problems(tables: list[dict[str, Any]]) -> None:
-    from trioproxy._config import settings_from_mapping
+    from trioproxy.config._config import settings_from_mapping
 
     try:
         loaded = settings_from_mapping({"rules": tables}, file=FILE, source_text=None).rules

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import trio
 
-from trioproxy._config import settings_from_bytes
-from trioproxy._settings import Settings
+from trioproxy.config._config import settings_from_bytes
+from trioproxy.config._settings import Settings
 
 from .support import Client, exchange_raw, running_proxy
 

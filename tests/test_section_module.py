@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from trioproxy import __version__
-from trioproxy._options import DEFAULT_CONFIG_DIR, OPTIONS, resolve
+from trioproxy.config._options import DEFAULT_CONFIG_DIR, OPTIONS, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = yaml.safe_load((ROOT / ".section-proxy.yaml").read_text())

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trioproxy._ratelimit import TokenBuckets
-from trioproxy._rules import RateLimit
-from trioproxy._sharedbuckets import SharedTable, create
+from trioproxy.core._ratelimit import TokenBuckets
+from trioproxy.core._rules import RateLimit
+from trioproxy.core._sharedbuckets import SharedTable, create
 
 from .cli_support import cli_proxy, wait_for_exit
 from .support import Client

@@ -21,8 +21,8 @@ import pytest
 import trio
 import trio.testing
 
-from trioproxy._settings import Limits
-from trioproxy._strict import (
+from trioproxy.config._settings import Limits
+from trioproxy.core._strict import (
     ChunkedChecker,
     FramingError,
     check_request_head,

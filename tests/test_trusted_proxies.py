@@ -4,10 +4,10 @@ True-Client-IP or X-Forwarded-For (rules, rate limits, remote_addr, what goes up
 from __future__ import annotations
 
 import trioproxy
-from trioproxy._config import settings_from_bytes
-from trioproxy._headers import ForwardingRules, plan_request
-from trioproxy._rules import request_view, trusted_networks
-from trioproxy._settings import Settings
+from trioproxy.config._config import settings_from_bytes
+from trioproxy.config._settings import Settings
+from trioproxy.core._headers import ForwardingRules, plan_request
+from trioproxy.core._rules import request_view, trusted_networks
 
 from .support import Client, Reply, echo_origin
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from trioproxy import _validate
-from trioproxy._config import CONFIG_FILENAME
+from trioproxy.config import _validate
+from trioproxy.config._config import CONFIG_FILENAME
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "validate"
 TIMEOUT_S = 30  # a cap on every subprocess, far above the ~0.1 s each takes
@@ -26,7 +26,7 @@ TIMEOUT_S = 30  # a cap on every subprocess, far above the ~0.1 s each takes
 
 def run_module(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "trioproxy._validate", *args],
+        [sys.executable, "-m", "trioproxy.config._validate", *args],
         capture_output=True,
         cwd=cwd,
         timeout=TIMEOUT_S,
@@ -167,13 +167,13 @@ def test_unreadable_file(world_readable_dir: Path) -> None:
         # live somewhere nobody cannot read (here: under /root).
         code = (
             "import os, sys\n"
-            "from trioproxy._validate import main\n"
+            "from trioproxy.config._validate import main\n"
             "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
             "sys.exit(main(sys.argv[1:]))\n"
         )
         command = [sys.executable, "-c", code, str(world_readable_dir)]
     else:
-        command = [sys.executable, "-m", "trioproxy._validate", str(world_readable_dir)]
+        command = [sys.executable, "-m", "trioproxy.config._validate", str(world_readable_dir)]
     result = subprocess.run(command, capture_output=True, timeout=TIMEOUT_S, check=False)
     assert (result.returncode, result.stdout) == (1, b"")
     assert result.stderr.decode() == f"{file}: cannot be read: permission denied\n"
@@ -183,7 +183,7 @@ def test_does_not_import_the_proxy_engine(tmp_path: Path) -> None:
     # A push waits on the validator: it must not pay for trio's and h11's import time.
     code = (
         "import sys\n"
-        "from trioproxy._validate import main\n"
+        "from trioproxy.config._validate import main\n"
         "main(sys.argv[1:])\n"
         "engine = [m for m in sys.modules if m.split('.')[0] in ('trio', 'h11', 'hypercorn')]\n"
         "print(engine)\n"

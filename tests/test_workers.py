@@ -12,10 +12,10 @@ from typing import Any
 
 import trio
 
-from trioproxy._accesslog import AccessRecord
-from trioproxy._channel import FrameBuffer, frame
-from trioproxy._metrics import MetricsSnapshot, RequestMetrics, merge_snapshots
-from trioproxy._supervisor import Supervisor, _Channel
+from trioproxy.app._channel import FrameBuffer, frame
+from trioproxy.app._supervisor import Supervisor, _Channel
+from trioproxy.core._accesslog import AccessRecord
+from trioproxy.engine._metrics import MetricsSnapshot, RequestMetrics, merge_snapshots
 
 from .cli_support import cli_proxy, wait_for_exit
 from .support import Client, raw_origin, read_head

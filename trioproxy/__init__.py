@@ -28,20 +28,20 @@ __all__ = [
 ]
 
 _HOMES = {
-    "AccessRecord": "._accesslog",
-    "ConfigError": "._config",
-    "RunningProxy": "._embed",
-    "Settings": "._settings",
-    "load_settings": "._config",
-    "running": "._embed",
-    "serve": "._embed",
+    "AccessRecord": ".core._accesslog",
+    "ConfigError": ".config._config",
+    "RunningProxy": ".app._embed",
+    "Settings": ".config._settings",
+    "load_settings": ".config._config",
+    "running": ".app._embed",
+    "serve": ".app._embed",
 }
 
 if TYPE_CHECKING:
-    from ._accesslog import AccessRecord
-    from ._config import ConfigError, load_settings
-    from ._embed import RunningProxy, running, serve
-    from ._settings import Settings
+    from .app._embed import RunningProxy, running, serve
+    from .config._config import ConfigError, load_settings
+    from .config._settings import Settings
+    from .core._accesslog import AccessRecord
 
 
 def __dir__() -> list[str]:

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from ._embed import RunningProxy
-    from ._origin import ASGIApp
-    from ._settings import Settings
+    from .app._embed import RunningProxy
+    from .app._origin import ASGIApp
+    from .config._settings import Settings
 
 # What the fixtures need beyond trioproxy's own dependencies: the import name, and the package.
 _TESTING_EXTRA = (("hypercorn", "hypercorn"), ("pytest_trio", "pytest-trio"))
@@ -44,7 +44,7 @@ def _trioproxy_testing_extra() -> None:
 @pytest.fixture
 def trioproxy_app(_trioproxy_testing_extra: None) -> ASGIApp:
     """The origin app behind ``proxied_app``; override it to test your own."""
-    from ._origin import echo_app
+    from .app._origin import echo_app
 
     return echo_app
 
@@ -52,7 +52,7 @@ def trioproxy_app(_trioproxy_testing_extra: None) -> ASGIApp:
 @pytest.fixture
 def trioproxy_settings() -> Settings:
     """The proxy's settings for ``proxied_app``; override to change timeouts, limits, ..."""
-    from ._settings import Settings
+    from .config._settings import Settings
 
     return Settings()
 

@@ -1,0 +1,250 @@
+"""Running one proxy process (alone, or as a worker of ``--workers N``) until it is stopped.
+
+The command's single-process path after `_cli` has parsed its arguments, loaded the settings
+and bound the port: the access-log writer, the server, the signals (SIGTERM/SIGINT drain,
+SIGHUP reloads) and, in a worker, the channel to the supervisor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from functools import partial
+
+import trio
+
+from ..config._config import ConfigError, settings_from_bytes
+from ..config._reload import applicable, changed_keys, summary
+from ..config._settings import Admin, Settings
+from ..core._accesslog import AccessRecord, make_formatter
+from ..core._addr import format_host_port
+from ..core._errors import UpstreamError
+from ..core._rules import BucketsFactory, local_buckets
+from ..engine._bind import ListenError
+from ..engine._collector import ProxyCollector
+from ..engine._diagnostics import AGGREGATE_INTERVAL_S, FailureAggregator
+from ..engine._h11 import PARSER
+from ..engine._listen import bound_address
+from ..engine._server import ProxyServer
+from ._command import check_config, diagnostic_line, log
+from ._lean import trim
+from ._logwriter import AccessLogWriter
+from ._workers import Channel, serve_supervisor, worker_channel
+
+__all__ = ["access_log_sink", "run_proxy", "run_single", "run_with_access_log"]
+
+
+def run_single(
+    args: argparse.Namespace, sock: socket.socket, settings: Settings, upstream: tuple[str, int]
+) -> int:
+    """Serve on ``sock`` until stopped; the exit status."""
+    channel = worker_channel()  # a worker of --workers N: the supervisor serves the admin
+    admin = None
+    if settings.admin.listen and channel is None:
+        try:
+            from ..engine._admin import open_admin_listener
+
+            admin = open_admin_listener(settings.admin.listen)
+        except ListenError as exc:
+            log.error("%s", exc)
+            sock.close()
+            return 1
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    run_with_access_log(
+        settings,
+        partial(
+            run_proxy,
+            settings,
+            [listener],
+            upstream,
+            admin_listener=admin,
+            config_dir=args.config_dir,
+            channel=channel,
+            buckets=_shared_buckets(),
+        ),
+    )
+    log.info("stopped")
+    return 0
+
+
+def _shared_buckets() -> BucketsFactory:
+    """A worker's rate-limit buckets: the supervisor's shared table (`_sharedbuckets`), or,
+    in a process of its own, its own memory."""
+    fd = os.environ.pop("TRIOPROXY_BUCKETS_FD", "")
+    if not fd:
+        return local_buckets
+    from ..core._sharedbuckets import SharedTable
+
+    return SharedTable(int(fd)).buckets
+
+
+def run_with_access_log(
+    settings: Settings,
+    main: Callable[[Callable[[AccessRecord], None], Callable[[], int]], Awaitable[None]],
+) -> None:
+    """``trio.run(main, sink, dropped)``: access lines go to stdout through the writer
+    thread; ``dropped()`` counts the lines it had to drop (for /metrics)."""
+    writer = AccessLogWriter(diagnostic_line=diagnostic_line)
+    writer.start()
+    try:
+        trio.run(main, access_log_sink(settings, writer), lambda: writer.dropped)
+    finally:
+        writer.close(timeout_s=2.0)
+
+
+def access_log_sink(settings: Settings, writer: AccessLogWriter) -> AccessLogSink:
+    return AccessLogSink(settings, writer)
+
+
+class AccessLogSink:
+    """Renders each record in the configured format and hands the line to the writer."""
+
+    __slots__ = ("_render", "_writer")
+
+    def __init__(self, settings: Settings, writer: AccessLogWriter) -> None:
+        self._render = make_formatter(settings.access_log.format, settings.access_log.fields)
+        self._writer = writer
+
+    def __call__(self, record: AccessRecord) -> None:
+        self._writer.write(self._render(record))
+
+    def with_settings(self, settings: Settings) -> AccessLogSink:
+        """The same writer, the format and fields of ``settings`` (a reload)."""
+        return AccessLogSink(settings, self._writer)
+
+
+async def run_proxy(
+    settings: Settings,
+    listeners: list[trio.SocketListener],
+    upstream: tuple[str, int],
+    access_log: Callable[[AccessRecord], None],
+    access_log_dropped: Callable[[], int] | None = None,
+    *,
+    admin_listener: trio.SocketListener | None = None,
+    config_dir: str | None = None,
+    channel: Channel | None = None,
+    buckets: BucketsFactory = local_buckets,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once. SIGHUP
+    reloads ``config_dir`` (a worker is handed its configuration through ``channel``)."""
+    counting = channel is not None and bool(settings.admin.listen)
+    if channel is not None:  # a worker: the supervisor owns the admin listener
+        settings = replace(settings, admin=Admin())
+    server = ProxyServer(
+        settings, upstream, access_log, access_log_dropped=access_log_dropped, buckets=buckets
+    )
+    if counting:
+        server.count_requests()  # the supervisor asks for the numbers over the channel
+    reloader = _Reloader(server, access_log)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def serve_then_stop(*, task_status: trio.TaskStatus[None]) -> None:
+                await server.run(listeners, admin_listener=admin_listener, task_status=task_status)
+                nursery.cancel_scope.cancel()  # drained: stop listening for signals
+
+            await nursery.start(serve_then_stop)
+            if server.admin_address:  # before the ready line: ready means all of it is
+                admin = format_host_port(*server.admin_address)
+                log.info("admin listener on %s (/healthz, /readyz, /metrics)", admin)
+            log.debug("parser: %s", PARSER)
+            addresses = ", ".join(bound_address(listener) for listener in listeners)
+            log.info("listening on %s, upstream %s", addresses, format_host_port(*upstream))
+            trim()
+            reload = partial(reloader.from_disk, config_dir) if config_dir is not None else None
+            nursery.start_soon(_stop_on_signals, signals, server, nursery.cancel_scope, reload)
+            nursery.start_soon(_flush_failures)
+            if channel is not None:
+                collector = ProxyCollector(server.ctx, access_log_dropped)
+                nursery.start_soon(
+                    partial(
+                        serve_supervisor,
+                        channel,
+                        metrics=lambda: collector.snapshot().as_tuple(),
+                        reload=reloader.from_bytes,
+                        shutdown=server.shutdown,
+                    )
+                )
+            await _wait_for_upstream_name(server)
+
+
+class _Reloader:
+    """Applies a new configuration to a running server (SIGHUP, or the supervisor's word)."""
+
+    def __init__(self, server: ProxyServer, access_log: Callable[[AccessRecord], None]) -> None:
+        self._server = server
+        self._access_log = access_log
+
+    def apply(self, new: Settings) -> list[str]:
+        """Swap in ``new`` (restart-only keys kept); the keys that changed."""
+        server = self._server
+        changed = changed_keys(server.settings, new)
+        settings = applicable(server.settings, new)
+        renew = getattr(self._access_log, "with_settings", None)  # embedders' sinks stay
+        server.reload(settings, renew(settings) if renew is not None else self._access_log)
+        return changed
+
+    def from_disk(self, config_dir: str) -> None:
+        checked = check_config(config_dir)
+        if checked is not None:
+            file, _, new = checked
+            warn, line = summary(file, self.apply(new))
+            log.log(logging.WARNING if warn else logging.INFO, "%s", line)
+
+    def from_bytes(self, file: str, raw: bytes | None) -> str:
+        """A worker's reload (checked by the supervisor already): "" or what went wrong."""
+        try:
+            self.apply(Settings() if raw is None else settings_from_bytes(raw, file=file))
+        except ConfigError as exc:
+            return "; ".join(str(problem) for problem in exc.problems)
+        return ""
+
+
+async def _stop_on_signals(
+    signals: AsyncIterator[int],
+    server: ProxyServer,
+    everything: trio.CancelScope,
+    reload: Callable[[], None] | None = None,
+) -> None:
+    async for signum in signals:
+        if everything.cancel_called:
+            break
+        if signum == signal.SIGHUP:
+            if reload is not None and not server.draining:
+                reload()
+            continue
+        log.info("%s: stopping", signal.Signals(signum).name)
+        server.shutdown()
+        everything.deadline = trio.current_time() + server.settings.timeouts.drain_s + 1
+        async for again in signals:
+            if again == signal.SIGHUP:
+                continue
+            log.info("%s again: stopping now", signal.Signals(again).name)
+            everything.cancel()
+            return
+
+
+async def _flush_failures() -> None:
+    """Summarise aggregated failures once per interval, and once more at the end."""
+    aggregators = [f for h in log.handlers for f in h.filters if isinstance(f, FailureAggregator)]
+    try:
+        while True:
+            await trio.sleep(AGGREGATE_INTERVAL_S)
+            for aggregator in aggregators:
+                aggregator.flush()
+    finally:
+        for aggregator in aggregators:
+            aggregator.flush(final=True)
+
+
+async def _wait_for_upstream_name(server: ProxyServer) -> None:
+    """Say at startup whether the upstream resolves; not fatal, requests get 502 until it does."""
+    with contextlib.suppress(UpstreamError):  # the resolver logs the warning
+        deadline = trio.current_time() + server.settings.timeouts.upstream_connect_s
+        await server.pool.resolver.resolve(deadline)

@@ -1,0 +1,301 @@
+"""One access-log record per request, and its rendering as a JSON or LTSV line (pure).
+
+The field names follow Section's nginx ``section_json`` format, so the platform's log pipeline
+and metrics sidecar read our lines like theirs. Two rules come from that pipeline:
+
+- Every value is a string, numbers included. The metrics sidecar reads values as Go
+  ``interface{}``, formats them with ``%v`` and parses with ``Atoi``: a JSON number of 1e6 or
+  more becomes "1e+06" and counts as 0. nginx writes every value quoted too.
+- A missing value is "-", as nginx writes an empty variable (no status sent, no upstream).
+
+A line is rendered without its trailing newline: the writer (`_logwriter`) frames lines, and
+relies on a rendered line never containing one (JSON and LTSV escaping both guarantee it).
+
+Header values are bytes on the wire; they are decoded as latin-1 (every byte maps to one
+character, so decoding never fails) and escaped: JSON as ``\\u00XX`` (the output is pure ASCII);
+LTSV as ``\\xXX`` for bytes outside printable ASCII, like nginx's default log escaping.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from json.encoder import encode_basestring_ascii
+from typing import Any
+
+__all__ = [
+    "FIELD_GETTERS",
+    "AccessRecord",
+    "Formatter",
+    "ltsv_escape",
+    "make_formatter",
+    "settle_bytes",
+]
+
+# Every field a line can carry, in the default order (settings' access_log.fields picks from these).
+ACCESS_LOG_FIELDS: tuple[str, ...] = (
+    "time",
+    "time_taken_ms",
+    "request",
+    "method",
+    "path",
+    "status",
+    "bytes",
+    "response_body_bytes",
+    "request_length",
+    "content_type",
+    "hostname",
+    "referrer",
+    "useragent",
+    "http_x_forwarded_proto",
+    "remote_addr",
+    "x_forwarded_for",
+    "upstream_status",
+    "upstream_addr",
+    "upstream_time_ms",
+    "section_io_id",
+    "request_id",
+    "section_io_tag",
+)
+
+
+@dataclass(slots=True)
+class AccessRecord:
+    """What the proxy knew about one exchange when it ended; filled in as the exchange goes.
+
+    Times are seconds (trio clock for durations, wall clock for ``start_wall``); header values
+    are the raw bytes from the request, decoded only when a line is rendered.
+    """
+
+    start_wall: float  # time.time() when the request head was complete
+    peer: str  # downstream peer address (IP only)
+    method: bytes = b""
+    target: bytes = b""
+    http_version: bytes = b"1.1"
+    host: bytes = b""
+    referrer: bytes = b""
+    user_agent: bytes = b""
+    x_forwarded_proto: bytes = b""
+    x_forwarded_for: bytes = b""  # as received from downstream
+    true_client_ip: bytes = b""
+    section_io_id: bytes = b""
+    request_id: bytes = b""
+    status: int = 0  # status sent to the client; 0 = none sent (client gone)
+    bytes_sent: int = 0  # bytes written to the client, head included
+    bytes_received: int = 0  # bytes read from the client: head, body (or tunnel) included
+    body_bytes_sent: int = 0  # body bytes queued; `settle_bytes` cuts it to those written
+    body_start: int = -1  # the connection's byte count where the response body starts
+    content_type: bytes = b""
+    section_io_tag: bytes = b""  # the upstream response's section-io-tag (custom log tag)
+    duration_s: float = 0.0
+    upstream_status: int = 0  # 0 = no upstream response
+    upstream_addr: str = ""
+    upstream_duration_s: float = -1.0  # < 0 = no upstream exchange
+
+
+def settle_bytes(record: AccessRecord, sent_before: int, sent_now: int) -> None:
+    """Fill ``bytes`` and ``response_body_bytes`` from what was written to the client (its
+    connection's byte counts before the request and now), not what was queued: nginx's
+    ``$body_bytes_sent``, so an aborted response never logs more body than ``bytes``."""
+    record.bytes_sent = sent_now - sent_before
+    written = sent_now - record.body_start if record.body_start >= 0 else 0
+    record.body_bytes_sent = max(0, min(record.body_bytes_sent, written))
+
+
+Formatter = Callable[[AccessRecord], str]
+
+MISSING = "-"
+
+
+def make_formatter(fmt: str, fields: tuple[str, ...] = ACCESS_LOG_FIELDS) -> Formatter:
+    """Build the renderer for ``fmt`` ("json" or "ltsv") writing ``fields`` in that order.
+
+    No fields (``()``) means every field, as in the settings' default.
+
+    The renderer is generated code: one function that reads every field inline and joins the
+    pieces once. It runs once per request; measured on a 20-field line it takes 3.7 µs (JSON)
+    and 4.7 µs (LTSV), against 6.1 µs calling one getter per field and 11 µs with
+    ``json.dumps`` of a dict. Only expressions from the fixed `_FIELDS` table go into the
+    generated source, never anything from the configuration or the network.
+    """
+    fields = fields or ACCESS_LOG_FIELDS
+    unknown = [name for name in fields if name not in _FIELDS]
+    if unknown:
+        raise ValueError(f"unknown access-log fields: {', '.join(unknown)}")
+    if fmt == "json":
+        return _compile(_json_pieces(fields))
+    if fmt == "ltsv":
+        return _compile(_ltsv_pieces(fields))
+    raise ValueError(f"unknown access-log format {fmt!r}; expected 'json' or 'ltsv'")
+
+
+# A piece of a line: constant text, or a Python expression over the record `r`.
+_Piece = tuple[bool, str]  # (is_expression, text)
+
+
+def _json_pieces(fields: tuple[str, ...]) -> list[_Piece]:
+    pieces: list[_Piece] = []
+    for index, name in enumerate(fields):
+        expression, may_need_escaping = _FIELDS[name]
+        pieces.append((False, ("{" if index == 0 else ",") + f'"{name}":'))
+        if may_need_escaping:
+            # The C-accelerated JSON string encoder quotes the text and escapes everything
+            # outside printable ASCII, so a line is always one line of valid ASCII JSON.
+            pieces.append((True, f"_json({expression})"))
+        else:
+            pieces += [(False, '"'), (True, expression), (False, '"')]
+    pieces.append((False, "}"))
+    return pieces
+
+
+def _ltsv_pieces(fields: tuple[str, ...]) -> list[_Piece]:
+    pieces: list[_Piece] = []
+    for index, name in enumerate(fields):
+        expression, may_need_escaping = _FIELDS[name]
+        pieces.append((False, ("" if index == 0 else "\t") + f"{name}:"))
+        pieces.append((True, f"_ltsv({expression})" if may_need_escaping else expression))
+    return pieces
+
+
+def _compile(pieces: list[_Piece]) -> Formatter:
+    items = [text if is_expression else repr(text) for is_expression, text in _merged(pieces)]
+    source = f"def render(r):\n    return ''.join(({', '.join(items)},))\n"
+    namespace = dict(_NAMESPACE)
+    exec(source, namespace)
+    render: Formatter = namespace["render"]
+    return render
+
+
+def _merged(pieces: list[_Piece]) -> list[_Piece]:
+    # Adjacent constants become one, so the generated tuple is as short as it can be.
+    merged: list[_Piece] = []
+    for is_expression, text in pieces:
+        if merged and not is_expression and not merged[-1][0]:
+            merged[-1] = (False, merged[-1][1] + text)
+        else:
+            merged.append((is_expression, text))
+    return merged
+
+
+# LTSV separates fields with TAB and records with newline; a value must carry neither. Backslash
+# is escaped so that the escapes can be undone; other control characters and non-ASCII bytes
+# become \xXX, as nginx writes them.
+_LTSV_ESCAPES: dict[int, str] = {
+    **{code: f"\\x{code:02X}" for code in [*range(0x20), *range(0x7F, 0x100)]},
+    ord("\\"): "\\\\",
+    ord("\t"): "\\t",
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+}
+
+
+def ltsv_escape(value: str) -> str:
+    """Escape one LTSV value (see `_LTSV_ESCAPES`)."""
+    # Nearly every value is plain printable ASCII: test for that in C before translating.
+    if value.isascii() and value.isprintable() and "\\" not in value:
+        return value
+    return value.translate(_LTSV_ESCAPES)
+
+
+# --- The fields ---------------------------------------------------------------------------------
+
+
+def _header(attribute: str) -> str:
+    # A request header kept as bytes: latin-1 maps every byte to one character, so decoding
+    # never fails; "-" when the request had none.
+    return f'(r.{attribute}.decode("latin-1") if r.{attribute} else "-")'
+
+
+# Each field: a Python expression over the record `r` giving the value's text ("-" when there is
+# none), and whether that text can hold characters that need escaping. Numbers, times and "-"
+# never do; anything that came from the network may.
+_FIELDS: dict[str, tuple[str, bool]] = {
+    "time": ("_time(r)", False),
+    "time_taken_ms": ("str(round(r.duration_s * 1000))", False),
+    "request": ("_request(r)", True),
+    "method": (_header("method"), True),
+    "path": ("_path(r)", True),
+    "status": ('(str(r.status) if r.status else "-")', False),
+    "bytes": ("str(r.bytes_sent)", False),
+    "response_body_bytes": ("str(r.body_bytes_sent)", False),
+    "request_length": ("str(r.bytes_received)", False),  # nginx's $request_length
+    "content_type": (_header("content_type"), True),
+    "hostname": (_header("host"), True),
+    "referrer": (_header("referrer"), True),
+    "useragent": (_header("user_agent"), True),
+    "http_x_forwarded_proto": (_header("x_forwarded_proto"), True),
+    "remote_addr": ("_remote_addr(r)", True),
+    "x_forwarded_for": (_header("x_forwarded_for"), True),
+    "upstream_status": ('(str(r.upstream_status) if r.upstream_status else "-")', False),
+    "upstream_addr": ('(r.upstream_addr or "-")', True),
+    "upstream_time_ms": ("_upstream_time_ms(r)", False),
+    "section_io_id": (_header("section_io_id"), True),
+    "request_id": (_header("request_id"), True),
+    "section_io_tag": (_header("section_io_tag"), True),
+}
+
+
+@lru_cache(maxsize=4)
+def _second_and_offset(second: int) -> tuple[str, str]:
+    # Formatting a timestamp costs more than the rest of a line; requests logged within the
+    # same second share the work. The offset is looked up per second, so a DST change shows.
+    local = time.localtime(second)
+    offset_minutes = local.tm_gmtoff // 60
+    sign = "-" if offset_minutes < 0 else "+"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local), f"{sign}{hours:02d}:{minutes:02d}"
+
+
+def _time(record: AccessRecord) -> str:
+    # ISO 8601 local time with milliseconds and offset: 2026-11-26T14:41:13.123+00:00.
+    second, millisecond = divmod(int(record.start_wall * 1000), 1000)
+    stamp, offset = _second_and_offset(second)
+    return f"{stamp}.{millisecond:03d}{offset}"
+
+
+def _request(record: AccessRecord) -> str:
+    # nginx's $request: the request line as received ("-" when none was parsed).
+    if not record.method:
+        return MISSING
+    method, target = record.method.decode("latin-1"), record.target.decode("latin-1")
+    return f"{method} {target} HTTP/{record.http_version.decode('latin-1')}"
+
+
+def _path(record: AccessRecord) -> str:
+    # The request target up to its query string, as received (nginx's $uri would be
+    # percent-decoded and normalised; the full target is in "request").
+    path = record.target.partition(b"?")[0]
+    return path.decode("latin-1") if path else MISSING
+
+
+def _remote_addr(record: AccessRecord) -> str:
+    # The platform puts the real client (taken from X-Forwarded-For) in True-Client-IP; the TCP
+    # peer is the previous proxy in the chain.
+    if record.true_client_ip:
+        return record.true_client_ip.decode("latin-1")
+    return record.peer or MISSING
+
+
+def _upstream_time_ms(record: AccessRecord) -> str:
+    seconds = record.upstream_duration_s
+    return MISSING if seconds < 0 else str(round(seconds * 1000))
+
+
+_NAMESPACE: dict[str, Any] = {
+    "_json": encode_basestring_ascii,
+    "_ltsv": ltsv_escape,
+    "_time": _time,
+    "_request": _request,
+    "_path": _path,
+    "_remote_addr": _remote_addr,
+    "_upstream_time_ms": _upstream_time_ms,
+}
+
+# One getter per field, unescaped: the same expressions as the formatters, for callers that want
+# a single value (and for the tests).
+FIELD_GETTERS: dict[str, Callable[[AccessRecord], str]] = {
+    name: eval(f"lambda r: {expression}", dict(_NAMESPACE))
+    for name, (expression, _) in _FIELDS.items()
+}

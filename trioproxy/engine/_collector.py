@@ -1,0 +1,110 @@
+"""One proxy's metrics collector: its request counters plus live values read at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from ._metrics import MetricsSnapshot, Scalar
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
+    from ._context import ProxyContext
+
+__all__ = ["ProxyCollector"]
+
+
+class ProxyCollector:
+    """One proxy's metrics: its request counters plus live values read from the context
+    (connections, tunnels, the pool, dropped log lines) at scrape time."""
+
+    def __init__(
+        self, ctx: ProxyContext, access_log_dropped: Callable[[], int] | None = None
+    ) -> None:
+        self._ctx = ctx
+        self._access_log_dropped = access_log_dropped
+
+    def collect(self) -> Iterator[Metric]:
+        """The prometheus-client Collector protocol; call it on the event loop."""
+        return self.snapshot().collect()
+
+    def snapshot(self) -> MetricsSnapshot:
+        """Everything, copied now: call it on the event loop."""
+        return self._ctx.metrics.snapshot(self._scalars())
+
+    def _scalars(self) -> tuple[Scalar, ...]:
+        ctx = self._ctx
+        stats = ctx.stats
+        pool = ctx.pool
+        open_count, idle_count = pool.open_count, pool.idle_count
+        dropped = self._access_log_dropped() if self._access_log_dropped is not None else 0
+        return (
+            (
+                "gauge",
+                "trioproxy_downstream_connections_open",
+                "Client connections open now",
+                stats.connections_open,
+            ),
+            (
+                "counter",
+                "trioproxy_downstream_connections",
+                "Client connections accepted",
+                stats.connections_total,
+            ),
+            ("gauge", "trioproxy_tunnels_open", "WebSocket tunnels open now", stats.tunnels_open),
+            (
+                "counter",
+                "trioproxy_upstream_retries",
+                "Requests retried on a fresh connection after a stale keep-alive one failed",
+                stats.retries,
+            ),
+            (
+                "gauge",
+                "trioproxy_upstream_pool_size",
+                "Upper bound on upstream connections (upstream.pool_size)",
+                pool.limits.size,
+            ),
+            (
+                "gauge",
+                "trioproxy_upstream_pool_open",
+                "Upstream connections open now: in use, idle or connecting",
+                open_count,
+            ),
+            (
+                "gauge",
+                "trioproxy_upstream_pool_in_use",
+                "Upstream connections in use or connecting",
+                open_count - idle_count,
+            ),
+            (
+                "gauge",
+                "trioproxy_upstream_pool_idle",
+                "Idle keep-alive upstream connections",
+                idle_count,
+            ),
+            (
+                "gauge",
+                "trioproxy_upstream_pool_waiters",
+                "Requests waiting for a free upstream connection",
+                pool.waiting_count,
+            ),
+            (
+                "counter",
+                "trioproxy_upstream_connections_opened",
+                "Upstream connections opened",
+                pool.stats.opened,
+            ),
+            (
+                "counter",
+                "trioproxy_upstream_connections_reused",
+                "Exchanges that reused a pooled upstream connection",
+                pool.stats.reused,
+            ),
+            (
+                "counter",
+                "trioproxy_access_log_dropped_lines",
+                "Access-log lines lost because stdout was too slow or gone",
+                dropped,
+            ),
+        )

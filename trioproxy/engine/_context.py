@@ -1,0 +1,76 @@
+"""What every connection handler shares: settings, the upstream pool, the access-log sink."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from ..config._settings import Settings
+from ..core._accesslog import AccessRecord
+from ..core._headers import ForwardingRules
+from ..core._rules import RuleEngine, RuleSet
+from ._metrics import RequestMetrics
+from ._pool import UpstreamPool
+
+
+@dataclass(slots=True)
+class ProxyStats:
+    connections_open: int = 0
+    connections_total: int = 0
+    requests: int = 0
+    retries: int = 0
+    tunnels_open: int = 0
+
+
+@dataclass(slots=True)
+class Shared:
+    """What every version of the context shares across reloads."""
+
+    draining: bool = False
+    # The context requests starting now take (None: the first one). A reload (SIGHUP) replaces
+    # it; a request in flight keeps the one it took, so it finishes under the old settings.
+    current: ProxyContext | None = None
+
+
+@dataclass(slots=True)
+class ProxyContext:
+    settings: Settings
+    pool: UpstreamPool
+    upstream_authority: bytes  # Host for HTTP/1.0 requests that sent none
+    log_access: Callable[[AccessRecord], None]
+    forwarding: ForwardingRules = field(default_factory=ForwardingRules)
+    # The [[rules]] with their rate-limit state; falsy (and skipped) when there are none.
+    rule_engine: RuleEngine = field(default_factory=lambda: RuleEngine(RuleSet()))
+    stats: ProxyStats = field(default_factory=ProxyStats)
+    # Per-request counters for the admin listener's /metrics (issue 7); ProxyServer feeds them
+    # through `log_access` only while the admin listener is on.
+    metrics: RequestMetrics = field(default_factory=RequestMetrics)
+    shared: Shared = field(default_factory=Shared)
+    # Connections waiting for their next (or first) request, oldest first: cancelled at once
+    # when draining begins, and one by one when a new client needs a connection slot. Every
+    # version of the context (`now()`, `dataclasses.replace`) holds this same dict.
+    idle_scopes: dict[trio.CancelScope, None] = field(default_factory=dict)
+
+    @property
+    def draining(self) -> bool:
+        return self.shared.draining
+
+    def now(self) -> ProxyContext:
+        """The context for a request starting now: the latest loaded configuration's."""
+        return self.shared.current or self
+
+    def start_draining(self) -> None:
+        self.shared.draining = True
+        for scope in self.idle_scopes:
+            scope.cancel()
+
+    def close_oldest_idle(self) -> bool:
+        """Close the connection that has idled longest (nginx reuses such connections when
+        it runs out); False if every connection is busy."""
+        for scope in self.idle_scopes:
+            if not scope.cancel_called:
+                scope.cancel()
+                return True
+        return False

@@ -1,0 +1,87 @@
+"""Opening the listening socket, with errors a person can act on."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+import trio
+
+from ..core._addr import format_host_port
+from ._bind import ListenError, bind_socket
+
+__all__ = ["ListenError", "accept_forever", "bind_socket", "bound_address", "open_listener"]
+
+log = logging.getLogger("trioproxy")
+
+# Accept errors that mean "out of a resource for now", not "this listener is broken"
+# (the list trio's serve_listeners uses).
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+def open_listener(
+    host: str, port: int, *, reuse_port: bool = False, backlog: int = 4096
+) -> trio.SocketListener:
+    """Bind and listen synchronously (before or inside ``trio.run``), IPv4 or IPv6."""
+    sock = bind_socket(host, port, reuse_port=reuse_port, backlog=backlog)
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+
+def bound_address(listener: trio.SocketListener | socket.socket) -> str:
+    sock = listener.socket if isinstance(listener, trio.SocketListener) else listener
+    host, port = sock.getsockname()[:2]
+    return format_host_port(host, port)
+
+
+async def accept_forever(
+    listener: trio.SocketListener,
+    slots: trio.Semaphore,
+    handlers: trio.Nursery,
+    handle: Callable[[trio.SocketStream], Awaitable[None]],
+    *,
+    name: str,
+    make_room: Callable[[], bool] | None = None,
+) -> NoReturn:
+    """Accept connections into ``handlers``, each holding one of ``slots`` (released by
+    ``handle``). When they are all taken and a client is waiting, ``make_room`` may close an
+    idle connection for it; when it cannot, clients wait in the kernel's backlog. Running
+    out of file descriptors pauses accepting instead of ending it."""
+    while True:
+        if make_room is not None:
+            await _wait_for_slot(listener, slots, make_room)
+        await slots.acquire()
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            slots.release()
+            if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                raise
+            log.error("%s: accept failed (%s); pausing 100 ms", name, exc.strerror)
+            await trio.sleep(0.1)
+            continue
+        except BaseException:
+            slots.release()
+            raise
+        handlers.start_soon(handle, stream)
+
+
+# While every slot is busy, how often a waiting newcomer looks again for a connection that
+# has gone idle meanwhile (one that was busy, or was closed for it but had a request to serve).
+_ROOM_RECHECK_S = 0.1
+
+
+async def _wait_for_slot(
+    listener: trio.SocketListener, slots: trio.Semaphore, make_room: Callable[[], bool]
+) -> None:
+    """Return once a slot is free, closing idle connections for a client that waits."""
+    while slots.value == 0:
+        await trio.lowlevel.wait_readable(listener.socket)  # a newcomer is in the backlog
+        # The closed connection's task frees its slot as it ends; but one closed just as its
+        # next request arrived serves that request first. Never wait on it alone: look again.
+        make_room()
+        with trio.move_on_after(_ROOM_RECHECK_S):
+            await slots.acquire()
+            slots.release()

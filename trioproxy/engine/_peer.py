@@ -1,0 +1,366 @@
+"""One side of an exchange: a socket paired with its h11 state machine, and every syscall on it.
+
+This is where trio's and h11's errors become the proxy's vocabulary (`_errors`), once, and
+where every read and write gets its deadline, its fairness and its cancellation rules:
+
+* **Fast path.** ``os.read``/``os.write`` are tried first; trio is asked to wait only when
+  they would block (trio's SocketStream goes through the scheduler twice per call).
+* **Lossless cancellation** (trio's own socket rule). Cancellation is checked *before* a
+  syscall; once a syscall has succeeded, its result is recorded before any checkpoint, and
+  the checkpoint that follows is cancel-shielded. A byte read is never dropped and a write
+  that completed is never reported failed.
+* **Fairness.** One event loop serves every client, so a task whose sockets are always ready
+  must still let the others run: after a syscall that completed without waiting, the task
+  yields (a wait is a yield already). Work per received buffer is bounded by the callers
+  (`_exchange` walks h11 events in slices).
+* **Coalesced writes.** Events are queued as bytes and flushed in one write just before we
+  would wait for input, so a small response's head, body and end go out in one segment.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import socket
+from collections.abc import Awaitable, Callable
+
+import trio
+from trio.lowlevel import (
+    cancel_shielded_checkpoint,
+    checkpoint_if_cancelled,
+    wait_readable,
+    wait_writable,
+)
+
+from ..core._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError, UpstreamTimeout
+from ._h11 import h11
+
+RECEIVE_SIZE = 65536
+_NOTHING = memoryview(b"")  # shared: an idle connection needs no view of its own
+
+
+class RateFloor:
+    """A minimum average transfer rate after a grace period (Apache's ``MinRate`` idea).
+
+    Inactivity timeouts alone let a peer hold a connection for ever by moving one byte just
+    inside each timeout; a floor bounds how long any transfer of N bytes may take.
+    """
+
+    __slots__ = ("bytes_per_s", "grace_s", "start_bytes", "started")
+
+    def __init__(self, bytes_per_s: float, grace_s: float, started: float, start_bytes: int):
+        self.bytes_per_s = bytes_per_s
+        self.grace_s = grace_s
+        self.started = started
+        self.start_bytes = start_bytes
+
+    def deadline(self, transferred: int) -> float:
+        """When the transfer falls below the floor unless more bytes move."""
+        moved = transferred - self.start_bytes
+        return self.started + self.grace_s + moved / self.bytes_per_s
+
+
+class Peer:
+    __slots__ = (
+        "_out",
+        "_sending",
+        "bytes_received",
+        "bytes_sent",
+        "h11",
+        "receive_floor",
+        "send_floor",
+        "stream",
+    )
+
+    def __init__(self, stream: trio.SocketStream, conn: h11.Connection) -> None:
+        self.stream: trio.SocketStream = stream
+        self.h11 = conn
+        self._out: list[bytes] = []  # queued, not yet being sent
+        self._sending = _NOTHING  # the unsent rest of the buffer being sent
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.receive_floor: RateFloor | None = None
+        self.send_floor: RateFloor | None = None
+
+    @property
+    def _fd(self) -> int:
+        # Asked every time, never cached: after a close the number may already belong to
+        # another connection, and -1 makes the next syscall fail instead.
+        return self.stream.socket.fileno()
+
+    # --- Queueing ----------------------------------------------------------------------------
+
+    def queue(self, event: h11.Event) -> None:
+        try:
+            data = self.h11.send(event)
+        except h11.LocalProtocolError as exc:
+            # h11's parser took something its writer will not send (the other side's
+            # message, which is all we forward): that message cannot be forwarded.
+            raise self._unsendable(exc) from exc
+        if data:
+            self._out.append(data)
+
+    @property
+    def has_queued(self) -> bool:
+        return bool(self._out) or bool(self._sending)
+
+    @property
+    def queued_bytes(self) -> int:
+        return len(self._sending) + sum(map(len, self._out))
+
+    # --- Writing -----------------------------------------------------------------------------
+
+    async def flush(self, timeout_s: float) -> None:
+        """Send everything queued; an error or a cancellation leaves this h11 side unusable
+        (the peer got an unknown prefix)."""
+        if not self.has_queued:
+            return
+        try:
+            await self.send_queued(timeout_s)
+        except BaseException:
+            self.h11.send_failed()
+            raise
+
+    async def send_queued(self, timeout_s: float) -> None:
+        """Send everything queued. Cancelled while waiting, it keeps what is unsent queued,
+        so a caller that raced it against something else can go on later."""
+        await checkpoint_if_cancelled()
+        waited = False
+        while True:
+            if not self._sending:
+                if not self._out:
+                    break
+                self._sending = memoryview(
+                    self._out[0] if len(self._out) == 1 else b"".join(self._out)
+                )
+                self._out.clear()
+            try:
+                sent = os.write(self._fd, self._sending)
+            except BlockingIOError:
+                sent = -1  # (waiting outside the handler, as in recv)
+            except OSError as exc:
+                raise self._gone(exc) from exc
+            if sent < 0:
+                await self._wait(wait_writable, timeout_s, self.send_floor, "sending")
+                waited = True
+                continue
+            self._sending = self._sending[sent:]
+            self.bytes_sent += sent
+        if not waited:
+            await cancel_shielded_checkpoint()  # fairness: everything went out at once
+
+    def send_queued_nowait(self) -> bool:
+        """Send what the socket takes now, without waiting; True if nothing is left."""
+        while self.has_queued:
+            if not self._sending:
+                self._sending = memoryview(b"".join(self._out))
+                self._out.clear()
+            try:
+                sent = os.write(self._fd, self._sending)
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                raise self._gone(exc) from exc
+            self._sending = self._sending[sent:]
+            self.bytes_sent += sent
+        return True
+
+    async def send_all(self, data: bytes, timeout_s: float) -> None:
+        """Send raw bytes outside h11 (a tunnel's payload)."""
+        self._out.append(data)
+        await self.send_queued(timeout_s)
+
+    def send_eof(self) -> None:
+        try:
+            self.stream.socket.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            raise self._gone(exc) from exc
+
+    # --- Reading -----------------------------------------------------------------------------
+
+    async def recv(self, timeout_s: float) -> bytes:
+        """Read once (up to RECEIVE_SIZE); b"" is EOF. Not fed to h11: the caller does, at
+        once, in as many slices as it likes."""
+        data = await self.recv_if_ready()
+        if data is None:  # (waiting outside any handler: an idle wait holds no traceback)
+            return await self._recv_after_waiting(timeout_s)
+        return data
+
+    async def recv_if_ready(self) -> bytes | None:
+        """Read once if bytes (or an EOF) are there already; None if a read would wait."""
+        await checkpoint_if_cancelled()
+        try:
+            data = os.read(self._fd, RECEIVE_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise self._gone(exc) from exc
+        self.bytes_received += len(data)
+        await cancel_shielded_checkpoint()  # fairness: the bytes are recorded, now yield
+        return data
+
+    async def recv_after_wait(self, timeout_s: float) -> bytes:
+        """Read once, just after waiting for readability (the wait was the yield)."""
+        await checkpoint_if_cancelled()
+        return await self._recv_after_waiting(timeout_s, waited=True)
+
+    async def _recv_after_waiting(self, timeout_s: float, *, waited: bool = False) -> bytes:
+        while True:
+            if not waited:
+                await self._wait(wait_readable, timeout_s, self.receive_floor, "receiving")
+            waited = False
+            try:
+                data = os.read(self._fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise self._gone(exc) from exc
+            self.bytes_received += len(data)
+            return data  # the wait was the yield
+
+    async def wait_readable(self) -> None:
+        """Wait, with no deadline of its own, until a read would not block."""
+        try:
+            await wait_readable(self._fd)
+        except trio.ClosedResourceError as exc:
+            raise self._gone(exc) from exc
+
+    def readable_now(self, events: int = select.POLLIN | select.POLLPRI) -> bool:
+        """Whether a read would not block: bytes, an EOF or an error wait. No syscall that
+        could lose anything: a zero-timeout poll."""
+        poller = select.poll()
+        poller.register(self._fd, events)
+        return bool(poller.poll(0))
+
+    def peer_closed(self) -> bool:
+        """Whether the peer has closed or reset the connection, checked without waiting;
+        bytes it sent meanwhile (a pipelined request) stay unread and say it has not."""
+        if not self.readable_now(select.POLLIN | select.POLLRDHUP):  # not urgent data
+            return False
+        # trio's recv would wait when nothing can be peeked: peek on a duplicate instead.
+        try:
+            with socket.fromfd(self._fd, socket.AF_INET, socket.SOCK_STREAM) as dup:
+                return not dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    # --- Waiting -----------------------------------------------------------------------------
+
+    async def _wait(
+        self,
+        wait: Callable[[int], Awaitable[None]],
+        timeout_s: float,
+        floor: RateFloor | None,
+        doing: str,
+    ) -> None:
+        now = trio.current_time()
+        deadline = now + timeout_s
+        if floor is not None:
+            transferred = self.bytes_sent if doing == "sending" else self.bytes_received
+            deadline = min(deadline, floor.deadline(transferred))
+        if deadline == math.inf:  # the caller's own scope bounds it: no second scope
+            try:
+                await wait(self._fd)
+            except trio.ClosedResourceError as exc:
+                raise self._gone(exc) from exc
+            return
+        with trio.CancelScope(deadline=deadline) as scope:
+            try:
+                await wait(self._fd)
+            except trio.ClosedResourceError as exc:  # closed by another task meanwhile
+                raise self._gone(exc) from exc
+        if scope.cancelled_caught:
+            raise self._too_slow(doing)
+
+    # --- Closing -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close at once (synchronously, so it is safe in ``finally`` under cancellation)."""
+        self.stream.socket.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.stream.socket.fileno() < 0
+
+    def _gone(self, exc: BaseException) -> Exception:
+        raise NotImplementedError
+
+    def _too_slow(self, doing: str) -> Exception:
+        raise NotImplementedError
+
+    def _unsendable(self, exc: h11.LocalProtocolError) -> Exception:
+        raise NotImplementedError
+
+
+class Downstream(Peer):
+    """The client's connection; ``h11`` is in the SERVER role."""
+
+    __slots__ = ("closing", "peer_ip")
+
+    def __init__(self, stream: trio.SocketStream, conn: h11.Connection, peer_ip: str) -> None:
+        super().__init__(stream, conn)
+        self.peer_ip = peer_ip
+        self.closing = False  # the current response is the connection's last
+
+    def _gone(self, exc: BaseException) -> Exception:
+        return ClientGone(f"client connection lost: {exc}")
+
+    def _too_slow(self, doing: str) -> Exception:
+        if doing == "sending":
+            return ClientGone("client stopped reading")
+        return ClientError("client too slow", status=408)
+
+    def _unsendable(self, exc: h11.LocalProtocolError) -> Exception:
+        return UpstreamError(f"upstream response cannot be forwarded: {exc}")
+
+
+class UpstreamConnection(Peer):
+    """A connection to the upstream; ``h11`` is in the CLIENT role. Pooled between exchanges."""
+
+    __slots__ = ("address", "connected_at", "detached", "idle_since", "sockaddr", "uses")
+
+    def __init__(
+        self,
+        stream: trio.SocketStream,
+        conn: h11.Connection,
+        address: str,
+        sockaddr: object = None,
+    ) -> None:
+        super().__init__(stream, conn)
+        self.address = address
+        self.sockaddr = sockaddr  # as the resolver gave it: retired when it leaves the answer
+        self.connected_at = trio.current_time()
+        self.idle_since = 0.0
+        self.uses = 0
+        self.detached = False  # no longer counted by the pool (a tunnel)
+
+    @property
+    def reusable(self) -> bool:
+        # Bytes past the response's framing (a body on a HEAD or 304, a short Content-Length,
+        # a second response) are already in h11's buffer, out of poll()'s sight: a
+        # connection holding any would answer the next client's request with them.
+        return (
+            self.h11.our_state is h11.DONE
+            and self.h11.their_state is h11.DONE
+            and not self.has_queued
+            and self.h11.trailing_data == (b"", False)
+        )
+
+    def looks_dead(self) -> bool:
+        """An idle HTTP connection with something to read has been closed (or broken) by
+        the origin: an EOF, a reset, or bytes nobody asked for. Checked without blocking."""
+        return self.readable_now()
+
+    def _gone(self, exc: BaseException) -> Exception:
+        if self.bytes_received == 0:
+            return UpstreamClosed(f"upstream {self.address} closed the connection: {exc}")
+        return UpstreamError(f"upstream {self.address} connection lost: {exc}")
+
+    def _too_slow(self, doing: str) -> Exception:
+        return UpstreamTimeout(f"upstream {self.address} timed out {doing}")
+
+    def _unsendable(self, exc: h11.LocalProtocolError) -> Exception:
+        return ClientError(f"request cannot be forwarded: {exc}")

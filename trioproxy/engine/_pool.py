@@ -1,0 +1,247 @@
+"""Upstream keep-alive connections: reused while fresh, bounded while idle.
+
+The model is nginx's ``keepalive N``: ``size`` bounds the *idle* connections kept for reuse,
+not the busy ones. A busy connection belongs to one client connection, which holds at most
+one, so the client connection limit bounds them; a client that holds its connection (a slow
+body, an unread response) therefore never takes one from anybody else. An operator who must
+also cap busy connections sets ``max_connections`` (nginx's ``max_conns``): requests beyond it
+wait ``wait_timeout_s`` for a slot, and then attackers who outnumber the cap do win it.
+
+State changes are synchronous (take, put back, discard), so cancellation at any await can
+never leave the pool counting a connection that is gone; the only awaits are the name
+resolution, the connect and the wait for a slot, all under deadlines. ``run`` lives in the
+server's nursery: it hosts the resolver's lookups and closes expired idle connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+import trio
+
+from ..core._addr import format_host_port
+from ..core._errors import PoolTimeout, UpstreamConnectError, UpstreamTimeout
+from ._h11 import h11
+from ._peer import UpstreamConnection
+from ._resolver import Resolver, SockAddr
+
+log = logging.getLogger("trioproxy")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolLimits:
+    size: int = 256  # idle connections kept
+    idle_timeout_s: float = 4.0
+    connect_timeout_s: float = 60.0
+    wait_timeout_s: float = 10.0
+    max_response_head_bytes: int = 65536
+    max_connections: int = 0  # all connections, busy included; 0: no cap
+    max_age_s: float = 300.0
+
+
+@dataclass(slots=True)
+class PoolStats:
+    opened: int = 0
+    reused: int = 0
+    discarded: int = 0
+    expired: int = 0
+    waited: int = 0
+
+
+class UpstreamPool:
+    def __init__(self, resolver: Resolver, limits: PoolLimits) -> None:
+        self.resolver = resolver
+        self.limits = limits
+        self.stats = PoolStats()
+        self._idle: list[UpstreamConnection] = []  # most recently used last
+        self._open = 0  # idle + in use + connecting
+        self._slot_freed = trio.lowlevel.ParkingLot()
+        self._closed = False
+
+    @property
+    def open_count(self) -> int:
+        return self._open
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    @property
+    def waiting_count(self) -> int:
+        return len(self._slot_freed)
+
+    async def acquire(self) -> tuple[UpstreamConnection, bool, bool]:
+        """A connection for one exchange, whether it was reused from the pool, and whether
+        the request had to wait for a slot (its client may have left meanwhile)."""
+        deadline = trio.current_time() + self.limits.wait_timeout_s
+        waited = False
+        while True:
+            conn = self._take_idle()
+            if conn is not None:
+                self.stats.reused += 1
+                log.debug("pool: reusing the connection to %s (use %d)", conn.address, conn.uses)
+                return conn, True, waited
+            if self._has_room():
+                return await self._open_new(), False, waited
+            self.stats.waited += 1
+            waited = True
+            with trio.move_on_at(deadline):
+                await self._slot_freed.park()
+                continue
+            raise PoolTimeout(f"all {self.limits.max_connections} upstream connections busy")
+
+    async def connect_fresh(self) -> tuple[UpstreamConnection, bool]:
+        """A new connection regardless of idle ones (the stale-connection retry), and
+        whether it is a reused one after all (at the cap, the next free one is taken)."""
+        while not self._has_room() and self._idle:
+            self._close_idle(self._idle.pop(0))
+        if not self._has_room():
+            conn, reused, _ = await self.acquire()
+            return conn, reused
+        return await self._open_new(), False
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Return a connection after an exchange; kept only if both sides finished cleanly,
+        it is not too old, its address is still in the answer and there is idle room."""
+        if self._closed or not conn.reusable or not self._worth_keeping(conn):
+            self.discard(conn)
+            return
+        conn.h11.start_next_cycle()
+        self._keep_idle(conn)
+
+    def _keep_idle(self, conn: UpstreamConnection) -> None:
+        conn.idle_since = trio.current_time()
+        self._idle.append(conn)
+        if len(self._idle) > self.limits.size:
+            self._close_idle(self._idle.pop(0))  # the longest idle goes
+        self._slot_freed.unpark()
+
+    def give_back(self, conn: UpstreamConnection) -> None:
+        """Return a connection that was taken but never used (its client left first)."""
+        if self._closed or conn.h11.our_state is not h11.IDLE or conn.has_queued:
+            self.discard(conn)
+            return
+        self._keep_idle(conn)
+
+    def discard(self, conn: UpstreamConnection) -> None:
+        conn.close()
+        self.stats.discarded += 1
+        if not conn.detached:
+            self._open -= 1
+            self._slot_freed.unpark()
+
+    def detach(self, conn: UpstreamConnection) -> None:
+        """Take a connection out of the pool's count for good (a WebSocket tunnel): long-lived
+        tunnels must not use up the connections ordinary requests wait for."""
+        if not conn.detached:
+            conn.detached = True
+            self._open -= 1
+            self._slot_freed.unpark()
+
+    def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            self._close_idle(self._idle.pop())
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Host the resolver's lookups and close expired idle connections; lives in the
+        server's nursery until cancelled."""
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.resolver.run)
+                task_status.started()
+                while True:
+                    await trio.sleep(self.limits.idle_timeout_s / 2)
+                    self._expire_idle()
+        finally:
+            self.close()
+
+    run_reaper = run  # the name it had before the resolver moved in
+
+    def _has_room(self) -> bool:
+        return not self.limits.max_connections or self._open < self.limits.max_connections
+
+    def _worth_keeping(self, conn: UpstreamConnection) -> bool:
+        now = trio.current_time()
+        self.resolver.refresh_if_stale()
+        return (
+            now - conn.connected_at < self.limits.max_age_s
+            and self.resolver.is_current(conn.sockaddr)
+        )
+
+    def _take_idle(self) -> UpstreamConnection | None:
+        self._expire_idle()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.looks_dead() or not self._worth_keeping(conn):
+                self._close_idle(conn)
+                continue
+            conn.bytes_received = 0
+            conn.uses += 1
+            return conn
+        return None
+
+    def _expire_idle(self) -> None:
+        cutoff = trio.current_time() - self.limits.idle_timeout_s
+        expired = 0
+        while self._idle and self._idle[0].idle_since <= cutoff:
+            self._close_idle(self._idle.pop(0))
+            expired += 1
+        self.stats.expired += expired
+
+    def _close_idle(self, conn: UpstreamConnection) -> None:
+        conn.close()
+        self._open -= 1
+        self._slot_freed.unpark()
+
+    async def _open_new(self) -> UpstreamConnection:
+        # The name is resolved before a slot is taken: a slow resolver holds no slot.
+        deadline = trio.current_time() + self.limits.connect_timeout_s
+        addresses = await self.resolver.resolve(deadline)
+        if not self._has_room():  # taken while we resolved
+            conn, _, _ = await self.acquire()
+            return conn
+        self._open += 1
+        try:
+            conn = await self._connect(addresses, deadline)
+        except BaseException:
+            self._open -= 1
+            self._slot_freed.unpark()
+            raise
+        self.stats.opened += 1
+        conn.uses = 1
+        log.debug("pool: new connection to %s (%d open)", conn.address, self._open)
+        return conn
+
+    async def _connect(self, addresses: list[SockAddr], deadline: float) -> UpstreamConnection:
+        errors: list[str] = []
+        for family, sockaddr in addresses:
+            address = format_host_port(sockaddr[0], sockaddr[1])
+            try:
+                sock = trio.socket.socket(family, socket.SOCK_STREAM)
+            except OSError as exc:  # out of file descriptors (EMFILE) and the like
+                raise UpstreamConnectError(f"cannot open a socket: {exc}") from exc
+            try:
+                with trio.fail_at(deadline):
+                    await sock.connect(sockaddr)
+            except trio.TooSlowError:
+                sock.close()
+                raise UpstreamTimeout(f"connect to upstream {address} timed out") from None
+            except OSError as exc:
+                sock.close()
+                errors.append(f"{address}: {os.strerror(exc.errno) if exc.errno else exc}")
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            conn = h11.Connection(
+                h11.CLIENT, max_incomplete_event_size=self.limits.max_response_head_bytes
+            )
+            return UpstreamConnection(trio.SocketStream(sock), conn, address, sockaddr)
+        if len(errors) == 1:  # the address says it all (the name is on the line's context)
+            raise UpstreamConnectError(f"cannot connect to upstream {errors[0]}")
+        reason = "; ".join(errors) or "no address"
+        raise UpstreamConnectError(f"cannot connect to upstream {self.resolver.host}: {reason}")

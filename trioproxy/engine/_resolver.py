@@ -1,0 +1,144 @@
+"""The upstream's addresses, from the system resolver, reused for a short TTL.
+
+``trio.socket.getaddrinfo`` runs the C library's resolver in a thread, so ``/etc/hosts`` comes
+first and ``/etc/resolv.conf`` (search domains, ``ndots``) applies: exactly what the platform
+contract asks of ``next-hop``. The answer can change, so it is never kept forever.
+
+Failing well: one lookup runs at a time, in the resolver's own task (a caller that gives up
+does not cancel it for the others); every caller waits for it only until its own deadline;
+its outcome, a failure included, is shared by all who waited and remembered (a failure for
+``negative_ttl_s``), so a resolver outage costs each request at most one lookup's wait.
+After a failure, or while a lookup is slow, the last good answer (if any) is used.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ..core._errors import UpstreamConnectError, UpstreamTimeout
+
+log = logging.getLogger("trioproxy")
+
+SockAddr = tuple[int, tuple[str, int] | tuple[str, int, int, int]]  # (family, sockaddr)
+Lookup = Callable[[str, int], Awaitable[list[SockAddr]]]
+
+# With a last good answer, how long a request waits for a fresh one before using the old:
+# long enough for a working resolver (a millisecond here), short for a failing one.
+_STALE_AFTER_S = 0.5
+
+
+async def system_lookup(host: str, port: int) -> list[SockAddr]:
+    infos = await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return [(family, sockaddr) for family, _, _, _, sockaddr in infos]  # type: ignore[misc]
+
+
+class Resolver:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ttl_s: float,
+        negative_ttl_s: float = 1.0,
+        lookup_timeout_s: float = 60.0,
+        lookup: Lookup = system_lookup,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.ttl_s = ttl_s
+        self.negative_ttl_s = negative_ttl_s
+        self.lookup_timeout_s = lookup_timeout_s  # the connect deadline: nobody waits longer
+        self._lookup = lookup
+        self._addresses: list[SockAddr] = []
+        self._current: frozenset[object] = frozenset()  # sockaddrs of the last good answer
+        self._expires_at = -float("inf")
+        self._failure: UpstreamConnectError | None = None
+        self._failure_expires_at = -float("inf")
+        self._in_flight: trio.Event | None = None
+        self._nursery: trio.Nursery | None = None
+        self._failing = False
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Host the lookups until cancelled (in the pool's task, in the server's nursery)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._nursery = None
+
+    def is_current(self, sockaddr: object) -> bool:
+        """Whether an address is still in the answer (True before there is any answer)."""
+        return not self._current or sockaddr in self._current
+
+    def refresh_if_stale(self) -> None:
+        """Start a lookup in the background if the answer has expired: connections that are
+        only ever reused must still learn that the answer changed."""
+        if self._may_ask(trio.current_time()):
+            self._start_lookup()
+
+    async def resolve(self, deadline: float) -> list[SockAddr]:
+        """The current addresses: cached, or from the lookup in flight, by ``deadline``.
+
+        With a last good answer, a request waits for a lookup at most ``_STALE_AFTER_S``
+        and then takes that answer: a slow or failing resolver delays nobody for long."""
+        now = trio.current_time()
+        if now < self._expires_at:
+            return self._addresses
+        if self._may_ask(now):
+            done = self._start_lookup()
+            wait_until = min(deadline, now + _STALE_AFTER_S) if self._addresses else deadline
+            with trio.move_on_at(wait_until):
+                await done.wait()
+            if not done.is_set() and not self._addresses:
+                raise UpstreamTimeout(f"resolving upstream {self.host} timed out")
+        if self._failure is not None and not self._addresses:
+            raise self._failure
+        return self._addresses
+
+    def _may_ask(self, now: float) -> bool:
+        """The answer has expired, and no failure is remembered (the negative TTL)."""
+        return now >= self._expires_at and (
+            self._failure is None or now >= self._failure_expires_at
+        )
+
+    def _start_lookup(self) -> trio.Event:
+        if self._in_flight is None:
+            self._in_flight = trio.Event()
+            if self._nursery is None:
+                raise RuntimeError("Resolver.run is not running")
+            self._nursery.start_soon(self._refresh, self._in_flight)
+        return self._in_flight
+
+    async def _refresh(self, done: trio.Event) -> None:
+        try:
+            with trio.move_on_after(self.lookup_timeout_s) as scope:
+                addresses = await self._lookup(self.host, self.port)
+            if scope.cancelled_caught:  # (trio abandons the resolver's thread)
+                raise OSError(f"no answer in {self.lookup_timeout_s:g} s")
+            if not addresses:
+                raise OSError("no address")
+        except OSError as exc:
+            if not self._failing:
+                log.warning("upstream %s does not resolve: %s", self.host, exc)
+                self._failing = True
+            self._failure = UpstreamConnectError(f"cannot resolve {self.host}: {exc}")
+            self._failure_expires_at = trio.current_time() + self.negative_ttl_s
+        else:
+            if self._failing:
+                log.info("upstream %s resolves again", self.host)
+                self._failing = False
+            self._failure = None
+            self._addresses = addresses
+            self._current = frozenset(sockaddr for _, sockaddr in addresses)
+            self._expires_at = trio.current_time() + self.ttl_s
+        finally:
+            self._in_flight = None
+            done.set()

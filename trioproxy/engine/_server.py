@@ -1,0 +1,235 @@
+"""The server: accept loops, one task per connection, the pool's reaper, graceful drain.
+
+Task tree (every task has an owner)::
+
+    ProxyServer.run
+    └── outer nursery ── pool (reaper, resolver lookups), admin listener (when on: `_admin`)
+        └── handlers nursery ── one serve_connection task per client
+            └── accept nursery ── one accept loop per listener
+
+Draining cancels the accept nursery, closes idle keep-alive connections at once, and gives
+in-flight exchanges ``drain_s`` before the handlers nursery is cancelled. The admin listener
+lives in the outer nursery, so its /healthz answers 503 throughout the drain.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..config._settings import Settings
+from ..core._accesslog import AccessRecord
+from ..core._addr import format_host_port
+from ..core._headers import ForwardingRules
+from ..core._rules import BucketsFactory, RuleEngine, local_buckets, trusted_networks
+from ._collector import ProxyCollector
+from ._connection import serve_connection
+from ._context import ProxyContext
+from ._listen import accept_forever
+from ._metrics import observing
+from ._pool import PoolLimits, UpstreamPool
+from ._resolver import Resolver
+
+if TYPE_CHECKING:  # imported when the admin listener is on: 0.6 MiB less for the rest
+    from ._admin import AdminServer
+
+log = logging.getLogger("trioproxy")
+
+
+class ProxyServer:
+    def __init__(
+        self,
+        settings: Settings,
+        upstream: tuple[str, int],
+        access_log: Callable[[AccessRecord], None],
+        *,
+        access_log_dropped: Callable[[], int] | None = None,
+        buckets: BucketsFactory = local_buckets,
+    ) -> None:
+        self.settings = settings
+        self.upstream = upstream
+        # Admin listener (issue 7): its bound address once run() has started it, and where
+        # the count of dropped access-log lines comes from (the CLI's writer thread).
+        self.admin_address: tuple[str, int] | None = None
+        self._access_log_dropped = access_log_dropped
+        resolver = Resolver(
+            upstream[0],
+            upstream[1],
+            ttl_s=settings.upstream.dns_ttl_s,
+            negative_ttl_s=settings.upstream.dns_negative_ttl_s,
+            lookup_timeout_s=settings.timeouts.upstream_connect_s,
+        )
+        pool = UpstreamPool(resolver, _pool_limits(settings))
+        self.ctx = ProxyContext(
+            settings=settings,
+            pool=pool,
+            upstream_authority=format_host_port(*upstream).encode("ascii"),
+            log_access=access_log,
+            forwarding=_forwarding(settings),
+            rule_engine=RuleEngine(settings.rules, buckets=buckets),
+        )
+        self._counting = False
+        self._buckets = buckets
+        self._slots = trio.Semaphore(settings.limits.max_connections)
+        self._accepting = trio.CancelScope()
+
+    def reload(self, settings: Settings, access_log: Callable[[AccessRecord], None]) -> None:
+        """Requests that start from now on use ``settings`` and log through ``access_log``;
+        requests in flight finish with what they took (`ProxyContext.now`). The caller keeps
+        the restart-only keys (`_reload.applicable`); the pool and the resolver take the new
+        timeouts at their next use. Rate limits unchanged keep their buckets."""
+        old = self.ctx.now()
+        self.pool.limits = replace(_pool_limits(settings), size=self.pool.limits.size)
+        self.pool.resolver.ttl_s = settings.upstream.dns_ttl_s
+        self.pool.resolver.negative_ttl_s = settings.upstream.dns_negative_ttl_s
+        self.pool.resolver.lookup_timeout_s = settings.timeouts.upstream_connect_s
+        if self._counting:
+            access_log = observing(self.ctx.metrics, access_log)
+        self.settings = settings
+        self.ctx.shared.current = replace(
+            old,
+            settings=settings,
+            log_access=access_log,
+            forwarding=_forwarding(settings),
+            rule_engine=RuleEngine(
+                settings.rules, buckets=old.rule_engine.keeping_buckets(self._buckets)
+            ),
+        )
+
+    @property
+    def pool(self) -> UpstreamPool:
+        return self.ctx.pool
+
+    @property
+    def draining(self) -> bool:
+        """True from ``shutdown()`` on: no longer accepting (the admin /healthz answers 503)."""
+        return self._accepting.cancel_called or self.ctx.draining
+
+    def shutdown(self) -> None:
+        """Stop accepting and start draining; ``run`` returns when the drain is over."""
+        self._accepting.cancel()
+
+    async def run(
+        self,
+        listeners: list[trio.SocketListener],
+        *,
+        admin_listener: trio.SocketListener | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until drained or cancelled; every listener given is closed on the way out.
+
+        The admin listener (issue 7) is ``admin_listener`` if given (bound beforehand with
+        `open_admin_listener`), else bound here when ``settings.admin.listen`` is set.
+        """
+        try:
+            if admin_listener is None and self.settings.admin.listen:
+                # Bound before anything starts, so a bad address fails run() at once
+                # (AdminListenError, a ListenError) instead of leaving a proxy half up.
+                from ._admin import open_admin_listener
+
+                admin_listener = open_admin_listener(self.settings.admin.listen)
+            if admin_listener is not None:
+                self._count_requests(admin_listener)
+            async with trio.open_nursery() as outer:
+                await outer.start(self.pool.run)
+                if admin_listener is not None:
+                    await outer.start(self._admin_server().serve, admin_listener)
+                async with trio.open_nursery() as handlers:
+                    with self._accepting:
+                        async with trio.open_nursery() as acceptors:
+                            for listener in listeners:
+                                acceptors.start_soon(self._accept_loop, listener, handlers)
+                            task_status.started()
+                    _close_listeners(listeners)
+                    self._drain(handlers)
+                outer.cancel_scope.cancel()
+        finally:
+            _close_listeners(listeners)
+            if admin_listener is not None:
+                admin_listener.socket.close()
+
+    def _count_requests(self, admin_listener: trio.SocketListener) -> None:
+        # Requests are counted only when someone can read the counts: with the admin listener
+        # off, the hot path pays nothing. Counting at the access-log sink counts every logged
+        # request, and only those, without a call in the connection code.
+        self.admin_address = admin_listener.socket.getsockname()[:2]
+        self.count_requests()
+
+    def count_requests(self) -> None:
+        """Feed the /metrics counters (a worker whose supervisor serves /metrics calls this)."""
+        self._counting = True
+        self.ctx.log_access = observing(self.ctx.metrics, self.ctx.log_access)
+
+    def _admin_server(self) -> AdminServer:
+        from ._admin import AdminServer
+
+        collector = ProxyCollector(self.ctx, self._access_log_dropped)
+        return AdminServer(
+            is_draining=lambda: self.draining,
+            upstream=self.upstream,
+            metrics_snapshot=collector.snapshot,
+        )
+
+    def _drain(self, handlers: trio.Nursery) -> None:
+        open_now = self.ctx.stats.connections_open
+        log.info(
+            "draining: %d connection(s) open, up to %gs", open_now, self.settings.timeouts.drain_s
+        )
+        self.ctx.start_draining()
+        handlers.cancel_scope.deadline = trio.current_time() + self.settings.timeouts.drain_s
+
+    async def _accept_loop(self, listener: trio.SocketListener, handlers: trio.Nursery) -> None:
+        await accept_forever(
+            listener,
+            self._slots,
+            handlers,
+            self._handle,
+            name="proxy",
+            make_room=self.ctx.close_oldest_idle,
+        )
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        stats = self.ctx.stats
+        stats.connections_open += 1
+        stats.connections_total += 1
+        try:
+            await serve_connection(stream, self.ctx)
+        except Exception as exc:
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(
+                "internal error on a connection: %r at %s:%s", exc, where.filename, where.lineno
+            )
+        finally:
+            stats.connections_open -= 1
+            self._slots.release()
+            await trio.aclose_forcefully(stream)
+
+
+def _pool_limits(settings: Settings) -> PoolLimits:
+    return PoolLimits(
+        size=settings.upstream.pool_size,
+        idle_timeout_s=settings.upstream.idle_timeout_s,
+        connect_timeout_s=settings.timeouts.upstream_connect_s,
+        wait_timeout_s=settings.timeouts.pool_wait_s,
+        max_response_head_bytes=settings.limits.max_header_bytes,
+        max_connections=settings.upstream.max_connections,
+        max_age_s=settings.upstream.max_connection_age_s,
+    )
+
+
+def _forwarding(settings: Settings) -> ForwardingRules:
+    return ForwardingRules(
+        via=settings.forwarding.via_name.encode("ascii"),
+        append_x_forwarded_for=settings.forwarding.append_x_forwarded_for,
+        trusted_proxies=trusted_networks(settings.forwarding.trusted_proxies),
+    )
+
+
+def _close_listeners(listeners: list[trio.SocketListener]) -> None:
+    for listener in listeners:
+        listener.socket.close()  # synchronous: safe under cancellation, idempotent
