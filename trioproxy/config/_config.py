@@ -44,8 +44,8 @@ CONFIG_FILENAME = "trioproxy.toml"
 # build artefact committed under the name), and reading it would make validation slow.
 MAX_FILE_BYTES = 1 << 20
 
-# Every metadata key the loader understands. `tests/test_config.py` checks that `_settings` uses
-# no other, so a typo there ("mni") cannot silently switch a check off.
+# Every metadata key the loader understands. `tests/unit/test_config.py` checks that `_settings`
+# uses no other, so a typo there ("mni") cannot silently switch a check off.
 KNOWN_METADATA = frozenset(
     {
         "doc",

@@ -9,7 +9,7 @@ import trioproxy
 from trioproxy.app._origin import Receive, Scope, Send, handle_lifespan
 from trioproxy.testing import RunningProxy, proxy_in_front_of
 
-from .support import Client, raw_origin
+from ..support import Client, raw_origin
 
 
 async def test_serve_in_the_callers_nursery(origin: tuple[str, int]) -> None:

@@ -30,7 +30,7 @@ from trioproxy.core._strict import (
     find_head_end,
 )
 
-from .support import (
+from ..support import (
     Client,
     Reply,
     exchange_raw,

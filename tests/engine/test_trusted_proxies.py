@@ -9,7 +9,7 @@ from trioproxy.config._settings import Settings
 from trioproxy.core._headers import ForwardingRules, plan_request
 from trioproxy.core._rules import request_view, trusted_networks
 
-from .support import Client, Reply, echo_origin
+from ..support import Client, Reply, echo_origin
 
 SPOOF = [(b"True-Client-IP", b"203.0.113.7"), (b"X-Forwarded-For", b"203.0.113.7")]
 

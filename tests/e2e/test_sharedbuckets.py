@@ -15,8 +15,8 @@ from trioproxy.core._ratelimit import TokenBuckets
 from trioproxy.core._rules import RateLimit
 from trioproxy.core._sharedbuckets import SharedTable, create
 
-from .cli_support import cli_proxy, wait_for_exit
-from .support import Client
+from ..cli_support import cli_proxy, wait_for_exit
+from ..support import Client
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="Linux only")
 

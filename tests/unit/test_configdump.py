@@ -13,9 +13,9 @@ from trioproxy.config._config import load_config, settings_from_bytes
 from trioproxy.config._configdump import render_toml
 from trioproxy.config._settings import Settings
 
-from .test_rules_e2e import RULES
+from ..engine.test_rules_e2e import RULES
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_show_every_key() -> None:

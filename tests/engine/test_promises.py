@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from .support import Client, make_settings, raw_origin, read_head, running_proxy
+from ..support import Client, make_settings, raw_origin, read_head, running_proxy
 
 
 def _response(body: bytes = b"ok") -> bytes:

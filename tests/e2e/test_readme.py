@@ -10,7 +10,7 @@ from pathlib import Path
 
 from trioproxy.config._settings import Settings
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_the_readme_example_test_passes_as_a_user_would_run_it(tmp_path: Path) -> None:

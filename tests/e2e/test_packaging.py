@@ -16,7 +16,7 @@ import pytest
 
 import trioproxy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 120  # a cap: an offline build takes a few seconds
 
 

@@ -13,8 +13,8 @@ from trioproxy import __version__
 from trioproxy.config._config import load_settings, settings_from_bytes
 from trioproxy.config._settings import Settings
 
-from .cli_support import cli_proxy, run_cli, wait_for_exit
-from .support import Client, raw_origin
+from ..cli_support import cli_proxy, run_cli, wait_for_exit
+from ..support import Client, raw_origin
 
 
 async def test_serves_and_logs_one_json_line_per_request(origin: tuple[str, int]) -> None:

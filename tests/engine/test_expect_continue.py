@@ -8,7 +8,7 @@ import trio
 
 from trioproxy.config._settings import Settings
 
-from .support import make_settings, raw_origin, running_proxy
+from ..support import make_settings, raw_origin, running_proxy
 
 HEAD = b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n"
 # A request buffer smaller than the 11-byte body: the expectation goes to the origin, which

@@ -31,7 +31,7 @@ from trioproxy.engine._listen import open_listener
 from trioproxy.engine._metrics import DURATION_BUCKETS_S, RequestMetrics
 from trioproxy.engine._server import ProxyServer
 
-from .support import (
+from ..support import (
     Client,
     Reply,
     exchange_raw,

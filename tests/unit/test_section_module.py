@@ -13,7 +13,7 @@ import yaml
 from trioproxy import __version__
 from trioproxy.config._options import DEFAULT_CONFIG_DIR, OPTIONS, resolve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODULE = yaml.safe_load((ROOT / ".section-proxy.yaml").read_text())
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 

@@ -12,7 +12,7 @@ import trio
 
 from trioproxy.app._cpus import cpu_max_texts, parse_cpu_max, usable_cpus
 
-from .cli_support import READY, run_cli
+from ..cli_support import READY, run_cli
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from .support import Client, exchange_raw, parse_responses, running_proxy
+from ..support import Client, exchange_raw, parse_responses, running_proxy
 
 
 async def test_get_is_forwarded_with_headers_in_order(origin: tuple[str, int]) -> None:

@@ -20,7 +20,7 @@ import pytest
 from trioproxy.config import _validate
 from trioproxy.config._config import CONFIG_FILENAME
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "validate"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "validate"
 TIMEOUT_S = 30  # a cap on every subprocess, far above the ~0.1 s each takes
 
 

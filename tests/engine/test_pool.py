@@ -17,7 +17,7 @@ from trioproxy.engine._peer import UpstreamConnection
 from trioproxy.engine._pool import PoolLimits, UpstreamPool
 from trioproxy.engine._resolver import Resolver
 
-from .support import Client, make_settings, raw_origin, read_head, running_proxy
+from ..support import Client, make_settings, raw_origin, read_head, running_proxy
 
 
 async def test_pool_never_opens_more_than_its_size() -> None:

@@ -7,7 +7,7 @@ import trio
 from trioproxy.config._config import settings_from_bytes
 from trioproxy.config._settings import Settings
 
-from .support import Client, exchange_raw, running_proxy
+from ..support import Client, exchange_raw, running_proxy
 
 RULES = rb"""
 [[rules]]

@@ -22,7 +22,7 @@ import h11
 import trio
 import trio.testing
 
-from .support import Client, make_settings, raw_origin, read_head, running_proxy
+from ..support import Client, make_settings, raw_origin, read_head, running_proxy
 
 CHUNKS = 30_000  # one-byte chunks in a flood (the issue measured a million; the shape is the same)
 CHUNKS_PER_SLICE = 64  # trioproxy.engine._exchange._EVENTS_PER_SLICE

@@ -6,7 +6,7 @@ import trio
 
 import trioproxy
 
-from .support import Client, exchange_raw
+from ..support import Client, exchange_raw
 
 
 async def test_every_field_of_a_proxied_request(origin: tuple[str, int]) -> None:
@@ -52,7 +52,7 @@ async def test_every_field_of_a_proxied_request(origin: tuple[str, int]) -> None
 
 
 def _head_length(reply: object) -> int:
-    from .support import Reply
+    from ..support import Reply
 
     assert isinstance(reply, Reply)
     head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"%s: %s\r\n" % kv for kv in reply.headers) + b"\r\n"

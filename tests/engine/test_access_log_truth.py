@@ -9,7 +9,7 @@ import trioproxy
 from trioproxy.config._config import settings_from_bytes
 from trioproxy.core._accesslog import AccessRecord
 
-from .support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
+from ..support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
 

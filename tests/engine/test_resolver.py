@@ -18,7 +18,7 @@ import trio.testing
 from trioproxy.core._errors import UpstreamConnectError, UpstreamTimeout
 from trioproxy.engine._resolver import Resolver
 
-from .support import Client, make_settings, running_proxy
+from ..support import Client, make_settings, running_proxy
 
 
 class ChangingDNS(trio.abc.HostnameResolver):

@@ -19,8 +19,8 @@ import trio
 from trioproxy.config._settings import Forwarding, Settings, Upstream
 from trioproxy.engine._server import ProxyServer
 
-from .cli_support import ProxyProcess, cli_proxy, wait_for_exit
-from .support import Client, raw_origin, read_head
+from ..cli_support import ProxyProcess, cli_proxy, wait_for_exit
+from ..support import Client, raw_origin, read_head
 from .test_workers import _children
 
 OK = b": ok, "

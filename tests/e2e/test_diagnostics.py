@@ -19,8 +19,8 @@ from trioproxy.engine._diagnostics import (
     request_fields,
 )
 
-from .cli_support import cli_proxy, wait_for_exit
-from .support import Client
+from ..cli_support import cli_proxy, wait_for_exit
+from ..support import Client
 
 TEXT_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d"
 

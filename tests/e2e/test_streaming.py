@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import trio
 
-from .cli_support import cli_proxy
-from .support import raw_origin
+from ..cli_support import cli_proxy
+from ..support import raw_origin
 
 GIB = 1 << 30
 CHUNK = b"\xa5" * (1 << 20)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from .support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
+from ..support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
 
 
 async def test_extra_bytes_from_the_origin_never_reach_another_client() -> None:

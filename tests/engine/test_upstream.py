@@ -9,7 +9,7 @@ from __future__ import annotations
 import h11
 import trio
 
-from .support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
+from ..support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
 
 
 def _response(body: bytes = b"ok", extra: bytes = b"") -> bytes:

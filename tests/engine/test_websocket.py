@@ -18,7 +18,7 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from .support import Client, exchange_raw, make_settings, raw_origin, running_proxy
+from ..support import Client, exchange_raw, make_settings, raw_origin, running_proxy
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
