@@ -25,6 +25,7 @@ from ._lean import defer_unused_imports, trim
 if TYPE_CHECKING:
     from ..config._settings import Settings
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["validate"]:

@@ -18,7 +18,6 @@ def close_matches(word: str, candidates: list[str] | tuple[str, ...], n: int) ->
     return difflib.get_close_matches(word, candidates, n=n)
 
 
-
 _MAX_SHOWN = 60
 
 

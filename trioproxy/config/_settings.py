@@ -128,7 +128,6 @@ class Forwarding:
     )
 
 
-
 @dataclass(frozen=True, slots=True)
 class AccessLog:
     # Section's log pipeline reads JSON (its nginx's `section_json`) or LTSV.
