@@ -25,7 +25,7 @@ import trio.testing
 from ..support import Client, make_settings, raw_origin, read_head, running_proxy
 
 CHUNKS = 30_000  # one-byte chunks in a flood (the issue measured a million; the shape is the same)
-CHUNKS_PER_SLICE = 64  # trioproxy.engine._exchange._EVENTS_PER_SLICE
+CHUNKS_PER_SLICE = 64  # trioproxy.engine._slices._EVENTS_PER_SLICE
 
 
 async def scripted_origin_handler(stream: trio.SocketStream) -> None:

@@ -24,10 +24,10 @@ from ..core._rules import Decision, request_view
 from ..core._strict import FramingError, check_request_head, find_head_end
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
-from ._exchange import expect_end_of_request as _expect_end_of_request
 from ._exchange import forward
 from ._h11 import h11
 from ._peer import Downstream
+from ._requestbody import expect_end_of_request as _expect_end_of_request
 
 log = logging.getLogger("trioproxy")
 

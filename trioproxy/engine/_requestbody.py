@@ -1,0 +1,133 @@
+"""The request body: buffered before an upstream connection is taken, the rest uploaded live.
+
+A body that fits ``limits.request_buffer_bytes`` is read whole before a connection is taken;
+a larger one is uploaded by a side task while the response is relayed (`_exchange`), under
+the rate floor and one total deadline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import trio
+
+from ..core._errors import ClientError, ClientGone, UpstreamError
+from ..core._headers import BodyKind, RequestPlan, header_value, trailer_headers
+from ..core._strict import ChunkedChecker
+from ._context import ProxyContext
+from ._h11 import h11
+from ._peer import Downstream, RateFloor, UpstreamConnection
+from ._slices import check_chunks, move_data
+
+
+@dataclass(slots=True)
+class RequestBody:
+    """A request body on its way: its framing checker and its one total deadline."""
+
+    chunks: ChunkedChecker | None
+    deadline: float
+
+
+async def buffer_request_body(
+    down: Downstream, plan: RequestPlan, ctx: ProxyContext
+) -> RequestBody | None:
+    """Read the request body until it is complete or ``request_buffer_bytes`` are held in
+    h11's receive buffer, before any upstream connection is taken. Also the origin never
+    sees a request its client did not finish (conformance: the incomplete-request class).
+
+    From here to the body's end one total deadline and the rate floor apply (cleared by
+    forward()). The chunked-framing checker returned has seen every byte h11 holds.
+    """
+    if plan.body is BodyKind.NONE:
+        # Take the request's end now, so a failure before any upstream I/O still leaves the
+        # downstream connection in step for its next request.
+        expect_end_of_request(down)
+        return None
+    timeouts, limits = ctx.settings.timeouts, ctx.settings.limits
+    now = trio.current_time()
+    body = RequestBody(
+        ChunkedChecker() if plan.body is BodyKind.CHUNKED else None,
+        now + timeouts.client_body_total_s,
+    )
+    if limits.min_body_rate_bytes_per_s:
+        down.receive_floor = RateFloor(
+            limits.min_body_rate_bytes_per_s, timeouts.client_body_s, now, down.bytes_received
+        )
+    length = int(header_value(plan.headers, b"content-length") or 0)
+    held = down.h11.trailing_data[0]
+    if body.chunks is not None:
+        await check_chunks(body.chunks, held, _client_framing_error)
+    buffered = len(held)
+    if down.h11.they_are_waiting_for_100_continue:
+        if length > limits.request_buffer_bytes:
+            return body  # the origin decides: it may refuse a body this large early
+        # nginx's way (RFC 9110 10.1.1 lets a proxy answer for the origin): answer the
+        # expectation ourselves and take the body, so no upstream connection waits for a
+        # client that may never send it. A chunked body is taken up to the buffer too.
+        down.queue(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+        await down.flush(timeouts.client_send_s)
+        plan.headers = [(k, v) for k, v in plan.headers if k.lower() != b"expect"]
+    while buffered < limits.request_buffer_bytes and not _complete(body, buffered, length):
+        data = await down.recv(_body_wait_s(body, timeouts.client_body_s))
+        down.h11.receive_data(data)  # recorded before any checkpoint: nothing read is lost
+        if not data:
+            raise ClientGone("client closed the connection mid-body")
+        if body.chunks is not None:
+            await check_chunks(body.chunks, data, _client_framing_error)
+        buffered += len(data)
+    return body
+
+
+def _complete(body: RequestBody, buffered: int, length: int) -> bool:
+    return body.chunks.done if body.chunks is not None else buffered >= length
+
+
+def _body_wait_s(body: RequestBody, inactivity_s: float) -> float:
+    left_s = body.deadline - trio.current_time()
+    if left_s <= 0:
+        raise ClientError("request body took too long", status=408)
+    return min(inactivity_s, left_s)
+
+
+def expect_end_of_request(down: Downstream) -> None:
+    event = down.h11.next_event()
+    if not isinstance(event, h11.EndOfMessage):  # a body-less request ends at once
+        raise ClientError(f"unexpected {type(event).__name__} after a request without body")
+
+
+async def upload_body(
+    down: Downstream, up: UpstreamConnection, ctx: ProxyContext, body: RequestBody
+) -> None:
+    """Send the body upstream: what is buffered, then the rest as it arrives (a body larger
+    than the buffer, under the rate floor and the total deadline)."""
+    timeouts = ctx.settings.timeouts
+    try:
+        while True:
+            try:
+                event, _ = move_data(down, up)
+            except h11.RemoteProtocolError as exc:
+                if down.h11.trailing_data[1]:  # EOF mid-body: the client gave up
+                    raise ClientGone("client closed the connection mid-body") from exc
+                raise ClientError(f"invalid request body: {exc}") from exc
+            if event is None:
+                await trio.lowlevel.checkpoint()  # a slice done: let others run
+            elif event is h11.NEED_DATA:
+                await up.flush(timeouts.upstream_send_s)  # backpressure: never read ahead
+                data = await down.recv(_body_wait_s(body, timeouts.client_body_s))
+                down.h11.receive_data(data)  # recorded before any checkpoint
+                if body.chunks is not None:
+                    await check_chunks(body.chunks, data, _client_framing_error)
+            elif isinstance(event, h11.EndOfMessage):
+                up.queue(h11.EndOfMessage(headers=trailer_headers(event.headers.raw_items())))
+                await up.flush(timeouts.upstream_send_s)
+                return
+            else:
+                raise ClientError(f"unexpected {type(event).__name__} in request body")
+    except UpstreamError:
+        # The origin stopped reading: it may have answered early and closed. The relay
+        # reports that answer, or the failure if there is none.
+        return
+
+
+def _client_framing_error(message: str, *, status: int) -> Exception:
+    return ClientError(message, status=status)

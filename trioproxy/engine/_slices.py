@@ -1,0 +1,56 @@
+"""Body events moved and chunked framing checked in bounded slices: no body holds the loop.
+
+A received buffer can hold ten thousand one-byte chunks; each helper handles at most a slice of
+them before the caller (or it) yields, and consecutive data goes on as one event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from ..core._strict import ChunkedChecker, FramingError
+from ._h11 import h11
+from ._peer import Peer
+
+# h11 events (or chunk-size lines) handled before the task yields: a received buffer can
+# hold ten thousand one-byte chunks, and other connections must not wait for all of them.
+_EVENTS_PER_SLICE = 64
+
+
+def move_data(source: Peer, sink: Peer) -> tuple[object, int]:
+    """Move up to a slice of consecutive Data events from ``source`` to ``sink`` as one event.
+
+    Returns the first other event (NEED_DATA, EndOfMessage, ...), which the caller handles,
+    or None when the slice ended first; and how many body bytes moved.
+    """
+    parts: list[bytes] = []
+    event: object = None
+    try:
+        for _ in range(_EVENTS_PER_SLICE):
+            event = source.h11.next_event()
+            if type(event) is not h11.Data:
+                break
+            parts.append(event.data)
+            event = None
+    finally:
+        moved = b"".join(parts)
+        if moved:
+            sink.queue(h11.Data(data=moved))
+    return event, len(moved)
+
+
+async def check_chunks(
+    chunks: ChunkedChecker, data: bytes | bytearray, error: Callable[..., Exception]
+) -> None:
+    """Feed the strict chunked checker, a slice of chunk-size lines at a time."""
+    pos = 0
+    while True:
+        try:
+            pos = chunks.feed(data, pos, max_chunks=_EVENTS_PER_SLICE)
+        except FramingError as exc:
+            raise error(f"malformed chunked body: {exc}", status=exc.status) from exc
+        if pos >= len(data):
+            return
+        await trio.lowlevel.checkpoint()
