@@ -13,7 +13,8 @@ from typing import Any
 import trio
 
 from trioproxy.app._channel import FrameBuffer, frame
-from trioproxy.app._supervisor import Supervisor, _Channel
+from trioproxy.app._supervisor import Supervisor
+from trioproxy.app._workerlink import WorkerChannel
 from trioproxy.core._accesslog import AccessRecord
 from trioproxy.engine._metrics import MetricsSnapshot, RequestMetrics, merge_snapshots
 
@@ -213,7 +214,7 @@ def test_healthy_means_every_worker_runs_and_accepts() -> None:
 def test_a_late_answer_to_an_earlier_question_is_skipped() -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
-        channel = _Channel(ours)
+        channel = WorkerChannel(ours)
         # The worker answers a metrics question that had timed out, then the reload.
         theirs.sendall(frame(("metrics", (1, 2))) + frame(("reloaded", "")))
         assert channel.ask(("reload", "f", None), timeout_s=5) == ("reloaded", "")

@@ -13,7 +13,8 @@ Process tree: the supervisor (the command's pid) has the workers as direct child
 name in its stderr lines ("trioproxy[worker 0]: listening on ..."). Each worker writes whole
 access-log lines of at most PIPE_BUF bytes to the shared stdout, so lines never interleave.
 
-Each worker has one channel to the supervisor, a Unix socketpair (`_channel`): the worker says
+Each worker has one channel to the supervisor, a Unix socketpair (`_channel`; the
+supervisor's end and each worker's state are in `_workerlink`): the worker says
 when it is ready; the supervisor asks it for a metrics snapshot when ``/metrics`` is scraped and
 hands it a new configuration on SIGHUP. Requests never touch it. When the supervisor goes, even
 by SIGKILL, the channel reads end of file and the worker drains. A worker is also handed the
@@ -33,12 +34,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._channel import ChannelError, FrameBuffer, Message, frame
+from ._channel import ChannelError, Message
+from ._workerlink import Worker, WorkerChannel, ask_all
 
 __all__ = ["Config", "Reloaded", "Supervisor"]
 
@@ -50,10 +51,7 @@ _QUICK_DEATH_S = 2.0
 _MAX_BACKOFF_S = 30.0
 # A worker that has not started listening by then never will (it imports and binds).
 _READY_TIMEOUT_S = 30.0
-# A worker answers a question on its channel between two requests: milliseconds.
-_ASK_TIMEOUT_S = 5.0
 _CLEAN = {0, -signal.SIGTERM, -signal.SIGINT}
-_ANSWERS = {"metrics": "metrics", "reload": "reloaded"}
 
 
 class Config:
@@ -71,59 +69,6 @@ class Config:
 Reloaded = tuple[Config, Callable[[], None]]
 
 
-class _Channel:
-    """The supervisor's end of a worker's socketpair: one question and answer at a time."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buffer = FrameBuffer()
-        self._lock = threading.Lock()
-
-    def ask(self, message: Message, timeout_s: float = _ASK_TIMEOUT_S) -> Message | None:
-        """Send a question and wait for its answer; None if none came in time. An answer
-        to an earlier question that timed out is skipped (each kind has its own answer)."""
-        expected = _ANSWERS[message[0]]
-        with self._lock:
-            deadline = time.monotonic() + timeout_s
-            try:
-                self.sock.settimeout(timeout_s)
-                self.sock.sendall(frame(message))
-                while True:
-                    while (answer := self.buffer.next()) is None:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            return None
-                        self.sock.settimeout(left)
-                        data = self.sock.recv(65536)
-                        if not data:
-                            return None
-                        self.buffer.feed(data)
-                    if answer[0] == expected:
-                        return answer
-            except (OSError, ChannelError):
-                return None
-
-
-class _Worker:
-    __slots__ = ("accepting", "answered", "channel", "generation", "process", "slot", "started_at")
-
-    def __init__(
-        self,
-        slot: int,
-        process: subprocess.Popen[bytes],
-        started_at: float,
-        channel: _Channel,
-        generation: int,  # of the configuration it was started with, or last took
-    ) -> None:
-        self.slot = slot
-        self.process = process
-        self.started_at = started_at
-        self.channel = channel
-        self.generation = generation
-        self.accepting = False
-        self.answered = False  # said ready (or gone before it could)
-
-
 class Supervisor:
     def __init__(
         self,
@@ -138,7 +83,7 @@ class Supervisor:
         self.worker_argv = list(worker_argv)
         self.count = count
         self.stop_timeout_s = stop_timeout_s
-        self.workers: dict[int, _Worker] = {}
+        self.workers: dict[int, Worker] = {}
         self.stopping = False
         self.config = config or Config("", None)
         self._reload = reload  # reads and checks the configuration; None when rejected
@@ -161,7 +106,7 @@ class Supervisor:
         """Each accepting worker's metrics snapshot (plain tuples), in slot order; asked of
         all of them at once."""
         workers = sorted((w for w in list(self.workers.values()) if w.accepting), key=_slot)
-        answers = _ask_all(workers, ("metrics",))
+        answers = ask_all(workers, ("metrics",))
         return [a[1] for a in answers if a is not None and a[0] == "metrics"]
 
     def run(
@@ -206,7 +151,7 @@ class Supervisor:
             for key, _ in self._selector.select(None if wait == float("inf") else wait):
                 if key.data == "signals":
                     stop_by = self._on_signals(wake, stop_by)
-                elif isinstance(key.data, _Worker):
+                elif isinstance(key.data, Worker):
                     self._on_channel(key.data)
                 else:
                     key.data()  # the admin listener
@@ -273,14 +218,14 @@ class Supervisor:
         config.generation = self.config.generation + 1
         self.config = config
         workers = [w for w in self.workers.values() if w.accepting]
-        for worker, answer in zip(workers, _ask_all(workers, self._reload_message()), strict=True):
+        for worker, answer in zip(workers, ask_all(workers, self._reload_message()), strict=True):
             self._took(worker, answer)
         report()
 
     def _reload_message(self) -> Message:
         return ("reload", self.config.file, self.config.raw)
 
-    def _took(self, worker: _Worker, answer: Message | None) -> None:
+    def _took(self, worker: Worker, answer: Message | None) -> None:
         if answer is None or answer[0] != "reloaded":
             log.error("worker %d did not take the new configuration (no answer)", worker.slot)
         elif answer[1]:
@@ -288,7 +233,7 @@ class Supervisor:
         else:
             worker.generation = self.config.generation
 
-    def _on_channel(self, worker: _Worker) -> None:
+    def _on_channel(self, worker: Worker) -> None:
         """Until a worker is ready, its channel is watched here for its ``("ready",)``."""
         try:
             data = worker.channel.sock.recv(65536)
@@ -377,7 +322,9 @@ class Supervisor:
             theirs.close()
             os.close(config_fd)
         ours.setblocking(False)
-        worker = _Worker(slot, process, time.monotonic(), _Channel(ours), self.config.generation)
+        worker = Worker(
+            slot, process, time.monotonic(), WorkerChannel(ours), self.config.generation
+        )
         self.workers[slot] = worker
         self._selector.register(ours, selectors.EVENT_READ, worker)
 
@@ -408,21 +355,6 @@ def _note(signum: int, frame: object) -> None:
     """The signal's number reaches the loop through the wakeup fd; nothing to do here."""
 
 
-def _ask_all(workers: list[_Worker], message: Message) -> list[Message | None]:
-    """Ask every worker at once (a thread each), and wait for all the answers."""
-    answers: list[Message | None] = [None] * len(workers)
-
-    def ask(index: int) -> None:
-        answers[index] = workers[index].channel.ask(message)
-
-    threads = [threading.Thread(target=ask, args=(i,), daemon=True) for i in range(len(workers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()  # each ask has its own deadline
-    return answers
-
-
 def _config_memfd(raw: bytes) -> int:
     fd = os.memfd_create("trioproxy.toml", 0)
     view = memoryview(raw)
@@ -432,7 +364,7 @@ def _config_memfd(raw: bytes) -> int:
     return fd
 
 
-def _slot(worker: _Worker) -> int:
+def _slot(worker: Worker) -> int:
     return worker.slot
 
 
