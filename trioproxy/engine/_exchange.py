@@ -1,5 +1,7 @@
-"""Forwarding one request: body buffered, upstream connection from the pool, head, body,
-response read ahead, connection back to the pool, the rest to the client.
+"""Forwarding one request over a pooled upstream connection, retried once when it was stale.
+
+In order: body buffered, upstream connection from the pool, head, body, response read ahead,
+connection back to the pool, the rest to the client.
 
 Upstream connections are held only while bytes flow: a request body that fits
 ``limits.request_buffer_bytes`` is read whole before a connection is taken, and a response
