@@ -22,6 +22,7 @@ from functools import partial
 import trio
 
 from ..core._accesslog import AccessRecord
+from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError, UpstreamTimeout
 from ..core._headers import (
     BodyKind,
@@ -31,7 +32,7 @@ from ..core._headers import (
     response_headers,
     trailer_headers,
 )
-from ..core._strict import ChunkedChecker, FramingError, check_response_head, find_head_end
+from ..core._strict import FramingError, check_response_head, find_head_end
 from ._context import ProxyContext
 from ._diagnostics import request_fields
 from ._h11 import h11
