@@ -15,8 +15,8 @@ from functools import partial
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from trioproxy.core._chunked import ChunkedChecker
 from trioproxy.core._strict import (
-    ChunkedChecker,
     FramingError,
     check_request_head,
     check_response_head,

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trioproxy.core._ratelimit import TokenBuckets
-from trioproxy.core._rules import RateLimit
+from trioproxy.core._rulemodel import RateLimit
 from trioproxy.core._sharedbuckets import SharedTable, create
 
 from ..cli_support import cli_proxy, wait_for_exit

@@ -22,8 +22,8 @@ import trio
 import trio.testing
 
 from trioproxy.config._settings import Limits
+from trioproxy.core._chunked import ChunkedChecker
 from trioproxy.core._strict import (
-    ChunkedChecker,
     FramingError,
     check_request_head,
     check_response_head,

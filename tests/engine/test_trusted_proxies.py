@@ -7,7 +7,8 @@ import trioproxy
 from trioproxy.config._config import settings_from_bytes
 from trioproxy.config._settings import Settings
 from trioproxy.core._headers import ForwardingRules, plan_request
-from trioproxy.core._rules import request_view, trusted_networks
+from trioproxy.core._requestview import request_view
+from trioproxy.core._rulemodel import trusted_networks
 
 from ..support import Client, Reply, echo_origin
 

@@ -111,4 +111,4 @@ def test_no_import_cycles() -> None:
 def test_the_graph_sees_the_layers() -> None:
     # Guards the walk itself: a rename that empties the graph would pass every rule above.
     assert {"trioproxy.core._strict", "trioproxy.engine._peer", "trioproxy.app._cli"} <= set(OURS)
-    assert "trioproxy.core._rules" in OURS["trioproxy.engine._server"]
+    assert "trioproxy.core._ruleengine" in OURS["trioproxy.engine._server"]

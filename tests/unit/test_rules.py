@@ -14,20 +14,9 @@ from trioproxy.config._config import CONFIG_FILENAME, ConfigError, Problem, sett
 from trioproxy.config._settings import Settings
 from trioproxy.config._validate import main as validate_main
 from trioproxy.core._ratelimit import TokenBuckets, retry_after_s
-from trioproxy.core._rules import (
-    PASS,
-    CidrSet,
-    Decision,
-    HeaderOp,
-    OpKind,
-    RequestView,
-    RuleEngine,
-    RuleSet,
-    apply_header_ops,
-    client_address,
-    normalize_path,
-    request_view,
-)
+from trioproxy.core._requestview import RequestView, client_address, normalize_path, request_view
+from trioproxy.core._ruleengine import PASS, Decision, RuleEngine
+from trioproxy.core._rulemodel import CidrSet, HeaderOp, OpKind, RuleSet, apply_header_ops
 
 FILE = "t.toml"
 

@@ -25,7 +25,7 @@ from ..config._settings import Admin, Settings
 from ..core._accesslog import AccessRecord, make_formatter
 from ..core._addr import format_host_port
 from ..core._errors import UpstreamError
-from ..core._rules import BucketsFactory, local_buckets
+from ..core._ruleengine import BucketsFactory, local_buckets
 from ..engine._bind import ListenError
 from ..engine._collector import ProxyCollector
 from ..engine._diagnostics import AGGREGATE_INTERVAL_S, FailureAggregator

@@ -15,9 +15,11 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from ..core._answers import text_response
 from ..core._headers import HOP_BY_HOP
 from ..core._ratelimit import DEFAULT_MAX_CLIENTS
-from ..core._rules import (
+from ..core._requestview import normalize_escapes, normalize_path
+from ..core._rulemodel import (
     CidrSet,
     HeaderCondition,
     HeaderOp,
@@ -31,9 +33,6 @@ from ..core._rules import (
     Template,
     TemplatePart,
     Var,
-    normalize_escapes,
-    normalize_path,
-    text_response,
 )
 from ._describe import close_matches, describe, quote
 
@@ -306,7 +305,7 @@ def _methods(raw: Any, key_path: str, sink: _Sink) -> frozenset[bytes]:
     return frozenset(methods)
 
 
-_CONFIG_HOST = re.compile(r"[a-z0-9._-]+|\[[0-9a-f:.]+\]")  # as `_rules._clean_host` reads Host
+_CONFIG_HOST = re.compile(r"[a-z0-9._-]+|\[[0-9a-f:.]+\]")  # as `_requestview` reads Host
 _WITH_PORT = re.compile(r"(.+):[0-9]+")
 
 

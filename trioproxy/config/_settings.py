@@ -6,7 +6,8 @@ metadata says what values are allowed (``min``/``max``/``choices``), so the load
 names. Every default says where it came from.
 
 The one exception is ``[[rules]]``, an ordered array of tables rather than a section of keys:
-its schema and loader are in ``_ruleconfig``, its meaning in ``_rules``.
+its schema and loader are in ``_ruleconfig``, its meaning in ``core._rulemodel`` and
+``core._ruleengine``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core._accesslog import ACCESS_LOG_FIELDS
-from ..core._rules import RuleSet
+from ..core._rulemodel import RuleSet
 
 
 def _num(default: float, lo: float, hi: float, why: str) -> Any:

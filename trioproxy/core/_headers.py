@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from ._errors import ClientError, MethodNotAllowed, UpstreamError
 
 if TYPE_CHECKING:
-    from ._rules import CidrSet
+    from ._rulemodel import CidrSet
 
 Headers = list[tuple[bytes, bytes]]
 

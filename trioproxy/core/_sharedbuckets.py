@@ -28,7 +28,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the supervisor creates the table without loading the rules
-    from ._rules import Buckets, RateLimit
+    from ._ruleengine import Buckets
+    from ._rulemodel import RateLimit
 
 # As `_ratelimit`: float noise must not refuse a token due back now.
 _EPSILON_S = 1e-9
@@ -61,7 +62,7 @@ class SharedTable:
         self.clock = clock
 
     def buckets(self, index: int, limit: RateLimit) -> Buckets:
-        """The `_rules.BucketsFactory`: the buckets of the rate limit of rule ``index``."""
+        """The `_ruleengine.BucketsFactory`: the buckets of the rate limit of rule ``index``."""
         return SharedBuckets(self, index, limit)
 
 

@@ -20,7 +20,8 @@ from ..core._headers import (
     plan_request,
     reason_phrase,
 )
-from ..core._rules import Decision, request_view
+from ..core._requestview import request_view
+from ..core._ruleengine import Decision
 from ..core._strict import FramingError, check_request_head, find_head_end
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields

@@ -10,7 +10,8 @@ import trio
 from ..config._settings import Settings
 from ..core._accesslog import AccessRecord
 from ..core._headers import ForwardingRules
-from ..core._rules import RuleEngine, RuleSet
+from ..core._ruleengine import RuleEngine
+from ..core._rulemodel import RuleSet
 from ._metrics import RequestMetrics
 from ._pool import UpstreamPool
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..core._accesslog import AccessRecord
-    from ..core._rules import Decision
+    from ..core._ruleengine import Decision
 
 __all__ = [
     "AGGREGATE_INTERVAL_S",

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import trio
 
+from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientError, ClientGone, UpstreamError
 from ..core._headers import BodyKind, RequestPlan, header_value, trailer_headers
-from ..core._strict import ChunkedChecker
 from ._context import ProxyContext
 from ._h11 import h11
 from ._peer import Downstream, RateFloor, UpstreamConnection

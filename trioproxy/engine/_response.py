@@ -12,6 +12,7 @@ from functools import partial
 import trio
 
 from ..core._accesslog import AccessRecord
+from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientGone, UpstreamClosed, UpstreamError, UpstreamTimeout
 from ..core._headers import (
     BodyKind,
@@ -21,7 +22,7 @@ from ..core._headers import (
     response_headers,
     trailer_headers,
 )
-from ..core._strict import ChunkedChecker, FramingError, check_response_head, find_head_end
+from ..core._strict import FramingError, check_response_head, find_head_end
 from ._context import ProxyContext
 from ._h11 import h11
 from ._peer import Downstream, RateFloor, UpstreamConnection

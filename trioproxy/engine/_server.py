@@ -26,7 +26,8 @@ from ..config._settings import Settings
 from ..core._accesslog import AccessRecord
 from ..core._addr import format_host_port
 from ..core._headers import ForwardingRules
-from ..core._rules import BucketsFactory, RuleEngine, local_buckets, trusted_networks
+from ..core._ruleengine import BucketsFactory, RuleEngine, local_buckets
+from ..core._rulemodel import trusted_networks
 from ._collector import ProxyCollector
 from ._connection import serve_connection
 from ._context import ProxyContext

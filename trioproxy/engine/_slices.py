@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import trio
 
-from ..core._strict import ChunkedChecker, FramingError
+from ..core._chunked import ChunkedChecker
+from ..core._strict import FramingError
 from ._h11 import h11
 from ._peer import Peer
 

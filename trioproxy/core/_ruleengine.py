@@ -1,0 +1,258 @@
+"""The rules engine: match a request against ``[[rules]]``, decide what to do with it.
+
+Pure: no I/O and no trio. The engine builds a `RequestView` from a request head, asks
+`RuleEngine.evaluate` for a `Decision`, and carries it out: answer at once, or forward with
+the rewritten target and edited request headers, then edit the response headers.
+
+Semantics, in one place:
+
+- Rules are tried in file order; a rule matches when every condition it gives holds.
+- Header edits and rewrites of every matching rule accumulate in order (the first matching
+  rewrite wins: put specific rules before general ones, as for answers).
+- The first answer ends evaluation: a redirect, a deny (including a client outside an
+  ``allow`` list), a static response, or a 429 from an exhausted rate limit. Response-header
+  edits of the rules tried so far, and of the answering rule, apply to that answer.
+- Conditions always see the request as received (a rewrite does not feed later rules), with
+  the path normalised the way origins read it (`normalize_path`): ``/a/%2e%2e//admin`` is
+  ``/admin`` to every rule, so a deny on ``/admin`` cannot be walked around.
+- The platform's health checks (paths under ``/.well-known/section-io/aee-hc/``) and
+  asterisk-form requests (``OPTIONS *``) always pass untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Final, NamedTuple, Protocol
+
+from ._answers import FORBIDDEN, _too_many_requests, text_response
+from ._ratelimit import TokenBuckets, retry_after_s
+from ._requestview import RequestView, client_address
+from ._rulemodel import (
+    _ANY,
+    HeaderOp,
+    Headers,
+    RateLimit,
+    Redirect,
+    Response,
+    ResponseEdit,
+    Rule,
+    RuleSet,
+    _query_part,
+    apply_header_ops,
+)
+
+__all__ = [
+    "HEALTH_CHECK_PREFIX",
+    "PASS",
+    "Buckets",
+    "BucketsFactory",
+    "Decision",
+    "RuleEngine",
+    "local_buckets",
+]
+
+# The platform probes every proxy in the chain here; a rule must never answer for the origin.
+HEALTH_CHECK_PREFIX: Final = b"/.well-known/section-io/aee-hc/"
+
+
+class Decision(NamedTuple):
+    """What to do with one request.
+
+    ``response`` set: send it and do not forward. Otherwise forward, to ``target`` when it is
+    set (a rewrite; the query string is kept), with ``request_headers()`` applied to the
+    headers being forwarded, and pass the upstream's response through `response_headers`.
+    (A named tuple, like `RequestView`, because one may be made per request.)
+    """
+
+    response: Response | None = None
+    target: bytes | None = None
+    request_ops: tuple[HeaderOp, ...] = ()
+    response_edits: tuple[ResponseEdit, ...] = ()
+    rule: str = ""  # the rule that answered, for the diagnostics line
+
+    def request_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
+        return apply_header_ops(headers, self.request_ops) if self.request_ops else list(headers)
+
+    def response_headers(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
+        """The response headers with the edits for ``status`` applied, in rule order."""
+        if not self.response_edits:
+            return list(headers)
+        return apply_header_ops(headers, _ops_for(self.response_edits, status))
+
+
+# Nothing to do: the shared answer for most requests, so passing costs no allocation.
+PASS: Final = Decision()
+
+
+class Buckets(Protocol):
+    """A rate limit's token buckets: in this process (`TokenBuckets`) or shared by the workers
+    (`_sharedbuckets.SharedBuckets`)."""
+
+    evictions: int
+
+    def take(self, key: int | str, now_s: float) -> float: ...
+
+
+# Makes the buckets of the rate limit of the rule at an index (0-based) of the rule set.
+BucketsFactory = Callable[[int, "RateLimit"], Buckets]
+
+
+def local_buckets(index: int, limit: RateLimit) -> Buckets:
+    """Buckets in this process's memory (the default)."""
+    return TokenBuckets(limit.rate_per_s, limit.burst, max_clients=limit.max_clients)
+
+
+class RuleEngine:
+    """The rules with their run-time state (rate-limit buckets): one per proxy process."""
+
+    __slots__ = ("_rules",)
+
+    def __init__(self, rules: RuleSet, *, buckets: BucketsFactory = local_buckets) -> None:
+        self._rules = tuple(
+            _Compiled(rule, _buckets(index, rule.rate_limit, buckets))
+            for index, rule in enumerate(rules.rules)
+        )
+
+    def keeping_buckets(self, make: BucketsFactory = local_buckets) -> BucketsFactory:
+        """A factory for a reloaded rule set: a rate limit unchanged at the same place keeps
+        its buckets (clients keep what they spent); others get new ones from ``make``."""
+        kept = {
+            (index, c.rule.rate_limit): c.buckets
+            for index, c in enumerate(self._rules)
+            if c.buckets is not None
+        }
+
+        def reuse(index: int, limit: RateLimit) -> Buckets:
+            return kept.get((index, limit)) or make(index, limit)
+
+        return reuse
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    @property
+    def rate_limit_evictions(self) -> int:
+        """Clients whose partly spent bucket was forgotten for room (for metrics): non-zero
+        means a rate limit's max_clients is too small for the traffic."""
+        return sum(c.buckets.evictions for c in self._rules if c.buckets is not None)
+
+    def evaluate(self, view: RequestView, now_s: float) -> Decision:
+        """Decide for one request; ``now_s`` is a monotonic clock, for the rate limits."""
+        path = view.path
+        if not self._rules or path.startswith(HEALTH_CHECK_PREFIX) or path[:1] != b"/":
+            # Health checks: checked on the normalised path, so that ".../aee-hc/../../admin"
+            # is /admin. Not origin-form (OPTIONS *): no path for rules to talk about.
+            return PASS
+        target: bytes | None = None
+        request_ops: list[HeaderOp] = []
+        edits: list[ResponseEdit] = []
+        for compiled in self._rules:
+            found: re.Match[bytes] | None = None
+            if compiled.test is not None:
+                captures = compiled.test(view)
+                if captures is False:
+                    continue
+                if captures is not True:
+                    found = captures
+            rule = compiled.rule
+            if compiled.stops:
+                answer = _gate(rule, compiled.buckets, view, now_s) or _answer(rule, view, found)
+                if answer is not None:
+                    if compiled.edit is not None:
+                        edits.append(compiled.edit)
+                    return Decision(response=_finish(answer, view, edits), rule=rule.label)
+            if compiled.edit is not None:
+                edits.append(compiled.edit)
+            if rule.rewrite is not None and target is None:
+                target = rule.rewrite.expand(view, found) + _query_part(view)
+            if rule.request_ops:
+                request_ops += rule.request_ops
+        if target is None and not request_ops and not edits:
+            return PASS
+        return Decision(None, target, tuple(request_ops), tuple(edits))
+
+
+class _Compiled:
+    """A rule with what evaluation needs precomputed, so that each request does less."""
+
+    __slots__ = ("buckets", "edit", "rule", "stops", "test")
+
+    def __init__(self, rule: Rule, buckets: Buckets | None) -> None:
+        self.rule = rule
+        request_conditions = replace(rule.match, statuses=None)
+        # No condition: skip the call (rules that edit every response are common).
+        self.test = None if request_conditions == _ANY else request_conditions.test
+        self.buckets = buckets
+        self.edit = rule.response_edit()
+        self.stops = rule.allow is not None or self.buckets is not None or _answers(rule)
+
+
+def _answers(rule: Rule) -> bool:
+    return rule.redirect is not None or rule.respond is not None or rule.deny is not None
+
+
+def _buckets(index: int, limit: RateLimit | None, make: BucketsFactory) -> Buckets | None:
+    return None if limit is None else make(index, limit)
+
+
+def _gate(rule: Rule, buckets: Buckets | None, view: RequestView, now_s: float) -> Response | None:
+    """The deny or 429 for a request this rule's allow list or rate limit stops, else None."""
+    if rule.allow is not None and not rule.allow.contains(view.client_ip):
+        return rule.deny or FORBIDDEN
+    if buckets is not None:
+        wait_s = buckets.take(_bucket_key(view.client_ip), now_s)
+        if wait_s:
+            return _too_many_requests(retry_after_s(wait_s))
+    return None
+
+
+def _bucket_key(client_ip: str) -> int | str:
+    address = client_address(client_ip)
+    if address is None:
+        return client_ip  # not an address the platform would send; still its own bucket
+    version, value = address
+    # An IPv6 host usually holds a whole /64: one bucket per /64, or a single client could
+    # take 2**64 buckets. Offset by 2**64 so that it cannot collide with an IPv4 address.
+    return value if version == 4 else (value >> 64) | (1 << 64)
+
+
+def _answer(rule: Rule, view: RequestView, captures: re.Match[bytes] | None) -> Response | None:
+    if rule.redirect is not None:
+        return _redirect(rule.redirect, view, captures)
+    if rule.respond is not None:
+        return rule.respond
+    if rule.deny is not None and rule.allow is None:
+        return rule.deny
+    return None
+
+
+def _redirect(
+    redirect: Redirect, view: RequestView, captures: re.Match[bytes] | None
+) -> Response | None:
+    if redirect.location.uses_host and not view.host:
+        return None  # no usable Host: "https://$host/" would be a broken Location
+    location = redirect.location.expand(view, captures)
+    if location.startswith((b"//", b"/\\")):
+        # A path-relative target whose first capture starts with "/" would make a
+        # scheme-relative URL, sending the client to another site: keep it on this one.
+        location = b"/" + location.lstrip(b"/\\")
+    return text_response(redirect.status, ((b"Location", location),))
+
+
+def _ops_for(edits: Sequence[ResponseEdit], status: int) -> list[HeaderOp]:
+    ops: list[HeaderOp] = []
+    for edit in edits:
+        if edit.statuses is None or status in edit.statuses:
+            ops += edit.ops
+    return ops
+
+
+def _finish(answer: Response, view: RequestView, edits: list[ResponseEdit]) -> Response:
+    ops = _ops_for(edits, answer.status)
+    body = b"" if view.method == b"HEAD" else answer.body  # Content-Length stays the GET's
+    if not ops and body is answer.body:
+        return answer
+    headers = tuple(apply_header_ops(answer.headers, ops)) if ops else answer.headers
+    return Response(answer.status, headers, body)
