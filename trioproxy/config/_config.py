@@ -350,7 +350,7 @@ def _check_loopback_address(key: _Key, value: Any) -> None:
 def _check_networks(key: _Key, value: Any) -> None:
     if not key.meta.get("networks"):
         return
-    from ._ruleconfig import network_problem  # the rules' allow lists parse networks alike
+    from ._rulevalues import network_problem  # the rules' allow lists parse networks alike
 
     for text in value:
         message = network_problem(text)
