@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 
 from trioproxy.config._config import (
     CONFIG_FILENAME,
-    KNOWN_METADATA,
-    MAX_FILE_BYTES,
     ConfigError,
     Problem,
     load_settings,
     settings_from_bytes,
     settings_from_mapping,
 )
+from trioproxy.config._configfile import MAX_FILE_BYTES
+from trioproxy.config._schema import KNOWN_METADATA
 from trioproxy.config._settings import ACCESS_LOG_FIELDS, AccessLog, Admin, Settings, Timeouts
 
 

@@ -45,5 +45,10 @@ def test_the_supervisor_imports_neither_trio_nor_the_configuration_loader() -> N
         "trioproxy.core._sharedbuckets, trioproxy.engine._adminbind"
     )
     heavy = {"trio", "h11", "tomllib", "prometheus_client"}
-    heavy |= {"trioproxy.config._config", "trioproxy.core._rulemodel", "trioproxy.core._ruleengine"}
+    heavy |= {
+        "trioproxy.config._config",
+        "trioproxy.config._schema",
+        "trioproxy.core._rulemodel",
+        "trioproxy.core._ruleengine",
+    }
     assert heavy & imported == set()

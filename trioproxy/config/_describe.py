@@ -1,7 +1,7 @@
 """How a configuration problem shows a value: its TOML type, TOML syntax on one line, close names.
 
-Shared by the settings loader (`_config`) and the rules loader (`_ruleconfig`), so both word
-their messages alike.
+Shared by the settings checks (`_schema`) and the rules loader (`_ruleconfig` and its parts), so
+both word their messages alike.
 """
 
 from __future__ import annotations
