@@ -17,12 +17,20 @@ import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 
 import h11
 import trio
 import trio.testing
 
-from ..support import Client, make_settings, raw_origin, read_head, running_proxy
+from ..support import (
+    Client,
+    RunningProxy,
+    make_settings,
+    raw_origin,
+    read_head,
+    running_proxy,
+)
 
 CHUNKS = 30_000  # one-byte chunks in a flood (the issue measured a million; the shape is the same)
 CHUNKS_PER_SLICE = 64  # trioproxy.engine._slices._EVENTS_PER_SLICE
@@ -255,11 +263,23 @@ async def test_a_slow_body_inside_the_buffer_meets_the_rate_floor_too() -> None:
         assert proxy.server.pool.open_count == 0  # it never got near the origin
 
 
-async def test_an_urgent_byte_from_a_waiting_client_does_not_hold_the_slot() -> None:
-    release = trio.Event()
-    heads: list[bytes] = []
+@dataclass
+class HeldSlot:
+    """A proxy whose only upstream connection (upstream.max_connections = 1) is held by a
+    first request until ``release`` is set; the origin answers every later request at once."""
 
-    async def one_at_a_time(stream: trio.SocketStream) -> None:
+    proxy: RunningProxy
+    first: Client
+    heads: list[bytes] = field(default_factory=list)
+    release: trio.Event = field(default_factory=trio.Event)
+
+
+@asynccontextmanager
+async def the_only_slot_held() -> AsyncIterator[HeldSlot]:
+    heads: list[bytes] = []
+    release = trio.Event()
+
+    async def first_waits(stream: trio.SocketStream) -> None:
         while head := await read_head(stream):
             heads.append(head)
             if len(heads) == 1:
@@ -267,22 +287,32 @@ async def test_an_urgent_byte_from_a_waiting_client_does_not_hold_the_slot() -> 
             await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=30)
-    async with raw_origin(one_at_a_time) as origin, running_proxy(origin, settings) as proxy:
+    async with raw_origin(first_waits) as origin, running_proxy(origin, settings) as proxy:
         async with trio.open_nursery() as nursery:
             first = Client(await trio.open_tcp_stream(*proxy.address))
             nursery.start_soon(first.request, b"GET", b"/first")
             await _wait_until(lambda: heads)
-            waiting = await trio.open_tcp_stream(*proxy.address)
-            await waiting.send_all(b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
-            await _wait_until(lambda: proxy.server.pool.waiting_count)
-            await waiting.socket.send(b"!", socket.MSG_OOB)
-            release.set()
-            with trio.fail_after(5):
-                assert (await waiting.receive_some(65536)).startswith(b"HTTP/1.1 200 ")
-                async with Client.connect(proxy.address) as third:
-                    assert (await third.request(b"GET", b"/third")).status == 200
-            await waiting.aclose()
+            yield HeldSlot(proxy, first, heads, release)
             await first.stream.aclose()
+
+
+async def _queue_for_the_slot(held: HeldSlot, target: bytes) -> trio.SocketStream:
+    stream = await trio.open_tcp_stream(*held.proxy.address)
+    await stream.send_all(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+    await _wait_until(lambda: held.proxy.server.pool.waiting_count)
+    return stream
+
+
+async def test_an_urgent_byte_from_a_waiting_client_does_not_hold_the_slot() -> None:
+    async with the_only_slot_held() as held:
+        waiting = await _queue_for_the_slot(held, b"/second")
+        await waiting.socket.send(b"!", socket.MSG_OOB)
+        held.release.set()
+        with trio.fail_after(5):
+            assert (await waiting.receive_some(65536)).startswith(b"HTTP/1.1 200 ")
+            async with Client.connect(held.proxy.address) as third:
+                assert (await third.request(b"GET", b"/third")).status == 200
+        await waiting.aclose()
 
 
 async def test_clients_that_never_read_release_the_upstream_connection() -> None:
@@ -377,30 +407,13 @@ async def test_a_flood_of_informational_responses_is_capped() -> None:
 
 
 async def test_a_client_that_left_while_waiting_for_a_slot_is_never_sent_upstream() -> None:
-    heads: list[bytes] = []
-    release = trio.Event()
-
-    async def one_at_a_time(stream: trio.SocketStream) -> None:
-        while head := await read_head(stream):
-            heads.append(head)
-            await release.wait()
-            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-    settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=30)
-    async with raw_origin(one_at_a_time) as origin, running_proxy(origin, settings) as proxy:
-        async with trio.open_nursery() as nursery:
-            first = Client(await trio.open_tcp_stream(*proxy.address))
-            nursery.start_soon(first.request, b"GET", b"/first")
-            await _wait_until(lambda: heads)
-            leaver = await trio.open_tcp_stream(*proxy.address)
-            await leaver.send_all(b"GET /left HTTP/1.1\r\nHost: x\r\n\r\n")
-            await _wait_until(lambda: proxy.server.pool.waiting_count)
-            await leaver.aclose()
-            release.set()
-            await _wait_until(lambda: len(proxy.records) == 2)
-            await first.stream.aclose()
-    assert [h.split(b" ")[1] for h in heads] == [b"/first"]
-    assert sorted(r.status for r in proxy.records) == [200, 499]
+    async with the_only_slot_held() as held:
+        leaver = await _queue_for_the_slot(held, b"/left")
+        await leaver.aclose()
+        held.release.set()
+        await _wait_until(lambda: len(held.proxy.records) == 2)
+    assert [h.split(b" ")[1] for h in held.heads] == [b"/first"]
+    assert sorted(r.status for r in held.proxy.records) == [200, 499]
 
 
 async def test_a_rate_floor_ends_with_its_request() -> None:
