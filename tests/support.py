@@ -114,7 +114,7 @@ class Reply:
 class Client:
     """An HTTP/1.1 client connection, one exchange at a time (h11, CLIENT role)."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.HalfCloseableStream) -> None:
         self.stream = stream
         self.conn = h11.Connection(h11.CLIENT)
 

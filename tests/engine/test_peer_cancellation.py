@@ -1,15 +1,14 @@
-"""Lossless cancellation in the transport (`_peer`): a cancellation delivered at any
+"""Lossless cancellation in the peers (`_peer`): a cancellation delivered at any
 checkpoint of a read or a write loses no byte read and never reports a completed write as
-failed.
+failed; on both transports (a socket pair, and memory on the autojump clock).
 
 Each test runs the operation once per checkpoint it reaches, cancelling exactly at that
-checkpoint (the checkpoint functions the transport uses are wrapped to call
-``scope.cancel()`` as they are entered), then checks what crossed the socket.
+checkpoint (the checkpoints the peer uses, and the transports' waits, are wrapped to call
+``scope.cancel()`` as they are entered), then checks what crossed the connection.
 """
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -23,13 +22,44 @@ import trio.testing
 import trioproxy.engine._peer as peer_module
 from trioproxy.core._errors import ClientGone
 from trioproxy.engine._peer import Downstream
+from trioproxy.engine._transport import MemoryTransport, SocketTransport, memory_transport_pair
 
-CHECKPOINTS = (
-    "checkpoint_if_cancelled",
-    "cancel_shielded_checkpoint",
-    "wait_readable",
-    "wait_writable",
-)
+CHECKPOINTS = ("checkpoint_if_cancelled", "cancel_shielded_checkpoint")
+WAITS = ("wait_readable", "wait_writable")
+
+pytestmark = pytest.mark.parametrize("kind", ["socket", "memory"])
+
+
+class Other:
+    """The far end, driven by the test: a plain socket, or the memory pair's other end."""
+
+    def __init__(self, end: socket.socket | MemoryTransport) -> None:
+        self.end = end
+
+    def send(self, data: bytes) -> None:
+        if isinstance(self.end, socket.socket):
+            self.end.send(data)
+        else:
+            assert self.end.write_nowait(memoryview(data)) == len(data)
+
+    async def wait_readable(self) -> None:
+        if isinstance(self.end, socket.socket):
+            await trio.lowlevel.wait_readable(self.end)
+        else:
+            await self.end.wait_readable()
+
+    def recv_nowait(self) -> bytes:
+        """What has arrived (b"" when nothing has)."""
+        if isinstance(self.end, socket.socket):
+            self.end.setblocking(False)
+            try:
+                return self.end.recv(1 << 20)
+            except BlockingIOError:
+                return b""
+        return self.end.read_nowait(1 << 20) or b""
+
+    def close(self) -> None:
+        self.end.close()
 
 
 class CancelAt:
@@ -56,29 +86,47 @@ def cancelling_at(monkeypatch: pytest.MonkeyPatch, at: int) -> Iterator[CancelAt
     with monkeypatch.context() as patch:
         for name in CHECKPOINTS:
             patch.setattr(peer_module, name, plan.wrap(getattr(peer_module, name)))
+        for transport in (SocketTransport, MemoryTransport):
+            for name in WAITS:
+                patch.setattr(transport, name, plan.wrap(getattr(transport, name)))
         yield plan
 
 
-def socket_pair() -> tuple[Downstream, socket.socket]:
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
-    return Downstream(stream, h11.Connection(h11.SERVER), "test"), theirs
+@contextmanager
+def connected(kind: str) -> Iterator[tuple[Downstream, Other]]:
+    """A peer and its far end; a memory pair's buffers are as small as a socket's hold."""
+    if kind == "socket":
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        transport: SocketTransport | MemoryTransport = SocketTransport(
+            trio.socket.from_stdlib_socket(ours)
+        )
+        other = Other(theirs)
+    else:
+        transport, far = memory_transport_pair(capacity=256 * 1024)
+        other = Other(far)
+    peer = Downstream(transport, h11.Connection(h11.SERVER))
+    try:
+        yield peer, other
+    finally:
+        peer.close()
+        other.close()
 
 
-async def test_a_cancelled_receive_loses_no_byte(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_cancelled_receive_loses_no_byte(
+    monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
     """The read waits for bytes that come later; cancelled at each checkpoint in turn."""
     outcomes = []
     for at in range(1, 20):
-        peer, other = socket_pair()
-        with peer.stream.socket, other:
+        with connected(kind) as (peer, other):
             sent = False
             with cancelling_at(monkeypatch, at) as plan:
                 with trio.CancelScope() as scope:
                     plan.scope = scope
                     async with trio.open_nursery() as nursery:
 
-                        async def send_when_it_waits(other: socket.socket) -> None:
+                        async def send_when_it_waits(other: Other) -> None:
                             nonlocal sent
                             await trio.testing.wait_all_tasks_blocked()
                             other.send(b"hello")
@@ -101,12 +149,11 @@ async def test_a_cancelled_receive_loses_no_byte(monkeypatch: pytest.MonkeyPatch
 
 
 async def test_a_receive_that_completed_at_once_is_never_cancelled_after_it(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     # Checkpoint 1 is the check before the read, 2 the yield after it.
     for at, expect_cancelled in ((1, True), (2, False)):
-        peer, other = socket_pair()
-        with peer.stream.socket, other:
+        with connected(kind) as (peer, other):
             other.send(b"ready")
             received = b""
             with cancelling_at(monkeypatch, at) as plan, trio.CancelScope() as scope:
@@ -120,7 +167,7 @@ async def test_a_receive_that_completed_at_once_is_never_cancelled_after_it(
 
 
 async def test_a_cancelled_flush_reports_exactly_what_was_sent(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
     """A write too large for the socket buffer waits for room; cancelled at each checkpoint
     in turn, the bytes that arrived plus those still queued are the whole message, and a
@@ -128,26 +175,23 @@ async def test_a_cancelled_flush_reports_exactly_what_was_sent(
     message = bytes(range(256)) * 4096  # 1 MiB: more than the socket buffers hold
     outcomes = []
     for at in range(1, 200):
-        peer, other = socket_pair()
         arrived = bytearray()
-        with peer.stream.socket, other:
+        with connected(kind) as (peer, other):
             peer._out.append(message)
             with cancelling_at(monkeypatch, at) as plan:
                 with trio.CancelScope() as scope:
                     plan.scope = scope
                     async with trio.open_nursery() as nursery:
 
-                        async def drain(other: socket.socket, arrived: bytearray) -> None:
+                        async def drain(other: Other, arrived: bytearray) -> None:
                             while len(arrived) < len(message):
-                                await trio.lowlevel.wait_readable(other)
-                                arrived.extend(other.recv(1 << 20))
+                                await other.wait_readable()
+                                arrived.extend(other.recv_nowait())
 
                         nursery.start_soon(drain, other, arrived)
                         await peer.send_queued(5.0)
-            other.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                while chunk := other.recv(1 << 20):
-                    arrived.extend(chunk)
+            while chunk := other.recv_nowait():
+                arrived.extend(chunk)
             assert peer.bytes_sent == len(arrived)
             assert bytes(arrived) + peer._sending.tobytes() + b"".join(peer._out) == message
             if not scope.cancelled_caught:
@@ -158,10 +202,9 @@ async def test_a_cancelled_flush_reports_exactly_what_was_sent(
     assert outcomes[-1] == "completed" and outcomes.count("cancelled") >= 2
 
 
-async def test_a_flush_to_a_gone_peer_is_a_clean_error() -> None:
-    peer, other = socket_pair()
-    other.close()
-    with peer.stream.socket:
+async def test_a_flush_to_a_gone_peer_is_a_clean_error(kind: str) -> None:
+    with connected(kind) as (peer, other):
+        other.close()
         peer._out.append(b"x" * 1000)
         with pytest.raises(ClientGone):
             await peer.send_queued(1.0)

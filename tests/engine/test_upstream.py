@@ -151,7 +151,7 @@ async def test_origin_closed_idle_connection_is_not_reused() -> None:
             assert (await client.request(b"GET", b"/")).status == 200
             # Wait until the origin's FIN has reached the pooled socket.
             (idle,) = proxy.server.pool._idle
-            await trio.lowlevel.wait_readable(idle.stream.socket)
+            await idle.wait_readable()
             assert (await client.request(b"GET", b"/")).status == 200
     assert len(accepted) == 2
     assert proxy.server.ctx.stats.retries == 0  # detected before use, not by failing

@@ -25,19 +25,23 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import os
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-import h11
 import trio
 
 from ..core._addr import format_host_port
+from ..core._errors import ProxyError
 from ._adminbind import MAX_CONNECTIONS, AdminListenError, bind_admin_socket
 from ._exposition import exposition
-from ._listen import accept_forever
+from ._h11 import h11
+from ._listen import accept_forever, as_listener
+from ._peer import Downstream
+from ._transport import Transport, connect_socket
 
 if TYPE_CHECKING:
     from ._metrics import MetricsSnapshot
@@ -96,13 +100,13 @@ async def check_upstream(host: str, port: int, *, timeout_s: float = READY_TIMEO
         phase = "connecting to"
         errors: list[str] = []
         for family, _, _, _, sockaddr in infos:
-            with trio.socket.socket(family, socket.SOCK_STREAM) as sock:
-                try:
-                    await sock.connect(sockaddr)
-                except OSError as exc:
-                    reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                    errors.append(f"{format_host_port(*sockaddr[:2])}: {reason}")
-                    continue
+            try:
+                transport = await connect_socket(family, sockaddr)
+            except OSError as exc:
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                errors.append(f"{format_host_port(*sockaddr[:2])}: {reason}")
+                continue
+            transport.close()
             return None
         if len(errors) == 1:  # the address once, as the proxy's own stderr line says it
             return f"cannot connect to upstream {errors[0]}"
@@ -143,27 +147,30 @@ class AdminServer:
     ) -> None:
         async with trio.open_nursery() as handlers:
             task_status.started()
-            await accept_forever(listener, self._slots, handlers, self._handle, name="admin")
+            await accept_forever(
+                as_listener(listener), self._slots, handlers, self._handle, name="admin"
+            )
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, transport: Transport) -> None:
         # Nothing may escape: an exception leaving a handler would take the nursery, and with
         # it the proxy, down.
         try:
-            await self._serve_one(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client went away
+            await self._serve_one(transport)
+        except ProxyError:
+            pass  # the client went away, or was too slow
         except Exception as exc:
             log.error("admin: internal error: %r", exc)
         finally:
             self._slots.release()
-            await trio.aclose_forcefully(stream)
+            transport.close()
 
-    async def _serve_one(self, stream: trio.SocketStream) -> None:
+    async def _serve_one(self, transport: Transport) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
+        client = Downstream(transport, conn)
         request: h11.Request | None = None
         try:
             with trio.move_on_after(self._io_timeout_s):
-                request = await _receive_request(stream, conn)
+                request = await _receive_request(client)
         except h11.RemoteProtocolError as exc:  # malformed or oversized (400, 431)
             if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
                 return
@@ -172,11 +179,9 @@ class AdminServer:
             if request is None:  # closed early, or silent past the deadline: nobody to answer
                 return
             answer = await self._answer(request)  # /readyz bounds its own wait
-        data = _render(conn, answer, head_only=request is not None and request.method == b"HEAD")
-        with trio.move_on_after(self._io_timeout_s):
-            await stream.send_all(data)
-            await stream.send_eof()
-        await _linger(stream)
+        _queue(client, answer, head_only=request is not None and request.method == b"HEAD")
+        await client.flush(self._io_timeout_s)
+        await client.linger(LINGER_S, LINGER_MAX_BYTES)
 
     async def _answer(self, request: h11.Request) -> _Answer:
         path = request.target.partition(b"?")[0]
@@ -207,44 +212,31 @@ class AdminServer:
         return 200, _METRICS_CONTENT_TYPE, body
 
 
-async def _linger(stream: trio.SocketStream) -> None:
-    """Read what the client still sends, briefly, before closing. Closing a socket with unread
-    input makes the kernel send a reset, which can destroy the answer before the client has
-    read it (an oversized head answered with 431 is the usual case). nginx's lingering_close."""
-    drained = 0
-    with trio.move_on_after(LINGER_S):
-        while drained < LINGER_MAX_BYTES:
-            data = await stream.receive_some(65536)
-            if not data:
-                return
-            drained += len(data)
-
-
-async def _receive_request(stream: trio.SocketStream, conn: h11.Connection) -> h11.Request | None:
+async def _receive_request(client: Downstream) -> h11.Request | None:
     """The request head; None if the client closed first. The caller's deadline bounds it.
 
     h11 refuses an incomplete head larger than ``max_incomplete_event_size`` (431), but a head
-    that completes within one large read would slip past that check; so never read more than
-    one byte beyond the limit in all. The body, if any, is never read: the answer does not
-    depend on it and the connection closes after it.
+    that completes within one large read would slip past that check: its size is checked
+    here. The body, if any, is never read: the answer does not depend on it and the
+    connection closes after it.
     """
-    received = 0
+    conn = client.h11
     while True:
         event = conn.next_event()
         if isinstance(event, h11.Request):
+            if client.bytes_received - len(conn.trailing_data[0]) > MAX_REQUEST_HEAD_BYTES:
+                raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
             return event
         if event is not h11.NEED_DATA:  # ConnectionClosed
             return None
-        data = await stream.receive_some(max(1, MAX_REQUEST_HEAD_BYTES + 1 - received))
-        received += len(data)
-        conn.receive_data(data)
+        conn.receive_data(await client.recv(math.inf))
 
 
 def _text(status: int, message: str) -> _Answer:
     return status, _TEXT, message.encode("utf-8", "replace") + b"\n"
 
 
-def _render(conn: h11.Connection, answer: _Answer, *, head_only: bool) -> bytes:
+def _queue(client: Downstream, answer: _Answer, *, head_only: bool) -> None:
     status, content_type, body = answer
     headers = [
         (b"Content-Type", content_type),
@@ -254,8 +246,7 @@ def _render(conn: h11.Connection, answer: _Answer, *, head_only: bool) -> bytes:
     ]
     if status == 405:
         headers.append((b"Allow", b"GET, HEAD"))
-    out = conn.send(h11.Response(status_code=status, headers=headers)) or b""
+    client.queue(h11.Response(status_code=status, headers=headers))
     if not head_only:  # h11 frames a HEAD answer with no body, and refuses one
-        out += conn.send(h11.Data(data=body)) or b""
-    out += conn.send(h11.EndOfMessage()) or b""
-    return out
+        client.queue(h11.Data(data=body))
+    client.queue(h11.EndOfMessage())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -29,6 +28,7 @@ from ._exchange import forward
 from ._h11 import h11
 from ._peer import Downstream
 from ._requestbody import expect_end_of_request as _expect_end_of_request
+from ._transport import Transport
 
 log = logging.getLogger("trioproxy")
 
@@ -44,13 +44,10 @@ CLIENT_CLOSED_REQUEST = 499
 _ERROR_TYPE = b"text/plain; charset=utf-8"
 
 
-async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None:
+async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
     """Serve requests on one client connection until it closes, errs, idles out or we drain."""
-    peer_ip = _peer_ip(stream)
-    conn = h11.Connection(
-        h11.SERVER, max_incomplete_event_size=ctx.settings.limits.max_header_bytes
-    )
-    down = Downstream(stream, conn, peer_ip)
+    down = Downstream(transport, _fresh_h11(ctx.settings.limits))
+    peer_ip = down.peer_ip
     log.debug("connection opened", extra={"peer": peer_ip})
     try:
         served = 0
@@ -73,21 +70,10 @@ async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None
     finally:
         try:
             if not down.closed and down.h11.their_state in (h11.SEND_BODY, h11.ERROR):
-                await _linger(down)  # answered a client that had more to send
+                await down.linger(_LINGER_S, _LINGER_BYTES)  # answered, it had more to send
         finally:
             down.close()
             log.debug("connection closed", extra={"peer": peer_ip})
-
-
-async def _linger(down: Downstream) -> None:
-    """Close gently after answering a client that is still sending a body: half-close, then
-    read and drop what it sends for a moment. Closing at once, with its bytes unread, makes
-    the kernel send a reset, which can destroy the answer before the client reads it."""
-    with trio.move_on_after(_LINGER_S), contextlib.suppress(ClientGone, ProxyError):
-        down.send_eof()
-        received = 0
-        while received < _LINGER_BYTES and (data := await down.recv(math.inf)):
-            received += len(data)
 
 
 async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> h11.Request | None:
@@ -382,11 +368,3 @@ def _next_cycle(down: Downstream) -> bool:
         conn.start_next_cycle()
         return True
     return False
-
-
-def _peer_ip(stream: trio.SocketStream) -> str:
-    try:
-        address = stream.socket.getpeername()
-    except OSError:
-        return "-"
-    return str(address[0]) if isinstance(address, tuple) else str(address)

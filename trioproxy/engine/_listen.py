@@ -12,8 +12,16 @@ import trio
 
 from ..core._addr import format_host_port
 from ._bind import ListenError, bind_socket
+from ._transport import Listener, SocketListenerSource, Transport
 
-__all__ = ["ListenError", "accept_forever", "bind_socket", "bound_address", "open_listener"]
+__all__ = [
+    "ListenError",
+    "accept_forever",
+    "as_listener",
+    "bind_socket",
+    "bound_address",
+    "open_listener",
+]
 
 log = logging.getLogger("trioproxy")
 
@@ -30,6 +38,13 @@ def open_listener(
     return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
 
 
+def as_listener(listener: trio.SocketListener | Listener) -> Listener:
+    """A trio listening socket as a `Listener`; other listeners (memory) as they are."""
+    if isinstance(listener, trio.SocketListener):
+        return SocketListenerSource(listener)
+    return listener
+
+
 def bound_address(listener: trio.SocketListener | socket.socket) -> str:
     sock = listener.socket if isinstance(listener, trio.SocketListener) else listener
     host, port = sock.getsockname()[:2]
@@ -37,10 +52,10 @@ def bound_address(listener: trio.SocketListener | socket.socket) -> str:
 
 
 async def accept_forever(
-    listener: trio.SocketListener,
+    listener: Listener,
     slots: trio.Semaphore,
     handlers: trio.Nursery,
-    handle: Callable[[trio.SocketStream], Awaitable[None]],
+    handle: Callable[[Transport], Awaitable[None]],
     *,
     name: str,
     make_room: Callable[[], bool] | None = None,
@@ -54,7 +69,7 @@ async def accept_forever(
             await _wait_for_slot(listener, slots, make_room)
         await slots.acquire()
         try:
-            stream = await listener.accept()
+            transport = await listener.accept()
         except OSError as exc:
             slots.release()
             if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
@@ -65,7 +80,7 @@ async def accept_forever(
         except BaseException:
             slots.release()
             raise
-        handlers.start_soon(handle, stream)
+        handlers.start_soon(handle, transport)
 
 
 # While every slot is busy, how often a waiting newcomer looks again for a connection that
@@ -74,11 +89,11 @@ _ROOM_RECHECK_S = 0.1
 
 
 async def _wait_for_slot(
-    listener: trio.SocketListener, slots: trio.Semaphore, make_room: Callable[[], bool]
+    listener: Listener, slots: trio.Semaphore, make_room: Callable[[], bool]
 ) -> None:
     """Return once a slot is free, closing idle connections for a client that waits."""
     while slots.value == 0:
-        await trio.lowlevel.wait_readable(listener.socket)  # a newcomer is in the backlog
+        await listener.wait_pending()  # a newcomer is in the backlog
         # The closed connection's task frees its slot as it ends; but one closed just as its
         # next request arrived serves that request first. Never wait on it alone: look again.
         make_room()

@@ -1,10 +1,12 @@
-"""One side of an exchange: a socket paired with its h11 state machine, and every syscall on it.
+"""One side of an exchange: a transport paired with its h11 state machine, and every read and
+write on it.
 
 This is where trio's and h11's errors become the proxy's vocabulary (`_errors`), once, and
-where every read and write gets its deadline, its fairness and its cancellation rules:
+where every read and write gets its deadline, its fairness and its cancellation rules, over
+either transport (`_transport`: a socket, or memory in tests):
 
-* **Fast path.** ``os.read``/``os.write`` are tried first; trio is asked to wait only when
-  they would block (trio's SocketStream goes through the scheduler twice per call).
+* **Fast path.** A read or write that would not wait is tried first; trio is asked to wait
+  only when it would block.
 * **Lossless cancellation** (trio's own socket rule). Cancellation is checked *before* a
   syscall; once a syscall has succeeded, its result is recorded before any checkpoint, and
   the checkpoint that follows is cancel-shielded. A byte read is never dropped and a write
@@ -19,22 +21,23 @@ where every read and write gets its deadline, its fairness and its cancellation 
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
-import select
-import socket
 from collections.abc import Awaitable, Callable
 
 import trio
-from trio.lowlevel import (
-    cancel_shielded_checkpoint,
-    checkpoint_if_cancelled,
-    wait_readable,
-    wait_writable,
-)
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
-from ..core._errors import ClientError, ClientGone, UpstreamClosed, UpstreamError, UpstreamTimeout
+from ..core._errors import (
+    ClientError,
+    ClientGone,
+    ProxyError,
+    UpstreamClosed,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from ._h11 import h11
+from ._transport import Transport
 
 RECEIVE_SIZE = 65536
 _NOTHING = memoryview(b"")  # shared: an idle connection needs no view of its own
@@ -70,11 +73,11 @@ class Peer:
         "h11",
         "receive_floor",
         "send_floor",
-        "stream",
+        "transport",
     )
 
-    def __init__(self, stream: trio.SocketStream, conn: h11.Connection) -> None:
-        self.stream: trio.SocketStream = stream
+    def __init__(self, transport: Transport, conn: h11.Connection) -> None:
+        self.transport = transport
         self.h11 = conn
         self._out: list[bytes] = []  # queued, not yet being sent
         self._sending = _NOTHING  # the unsent rest of the buffer being sent
@@ -82,12 +85,6 @@ class Peer:
         self.bytes_received = 0
         self.receive_floor: RateFloor | None = None
         self.send_floor: RateFloor | None = None
-
-    @property
-    def _fd(self) -> int:
-        # Asked every time, never cached: after a close the number may already belong to
-        # another connection, and -1 makes the next syscall fail instead.
-        return self.stream.socket.fileno()
 
     # --- Queueing ----------------------------------------------------------------------------
 
@@ -136,13 +133,12 @@ class Peer:
                 )
                 self._out.clear()
             try:
-                sent = os.write(self._fd, self._sending)
-            except BlockingIOError:
-                sent = -1  # (waiting outside the handler, as in recv)
+                sent = self.transport.write_nowait(self._sending)
             except OSError as exc:
                 raise self._gone(exc) from exc
-            if sent < 0:
-                await self._wait(wait_writable, timeout_s, self.send_floor, "sending")
+            if sent is None:
+                wait = self.transport.wait_writable
+                await self._wait(wait, timeout_s, self.send_floor, "sending")
                 waited = True
                 continue
             self._sending = self._sending[sent:]
@@ -157,11 +153,11 @@ class Peer:
                 self._sending = memoryview(b"".join(self._out))
                 self._out.clear()
             try:
-                sent = os.write(self._fd, self._sending)
-            except BlockingIOError:
-                return False
+                sent = self.transport.write_nowait(self._sending)
             except OSError as exc:
                 raise self._gone(exc) from exc
+            if sent is None:
+                return False
             self._sending = self._sending[sent:]
             self.bytes_sent += sent
         return True
@@ -173,7 +169,7 @@ class Peer:
 
     def send_eof(self) -> None:
         try:
-            self.stream.socket.shutdown(socket.SHUT_WR)
+            self.transport.shutdown_write()
         except OSError as exc:
             raise self._gone(exc) from exc
 
@@ -191,11 +187,11 @@ class Peer:
         """Read once if bytes (or an EOF) are there already; None if a read would wait."""
         await checkpoint_if_cancelled()
         try:
-            data = os.read(self._fd, RECEIVE_SIZE)
-        except BlockingIOError:
-            return None
+            data = self.transport.read_nowait(RECEIVE_SIZE)
         except OSError as exc:
             raise self._gone(exc) from exc
+        if data is None:
+            return None
         self.bytes_received += len(data)
         await cancel_shielded_checkpoint()  # fairness: the bytes are recorded, now yield
         return data
@@ -208,50 +204,40 @@ class Peer:
     async def _recv_after_waiting(self, timeout_s: float, *, waited: bool = False) -> bytes:
         while True:
             if not waited:
-                await self._wait(wait_readable, timeout_s, self.receive_floor, "receiving")
+                await self._wait(
+                    self.transport.wait_readable, timeout_s, self.receive_floor, "receiving"
+                )
             waited = False
             try:
-                data = os.read(self._fd, RECEIVE_SIZE)
-            except BlockingIOError:
-                continue
+                data = self.transport.read_nowait(RECEIVE_SIZE)
             except OSError as exc:
                 raise self._gone(exc) from exc
+            if data is None:
+                continue
             self.bytes_received += len(data)
             return data  # the wait was the yield
 
     async def wait_readable(self) -> None:
         """Wait, with no deadline of its own, until a read would not block."""
         try:
-            await wait_readable(self._fd)
-        except trio.ClosedResourceError as exc:
+            await self.transport.wait_readable()
+        except (trio.ClosedResourceError, OSError) as exc:
             raise self._gone(exc) from exc
 
-    def readable_now(self, events: int = select.POLLIN | select.POLLPRI) -> bool:
-        """Whether a read would not block: bytes, an EOF or an error wait. No syscall that
-        could lose anything: a zero-timeout poll."""
-        poller = select.poll()
-        poller.register(self._fd, events)
-        return bool(poller.poll(0))
+    def readable_now(self) -> bool:
+        """Whether a read would not block: bytes, an EOF or an error wait (nothing is read)."""
+        return self.transport.readable_now()
 
     def peer_closed(self) -> bool:
         """Whether the peer has closed or reset the connection, checked without waiting;
         bytes it sent meanwhile (a pipelined request) stay unread and say it has not."""
-        if not self.readable_now(select.POLLIN | select.POLLRDHUP):  # not urgent data
-            return False
-        # trio's recv would wait when nothing can be peeked: peek on a duplicate instead.
-        try:
-            with socket.fromfd(self._fd, socket.AF_INET, socket.SOCK_STREAM) as dup:
-                return not dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return False
-        except OSError:
-            return True
+        return self.transport.peer_closed()
 
     # --- Waiting -----------------------------------------------------------------------------
 
     async def _wait(
         self,
-        wait: Callable[[int], Awaitable[None]],
+        wait: Callable[[], Awaitable[None]],
         timeout_s: float,
         floor: RateFloor | None,
         doing: str,
@@ -263,27 +249,38 @@ class Peer:
             deadline = min(deadline, floor.deadline(transferred))
         if deadline == math.inf:  # the caller's own scope bounds it: no second scope
             try:
-                await wait(self._fd)
-            except trio.ClosedResourceError as exc:
+                await wait()
+            except (trio.ClosedResourceError, OSError) as exc:
                 raise self._gone(exc) from exc
             return
         with trio.CancelScope(deadline=deadline) as scope:
             try:
-                await wait(self._fd)
-            except trio.ClosedResourceError as exc:  # closed by another task meanwhile
+                await wait()
+            except (trio.ClosedResourceError, OSError) as exc:  # closed by another task
                 raise self._gone(exc) from exc
         if scope.cancelled_caught:
             raise self._too_slow(doing)
 
     # --- Closing -----------------------------------------------------------------------------
 
+    async def linger(self, seconds: float, max_bytes: int) -> None:
+        """Close gently after answering a peer that may still be sending: half-close, then
+        read and drop what it sends, for a moment (nginx's lingering_close). Closing at once
+        with its bytes unread makes the kernel send a reset, which can destroy the answer
+        before the peer reads it."""
+        with trio.move_on_after(seconds), contextlib.suppress(ProxyError):
+            self.send_eof()
+            received = 0
+            while received < max_bytes and (data := await self.recv(math.inf)):
+                received += len(data)
+
     def close(self) -> None:
         """Close at once (synchronously, so it is safe in ``finally`` under cancellation)."""
-        self.stream.socket.close()
+        self.transport.close()
 
     @property
     def closed(self) -> bool:
-        return self.stream.socket.fileno() < 0
+        return self.transport.closed
 
     def _gone(self, exc: BaseException) -> Exception:
         raise NotImplementedError
@@ -300,9 +297,9 @@ class Downstream(Peer):
 
     __slots__ = ("closing", "peer_ip")
 
-    def __init__(self, stream: trio.SocketStream, conn: h11.Connection, peer_ip: str) -> None:
-        super().__init__(stream, conn)
-        self.peer_ip = peer_ip
+    def __init__(self, transport: Transport, conn: h11.Connection) -> None:
+        super().__init__(transport, conn)
+        self.peer_ip = transport.peer_ip
         self.closing = False  # the current response is the connection's last
 
     def _gone(self, exc: BaseException) -> Exception:
@@ -324,12 +321,12 @@ class UpstreamConnection(Peer):
 
     def __init__(
         self,
-        stream: trio.SocketStream,
+        transport: Transport,
         conn: h11.Connection,
         address: str,
         sockaddr: object = None,
     ) -> None:
-        super().__init__(stream, conn)
+        super().__init__(transport, conn)
         self.address = address
         self.sockaddr = sockaddr  # as the resolver gave it: retired when it leaves the answer
         self.connected_at = trio.current_time()

@@ -15,9 +15,10 @@ server's nursery: it hosts the resolver's lookups and closes expired idle connec
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -27,8 +28,14 @@ from ..core._errors import PoolTimeout, UpstreamConnectError, UpstreamTimeout
 from ._h11 import h11
 from ._peer import UpstreamConnection
 from ._resolver import Resolver, SockAddr
+from ._transport import Transport, connect_socket
 
 log = logging.getLogger("trioproxy")
+
+# Opens a connection to (family, sockaddr): a socket's, or a memory network's in tests.
+Connector = Callable[[int, object], Awaitable[Transport]]
+# Out of a resource, not "this address refuses": no use trying the next address.
+_OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +59,11 @@ class PoolStats:
 
 
 class UpstreamPool:
-    def __init__(self, resolver: Resolver, limits: PoolLimits) -> None:
+    def __init__(
+        self, resolver: Resolver, limits: PoolLimits, connect: Connector = connect_socket
+    ) -> None:
         self.resolver = resolver
+        self._connect_transport = connect
         self.limits = limits
         self.stats = PoolStats()
         self._idle: list[UpstreamConnection] = []  # most recently used last
@@ -221,26 +231,19 @@ class UpstreamPool:
         for family, sockaddr in addresses:
             address = format_host_port(sockaddr[0], sockaddr[1])
             try:
-                sock = trio.socket.socket(family, socket.SOCK_STREAM)
-            except OSError as exc:  # out of file descriptors (EMFILE) and the like
-                raise UpstreamConnectError(f"cannot open a socket: {exc}") from exc
-            try:
                 with trio.fail_at(deadline):
-                    await sock.connect(sockaddr)
+                    transport = await self._connect_transport(family, sockaddr)
             except trio.TooSlowError:
-                sock.close()
                 raise UpstreamTimeout(f"connect to upstream {address} timed out") from None
             except OSError as exc:
-                sock.close()
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    raise UpstreamConnectError(f"cannot open a socket: {exc}") from exc
                 errors.append(f"{address}: {os.strerror(exc.errno) if exc.errno else exc}")
                 continue
-            except BaseException:
-                sock.close()
-                raise
             conn = h11.Connection(
                 h11.CLIENT, max_incomplete_event_size=self.limits.max_response_head_bytes
             )
-            return UpstreamConnection(trio.SocketStream(sock), conn, address, sockaddr)
+            return UpstreamConnection(transport, conn, address, sockaddr)
         if len(errors) == 1:  # the address says it all (the name is on the line's context)
             raise UpstreamConnectError(f"cannot connect to upstream {errors[0]}")
         reason = "; ".join(errors) or "no address"

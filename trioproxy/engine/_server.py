@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -31,10 +31,11 @@ from ..core._rulemodel import trusted_networks
 from ._collector import ProxyCollector
 from ._connection import serve_connection
 from ._context import ProxyContext
-from ._listen import accept_forever
+from ._listen import accept_forever, as_listener
 from ._metrics import observing
-from ._pool import PoolLimits, UpstreamPool
-from ._resolver import Resolver
+from ._pool import Connector, PoolLimits, UpstreamPool
+from ._resolver import Lookup, Resolver, system_lookup
+from ._transport import Listener, Transport, connect_socket
 
 if TYPE_CHECKING:  # imported when the admin listener is on: 0.6 MiB less for the rest
     from ._admin import AdminServer
@@ -51,7 +52,11 @@ class ProxyServer:
         *,
         access_log_dropped: Callable[[], int] | None = None,
         buckets: BucketsFactory = local_buckets,
+        lookup: Lookup = system_lookup,
+        connect: Connector = connect_socket,
     ) -> None:
+        """``lookup`` and ``connect`` reach the upstream: the system resolver and TCP, or a
+        `MemoryNetwork` in engine tests."""
         self.settings = settings
         self.upstream = upstream
         # Admin listener (issue 7): its bound address once run() has started it, and where
@@ -64,8 +69,9 @@ class ProxyServer:
             ttl_s=settings.upstream.dns_ttl_s,
             negative_ttl_s=settings.upstream.dns_negative_ttl_s,
             lookup_timeout_s=settings.timeouts.upstream_connect_s,
+            lookup=lookup,
         )
-        pool = UpstreamPool(resolver, _pool_limits(settings))
+        pool = UpstreamPool(resolver, _pool_limits(settings), connect)
         self.ctx = ProxyContext(
             settings=settings,
             pool=pool,
@@ -117,7 +123,7 @@ class ProxyServer:
 
     async def run(
         self,
-        listeners: list[trio.SocketListener],
+        listeners: Sequence[trio.SocketListener | Listener],
         *,
         admin_listener: trio.SocketListener | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -127,6 +133,7 @@ class ProxyServer:
         The admin listener (issue 7) is ``admin_listener`` if given (bound beforehand with
         `open_admin_listener`), else bound here when ``settings.admin.listen`` is set.
         """
+        sources = [as_listener(listener) for listener in listeners]
         try:
             if admin_listener is None and self.settings.admin.listen:
                 # Bound before anything starts, so a bad address fails run() at once
@@ -143,14 +150,14 @@ class ProxyServer:
                 async with trio.open_nursery() as handlers:
                     with self._accepting:
                         async with trio.open_nursery() as acceptors:
-                            for listener in listeners:
-                                acceptors.start_soon(self._accept_loop, listener, handlers)
+                            for source in sources:
+                                acceptors.start_soon(self._accept_loop, source, handlers)
                             task_status.started()
-                    _close_listeners(listeners)
+                    _close_listeners(sources)
                     self._drain(handlers)
                 outer.cancel_scope.cancel()
         finally:
-            _close_listeners(listeners)
+            _close_listeners(sources)
             if admin_listener is not None:
                 admin_listener.socket.close()
 
@@ -184,7 +191,7 @@ class ProxyServer:
         self.ctx.start_draining()
         handlers.cancel_scope.deadline = trio.current_time() + self.settings.timeouts.drain_s
 
-    async def _accept_loop(self, listener: trio.SocketListener, handlers: trio.Nursery) -> None:
+    async def _accept_loop(self, listener: Listener, handlers: trio.Nursery) -> None:
         await accept_forever(
             listener,
             self._slots,
@@ -194,12 +201,12 @@ class ProxyServer:
             make_room=self.ctx.close_oldest_idle,
         )
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, transport: Transport) -> None:
         stats = self.ctx.stats
         stats.connections_open += 1
         stats.connections_total += 1
         try:
-            await serve_connection(stream, self.ctx)
+            await serve_connection(transport, self.ctx)
         except Exception as exc:
             where = traceback.extract_tb(exc.__traceback__)[-1]
             log.error(
@@ -208,7 +215,7 @@ class ProxyServer:
         finally:
             stats.connections_open -= 1
             self._slots.release()
-            await trio.aclose_forcefully(stream)
+            transport.close()
 
 
 def _pool_limits(settings: Settings) -> PoolLimits:
@@ -231,6 +238,6 @@ def _forwarding(settings: Settings) -> ForwardingRules:
     )
 
 
-def _close_listeners(listeners: list[trio.SocketListener]) -> None:
+def _close_listeners(listeners: list[Listener]) -> None:
     for listener in listeners:
-        listener.socket.close()  # synchronous: safe under cancellation, idempotent
+        listener.close()  # synchronous: safe under cancellation, idempotent
