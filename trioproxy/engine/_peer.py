@@ -123,11 +123,22 @@ class Peer:
         """Send everything queued. Cancelled while waiting, it keeps what is unsent queued,
         so a caller that raced it against something else can go on later."""
         await checkpoint_if_cancelled()
-        waited = False
+        if self.send_queued_nowait():
+            await cancel_shielded_checkpoint()  # fairness: everything went out at once
+            return
+        wait = self.transport.wait_writable
+        while True:  # (waiting outside any handler, as in recv; the wait is the yield)
+            await self._wait(wait, timeout_s, self.send_floor, "sending")
+            if self.send_queued_nowait():
+                return
+
+    def send_queued_nowait(self) -> bool:
+        """Send what the transport takes now, without waiting; True if nothing is left.
+        Each write is recorded as it completes: nothing here can be cancelled."""
         while True:
             if not self._sending:
                 if not self._out:
-                    break
+                    return True
                 self._sending = memoryview(
                     self._out[0] if len(self._out) == 1 else b"".join(self._out)
                 )
@@ -137,30 +148,9 @@ class Peer:
             except OSError as exc:
                 raise self._gone(exc) from exc
             if sent is None:
-                wait = self.transport.wait_writable
-                await self._wait(wait, timeout_s, self.send_floor, "sending")
-                waited = True
-                continue
-            self._sending = self._sending[sent:]
-            self.bytes_sent += sent
-        if not waited:
-            await cancel_shielded_checkpoint()  # fairness: everything went out at once
-
-    def send_queued_nowait(self) -> bool:
-        """Send what the socket takes now, without waiting; True if nothing is left."""
-        while self.has_queued:
-            if not self._sending:
-                self._sending = memoryview(b"".join(self._out))
-                self._out.clear()
-            try:
-                sent = self.transport.write_nowait(self._sending)
-            except OSError as exc:
-                raise self._gone(exc) from exc
-            if sent is None:
                 return False
             self._sending = self._sending[sent:]
             self.bytes_sent += sent
-        return True
 
     async def send_all(self, data: bytes, timeout_s: float) -> None:
         """Send raw bytes outside h11 (a tunnel's payload)."""
