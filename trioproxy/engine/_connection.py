@@ -24,7 +24,8 @@ from ..core._ruleengine import Decision
 from ..core._strict import FramingError, check_request_head, find_head_end
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
-from ._exchange import forward
+from ._exchange import Exchange
+from ._forward import forward
 from ._h11 import h11
 from ._peer import Downstream
 from ._requestbody import expect_end_of_request as _expect_end_of_request
@@ -229,7 +230,7 @@ async def _serve_request(
             decision = ctx.rule_engine.evaluate(view, trio.current_time())
             log.debug("rules: %s", describe_decision(decision), extra=request_fields(record))
             if decision.response is not None:
-                await _answer_from_rules(down, ctx, plan, decision, record)
+                await _answer_from_rules(Exchange(down, request, plan, record, ctx), decision)
                 return
             if decision.target is not None:
                 plan.target = decision.target
@@ -237,7 +238,7 @@ async def _serve_request(
                 plan.headers = decision.request_headers(plan.headers)
             if decision.response_edits:
                 plan.edit_response = decision.response_headers
-        await forward(down, request, plan, record, ctx)
+        await forward(Exchange(down, request, plan, record, ctx))
     except ProxyError as exc:
         record.request_id = record.request_id or new_request_id()  # for the line and answer
         log.log(
@@ -263,19 +264,16 @@ async def _serve_request(
         ctx.log_access(record)
 
 
-async def _answer_from_rules(
-    down: Downstream, ctx: ProxyContext, plan: RequestPlan, decision: Decision, record: AccessRecord
-) -> None:
+async def _answer_from_rules(ex: Exchange, decision: Decision) -> None:
     """A rule answers (redirect, deny, static response, 429): nothing goes upstream."""
+    down, plan, record = ex.down, ex.plan, ex.record
     answer = decision.response
     assert answer is not None
     headers = list(answer.headers)
     headers.append((b"X-Request-ID", plan.request_id))
     if plan.body is BodyKind.NONE:
         _expect_end_of_request(down)  # in step for the next request
-    else:
-        headers.append((b"Connection", b"close"))  # the unread body makes reuse impossible
-    if ctx.draining or down.closing:
+    if ex.last_on_connection:  # (an unread body too: it makes reuse impossible)
         headers.append((b"Connection", b"close"))
     down.queue(
         h11.Response(
@@ -292,7 +290,7 @@ async def _answer_from_rules(
     record.status = answer.status
     record.body_bytes_sent = len(answer.body)
     record.content_type = header_value(answer.headers, b"content-type")
-    await down.flush(ctx.settings.timeouts.client_send_s)
+    await ex.flush_to_client()
 
 
 def _note_request(record: AccessRecord, plan: RequestPlan) -> None:

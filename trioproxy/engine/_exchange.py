@@ -1,120 +1,62 @@
-"""Forwarding one request over a pooled upstream connection, retried once when it was stale.
+"""One request's exchange: the state that travels with it from its head to its access line.
 
-In order: body buffered, upstream connection from the pool, head, body, response read ahead,
-connection back to the pool, the rest to the client.
-
-Upstream connections are held only while bytes flow: a request body that fits
-``limits.request_buffer_bytes`` is read whole before a connection is taken, and a response
-that fits ``limits.response_buffer_bytes`` is read whole and its connection released before
-the client has to take it. Larger ones stream, under rate floors.
-
-A streamed request body is uploaded by a side task while this one relays the response, so an
-origin that answers early (413, 417, a final status instead of 100 Continue) is heard at
-once. The body walks h11's events in bounded slices and writes consecutive data as one
-event: a body of a million one-byte chunks must not hold the event loop.
-
-The parts: `_requestbody` (buffering, upload), `_response` (head, body, the tunnel hand-off),
-`_slices` (the bounded slices both walk).
+What forwarding a request needs — the client's connection, the request and its plan, the
+upstream connection once taken, the body on its way, the access record being filled, the
+context it started under — in one object with the few judgements made on it, instead of
+argument lists threaded through every step (`_forward`, `_requestbody`, `_response`).
 """
 
 from __future__ import annotations
 
-import logging
-from functools import partial
+from dataclasses import dataclass
 
-import trio
-
+from ..config._settings import Limits, Timeouts
 from ..core._accesslog import AccessRecord
-from ..core._errors import ClientGone, UpstreamClosed
-from ..core._headers import BodyKind, RequestPlan
+from ..core._chunked import ChunkedChecker
+from ..core._headers import RequestPlan
 from ._context import ProxyContext
-from ._diagnostics import request_fields
 from ._h11 import h11
 from ._peer import Downstream, UpstreamConnection
-from ._race import with_side_task
-from ._requestbody import RequestBody, buffer_request_body, upload_body
-from ._response import relay_response
-
-log = logging.getLogger("trioproxy")
 
 
-async def forward(
-    down: Downstream,
-    request: h11.Request,
-    plan: RequestPlan,
-    record: AccessRecord,
-    ctx: ProxyContext,
-) -> None:
-    """Forward one request, retrying once on a fresh connection when a reused one was stale.
+@dataclass(slots=True)
+class RequestBody:
+    """A request body on its way: its framing checker and its one total deadline."""
 
-    The retry follows nginx and Varnish: only for an idempotent request without a body,
-    only when the reused connection died before any response byte arrived.
-    """
-    try:
-        await _forward(down, request, plan, record, ctx)
-    finally:  # the rate floors are this request's only, however it ends
-        down.send_floor = down.receive_floor = None
+    chunks: ChunkedChecker | None
+    deadline: float
 
 
-async def _forward(
-    down: Downstream,
-    request: h11.Request,
-    plan: RequestPlan,
-    record: AccessRecord,
-    ctx: ProxyContext,
-) -> None:
-    pool = ctx.pool
-    body = await buffer_request_body(down, plan, ctx)
-    up, reused, waited = await pool.acquire()
-    # Left while we waited? Then the origin never hears of it. (No checkpoint between the
-    # acquire and the loop below: a cancellation cannot leak the connection.)
-    if waited and down.peer_closed():
-        pool.give_back(up)
-        raise ClientGone("client closed the connection while waiting for an upstream connection")
-    while True:
-        record.upstream_addr = up.address
-        started = trio.current_time()
-        try:
-            await _exchange_once(down, up, request, plan, record, ctx, body)
-        except UpstreamClosed as exc:
-            pool.discard(up)
-            if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
-                raise
-            log.info("retrying on a fresh connection: %s", exc, extra=request_fields(record))
-            ctx.stats.retries += 1
-            up, reused = await pool.connect_fresh()
-            continue
-        except BaseException:
-            pool.discard(up)
-            raise
-        finally:
-            record.upstream_duration_s = trio.current_time() - started
-        # The upstream is done with: back to the pool before the client's last bytes go out.
-        pool.release(up)
-        await down.flush(ctx.settings.timeouts.client_send_s)
-        return
+@dataclass(slots=True)
+class Exchange:
+    down: Downstream
+    request: h11.Request
+    plan: RequestPlan
+    record: AccessRecord
+    ctx: ProxyContext  # the configuration current when the request started
+    up: UpstreamConnection | None = None  # while one is held
+    body: RequestBody | None = None  # a request body still to send upstream
 
+    @property
+    def timeouts(self) -> Timeouts:
+        return self.ctx.settings.timeouts
 
-async def _exchange_once(
-    down: Downstream,
-    up: UpstreamConnection,
-    request: h11.Request,
-    plan: RequestPlan,
-    record: AccessRecord,
-    ctx: ProxyContext,
-    body: RequestBody | None,
-) -> None:
-    # _parsed=True: h11 skips re-validating what its own parser already validated (and the
-    # few fields we add are valid by construction): a third of the per-request parse cost.
-    up.queue(
-        h11.Request(method=request.method, target=plan.target, headers=plan.headers, _parsed=True)
-    )
-    relay = partial(relay_response, down, up, request, plan, record, ctx)
-    if body is None:
-        up.queue(h11.EndOfMessage())
-        await up.flush(ctx.settings.timeouts.upstream_send_s)
-        await relay()
-        return
-    # A complete response ends the exchange; an unfinished upload is then abandoned (the
-    # connections' h11 states forbid reusing either of them).
-    await with_side_task(relay, partial(upload_body, down, up, ctx, body))
+    @property
+    def limits(self) -> Limits:
+        return self.ctx.settings.limits
+
+    @property
+    def upstream(self) -> UpstreamConnection:
+        assert self.up is not None, "no upstream connection held"
+        return self.up
+
+    @property
+    def last_on_connection(self) -> bool:
+        """Whether the client connection closes after this response: draining, its last
+        allowed request (``limits.keepalive_requests``), or answered before its request body
+        was read (an early 413, 401 or refused 100-continue)."""
+        down = self.down
+        return self.ctx.draining or down.closing or down.h11.their_state is h11.SEND_BODY
+
+    async def flush_to_client(self) -> None:
+        await self.down.flush(self.ctx.settings.timeouts.client_send_s)

@@ -16,14 +16,13 @@ from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientGone, UpstreamClosed, UpstreamError, UpstreamTimeout
 from ..core._headers import (
     BodyKind,
-    RequestPlan,
     header_value,
     reason_phrase,
     response_headers,
     trailer_headers,
 )
 from ..core._strict import FramingError, check_response_head, find_head_end
-from ._context import ProxyContext
+from ._exchange import Exchange
 from ._h11 import h11
 from ._peer import Downstream, RateFloor, UpstreamConnection
 from ._race import with_side_task
@@ -42,12 +41,7 @@ def _upstream_framing_error(message: str, *, status: int) -> Exception:
 
 
 async def _read_response_head(
-    down: Downstream,
-    up: UpstreamConnection,
-    request: h11.Request,
-    ctx: ProxyContext,
-    *,
-    watch_client: bool,
+    ex: Exchange, *, watch_client: bool
 ) -> tuple[h11.Response | h11.InformationalResponse, bytearray]:
     """Wait for the final response head (or the 101 of an upgrade), relaying other 1xx
     responses on the way (RFC 9110 15.2), all within ``upstream_response_s``.
@@ -55,6 +49,7 @@ async def _read_response_head(
     Returns it with the bytes received past it (the start of the body), which the strict
     chunked check still has to see.
     """
+    down, up, ctx = ex.down, ex.upstream, ex.ctx
     deadline = trio.current_time() + ctx.settings.timeouts.upstream_response_s
     limit = ctx.settings.limits.max_header_bytes
     buffer = bytearray()
@@ -90,7 +85,7 @@ async def _read_response_head(
         informational += 1
         if informational > _MAX_INFORMATIONAL:
             raise UpstreamError(f"upstream {up.address} sent over {_MAX_INFORMATIONAL} 1xx")
-        if request.http_version != b"1.0":  # HTTP/1.0 clients get no 1xx (RFC 9110 15.2)
+        if ex.request.http_version != b"1.0":  # HTTP/1.0 clients get no 1xx (RFC 9110 15.2)
             headers = response_headers(
                 event.headers.raw_items(), event.http_version, rules=ctx.forwarding
             )
@@ -137,31 +132,23 @@ async def _watch_client(down: Downstream) -> None:
         raise ClientGone("client closed the connection while the upstream was answering")
 
 
-async def relay_response(
-    down: Downstream,
-    up: UpstreamConnection,
-    request: h11.Request,
-    plan: RequestPlan,
-    record: AccessRecord,
-    ctx: ProxyContext,
-) -> None:
+async def relay_response(ex: Exchange) -> None:
+    plan, record, ctx = ex.plan, ex.record, ex.ctx
     response, body_start = await _read_response_head(
-        down, up, request, ctx, watch_client=plan.body is BodyKind.NONE
+        ex, watch_client=plan.body is BodyKind.NONE
     )
     # From here on the client has (queued) bytes: an upstream failure can only abort it.
     raw = response.headers.raw_items()
     if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
-        await _tunnel(down, up, response, record, ctx)
+        await _tunnel(ex, response)
         return
+    down, up = ex.down, ex.upstream
     headers = response_headers(
         raw, response.http_version, rules=ctx.forwarding, request_id=record.request_id
     )
     if plan.edit_response is not None:  # response-header rules
         headers = plan.edit_response(response.status_code, headers)
-    if ctx.draining or down.closing or down.h11.their_state is h11.SEND_BODY:
-        # Draining, the connection's last request (limits.keepalive_requests), or answering
-        # before the request body was read (an early 413, 401, or a refused 100-continue):
-        # this connection closes after the response; say so.
+    if ex.last_on_connection:
         headers.append((b"Connection", b"close"))
     record.upstream_status = response.status_code
     record.content_type = header_value(raw, b"content-type")
@@ -182,7 +169,9 @@ async def relay_response(
     record.body_start = down.bytes_sent + down.queued_bytes
     record.status = response.status_code
     # Trailers survive only where the downstream framing is chunked too.
-    keep_trailers = request.http_version != b"1.0" and not header_value(headers, b"content-length")
+    keep_trailers = ex.request.http_version != b"1.0" and not header_value(
+        headers, b"content-length"
+    )
     chunks = ChunkedChecker() if header_value(raw, b"transfer-encoding") else None
     if chunks is not None and body_start:
         await check_chunks(chunks, body_start, _upstream_framing_error)
@@ -191,7 +180,7 @@ async def relay_response(
         if event is None:
             await trio.lowlevel.checkpoint()  # a slice done: let others run
         elif event is h11.NEED_DATA:
-            data = await _receive_body_bytes(down, up, ctx)
+            data = await _receive_body_bytes(ex)
             up.h11.receive_data(data)  # recorded before any checkpoint: nothing read is lost
             if chunks is not None:  # (h11 parses nothing the checker has not passed)
                 await check_chunks(chunks, data, _upstream_framing_error)
@@ -212,16 +201,16 @@ def _next_upstream_data(up: UpstreamConnection, down: Downstream, record: Access
     return event
 
 
-async def _receive_body_bytes(down: Downstream, up: UpstreamConnection, ctx: ProxyContext) -> bytes:
+async def _receive_body_bytes(ex: Exchange) -> bytes:
     """The upstream's next response bytes, while the client takes what is queued for it.
 
     Up to ``response_buffer_bytes`` may wait for a slow client, so a response that fits is
     read whole and its upstream connection freed whatever the client's pace; beyond that the
     client must take bytes before more are read (backpressure, under the send rate floor).
     """
-    timeouts = ctx.settings.timeouts
+    down, up, timeouts = ex.down, ex.upstream, ex.timeouts
     if down.has_queued and not down.send_queued_nowait():
-        if down.queued_bytes >= ctx.settings.limits.response_buffer_bytes:
+        if down.queued_bytes >= ex.limits.response_buffer_bytes:
             await down.flush(timeouts.client_send_s)
         else:
             # Keep sending while the upstream is awaited: a stream that pauses (server-sent
@@ -233,15 +222,10 @@ async def _receive_body_bytes(down: Downstream, up: UpstreamConnection, ctx: Pro
     return await up.recv(timeouts.upstream_read_s)
 
 
-async def _tunnel(
-    down: Downstream,
-    up: UpstreamConnection,
-    switch: h11.InformationalResponse,
-    record: AccessRecord,
-    ctx: ProxyContext,
-) -> None:
+async def _tunnel(ex: Exchange, switch: h11.InformationalResponse) -> None:
     """Relay the 101 and splice the two connections; neither is reused afterwards (h11
     leaves both in SWITCHED_PROTOCOL, which the pool and the keep-alive loop refuse)."""
+    down, up, record, ctx = ex.down, ex.upstream, ex.record, ex.ctx
     headers = response_headers(
         switch.headers.raw_items(),
         switch.http_version,
@@ -252,7 +236,7 @@ async def _tunnel(
     down.queue(h11.InformationalResponse(status_code=101, headers=headers, reason=switch.reason))
     record.status = record.upstream_status = 101
     ctx.pool.detach(up)
-    await down.flush(ctx.settings.timeouts.client_send_s)
+    await ex.flush_to_client()
     down.send_floor = None  # a tunnel idles as long as tunnel_idle_s allows
     ctx.stats.tunnels_open += 1
     try:
