@@ -20,9 +20,10 @@ from ..core._headers import (
     plan_request,
     reason_phrase,
 )
+from ..core._headreader import HeadReader, HeadTooLarge
 from ..core._requestview import request_view
 from ..core._ruleengine import Decision
-from ..core._strict import FramingError, check_request_head, find_head_end
+from ..core._strict import FramingError
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
 from ._exchange import forward
@@ -137,35 +138,30 @@ async def _read_request_head(
     the deadline (usually it is all there already: then nothing waits), then give h11 the
     bytes it does not have yet (the first ``fed`` it has). Partial heads are held once, here,
     not also in h11's buffer: they are what a slowloris makes the proxy hold."""
-    searched = 0
+    reader = HeadReader(
+        head,
+        request=True,
+        max_head_bytes=limits.max_header_bytes,
+        max_request_line_bytes=limits.max_request_line_bytes,
+        max_header_count=limits.max_header_count,
+    )
     while True:
-        if head[:2] == b"\r\n":
-            fed = _skip_empty_lines(down, head, fed, limits)
-            searched = 0
-            continue
         try:
-            end = find_head_end(head, searched)
-            if end >= 0:
-                if end > limits.max_header_bytes:
-                    raise ClientError("request head too large", status=431)
-                check_request_head(
-                    head[:end],
-                    max_request_line_bytes=limits.max_request_line_bytes,
-                    max_header_count=limits.max_header_count,
-                )
-                if len(head) > fed:  # (b"" would tell h11 the client closed)
-                    down.h11.receive_data(bytes(head[fed:]))
-                return
+            end = reader.head_end()
+        except HeadTooLarge as exc:
+            raise ClientError(str(exc), status=exc.status) from exc
         except FramingError as exc:
             raise ClientError(f"malformed request: {exc}", status=exc.status) from exc
-        if (
-            len(head) > limits.max_request_line_bytes
-            and b"\n" not in head[: limits.max_request_line_bytes]
-        ):
-            raise ClientError("request line too long", status=414)
-        if len(head) > limits.max_header_bytes:
-            raise ClientError("request head too large", status=431)
-        searched = len(head)
+        finally:
+            if reader.skipped and fed:
+                # Empty lines skipped (RFC 9112 2.2), which h11 does not do: its buffer
+                # cannot give bytes back, so the next cycle starts on a fresh h11.
+                down.h11 = _fresh_h11(limits)
+                fed = 0
+        if end >= 0:
+            if len(head) > fed:  # (b"" would tell h11 the client closed)
+                down.h11.receive_data(bytes(head[fed:]))
+            return
         # Checked here too, not only while waiting: bytes that keep coming (empty lines
         # without end) must not keep the head open past its deadline.
         left_s = deadline - trio.current_time()
@@ -179,18 +175,7 @@ async def _read_request_head(
             if head:
                 raise ClientError("connection closed mid-request-head")
             raise _Closed
-        head += data
-
-
-def _skip_empty_lines(down: Downstream, head: bytearray, fed: int, limits: Limits) -> int:
-    """RFC 9112 2.2: a server SHOULD ignore empty lines before a request line (clients send
-    a stray CRLF after a POST body). h11 does not, and its buffer cannot give bytes back, so
-    if it has any the next cycle starts on a fresh h11 connection. Returns what it holds."""
-    while head[:2] == b"\r\n":
-        del head[:2]
-    if fed:
-        down.h11 = _fresh_h11(limits)
-    return 0
+        reader.add(data)
 
 
 def _fresh_h11(limits: Limits) -> h11.Connection:

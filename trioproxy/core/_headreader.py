@@ -1,0 +1,109 @@
+"""Where one HTTP/1.1 head ends in bytes that arrive in pieces: strict-checked, size-bounded.
+
+Pure (no I/O, no trio, no h11): the one head reader of every loop that reads a head, the
+request loop (`engine._connection`), the response loop (`engine._response`) and both admin
+servers. They keep only the I/O: receive by a deadline, then give the parser the bytes.
+
+The reader works on the caller's buffer in place and copies nothing: a head usually arrives
+in one receive, and then `head_end` costs one `find_head_end` and one strict check. Bytes
+that arrive in pieces are judged once each (`find_head_end` resumes where it stopped), and
+the size limits hold however they are split: the same bytes, whole or in any pieces, give
+the same end or the same error.
+"""
+
+from __future__ import annotations
+
+from ._strict import FramingError, check_request_head, check_response_head, find_head_end
+
+__all__ = ["HeadReader", "HeadTooLarge"]
+
+
+class HeadTooLarge(FramingError):
+    """A head, or a request line, over its size limit: not malformed, just too big (431, 414)."""
+
+
+class HeadReader:
+    """Finds the end of one request or response head in ``buffer``, which grows by `add`."""
+
+    __slots__ = (
+        "_max_head_bytes",
+        "_max_header_count",
+        "_max_line_bytes",
+        "_request",
+        "_searched",
+        "buffer",
+        "skipped",
+    )
+
+    def __init__(
+        self,
+        buffer: bytearray,
+        *,
+        request: bool,
+        max_head_bytes: int,
+        max_request_line_bytes: int = 0,
+        max_header_count: int = 0,
+    ) -> None:
+        """``buffer`` holds the bytes so far (it is used, not copied). The request line and
+        header count limits apply to requests only."""
+        self.buffer = buffer
+        # Bytes of empty lines dropped before a request line (RFC 9112 2.2), in all.
+        self.skipped = 0
+        self._request = request
+        self._max_head_bytes = max_head_bytes
+        self._max_line_bytes = max_request_line_bytes
+        self._max_header_count = max_header_count
+        self._searched = 0  # where find_head_end stopped looking
+
+    def add(self, data: bytes) -> None:
+        self.buffer += data
+
+    def head_end(self) -> int:
+        """The offset just past a whole head that passed the strict checks, or -1 while more
+        bytes are needed. Raises FramingError (``status`` 400 or 501) for malformed bytes,
+        HeadTooLarge (414 for a request line, 431 for a head) for oversized ones."""
+        buffer = self.buffer
+        if self._request and buffer[:2] == b"\r\n":
+            self._skip_empty_lines()
+        end = find_head_end(buffer, self._searched)
+        if end >= 0:
+            if end > self._max_head_bytes:
+                raise HeadTooLarge(f"{self._kind} head too large", status=431)
+            if self._request:
+                check_request_head(
+                    buffer[:end],
+                    max_request_line_bytes=self._max_line_bytes,
+                    max_header_count=self._max_header_count,
+                )
+            else:
+                check_response_head(buffer[:end])
+            return end
+        if (
+            self._request
+            and len(buffer) > self._max_line_bytes
+            and b"\n" not in buffer[: self._max_line_bytes]
+        ):
+            # Counted as check_request_head counts a whole head: the line with its CRLF.
+            raise HeadTooLarge("request line too long", status=414)
+        if len(buffer) > self._max_head_bytes:
+            raise HeadTooLarge(f"{self._kind} head too large", status=431)
+        self._searched = len(buffer)
+        return -1
+
+    def drop(self, end: int) -> None:
+        """Forget a head read (``end`` from `head_end`), to read the next one (after a 1xx)."""
+        del self.buffer[:end]
+        self._searched = 0
+
+    @property
+    def _kind(self) -> str:
+        return "request" if self._request else "response"
+
+    def _skip_empty_lines(self) -> None:
+        # RFC 9112 2.2: a server SHOULD ignore empty lines before a request line (clients
+        # send a stray CRLF after a POST body).
+        buffer = self.buffer
+        while buffer[:2] == b"\r\n":
+            del buffer[:2]
+            self.skipped += 2
+        self._searched = 0
