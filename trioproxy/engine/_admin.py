@@ -11,9 +11,11 @@ so keep-alive would buy nothing and cost a state machine):
   about the next connect), else 503 with the reason as a one-line text body; 503 while draining;
 - ``/metrics``: the Prometheus text format (0.0.4) of the proxy's collector (`_metrics`).
 
-Other paths get 404, other methods 405. The server is a few dozen lines of h11 rather than an
-ASGI server: every read and write has a deadline, a request head is at most
-`MAX_REQUEST_HEAD_BYTES`, and at most `MAX_CONNECTIONS` connections are served at once.
+Other paths get 404, other methods 405. The server is a few dozen lines rather than an ASGI
+server: the head is read by the proxy's own strict reader, the routing and the answers are
+`core._adminanswers` (shared with the supervisor's admin), every read and write has a deadline,
+a request head is at most `MAX_REQUEST_HEAD_BYTES`, and at most `MAX_CONNECTIONS` connections
+are served at once.
 
 The platform routes only port 80 into the container, and the admin endpoints tell anyone who
 can reach them about the upstream and the traffic: they must stay on loopback. The config
@@ -31,10 +33,26 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-import h11
 import trio
 
 from ..core._addr import format_host_port
+from ..core._adminanswers import (
+    IO_TIMEOUT_S,
+    LINGER_MAX_BYTES,
+    LINGER_S,
+    MAX_REQUEST_HEAD_BYTES,
+    METRICS_CONTENT_TYPE,
+    READY_TIMEOUT_S,
+    Answer,
+    bad_request,
+    head_reader,
+    render,
+    route,
+    text,
+    timed_out,
+    unreachable,
+)
+from ..core._strict import FramingError
 from ._adminbind import MAX_CONNECTIONS, AdminListenError, bind_admin_socket
 from ._exposition import exposition
 from ._listen import accept_forever
@@ -53,23 +71,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("trioproxy")
-
-# Kubernetes' probes give up after 1 s by default (timeoutSeconds); a readiness check that
-# cannot connect within 2 s reports not ready either way, with a reason a person can read.
-READY_TIMEOUT_S = 2.0
-# Reading a request head and writing an answer: probes and scrapers are local and quick.
-IO_TIMEOUT_S = 5.0
-# After answering: how long, and how much, to read what a client still sends (`_linger`).
-LINGER_S = 1.0
-LINGER_MAX_BYTES = 65536
-# Probes and scrapers send a request line and a few headers; anything larger is not one of them.
-MAX_REQUEST_HEAD_BYTES = 8192
-
-# generate_latest writes the 0.0.4 text format whatever prometheus-client's "latest" is.
-_METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-_TEXT = b"text/plain; charset=utf-8"
-
-_Answer = tuple[int, bytes, bytes]  # status, content type, body
 
 
 def open_admin_listener(address: str) -> trio.SocketListener:
@@ -104,10 +105,8 @@ async def check_upstream(host: str, port: int, *, timeout_s: float = READY_TIMEO
                     errors.append(f"{format_host_port(*sockaddr[:2])}: {reason}")
                     continue
             return None
-        if len(errors) == 1:  # the address once, as the proxy's own stderr line says it
-            return f"cannot connect to upstream {errors[0]}"
-        return f"cannot connect to upstream {upstream}: {'; '.join(errors) or 'no address'}"
-    return f"upstream {upstream}: timed out {phase} it after {timeout_s:g}s"
+        return unreachable(upstream, errors)
+    return timed_out(upstream, phase, timeout_s)
 
 
 class AdminServer:
@@ -129,7 +128,7 @@ class AdminServer:
         self._ready_timeout_s = ready_timeout_s
         self._io_timeout_s = io_timeout_s
         self._slots = trio.Semaphore(MAX_CONNECTIONS)
-        self._routes: dict[bytes, Callable[[], Awaitable[_Answer]]] = {
+        self._routes: dict[bytes, Callable[[], Awaitable[Answer]]] = {
             b"/healthz": self._healthz,
             b"/readyz": self._readyz,
             b"/metrics": self._metrics,
@@ -159,44 +158,34 @@ class AdminServer:
             await trio.aclose_forcefully(stream)
 
     async def _serve_one(self, stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
-        request: h11.Request | None = None
+        method, head = b"", None
         try:
             with trio.move_on_after(self._io_timeout_s):
-                request = await _receive_request(stream, conn)
-        except h11.RemoteProtocolError as exc:  # malformed or oversized (400, 431)
-            if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-                return
-            answer = _text(exc.error_status_hint, f"bad request: {exc}")
+                head = await _receive_head(stream)
+        except FramingError as exc:  # malformed or oversized (400, 414, 431)
+            answer = bad_request(exc)
         else:
-            if request is None:  # closed early, or silent past the deadline: nobody to answer
+            if head is None:  # closed early, or silent past the deadline: nobody to answer
                 return
-            answer = await self._answer(request)  # /readyz bounds its own wait
-        data = _render(conn, answer, head_only=request is not None and request.method == b"HEAD")
+            method, endpoint = route(head)
+            # /readyz bounds its own wait
+            answer = await self._routes[endpoint]() if isinstance(endpoint, bytes) else endpoint
+        data = render(answer, head_only=method == b"HEAD")
         with trio.move_on_after(self._io_timeout_s):
             await stream.send_all(data)
             await stream.send_eof()
         await _linger(stream)
 
-    async def _answer(self, request: h11.Request) -> _Answer:
-        path = request.target.partition(b"?")[0]
-        route = self._routes.get(path)
-        if route is None:
-            return _text(404, "not found; try /healthz, /readyz or /metrics")
-        if request.method not in (b"GET", b"HEAD"):
-            return _text(405, "method not allowed; use GET")
-        return await route()
+    async def _healthz(self) -> Answer:
+        return text(503, "draining") if self._is_draining() else text(200, "ok")
 
-    async def _healthz(self) -> _Answer:
-        return _text(503, "draining") if self._is_draining() else _text(200, "ok")
-
-    async def _readyz(self) -> _Answer:
+    async def _readyz(self) -> Answer:
         if self._is_draining():
-            return _text(503, "draining")
+            return text(503, "draining")
         problem = await check_upstream(*self._upstream, timeout_s=self._ready_timeout_s)
-        return _text(200, "ready") if problem is None else _text(503, problem)
+        return text(200, "ready") if problem is None else text(503, problem)
 
-    async def _metrics(self) -> _Answer:
+    async def _metrics(self) -> Answer:
         # The copy is taken here, on the event loop where the counters change, so it is
         # consistent; formatting it (milliseconds for thousands of series) runs in a thread
         # so that the proxy's requests do not wait for a scrape.
@@ -204,7 +193,7 @@ class AdminServer:
         if inspect.isawaitable(snapshot):  # the supervisor's: it asks its workers
             snapshot = await snapshot
         body = await trio.to_thread.run_sync(partial(exposition, snapshot))
-        return 200, _METRICS_CONTENT_TYPE, body
+        return 200, METRICS_CONTENT_TYPE, body
 
 
 async def _linger(stream: trio.SocketStream) -> None:
@@ -220,42 +209,15 @@ async def _linger(stream: trio.SocketStream) -> None:
             drained += len(data)
 
 
-async def _receive_request(stream: trio.SocketStream, conn: h11.Connection) -> h11.Request | None:
-    """The request head; None if the client closed first. The caller's deadline bounds it.
-
-    h11 refuses an incomplete head larger than ``max_incomplete_event_size`` (431), but a head
-    that completes within one large read would slip past that check; so never read more than
-    one byte beyond the limit in all. The body, if any, is never read: the answer does not
-    depend on it and the connection closes after it.
-    """
-    received = 0
-    while True:
-        event = conn.next_event()
-        if isinstance(event, h11.Request):
-            return event
-        if event is not h11.NEED_DATA:  # ConnectionClosed
+async def _receive_head(stream: trio.SocketStream) -> bytes | None:
+    """The request head, strictly checked; None if the client closed first. The caller's
+    deadline bounds it; the reader's limit bounds its size (never read more than one byte
+    beyond it). The body, if any, is never read: the answer does not depend on it and the
+    connection closes after it."""
+    reader = head_reader()
+    while (end := reader.head_end()) < 0:
+        data = await stream.receive_some(MAX_REQUEST_HEAD_BYTES + 1 - len(reader.buffer))
+        if not data:
             return None
-        data = await stream.receive_some(max(1, MAX_REQUEST_HEAD_BYTES + 1 - received))
-        received += len(data)
-        conn.receive_data(data)
-
-
-def _text(status: int, message: str) -> _Answer:
-    return status, _TEXT, message.encode("utf-8", "replace") + b"\n"
-
-
-def _render(conn: h11.Connection, answer: _Answer, *, head_only: bool) -> bytes:
-    status, content_type, body = answer
-    headers = [
-        (b"Content-Type", content_type),
-        (b"Content-Length", b"%d" % len(body)),
-        (b"Cache-Control", b"no-store"),
-        (b"Connection", b"close"),
-    ]
-    if status == 405:
-        headers.append((b"Allow", b"GET, HEAD"))
-    out = conn.send(h11.Response(status_code=status, headers=headers)) or b""
-    if not head_only:  # h11 frames a HEAD answer with no body, and refuses one
-        out += conn.send(h11.Data(data=body)) or b""
-    out += conn.send(h11.EndOfMessage()) or b""
-    return out
+        reader.add(data)
+    return bytes(reader.buffer[:end])
