@@ -13,29 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Callable
 
+from ..core import _adminanswers as answers
 from ..core._addr import format_host_port
-from ..core._adminanswers import (
-    IO_TIMEOUT_S,
-    LINGER_MAX_BYTES,
-    LINGER_S,
-    MAX_REQUEST_HEAD_BYTES,
-    METRICS_CONTENT_TYPE,
-    READY_TIMEOUT_S,
-    Answer,
-    bad_request,
-    head_reader,
-    render,
-    route,
-    text,
-    timed_out,
-    unreachable,
-)
 from ..core._strict import FramingError
 from ..engine._adminbind import MAX_CONNECTIONS
 
@@ -91,31 +75,35 @@ class SupervisorAdmin:
     def _serve(self, conn: socket.socket) -> None:
         method = b""
         try:
-            head = _read_head(conn, time.monotonic() + IO_TIMEOUT_S)
+            head = _read_head(conn, time.monotonic() + answers.IO_TIMEOUT_S)
         except FramingError as exc:  # malformed or oversized (400, 414, 431)
-            answer = bad_request(exc)
+            answer = answers.bad_request(exc)
         else:
             if head is None:
                 return  # closed early, or silent past the deadline: nobody to answer
-            method, endpoint = route(head)
+            method, endpoint = answers.route(head)
             answer = self._answer(endpoint) if isinstance(endpoint, bytes) else endpoint
-        conn.settimeout(IO_TIMEOUT_S)
-        conn.sendall(render(answer, head_only=method == b"HEAD"))
+        conn.settimeout(answers.IO_TIMEOUT_S)
+        conn.sendall(answers.render(answer, head_only=method == b"HEAD"))
         conn.shutdown(socket.SHUT_WR)
         _linger(conn)
 
-    def _answer(self, endpoint: bytes) -> Answer:
+    def _answer(self, endpoint: bytes) -> answers.Answer:
         if endpoint == b"/metrics":
-            return 200, METRICS_CONTENT_TYPE, self._metrics()
+            return 200, answers.METRICS_CONTENT_TYPE, self._metrics()
         if not self._healthy():
-            return text(503, "not every worker is accepting (starting, restarting or draining)")
+            return answers.text(
+                503, "not every worker is accepting (starting, restarting or draining)"
+            )
         if endpoint == b"/healthz":
-            return text(200, "ok")
+            return answers.text(200, "ok")
         problem = check_upstream(*self._upstream)
-        return text(200, "ready") if problem is None else text(503, problem)
+        return answers.text(200, "ready") if problem is None else answers.text(503, problem)
 
 
-def check_upstream(host: str, port: int, *, timeout_s: float = READY_TIMEOUT_S) -> str | None:
+def check_upstream(
+    host: str, port: int, *, timeout_s: float = answers.READY_TIMEOUT_S
+) -> str | None:
     """As `_admin.check_upstream`, blocking: None if ``host`` resolves and a new TCP
     connection to it opens within ``timeout_s``; otherwise why not, in one line."""
     upstream = format_host_port(host, port)
@@ -132,40 +120,39 @@ def check_upstream(host: str, port: int, *, timeout_s: float = READY_TIMEOUT_S) 
     resolver.start()
     resolver.join(timeout_s)
     if not found:
-        return timed_out(upstream, "resolving", timeout_s)
+        return answers.timed_out(upstream, "resolving", timeout_s)
     if isinstance(found[0], OSError):
-        return f"upstream {upstream} does not resolve: {found[0]}"
+        return answers.unresolved(upstream, found[0])
     errors: list[str] = []
     infos: list[tuple[int, int, int, str, tuple[str, int]]] = found[0]  # type: ignore[assignment]
     for family, _, _, _, sockaddr in infos:
         left = deadline - time.monotonic()
         if left <= 0:
-            return timed_out(upstream, "connecting to", timeout_s)
+            return answers.timed_out(upstream, "connecting to", timeout_s)
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(left)
             try:
                 sock.connect(sockaddr)
             except TimeoutError:
-                return timed_out(upstream, "connecting to", timeout_s)
+                return answers.timed_out(upstream, "connecting to", timeout_s)
             except OSError as exc:
-                reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                errors.append(f"{format_host_port(*sockaddr[:2])}: {reason}")
+                errors.append(answers.connect_error(format_host_port(*sockaddr[:2]), exc))
                 continue
         return None
-    return unreachable(upstream, errors)
+    return answers.unreachable(upstream, errors)
 
 
 def _read_head(conn: socket.socket, deadline: float) -> bytes | None:
     """The request head, strictly checked, read one byte beyond the limit at most; None if
     the client closed first or was silent past the deadline. FramingError if refused."""
-    reader = head_reader()
+    reader = answers.head_reader()
     while (end := reader.head_end()) < 0:
         left = deadline - time.monotonic()
         if left <= 0:
             return None
         conn.settimeout(left)
         try:
-            data = conn.recv(MAX_REQUEST_HEAD_BYTES + 1 - len(reader.buffer))
+            data = conn.recv(answers.MAX_REQUEST_HEAD_BYTES + 1 - len(reader.buffer))
         except TimeoutError:
             return None
         if not data:
@@ -178,9 +165,9 @@ def _linger(conn: socket.socket) -> None:
     """Read what the client still sends, briefly, so that closing sends no reset that could
     destroy the answer (as `_admin._linger`)."""
     drained = 0
-    deadline = time.monotonic() + LINGER_S
+    deadline = time.monotonic() + answers.LINGER_S
     with contextlib.suppress(OSError):
-        while drained < LINGER_MAX_BYTES and (left := deadline - time.monotonic()) > 0:
+        while drained < answers.LINGER_MAX_BYTES and (left := deadline - time.monotonic()) > 0:
             conn.settimeout(left)
             data = conn.recv(65536)
             if not data:

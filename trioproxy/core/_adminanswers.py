@@ -7,6 +7,8 @@ nor h11. They keep only the I/O: read a head (`head_reader`), answer, close.
 
 from __future__ import annotations
 
+import os
+
 from ._headers import reason_phrase
 from ._headreader import HeadReader
 from ._strict import FramingError
@@ -21,12 +23,14 @@ __all__ = [
     "READY_TIMEOUT_S",
     "Answer",
     "bad_request",
+    "connect_error",
     "head_reader",
     "render",
     "route",
     "text",
     "timed_out",
     "unreachable",
+    "unresolved",
 ]
 
 # Kubernetes' probes give up after 1 s by default (timeoutSeconds); a readiness check that
@@ -82,6 +86,17 @@ def unreachable(upstream: str, errors: list[str]) -> str:
     if len(errors) == 1:  # the address once, as the proxy's own stderr line says it
         return f"cannot connect to upstream {errors[0]}"
     return f"cannot connect to upstream {upstream}: {'; '.join(errors) or 'no address'}"
+
+
+def connect_error(address: str, exc: OSError) -> str:
+    """One entry of `unreachable`'s ``errors``: the address tried (HOST:PORT) and why it
+    failed."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"{address}: {reason}"
+
+
+def unresolved(upstream: str, exc: OSError) -> str:
+    return f"upstream {upstream} does not resolve: {exc}"
 
 
 def timed_out(upstream: str, phase: str, timeout_s: float) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -35,23 +34,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ..core import _adminanswers as answers
 from ..core._addr import format_host_port
-from ..core._adminanswers import (
-    IO_TIMEOUT_S,
-    LINGER_MAX_BYTES,
-    LINGER_S,
-    MAX_REQUEST_HEAD_BYTES,
-    METRICS_CONTENT_TYPE,
-    READY_TIMEOUT_S,
-    Answer,
-    bad_request,
-    head_reader,
-    render,
-    route,
-    text,
-    timed_out,
-    unreachable,
-)
 from ..core._strict import FramingError
 from ._adminbind import MAX_CONNECTIONS, AdminListenError, bind_admin_socket
 from ._exposition import exposition
@@ -62,8 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_CONNECTIONS",
-    "MAX_REQUEST_HEAD_BYTES",
-    "READY_TIMEOUT_S",
     "AdminListenError",
     "AdminServer",
     "check_upstream",
@@ -82,7 +64,9 @@ def open_admin_listener(address: str) -> trio.SocketListener:
     return trio.SocketListener(trio.socket.from_stdlib_socket(bind_admin_socket(address)))
 
 
-async def check_upstream(host: str, port: int, *, timeout_s: float = READY_TIMEOUT_S) -> str | None:
+async def check_upstream(
+    host: str, port: int, *, timeout_s: float = answers.READY_TIMEOUT_S
+) -> str | None:
     """None if ``host`` resolves and a new TCP connection to it opens within ``timeout_s``;
     otherwise why not, in one line. The connection is closed at once, unused."""
     upstream = format_host_port(host, port)
@@ -93,7 +77,7 @@ async def check_upstream(host: str, port: int, *, timeout_s: float = READY_TIMEO
                 host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
             )
         except OSError as exc:
-            return f"upstream {upstream} does not resolve: {exc}"
+            return answers.unresolved(upstream, exc)
         phase = "connecting to"
         errors: list[str] = []
         for family, _, _, _, sockaddr in infos:
@@ -101,12 +85,11 @@ async def check_upstream(host: str, port: int, *, timeout_s: float = READY_TIMEO
                 try:
                     await sock.connect(sockaddr)
                 except OSError as exc:
-                    reason = os.strerror(exc.errno) if exc.errno else str(exc)
-                    errors.append(f"{format_host_port(*sockaddr[:2])}: {reason}")
+                    errors.append(answers.connect_error(format_host_port(*sockaddr[:2]), exc))
                     continue
             return None
-        return unreachable(upstream, errors)
-    return timed_out(upstream, phase, timeout_s)
+        return answers.unreachable(upstream, errors)
+    return answers.timed_out(upstream, phase, timeout_s)
 
 
 class AdminServer:
@@ -118,8 +101,8 @@ class AdminServer:
         is_draining: Callable[[], bool],
         upstream: tuple[str, int],
         metrics_snapshot: Callable[[], MetricsSnapshot | Awaitable[MetricsSnapshot]],
-        ready_timeout_s: float = READY_TIMEOUT_S,
-        io_timeout_s: float = IO_TIMEOUT_S,
+        ready_timeout_s: float = answers.READY_TIMEOUT_S,
+        io_timeout_s: float = answers.IO_TIMEOUT_S,
     ) -> None:
         self._is_draining = is_draining
         self._upstream = upstream
@@ -128,7 +111,7 @@ class AdminServer:
         self._ready_timeout_s = ready_timeout_s
         self._io_timeout_s = io_timeout_s
         self._slots = trio.Semaphore(MAX_CONNECTIONS)
-        self._routes: dict[bytes, Callable[[], Awaitable[Answer]]] = {
+        self._routes: dict[bytes, Callable[[], Awaitable[answers.Answer]]] = {
             b"/healthz": self._healthz,
             b"/readyz": self._readyz,
             b"/metrics": self._metrics,
@@ -163,29 +146,29 @@ class AdminServer:
             with trio.move_on_after(self._io_timeout_s):
                 head = await _receive_head(stream)
         except FramingError as exc:  # malformed or oversized (400, 414, 431)
-            answer = bad_request(exc)
+            answer = answers.bad_request(exc)
         else:
             if head is None:  # closed early, or silent past the deadline: nobody to answer
                 return
-            method, endpoint = route(head)
+            method, endpoint = answers.route(head)
             # /readyz bounds its own wait
             answer = await self._routes[endpoint]() if isinstance(endpoint, bytes) else endpoint
-        data = render(answer, head_only=method == b"HEAD")
+        data = answers.render(answer, head_only=method == b"HEAD")
         with trio.move_on_after(self._io_timeout_s):
             await stream.send_all(data)
             await stream.send_eof()
         await _linger(stream)
 
-    async def _healthz(self) -> Answer:
-        return text(503, "draining") if self._is_draining() else text(200, "ok")
+    async def _healthz(self) -> answers.Answer:
+        return answers.text(503, "draining") if self._is_draining() else answers.text(200, "ok")
 
-    async def _readyz(self) -> Answer:
+    async def _readyz(self) -> answers.Answer:
         if self._is_draining():
-            return text(503, "draining")
+            return answers.text(503, "draining")
         problem = await check_upstream(*self._upstream, timeout_s=self._ready_timeout_s)
-        return text(200, "ready") if problem is None else text(503, problem)
+        return answers.text(200, "ready") if problem is None else answers.text(503, problem)
 
-    async def _metrics(self) -> Answer:
+    async def _metrics(self) -> answers.Answer:
         # The copy is taken here, on the event loop where the counters change, so it is
         # consistent; formatting it (milliseconds for thousands of series) runs in a thread
         # so that the proxy's requests do not wait for a scrape.
@@ -193,7 +176,7 @@ class AdminServer:
         if inspect.isawaitable(snapshot):  # the supervisor's: it asks its workers
             snapshot = await snapshot
         body = await trio.to_thread.run_sync(partial(exposition, snapshot))
-        return 200, METRICS_CONTENT_TYPE, body
+        return 200, answers.METRICS_CONTENT_TYPE, body
 
 
 async def _linger(stream: trio.SocketStream) -> None:
@@ -201,8 +184,8 @@ async def _linger(stream: trio.SocketStream) -> None:
     input makes the kernel send a reset, which can destroy the answer before the client has
     read it (an oversized head answered with 431 is the usual case). nginx's lingering_close."""
     drained = 0
-    with trio.move_on_after(LINGER_S):
-        while drained < LINGER_MAX_BYTES:
+    with trio.move_on_after(answers.LINGER_S):
+        while drained < answers.LINGER_MAX_BYTES:
             data = await stream.receive_some(65536)
             if not data:
                 return
@@ -214,9 +197,9 @@ async def _receive_head(stream: trio.SocketStream) -> bytes | None:
     deadline bounds it; the reader's limit bounds its size (never read more than one byte
     beyond it). The body, if any, is never read: the answer does not depend on it and the
     connection closes after it."""
-    reader = head_reader()
+    reader = answers.head_reader()
     while (end := reader.head_end()) < 0:
-        data = await stream.receive_some(MAX_REQUEST_HEAD_BYTES + 1 - len(reader.buffer))
+        data = await stream.receive_some(answers.MAX_REQUEST_HEAD_BYTES + 1 - len(reader.buffer))
         if not data:
             return None
         reader.add(data)
