@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from ._headers import reason_phrase
+from ._headers import TEXT_PLAIN, reason_phrase
 from ._headreader import HeadReader
 from ._strict import FramingError
 
@@ -50,7 +50,6 @@ ENDPOINTS = (b"/healthz", b"/readyz", b"/metrics")
 
 # generate_latest writes the 0.0.4 text format whatever prometheus-client's "latest" is.
 METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-_TEXT = b"text/plain; charset=utf-8"
 
 Answer = tuple[int, bytes, bytes]  # status, content type, body
 
@@ -110,7 +109,7 @@ def bad_request(exc: FramingError) -> Answer:
 
 
 def text(status: int, message: str) -> Answer:
-    return status, _TEXT, message.encode("utf-8", "replace") + b"\n"
+    return status, TEXT_PLAIN, message.encode("utf-8", "replace") + b"\n"
 
 
 def render(answer: Answer, *, head_only: bool) -> bytes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ._headers import reason_phrase
+from ._headers import TEXT_PLAIN, reason_phrase
 from ._rulemodel import Response
 
 __all__ = ["FORBIDDEN", "text_response"]
@@ -23,7 +23,7 @@ def text_response(
     if status not in (204, 304):  # no body, and no Content-Length either (RFC 9110 8.6)
         framing = ((b"Content-Length", b"%d" % len(body)),)
         if body and not any(name.lower() == b"content-type" for name, _ in headers):
-            framing = ((b"Content-Type", b"text/plain; charset=utf-8"), *framing)
+            framing = ((b"Content-Type", TEXT_PLAIN), *framing)
     return Response(status, (*headers, *framing), body)
 
 

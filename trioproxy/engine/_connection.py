@@ -11,8 +11,10 @@ import trio
 
 from ..config._settings import Limits
 from ..core._accesslog import AccessRecord, settle_bytes
+from ..core._answers import text_response
 from ..core._errors import ClientError, ClientGone, ProxyError
 from ..core._headers import (
+    TEXT_PLAIN,
     BodyKind,
     RequestPlan,
     header_value,
@@ -41,8 +43,6 @@ _LINGER_BYTES = 1 << 20
 # nginx's convention for the access log: the client closed the connection before a
 # response status went out. Never sent on the wire.
 CLIENT_CLOSED_REQUEST = 499
-
-_ERROR_TYPE = b"text/plain; charset=utf-8"
 
 
 async def serve_connection(stream: trio.SocketStream, ctx: ProxyContext) -> None:
@@ -334,14 +334,9 @@ async def _send_error(
 ) -> None:
     """A short plain-text answer, logged as sent. Client errors close the connection (the
     stream may be out of sync); upstream errors keep it if the request was read whole."""
-    reason = reason_phrase(exc.status, b"")
-    body = b"%d %s\n" % (exc.status, reason)
+    answer = text_response(exc.status)  # "502 Bad Gateway\n", with its framing fields
     record.request_id = record.request_id or new_request_id()  # an unreadable request has none
-    headers = [
-        (b"Content-Type", _ERROR_TYPE),
-        (b"Content-Length", b"%d" % len(body)),
-        (b"X-Request-ID", record.request_id),
-    ]
+    headers = [*answer.headers, (b"X-Request-ID", record.request_id)]
     if (
         isinstance(exc, ClientError)
         or ctx.draining
@@ -350,10 +345,11 @@ async def _send_error(
     ):
         headers.append((b"Connection", b"close"))
     try:
+        reason = reason_phrase(exc.status, b"")
         down.queue(h11.Response(status_code=exc.status, headers=headers, reason=reason))
         record.body_start = down.bytes_sent + down.queued_bytes
-        record.body_bytes_sent, record.content_type = len(body), _ERROR_TYPE
-        down.queue(h11.Data(data=body))
+        record.body_bytes_sent, record.content_type = len(answer.body), TEXT_PLAIN
+        down.queue(h11.Data(data=answer.body))
         down.queue(h11.EndOfMessage())
     except ProxyError:  # h11 will not send it in this state: the connection just closes
         return
