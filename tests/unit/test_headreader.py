@@ -12,7 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioproxy.core._headreader import HeadReader, HeadTooLarge
+from trioproxy.core._headreader import (
+    FixedLimits,
+    HeadReader,
+    HeadTooLarge,
+    RequestHeadReader,
+    ResponseHeadReader,
+)
 from trioproxy.core._strict import FramingError
 
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -22,17 +28,11 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
 def request_reader(
     head_bytes: int = 1024, line_bytes: int = 256, header_count: int = 10
 ) -> HeadReader:
-    return HeadReader(
-        bytearray(),
-        request=True,
-        max_head_bytes=head_bytes,
-        max_request_line_bytes=line_bytes,
-        max_header_count=header_count,
-    )
+    return RequestHeadReader(bytearray(), FixedLimits(head_bytes, line_bytes, header_count))
 
 
 def response_reader(head_bytes: int = 1024) -> HeadReader:
-    return HeadReader(bytearray(), request=False, max_head_bytes=head_bytes)
+    return ResponseHeadReader(bytearray(), FixedLimits(head_bytes))
 
 
 Outcome = tuple[str, int, int]  # ("end", end, skipped) or ("refused", status, 0)
@@ -115,9 +115,7 @@ def test_informational_heads_are_read_one_after_another() -> None:
 
 def test_the_callers_buffer_is_used_not_copied() -> None:
     buffer = bytearray(b"GET / HTTP/1.1\r\n")
-    reader = HeadReader(
-        buffer, request=True, max_head_bytes=1024, max_request_line_bytes=256, max_header_count=9
-    )
+    reader = RequestHeadReader(buffer, FixedLimits(1024, 256, 9))
     assert reader.head_end() == -1
     reader.add(b"Host: x\r\n\r\n")
     assert reader.head_end() == len(GET)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from ._headers import TEXT_PLAIN, reason_phrase
-from ._headreader import HeadReader
+from ._headreader import FixedLimits, HeadReader, RequestHeadReader
 from ._strict import FramingError
 
 __all__ = [
@@ -44,7 +44,7 @@ LINGER_S = 1.0
 LINGER_MAX_BYTES = 65536
 # Probes and scrapers send a request line and a few headers; anything larger is not one of them.
 MAX_REQUEST_HEAD_BYTES = 8192
-_MAX_HEADER_COUNT = 100
+_LIMITS = FixedLimits(MAX_REQUEST_HEAD_BYTES, MAX_REQUEST_HEAD_BYTES, max_header_count=100)
 
 ENDPOINTS = (b"/healthz", b"/readyz", b"/metrics")
 
@@ -58,13 +58,7 @@ def head_reader() -> HeadReader:
     """A reader for one admin request head: strict, at most `MAX_REQUEST_HEAD_BYTES`. Read
     at most one byte more than that in all, so a head that completes within one large read
     cannot slip past the limit."""
-    return HeadReader(
-        bytearray(),
-        request=True,
-        max_head_bytes=MAX_REQUEST_HEAD_BYTES,
-        max_request_line_bytes=MAX_REQUEST_HEAD_BYTES,
-        max_header_count=_MAX_HEADER_COUNT,
-    )
+    return RequestHeadReader(bytearray(), _LIMITS)
 
 
 def route(head: bytes | bytearray) -> tuple[bytes, bytes | Answer]:

@@ -13,9 +13,37 @@ the same end or the same error.
 
 from __future__ import annotations
 
+from typing import NamedTuple, Protocol
+
 from ._strict import FramingError, check_request_head, check_response_head, find_head_end
 
-__all__ = ["HeadReader", "HeadTooLarge"]
+__all__ = [
+    "FixedLimits",
+    "HeadLimits",
+    "HeadReader",
+    "HeadTooLarge",
+    "RequestHeadReader",
+    "ResponseHeadReader",
+]
+
+
+class HeadLimits(Protocol):
+    """The sizes a head may have; the engine passes its ``settings.limits`` as they are."""
+
+    @property
+    def max_header_bytes(self) -> int: ...  # the whole head (431 beyond)
+    @property
+    def max_request_line_bytes(self) -> int: ...  # with its CRLF (414 beyond); requests only
+    @property
+    def max_header_count(self) -> int: ...  # field lines (431 beyond); requests only
+
+
+class FixedLimits(NamedTuple):
+    """HeadLimits as constants (the admin endpoints, tests)."""
+
+    max_header_bytes: int
+    max_request_line_bytes: int = 0
+    max_header_count: int = 0
 
 
 class HeadTooLarge(FramingError):
@@ -23,37 +51,21 @@ class HeadTooLarge(FramingError):
 
 
 class HeadReader:
-    """Finds the end of one request or response head in ``buffer``, which grows by `add`."""
+    """Finds the end of one head in ``buffer``, which grows by `add`; `RequestHeadReader` and
+    `ResponseHeadReader` say which kind. Cheap to make, once a request: two arguments, the
+    limits taken by reference."""
 
-    __slots__ = (
-        "_max_head_bytes",
-        "_max_header_count",
-        "_max_line_bytes",
-        "_request",
-        "_searched",
-        "buffer",
-        "skipped",
-    )
+    __slots__ = ("_limits", "_searched", "buffer", "skipped")
+    _REQUEST = True
+    _KIND = "request"
 
-    def __init__(
-        self,
-        buffer: bytearray,
-        *,
-        request: bool,
-        max_head_bytes: int,
-        max_request_line_bytes: int = 0,
-        max_header_count: int = 0,
-    ) -> None:
-        """``buffer`` holds the bytes so far (it is used, not copied). The request line and
-        header count limits apply to requests only."""
+    def __init__(self, buffer: bytearray, limits: HeadLimits) -> None:
+        """``buffer`` holds the bytes so far (it is used, not copied)."""
         self.buffer = buffer
+        self._limits = limits
+        self._searched = 0  # where find_head_end stopped looking
         # Bytes of empty lines dropped before a request line (RFC 9112 2.2), in all.
         self.skipped = 0
-        self._request = request
-        self._max_head_bytes = max_head_bytes
-        self._max_line_bytes = max_request_line_bytes
-        self._max_header_count = max_header_count
-        self._searched = 0  # where find_head_end stopped looking
 
     def add(self, data: bytes) -> None:
         self.buffer += data
@@ -62,31 +74,31 @@ class HeadReader:
         """The offset just past a whole head that passed the strict checks, or -1 while more
         bytes are needed. Raises FramingError (``status`` 400 or 501) for malformed bytes,
         HeadTooLarge (414 for a request line, 431 for a head) for oversized ones."""
-        buffer = self.buffer
-        if self._request and buffer[:2] == b"\r\n":
+        buffer, limits, request = self.buffer, self._limits, self._REQUEST
+        if request and buffer[:2] == b"\r\n":
             self._skip_empty_lines()
         end = find_head_end(buffer, self._searched)
         if end >= 0:
-            if end > self._max_head_bytes:
-                raise HeadTooLarge(f"{self._kind} head too large", status=431)
-            if self._request:
+            if end > limits.max_header_bytes:
+                raise HeadTooLarge(f"{self._KIND} head too large", status=431)
+            if request:
                 check_request_head(
                     buffer[:end],
-                    max_request_line_bytes=self._max_line_bytes,
-                    max_header_count=self._max_header_count,
+                    max_request_line_bytes=limits.max_request_line_bytes,
+                    max_header_count=limits.max_header_count,
                 )
             else:
                 check_response_head(buffer[:end])
             return end
         if (
-            self._request
-            and len(buffer) > self._max_line_bytes
-            and b"\n" not in buffer[: self._max_line_bytes]
+            request
+            and len(buffer) > (line_limit := limits.max_request_line_bytes)
+            and b"\n" not in buffer[:line_limit]
         ):
             # Counted as check_request_head counts a whole head: the line with its CRLF.
             raise HeadTooLarge("request line too long", status=414)
-        if len(buffer) > self._max_head_bytes:
-            raise HeadTooLarge(f"{self._kind} head too large", status=431)
+        if len(buffer) > limits.max_header_bytes:
+            raise HeadTooLarge(f"{self._KIND} head too large", status=431)
         self._searched = len(buffer)
         return -1
 
@@ -94,10 +106,6 @@ class HeadReader:
         """Forget a head read (``end`` from `head_end`), to read the next one (after a 1xx)."""
         del self.buffer[:end]
         self._searched = 0
-
-    @property
-    def _kind(self) -> str:
-        return "request" if self._request else "response"
 
     def _skip_empty_lines(self) -> None:
         # RFC 9112 2.2: a server SHOULD ignore empty lines before a request line (clients
@@ -107,3 +115,17 @@ class HeadReader:
             del buffer[:2]
             self.skipped += 2
         self._searched = 0
+
+
+class RequestHeadReader(HeadReader):
+    """A request head: empty lines before it skipped, its line and field count limited."""
+
+    __slots__ = ()
+
+
+class ResponseHeadReader(HeadReader):
+    """A response head: only its size limited (``max_header_bytes``)."""
+
+    __slots__ = ()
+    _REQUEST = False
+    _KIND = "response"

@@ -22,7 +22,7 @@ from ..core._headers import (
     plan_request,
     reason_phrase,
 )
-from ..core._headreader import HeadReader, HeadTooLarge
+from ..core._headreader import HeadTooLarge, RequestHeadReader
 from ..core._requestview import request_view
 from ..core._ruleengine import Decision
 from ..core._strict import FramingError
@@ -138,13 +138,7 @@ async def _read_request_head(
     the deadline (usually it is all there already: then nothing waits), then give h11 the
     bytes it does not have yet (the first ``fed`` it has). Partial heads are held once, here,
     not also in h11's buffer: they are what a slowloris makes the proxy hold."""
-    reader = HeadReader(
-        head,
-        request=True,
-        max_head_bytes=limits.max_header_bytes,
-        max_request_line_bytes=limits.max_request_line_bytes,
-        max_header_count=limits.max_header_count,
-    )
+    reader = RequestHeadReader(head, limits)
     while True:
         try:
             end = reader.head_end()

@@ -22,7 +22,7 @@ from ..core._headers import (
     response_headers,
     trailer_headers,
 )
-from ..core._headreader import HeadReader, HeadTooLarge
+from ..core._headreader import HeadTooLarge, ResponseHeadReader
 from ..core._strict import FramingError
 from ._context import ProxyContext
 from ._h11 import h11
@@ -57,9 +57,7 @@ async def _read_response_head(
     chunked check still has to see.
     """
     deadline = trio.current_time() + ctx.settings.timeouts.upstream_response_s
-    reader = HeadReader(
-        bytearray(), request=False, max_head_bytes=ctx.settings.limits.max_header_bytes
-    )
+    reader = ResponseHeadReader(bytearray(), ctx.settings.limits)
     informational = 0
     while True:
         try:
