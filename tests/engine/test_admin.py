@@ -374,14 +374,15 @@ def test_loopback_admin_addresses_are_accepted_before_trio_runs(address: str) ->
         os.close(listener.socket.detach())  # a trio socket's close() needs a running trio
 
 
-async def test_a_prebound_admin_listener_is_served_and_turns_counting_on(
+async def test_a_prebound_admin_listener_is_served_and_counted(
     origin: tuple[str, int],
 ) -> None:
-    # What the command does: bind both addresses first, then run. Settings say nothing.
+    # What the command does: bind both addresses first, then run. Settings say nothing; the
+    # server is told to count when it is built.
     listener = open_listener("127.0.0.1", 0)
     admin = open_admin_listener("127.0.0.1:0")
     records: list[AccessRecord] = []
-    server = ProxyServer(make_settings(), origin, records.append)
+    server = ProxyServer(make_settings(), origin, records.append, count_requests=True)
     async with trio.open_nursery() as nursery:
         await nursery.start(partial(server.run, [listener], admin_listener=admin))
         assert server.admin_address == admin.socket.getsockname()[:2]
@@ -392,6 +393,17 @@ async def test_a_prebound_admin_listener_is_served_and_turns_counting_on(
     assert value(samples, "trioproxy_requests_total", code_class="2xx") == 1
     assert len(records) == 1
     assert admin.socket.fileno() == -1  # run() closed it on the way out
+
+
+async def test_a_prebound_admin_listener_on_a_server_built_not_to_count_is_refused() -> None:
+    # Counting is decided when the server is built; run() does not swap the sink later.
+    listener = open_listener("127.0.0.1", 0)
+    admin = open_admin_listener("127.0.0.1:0")
+    server = ProxyServer(make_settings(), ("127.0.0.1", 9), lambda record: None)
+    assert not server.ctx.metrics.observed
+    with pytest.raises(ValueError, match="count_requests=True"):
+        await server.run([listener], admin_listener=admin)
+    assert admin.socket.fileno() == -1 and listener.socket.fileno() == -1
 
 
 @pytest.mark.parametrize(

@@ -714,6 +714,33 @@ async def test_total_header_bytes_boundary(pieces: int) -> None:
     assert len(seen.requests) == 1
 
 
+@pytest.mark.parametrize("pieces", [1, 2])
+async def test_response_header_bytes_boundary(pieces: int) -> None:
+    """max_header_bytes bounds a response head too, final CRLF CRLF included: a 502 one byte
+    beyond, whether the head arrives in one read or in pieces (one reader for both)."""
+    limit = 2048
+    base = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: \r\n\r\n"
+
+    def head_of_size(size: int) -> bytes:
+        return base.replace(b"X-Pad: ", b"X-Pad: " + b"p" * (size - len(base)))
+
+    async def origin(stream: trio.SocketStream) -> None:
+        request = await stream.receive_some(65536)
+        head = head_of_size(int(request.split(b"/size/", 1)[1].split(b" ", 1)[0]))
+        cut = len(head) // pieces
+        await stream.send_all(head[:cut])
+        await stream.send_all(head[cut:] + b"ok")
+
+    settings = make_settings(limits__max_header_bytes=limit)
+    async with raw_origin(origin) as upstream, running_proxy(upstream, settings) as proxy:
+        for size, status in ((limit, 200), (limit + 1, 502)):
+            assert len(head_of_size(size)) == size
+            with trio.fail_after(CAP_S):
+                async with Client.connect(proxy.address) as client:
+                    reply = await client.request(b"GET", b"/size/%d" % size)
+            assert reply.status == status
+
+
 async def test_header_count_boundary() -> None:
     async with counting_origin() as (upstream, seen), running_proxy(upstream) as proxy:
         fields = [HOST] + [b"X-F%d: v" % i for i in range(LIMITS.max_header_count - 1)]

@@ -133,14 +133,19 @@ async def run_proxy(
 ) -> None:
     """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once. SIGHUP
     reloads ``config_dir`` (a worker is handed its configuration through ``channel``)."""
-    counting = channel is not None and bool(settings.admin.listen)
+    # Counted when someone reads the numbers: this process's admin listener, or a worker's
+    # supervisor, which asks for them over the channel.
+    counting = bool(settings.admin.listen) or admin_listener is not None
     if channel is not None:  # a worker: the supervisor owns the admin listener
         settings = replace(settings, admin=Admin())
     server = ProxyServer(
-        settings, upstream, access_log, access_log_dropped=access_log_dropped, buckets=buckets
+        settings,
+        upstream,
+        access_log,
+        access_log_dropped=access_log_dropped,
+        buckets=buckets,
+        count_requests=counting,
     )
-    if counting:
-        server.count_requests()  # the supervisor asks for the numbers over the channel
     reloader = _Reloader(server, access_log)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:

@@ -17,10 +17,9 @@ import sys
 from collections.abc import Callable
 
 from ._config import ConfigError, load_config, load_settings
+from ._options import DEFAULT_CONFIG_DIR
 
 __all__ = ["DEFAULT_CONFIG_DIR", "config_main", "main"]
-
-DEFAULT_CONFIG_DIR = "/opt/proxy_config"
 
 _HELP = {
     "validate": "\nCheck DIR/trioproxy.toml the way the proxy reads it at startup. Prints nothing"

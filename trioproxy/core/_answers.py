@@ -5,9 +5,9 @@ Pure: no I/O and no trio.
 
 from __future__ import annotations
 
-from http import HTTPStatus
 from typing import Final
 
+from ._headers import TEXT_PLAIN, reason_phrase
 from ._rulemodel import Response
 
 __all__ = ["FORBIDDEN", "text_response"]
@@ -18,16 +18,13 @@ def text_response(
 ) -> Response:
     """An answer with a plain-text body (by default "403 Forbidden") and its framing."""
     if body is None:
-        body = b"%d %s\n" % (status, _REASONS.get(status, b""))
+        body = b"%d %s\n" % (status, reason_phrase(status, b""))
     framing: tuple[tuple[bytes, bytes], ...] = ()
     if status not in (204, 304):  # no body, and no Content-Length either (RFC 9110 8.6)
         framing = ((b"Content-Length", b"%d" % len(body)),)
         if body and not any(name.lower() == b"content-type" for name, _ in headers):
-            framing = ((b"Content-Type", b"text/plain; charset=utf-8"), *framing)
+            framing = ((b"Content-Type", TEXT_PLAIN), *framing)
     return Response(status, (*headers, *framing), body)
-
-
-_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
 
 def _too_many_requests(retry_after: int) -> Response:

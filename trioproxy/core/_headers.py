@@ -330,6 +330,9 @@ def header_value(headers: Sequence[tuple[bytes, bytes]], lname: bytes) -> bytes:
     return b""
 
 
+# The proxy's own plain-text answers (errors, rule answers, the admin endpoints).
+TEXT_PLAIN = b"text/plain; charset=utf-8"
+
 _STANDARD_REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
 
 

@@ -10,8 +10,10 @@ import trio
 
 from ..config._settings import Limits
 from ..core._accesslog import AccessRecord, settle_bytes
+from ..core._answers import text_response
 from ..core._errors import ClientError, ClientGone, ProxyError
 from ..core._headers import (
+    TEXT_PLAIN,
     BodyKind,
     RequestPlan,
     header_value,
@@ -19,9 +21,10 @@ from ..core._headers import (
     plan_request,
     reason_phrase,
 )
+from ..core._headreader import HeadTooLarge, RequestHeadReader
 from ..core._requestview import request_view
 from ..core._ruleengine import Decision
-from ..core._strict import FramingError, check_request_head, find_head_end
+from ..core._strict import FramingError
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
 from ._exchange import Exchange
@@ -41,8 +44,6 @@ _LINGER_BYTES = 1 << 20
 # nginx's convention for the access log: the client closed the connection before a
 # response status went out. Never sent on the wire.
 CLIENT_CLOSED_REQUEST = 499
-
-_ERROR_TYPE = b"text/plain; charset=utf-8"
 
 
 async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
@@ -124,35 +125,24 @@ async def _read_request_head(
     the deadline (usually it is all there already: then nothing waits), then give h11 the
     bytes it does not have yet (the first ``fed`` it has). Partial heads are held once, here,
     not also in h11's buffer: they are what a slowloris makes the proxy hold."""
-    searched = 0
+    reader = RequestHeadReader(head, limits)
     while True:
-        if head[:2] == b"\r\n":
-            fed = _skip_empty_lines(down, head, fed, limits)
-            searched = 0
-            continue
         try:
-            end = find_head_end(head, searched)
-            if end >= 0:
-                if end > limits.max_header_bytes:
-                    raise ClientError("request head too large", status=431)
-                check_request_head(
-                    head[:end],
-                    max_request_line_bytes=limits.max_request_line_bytes,
-                    max_header_count=limits.max_header_count,
-                )
-                if len(head) > fed:  # (b"" would tell h11 the client closed)
-                    down.h11.receive_data(bytes(head[fed:]))
-                return
+            end = reader.head_end()
+        except HeadTooLarge as exc:
+            raise ClientError(str(exc), status=exc.status) from exc
         except FramingError as exc:
             raise ClientError(f"malformed request: {exc}", status=exc.status) from exc
-        if (
-            len(head) > limits.max_request_line_bytes
-            and b"\n" not in head[: limits.max_request_line_bytes]
-        ):
-            raise ClientError("request line too long", status=414)
-        if len(head) > limits.max_header_bytes:
-            raise ClientError("request head too large", status=431)
-        searched = len(head)
+        finally:
+            if reader.skipped and fed:
+                # Empty lines skipped (RFC 9112 2.2), which h11 does not do: its buffer
+                # cannot give bytes back, so the next cycle starts on a fresh h11.
+                down.h11 = _fresh_h11(limits)
+                fed = 0
+        if end >= 0:
+            if len(head) > fed:  # (b"" would tell h11 the client closed)
+                down.h11.receive_data(bytes(head[fed:]))
+            return
         # Checked here too, not only while waiting: bytes that keep coming (empty lines
         # without end) must not keep the head open past its deadline.
         left_s = deadline - trio.current_time()
@@ -166,18 +156,7 @@ async def _read_request_head(
             if head:
                 raise ClientError("connection closed mid-request-head")
             raise _Closed
-        head += data
-
-
-def _skip_empty_lines(down: Downstream, head: bytearray, fed: int, limits: Limits) -> int:
-    """RFC 9112 2.2: a server SHOULD ignore empty lines before a request line (clients send
-    a stray CRLF after a POST body). h11 does not, and its buffer cannot give bytes back, so
-    if it has any the next cycle starts on a fresh h11 connection. Returns what it holds."""
-    while head[:2] == b"\r\n":
-        del head[:2]
-    if fed:
-        down.h11 = _fresh_h11(limits)
-    return 0
+        reader.add(data)
 
 
 def _fresh_h11(limits: Limits) -> h11.Connection:
@@ -333,14 +312,9 @@ async def _send_error(
 ) -> None:
     """A short plain-text answer, logged as sent. Client errors close the connection (the
     stream may be out of sync); upstream errors keep it if the request was read whole."""
-    reason = reason_phrase(exc.status, b"")
-    body = b"%d %s\n" % (exc.status, reason)
+    answer = text_response(exc.status)  # "502 Bad Gateway\n", with its framing fields
     record.request_id = record.request_id or new_request_id()  # an unreadable request has none
-    headers = [
-        (b"Content-Type", _ERROR_TYPE),
-        (b"Content-Length", b"%d" % len(body)),
-        (b"X-Request-ID", record.request_id),
-    ]
+    headers = [*answer.headers, (b"X-Request-ID", record.request_id)]
     if (
         isinstance(exc, ClientError)
         or ctx.draining
@@ -349,10 +323,11 @@ async def _send_error(
     ):
         headers.append((b"Connection", b"close"))
     try:
+        reason = reason_phrase(exc.status, b"")
         down.queue(h11.Response(status_code=exc.status, headers=headers, reason=reason))
         record.body_start = down.bytes_sent + down.queued_bytes
-        record.body_bytes_sent, record.content_type = len(body), _ERROR_TYPE
-        down.queue(h11.Data(data=body))
+        record.body_bytes_sent, record.content_type = len(answer.body), TEXT_PLAIN
+        down.queue(h11.Data(data=answer.body))
         down.queue(h11.EndOfMessage())
     except ProxyError:  # h11 will not send it in this state: the connection just closes
         return

@@ -35,8 +35,13 @@ class Shared:
     current: ProxyContext | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class ProxyContext:
+    """Built whole when the server starts (and again by each reload, with `replace`), never
+    changed afterwards: the access-log sink, with or without the metrics observer, is decided
+    at construction. What changes while serving lives in the mutable parts it holds
+    (``stats``, ``metrics``, ``shared``, ``idle_scopes``, the pool)."""
+
     settings: Settings
     pool: UpstreamPool
     upstream_authority: bytes  # Host for HTTP/1.0 requests that sent none
@@ -46,7 +51,7 @@ class ProxyContext:
     rule_engine: RuleEngine = field(default_factory=lambda: RuleEngine(RuleSet()))
     stats: ProxyStats = field(default_factory=ProxyStats)
     # Per-request counters for the admin listener's /metrics (issue 7); ProxyServer feeds them
-    # through `log_access` only while the admin listener is on.
+    # through `log_access` only when it was built to count (`ProxyServer`'s count_requests).
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     shared: Shared = field(default_factory=Shared)
     # Connections waiting for their next (or first) request, oldest first: cancelled at once

@@ -1,5 +1,5 @@
 """One side of an exchange: a transport paired with its h11 state machine, and every read and
-write on it.
+write on it (`Wire`: the reads and writes; `Peer`: with h11; `Downstream`, `UpstreamConnection`).
 
 This is where trio's and h11's errors become the proxy's vocabulary (`_errors`), once, and
 where every read and write gets its deadline, its fairness and its cancellation rules, over
@@ -64,21 +64,22 @@ class RateFloor:
         return self.started + self.grace_s + moved / self.bytes_per_s
 
 
-class Peer:
+class Wire:
+    """A transport's reads and writes with deadlines, fairness, cancellation rules and the
+    proxy's errors (`_gone`, `_too_slow`: each kind of connection says its own)."""
+
     __slots__ = (
         "_out",
         "_sending",
         "bytes_received",
         "bytes_sent",
-        "h11",
         "receive_floor",
         "send_floor",
         "transport",
     )
 
-    def __init__(self, transport: Transport, conn: h11.Connection) -> None:
+    def __init__(self, transport: Transport) -> None:
         self.transport = transport
-        self.h11 = conn
         self._out: list[bytes] = []  # queued, not yet being sent
         self._sending = _NOTHING  # the unsent rest of the buffer being sent
         self.bytes_sent = 0
@@ -86,17 +87,7 @@ class Peer:
         self.receive_floor: RateFloor | None = None
         self.send_floor: RateFloor | None = None
 
-    # --- Queueing ----------------------------------------------------------------------------
-
-    def queue(self, event: h11.Event) -> None:
-        try:
-            data = self.h11.send(event)
-        except h11.LocalProtocolError as exc:
-            # h11's parser took something its writer will not send (the other side's
-            # message, which is all we forward): that message cannot be forwarded.
-            raise self._unsendable(exc) from exc
-        if data:
-            self._out.append(data)
+    # --- Queued bytes ------------------------------------------------------------------------
 
     @property
     def has_queued(self) -> bool:
@@ -107,17 +98,6 @@ class Peer:
         return len(self._sending) + sum(map(len, self._out))
 
     # --- Writing -----------------------------------------------------------------------------
-
-    async def flush(self, timeout_s: float) -> None:
-        """Send everything queued; an error or a cancellation leaves this h11 side unusable
-        (the peer got an unknown prefix)."""
-        if not self.has_queued:
-            return
-        try:
-            await self.send_queued(timeout_s)
-        except BaseException:
-            self.h11.send_failed()
-            raise
 
     async def send_queued(self, timeout_s: float) -> None:
         """Send everything queued. Cancelled while waiting, it keeps what is unsent queued,
@@ -277,6 +257,37 @@ class Peer:
 
     def _too_slow(self, doing: str) -> Exception:
         raise NotImplementedError
+
+
+class Peer(Wire):
+    """A wire with its HTTP/1.1 state machine: h11 events are queued as bytes, then flushed."""
+
+    __slots__ = ("h11",)
+
+    def __init__(self, transport: Transport, conn: h11.Connection) -> None:
+        super().__init__(transport)
+        self.h11 = conn
+
+    def queue(self, event: h11.Event) -> None:
+        try:
+            data = self.h11.send(event)
+        except h11.LocalProtocolError as exc:
+            # h11's parser took something its writer will not send (the other side's
+            # message, which is all we forward): that message cannot be forwarded.
+            raise self._unsendable(exc) from exc
+        if data:
+            self._out.append(data)
+
+    async def flush(self, timeout_s: float) -> None:
+        """Send everything queued; an error or a cancellation leaves this h11 side unusable
+        (the peer got an unknown prefix)."""
+        if not self.has_queued:
+            return
+        try:
+            await self.send_queued(timeout_s)
+        except BaseException:
+            self.h11.send_failed()
+            raise
 
     def _unsendable(self, exc: h11.LocalProtocolError) -> Exception:
         raise NotImplementedError

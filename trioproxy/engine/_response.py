@@ -21,7 +21,8 @@ from ..core._headers import (
     response_headers,
     trailer_headers,
 )
-from ..core._strict import FramingError, check_response_head, find_head_end
+from ..core._headreader import HeadTooLarge, ResponseHeadReader
+from ..core._strict import FramingError
 from ._exchange import Exchange
 from ._h11 import h11
 from ._peer import Downstream, RateFloor, UpstreamConnection
@@ -51,37 +52,31 @@ async def _read_response_head(
     """
     down, up, ctx = ex.down, ex.upstream, ex.ctx
     deadline = trio.current_time() + ctx.settings.timeouts.upstream_response_s
-    limit = ctx.settings.limits.max_header_bytes
-    buffer = bytearray()
-    searched = 0
+    reader = ResponseHeadReader(bytearray(), ctx.settings.limits)
     informational = 0
     while True:
         try:
-            end = find_head_end(buffer, searched)
-            if end >= 0:
-                check_response_head(buffer[:end])
+            end = reader.head_end()
+        except HeadTooLarge as exc:
+            raise UpstreamError(f"response head from upstream {up.address} too large") from exc
         except FramingError as exc:
             raise UpstreamError(f"malformed response from upstream {up.address}: {exc}") from exc
         if end < 0:
-            if len(buffer) > limit:
-                raise UpstreamError(f"response head from upstream {up.address} too large")
-            searched = len(buffer)
             data = await _receive_head_bytes(down, up, deadline, watch_client=watch_client)
             if not data:  # EOF: before any byte, the stale keep-alive race; else a cut head
                 if up.bytes_received == 0:
                     raise UpstreamClosed(f"upstream {up.address} closed the connection")
                 raise UpstreamError(f"upstream {up.address} closed mid-response-head")
-            buffer += data
+            reader.add(data)
             continue
-        del buffer[:end]
-        searched = 0
+        reader.drop(end)
         event = _next_upstream_event(up)
         if isinstance(event, h11.Response):
-            return event, buffer
+            return event, reader.buffer
         if not isinstance(event, h11.InformationalResponse):
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
         if event.status_code == 101:  # h11 lets it through only if we proposed an upgrade
-            return event, buffer
+            return event, reader.buffer
         informational += 1
         if informational > _MAX_INFORMATIONAL:
             raise UpstreamError(f"upstream {up.address} sent over {_MAX_INFORMATIONAL} 1xx")

@@ -32,7 +32,7 @@ from ._collector import ProxyCollector
 from ._connection import serve_connection
 from ._context import ProxyContext
 from ._listen import accept_forever, as_listener
-from ._metrics import observing
+from ._metrics import RequestMetrics, observing
 from ._pool import Connector, PoolLimits, UpstreamPool
 from ._resolver import Lookup, Resolver, system_lookup
 from ._transport import Listener, Transport, connect_socket
@@ -52,10 +52,16 @@ class ProxyServer:
         *,
         access_log_dropped: Callable[[], int] | None = None,
         buckets: BucketsFactory = local_buckets,
+        count_requests: bool | None = None,
         lookup: Lookup = system_lookup,
         connect: Connector = connect_socket,
     ) -> None:
-        """``lookup`` and ``connect`` reach the upstream: the system resolver and TCP, or a
+        """``count_requests``: feed the /metrics counters from every access record; by
+        default when ``settings.admin.listen`` is set. A worker whose supervisor serves
+        /metrics passes True; so does a caller that hands ``run`` a prebound admin listener.
+        Decided here, once: the context's access-log sink is never swapped afterwards.
+
+        ``lookup`` and ``connect`` reach the upstream: the system resolver and TCP, or a
         `MemoryNetwork` in engine tests."""
         self.settings = settings
         self.upstream = upstream
@@ -72,15 +78,20 @@ class ProxyServer:
             lookup=lookup,
         )
         pool = UpstreamPool(resolver, _pool_limits(settings), connect)
+        # Requests are counted only when someone can read the counts: with the admin listener
+        # off, the hot path pays nothing. Counting at the access-log sink counts every logged
+        # request, and only those, without a call in the connection code.
+        self._counting = bool(settings.admin.listen) if count_requests is None else count_requests
+        metrics = RequestMetrics()
         self.ctx = ProxyContext(
             settings=settings,
             pool=pool,
             upstream_authority=format_host_port(*upstream).encode("ascii"),
-            log_access=access_log,
+            log_access=self._sink(metrics, access_log),
             forwarding=_forwarding(settings),
             rule_engine=RuleEngine(settings.rules, buckets=buckets),
+            metrics=metrics,
         )
-        self._counting = False
         self._buckets = buckets
         self._slots = trio.Semaphore(settings.limits.max_connections)
         self._accepting = trio.CancelScope()
@@ -95,18 +106,21 @@ class ProxyServer:
         self.pool.resolver.ttl_s = settings.upstream.dns_ttl_s
         self.pool.resolver.negative_ttl_s = settings.upstream.dns_negative_ttl_s
         self.pool.resolver.lookup_timeout_s = settings.timeouts.upstream_connect_s
-        if self._counting:
-            access_log = observing(self.ctx.metrics, access_log)
         self.settings = settings
         self.ctx.shared.current = replace(
             old,
             settings=settings,
-            log_access=access_log,
+            log_access=self._sink(self.ctx.metrics, access_log),
             forwarding=_forwarding(settings),
             rule_engine=RuleEngine(
                 settings.rules, buckets=old.rule_engine.keeping_buckets(self._buckets)
             ),
         )
+
+    def _sink(
+        self, metrics: RequestMetrics, access_log: Callable[[AccessRecord], None]
+    ) -> Callable[[AccessRecord], None]:
+        return observing(metrics, access_log) if self._counting else access_log
 
     @property
     def pool(self) -> UpstreamPool:
@@ -142,7 +156,12 @@ class ProxyServer:
 
                 admin_listener = open_admin_listener(self.settings.admin.listen)
             if admin_listener is not None:
-                self._count_requests(admin_listener)
+                if not self._counting:
+                    raise ValueError(
+                        "ProxyServer: an admin listener needs count_requests=True"
+                        " (or settings.admin.listen) when the server is built"
+                    )
+                self.admin_address = admin_listener.socket.getsockname()[:2]
             async with trio.open_nursery() as outer:
                 await outer.start(self.pool.run)
                 if admin_listener is not None:
@@ -160,18 +179,6 @@ class ProxyServer:
             _close_listeners(sources)
             if admin_listener is not None:
                 admin_listener.socket.close()
-
-    def _count_requests(self, admin_listener: trio.SocketListener) -> None:
-        # Requests are counted only when someone can read the counts: with the admin listener
-        # off, the hot path pays nothing. Counting at the access-log sink counts every logged
-        # request, and only those, without a call in the connection code.
-        self.admin_address = admin_listener.socket.getsockname()[:2]
-        self.count_requests()
-
-    def count_requests(self) -> None:
-        """Feed the /metrics counters (a worker whose supervisor serves /metrics calls this)."""
-        self._counting = True
-        self.ctx.log_access = observing(self.ctx.metrics, self.ctx.log_access)
 
     def _admin_server(self) -> AdminServer:
         from ._admin import AdminServer

@@ -1,0 +1,134 @@
+"""Where one HTTP/1.1 head ends in bytes that arrive in pieces: strict-checked, size-bounded.
+
+Pure (no I/O, no trio, no h11): the one head reader of every loop that reads a head, the
+request loop (`engine._connection`), the response loop (`engine._response`) and both admin
+servers. They keep only the I/O: receive by a deadline, then give the parser the bytes.
+
+The reader works on the caller's buffer in place and copies nothing: a head usually arrives
+in one receive, and then `head_end` costs one `find_head_end` and one strict check. Bytes
+that arrive in pieces are judged once each (`find_head_end` resumes where it stopped), and
+the size limits hold however they are split: the same bytes, whole or in any pieces, give
+the same end or the same error.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+from ._strict import FramingError, check_request_head, check_response_head, find_head_end
+
+__all__ = [
+    "FixedLimits",
+    "HeadLimits",
+    "HeadReader",
+    "HeadTooLarge",
+    "RequestHeadReader",
+    "ResponseHeadReader",
+]
+
+
+class HeadLimits(Protocol):
+    """The sizes a head may have; the engine passes its ``settings.limits`` as they are."""
+
+    @property
+    def max_header_bytes(self) -> int: ...  # the whole head (431 beyond)
+    @property
+    def max_request_line_bytes(self) -> int: ...  # with its CRLF (414 beyond); requests only
+    @property
+    def max_header_count(self) -> int: ...  # field lines (431 beyond); requests only
+
+
+class FixedLimits(NamedTuple):
+    """HeadLimits as constants (the admin endpoints, tests)."""
+
+    max_header_bytes: int
+    max_request_line_bytes: int = 0
+    max_header_count: int = 0
+
+
+class HeadTooLarge(FramingError):
+    """A head, or a request line, over its size limit: not malformed, just too big (431, 414)."""
+
+
+class HeadReader:
+    """Finds the end of one head in ``buffer``, which grows by `add`; `RequestHeadReader` and
+    `ResponseHeadReader` say which kind. Cheap to make, once a request: two arguments, the
+    limits taken by reference."""
+
+    __slots__ = ("_limits", "_searched", "buffer", "skipped")
+    _REQUEST = True
+    _KIND = "request"
+
+    def __init__(self, buffer: bytearray, limits: HeadLimits) -> None:
+        """``buffer`` holds the bytes so far (it is used, not copied)."""
+        self.buffer = buffer
+        self._limits = limits
+        self._searched = 0  # where find_head_end stopped looking
+        # Bytes of empty lines dropped before a request line (RFC 9112 2.2), in all.
+        self.skipped = 0
+
+    def add(self, data: bytes) -> None:
+        self.buffer += data
+
+    def head_end(self) -> int:
+        """The offset just past a whole head that passed the strict checks, or -1 while more
+        bytes are needed. Raises FramingError (``status`` 400 or 501) for malformed bytes,
+        HeadTooLarge (414 for a request line, 431 for a head) for oversized ones."""
+        buffer, limits, request = self.buffer, self._limits, self._REQUEST
+        if request and buffer[:2] == b"\r\n":
+            self._skip_empty_lines()
+        end = find_head_end(buffer, self._searched)
+        if end >= 0:
+            if end > limits.max_header_bytes:
+                if request:  # the line first, as when the same bytes come in pieces
+                    self._check_request_line()
+                raise HeadTooLarge(f"{self._KIND} head too large", status=431)
+            if request:
+                check_request_head(
+                    buffer[:end],
+                    max_request_line_bytes=limits.max_request_line_bytes,
+                    max_header_count=limits.max_header_count,
+                )
+            else:
+                check_response_head(buffer[:end])
+            return end
+        if request:
+            self._check_request_line()
+        if len(buffer) > limits.max_header_bytes:
+            raise HeadTooLarge(f"{self._KIND} head too large", status=431)
+        self._searched = len(buffer)
+        return -1
+
+    def _check_request_line(self) -> None:
+        buffer, line_limit = self.buffer, self._limits.max_request_line_bytes
+        if len(buffer) > line_limit and b"\n" not in buffer[:line_limit]:
+            # Counted as check_request_head counts a whole head: the line with its CRLF.
+            raise HeadTooLarge("request line too long", status=414)
+
+    def drop(self, end: int) -> None:
+        """Forget a head read (``end`` from `head_end`), to read the next one (after a 1xx)."""
+        del self.buffer[:end]
+        self._searched = 0
+
+    def _skip_empty_lines(self) -> None:
+        # RFC 9112 2.2: a server SHOULD ignore empty lines before a request line (clients
+        # send a stray CRLF after a POST body).
+        buffer = self.buffer
+        while buffer[:2] == b"\r\n":
+            del buffer[:2]
+            self.skipped += 2
+        self._searched = 0
+
+
+class RequestHeadReader(HeadReader):
+    """A request head: empty lines before it skipped, its line and field count limited."""
+
+    __slots__ = ()
+
+
+class ResponseHeadReader(HeadReader):
+    """A response head: only its size limited (``max_header_bytes``)."""
+
+    __slots__ = ()
+    _REQUEST = False
+    _KIND = "response"
