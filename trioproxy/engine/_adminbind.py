@@ -13,7 +13,7 @@ import ipaddress
 import socket
 
 from ..core._addr import parse_host_port
-from ._bind import ListenError
+from ._bind import ListenError, bind_socket
 
 __all__ = ["MAX_CONNECTIONS", "AdminListenError", "bind_admin_socket", "is_loopback"]
 
@@ -38,24 +38,20 @@ def bind_admin_socket(address: str) -> socket.socket:
     public = sorted({str(info[4][0]) for info in infos if not is_loopback(str(info[4][0]))})
     if public:
         raise AdminListenError(_refusal(address, ", ".join(public)))
-    family, _, _, _, sockaddr = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(sockaddr)
-        # Check what the kernel bound, before listen(): not one connection from outside.
-        bound = str(sock.getsockname()[0])
+
+    def loopback_only(sock: socket.socket) -> None:
+        bound = str(sock.getsockname()[0])  # what the kernel bound, before listen()
         if not is_loopback(bound):
             raise AdminListenError(_refusal(address, bound))
-        sock.listen(MAX_CONNECTIONS * 4)
-    except OSError as exc:
-        sock.close()
-        reason = exc.strerror or str(exc)
-        raise AdminListenError(f"cannot listen on {address} (admin.listen): {reason}") from exc
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+
+    return bind_socket(
+        host,
+        port,
+        backlog=MAX_CONNECTIONS * 4,
+        key="admin.listen",
+        before_listen=loopback_only,
+        error=AdminListenError,
+    )
 
 
 def _refusal(address: str, public: str) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 from ..core._addr import format_host_port
 
@@ -15,13 +16,22 @@ class ListenError(Exception):
 
 
 def bind_socket(
-    host: str, port: int, *, reuse_port: bool = False, backlog: int = 4096
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    backlog: int = 4096,
+    key: str = "",
+    before_listen: Callable[[socket.socket], None] | None = None,
+    error: type[ListenError] = ListenError,
 ) -> socket.socket:
-    """A listening stdlib socket; ListenError names the address and the reason."""
+    """A listening stdlib socket; ``error`` names the address, the setting (``key``) and the
+    reason. ``before_listen`` may refuse what was bound before one connection can arrive."""
+    where = format_host_port(host, port) + (f" ({key})" if key else "")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
-        raise ListenError(f"cannot listen on {format_host_port(host, port)}: {exc}") from exc
+        raise error(f"cannot listen on {where}: {exc}") from exc
     family, _, _, _, sockaddr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -30,11 +40,15 @@ def bind_socket(
             # Several worker processes accept on one port; the kernel spreads connections.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(sockaddr)
+        if before_listen is not None:
+            before_listen(sock)
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        reason = exc.strerror or str(exc)
-        raise ListenError(f"cannot listen on {format_host_port(host, port)}: {reason}") from exc
+        raise error(f"cannot listen on {where}: {exc.strerror or exc}") from exc
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
