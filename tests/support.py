@@ -17,9 +17,9 @@ from typing import Any
 import h11
 import trio
 
+from trioproxy import running
 from trioproxy.config._settings import Settings
 from trioproxy.core._accesslog import AccessRecord
-from trioproxy.engine._listen import open_listener
 from trioproxy.engine._server import ProxyServer
 
 Headers = list[tuple[bytes, bytes]]
@@ -52,17 +52,11 @@ class RunningProxy:
 async def running_proxy(
     upstream: tuple[str, int], settings: Settings | None = None
 ) -> AsyncIterator[RunningProxy]:
-    """The real server on 127.0.0.1:0 inside the test's nursery; access records captured."""
-    listener = open_listener("127.0.0.1", 0)
+    """The real server on 127.0.0.1:0 inside the test's nursery (through the public
+    `trioproxy.running`); access records captured."""
     records: list[AccessRecord] = []
-    server = ProxyServer(settings or Settings(), upstream, records.append)
-    proxy = RunningProxy(server, listener.socket.getsockname()[1], records)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.run, [listener])
-        try:
-            yield proxy
-        finally:
-            nursery.cancel_scope.cancel()
+    async with running(upstream, settings, access_log=records.append) as proxy:
+        yield RunningProxy(proxy.server, proxy.port, records)
 
 
 def split_url(url: str) -> tuple[str, int]:
