@@ -14,14 +14,22 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
+import h11
 import trio
+import trio.testing
 
 from trioproxy.config._settings import Settings
 from trioproxy.core._accesslog import AccessRecord
 from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
-from trioproxy.engine._transport import MemoryListener, MemoryNetwork, MemoryTransport
+from trioproxy.engine._transport import (
+    MemoryListener,
+    MemoryNetwork,
+    MemoryTransport,
+    Transport,
+)
 
 from .support import Client
 
@@ -88,6 +96,25 @@ class MemoryProxy:
     server: ProxyServer
     network: MemoryNetwork
     records: list[AccessRecord] = field(default_factory=list)
+    # Every upstream connection the proxy opened, its end (counted here, not in the network).
+    upstream: list[MemoryTransport] = field(default_factory=list)
+
+    @property
+    def upstream_open(self) -> int:
+        """Upstream connections the proxy has not closed yet."""
+        return sum(not transport.closed for transport in self.upstream)
+
+    def check_no_leak(self) -> None:
+        """Nothing outlives its exchange: the pool counts exactly the upstream connections
+        still open (the idle ones), none is busy, and no client connection is being served."""
+        pool = self.server.pool
+        assert pool.open_count == self.upstream_open == pool.idle_count, (
+            pool.open_count,
+            self.upstream_open,
+            pool.idle_count,
+        )
+        assert self.server.ctx.stats.connections_open == 0
+        assert handler_tasks() == 0
 
     def open(self, client_ip: str = "198.51.100.7") -> MemoryStream:
         """A new client connection (it waits in the proxy's backlog until accepted)."""
@@ -129,6 +156,32 @@ async def _handle(handler: StreamHandler, stream: MemoryStream) -> None:
             await handler(stream)
 
 
+async def _counting_connect(
+    network: MemoryNetwork, opened: list[MemoryTransport], family: int, sockaddr: object
+) -> Transport:
+    transport = await network.connect(family, sockaddr)
+    assert isinstance(transport, MemoryTransport)
+    opened.append(transport)
+    return transport
+
+
+def handler_tasks() -> int:
+    """How many connection handler tasks (``ProxyServer._handle``) are alive."""
+    return sum(task.name.endswith("ProxyServer._handle") for task in all_tasks())
+
+
+def all_tasks() -> list[trio.lowlevel.Task]:
+    found: list[trio.lowlevel.Task] = []
+    pending = [trio.lowlevel.current_root_task()]
+    while pending:
+        task = pending.pop()
+        if task is None:
+            continue
+        found.append(task)
+        pending.extend(child for n in task.child_nurseries for child in n.child_tasks)
+    return found
+
+
 @asynccontextmanager
 async def memory_proxy(
     settings: Settings | None = None, network: MemoryNetwork | None = None
@@ -136,17 +189,113 @@ async def memory_proxy(
     """The real server on a memory network, access records captured."""
     network = network or MemoryNetwork()
     records: list[AccessRecord] = []
+    upstream: list[MemoryTransport] = []
     server = ProxyServer(
         settings or Settings(),
         UPSTREAM,
         records.append,
         lookup=fixed_lookup,
-        connect=network.connect,
+        connect=partial(_counting_connect, network, upstream),
     )
+    proxy = MemoryProxy(server, network, records, upstream)
     listener = network.listen(PROXY_ADDRESS)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run, [listener])
         try:
-            yield MemoryProxy(server, network, records)
+            yield proxy
         finally:
             nursery.cancel_scope.cancel()
+
+
+async def wait_until(condition: Callable[[], object]) -> None:
+    """Until ``condition()`` holds: checked whenever every task is blocked, and, when time
+    must pass for it (a deadline), after each jump of the autojump clock."""
+    while not condition():
+        await trio.testing.wait_all_tasks_blocked()
+        if not condition():
+            await trio.sleep(0.01)  # virtual: lets the next deadline fire
+
+
+@dataclass
+class ScriptedOrigin:
+    """An HTTP/1.1 origin (h11) answering by path, with what it saw and did counted.
+
+    ``/small``: "ok"; ``/big/N``: N bytes, written 64 KiB at a time (``sent`` counts them,
+    so a test sees where its writes block); ``/chunks/N``: N one-byte chunks, 1000 per write;
+    ``/slow/S``: "ok" after S seconds; ``/close``: "ok" then the connection closes; any request
+    with a body: the body's length.
+    """
+
+    accepted: int = 0
+    open: int = 0
+    targets: list[bytes] = field(default_factory=list)
+    heads: list[h11.Request] = field(default_factory=list)
+    sent: int = 0
+    answered: int = 0
+
+    async def __call__(self, stream: MemoryStream) -> None:
+        self.accepted += 1
+        self.open += 1
+        try:
+            with contextlib.suppress(trio.BrokenResourceError, h11.RemoteProtocolError):
+                await self._serve(stream)
+        finally:
+            self.open -= 1
+
+    async def _serve(self, stream: MemoryStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            received = 0
+            request: h11.Request | None = None
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    conn.receive_data(data)
+                    if not data and request is None:
+                        return
+                elif isinstance(event, h11.Request):
+                    request = event
+                    self.heads.append(event)
+                    self.targets.append(event.target)
+                elif isinstance(event, h11.Data):
+                    received += len(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                else:
+                    return
+            assert request is not None
+            await self._answer(stream, conn, request.target.decode(), received)
+            self.answered += 1
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return
+            if request.target == b"/close":
+                return
+            conn.start_next_cycle()
+
+    async def _answer(
+        self, stream: MemoryStream, conn: h11.Connection, path: str, got: int
+    ) -> None:
+        if path.startswith("/chunks/"):
+            await stream.send_all(conn.send(h11.Response(status_code=200, headers=[])))
+            for _ in range(0, int(path.split("/")[2]), 1000):
+                await stream.send_all(b"".join(conn.send(h11.Data(data=b"x")) for _ in range(1000)))
+            await stream.send_all(conn.send(h11.EndOfMessage()))
+            return
+        if path.startswith("/big/"):
+            size = int(path.split("/")[2])
+            headers = [(b"Content-Length", b"%d" % size)]
+            await stream.send_all(conn.send(h11.Response(status_code=200, headers=headers)))
+            piece = b"b" * 65536
+            while self.sent < size:
+                part = piece[: size - self.sent]
+                await stream.send_all(conn.send(h11.Data(data=part)))
+                self.sent += len(part)
+            await stream.send_all(conn.send(h11.EndOfMessage()))
+            return
+        if path.startswith("/slow/"):
+            await trio.sleep(float(path.split("/")[2]))
+        body = b"%d" % got if got else b"ok"
+        headers = [(b"Content-Length", b"%d" % len(body))]
+        out = conn.send(h11.Response(status_code=200, headers=headers))
+        await stream.send_all(out + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
