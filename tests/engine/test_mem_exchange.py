@@ -110,9 +110,9 @@ async def test_an_early_answer_from_the_origin_is_relayed_and_says_close(
             with trio.fail_after(5):
                 reply = await client.read_reply()
             nursery.cancel_scope.cancel()
+        assert proxy.upstream_open == proxy.server.pool.open_count == 0  # not reusable
     assert (reply.status, reply.body) == (413, b"big!")
     assert reply.header(b"connection") == b"close"
-    assert proxy.server.pool.open_count == 0
 
 
 def stale_after_first_answer() -> tuple[list[int], object]:
