@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -103,6 +104,12 @@ class MemoryProxy:
     def upstream_open(self) -> int:
         """Upstream connections the proxy has not closed yet."""
         return sum(not transport.closed for transport in self.upstream)
+
+    async def settled(self) -> None:
+        """Until every client connection has been accepted and served to its end."""
+        await wait_until(
+            lambda: handler_tasks() == 0 and not self.server.ctx.stats.connections_open
+        )
 
     def check_no_leak(self) -> None:
         """Nothing outlives its exchange: the pool counts exactly the upstream connections
@@ -222,8 +229,8 @@ class ScriptedOrigin:
 
     ``/small``: "ok"; ``/big/N``: N bytes, written 64 KiB at a time (``sent`` counts them,
     so a test sees where its writes block); ``/chunks/N``: N one-byte chunks, 1000 per write;
-    ``/slow/S``: "ok" after S seconds; ``/close``: "ok" then the connection closes; any request
-    with a body: the body's length.
+    ``/slow/S``: "ok" after S seconds; ``/drip/N``: N pieces of 1000 bytes, slowly;
+    ``/close``: "ok" then the connection closes; any request with a body: the body's length.
     """
 
     accepted: int = 0
@@ -293,9 +300,64 @@ class ScriptedOrigin:
                 self.sent += len(part)
             await stream.send_all(conn.send(h11.EndOfMessage()))
             return
+        if path.startswith("/drip/"):
+            # The head after 1.5 s (past the client watch's start), then N pieces of 1000
+            # bytes, one every 0.5 s.
+            await trio.sleep(1.5)
+            await stream.send_all(conn.send(h11.Response(status_code=200, headers=[])))
+            for _ in range(int(path.split("/")[2])):
+                await trio.sleep(0.5)
+                await stream.send_all(conn.send(h11.Data(data=b"d" * 1000)))
+            await stream.send_all(conn.send(h11.EndOfMessage()))
+            return
         if path.startswith("/slow/"):
             await trio.sleep(float(path.split("/")[2]))
         body = b"%d" % got if got else b"ok"
         headers = [(b"Content-Length", b"%d" % len(body))]
         out = conn.send(h11.Response(status_code=200, headers=headers))
         await stream.send_all(out + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+
+
+class StepCounter(trio.abc.Instrument):
+    """Counts each task's steps (runs between two yields); calls ``at_step`` (if given) as
+    the ``at``-th step of any task begins: where a test cancels or resets something."""
+
+    def __init__(self, at: int = 0, at_step: Callable[[], object] | None = None) -> None:
+        self.steps: Counter[trio.lowlevel.Task] = Counter()
+        self.total = 0
+        self.at = at
+        self.at_step = at_step
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps[task] += 1
+        self.total += 1
+        if self.total == self.at and self.at_step is not None:
+            self.at_step()
+
+    def busiest(self, name_end: str) -> int:
+        return max((n for task, n in self.steps.items() if task.name.endswith(name_end)), default=0)
+
+
+@contextlib.contextmanager
+def counting_steps(
+    at: int = 0, at_step: Callable[[], object] | None = None
+) -> Iterator[StepCounter]:
+    counter = StepCounter(at, at_step)
+    trio.lowlevel.add_instrument(counter)
+    try:
+        yield counter
+    finally:
+        trio.lowlevel.remove_instrument(counter)
+
+
+def sent_by_hand(
+    client: Client, method: bytes, target: bytes, length: int = 0, *, chunked: bool = False
+) -> None:
+    """Tell the test client's h11 about a request the test wrote itself on the stream, so
+    that it reads the reply."""
+    headers = [(b"Host", b"x")]
+    if length:
+        headers.append((b"Content-Length", b"%d" % length))
+    if chunked:
+        headers.append((b"Transfer-Encoding", b"chunked"))
+    client.conn.send(h11.Request(method=method, target=target, headers=headers))

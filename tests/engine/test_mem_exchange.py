@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 
-import h11
 import trio
 import trio.testing
 
@@ -16,20 +15,12 @@ from ..memnet import (
     ScriptedOrigin,
     memory_origin,
     memory_proxy,
+    sent_by_hand,
     wait_until,
 )
-from ..support import Client, make_settings, read_head
+from ..support import make_settings, read_head
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-def sent_by_hand(client: Client, method: bytes, target: bytes, length: int = 0) -> None:
-    """Tell the test client's h11 about a request head the test wrote itself, so that it
-    reads the reply."""
-    headers = [(b"Host", b"x")]
-    if length:
-        headers.append((b"Content-Length", b"%d" % length))
-    client.conn.send(h11.Request(method=method, target=target, headers=headers))
 
 
 def post_head(length: int, *extra: bytes) -> bytes:
@@ -258,7 +249,7 @@ async def test_a_response_that_fits_the_buffer_frees_its_upstream_before_the_cli
 async def test_a_response_past_the_buffer_streams_under_backpressure(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    size = 10_000_000
+    size = 2_000_000
     network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
     async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
         async with proxy.client() as client:

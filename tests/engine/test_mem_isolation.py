@@ -1,0 +1,269 @@
+"""The isolation issue's fairness and cancellation tests at the engine layer, without sockets,
+on the autojump clock: judged by order, step counts and counts of what is open, never by
+wall time.
+
+Fairness: a connection flooding one-byte chunks (either way) yields at least once per slice
+of events and another client is served while it lasts; slow request heads delay nobody.
+Cancellation: a client that goes away, a deadline, or the whole server cancelled at every
+point of an exchange leaves nothing behind: no upstream connection the pool does not count,
+no task, and exactly one access record per request started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import h11
+import trio
+import trio.testing
+
+from ..memnet import (
+    MemoryNetwork,
+    MemoryProxy,
+    MemoryStream,
+    ScriptedOrigin,
+    counting_steps,
+    handler_tasks,
+    memory_origin,
+    memory_proxy,
+    sent_by_hand,
+    wait_until,
+)
+from ..support import Client, make_settings
+
+CHUNKS = 20_000  # one-byte chunks in a flood
+CHUNKS_PER_SLICE = 64  # trioproxy.engine._slices._EVENTS_PER_SLICE
+HANDLER = "ProxyServer._handle"
+
+
+def chunked_upload(count: int) -> bytes:
+    head = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return head + b"1\r\nx\r\n" * count + b"0\r\n\r\n"
+
+
+async def flood_beside_another_client(
+    flood: Callable[[MemoryProxy], Awaitable[None]], network: MemoryNetwork
+) -> tuple[int, int, MemoryProxy]:
+    """Run ``flood`` on one connection while another client sends requests; return the most
+    steps a connection task took, how many requests the other client got answered before the
+    flood ended, and the proxy."""
+    async with memory_origin(network, ScriptedOrigin()), memory_proxy(network=network) as proxy:
+        done = trio.Event()
+        served = 0
+        with counting_steps() as counter, trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+
+                async def other() -> None:
+                    nonlocal served
+                    async with proxy.client() as client:
+                        while not done.is_set():
+                            assert (await client.request(b"GET", b"/small")).status == 200
+                            served += 1
+
+                async def flooding() -> None:
+                    await flood(proxy)
+                    done.set()
+
+                nursery.start_soon(other)
+                nursery.start_soon(flooding)
+        return counter.busiest(HANDLER), served, proxy
+
+
+def answered_before(proxy: MemoryProxy, target: bytes) -> int:
+    """How many other requests were logged (answered) before the one for ``target``."""
+    targets = [record.target for record in proxy.records]
+    return targets.index(target)
+
+
+async def test_a_one_byte_chunk_upload_is_sliced_and_another_client_is_served(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def upload(proxy: MemoryProxy) -> None:
+        stream = proxy.open()
+        async with stream:
+            await stream.send_all(chunked_upload(CHUNKS))
+            client = Client(stream)
+            sent_by_hand(client, b"POST", b"/upload", chunked=True)
+            reply = await client.read_reply()
+            assert (reply.status, reply.body) == (200, b"%d" % CHUNKS)
+
+    # The whole flood fits the pipe: the proxy reads it at once, in 64 KiB reads.
+    busiest, served, proxy = await flood_beside_another_client(upload, MemoryNetwork(1 << 20))
+    assert busiest >= CHUNKS // CHUNKS_PER_SLICE
+    assert served >= 10
+    assert answered_before(proxy, b"/upload") >= 10
+
+
+async def test_a_one_byte_chunk_download_is_sliced_and_another_client_is_served(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def download(proxy: MemoryProxy) -> None:
+        async with proxy.client() as client:
+            reply = await client.request(b"GET", b"/chunks/%d" % CHUNKS)
+            assert reply.body == b"x" * CHUNKS
+
+    busiest, served, proxy = await flood_beside_another_client(download, MemoryNetwork(1 << 20))
+    assert busiest >= CHUNKS // CHUNKS_PER_SLICE
+    assert served >= 10
+    assert answered_before(proxy, b"/chunks/%d" % CHUNKS) >= 10
+
+
+async def test_slow_request_heads_delay_nobody_and_meet_their_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Fifty connections each hold half a request head (slowloris); another client is
+    answered at once, in virtual time zero, and each slow one gets its 408 at the deadline."""
+    network = MemoryNetwork()
+    settings = make_settings(timeouts__client_header_s=10.0)
+    async with memory_origin(network, ScriptedOrigin()), memory_proxy(settings, network) as proxy:
+        slow = [proxy.open() for _ in range(50)]
+        for stream in slow:
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Half: ")
+        await trio.testing.wait_all_tasks_blocked()
+        started = trio.current_time()
+        async with proxy.client() as client:
+            assert (await client.request(b"GET", b"/small")).status == 200
+        assert trio.current_time() == started
+        for stream in slow:
+            with trio.fail_after(15):
+                answer = await stream.receive_some(65536)
+            assert answer.startswith(b"HTTP/1.1 408 ")
+            await stream.aclose()
+        assert 10.0 <= trio.current_time() - started < 11.0
+        await wait_until(lambda: proxy.server.ctx.stats.connections_open == 0)
+        proxy.check_no_leak()
+    assert sorted(r.status for r in proxy.records) == [200] + [408] * 50
+
+
+# --- Cancellation at every point -------------------------------------------------------------
+
+# An exchange of each kind on one keep-alive connection, and a second client beside it: a body
+# streamed past the request buffer, a response streamed past the response buffer, and a slow
+# answer (past the client watch's start, then a body dripping in); the second client shares
+# the pool.
+CANCEL_SETTINGS = make_settings(
+    limits__request_buffer_bytes=1024, limits__response_buffer_bytes=4096
+)
+# What a client sees when the proxy (or the test) cuts its connection.
+GONE = (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError)
+
+
+async def exchanges(proxy: MemoryProxy, streams: list[MemoryStream]) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_busy_client, proxy, streams)
+        nursery.start_soon(_second_client, proxy, streams)
+
+
+async def _busy_client(proxy: MemoryProxy, streams: list[MemoryStream]) -> None:
+    stream = proxy.open()
+    streams.append(stream)
+    async with stream:
+        with contextlib.suppress(*GONE):
+            client = Client(stream)
+            reply = await client.request(b"POST", b"/upload", body=b"u" * 20_000)
+            assert reply.body == b"20000"
+            reply = await client.request(b"GET", b"/big/30000")
+            assert len(reply.body) == 30_000
+            reply = await client.request(b"GET", b"/drip/3")
+            assert len(reply.body) == 3000
+
+
+async def _second_client(proxy: MemoryProxy, streams: list[MemoryStream]) -> None:
+    stream = proxy.open()
+    streams.append(stream)
+    async with stream:
+        with contextlib.suppress(*GONE):
+            client = Client(stream)
+            for _ in range(3):
+                assert (await client.request(b"GET", b"/small")).body == b"ok"
+
+
+def check_one_record_per_request(proxy: MemoryProxy) -> None:
+    assert len(proxy.records) == proxy.server.ctx.stats.requests
+    assert all(record.status for record in proxy.records)
+
+
+async def steps_of_a_whole_run() -> int:
+    network = MemoryNetwork(capacity=4096)
+    async with memory_origin(network, ScriptedOrigin()):
+        with counting_steps() as counter:
+            async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
+                await exchanges(proxy, [])
+    assert [r.status for r in proxy.records] == [200] * 6
+    return counter.total
+
+
+async def test_clients_reset_at_every_point_of_their_exchanges_leave_nothing_behind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Both client connections are reset (as by a client that crashed) as the N-th scheduler
+    step begins, for N over a whole run."""
+    total = await steps_of_a_whole_run()
+    outcomes = set()
+    for at in range(1, total + 20, max(1, total // 60)):
+        network = MemoryNetwork(capacity=4096)
+        streams: list[MemoryStream] = []
+
+        def reset_clients(streams: list[MemoryStream] = streams) -> None:
+            for stream in streams:
+                stream.reset()
+
+        async with memory_origin(network, ScriptedOrigin()):
+            async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
+                with counting_steps(at, reset_clients), trio.fail_after(60):
+                    await exchanges(proxy, streams)
+                    await proxy.settled()
+                proxy.check_no_leak()
+                check_one_record_per_request(proxy)
+                outcomes.add(len(proxy.records))
+    assert len(outcomes) > 3  # the resets fell at many different points
+
+
+async def test_clients_leaving_at_every_moment_of_their_exchanges_leave_nothing_behind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The clients' own deadline (a scope that cancels them, and they close) at each
+    virtual time over a run: while waiting for a slow head, mid-body, between requests."""
+    outcomes = set()
+    for fifth in range(30):
+        network = MemoryNetwork(capacity=4096)
+        async with memory_origin(network, ScriptedOrigin()):
+            async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
+                with trio.move_on_at(trio.current_time() + fifth / 5):
+                    await exchanges(proxy, [])
+                with trio.fail_after(60):
+                    await proxy.settled()
+                proxy.check_no_leak()
+                check_one_record_per_request(proxy)
+                outcomes.add(tuple(r.status for r in proxy.records))
+    assert (200,) * 6 in outcomes and any(499 in statuses for statuses in outcomes)
+
+
+async def test_the_server_cancelled_at_every_point_leaves_no_connection_and_no_task(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The proxy (and its clients) cancelled as the N-th scheduler step begins: every
+    upstream connection is closed, the pool counts none, no handler task is left, and every
+    request that started was logged once."""
+    total = await steps_of_a_whole_run()
+    outcomes = set()
+    for at in range(1, total + 20, max(1, total // 60)):
+        network = MemoryNetwork(capacity=4096)
+        origin = ScriptedOrigin()
+        started: list[MemoryProxy] = []
+        async with memory_origin(network, origin):
+            with trio.CancelScope() as scope, counting_steps(at, scope.cancel):
+                async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
+                    started.append(proxy)
+                    await exchanges(proxy, [])
+            if not started:
+                continue  # cancelled while it started: nothing to check
+            proxy = started[0]
+            assert proxy.upstream_open == proxy.server.pool.open_count == 0
+            assert proxy.server.ctx.stats.connections_open == 0
+            assert handler_tasks() == 0
+            assert len(proxy.records) == proxy.server.ctx.stats.requests
+            await wait_until(lambda origin=origin: origin.open == 0)  # it saw every one close
+            outcomes.add(len(proxy.records))
+    assert len(outcomes) > 3
