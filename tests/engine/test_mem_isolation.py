@@ -20,8 +20,9 @@ import trio
 import trio.testing
 
 from trioproxy.engine import _requestbody, _response
-from trioproxy.engine._peer import Peer
+from trioproxy.engine._peer import RECEIVE_SIZE, Peer
 from trioproxy.engine._slices import move_data
+from trioproxy.engine._transport import MemoryTransport
 
 from ..memnet import (
     MemoryNetwork,
@@ -146,6 +147,72 @@ async def test_a_one_byte_chunk_download_is_sliced_and_another_client_is_served(
     assert most == CHUNKS_PER_SLICE
     assert served >= 10
     assert answered_before(proxy, b"/chunks/%d" % CHUNKS) >= 10
+
+
+class ReadMeter(trio.abc.Instrument):
+    """The most bytes the proxy read from one client (by its address) between two yields."""
+
+    def __init__(self, peer_ip: str) -> None:
+        self.peer_ip = peer_ip
+        self.this_step = 0
+        self.most = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.this_step = 0
+
+    def read(self, transport: MemoryTransport, data: bytes | None) -> None:
+        if data and transport.peer_ip == self.peer_ip:
+            self.this_step += len(data)
+            self.most = max(self.most, self.this_step)
+
+
+async def test_a_flood_of_empty_lines_is_read_a_buffer_per_step_and_others_are_served(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Empty lines before a request are skipped (RFC 9112 2.2), without end if a client
+    wishes, until the head deadline: always ready to read, the connection must still yield
+    after each read."""
+    flooder = "203.0.113.66"
+    meter = ReadMeter(flooder)
+    real_read = MemoryTransport.read_nowait
+
+    def metered(transport: MemoryTransport, max_bytes: int) -> bytes | None:
+        data = real_read(transport, max_bytes)
+        meter.read(transport, data)
+        return data
+
+    monkeypatch.setattr(MemoryTransport, "read_nowait", metered)
+    network = MemoryNetwork(capacity=1 << 20)
+    async with memory_origin(network, ScriptedOrigin()), memory_proxy(network=network) as proxy:
+        flood = proxy.open(flooder)
+        done = trio.Event()
+        served = 0
+        trio.lowlevel.add_instrument(meter)
+        try:
+            async with flood, trio.open_nursery() as nursery:
+
+                async def flooding() -> None:
+                    for _ in range(4):  # 4 MiB of CRLF, then a request
+                        await flood.send_all(b"\r\n" * (1 << 19))
+                    await flood.send_all(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+                    client = Client(flood)
+                    sent_by_hand(client, b"GET", b"/small")
+                    assert (await client.read_reply()).status == 200
+                    done.set()
+
+                async def other() -> None:
+                    nonlocal served
+                    async with proxy.client() as client:
+                        while not done.is_set():
+                            assert (await client.request(b"GET", b"/small")).status == 200
+                            served += 1
+
+                nursery.start_soon(flooding)
+                nursery.start_soon(other)
+        finally:
+            trio.lowlevel.remove_instrument(meter)
+    assert meter.most == RECEIVE_SIZE  # one read, then a yield
+    assert served >= 5
 
 
 async def test_slow_request_heads_delay_nobody_and_meet_their_deadline(
