@@ -76,7 +76,10 @@ class MemoryStream(trio.abc.HalfCloseableStream):
 
     async def send_eof(self) -> None:
         await trio.lowlevel.checkpoint()
-        self.transport.shutdown_write()
+        try:
+            self.transport.shutdown_write()
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
 
     def reset(self) -> None:
         """Close with a reset (SO_LINGER 0)."""
@@ -230,7 +233,8 @@ class ScriptedOrigin:
     ``/small``: "ok"; ``/big/N``: N bytes, written 64 KiB at a time (``sent`` counts them,
     so a test sees where its writes block); ``/chunks/N``: N one-byte chunks, 1000 per write;
     ``/slow/S``: "ok" after S seconds; ``/drip/N``: N pieces of 1000 bytes, slowly;
-    ``/close``: "ok" then the connection closes; any request with a body: the body's length.
+    ``/close``: "ok" then the connection closes; ``/ws``: a 101, then raw bytes echoed in
+    upper case; any request with a body: the body's length.
     """
 
     accepted: int = 0
@@ -272,6 +276,9 @@ class ScriptedOrigin:
                 else:
                     return
             assert request is not None
+            if request.target == b"/ws":
+                await self._tunnel(stream, conn)
+                return
             await self._answer(stream, conn, request.target.decode(), received)
             self.answered += 1
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
@@ -279,6 +286,21 @@ class ScriptedOrigin:
             if request.target == b"/close":
                 return
             conn.start_next_cycle()
+
+    async def _tunnel(self, stream: MemoryStream, conn: h11.Connection) -> None:
+        """Accept the upgrade, then echo raw bytes upper-cased until the proxy's EOF."""
+        switch = h11.InformationalResponse(
+            status_code=101, headers=[(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade")]
+        )
+        await stream.send_all(conn.send(switch))
+        data = conn.trailing_data[0]
+        while True:
+            if data:
+                await stream.send_all(data.upper())
+            data = await stream.receive_some(65536)
+            if not data:
+                await stream.send_eof()
+                return
 
     async def _answer(
         self, stream: MemoryStream, conn: h11.Connection, path: str, got: int
@@ -361,3 +383,5 @@ def sent_by_hand(
     if chunked:
         headers.append((b"Transfer-Encoding", b"chunked"))
     client.conn.send(h11.Request(method=method, target=target, headers=headers))
+    if not (length or chunked):  # bodyless: whole, so the client can go on after the reply
+        client.conn.send(h11.EndOfMessage())
