@@ -294,23 +294,29 @@ async def _second_client(proxy: MemoryProxy, streams: list[MemoryStream]) -> Non
 
 
 async def _tunnel_client(proxy: MemoryProxy, streams: list[MemoryStream]) -> None:
+    """An upgrade, then 10 kB sent and a half-close while the echo is read."""
     stream = proxy.open()
     streams.append(stream)
-    async with stream:
+    received = b""
+
+    async def send() -> None:
+        with contextlib.suppress(*GONE):
+            await stream.send_all(b"x" * 10_000)
+            await stream.send_eof()
+
+    async with stream, trio.open_nursery() as nursery:
         with contextlib.suppress(*GONE):
             await stream.send_all(
                 b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                 b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
             )
-            received = b""
             while b"\r\n\r\n" not in received:
                 data = await stream.receive_some(65536)
                 if not data:
                     return
                 received += data
             received = received.split(b"\r\n\r\n", 1)[1]
-            await stream.send_all(b"x" * 10_000)
-            await stream.send_eof()
+            nursery.start_soon(send)
             while data := await stream.receive_some(65536):
                 received += data
             assert received == b"X" * 10_000
