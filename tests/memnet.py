@@ -192,11 +192,19 @@ def all_tasks() -> list[trio.lowlevel.Task]:
     return found
 
 
+def same_schedule(seed: int = 0) -> None:
+    """Seed trio's scheduler, which runs each batch of ready tasks in a random order (to shake
+    out ordering assumptions): seeded, a run on the autojump clock is the same every time."""
+    trio._core._run._r.seed(seed)  # (private: what trio's hypothesis support seeds too)
+
+
 @asynccontextmanager
 async def memory_proxy(
-    settings: Settings | None = None, network: MemoryNetwork | None = None
+    settings: Settings | None = None, network: MemoryNetwork | None = None, *, seed: int = 0
 ) -> AsyncIterator[MemoryProxy]:
-    """The real server on a memory network, access records captured."""
+    """The real server on a memory network, access records captured; the scheduler seeded
+    with ``seed``, so the run is the same every time."""
+    same_schedule(seed)
     network = network or MemoryNetwork()
     records: list[AccessRecord] = []
     upstream: list[MemoryTransport] = []
