@@ -114,6 +114,10 @@ class MemoryProxy:
             lambda: handler_tasks() == 0 and not self.server.ctx.stats.connections_open
         )
 
+    async def stopped(self) -> None:
+        """Until the server's ``run`` has returned (after ``shutdown()``: drained)."""
+        await wait_until(lambda: not any(t.name.endswith("ProxyServer.run") for t in all_tasks()))
+
     def check_no_leak(self) -> None:
         """Nothing outlives its exchange: the pool counts exactly the upstream connections
         still open (the idle ones), none is busy, and no client connection is being served."""

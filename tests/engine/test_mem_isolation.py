@@ -252,7 +252,7 @@ CANCEL_SETTINGS = make_settings(
     limits__request_buffer_bytes=1024, limits__response_buffer_bytes=4096
 )
 # What a client sees when the proxy (or the test) cuts its connection.
-GONE = (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError)
+GONE = (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError)
 
 
 async def exchanges(proxy: MemoryProxy, streams: list[MemoryStream]) -> None:
@@ -410,4 +410,28 @@ async def test_the_server_cancelled_at_every_point_leaves_no_connection_and_no_t
             assert len(proxy.records) == proxy.server.ctx.stats.requests
             await wait_until(lambda origin=origin: origin.open == 0)  # it saw every one close
             outcomes.add(len(proxy.records))
+    assert len(outcomes) > 3
+
+
+async def test_a_drain_begun_at_every_point_finishes_every_exchange_and_leaves_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``shutdown()`` as the N-th scheduler step begins: the exchanges in flight finish (the
+    run is far shorter than timeouts.drain_s), idle connections close, and afterwards no
+    connection, pool slot or task is left, with one access record per request started."""
+    total = await steps_of_a_whole_run()
+    outcomes = set()
+    for at in range(1, total + 20, max(1, total // 60)):
+        network = MemoryNetwork(capacity=4096)
+        async with memory_origin(network, ScriptedOrigin()):
+            async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
+                with counting_steps(at, proxy.server.shutdown), trio.fail_after(100):
+                    await exchanges(proxy, [])
+                    await proxy.stopped()
+                assert proxy.upstream_open == proxy.server.pool.open_count == 0
+                assert handler_tasks() == 0
+                check_one_record_per_request(proxy)
+                statuses = sorted(record.status for record in proxy.records)
+                assert set(statuses) <= {101, 200}  # nothing in flight was cut short
+                outcomes.add(len(statuses))
     assert len(outcomes) > 3
