@@ -265,3 +265,77 @@ async def test_a_response_past_the_buffer_streams_under_backpressure(
             reply = await client.read_reply()
     assert len(reply.body) == size
     assert proxy.records[0].body_bytes_sent == size
+
+
+async def test_a_streamed_body_trickled_inside_each_timeout_is_cut_by_the_rate_floor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Past the buffer the body streams (an upstream connection held); a byte every 50 s
+    beats the 60 s inactivity timeout but not the 1 KiB/s floor after it: 408, and the
+    upstream connection, mid-request, is closed."""
+    network, origin = MemoryNetwork(), ScriptedOrigin()
+    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+        stream = proxy.open()
+        async with stream, trio.open_nursery() as nursery:
+            started = trio.current_time()
+            await stream.send_all(post_head(1_000_000) + b"y" * 70_000)
+            await wait_until(lambda: origin.targets == [b"/upload"])
+
+            async def trickle() -> None:
+                with contextlib.suppress(trio.BrokenResourceError):
+                    while True:
+                        await trio.sleep(50.0)
+                        await stream.send_all(b"y")
+
+            nursery.start_soon(trickle)
+            with trio.fail_after(600):
+                answer = await stream.receive_some(65536)
+            nursery.cancel_scope.cancel()
+        # After 60 s of grace, the floor (what came after the body started, at 1024 B/s);
+        # the trickle alone would have gone on for ever.
+        assert 60.0 <= trio.current_time() - started < 60.0 + 70_000 / 1024
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        await proxy.settled()
+        assert proxy.upstream_open == proxy.server.pool.open_count == 0
+    assert [r.status for r in proxy.records] == [408]
+
+
+async def test_a_client_that_never_reads_a_large_response_is_cut_after_client_send_s(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
+    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+        stream = proxy.open()
+        async with stream:
+            started = trio.current_time()
+            await stream.send_all(b"GET /big/10000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            with trio.fail_after(600):
+                await wait_until(lambda: proxy.records)
+            assert 60.0 <= trio.current_time() - started < 61.0  # timeouts.client_send_s
+        await proxy.settled()
+        assert proxy.upstream_open == proxy.server.pool.open_count == 0  # discarded
+    record = proxy.records[0]
+    assert record.status == 200  # the head went out; then the connection was cut
+    assert 0 < record.body_bytes_sent < 10_000
+
+
+async def test_a_client_reading_a_large_response_too_slowly_is_cut_by_the_rate_floor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """512 bytes every 30 s keeps the inactivity timeout at bay, not the 1 KiB/s floor."""
+    network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
+    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+        stream = proxy.open()
+        async with stream:
+            await stream.send_all(b"GET /big/10000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            with trio.fail_after(600), contextlib.suppress(trio.BrokenResourceError):
+                for _ in range(100):  # the slow reader
+                    if not await stream.receive_some(512):
+                        break
+                    await trio.sleep(30.0)
+        await proxy.settled()
+        assert proxy.upstream_open == proxy.server.pool.open_count == 0
+    record = proxy.records[0]
+    # 60 s of grace (timeouts.client_send_s), then what was sent at 1024 B/s; the reads,
+    # every 30 s, would have kept the inactivity timeout from ever firing.
+    assert 60.0 + record.body_bytes_sent / 1024 <= record.duration_s < 90.0
