@@ -3,8 +3,15 @@
 The proxy is the real `ProxyServer`; only its transports are memory ones (the pool connects
 through the network, the resolver answers a fixed address). Clients and origins see each
 connection as a trio stream (`MemoryStream`), so `support.Client` and the raw-origin handlers
-of the socket tests work unchanged. With ``autojump_clock`` timeouts of minutes take no time
-and a run is the same every time.
+of the socket tests work unchanged. With ``autojump_clock`` timeouts of minutes take no time,
+and with the scheduler seeded (`same_schedule`, done by `memory_proxy`) a run is the same
+every time.
+
+What a test checks with: `MemoryProxy.upstream` (every upstream connection opened, so the
+pool's counts can be compared with what is open), `check_no_leak`, `handler_tasks`,
+`logged` (records waited for without polling), `settled`/`stopped`; `ScriptedOrigin` (an h11
+origin answering by path, counting what it saw); `StepCounter` (an instrument that counts
+scheduler steps and can act at the N-th: where the cancellation sweeps reset or cancel).
 """
 
 from __future__ import annotations
@@ -95,13 +102,38 @@ async def fixed_lookup(host: str, port: int) -> list[SockAddr]:
     return [(socket.AF_INET, ORIGIN_ADDRESS)]
 
 
+class AccessLog:
+    """The access-log sink: records kept, and waited for without polling."""
+
+    def __init__(self) -> None:
+        self.records: list[AccessRecord] = []
+        self._written = trio.lowlevel.ParkingLot()
+
+    def __call__(self, record: AccessRecord) -> None:
+        self.records.append(record)
+        self._written.unpark_all()
+
+    async def wait_for(self, count: int) -> None:
+        while len(self.records) < count:
+            await self._written.park()
+
+
 @dataclass
 class MemoryProxy:
     server: ProxyServer
     network: MemoryNetwork
-    records: list[AccessRecord] = field(default_factory=list)
+    log: AccessLog = field(default_factory=AccessLog)
     # Every upstream connection the proxy opened, its end (counted here, not in the network).
     upstream: list[MemoryTransport] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[AccessRecord]:
+        return self.log.records
+
+    async def logged(self, count: int = 1) -> None:
+        """Until ``count`` access records have been written (woken by the log itself, so no
+        virtual time passes unobserved)."""
+        await self.log.wait_for(count)
 
     @property
     def upstream_open(self) -> int:
@@ -210,16 +242,16 @@ async def memory_proxy(
     with ``seed``, so the run is the same every time."""
     same_schedule(seed)
     network = network or MemoryNetwork()
-    records: list[AccessRecord] = []
     upstream: list[MemoryTransport] = []
+    log = AccessLog()
     server = ProxyServer(
         settings or Settings(),
         UPSTREAM,
-        records.append,
+        log,
         lookup=fixed_lookup,
         connect=partial(_counting_connect, network, upstream),
     )
-    proxy = MemoryProxy(server, network, records, upstream)
+    proxy = MemoryProxy(server, network, log, upstream)
     listener = network.listen(PROXY_ADDRESS)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run, [listener])

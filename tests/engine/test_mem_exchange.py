@@ -224,7 +224,7 @@ async def test_a_client_that_leaves_during_a_slow_answer_ends_the_exchange(
         await wait_until(lambda: origin.targets == [b"/slow/600"])
         left = trio.current_time()
         await stream.aclose()
-        await wait_until(lambda: proxy.records)
+        await proxy.logged()
         assert trio.current_time() - left < 2.0  # the client watch, not the 120 s deadline
         assert proxy.records[0].status == 499
         assert proxy.upstream_open == 0 and proxy.server.pool.open_count == 0  # discarded
@@ -310,7 +310,7 @@ async def test_a_client_that_never_reads_a_large_response_is_cut_after_client_se
             started = trio.current_time()
             await stream.send_all(b"GET /big/10000000 HTTP/1.1\r\nHost: x\r\n\r\n")
             with trio.fail_after(600):
-                await wait_until(lambda: proxy.records)
+                await proxy.logged()
             assert 60.0 <= trio.current_time() - started < 61.0  # timeouts.client_send_s
         await proxy.settled()
         assert proxy.upstream_open == proxy.server.pool.open_count == 0  # discarded

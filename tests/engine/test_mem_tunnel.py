@@ -82,7 +82,7 @@ async def test_a_tunnel_splices_bytes_both_ways_under_backpressure(
                 assert await receive_exactly(stream, len(payload)) == payload.upper()
         assert p.server.ctx.stats.tunnels_open == 1
         assert p.server.pool.open_count == 0  # a tunnel is detached from the pool's count
-        await wait_until(lambda: p.records)
+        await p.logged()
         assert p.upstream_open == 0 and p.server.ctx.stats.tunnels_open == 0
     assert [r.status for r in p.records] == [101]
 
@@ -151,7 +151,7 @@ async def test_after_one_side_s_eof_the_tunnel_lasts_tunnel_fin_s(
             with trio.fail_after(60):
                 assert await stream.receive_some(65536) == b""
             assert 10.0 <= trio.current_time() - closed_half < 11.0
-        await wait_until(lambda: proxy.records)
+        await proxy.logged()
         assert proxy.upstream_open == 0
 
 
@@ -173,7 +173,7 @@ async def test_an_idle_tunnel_is_closed_after_tunnel_idle_s(
             with trio.fail_after(700):
                 assert await stream.receive_some(65536) == b""
             assert 600.0 <= trio.current_time() - last_byte < 601.0
-        await wait_until(lambda: p.records)
+        await p.logged()
         assert p.upstream_open == 0 and p.server.ctx.stats.tunnels_open == 0
     assert rest == b"hi"
     assert p.records[0].status == 101
