@@ -5,13 +5,17 @@ The pool's count is checked against the connections actually open (`MemoryProxy.
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
+
+from trioproxy.engine._resolver import Resolver
 
 from ..memnet import (
     MemoryNetwork,
     MemoryStream,
     ScriptedOrigin,
+    fixed_lookup,
     memory_origin,
     memory_proxy,
     wait_until,
@@ -155,3 +159,24 @@ async def test_bytes_past_a_response_keep_its_connection_out_of_the_pool(
             assert (await client.request(b"GET", b"/")).body == b"ok"
         assert proxy.upstream_open == proxy.server.pool.open_count == 0
     assert len(proxy.upstream) == 2
+
+
+async def test_a_server_being_cancelled_asks_its_stopped_resolver_for_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The resolver's nursery ends before the pool closes; a connection given back, taken,
+    or opened in between (the cancellation not delivered yet) must not start a lookup there:
+    no RuntimeError, and a request that would wait for one is cancelled with the rest."""
+    resolver = Resolver("next-hop", 80, ttl_s=0.0, lookup=fixed_lookup)
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(resolver.run)
+            scope.cancel()
+            with trio.CancelScope(shield=True):
+                await trio.testing.wait_all_tasks_blocked()  # resolver.run has ended
+            resolver.refresh_if_stale()  # (a connection given back): nothing to do
+            with pytest.raises(trio.Cancelled):
+                await resolver.resolve(trio.current_time() + 10.0)
+                pytest.fail("resolved while the server was being cancelled")
+    with pytest.raises(RuntimeError, match="not running"):  # outside a cancellation: misuse
+        await resolver.resolve(trio.current_time() + 10.0)
