@@ -180,3 +180,24 @@ async def test_a_server_being_cancelled_asks_its_stopped_resolver_for_nothing(
                 pytest.fail("resolved while the server was being cancelled")
     with pytest.raises(RuntimeError, match="not running"):  # outside a cancellation: misuse
         await resolver.resolve(trio.current_time() + 10.0)
+
+
+async def test_a_client_that_left_while_waiting_for_a_slot_is_never_sent_upstream(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network, origin = MemoryNetwork(), ScriptedOrigin()
+    settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=30.0)
+    async with memory_origin(network, origin), memory_proxy(settings, network) as proxy:
+        async with proxy.client() as holder:
+            await holder.stream.send_all(b"GET /slow/5 HTTP/1.1\r\nHost: x\r\n\r\n")
+            await wait_until(lambda: origin.targets == [b"/slow/5"])
+            leaver = proxy.open()
+            await leaver.send_all(b"GET /left HTTP/1.1\r\nHost: x\r\n\r\n")
+            await wait_until(lambda: proxy.server.pool.waiting_count == 1)
+            await leaver.aclose()
+            assert (await holder.read_reply()).status == 200
+            await proxy.logged(2)
+            pool = proxy.server.pool
+            assert pool.open_count == pool.idle_count == proxy.upstream_open == 1  # given back
+    assert origin.targets == [b"/slow/5"]
+    assert sorted(r.status for r in proxy.records) == [200, 499]
