@@ -236,10 +236,16 @@ def same_schedule(seed: int = 0) -> None:
 
 @asynccontextmanager
 async def memory_proxy(
-    settings: Settings | None = None, network: MemoryNetwork | None = None, *, seed: int = 0
+    settings: Settings | None = None,
+    network: MemoryNetwork | None = None,
+    *,
+    seed: int = 0,
+    within_s: float = 3600.0,
 ) -> AsyncIterator[MemoryProxy]:
     """The real server on a memory network, access records captured; the scheduler seeded
-    with ``seed``, so the run is the same every time."""
+    with ``seed``, so the run is the same every time. The block must end within ``within_s``
+    of virtual time (TooSlowError), so no test can hang: the pool's reaper always has a next
+    deadline for the autojump clock to jump to."""
     same_schedule(seed)
     network = network or MemoryNetwork()
     upstream: list[MemoryTransport] = []
@@ -256,7 +262,8 @@ async def memory_proxy(
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run, [listener])
         try:
-            yield proxy
+            with trio.fail_after(within_s):
+                yield proxy
         finally:
             nursery.cancel_scope.cancel()
 
