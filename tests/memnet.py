@@ -281,8 +281,8 @@ async def wait_until(condition: Callable[[], object]) -> None:
 class ScriptedOrigin:
     """An HTTP/1.1 origin (h11) answering by path, with what it saw and did counted.
 
-    ``/small``: "ok"; ``/big/N``: N bytes, written 64 KiB at a time (``sent`` counts them,
-    so a test sees where its writes block); ``/chunks/N``: N one-byte chunks, 1000 per write;
+    ``/small``: "ok"; ``/big/N``: N bytes, written 64 KiB at a time (``sent`` counts them
+    all, so a test sees where its writes block); ``/chunks/N``: N one-byte chunks, 1000 per write;
     ``/slow/S``: "ok" after S seconds; ``/drip/N``: N pieces of 1000 bytes, slowly;
     ``/close``: "ok" then the connection closes; ``/ws``: a 101, then raw bytes echoed in
     upper case; any request with a body: the body's length.
@@ -299,7 +299,9 @@ class ScriptedOrigin:
         self.accepted += 1
         self.open += 1
         try:
-            with contextlib.suppress(trio.BrokenResourceError, h11.RemoteProtocolError):
+            with contextlib.suppress(
+                trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError
+            ):  # the proxy went away, or the test reset this end
                 await self._serve(stream)
         finally:
             self.open -= 1
@@ -330,7 +332,11 @@ class ScriptedOrigin:
             if request.target == b"/ws":
                 await self._tunnel(stream, conn)
                 return
-            await self._answer(stream, conn, request.target.decode(), received)
+            if request.method == b"HEAD":  # the head a GET would get, no body
+                response = h11.Response(status_code=200, headers=[(b"Content-Length", b"2")])
+                await stream.send_all(conn.send(response) + conn.send(h11.EndOfMessage()))
+            else:
+                await self._answer(stream, conn, request.target.decode(), received)
             self.answered += 1
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
@@ -367,8 +373,8 @@ class ScriptedOrigin:
             headers = [(b"Content-Length", b"%d" % size)]
             await stream.send_all(conn.send(h11.Response(status_code=200, headers=headers)))
             piece = b"b" * 65536
-            while self.sent < size:
-                part = piece[: size - self.sent]
+            for start in range(0, size, len(piece)):
+                part = piece[: size - start]
                 await stream.send_all(conn.send(h11.Data(data=part)))
                 self.sent += len(part)
             await stream.send_all(conn.send(h11.EndOfMessage()))
