@@ -109,6 +109,8 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         return _parsed_request(down)
     except ClientError as exc:  # malformed, oversized, or too slow to arrive (slowloris: 408)
         await _reject(down, ctx, exc)
+        if not down.closed:  # the rest of the head may still be coming: let the answer land
+            await down.linger(_LINGER_S, _LINGER_BYTES)
         return None
     except _Closed:
         return None

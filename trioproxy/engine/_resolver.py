@@ -80,8 +80,9 @@ class Resolver:
 
     def refresh_if_stale(self) -> None:
         """Start a lookup in the background if the answer has expired: connections that are
-        only ever reused must still learn that the answer changed."""
-        if self._may_ask(trio.current_time()):
+        only ever reused must still learn that the answer changed. Not once `run` has ended
+        (a server being cancelled gives connections back after its lookups' nursery is gone)."""
+        if self._nursery is not None and self._may_ask(trio.current_time()):
             self._start_lookup()
 
     async def resolve(self, deadline: float) -> list[SockAddr]:
@@ -93,6 +94,8 @@ class Resolver:
         if now < self._expires_at:
             return self._addresses
         if self._may_ask(now):
+            if self._nursery is None:  # `run` has ended: the server is being cancelled
+                await trio.lowlevel.checkpoint_if_cancelled()
             done = self._start_lookup()
             wait_until = min(deadline, now + _STALE_AFTER_S) if self._addresses else deadline
             with trio.move_on_at(wait_until):
@@ -111,9 +114,9 @@ class Resolver:
 
     def _start_lookup(self) -> trio.Event:
         if self._in_flight is None:
-            self._in_flight = trio.Event()
             if self._nursery is None:
                 raise RuntimeError("Resolver.run is not running")
+            self._in_flight = trio.Event()
             self._nursery.start_soon(self._refresh, self._in_flight)
         return self._in_flight
 
