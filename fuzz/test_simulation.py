@@ -1,0 +1,87 @@
+"""The whole proxy in simulation: many clients and an origin behaving at random, invariants
+checked after every run (`simulation`), and the same scenario giving the same run.
+
+Each example is one scenario run in its own ``trio.run`` on the mock clock: a few
+milliseconds of wall time for up to a minute of virtual time.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+from .conftest import PROFILE
+from .simulation import simulate
+from .simworld import CLIENT_ENDINGS, ORIGIN_BEHAVIOURS, ClientSpec, RequestSpec, Scenario
+
+# Sizes either side of the proxy's 1024-byte buffers (see `sim_settings`) and of the memory
+# network's 4096-byte pipes: bodies buffered whole, and bodies streamed under backpressure.
+sizes = st.sampled_from([0, 10, 700, 1500, 5000, 20000])
+
+
+@st.composite
+def request_specs(draw: st.DrawFn, *, last: bool) -> RequestSpec:
+    body = draw(st.sampled_from(["none", "none", "length", "chunked"]))
+    upgrade = last and body == "none" and draw(st.booleans())
+    origin = draw(st.sampled_from(ORIGIN_BEHAVIOURS))
+    return RequestSpec(
+        body=body,
+        body_size=draw(sizes) if body != "none" else 0,
+        upgrade=upgrade,
+        origin=origin,
+        response_size=draw(sizes),
+    )
+
+
+times = st.integers(0, 80).map(lambda tenths: tenths / 10)
+
+
+@st.composite
+def client_specs(draw: st.DrawFn) -> ClientSpec:
+    count = draw(st.integers(1, 3))
+    requests = tuple(draw(request_specs(last=j == count - 1)) for j in range(count))
+    slow = draw(st.booleans())
+    return ClientSpec(
+        start_s=draw(times),
+        requests=requests,
+        pipelined=draw(st.booleans()),
+        piece_bytes=draw(st.sampled_from([1, 7, 100, 3000])) if slow else 0,
+        pause_s=draw(st.sampled_from([0.01, 0.3, 2.0])),
+        ending=draw(st.sampled_from(CLIENT_ENDINGS[:2] * 3 + CLIENT_ENDINGS)),
+        cut_fraction=draw(st.floats(0.0, 1.0)),
+        give_up_s=draw(st.none() | times),
+    )
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> Scenario:
+    return Scenario(
+        seed=draw(st.integers(0, 2**32 - 1)),
+        clients=tuple(draw(st.lists(client_specs(), min_size=1, max_size=8))),
+        stop=draw(st.sampled_from(["after", "after", "drain", "cancel"])),
+        stop_s=draw(times),
+        drain_s=draw(st.sampled_from([0.0, 0.5, 5.0])),
+        max_connections=draw(st.sampled_from([2, 100])),
+        upstream_max_connections=draw(st.sampled_from([0, 0, 1, 3])),
+        pool_size=draw(st.sampled_from([1, 4])),
+        keepalive_requests=draw(st.sampled_from([2, 1000])),
+    )
+
+
+# The ci profile's examples take a few seconds here; the deep profile's take its own count.
+EXAMPLES = 150 if PROFILE == "ci" else settings().max_examples
+
+
+@settings(max_examples=EXAMPLES)
+@given(scenarios())
+def test_every_invariant_holds_whatever_the_clients_and_the_origin_do(scenario: Scenario) -> None:
+    outcome = simulate(scenario)
+    note(f"{len(outcome.records)} records, {outcome.quiescent_checks} quiescent checks")
+    assert outcome.violations == []
+
+
+@settings(max_examples=10 if PROFILE == "ci" else 200)
+@given(scenarios())
+def test_the_same_scenario_runs_the_same_way_twice(scenario: Scenario) -> None:
+    first, second = simulate(scenario), simulate(scenario)
+    assert first.trace == second.trace
