@@ -14,6 +14,7 @@ Checked after each run (`Outcome.violations`; an empty list is a pass):
 - one access record per request: request IDs are never logged twice, a request the origin saw
   or a client got an answer to is logged with the status the client saw, and no request is
   logged that its client did not send;
+- the proxy logs no error (an internal error is an exception nobody expected);
 - whenever every task waits, the pool's count equals the upstream connections actually open
   (tunnels detached), its idle connections are open, and the proxy's count of client
   connections equals the ones open; after the stop nothing of the proxy is left: no
@@ -22,6 +23,7 @@ Checked after each run (`Outcome.violations`; an empty list is a pass):
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 import unittest.mock
@@ -180,8 +182,10 @@ async def _write(transport: MemoryTransport, index: int, spec: ClientSpec, log: 
                 log.requests_sent += sent[0] == len(message)
             if spec.ending == "reset" and budget <= 0:
                 return
-    except OSError:
-        return  # the proxy closed or reset: the reader sees it
+    except OSError:  # the proxy closed or reset: wait for the reader to see it
+        if spec.ending == "read":
+            await log.until(lambda: False)
+        return
     if spec.ending == "half_close":
         transport.shutdown_write()
     elif spec.ending == "read":
@@ -399,17 +403,35 @@ def simulate(scenario: Scenario) -> Outcome:
     # otherwise leak in). Seeded, the run is a function of the scenario.
     assert trio_run_loop._ALLOW_DETERMINISTIC_SCHEDULING
     trio_run_loop._r.seed(scenario.seed)
-    with unittest.mock.patch.object(_connection, "new_request_id", lambda: next(ids)):
-        ended_at = trio.run(
-            _run_and_time,
-            world,
-            clock=trio.testing.MockClock(autojump_threshold=0),
-            instruments=[quiescence],
-        )
+    errors = _Errors()
+    logger = logging.getLogger("trioproxy")
+    logger.addHandler(errors)
+    try:
+        with unittest.mock.patch.object(_connection, "new_request_id", lambda: next(ids)):
+            ended_at = trio.run(
+                _run_and_time,
+                world,
+                clock=trio.testing.MockClock(autojump_threshold=0),
+                instruments=[quiescence],
+            )
+    finally:
+        logger.removeHandler(errors)
     outcome = Outcome(world.records, world.clients, world.origin, world.violations)
+    outcome.violations += [f"the proxy logged an error: {line}" for line in errors.lines]
     outcome.quiescent_checks, outcome.ended_at = quiescence.count, ended_at
     outcome.violations += judge(scenario, outcome)
     return outcome
+
+
+class _Errors(logging.Handler):
+    """The proxy's ERROR lines: an internal error is a traceback nobody expected."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 async def _run_and_time(world: World) -> float:

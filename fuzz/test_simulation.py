@@ -68,6 +68,75 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     )
 
 
+def _request(origin: str = "ok", body: str = "none", size: int = 0, **kw: object) -> RequestSpec:
+    return RequestSpec(body, size, bool(kw.get("upgrade")), origin, int(kw.get("response", 50)))  # type: ignore[call-overload]
+
+
+def _client(start_s: float, *requests: RequestSpec, **kw: object) -> ClientSpec:
+    return ClientSpec(
+        start_s=start_s,
+        requests=requests,
+        pipelined=bool(kw.get("pipelined", True)),
+        piece_bytes=int(kw.get("piece_bytes", 0)),  # type: ignore[call-overload]
+        pause_s=0.2,
+        ending=str(kw.get("ending", "read")),
+        cut_fraction=0.5,
+        give_up_s=kw.get("give_up_s"),  # type: ignore[arg-type]
+    )
+
+
+# One client per behaviour, side by side on one proxy.
+EVERYTHING = Scenario(
+    seed=1,
+    clients=(
+        _client(0.0, _request(), _request(body="length", size=3000), _request("interim")),
+        _client(
+            0.5,
+            _request(response=5000),
+            _request("slow", response=3000),
+            _request("upgrade", upgrade=True),
+            pipelined=False,
+        ),
+        _client(0.1, _request("early", "chunked", 2500), piece_bytes=100, ending="half_close"),
+        _client(0.2, _request("silent"), _request()),
+        _client(0.3, _request("cut", response=4000)),
+        _client(0.3, _request("reset")),
+        _client(0.3, ending="silent"),
+        _client(0.3, _request(), ending="garbage"),
+        _client(0.3, _request(body="length", size=5000), _request(), ending="reset"),
+        _client(0.3, _request("silent"), give_up_s=1.0),
+    ),
+    stop="after",
+    stop_s=0.0,
+    drain_s=2.0,
+    max_connections=100,
+    upstream_max_connections=0,
+    pool_size=4,
+    keepalive_requests=1000,
+)
+
+
+def test_one_client_of_each_kind_gets_what_it_should() -> None:
+    outcome = simulate(EVERYTHING)
+    assert outcome.violations == []
+    got = [[reply.status for reply in client.replies.done] for client in outcome.clients]
+    assert got == [
+        [200, 200, 200],
+        [200, 200, 101],
+        [200],
+        [504, 200],
+        [],
+        [502],
+        [],
+        [400],
+        [],
+        [],
+    ]
+    assert outcome.clients[1].replies.tunnel == b"[t001.99 tunnelled]"
+    statuses = sorted(record.status for record in outcome.records)
+    assert statuses == sorted([200] * 8 + [101, 504, 502, 400, 499]), statuses
+
+
 # The ci profile's examples take a few seconds here; the deep profile's take its own count.
 EXAMPLES = 150 if PROFILE == "ci" else settings().max_examples
 
