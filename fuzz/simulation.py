@@ -218,18 +218,27 @@ async def _through_the_tunnel(transport: MemoryTransport, index: int, log: Clien
 # --- The world ----------------------------------------------------------------------------------
 
 
-class Quiescence(trio.abc.Instrument):
-    """Calls ``check`` each time every task waits (nothing runnable: the clock is about to
-    jump), the one moment the proxy's counts and the network's state must agree."""
+class Probe(trio.abc.Instrument):
+    """Checks the world's counts each time every task waits (nothing runnable: the clock is
+    about to jump), the one moment the proxy's counts and the network's state must agree;
+    and stops the proxy after the scenario's number of task steps, if it has one (so a
+    cancellation can land at any checkpoint, not only where the clock stands still)."""
 
-    def __init__(self, check: Callable[[], None]) -> None:
-        self.check = check
-        self.count = 0
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.checks = 0
+        self.steps = 0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.world.started:
+            self.steps += 1
+            if self.steps == self.world.scenario.stop_step:
+                self.world.stop()
 
     def before_io_wait(self, timeout: float) -> None:
         if trio.lowlevel.current_statistics().tasks_runnable == 0:
-            self.count += 1
-            self.check()
+            self.checks += 1
+            self.world.check_counts()
 
 
 @dataclass
@@ -239,6 +248,7 @@ class Outcome:
     origin: OriginLog
     violations: list[str]
     quiescent_checks: int = 0
+    steps: int = 0  # task steps while the proxy served
     ended_at: float = 0.0
 
     @property
@@ -246,7 +256,7 @@ class Outcome:
         """Everything observable of a run, wall-clock times left out."""
         records = [astuple(record)[1:] for record in self.records]  # (start_wall first)
         received = [bytes(client.received) for client in self.clients]
-        return (records, received, self.origin.seen, self.quiescent_checks, self.ended_at)
+        return (records, received, self.origin.seen, self.quiescent_checks, self.steps)
 
 
 class World:
@@ -276,6 +286,8 @@ class World:
             ClientLog(i, Replies(_asked(spec))) for i, spec in enumerate(scenario.clients)
         ]
         self.violations: list[str] = []
+        self.proxy_scope = trio.CancelScope()
+        self.started = False  # the proxy is serving
 
     def behaviour(self, tok: bytes) -> tuple[str, int]:
         """How the origin answers the request with this token."""
@@ -309,31 +321,35 @@ class World:
         if message not in self.violations and len(self.violations) < 20:
             self.violations.append(message)
 
+    def stop(self) -> None:
+        """Drain the proxy, or cancel it outright, as the scenario says."""
+        if self.scenario.stop == "drain":
+            self.server.shutdown()
+        elif self.scenario.stop == "cancel":
+            self.proxy_scope.cancel()
+
     async def run(self) -> None:
         scenario = self.scenario
         async with trio.open_nursery() as world:
             world.start_soon(
                 serve_origin, self.origin_listener, self.behaviour, self.origin, PAUSE_S
             )
-            proxy_scope = trio.CancelScope()
             stopped = trio.Event()
 
             async def run_proxy(task_status: trio.TaskStatus[None]) -> None:
                 try:
-                    with proxy_scope:
+                    with self.proxy_scope:
                         await self.server.run([self.proxy_listener], task_status=task_status)
                 finally:
                     stopped.set()
 
             async def stop_at() -> None:
                 await trio.sleep_until(scenario.stop_s)
-                if scenario.stop == "drain":
-                    self.server.shutdown()
-                else:
-                    proxy_scope.cancel()
+                self.stop()
 
             await world.start(run_proxy)
-            if scenario.stop != "after":
+            self.started = True
+            if scenario.stop != "after" and not scenario.stop_step:
                 world.start_soon(stop_at)
             async with trio.open_nursery() as clients:
                 for index, spec in enumerate(scenario.clients):
@@ -343,7 +359,7 @@ class World:
                 await stopped.wait()
             if not stopped.is_set():
                 self._violation("the proxy did not stop")
-                proxy_scope.cancel()
+                self.proxy_scope.cancel()
                 await stopped.wait()
             self.check_counts()
             self._check_stopped()
@@ -396,7 +412,7 @@ def _task_names() -> list[str]:
 def simulate(scenario: Scenario) -> Outcome:
     """Run ``scenario`` to the end in its own trio run and judge it."""
     world = World(scenario)
-    quiescence = Quiescence(world.check_counts)
+    probe = Probe(world)
     ids = (b"sim%029d" % n for n in range(1 << 30))
     # trio runs each batch of runnable tasks in an order from this Random, after sorting
     # the batch by task creation (only when Hypothesis is imported: a set's order would
@@ -412,13 +428,13 @@ def simulate(scenario: Scenario) -> Outcome:
                 _run_and_time,
                 world,
                 clock=trio.testing.MockClock(autojump_threshold=0),
-                instruments=[quiescence],
+                instruments=[probe],
             )
     finally:
         logger.removeHandler(errors)
     outcome = Outcome(world.records, world.clients, world.origin, world.violations)
     outcome.violations += [f"the proxy logged an error: {line}" for line in errors.lines]
-    outcome.quiescent_checks, outcome.ended_at = quiescence.count, ended_at
+    outcome.quiescent_checks, outcome.steps, outcome.ended_at = probe.checks, probe.steps, ended_at
     outcome.violations += judge(scenario, outcome)
     return outcome
 

@@ -54,8 +54,9 @@ class ClientSpec:
 class Scenario:
     seed: int  # trio's scheduler order (and nothing else)
     clients: tuple[ClientSpec, ...]
-    stop: str  # "after" (clients done), "drain" or "cancel" at stop_s
+    stop: str  # "after" (clients done), "drain" or "cancel" at stop_s or at stop_step
     stop_s: float
+    stop_step: int  # 0: none; else after this many task steps (any checkpoint)
     drain_s: float
     max_connections: int  # downstream
     upstream_max_connections: int
