@@ -133,6 +133,10 @@ class Reply:
     body: bytes = b""
 
 
+def _fields(event: h11.Response | h11.InformationalResponse) -> dict[bytes, bytes]:
+    return {name.lower(): value for name, value in event.headers.raw_items()}
+
+
 class Replies:
     """Parses the bytes one client connection received, against the requests it sent:
     each final response in turn, 1xx skipped, the tunnel's bytes after a 101."""
@@ -181,11 +185,11 @@ class Replies:
             if isinstance(event, h11.InformationalResponse):
                 if event.status_code == 101:
                     self.switched = True
-                    self.done.append(Reply(101, dict(event.headers.raw_items())))
+                    self.done.append(Reply(101, _fields(event)))
                     self.tunnel += self.conn.trailing_data[0]
                     return
             elif isinstance(event, h11.Response):
-                self._current = Reply(event.status_code, dict(event.headers.raw_items()))
+                self._current = Reply(event.status_code, _fields(event))
             elif isinstance(event, h11.Data):
                 assert self._current is not None
                 self._current.body += event.data

@@ -135,6 +135,8 @@ def test_one_client_of_each_kind_gets_what_it_should() -> None:
         [],
     ]
     assert outcome.clients[1].replies.tunnel == b"[t001.99 tunnelled]"
+    first = outcome.clients[0].replies.done[0]
+    assert (first.headers[b"x-token"], first.headers[b"x-request-id"]) == (b"t000.0", b"t000.0")
     statuses = sorted(record.status for record in outcome.records)
     assert statuses == sorted([200] * 8 + [101, 504, 502, 400, 499]), statuses
 
