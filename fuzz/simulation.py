@@ -65,6 +65,7 @@ ORIGIN_ADDRESS = ("192.0.2.80", 80)
 WORLD_END_S = 600.0
 STOP_BOUND_S = 120.0  # after the clients: the proxy stops within this, or it hangs
 PAUSE_S = 0.4  # a slow origin's pause between pieces of a response
+EXPECT_WAIT_S = 1.0  # how long a client waits for a 100 Continue before sending its body
 
 
 def sim_settings(scenario: Scenario) -> Settings:
@@ -175,7 +176,15 @@ async def _write(transport: MemoryTransport, index: int, spec: ClientSpec, log: 
                     return
             sent = [0]
             try:
-                await _send_pieces(transport, message[:budget], spec, sent)
+                if spec.ending != "garbage" and spec.requests[j].expect:
+                    await _send_pieces(transport, message[: min(head_length, budget)], spec, sent)
+                    with trio.move_on_after(EXPECT_WAIT_S):  # as curl: then the body anyway
+                        await log.until(
+                            lambda j=j: j in log.replies.continued or len(log.replies.done) > j  # type: ignore[misc]
+                        )
+                    await _send_pieces(transport, message[head_length:budget], spec, sent)
+                else:
+                    await _send_pieces(transport, message[:budget], spec, sent)
             finally:
                 budget -= sent[0]
                 log.heads_sent += sent[0] >= head_length

@@ -36,6 +36,7 @@ class RequestSpec:
     upgrade: bool  # a WebSocket upgrade (only ever a client's last request)
     origin: str  # one of ORIGIN_BEHAVIOURS
     response_size: int
+    expect: bool = False  # Expect: 100-continue (with a body): the body waits for a 100
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ def request_bytes(tok: bytes, spec: RequestSpec) -> tuple[bytes, int]:
     head = b"%s /%s HTTP/1.1\r\nHost: sim.test\r\nX-Request-ID: %s\r\n" % (method, tok, tok)
     if spec.upgrade:
         head += b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+    if spec.expect and spec.body != "none":
+        head += b"Expect: 100-continue\r\n"
     body = payload(tok, spec.body_size)
     if spec.body == "length":
         head += b"Content-Length: %d\r\n" % len(body)
@@ -147,6 +150,7 @@ class Replies:
         self.done: list[Reply] = []
         self.tunnel = bytearray()
         self.switched = False
+        self.continued: set[int] = set()  # the requests a 100 Continue came for
         self.error = ""  # what was wrong with the bytes (not valid HTTP, more than asked)
         self._current: Reply | None = None
         if requests:
@@ -183,6 +187,8 @@ class Replies:
             if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
                 return
             if isinstance(event, h11.InformationalResponse):
+                if event.status_code == 100:
+                    self.continued.add(len(self.done))
                 if event.status_code == 101:
                     self.switched = True
                     self.done.append(Reply(101, _fields(event)))
@@ -294,6 +300,9 @@ async def _answer_requests(
             while await recv(transport):
                 pass
             return
+        if what == "interim" and conn.they_are_waiting_for_100_continue:
+            go_on = h11.InformationalResponse(status_code=100, headers=[])
+            await send(transport, conn.send(go_on) or b"")
         body = bytearray()
         complete = await _read_body(conn, transport, body)
         _check_owner(log, tok, body)

@@ -30,6 +30,7 @@ def request_specs(draw: st.DrawFn, *, last: bool) -> RequestSpec:
         upgrade=upgrade,
         origin=origin,
         response_size=draw(sizes),
+        expect=body != "none" and draw(st.booleans()),
     )
 
 
