@@ -516,12 +516,12 @@ def _judge_records(outcome: Outcome) -> list[str]:
             found.append(f"{tok!r} reached the origin but is not in the access log")
     for log in outcome.clients:
         for reply in log.replies.done:
-            rid = reply.headers.get(b"x-request-id")
-            if rid is None:
+            answered = reply.headers.get(b"x-request-id")
+            if answered is None:
                 continue
-            record = by_id.get(rid)
+            record = by_id.get(answered)
             if record is None:
-                found.append(f"client {log.index} got a {reply.status} for {rid!r}, not logged")
+                found.append(f"client {log.index}: a {reply.status} for {answered!r}, not logged")
             elif record.status != reply.status:
-                found.append(f"{rid!r}: client got {reply.status}, the log says {record.status}")
+                found.append(f"{answered!r}: client got {reply.status}, log says {record.status}")
     return found

@@ -308,7 +308,7 @@ async def _answer_requests(
         _check_owner(log, tok, body)
         if not complete:
             return
-        if what == "upgrade" and conn.their_state is h11.MIGHT_SWITCH_PROTOCOL:
+        if what == "upgrade" and conn.their_state is not h11.DONE:  # (might switch)
             await _switch_and_echo(conn, transport)
             return
         if what == "interim":
