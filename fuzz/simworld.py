@@ -1,12 +1,13 @@
 """The simulated world's parts: scenarios as plain data, and the scripted clients and origin.
 
 A scenario says everything a run does: per client when it starts, the requests it sends and
-how (pipelined, in slow pieces, half-closed, reset, given up), per request how the origin
-answers it (normal, early, 1xx, silent, slow, cut, reset, 101 and echo), and when the proxy
-is stopped. Every byte a client or the origin sends carries the token of the request it
-belongs to (``t003.1``: client 3, request 1), so whoever receives it can tell whose it is.
+how (pipelined, in slow pieces, with Expect, half-closed, reset, given up), per request how
+the origin answers it (normal, closing, dropping the connection later, early, 100/103,
+silent, slow, cut, reset, 101 and echo), and when the proxy is stopped. Every byte a client
+or the origin sends carries the token of the request it belongs to (``t003.1``: client 3,
+request 1), so whoever receives it can tell whose it is.
 
-Clients and the origin use the memory transports directly (`_send`, `_recv`), never trio's
+Clients and the origin use the memory transports directly (`send`, `recv`), never trio's
 streams: they must know exactly how many bytes went out before a reset or a close.
 """
 
@@ -26,7 +27,9 @@ from trioproxy.engine._transport import MemoryListener, MemoryTransport
 TOKEN_OWNER = re.compile(rb"t(\d{3})\.")
 
 CLIENT_ENDINGS = ("read", "half_close", "leave_early", "reset", "silent", "garbage")
-ORIGIN_BEHAVIOURS = ("ok", "close", "early", "interim", "silent", "slow", "cut", "reset", "upgrade")
+ORIGIN_BEHAVIOURS = (
+    *("ok", "close", "drop", "early", "interim", "silent", "slow", "cut", "reset", "upgrade"),
+)  # "drop": answers keep-alive, closes a moment later (a reused connection found stale)
 
 
 @dataclass(frozen=True)
@@ -325,6 +328,9 @@ async def _answer_requests(
                 await trio.sleep(pause_s)
         else:
             await send(transport, data)
+        if what == "drop":  # keep-alive said, then closed a moment later: the stale race
+            await trio.sleep(pause_s)
+            return
         if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
             return
         conn.start_next_cycle()
