@@ -7,6 +7,8 @@ milliseconds of wall time for up to a minute of virtual time.
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -140,6 +142,17 @@ def test_one_client_of_each_kind_gets_what_it_should() -> None:
     assert (first.headers[b"x-token"], first.headers[b"x-request-id"]) == (b"t000.0", b"t000.0")
     statuses = sorted(record.status for record in outcome.records)
     assert statuses == sorted([200] * 8 + [101, 504, 502, 400, 499]), statuses
+
+
+def test_a_client_resetting_while_the_proxy_lingers_is_no_internal_error() -> None:
+    # Found by the simulation: the origin answers a large upload early, the proxy lingers to
+    # drain the rest of the body, the client resets meanwhile; Peer.linger let ClientGone out.
+    upload = _request("early", "length", 20000, response=10)
+    reset_mid_upload = _client(0.0, upload, piece_bytes=3000, ending="reset")
+    scenario = dataclasses.replace(EVERYTHING, clients=(reset_mid_upload,))
+    outcome = simulate(scenario)
+    assert outcome.violations == []
+    assert [record.status for record in outcome.records] == [200]
 
 
 # The ci profile's examples take a few seconds here; the deep profile's take its own count.
