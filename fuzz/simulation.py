@@ -244,8 +244,11 @@ class World:
 
     def _check_stopped(self) -> None:
         pool, stats = self.server.pool, self.server.ctx.stats
-        if pool.open_count or pool.idle_count:
-            self._violation(f"after the stop: {pool.open_count} open, {pool.idle_count} idle")
+        if pool.open_count or pool.idle_count or pool.waiting_count:
+            self._violation(
+                f"after the stop: {pool.open_count} open, {pool.idle_count} idle,"
+                f" {pool.waiting_count} waiting for a slot"
+            )
         if stats.connections_open or stats.tunnels_open:
             self._violation(f"after the stop: {stats.connections_open} connections counted")
         leftovers = [name for name in _task_names() if ".trioproxy." in f".{name}"]
