@@ -238,7 +238,7 @@ class Wire:
         read and drop what it sends, for a moment (nginx's lingering_close). Closing at once
         with its bytes unread makes the kernel send a reset, which can destroy the answer
         before the peer reads it."""
-        with trio.move_on_after(seconds), contextlib.suppress(ProxyError):
+        with trio.move_on_after(seconds), contextlib.suppress(ClientGone, ProxyError):
             self.send_eof()
             received = 0
             while received < max_bytes and (data := await self.recv(math.inf)):

@@ -305,21 +305,36 @@ def memory_transport_pair(
 
 
 class MemoryListener:
-    """A listening address on a `MemoryNetwork`: connects queue in a backlog until accepted."""
+    """A listening address on a `MemoryNetwork`: connects queue in a backlog until accepted.
+
+    It remembers every connection made to it, so a test can compare what the proxy counts
+    (its pool, its open connections) with what is actually open (`open_ends`)."""
 
     def __init__(self, backlog: int = 4096) -> None:
         self._backlog: deque[MemoryTransport] = deque()
         self._limit = backlog
         self._arrived = ParkingLot()
         self.closed = False
+        self.connections: list[tuple[MemoryTransport, MemoryTransport]] = []  # (ours, theirs)
 
     def connect(self, client_ip: str, capacity: int) -> MemoryTransport:
         if self.closed or len(self._backlog) >= self._limit:
             raise ConnectionRefusedError(errno.ECONNREFUSED, "connection refused")
         ours, theirs = memory_transport_pair(capacity=capacity, ips=(client_ip, "127.0.0.1"))
         self._backlog.append(theirs)
+        self.connections.append((ours, theirs))
         self._arrived.unpark_all()
         return ours
+
+    def open_ends(self, *, accepted: bool) -> list[MemoryTransport]:
+        """The ends still open of the connections made here: the accepting ends taken out of
+        the backlog (``accepted``), or else the connecting ends."""
+        if accepted:
+            waiting = {id(end) for end in self._backlog}
+            ends = [theirs for _, theirs in self.connections if id(theirs) not in waiting]
+        else:
+            ends = [ours for ours, _ in self.connections]
+        return [end for end in ends if not end.closed]
 
     async def accept(self) -> Transport:
         await self.wait_pending()
