@@ -147,7 +147,9 @@ def test_one_client_of_each_kind_gets_what_it_should() -> None:
     first = outcome.clients[0].replies.done[0]
     assert (first.headers[b"x-token"], first.headers[b"x-request-id"]) == (b"t000.0", b"t000.0")
     statuses = sorted(record.status for record in outcome.records)
-    assert statuses == sorted([200] * 8 + [101, 504, 502, 400, 499]), statuses
+    # Two 499s: the client that gives up on a silent origin, and the one that resets while
+    # its upload is read (what arrived before a reset is read first, as on Linux).
+    assert statuses == sorted([200] * 8 + [101, 504, 502, 400, 499, 499]), statuses
 
 
 def test_a_client_resetting_while_the_proxy_lingers_is_no_internal_error() -> None:
