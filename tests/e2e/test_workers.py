@@ -19,7 +19,7 @@ from trioproxy.core._accesslog import AccessRecord
 from trioproxy.engine._metrics import MetricsSnapshot, RequestMetrics, merge_snapshots
 
 from ..cli_support import cli_proxy, wait_for_exit
-from ..engine.test_admin import admin_request, scrape, total, value
+from .test_admin import admin_request, scrape, total, value
 from ..support import Client, raw_origin, read_head
 
 
