@@ -19,8 +19,8 @@ from trioproxy.core._accesslog import AccessRecord
 from trioproxy.engine._metrics import MetricsSnapshot, RequestMetrics, merge_snapshots
 
 from ..cli_support import cli_proxy, wait_for_exit
-from .test_admin import admin_request, scrape, total, value
 from ..support import Client, raw_origin, read_head
+from .test_admin import admin_request, scrape, total, value
 
 
 def _children(pid: int) -> set[int]:
