@@ -161,8 +161,12 @@ class AdminServer:
             # /readyz bounds its own wait
             answer = await self._routes[endpoint]() if isinstance(endpoint, bytes) else endpoint
         data = answers.render(answer, head_only=method == b"HEAD")
-        await client.send_all(data, self._io_timeout_s)
-        await client.linger(answers.LINGER_S, answers.LINGER_MAX_BYTES)
+        # One deadline for the whole answer: a reader taking a byte now and then must not
+        # hold one of the few admin slots for ever (each wait alone would restart it).
+        with trio.move_on_after(self._io_timeout_s) as sending:
+            await client.send_all(data, math.inf)
+        if not sending.cancelled_caught:
+            await client.linger(answers.LINGER_S, answers.LINGER_MAX_BYTES)
 
     async def _healthz(self) -> answers.Answer:
         return answers.text(503, "draining") if self._is_draining() else answers.text(200, "ok")
