@@ -208,3 +208,62 @@ async def test_a_flush_to_a_gone_peer_is_a_clean_error(kind: str) -> None:
         peer._out.append(b"x" * 1000)
         with pytest.raises(ClientGone):
             await peer.send_queued(1.0)
+
+
+async def test_a_peer_closed_by_us_reads_as_gone_on_both_transports(kind: str) -> None:
+    # Found in review: a closed socket's fd (-1) reached poll and epoll as a ValueError (an
+    # internal error), where the memory transport said ClientGone.
+    with connected(kind) as (peer, _):
+        peer.close()
+        assert peer.readable_now() and peer.peer_closed()
+        with pytest.raises(ClientGone):
+            await peer.wait_readable()
+        with pytest.raises(ClientGone):
+            await peer.recv(1.0)
+        peer._out.append(b"x")
+        with pytest.raises(ClientGone):
+            await peer.send_queued(1.0)
+
+
+async def test_a_send_that_completed_at_once_is_never_cancelled_after_it(kind: str) -> None:
+    # A cancellation that arrives once the pre-check has passed: the write completes, and the
+    # yield after it must not report it failed (a completed send raising Cancelled would
+    # mark the h11 side broken and drop a response that was sent).
+    with connected(kind) as (peer, other), trio.CancelScope() as scope:
+        real = peer_module.checkpoint_if_cancelled
+
+        async def then_cancel() -> None:
+            await real()
+            scope.cancel()
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(peer_module, "checkpoint_if_cancelled", then_cancel)
+            peer._out.append(b"all at once")
+            await peer.send_queued(5.0)
+        arrived = other.recv_nowait()
+    assert not scope.cancelled_caught
+    assert not peer.has_queued and peer.bytes_sent == len(b"all at once")
+    assert arrived == b"all at once"
+
+
+async def test_a_send_that_completed_at_once_lets_others_run(kind: str) -> None:
+    # Fairness: a task whose writes never block still yields after each one.
+    with connected(kind) as (peer, other):
+        ran = 0
+
+        async def other_task() -> None:
+            nonlocal ran
+            while True:
+                ran += 1
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other_task)
+            await trio.lowlevel.checkpoint()  # it has started
+            before = ran
+            for _ in range(10):
+                peer._out.append(b"x")
+                await peer.send_queued(5.0)
+            assert ran - before >= 5  # without the yield: 0
+            nursery.cancel_scope.cancel()
+        assert other.recv_nowait() == b"x" * 10

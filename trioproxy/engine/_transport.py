@@ -102,15 +102,25 @@ class SocketTransport:
             return None
 
     async def wait_readable(self) -> None:
-        await trio.lowlevel.wait_readable(self.socket.fileno())
+        await trio.lowlevel.wait_readable(self._open_fd())
 
     async def wait_writable(self) -> None:
-        await trio.lowlevel.wait_writable(self.socket.fileno())
+        await trio.lowlevel.wait_writable(self._open_fd())
+
+    def _open_fd(self) -> int:
+        fd = self.socket.fileno()
+        if fd < 0:  # (-1 would reach epoll as a ValueError)
+            raise trio.ClosedResourceError("this connection is closed")
+        return fd
+
+    # Closed by us, a connection reads as gone: a read fails at once, the peer is no more.
 
     def readable_now(self) -> bool:
-        return self._poll(select.POLLIN | select.POLLPRI)
+        return self.closed or self._poll(select.POLLIN | select.POLLPRI)
 
     def peer_closed(self) -> bool:
+        if self.closed:
+            return True
         if not self._poll(select.POLLIN | select.POLLRDHUP):  # not urgent data
             return False
         # A peek that cannot wait, on a duplicate: trio's own recv would wait.
@@ -255,7 +265,7 @@ class MemoryTransport:
 
     def peer_closed(self) -> bool:
         pipe = self._incoming
-        return not pipe.buffer and (pipe.eof or pipe.reset)
+        return self._closed or (not pipe.buffer and (pipe.eof or pipe.reset))
 
     def shutdown_write(self) -> None:
         self._check_open()
@@ -278,6 +288,8 @@ class MemoryTransport:
 
     def reset(self) -> None:
         """Close with a reset whatever is unread (SO_LINGER 0): the peer's reads fail."""
+        if self._closed:
+            return  # closed already: nothing is left to reset
         self._outgoing.reset = True
         self.close()
 
