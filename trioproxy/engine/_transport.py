@@ -192,7 +192,16 @@ def _peer_ip(sock: trio.socket.SocketType) -> str:
 class _Pipe:
     """One direction of a memory connection."""
 
-    __slots__ = ("buffer", "capacity", "eof", "reader_gone", "reset", "wake_reader", "wake_writer")
+    __slots__ = (
+        "buffer",
+        "capacity",
+        "eof",
+        "reader_gone",
+        "refused",
+        "reset",
+        "wake_reader",
+        "wake_writer",
+    )
 
     def __init__(self, capacity: int) -> None:
         self.buffer = bytearray()
@@ -200,6 +209,7 @@ class _Pipe:
         self.eof = False  # the writer half-closed or closed
         self.reset = False  # the writer closed with input unread (TCP sends a reset)
         self.reader_gone = False
+        self.refused = False  # a write reached a reader that is gone: its kernel reset it
         self.wake_reader = ParkingLot()
         self.wake_writer = ParkingLot()
 
@@ -230,8 +240,15 @@ class MemoryTransport:
     def write_nowait(self, data: memoryview) -> int | None:
         self._check_open()
         pipe = self._outgoing
-        if pipe.reader_gone or pipe.eof:
+        if pipe.eof:  # we shut our side down
             raise BrokenPipeError(errno.EPIPE, "broken pipe")
+        if pipe.reader_gone:
+            # As TCP: the first write after the peer closed cleanly is taken (the peer's
+            # kernel answers it with a reset); after that, or after a reset, writes fail.
+            if pipe.refused or self._incoming.reset:
+                raise ConnectionResetError(errno.ECONNRESET, "connection reset by peer")
+            pipe.refused = True
+            return len(data)
         room = pipe.capacity - len(pipe.buffer)
         if room <= 0:
             return None
