@@ -109,8 +109,12 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         return _parsed_request(down)
     except ClientError as exc:  # malformed, oversized, or too slow to arrive (slowloris: 408)
         await _reject(down, ctx, exc)
-        if not down.closed:  # the rest of the head may still be coming: let the answer land
+        # The rest of the head may still be coming: let the answer land (not for a client
+        # too slow to send a head: it gets no more of the connection slot), then close, so
+        # the connection's own linger does not run a second time.
+        if not down.closed and exc.status != 408:
             await down.linger(_LINGER_S, _LINGER_BYTES)
+        down.close()
         return None
     except _Closed:
         return None
