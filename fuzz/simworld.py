@@ -3,7 +3,8 @@
 A scenario says everything a run does: per client when it starts, the requests it sends and
 how (pipelined, in slow pieces, with Expect, half-closed, reset, given up), per request how
 the origin answers it (normal, closing, dropping the connection later, early, 100/103,
-silent, slow, cut, reset, 101 and echo), and when the proxy is stopped. Every byte a client
+silent, slow, cut, reset, 101 and echo, overrunning its framing), and when the proxy is
+stopped. Every byte a client
 or the origin sends carries the token of the request it belongs to (``t003.1``: client 3,
 request 1), so whoever receives it can tell whose it is.
 
@@ -29,7 +30,12 @@ TOKEN_OWNER = re.compile(rb"t(\d{3})\.")
 CLIENT_ENDINGS = ("read", "half_close", "leave_early", "reset", "silent", "garbage")
 ORIGIN_BEHAVIOURS = (
     *("ok", "close", "drop", "early", "interim", "silent", "slow", "cut", "reset", "upgrade"),
-)  # "drop": answers keep-alive, closes a moment later (a reused connection found stale)
+    "overrun",
+)
+# "drop": answers keep-alive, closes a moment later (a reused connection found stale).
+# "overrun": answers keep-alive with a second, unasked-for response of this request's token
+# right behind the first, in the same write: a proxy that reused the connection would give
+# it to the next request, maybe another client's.
 
 
 @dataclass(frozen=True)
@@ -318,6 +324,8 @@ async def _answer_requests(
             hint = h11.InformationalResponse(status_code=103, headers=[(b"Link", b"</s.css>")])
             await send(transport, conn.send(hint) or b"")
         data = _response(conn, tok, size, close=what == "close")
+        if what == "overrun":
+            data += _unasked(tok, size)
         if what == "cut":
             await send(transport, data[: len(data) - size // 2 - 1])
             return
@@ -357,6 +365,13 @@ def _response(conn: h11.Connection, tok: bytes, size: int, *, close: bool) -> by
         headers.append((b"Connection", b"close"))
     head = conn.send(h11.Response(status_code=200, headers=headers)) or b""
     return head + (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
+
+
+def _unasked(tok: bytes, size: int) -> bytes:
+    """A whole response nobody asked for (h11 would not send it): bytes past the framing."""
+    body = payload(tok, size)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Token: %s\r\n\r\n" % (len(body), tok)
+    return head + body
 
 
 async def _switch_and_echo(conn: h11.Connection, transport: MemoryTransport) -> None:
