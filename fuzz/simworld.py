@@ -4,9 +4,8 @@ A scenario says everything a run does: per client when it starts, the requests i
 how (pipelined, in slow pieces, with Expect, half-closed, reset, given up), per request how
 the origin answers it (normal, closing, dropping the connection later, early, 100/103,
 silent, slow, cut, reset, 101 and echo, overrunning its framing), and when the proxy is
-stopped. Every byte a client
-or the origin sends carries the token of the request it belongs to (``t003.1``: client 3,
-request 1), so whoever receives it can tell whose it is.
+stopped. Every byte a client or the origin sends carries the token of the request it belongs
+to (``t003.1``: client 3, request 1), so whoever receives it can tell whose it is.
 
 Clients and the origin use the memory transports directly (`send`, `recv`), never trio's
 streams: they must know exactly how many bytes went out before a reset or a close.
