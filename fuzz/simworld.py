@@ -39,7 +39,7 @@ ORIGIN_BEHAVIOURS = (
 
 @dataclass(frozen=True)
 class RequestSpec:
-    body: str  # "none", "length" or "chunked"
+    body: str  # "none" (a GET), "head" (a HEAD), "length" or "chunked" (a POST)
     body_size: int
     upgrade: bool  # a WebSocket upgrade (only ever a client's last request)
     origin: str  # one of ORIGIN_BEHAVIOURS
@@ -86,9 +86,13 @@ def payload(tok: bytes, size: int) -> bytes:
     return (unit * (size // len(unit) + 1))[:size]
 
 
+def method_of(spec: RequestSpec) -> bytes:
+    return {"none": b"GET", "head": b"HEAD"}.get(spec.body, b"POST")
+
+
 def request_bytes(tok: bytes, spec: RequestSpec) -> tuple[bytes, int]:
     """One request's bytes, and where its head ends."""
-    method = b"GET" if spec.body == "none" else b"POST"
+    method = method_of(spec)
     head = b"%s /%s HTTP/1.1\r\nHost: sim.test\r\nX-Request-ID: %s\r\n" % (method, tok, tok)
     if spec.upgrade:
         head += b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -302,7 +306,8 @@ async def _answer_requests(
             transport.reset()
             return
         if what == "early":
-            await send(transport, _response(conn, tok, size, close=True))
+            head = event.method == b"HEAD"
+            await send(transport, _response(conn, tok, size, close=True, head=head))
             return
         if what == "silent":
             while await recv(transport):
@@ -322,9 +327,10 @@ async def _answer_requests(
         if what == "interim":
             hint = h11.InformationalResponse(status_code=103, headers=[(b"Link", b"</s.css>")])
             await send(transport, conn.send(hint) or b"")
-        data = _response(conn, tok, size, close=what == "close")
-        if what == "overrun":
-            data += _unasked(tok, size)
+        head = event.method == b"HEAD"
+        data = _response(conn, tok, size, close=what == "close", head=head)
+        if what == "overrun":  # a HEAD's body first: the classic overrun
+            data += (payload(tok, size) if head else b"") + _unasked(tok, size)
         if what == "cut":
             await send(transport, data[: len(data) - size // 2 - 1])
             return
@@ -357,13 +363,15 @@ async def _read_body(conn: h11.Connection, transport: MemoryTransport, seen: byt
         seen += event.data
 
 
-def _response(conn: h11.Connection, tok: bytes, size: int, *, close: bool) -> bytes:
-    body = payload(tok, size)
+def _response(
+    conn: h11.Connection, tok: bytes, size: int, *, close: bool, head: bool = False
+) -> bytes:
+    body = b"" if head else payload(tok, size)  # (a HEAD's answer: the GET's head alone)
     headers = [(b"Content-Length", b"%d" % size), (b"X-Token", tok)]
     if close:
         headers.append((b"Connection", b"close"))
-    head = conn.send(h11.Response(status_code=200, headers=headers)) or b""
-    return head + (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
+    start = conn.send(h11.Response(status_code=200, headers=headers)) or b""
+    return start + (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
 
 
 def _unasked(tok: bytes, size: int) -> bytes:
