@@ -51,6 +51,7 @@ from .simworld import (
     OriginLog,
     Replies,
     Scenario,
+    method_of,
     owners,
     payload,
     serve_origin,
@@ -259,7 +260,7 @@ class World:
 def _asked(spec: ClientSpec) -> list[tuple[bytes, bool]]:
     if spec.ending == "garbage":
         return [(b"GET", False)]
-    return [(b"GET" if r.body == "none" else b"POST", r.upgrade) for r in spec.requests]
+    return [(method_of(r), r.upgrade) for r in spec.requests]
 
 
 async def _lookup(host: str, port: int) -> list[SockAddr]:

@@ -3,9 +3,9 @@
 A scenario says everything a run does: per client when it starts, the requests it sends and
 how (pipelined, in slow pieces, with Expect, half-closed, reset, given up), per request how
 the origin answers it (normal, closing, dropping the connection later, early, 100/103,
-silent, slow, cut, reset, 101 and echo), and when the proxy is stopped. Every byte a client
-or the origin sends carries the token of the request it belongs to (``t003.1``: client 3,
-request 1), so whoever receives it can tell whose it is.
+silent, slow, cut, reset, 101 and echo, overrunning its framing), and when the proxy is
+stopped. Every byte a client or the origin sends carries the token of the request it belongs
+to (``t003.1``: client 3, request 1), so whoever receives it can tell whose it is.
 
 Clients and the origin use the memory transports directly (`send`, `recv`), never trio's
 streams: they must know exactly how many bytes went out before a reset or a close.
@@ -29,12 +29,17 @@ TOKEN_OWNER = re.compile(rb"t(\d{3})\.")
 CLIENT_ENDINGS = ("read", "half_close", "leave_early", "reset", "silent", "garbage")
 ORIGIN_BEHAVIOURS = (
     *("ok", "close", "drop", "early", "interim", "silent", "slow", "cut", "reset", "upgrade"),
-)  # "drop": answers keep-alive, closes a moment later (a reused connection found stale)
+    "overrun",
+)
+# "drop": answers keep-alive, closes a moment later (a reused connection found stale).
+# "overrun": answers keep-alive with a second, unasked-for response of this request's token
+# right behind the first, in the same write: a proxy that reused the connection would give
+# it to the next request, maybe another client's.
 
 
 @dataclass(frozen=True)
 class RequestSpec:
-    body: str  # "none", "length" or "chunked"
+    body: str  # "none" (a GET), "head" (a HEAD), "length" or "chunked" (a POST)
     body_size: int
     upgrade: bool  # a WebSocket upgrade (only ever a client's last request)
     origin: str  # one of ORIGIN_BEHAVIOURS
@@ -81,9 +86,13 @@ def payload(tok: bytes, size: int) -> bytes:
     return (unit * (size // len(unit) + 1))[:size]
 
 
+def method_of(spec: RequestSpec) -> bytes:
+    return {"none": b"GET", "head": b"HEAD"}.get(spec.body, b"POST")
+
+
 def request_bytes(tok: bytes, spec: RequestSpec) -> tuple[bytes, int]:
     """One request's bytes, and where its head ends."""
-    method = b"GET" if spec.body == "none" else b"POST"
+    method = method_of(spec)
     head = b"%s /%s HTTP/1.1\r\nHost: sim.test\r\nX-Request-ID: %s\r\n" % (method, tok, tok)
     if spec.upgrade:
         head += b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -297,7 +306,8 @@ async def _answer_requests(
             transport.reset()
             return
         if what == "early":
-            await send(transport, _response(conn, tok, size, close=True))
+            head = event.method == b"HEAD"
+            await send(transport, _response(conn, tok, size, close=True, head=head))
             return
         if what == "silent":
             while await recv(transport):
@@ -317,7 +327,10 @@ async def _answer_requests(
         if what == "interim":
             hint = h11.InformationalResponse(status_code=103, headers=[(b"Link", b"</s.css>")])
             await send(transport, conn.send(hint) or b"")
-        data = _response(conn, tok, size, close=what == "close")
+        head = event.method == b"HEAD"
+        data = _response(conn, tok, size, close=what == "close", head=head)
+        if what == "overrun":  # a HEAD's body first: the classic overrun
+            data += (payload(tok, size) if head else b"") + _unasked(tok, size)
         if what == "cut":
             await send(transport, data[: len(data) - size // 2 - 1])
             return
@@ -350,13 +363,22 @@ async def _read_body(conn: h11.Connection, transport: MemoryTransport, seen: byt
         seen += event.data
 
 
-def _response(conn: h11.Connection, tok: bytes, size: int, *, close: bool) -> bytes:
-    body = payload(tok, size)
+def _response(
+    conn: h11.Connection, tok: bytes, size: int, *, close: bool, head: bool = False
+) -> bytes:
+    body = b"" if head else payload(tok, size)  # (a HEAD's answer: the GET's head alone)
     headers = [(b"Content-Length", b"%d" % size), (b"X-Token", tok)]
     if close:
         headers.append((b"Connection", b"close"))
-    head = conn.send(h11.Response(status_code=200, headers=headers)) or b""
-    return head + (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
+    start = conn.send(h11.Response(status_code=200, headers=headers)) or b""
+    return start + (conn.send(h11.Data(data=body)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
+
+
+def _unasked(tok: bytes, size: int) -> bytes:
+    """A whole response nobody asked for (h11 would not send it): bytes past the framing."""
+    body = payload(tok, size)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Token: %s\r\n\r\n" % (len(body), tok)
+    return head + body
 
 
 async def _switch_and_echo(conn: h11.Connection, transport: MemoryTransport) -> None:
