@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from trioproxy.engine._transport import MemoryNetwork, MemoryTransport
+from trioproxy.engine._memory import MemoryNetwork, MemoryTransport
 
 from .simworld import ClientSpec, Replies, recv, request_bytes, send, token
 

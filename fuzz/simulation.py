@@ -41,9 +41,9 @@ from tests.support import make_settings
 from trioproxy.config._settings import Settings
 from trioproxy.core._accesslog import AccessRecord
 from trioproxy.engine import _connection
+from trioproxy.engine._memory import MemoryNetwork
 from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
-from trioproxy.engine._transport import MemoryNetwork
 
 from .simclients import PROXY_ADDRESS, ClientLog, run_client
 from .simworld import (

@@ -21,7 +21,7 @@ import h11
 import trio
 from trio.lowlevel import checkpoint
 
-from trioproxy.engine._transport import MemoryListener, MemoryTransport
+from trioproxy.engine._memory import MemoryListener, MemoryTransport
 
 # Whose bytes these are: every token starts with "t", three digits (the client) and a dot.
 TOKEN_OWNER = re.compile(rb"t(\d{3})\.")

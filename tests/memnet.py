@@ -30,14 +30,10 @@ import trio.testing
 
 from trioproxy.config._settings import Settings
 from trioproxy.core._accesslog import AccessRecord
+from trioproxy.engine._memory import MemoryListener, MemoryNetwork, MemoryTransport
 from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
-from trioproxy.engine._transport import (
-    MemoryListener,
-    MemoryNetwork,
-    MemoryTransport,
-    Transport,
-)
+from trioproxy.engine._transport import Transport
 
 from .support import Client
 

@@ -16,7 +16,8 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-from trioproxy.engine._transport import SocketTransport, Transport, memory_transport_pair
+from trioproxy.engine._memory import memory_transport_pair
+from trioproxy.engine._transport import SocketTransport, Transport
 
 Pair = Callable[[], AsyncIterator[tuple[Transport, Transport]]]
 

@@ -11,8 +11,8 @@ import trio.testing
 
 from trioproxy.core._adminanswers import IO_TIMEOUT_S
 from trioproxy.engine._admin import AdminServer
+from trioproxy.engine._memory import memory_transport_pair
 from trioproxy.engine._metrics import RequestMetrics
-from trioproxy.engine._transport import memory_transport_pair
 
 
 async def test_a_reader_trickling_the_answer_is_cut_off_at_the_io_timeout(

@@ -7,8 +7,8 @@ import h11
 import trio
 import trio.testing
 
+from trioproxy.engine._memory import memory_transport_pair
 from trioproxy.engine._peer import Downstream
-from trioproxy.engine._transport import memory_transport_pair
 
 
 async def test_a_reset_while_lingering_ends_the_linger_quietly(

@@ -16,9 +16,9 @@ import trio
 import trio.testing
 
 from trioproxy.engine import _requestbody, _response
+from trioproxy.engine._memory import MemoryTransport
 from trioproxy.engine._peer import RECEIVE_SIZE, Peer
 from trioproxy.engine._slices import move_data
-from trioproxy.engine._transport import MemoryTransport
 
 from ..memnet import (
     MemoryNetwork,

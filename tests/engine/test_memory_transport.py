@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from trioproxy.engine._transport import memory_transport_pair
+from trioproxy.engine._memory import memory_transport_pair
 
 
 async def test_a_writer_is_held_back_when_the_reader_does_not_read() -> None:

@@ -21,8 +21,9 @@ import trio.testing
 
 import trioproxy.engine._peer as peer_module
 from trioproxy.core._errors import ClientGone
+from trioproxy.engine._memory import MemoryTransport, memory_transport_pair
 from trioproxy.engine._peer import Downstream
-from trioproxy.engine._transport import MemoryTransport, SocketTransport, memory_transport_pair
+from trioproxy.engine._transport import SocketTransport
 
 CHECKPOINTS = ("checkpoint_if_cancelled", "cancel_shielded_checkpoint")
 WAITS = ("wait_readable", "wait_writable")

@@ -129,9 +129,7 @@ async def _watch_client(down: Downstream) -> None:
 
 async def relay_response(ex: Exchange) -> None:
     plan, record, ctx = ex.plan, ex.record, ex.ctx
-    response, body_start = await _read_response_head(
-        ex, watch_client=plan.body is BodyKind.NONE
-    )
+    response, body_start = await _read_response_head(ex, watch_client=plan.body is BodyKind.NONE)
     # From here on the client has (queued) bytes: an upstream failure can only abort it.
     raw = response.headers.raw_items()
     if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
