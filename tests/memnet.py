@@ -275,7 +275,8 @@ async def wait_until(condition: Callable[[], object]) -> None:
 
 @dataclass
 class ScriptedOrigin:
-    """An HTTP/1.1 origin (h11) answering by path, with what it saw and did counted.
+    """An HTTP/1.1 origin (h11) answering by path, with what it saw and did counted; on any
+    trio stream (a memory one here, a loopback socket in ``e2e/test_abuse``).
 
     ``/small``: "ok"; ``/big/N``: N bytes, written 64 KiB at a time (``sent`` counts them
     all, so a test sees where its writes block); ``/chunks/N``: N one-byte chunks, 1000 per write;
@@ -291,7 +292,7 @@ class ScriptedOrigin:
     sent: int = 0
     answered: int = 0
 
-    async def __call__(self, stream: MemoryStream) -> None:
+    async def __call__(self, stream: trio.abc.HalfCloseableStream) -> None:
         self.accepted += 1
         self.open += 1
         try:
@@ -302,7 +303,7 @@ class ScriptedOrigin:
         finally:
             self.open -= 1
 
-    async def _serve(self, stream: MemoryStream) -> None:
+    async def _serve(self, stream: trio.abc.HalfCloseableStream) -> None:
         conn = h11.Connection(h11.SERVER)
         while True:
             received = 0
@@ -311,7 +312,7 @@ class ScriptedOrigin:
                 event = conn.next_event()
                 if event is h11.NEED_DATA:
                     data = await stream.receive_some(65536)
-                    conn.receive_data(data)
+                    conn.receive_data(bytes(data))
                     if not data and request is None:
                         return
                 elif isinstance(event, h11.Request):
@@ -340,7 +341,7 @@ class ScriptedOrigin:
                 return
             conn.start_next_cycle()
 
-    async def _tunnel(self, stream: MemoryStream, conn: h11.Connection) -> None:
+    async def _tunnel(self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection) -> None:
         """Accept the upgrade, then echo raw bytes upper-cased until the proxy's EOF."""
         switch = h11.InformationalResponse(
             status_code=101, headers=[(b"Upgrade", b"websocket"), (b"Connection", b"Upgrade")]
@@ -350,13 +351,13 @@ class ScriptedOrigin:
         while True:
             if data:
                 await stream.send_all(data.upper())
-            data = await stream.receive_some(65536)
+            data = bytes(await stream.receive_some(65536))
             if not data:
                 await stream.send_eof()
                 return
 
     async def _answer(
-        self, stream: MemoryStream, conn: h11.Connection, path: str, got: int
+        self, stream: trio.abc.HalfCloseableStream, conn: h11.Connection, path: str, got: int
     ) -> None:
         if path.startswith("/chunks/"):
             await stream.send_all(conn.send(h11.Response(status_code=200, headers=[])))

@@ -147,7 +147,7 @@ class Client:
         while True:
             event = self.conn.next_event()
             if event is h11.NEED_DATA:
-                self.conn.receive_data(await self.stream.receive_some(65536))
+                self.conn.receive_data(bytes(await self.stream.receive_some(65536)))
             elif isinstance(event, h11.InformationalResponse):
                 info.append(event)
             elif isinstance(event, h11.Response):

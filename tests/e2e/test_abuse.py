@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import h11
 import trio
 import trio.testing
 
+from ..memnet import ScriptedOrigin, counting_steps
 from ..support import (
     Client,
     RunningProxy,
@@ -36,83 +35,11 @@ CHUNKS = 30_000  # one-byte chunks in a flood (the issue measured a million; the
 CHUNKS_PER_SLICE = 64  # trioproxy.engine._slices._EVENTS_PER_SLICE
 
 
-async def scripted_origin_handler(stream: trio.SocketStream) -> None:
-    """An origin that answers by path: /small, /big/<bytes>, /chunks/<count> (one-byte
-    chunks), and any request with a body: the body's length. The proxy may hang up on it."""
-    with contextlib.suppress(
-        trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError
-    ):
-        await _serve_scripted(stream)
-
-
-async def _serve_scripted(stream: trio.SocketStream) -> None:
-    conn = h11.Connection(h11.SERVER)
-    while True:
-        received = 0
-        request: h11.Request | None = None
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive_some(65536)
-                conn.receive_data(data)
-                if not data and request is None:
-                    return
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                received += len(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            else:
-                return
-        assert request is not None
-        await _answer(stream, conn, request.target.decode(), received)
-        if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-            return
-        conn.start_next_cycle()
-
-
-async def _answer(stream: trio.SocketStream, conn: h11.Connection, path: str, got: int) -> None:
-    if path.startswith("/chunks/"):
-        await stream.send_all(conn.send(h11.Response(status_code=200, headers=[])))
-        for start in range(0, int(path.split("/")[2]), 1000):  # 1000 chunks per write
-            chunk = b"".join(conn.send(h11.Data(data=b"x")) for _ in range(1000))
-            await stream.send_all(chunk)
-            del start
-        await stream.send_all(conn.send(h11.EndOfMessage()))
-        return
-    body = b"%d" % got if got else b"ok"
-    if path.startswith("/big/"):
-        body = b"b" * int(path.split("/")[2])
-    headers = [(b"Content-Length", b"%d" % len(body))]
-    out = conn.send(h11.Response(status_code=200, headers=headers))
-    await stream.send_all(out + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
-
-
 @asynccontextmanager
 async def scripted_origin() -> AsyncIterator[tuple[str, int]]:
-    async with raw_origin(scripted_origin_handler) as address:
+    """`memnet.ScriptedOrigin` (any trio stream will do) on a loopback socket."""
+    async with raw_origin(ScriptedOrigin()) as address:
         yield address
-
-
-class StepCounter(trio.abc.Instrument):
-    """Counts the steps (runs between two yields) of every task."""
-
-    def __init__(self) -> None:
-        self.steps: Counter[trio.lowlevel.Task] = Counter()
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self.steps[task] += 1
-
-
-@contextmanager
-def counting_steps() -> Iterator[StepCounter]:
-    counter = StepCounter()
-    trio.lowlevel.add_instrument(counter)
-    try:
-        yield counter
-    finally:
-        trio.lowlevel.remove_instrument(counter)
 
 
 def chunked_upload(count: int) -> bytes:
