@@ -77,3 +77,10 @@ async def test_argument_errors_stay_plain_text_under_text_diagnostics(tmp_path: 
     result = await run_cli(args)
     assert result.returncode == 2
     assert result.stderr.decode().startswith("trioproxy: --workers: expected")
+
+
+async def test_finding_the_format_never_waits_on_a_fifo_named_as_the_file(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "trioproxy.toml")  # nobody writes it: a plain open() would wait
+    result = await run_cli(["--config-dir", str(tmp_path), "--workers", "0"], timeout_s=10)
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith("trioproxy: --workers: expected")

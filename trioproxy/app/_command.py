@@ -109,13 +109,16 @@ def _wanted_format(argv: Sequence[str]) -> str:
     if wanted:
         return wanted.lower()
     directory = _flag_text(argv, "--config-dir") or os.environ.get("TRIOPROXY_CONFIG_DIR")
-    try:
-        import tomllib  # only on this error path: the supervisor stays small otherwise
+    # Only on this error path: the supervisor stays small otherwise. The loader's reader
+    # refuses what must not be read (a FIFO, a huge file); the rest is not checked here.
+    import tomllib
 
-        path = os.path.join(directory or DEFAULT_CONFIG_DIR, "trioproxy.toml")
-        with open(path, "rb") as file:
-            return str(tomllib.load(file)["diagnostics"]["format"]).lower()
-    except (OSError, ValueError, KeyError, TypeError):  # unreadable, invalid or not set
+    from ..config._config import ConfigError, read_config
+
+    try:
+        raw = read_config(directory or DEFAULT_CONFIG_DIR)[1] or b""
+        return str(tomllib.loads(raw.decode())["diagnostics"]["format"]).lower()
+    except (ConfigError, ValueError, KeyError, TypeError):  # unreadable, invalid or not set
         return ""
 
 
