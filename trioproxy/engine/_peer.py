@@ -14,7 +14,7 @@ either transport (`_transport`: a socket, or memory in tests):
 * **Fairness.** One event loop serves every client, so a task whose sockets are always ready
   must still let the others run: after a syscall that completed without waiting, the task
   yields (a wait is a yield already). Work per received buffer is bounded by the callers
-  (`_exchange` walks h11 events in slices).
+  (`_slices` walks h11 events in slices).
 * **Coalesced writes.** Events are queued as bytes and flushed in one write just before we
   would wait for input, so a small response's head, body and end go out in one segment.
 """
