@@ -352,10 +352,19 @@ class UpstreamConnection(Peer):
         the origin: an EOF, a reset, or bytes nobody asked for. Checked without blocking."""
         return self.readable_now()
 
-    def _gone(self, exc: BaseException) -> Exception:
+    def failure(self, early: str, late: str) -> UpstreamError:
+        """The error for this connection ending or failing: `UpstreamClosed` (message
+        ``early``) while no response byte has arrived, the stale keep-alive race on a reused
+        connection, which the exchange retries (`_exchange`); else `UpstreamError` (``late``)."""
         if self.bytes_received == 0:
-            return UpstreamClosed(f"upstream {self.address} closed the connection: {exc}")
-        return UpstreamError(f"upstream {self.address} connection lost: {exc}")
+            return UpstreamClosed(early)
+        return UpstreamError(late)
+
+    def _gone(self, exc: BaseException) -> Exception:
+        return self.failure(
+            f"upstream {self.address} closed the connection: {exc}",
+            f"upstream {self.address} connection lost: {exc}",
+        )
 
     def _too_slow(self, doing: str) -> Exception:
         return UpstreamTimeout(f"upstream {self.address} timed out {doing}")
