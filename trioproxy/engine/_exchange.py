@@ -106,6 +106,18 @@ class Responder:
         self.ctx = ctx  # the configuration current when the request started
         self.record = record
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} [{' | '.join(self._state())}]>"
+
+    def _state(self) -> list[str]:
+        record = self.record
+        asked = "an unreadable head"
+        if record.method:
+            method = record.method.decode("ascii", "replace")
+            target = record.target.decode("ascii", "replace")
+            asked = f"{method} {target[:80]}"
+        return [f"{asked} from {record.peer}", f"status {record.status or '-'}"]
+
     @property
     def last_on_connection(self) -> bool:
         """Whether the client connection closes after this response: draining, its last
@@ -209,8 +221,12 @@ class Exchange(Responder):
 
     @property
     def upstream(self) -> UpstreamConnection:
-        assert self.up is not None, "no upstream connection held"
+        assert self.up is not None, f"no upstream connection held: {self!r}"
         return self.up
+
+    def _state(self) -> list[str]:
+        asked, status = super()._state()
+        return [asked, f"upstream {self.up.address}", status] if self.up else [asked, status]
 
     async def serve(self, received_before: int) -> None:
         """The phases, in order: start, rules, answer or forward, error answer, access line."""

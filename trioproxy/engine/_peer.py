@@ -292,6 +292,17 @@ class Peer(Wire):
     def _unsendable(self, exc: h11.LocalProtocolError) -> Exception:
         raise NotImplementedError
 
+    def __repr__(self) -> str:
+        ours, theirs = self.h11.our_state.__name__, self.h11.their_state.__name__
+        state = "closed" if self.closed else f"ours {ours}, theirs {theirs}"
+        return (
+            f"<{type(self).__name__} [{self._name()} | {state} | sent {self.bytes_sent}, "
+            f"received {self.bytes_received}, queued {self.queued_bytes} bytes]>"
+        )
+
+    def _name(self) -> str:
+        raise NotImplementedError
+
 
 class Downstream(Peer):
     """The client's connection; ``h11`` is in the SERVER role."""
@@ -302,6 +313,9 @@ class Downstream(Peer):
         super().__init__(transport, conn)
         self.peer_ip = transport.peer_ip
         self.closing = False  # the current response is the connection's last
+
+    def _name(self) -> str:
+        return f"client {self.peer_ip}" + (", closing" if self.closing else "")
 
     def _gone(self, exc: BaseException) -> Exception:
         return ClientGone(f"client connection lost: {exc}")
@@ -334,6 +348,9 @@ class UpstreamConnection(Peer):
         self.idle_since = 0.0
         self.uses = 0
         self.detached = False  # no longer counted by the pool (a tunnel)
+
+    def _name(self) -> str:
+        return f"{self.address}, use {self.uses}" + (", detached" if self.detached else "")
 
     @property
     def reusable(self) -> bool:
