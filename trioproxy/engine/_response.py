@@ -22,7 +22,7 @@ from ..core._headers import header_value, response_headers, trailer_headers
 from ..core._headreader import HeadTooLarge, ResponseHeadReader
 from ..core._strict import FramingError
 from ._context import ProxyContext
-from ._h11 import h11
+from ._h11 import NextEvent, h11
 from ._peer import Downstream, UpstreamConnection
 from ._race import with_side_task
 from ._slices import check_chunks, move_data
@@ -163,7 +163,9 @@ async def relay_body(
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
 
 
-def _next_upstream_data(up: UpstreamConnection, down: Downstream, record: AccessRecord) -> object:
+def _next_upstream_data(
+    up: UpstreamConnection, down: Downstream, record: AccessRecord
+) -> NextEvent | None:
     try:
         event, moved = move_data(up, down)
     except h11.RemoteProtocolError as exc:
@@ -195,7 +197,7 @@ async def _receive_body_bytes(
     return await up.recv(timeouts.upstream_read_s)
 
 
-def _next_upstream_event(up: UpstreamConnection) -> object:
+def _next_upstream_event(up: UpstreamConnection) -> NextEvent:
     try:
         return up.h11.next_event()
     except h11.RemoteProtocolError as exc:  # (EOF before any byte: the stale keep-alive race)
