@@ -180,8 +180,6 @@ class UpstreamPool:
         finally:
             self.close()
 
-    run_reaper = run  # the name it had before the resolver moved in
-
     def _has_room(self) -> bool:
         return not self.limits.max_connections or self._open < self.limits.max_connections
 
