@@ -3,8 +3,9 @@
 Isolation, per parser: at c50-1k trioproxy's p99 <= 4 x its p50, and its throughput >= 0.95 x
 the baseline forwarder's on the same parser. Process model: 1 -> 2 workers scaling >= 1.7 x
 at c50-1k; idle RSS <= 24 MiB for a single process (admin listener off, as the bench runs
-it) and <= 16 MiB for the supervisor; <= 8 KiB per idle keep-alive connection. ``--workers auto`` against nginx ``worker_processes auto`` has no
-target: it is printed as information. Pure: no I/O.
+it) and <= 16 MiB for the supervisor; <= 8 KiB per idle keep-alive connection.
+``--workers auto`` against nginx ``worker_processes auto`` has no target: it is printed as
+information. Pure: no I/O.
 """
 
 from __future__ import annotations
