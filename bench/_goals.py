@@ -1,11 +1,11 @@
-"""The numeric targets, judged against one run's summary: met, missed, or not measured.
+"""The issues' numeric targets, judged against one run's summary: met, missed, or not measured.
 
-Isolation, per parser: at c50-1k trioproxy's p99 <= 4 x its p50, and its throughput >= 0.95 x
-the baseline forwarder's on the same parser. Process model: 1 -> 2 workers scaling >= 1.7 x
-at c50-1k; idle RSS <= 24 MiB for a single process (admin listener off, as the bench runs
-it) and <= 16 MiB for the supervisor; <= 8 KiB per idle keep-alive connection.
-``--workers auto`` against nginx ``worker_processes auto`` has no target: it is printed as
-information. Pure: no I/O.
+Issue 11 (isolation), per parser: at c50-1k trioproxy's p99 <= 4 x its p50, and its
+throughput >= 0.95 x the baseline forwarder's on the same parser. Issue 10 (process model):
+1 -> 2 workers scaling >= 1.7 x at c50-1k; idle RSS <= 24 MiB for a single process (admin
+listener off, as the bench runs it) and <= 16 MiB for the supervisor; <= 8 KiB per idle
+keep-alive connection. ``--workers auto`` against nginx ``worker_processes auto`` has no
+target: it is printed as information. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ SINGLE_RSS_MAX_MIB = 24.0
 SUPERVISOR_RSS_MAX_MIB = 16.0
 PER_CONNECTION_MAX_KIB = 8.0
 LOAD = "c50-1k"
-ISOLATION = "isolation"
-PROCESS_MODEL = "process model"
 
 
 @dataclass(frozen=True)
 class Goal:
-    area: str  # ISOLATION or PROCESS_MODEL
+    issue: int
     what: str
     value: float | None  # None: not measured in this run
     op: str  # "<=", ">=", or "" for information only
@@ -45,10 +43,10 @@ class Goal:
     def line(self) -> str:
         value = "not measured" if self.value is None else f"{self.value:.2f}{self.unit}"
         if self.op == "":
-            return f"{self.area}: {self.what} = {value}"
+            return f"issue {self.issue}: {self.what} = {value}"
         verdict = {True: "MET", False: "MISSED", None: "NOT MEASURED"}[self.met]
         return (
-            f"{self.area}: {self.what} = {value} "
+            f"issue {self.issue}: {self.what} = {value} "
             f"(target {self.op} {self.limit:g}{self.unit}): {verdict}"
         )
 
@@ -85,7 +83,7 @@ def judge(
         base = _cell(cells, f"baseline[{parser}]")
         goals.append(
             Goal(
-                ISOLATION,
+                11,
                 f"{LOAD} trioproxy[{parser}] p99/p50",
                 proxy.p99_over_p50 if proxy else None,
                 "<=",
@@ -95,7 +93,7 @@ def judge(
         ratio = proxy.rps_median / base.rps_median if proxy and base and base.rps_median else None
         goals.append(
             Goal(
-                ISOLATION,
+                11,
                 f"{LOAD} rps trioproxy[{parser}] / baseline[{parser}]",
                 ratio,
                 ">=",
@@ -104,24 +102,22 @@ def judge(
         )
         if base is not None:
             goals.append(
-                Goal(ISOLATION, f"{LOAD} baseline[{parser}] p99/p50", base.p99_over_p50, "", None)
+                Goal(11, f"{LOAD} baseline[{parser}] p99/p50", base.p99_over_p50, "", None)
             )
     if w1 is not None and w2 is not None:
         one, two = _cell(cells, w1), _cell(cells, w2)
         scaling = two.rps_median / one.rps_median if one and two and one.rps_median else None
-        goals.append(Goal(PROCESS_MODEL, f"{LOAD} scaling {w2} / {w1}", scaling, ">=", SCALING_MIN))
+        goals.append(Goal(10, f"{LOAD} scaling {w2} / {w1}", scaling, ">=", SCALING_MIN))
     if auto_pair is not None:
         ours, theirs = (_cell(cells, n) for n in auto_pair)
         ok = ours and theirs and theirs.rps_median
         ratio = ours.rps_median / theirs.rps_median if ours and theirs and ok else None
-        goals.append(
-            Goal(PROCESS_MODEL, f"{LOAD} rps {auto_pair[0]} / {auto_pair[1]}", ratio, "", None)
-        )
+        goals.append(Goal(10, f"{LOAD} rps {auto_pair[0]} / {auto_pair[1]}", ratio, "", None))
     for r in rss:
         limit = {"single": SINGLE_RSS_MAX_MIB, "supervisor": SUPERVISOR_RSS_MAX_MIB}.get(r.role)
         goals.append(
             Goal(
-                PROCESS_MODEL,
+                10,
                 f"idle RSS {r.target} {r.role}",
                 r.rss_kib / 1024,
                 "<=" if limit is not None else "",
@@ -133,7 +129,7 @@ def judge(
         if m.target.startswith("trioproxy"):
             goals.append(
                 Goal(
-                    PROCESS_MODEL,
+                    10,
                     f"RSS per idle keep-alive connection {m.target}",
                     m.per_connection_bytes / 1024,
                     "<=",

@@ -870,7 +870,7 @@ def _finish(
 
 def _goal_json(goal: Goal) -> dict[str, Any]:
     return {
-        "area": goal.area,
+        "issue": goal.issue,
         "what": goal.what,
         "value": None if goal.value is None else round(goal.value, 3),
         "op": goal.op,
