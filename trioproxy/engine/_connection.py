@@ -94,6 +94,8 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         # the connection's own linger does not run a second time.
         if not down.closed and exc.status != 408:
             await down.linger(_LINGER_S, _LINGER_BYTES)
+        elif not down.closed:  # what it sent meanwhile must not turn the close into a reset
+            down.drop_arrived(_LINGER_BYTES)
         down.close()
         return None
     except _Closed:
