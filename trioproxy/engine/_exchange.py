@@ -239,7 +239,7 @@ class Exchange(Responder):
                 return  # a rule answered
             await self._forward()
         except ProxyError as exc:
-            await self._fail(exc)
+            await self._fail(exc, sent_before)
         except ClientGone:
             if not record.status:
                 record.status = CLIENT_CLOSED_REQUEST
@@ -453,7 +453,7 @@ class Exchange(Responder):
 
     # --- Error answer, access line -----------------------------------------------------------
 
-    async def _fail(self, exc: ProxyError) -> None:
+    async def _fail(self, exc: ProxyError, sent_before: int) -> None:
         record, request = self.record, self.request
         record.request_id = record.request_id or new_request_id()  # a refused plan has none
         log.log(
@@ -465,7 +465,36 @@ class Exchange(Responder):
             exc.status,
             extra=request_fields(record, self.ctx.upstream_authority, failure=_failure(exc)),
         )
+        if self.down.bytes_sent < record.body_start:  # no final status reached the client
+            record.status = exc.status  # (not the origin's: it is taken back, or cut)
+        self._take_back_unsent(sent_before)
         await self.answer_error(exc)
+
+    def _take_back_unsent(self, sent_before: int) -> None:
+        """Take back a response none of whose bytes have left (read whole into the buffer,
+        then found bad: a framing field in its trailers), so that the client gets the error
+        answer instead of nothing. h11 cannot take back a head it was given: the connection
+        gets a fresh machine at the same point of the cycle (this request read, no response
+        begun; bytes pipelined after it kept). Not if anything left, nor if the request was
+        not read whole."""
+        down, request = self.down, self.request
+        old = down.h11
+        if (
+            (old.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not down.has_queued)  # no need
+            or down.bytes_sent != sent_before
+            or old.their_state is not h11.DONE
+        ):
+            return
+        down.discard_queued()
+        fresh = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        stand_in = b"%s / HTTP/%s\r\nHost: x\r\n\r\n" % (request.method, request.http_version)
+        pipelined, closed = old.trailing_data
+        fresh.receive_data(stand_in + pipelined)
+        if closed:
+            fresh.receive_data(b"")
+        fresh.next_event()  # the stand-in request,
+        fresh.next_event()  # and its end: the machine now waits for our response
+        down.h11 = fresh
 
     def _access_line(self, started: float, sent_before: int, received_before: int) -> None:
         record, down = self.record, self.down

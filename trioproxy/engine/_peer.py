@@ -132,6 +132,11 @@ class Wire:
             self._sending = self._sending[sent:]
             self.bytes_sent += sent
 
+    def discard_queued(self) -> None:
+        """Forget what is queued; only for bytes none of which has been sent."""
+        self._out.clear()
+        self._sending = _NOTHING
+
     async def send_all(self, data: bytes, timeout_s: float) -> None:
         """Send raw bytes outside h11 (a tunnel's payload)."""
         self._out.append(data)
