@@ -179,8 +179,10 @@ class Responder:
                 close=isinstance(exc, ClientError),
                 validated=False,
             )
-            record.body_bytes_sent = len(answer.body)
-            down.queue(h11.Data(data=answer.body))
+            head_only = record.method == b"HEAD"  # (h11 refuses a body on a HEAD's answer)
+            record.body_bytes_sent = 0 if head_only else len(answer.body)
+            if not head_only:
+                down.queue(h11.Data(data=answer.body))
             down.queue(h11.EndOfMessage())
         except ProxyError:  # h11 will not send it in this state: the connection just closes
             return
