@@ -124,3 +124,20 @@ async def test_after_a_relayed_1xx_the_bad_response_is_logged_as_the_502_it_beca
     assert received.startswith(b"HTTP/1.1 103 ") and b"HTTP/1.1 200" not in received
     (record,) = proxy.records
     assert record.status == 502 and record.body_bytes_sent == 0
+
+
+async def test_a_client_that_asked_to_close_gets_the_502_and_the_close(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    async with memory_origin(network, origin_with_bad_trailer(100)):  # type: ignore[arg-type]
+        async with memory_proxy(network=network) as proxy:
+            stream = proxy.open()
+            async with stream:
+                await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                received = bytearray()
+                with trio.fail_after(10):  # the client idle timeout is 75 s
+                    while chunk := await stream.receive_some(65536):
+                        received += chunk
+    assert received.startswith(b"HTTP/1.1 502 "), bytes(received)
+    assert b"\r\nconnection: close\r\n" in received.lower()

@@ -484,12 +484,17 @@ class Exchange(Responder):
         if (
             (old.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not down.has_queued)  # no need
             or down.bytes_sent != sent_before
-            or old.their_state is not h11.DONE
+            or old.their_state not in (h11.DONE, h11.MUST_CLOSE)  # (read whole)
         ):
             return
         down.discard_queued()
         fresh = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
-        stand_in = b"%s / HTTP/%s\r\nHost: x\r\n\r\n" % (request.method, request.http_version)
+        # The stand-in keeps what decides keep-alive: the version, and the client's Connection.
+        stand_in = b"%s / HTTP/%s\r\nHost: x\r\n" % (request.method, request.http_version)
+        for name, value in request.headers.raw_items():
+            if name.lower() == b"connection":
+                stand_in += b"Connection: %s\r\n" % value
+        stand_in += b"\r\n"
         pipelined, closed = old.trailing_data
         fresh.receive_data(stand_in + pipelined)
         if closed:
