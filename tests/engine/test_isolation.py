@@ -3,7 +3,7 @@ clock: judged by the work done between two yields and by order, never by wall ti
 
 A connection flooding one-byte chunks (either way) moves at most a slice of them between two
 yields, one flooding empty lines reads one buffer between two, and another client is served
-meanwhile; slow request heads delay nobody. (The cancellation sweeps: `test_mem_cancellation`.)
+meanwhile; slow request heads delay nobody. (The cancellation sweeps: `test_cancellation`.)
 """
 
 from __future__ import annotations
