@@ -168,6 +168,15 @@ class MemoryProxy:
         async with stream:
             yield Client(stream)
 
+    async def exchange_raw(self, data: bytes, client_ip: str = "198.51.100.7") -> bytes:
+        """Send raw bytes on a new connection and collect everything until the proxy closes."""
+        async with self.open(client_ip) as stream:
+            await stream.send_all(data)
+            received = bytearray()
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+            return bytes(received)
+
 
 @asynccontextmanager
 async def memory_origin(network: MemoryNetwork, handler: StreamHandler) -> AsyncIterator[None]:
@@ -235,15 +244,22 @@ async def memory_proxy(
     settings: Settings | None = None,
     network: MemoryNetwork | None = None,
     *,
+    origin: StreamHandler | None = None,
     seed: int = 0,
     within_s: float = 3600.0,
 ) -> AsyncIterator[MemoryProxy]:
-    """The real server on a memory network, access records captured; the scheduler seeded
-    with ``seed``, so the run is the same every time. The block must end within ``within_s``
-    of virtual time (TooSlowError), so no test can hang: the pool's reaper always has a next
-    deadline for the autojump clock to jump to."""
+    """The real server on a memory network, access records captured, and ``origin`` (if
+    given) serving each upstream connection; the scheduler seeded with ``seed``, so the run
+    is the same every time. The block must end within ``within_s`` of virtual time
+    (TooSlowError), so no test can hang: the pool's reaper always has a next deadline for the
+    autojump clock to jump to."""
     same_schedule(seed)
     network = network or MemoryNetwork()
+    if origin is not None:
+        async with memory_origin(network, origin):
+            async with memory_proxy(settings, network, seed=seed, within_s=within_s) as proxy:
+                yield proxy
+        return
     upstream: list[MemoryTransport] = []
     log = AccessLog()
     server = ProxyServer(

@@ -78,7 +78,7 @@ async def raw_origin(
             nursery.cancel_scope.cancel()
 
 
-async def read_head(stream: trio.SocketStream) -> bytes:
+async def read_head(stream: trio.abc.ReceiveStream) -> bytes:
     """What a raw origin reads of a request: bytes up to the end of the head (b"" at EOF)."""
     data = b""
     while b"\r\n\r\n" not in data:
