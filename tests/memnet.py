@@ -179,9 +179,11 @@ class MemoryProxy:
 
 
 @asynccontextmanager
-async def memory_origin(network: MemoryNetwork, handler: StreamHandler) -> AsyncIterator[None]:
-    """Serve ``handler`` per connection at `ORIGIN_ADDRESS` until the block ends."""
-    listener = network.listen(ORIGIN_ADDRESS)
+async def memory_origin(
+    network: MemoryNetwork, handler: StreamHandler, address: tuple[str, int] = ORIGIN_ADDRESS
+) -> AsyncIterator[None]:
+    """Serve ``handler`` per connection at ``address`` until the block ends."""
+    listener = network.listen(address)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_serve, listener, handler, nursery)
         try:
