@@ -6,6 +6,8 @@ would not allow (close mid-exchange, answer twice, send hop-by-hop headers).
 
 from __future__ import annotations
 
+import socket
+
 import h11
 import trio
 
@@ -263,3 +265,46 @@ async def test_upstream_failure_mid_body_aborts_the_client_connection() -> None:
     assert data.startswith(b"HTTP/1.1 200 ")
     assert b"Content-Length: 100" in data
     assert data.endswith(b"only-part")
+
+
+class ChangingDNS(trio.abc.HostnameResolver):
+    """Behind trio's hostname-resolver hook: the n-th lookup of a name gets the n-th answer."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.asked = 0
+
+    async def getaddrinfo(  # type: ignore[override]  # (trio's signature is untyped)
+        self,
+        host: bytes | str | None,
+        port: bytes | str | int | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[tuple[int, int, int, str, tuple[str, int]]]:
+        await trio.lowlevel.checkpoint()
+        assert isinstance(port, int)
+        if host in (b"127.0.0.1", "127.0.0.1"):  # numeric hosts elsewhere in the test
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        self.asked += 1
+        answer = self.answers[min(self.asked, len(self.answers)) - 1]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, port))]
+
+    async def getnameinfo(
+        self, sockaddr: tuple[str, int] | tuple[str, int, int, int], flags: int
+    ) -> tuple[str, str]:
+        raise NotImplementedError
+
+
+async def test_proxy_follows_a_changed_answer(origin: tuple[str, int]) -> None:
+    """next-hop moves from a dead address to the live origin: after the TTL, requests work.
+    (From the former e2e/test_resolver.py: the system resolver's path, through trio's hook.)"""
+    dns = ChangingDNS("127.0.0.2", "127.0.0.1")  # nothing listens on 127.0.0.2:port
+    trio.socket.set_custom_hostname_resolver(dns)
+    settings = make_settings(upstream__dns_ttl_s=0.0)
+    async with running_proxy(("next-hop", origin[1]), settings) as proxy:
+        async with Client.connect(proxy.address) as client:
+            assert (await client.request(b"GET", b"/")).status == 502
+            assert (await client.request(b"GET", b"/")).status == 200
+    assert dns.asked >= 2  # and again in the background, as the answer expires at once
