@@ -1,4 +1,5 @@
-"""Forwarding semantics through the real server, with hypercorn as the origin."""
+"""Forwarding semantics through the real server, with hypercorn as the origin. (The last four
+came from the former test_hardening.py: regressions from an independent review.)"""
 
 from __future__ import annotations
 
@@ -151,3 +152,46 @@ async def test_request_ids_are_kept_generated_returned_and_logged(origin: tuple[
         fresh.header(b"x-request-id"),
         replaced.header(b"x-request-id"),
     ]
+
+
+async def test_connection_cannot_remove_host_or_content_length(origin: tuple[str, int]) -> None:
+    """A Connection field naming Host or Content-Length is refused (400) by the strict
+    checks; the header layer alone would keep both. Never is a request forwarded without
+    its Host, or with a body its framing no longer covers (that once crashed the task)."""
+    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+        hostless = await client.request(b"GET", b"/", [(b"Connection", b"host")])
+    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+        unframed = await client.request(
+            b"POST", b"/", [(b"Connection", b"content-length")], body=b"12345"
+        )
+    assert hostless.status == 400 or ["host", "test.example"] in hostless.json()["headers"]
+    assert unframed.status == 400 or unframed.json()["body_length"] == 5
+    assert not [r for r in proxy.records if r.status >= 500]
+
+
+async def test_malformed_absolute_form_target_is_400(origin: tuple[str, int]) -> None:
+    async with running_proxy(origin) as proxy:
+        for target in (b"http://[::1/x", b"http://[zz]/x", b"http://host:port/x"):
+            data = await exchange_raw(
+                proxy.address, b"GET %s HTTP/1.1\r\nHost: host\r\n\r\n" % target
+            )
+            assert data.startswith(b"HTTP/1.1 400 "), target
+
+
+async def test_upgrade_with_a_body_is_forwarded_as_plain_http(origin: tuple[str, int]) -> None:
+    headers = [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]
+    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+        reply = await client.request(b"GET", b"/", headers, body=b"body")
+    names = {name for name, _ in reply.json()["headers"]}
+    assert reply.status == 200 and "upgrade" not in names
+
+
+async def test_empty_line_before_a_request_is_ignored(origin: tuple[str, int]) -> None:
+    """RFC 9112 2.2: clients send a stray CRLF after a POST body."""
+    async with running_proxy(origin) as proxy:
+        data = await exchange_raw(
+            proxy.address,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok\r\n"
+            b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    assert data.count(b"HTTP/1.1 200 ") == 2

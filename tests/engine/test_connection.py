@@ -1,6 +1,6 @@
 """The connection loop without sockets, on the autojump clock: keep-alive, pipelining, the
-idle and first-byte deadlines, keepalive_requests, draining, eviction at the connection
-limit, slow and odd request heads."""
+idle and first-byte deadlines, keepalive_requests, eviction at the connection limit, slow
+and odd request heads. (Draining: `test_drain`.)"""
 
 from __future__ import annotations
 
@@ -114,27 +114,6 @@ async def test_keepalive_requests_closes_the_connection_after_the_last_one(
     assert first.header(b"connection") is None
     assert second.header(b"connection") == b"close"
     assert len(proxy.records) == 2
-
-
-async def test_draining_closes_idle_connections_at_once_and_lets_busy_ones_finish(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
-        async with proxy.client() as idle, proxy.client() as busy:
-            assert (await idle.request(b"GET", b"/small")).status == 200
-            await busy.stream.send_all(b"GET /slow/5 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await wait_until(lambda: origin.targets == [b"/small", b"/slow/5"])
-            started = trio.current_time()
-            proxy.server.shutdown()
-            with trio.fail_after(1):
-                assert await idle.stream.receive_some(1) == b""  # at once, in virtual time
-            assert trio.current_time() == started
-            with trio.fail_after(10):
-                reply = await busy.read_reply()
-                assert await busy.stream.receive_some(1) == b""
-    assert reply.status == 200 and reply.header(b"connection") == b"close"
-    assert [r.status for r in proxy.records] == [200, 200]
 
 
 async def test_at_the_connection_limit_the_oldest_idle_connection_makes_room(

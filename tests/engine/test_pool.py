@@ -4,7 +4,8 @@ cap with its bounded wait, the age and idle limits, and connections the origin c
 The pool's count is checked against the connections actually open (`MemoryProxy.upstream`).
 Then, modelled on httpcore's tests/test_cancellations.py: cancel in the middle of an exchange,
 and assert that the pool holds no connection in a half-finished state; and the pool alone,
-connecting through the memory network. (Those came from e2e/test_pool.py, on loopback.)"""
+connecting through the memory network (those came from e2e/test_pool.py, on loopback); and
+connections an origin poisoned by sending past its framing (from e2e/test_hardening.py)."""
 
 from __future__ import annotations
 
@@ -505,3 +506,51 @@ async def test_a_connection_older_than_its_maximum_age_is_not_reused(
             assert not reused and fresh is not first and first.closed
             pool.discard(fresh)
             nursery.cancel_scope.cancel()
+
+
+# --- Poisoned connections (from the former e2e/test_hardening.py) -------------------------------
+
+
+async def test_extra_bytes_from_the_origin_never_reach_another_client(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An origin that sends more than its framing covers poisons its connection: the
+    connection is dropped, not pooled, so the next client gets a fresh exchange."""
+    connections = 0
+
+    async def oversends(stream: MemoryStream) -> None:
+        nonlocal connections
+        connections += 1
+        while head := await read_head(stream):
+            if b"/first" in head:
+                await stream.send_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-Injected: yes\r\n\r\nPOISON"
+                )
+            else:
+                await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nclean")
+
+    async with memory_proxy(origin=oversends) as proxy:
+        async with proxy.client() as a:
+            assert (await a.request(b"GET", b"/first")).body == b"ok"
+        async with proxy.client() as b:
+            second = await b.request(b"GET", b"/second")
+    assert (second.body, second.header(b"x-injected")) == (b"clean", None)
+    assert connections == 2
+
+
+async def test_body_on_a_head_response_is_not_served_to_the_next_request(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def head_with_body(stream: MemoryStream) -> None:
+        while head := await read_head(stream):
+            body = b"" if head.startswith(b"GET") else b"hello"
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" + body)
+            if not body:
+                await stream.send_all(b"world")
+
+    async with memory_proxy(origin=head_with_body) as proxy:
+        async with proxy.client() as client:
+            await client.request(b"HEAD", b"/")
+            reply = await client.request(b"GET", b"/")
+    assert reply.status == 200 and reply.body == b"world"
