@@ -36,7 +36,6 @@ from ..support import (
     Reply,
     exchange_raw,
     make_settings,
-    raw_origin,
     running_proxy,
     split_url,
 )
@@ -205,42 +204,6 @@ def test_access_log_drops_are_reported() -> None:
 
 
 # --- /healthz and /readyz ---------------------------------------------------------------------
-
-
-async def test_healthz_turns_503_while_draining() -> None:
-    arrived = trio.Event()
-    release = trio.Event()
-
-    async def slow_origin(stream: trio.SocketStream) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += await stream.receive_some(65536)
-        arrived.set()
-        await release.wait()
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
-
-    async with raw_origin(slow_origin) as upstream, running_proxy(upstream, ADMIN_ON) as proxy:
-        admin = proxy.server.admin_address
-        healthy = await admin_request(admin, b"/healthz")
-        assert (healthy.status, healthy.body) == (200, b"ok\n")
-        replies: list[Reply] = []
-
-        async def slow_request() -> None:
-            async with Client.connect(proxy.address) as client:
-                replies.append(await client.request(b"GET", b"/slow"))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(slow_request)
-            with trio.fail_after(10):
-                await arrived.wait()
-            proxy.server.shutdown()
-            # The slow exchange keeps the drain going; the admin listener still answers.
-            draining = await admin_request(admin, b"/healthz")
-            not_ready = await admin_request(admin, b"/readyz")
-            release.set()
-    assert (draining.status, draining.body) == (503, b"draining\n")
-    assert (not_ready.status, not_ready.body) == (503, b"draining\n")
-    assert [(r.status, r.body) for r in replies] == [(200, b"slow")]
 
 
 async def test_readyz_is_200_with_a_live_origin(origin: tuple[str, int]) -> None:

@@ -21,14 +21,6 @@ async def test_serve_in_the_callers_nursery(origin: tuple[str, int]) -> None:
         nursery.cancel_scope.cancel()
 
 
-async def test_shutdown_drains_and_serve_returns(origin: tuple[str, int]) -> None:
-    async with trio.open_nursery() as nursery:
-        proxy = await nursery.start(trioproxy.serve, origin)
-        proxy.shutdown()
-    # serve returned by itself: the nursery closed without being cancelled
-    assert not nursery.cancel_scope.cancel_called
-
-
 async def test_cancellation_mid_request_leaves_no_task_or_socket_behind() -> None:
     origin_saw_close = trio.Event()
     request_arrived = trio.Event()
