@@ -26,9 +26,10 @@ the hypothesis strategies and tests are in `test_simulation`.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import socket
-import unittest.mock
 from collections import Counter
 from dataclasses import astuple, dataclass
 
@@ -40,7 +41,6 @@ from trio._core import _run as trio_run_loop
 from tests.support import make_settings
 from trioproxy.config._settings import Settings
 from trioproxy.core._accesslog import AccessRecord
-from trioproxy.engine import _connection
 from trioproxy.engine._memory import MemoryNetwork
 from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
@@ -145,6 +145,11 @@ class World:
             self.records.append,
             lookup=_lookup,
             connect=self.network.connect,
+        )
+        # Request IDs from a counter, so a run is a function of its scenario.
+        ids = itertools.count()
+        self.server.ctx = dataclasses.replace(
+            self.server.ctx, new_request_id=lambda: b"sim%029d" % next(ids)
         )
         self.proxy_listener = self.network.listen(PROXY_ADDRESS)
         self.origin_listener = self.network.listen(ORIGIN_ADDRESS)
@@ -291,7 +296,6 @@ def simulate(scenario: Scenario) -> Outcome:
     """Run ``scenario`` to the end in its own trio run and judge it."""
     world = World(scenario)
     probe = Probe(world)
-    ids = (b"sim%029d" % n for n in range(1 << 30))
     # trio runs each batch of runnable tasks in an order from this Random, after sorting
     # the batch by task creation (only when Hypothesis is imported: a set's order would
     # otherwise leak in). Seeded, the run is a function of the scenario.
@@ -301,13 +305,12 @@ def simulate(scenario: Scenario) -> Outcome:
     logger = logging.getLogger("trioproxy")
     logger.addHandler(errors)
     try:
-        with unittest.mock.patch.object(_connection, "new_request_id", lambda: next(ids)):
-            ended_at = trio.run(
-                _run_and_time,
-                world,
-                clock=trio.testing.MockClock(autojump_threshold=0),
-                instruments=[probe],
-            )
+        ended_at = trio.run(
+            _run_and_time,
+            world,
+            clock=trio.testing.MockClock(autojump_threshold=0),
+            instruments=[probe],
+        )
     finally:
         logger.removeHandler(errors)
     outcome = Outcome(world.records, world.clients, world.origin, world.violations)

@@ -17,7 +17,6 @@ from ..core._headers import (
     BodyKind,
     RequestPlan,
     header_value,
-    new_request_id,
     plan_request,
     reason_phrase,
 )
@@ -205,6 +204,7 @@ async def _serve_request(
             rules=ctx.forwarding,
             upstream_authority=ctx.upstream_authority,
             max_header_count=ctx.settings.limits.max_header_count,
+            make_request_id=ctx.new_request_id,
         )
         _note_request(record, plan)
         if ctx.rule_engine:
@@ -225,7 +225,7 @@ async def _serve_request(
                 plan.edit_response = decision.response_headers
         await forward(Exchange(down, request, plan, record, ctx))
     except ProxyError as exc:
-        record.request_id = record.request_id or new_request_id()  # for the line and answer
+        record.request_id = record.request_id or ctx.new_request_id()  # for the line and answer
         log.log(
             logging.WARNING if exc.status >= 500 else logging.INFO,
             "%s %s: %s (%d)",
@@ -293,7 +293,7 @@ def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
 async def _reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
     """Answer a request we could not read, log it, and leave the connection to close."""
     record = AccessRecord(start_wall=time.time(), peer=down.peer_ip, status=exc.status)
-    record.request_id = new_request_id()  # for the line, the answer and the access log
+    record.request_id = ctx.new_request_id()  # for the line, the answer and the access log
     log.info("%s (%d)", exc, exc.status, extra=request_fields(record))
     sent_before = down.bytes_sent
     try:
@@ -319,7 +319,8 @@ async def _send_error(
     """A short plain-text answer, logged as sent. Client errors close the connection (the
     stream may be out of sync); upstream errors keep it if the request was read whole."""
     answer = text_response(exc.status)  # "502 Bad Gateway\n", with its framing fields
-    record.request_id = record.request_id or new_request_id()  # an unreadable request has none
+    # (an unreadable request has none)
+    record.request_id = record.request_id or ctx.new_request_id()
     headers = [*answer.headers, (b"X-Request-ID", record.request_id)]
     if (
         isinstance(exc, ClientError)
