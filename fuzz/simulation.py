@@ -357,9 +357,9 @@ def _judge_client(spec: ClientSpec, log: ClientLog) -> list[str]:
         if spec.ending == "garbage":
             break
         tok = token(i, j)
-        if reply.headers.get(b"x-token", tok) != tok:
-            found.append(f"client {i} request {j} got the answer to {reply.headers[b'x-token']!r}")
-        elif b"x-token" in reply.headers and reply.body != payload(tok, len(reply.body)):
+        if (reply.header(b"x-token") or tok) != tok:
+            found.append(f"client {i} request {j} got the answer to {reply.header(b'x-token')!r}")
+        elif reply.header(b"x-token") and reply.body != payload(tok, len(reply.body)):
             found.append(f"client {i} request {j} got a body not its own: {reply.body[:80]!r}")
     waited = spec.ending in ("read", "half_close") and not (log.gave_up or log.refused)
     answered = len(log.replies.done) >= log.requests_sent
@@ -388,7 +388,7 @@ def _judge_records(outcome: Outcome) -> list[str]:
             found.append(f"{tok!r} reached the origin but is not in the access log")
     for log in outcome.clients:
         for reply in log.replies.done:
-            answered = reply.headers.get(b"x-request-id")
+            answered = reply.header(b"x-request-id")
             if answered is None:
                 continue
             record = by_id.get(answered)

@@ -21,6 +21,7 @@ import h11
 import trio
 from trio.lowlevel import checkpoint
 
+from tests.support import Reply
 from trioproxy.engine._memory import MemoryListener, MemoryTransport
 
 # Whose bytes these are: every token starts with "t", three digits (the client) and a dot.
@@ -141,17 +142,6 @@ async def recv(transport: MemoryTransport) -> bytes:
 # --- Reading responses as a strict client -----------------------------------------------------
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[bytes, bytes]
-    body: bytes = b""
-
-
-def _fields(event: h11.Response | h11.InformationalResponse) -> dict[bytes, bytes]:
-    return {name.lower(): value for name, value in event.headers.raw_items()}
-
-
 class Replies:
     """Parses the bytes one client connection received, against the requests it sent:
     each final response in turn, 1xx skipped, the tunnel's bytes after a 101."""
@@ -203,11 +193,11 @@ class Replies:
                     self.continued.add(len(self.done))
                 if event.status_code == 101:
                     self.switched = True
-                    self.done.append(Reply(101, _fields(event)))
+                    self.done.append(Reply(101, list(event.headers.raw_items())))
                     self.tunnel += self.conn.trailing_data[0]
                     return
             elif isinstance(event, h11.Response):
-                self._current = Reply(event.status_code, _fields(event))
+                self._current = Reply(event.status_code, list(event.headers.raw_items()))
             elif isinstance(event, h11.Data):
                 assert self._current is not None
                 self._current.body += event.data

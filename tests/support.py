@@ -91,11 +91,14 @@ async def read_head(stream: trio.abc.ReceiveStream) -> bytes:
 
 @dataclass
 class Reply:
+    """A response as a client saw it (the tests' one reply type, the simulation's too)."""
+
     status: int
     headers: Headers
-    body: bytes
+    body: bytes = b""
     informational: list[h11.InformationalResponse] = field(default_factory=list)
     http_version: bytes = b"1.1"
+    trailers: Headers = field(default_factory=list)
 
     def header(self, name: bytes) -> bytes | None:
         values = [v for k, v in self.headers if k.lower() == name.lower()]
@@ -185,12 +188,18 @@ async def exchange_raw(
         return bytes(received)
 
 
-def parse_responses(data: bytes, *, method: bytes = b"GET", limit: int = 100) -> list[Reply]:
-    """The responses in ``data`` (a whole connection's worth, up to its close), parsed with h11
-    as answers to ``method`` requests."""
+def parse_responses(
+    data: bytes, *, method: bytes = b"GET", eof: bool = True, limit: int = 1000
+) -> list[Reply]:
+    """The complete responses at the start of ``data``, parsed with h11 as answers to
+    ``method`` requests. With ``eof`` the bytes are a whole connection's worth, up to its
+    close (a response cut short by it raises h11.RemoteProtocolError); without, parsing stops
+    quietly at an incomplete response. Raises if the bytes are not valid HTTP/1.1."""
     conn = h11.Connection(h11.CLIENT)
-    conn.receive_data(data)
-    conn.receive_data(b"")
+    if data:  # b"" would mean EOF to h11
+        conn.receive_data(data)
+    if eof:
+        conn.receive_data(b"")
     replies: list[Reply] = []
     for _ in range(limit):
         conn.send(h11.Request(method=method, target=b"/", headers=[(b"Host", b"x")]))
@@ -199,10 +208,11 @@ def parse_responses(data: bytes, *, method: bytes = b"GET", limit: int = 100) ->
         while True:
             event = conn.next_event()
             if isinstance(event, h11.Response):
-                reply = Reply(event.status_code, list(event.headers.raw_items()), b"")
+                reply = Reply(event.status_code, list(event.headers.raw_items()))
             elif isinstance(event, h11.Data) and reply is not None:
                 reply.body += event.data
             elif isinstance(event, h11.EndOfMessage) and reply is not None:
+                reply.trailers = list(event.headers.raw_items())
                 replies.append(reply)
                 break
             elif not isinstance(event, h11.InformationalResponse):

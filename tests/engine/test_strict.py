@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from ..memnet import MemoryProxy, MemoryStream, memory_proxy
-from ..support import Reply, make_settings
+from ..support import Reply, make_settings, parse_responses
 from ..unit.test_strict import (
     ACCEPTED_REQUESTS,
     HOST,
@@ -82,29 +82,9 @@ class CountingOrigin:
 
 
 def _complete_replies(data: bytes) -> list[Reply]:
-    """The whole responses at the start of ``data`` (answers to GETs), read with h11; stops
-    quietly at an incomplete one. Raises only if the bytes are not valid HTTP. (The proxy
-    frames every response to an HTTP/1.1 client by length or chunks, never by the close.)"""
-    conn = h11.Connection(h11.CLIENT)
-    if data:  # b"" would mean EOF to h11
-        conn.receive_data(data)
-    replies: list[Reply] = []
-    while True:
-        conn.send(h11.Request(method=b"GET", target=b"/", headers=[(b"Host", b"x")]))
-        conn.send(h11.EndOfMessage())
-        reply = None
-        while not isinstance(event := conn.next_event(), h11.EndOfMessage):
-            if event is h11.NEED_DATA:
-                return replies
-            if isinstance(event, h11.Response):
-                reply = Reply(event.status_code, list(event.headers.raw_items()), b"")
-            elif isinstance(event, h11.Data) and reply is not None:
-                reply.body += event.data
-        assert reply is not None
-        replies.append(reply)
-        if conn.their_state is not h11.DONE:
-            return replies
-        conn.start_next_cycle()
+    """The whole responses at the start of ``data``; stops quietly at an incomplete one. (The
+    proxy frames every response to an HTTP/1.1 client by length or chunks, never by the close.)"""
+    return parse_responses(data, eof=False)
 
 
 async def _read_reply(stream: MemoryStream) -> Reply:
