@@ -21,6 +21,7 @@ import h11
 import trio
 from trio.lowlevel import checkpoint
 
+from tests.memnet import serve_memory
 from tests.support import Reply
 from trioproxy.engine._memory import MemoryListener, MemoryTransport
 
@@ -234,14 +235,11 @@ async def serve_origin(
     pause_s: float,
 ) -> None:
     """Accept and answer until cancelled; each connection is closed by its own task."""
-    async with trio.open_nursery() as nursery:
-        while True:
-            try:
-                transport = await listener.accept()
-            except trio.ClosedResourceError:
-                return
-            assert isinstance(transport, MemoryTransport)
-            nursery.start_soon(_origin_connection, transport, behaviour, log, pause_s)
+
+    async def connection(transport: MemoryTransport) -> None:
+        await _origin_connection(transport, behaviour, log, pause_s)
+
+    await serve_memory(listener, connection)
 
 
 async def _origin_connection(

@@ -185,7 +185,7 @@ async def memory_origin(
     """Serve ``handler`` per connection at ``address`` until the block ends."""
     listener = network.listen(address)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_serve, listener, handler, nursery)
+        nursery.start_soon(serve_memory, listener, partial(_handle, handler))
         try:
             yield
         finally:
@@ -193,18 +193,23 @@ async def memory_origin(
             listener.close()
 
 
-async def _serve(listener: MemoryListener, handler: StreamHandler, nursery: trio.Nursery) -> None:
-    while True:
-        try:
-            transport = await listener.accept()
-        except trio.ClosedResourceError:
-            return
-        assert isinstance(transport, MemoryTransport)
-        nursery.start_soon(_handle, handler, MemoryStream(transport))
+async def serve_memory(
+    listener: MemoryListener, handler: Callable[[MemoryTransport], Awaitable[object]]
+) -> None:
+    """The accept loop of a memory server (the tests' origins, the simulation's): each
+    connection to its own task, until the listener is closed or the loop cancelled."""
+    async with trio.open_nursery() as nursery:
+        while True:
+            try:
+                transport = await listener.accept()
+            except trio.ClosedResourceError:
+                return
+            assert isinstance(transport, MemoryTransport)
+            nursery.start_soon(handler, transport)
 
 
-async def _handle(handler: StreamHandler, stream: MemoryStream) -> None:
-    async with stream:
+async def _handle(handler: StreamHandler, transport: MemoryTransport) -> None:
+    async with MemoryStream(transport) as stream:
         with contextlib.suppress(trio.BrokenResourceError):  # the proxy went away
             await handler(stream)
 

@@ -249,8 +249,8 @@ async def test_pool_never_opens_more_than_its_size(
         async with trio.open_nursery() as nursery:
             for _ in range(6):
                 nursery.start_soon(one)
-            while proxy.server.pool.waiting_count < 4:  # four requests queue for a slot
-                await trio.testing.wait_all_tasks_blocked()
+            # four requests queue for a slot
+            await wait_until(lambda: proxy.server.pool.waiting_count == 4)
             assert proxy.server.pool.open_count == 2
             release.set()
     assert statuses == [200] * 6
@@ -272,8 +272,7 @@ async def test_full_pool_wait_is_bounded_503(
             first = proxy.client()
             client = await first.__aenter__()
             nursery.start_soon(client.request, b"GET", b"/occupies-the-only-connection")
-            while proxy.server.pool.open_count < 1:
-                await trio.testing.wait_all_tasks_blocked()
+            await wait_until(lambda: proxy.server.pool.open_count == 1)
             async with proxy.client() as second:
                 reply = await second.request(b"GET", b"/")
             assert reply.status == 503
@@ -300,8 +299,7 @@ async def test_client_gone_mid_upload_leaves_no_broken_connection_in_pool(
         await got_part.wait()
         assert proxy.server.pool.open_count == 1
         await stream.aclose()  # the client gives up mid-body
-        while proxy.server.ctx.stats.connections_open:
-            await trio.testing.wait_all_tasks_blocked()
+        await wait_until(lambda: not proxy.server.ctx.stats.connections_open)
         assert proxy.server.pool.open_count == 0
         assert proxy.server.pool.idle_count == 0
     assert proxy.records[-1].status == 499  # logged as nginx does: client closed request
@@ -361,8 +359,7 @@ async def test_cancelling_requests_midway_keeps_the_pool_consistent(
                     nursery.start_soon(one)
                 await trio.sleep(delay)
                 nursery.cancel_scope.cancel()
-        while proxy.server.ctx.stats.connections_open:
-            await trio.testing.wait_all_tasks_blocked()
+        await wait_until(lambda: not proxy.server.ctx.stats.connections_open)
         pool = proxy.server.pool
         assert pool.open_count == pool.idle_count <= 4
         for conn in pool._idle:  # each idle one is ready for a new exchange
