@@ -9,7 +9,7 @@ import contextlib
 import trio
 import trio.testing
 
-from ..memnet import MemoryNetwork, ScriptedOrigin, memory_origin, memory_proxy, wait_until
+from ..memnet import ScriptedOrigin, memory_proxy, wait_until
 from ..support import make_settings, parse_responses
 
 GET = b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -25,8 +25,8 @@ async def read_until_closed(stream: trio.abc.ReceiveStream) -> bytes:
 async def test_pipelined_requests_are_answered_in_order_over_one_upstream_connection(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+    origin = ScriptedOrigin()
+    async with memory_proxy(origin=origin) as proxy:
         stream = proxy.open()
         async with stream:
             requests = b"".join(
@@ -45,9 +45,8 @@ async def test_pipelined_requests_are_answered_in_order_over_one_upstream_connec
 async def test_an_idle_keep_alive_connection_is_closed_after_client_idle_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     settings = make_settings(timeouts__client_idle_s=75.0)
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/small")).status == 200
             answered = trio.current_time()
@@ -103,9 +102,8 @@ async def test_a_head_trickled_past_its_deadline_gets_a_408(
 async def test_keepalive_requests_closes_the_connection_after_the_last_one(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     settings = make_settings(limits__keepalive_requests=2)
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
         async with proxy.client() as client:
             first = await client.request(b"GET", b"/small")
             second = await client.request(b"GET", b"/small")
@@ -119,9 +117,8 @@ async def test_keepalive_requests_closes_the_connection_after_the_last_one(
 async def test_at_the_connection_limit_the_oldest_idle_connection_makes_room(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     settings = make_settings(limits__max_connections=2, timeouts__client_idle_s=600.0)
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
         async with proxy.client() as oldest, proxy.client() as younger:
             assert (await oldest.request(b"GET", b"/small")).status == 200
             assert (await younger.request(b"GET", b"/small")).status == 200
@@ -137,9 +134,9 @@ async def test_at_the_connection_limit_the_oldest_idle_connection_makes_room(
 async def test_a_newcomer_waits_while_every_connection_is_busy(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
+    origin = ScriptedOrigin()
     settings = make_settings(limits__max_connections=1)
-    async with memory_origin(network, origin), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=origin) as proxy:
         async with proxy.client() as busy, proxy.client() as newcomer:
             await busy.stream.send_all(b"GET /slow/30 HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: origin.targets == [b"/slow/30"])
@@ -157,8 +154,7 @@ async def test_a_newcomer_waits_while_every_connection_is_busy(
 async def test_empty_lines_before_a_request_are_ignored(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(network=network) as proxy:
+    async with memory_proxy(origin=ScriptedOrigin()) as proxy:
         stream = proxy.open()
         async with stream:
             # Before the first request, and between requests (a stray CRLF after a body).

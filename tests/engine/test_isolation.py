@@ -27,7 +27,6 @@ from ..memnet import (
     MemoryNetwork,
     MemoryProxy,
     ScriptedOrigin,
-    memory_origin,
     memory_proxy,
     sent_by_hand,
     wait_until,
@@ -85,7 +84,7 @@ async def flood_beside_another_client(
     answered before the flood ended, and the proxy. The whole flood fits the pipes: the
     proxy always has a full 64 KiB read (about ten thousand chunks) waiting."""
     network = MemoryNetwork(capacity=1 << 20)
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(network=network) as proxy:
+    async with memory_proxy(network=network, origin=ScriptedOrigin()) as proxy:
         done = trio.Event()
         served = 0
         with metering_slices(monkeypatch) as meter, trio.fail_after(60):
@@ -179,7 +178,7 @@ async def test_a_flood_of_empty_lines_is_read_a_buffer_per_step_and_others_are_s
 
     monkeypatch.setattr(MemoryTransport, "read_nowait", metered)
     network = MemoryNetwork(capacity=1 << 20)
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(network=network) as proxy:
+    async with memory_proxy(network=network, origin=ScriptedOrigin()) as proxy:
         flood = proxy.open(flooder)
         done = trio.Event()
         served = 0
@@ -216,9 +215,8 @@ async def test_slow_request_heads_delay_nobody_and_meet_their_deadline(
 ) -> None:
     """Fifty connections each hold half a request head (slowloris); another client is
     answered at once, in virtual time zero, and each slow one gets its 408 at the deadline."""
-    network = MemoryNetwork()
     settings = make_settings(timeouts__client_header_s=10.0)
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
         slow = [proxy.open() for _ in range(50)]
         for stream in slow:
             await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Half: ")

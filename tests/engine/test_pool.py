@@ -36,8 +36,8 @@ from ..support import make_settings, read_head
 async def test_one_upstream_connection_serves_client_connections_in_turn(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+    origin = ScriptedOrigin()
+    async with memory_proxy(origin=origin) as proxy:
         for _ in range(3):
             async with proxy.client() as client:
                 assert (await client.request(b"GET", b"/small")).status == 200
@@ -50,9 +50,9 @@ async def test_one_upstream_connection_serves_client_connections_in_turn(
 async def test_pool_size_bounds_the_idle_connections_kept(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
+    origin = ScriptedOrigin()
     settings = make_settings(upstream__pool_size=2, upstream__idle_timeout_s=600.0)
-    async with memory_origin(network, origin), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=origin) as proxy:
         async with trio.open_nursery() as nursery:
             for _ in range(4):
 
@@ -70,9 +70,9 @@ async def test_pool_size_bounds_the_idle_connections_kept(
 async def test_max_connections_makes_a_request_wait_then_503_after_pool_wait_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
+    origin = ScriptedOrigin()
     settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=5.0)
-    async with memory_origin(network, origin), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=origin) as proxy:
         async with proxy.client() as holder, proxy.client() as waiter:
             await holder.stream.send_all(b"GET /slow/30 HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: origin.targets == [b"/slow/30"])
@@ -90,9 +90,9 @@ async def test_max_connections_makes_a_request_wait_then_503_after_pool_wait_s(
 async def test_a_waiting_request_gets_the_connection_as_soon_as_it_is_freed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
+    origin = ScriptedOrigin()
     settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=5.0)
-    async with memory_origin(network, origin), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=origin) as proxy:
         async with proxy.client() as holder, proxy.client() as waiter:
             await holder.stream.send_all(b"GET /slow/2 HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: origin.targets == [b"/slow/2"])
@@ -107,9 +107,9 @@ async def test_a_waiting_request_gets_the_connection_as_soon_as_it_is_freed(
 async def test_a_connection_older_than_max_connection_age_s_is_not_reused(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
+    origin = ScriptedOrigin()
     settings = make_settings(upstream__max_connection_age_s=5.0, upstream__idle_timeout_s=600.0)
-    async with memory_origin(network, origin), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=origin) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/small")).status == 200
             await trio.sleep(3.0)  # virtual: younger than its maximum age
@@ -124,9 +124,9 @@ async def test_a_connection_older_than_max_connection_age_s_is_not_reused(
 async def test_idle_upstream_connections_expire_after_idle_timeout_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
+    origin = ScriptedOrigin()
     settings = make_settings(upstream__idle_timeout_s=4.0)
-    async with memory_origin(network, origin), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=origin) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/small")).status == 200
             released = trio.current_time()
@@ -140,8 +140,8 @@ async def test_idle_upstream_connections_expire_after_idle_timeout_s(
 async def test_a_connection_the_origin_closed_while_idle_is_not_reused(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+    origin = ScriptedOrigin()
+    async with memory_proxy(origin=origin) as proxy:
         async with proxy.client() as client:
             # /close: the origin answers (keep-alive by its headers), then hangs up.
             assert (await client.request(b"GET", b"/close")).status == 200
@@ -156,14 +156,13 @@ async def test_a_connection_the_origin_closed_while_idle_is_not_reused(
 async def test_bytes_past_a_response_keep_its_connection_out_of_the_pool(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET"
 
     async def extra_bytes(stream: MemoryStream) -> None:
         while await read_head(stream):  # type: ignore[arg-type]
             await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + smuggled)
 
-    async with memory_origin(network, extra_bytes), memory_proxy(network=network) as proxy:
+    async with memory_proxy(origin=extra_bytes) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).body == b"ok"
             assert (await client.request(b"GET", b"/")).body == b"ok"
@@ -195,9 +194,9 @@ async def test_a_server_being_cancelled_asks_its_stopped_resolver_for_nothing(
 async def test_a_client_that_left_while_waiting_for_a_slot_is_never_sent_upstream(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
+    origin = ScriptedOrigin()
     settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=30.0)
-    async with memory_origin(network, origin), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=origin) as proxy:
         async with proxy.client() as holder:
             await holder.stream.send_all(b"GET /slow/5 HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: origin.targets == [b"/slow/5"])
