@@ -25,8 +25,8 @@ from ..support import Client
 TEXT_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d"
 
 
-def _record(message: str, level: int = logging.WARNING, **extra: str) -> logging.LogRecord:
-    record = logging.LogRecord("trioproxy", level, "", 0, message, (), None)
+def _record(message: str, **extra: str) -> logging.LogRecord:
+    record = logging.LogRecord("trioproxy", logging.WARNING, "", 0, message, (), None)
     record.__dict__.update(extra)
     return record
 

@@ -64,6 +64,7 @@ async def test_websocket_round_trip_through_the_proxy() -> None:
             await ws.send_message("close-with-4001")
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.get_message()
+            assert closed.value.reason is not None
             assert closed.value.reason.code == 4001
             await _close_socket_of(ws)
         while proxy.server.ctx.stats.connections_open:

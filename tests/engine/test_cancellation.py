@@ -15,8 +15,9 @@ import pytest
 import trio
 import trio.testing
 
+from trioproxy.engine._memory import MemoryNetwork
+
 from ..memnet import (
-    MemoryNetwork,
     MemoryProxy,
     MemoryStream,
     ScriptedOrigin,
@@ -198,7 +199,9 @@ async def test_origin_connections_reset_at_every_point_leave_nothing_behind(
         streams: list[MemoryStream] = []
 
         async def handler(
-            stream: MemoryStream, origin: ScriptedOrigin = origin, streams: list = streams
+            stream: MemoryStream,
+            origin: ScriptedOrigin = origin,
+            streams: list[MemoryStream] = streams,
         ) -> None:
             streams.append(stream)
             await origin(stream)
@@ -247,7 +250,11 @@ async def test_the_server_cancelled_at_every_point_leaves_no_connection_and_no_t
             assert proxy.server.ctx.stats.connections_open == 0
             assert handler_tasks() == 0
             assert len(proxy.records) == proxy.server.ctx.stats.requests
-            await wait_until(lambda origin=origin: origin.open == 0)  # it saw every one close
+
+            def all_closed(origin: ScriptedOrigin = origin) -> bool:
+                return origin.open == 0
+
+            await wait_until(all_closed)  # it saw every one close
             outcomes.add(len(proxy.records))
     assert len(outcomes) > 3
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []

@@ -9,8 +9,9 @@ import contextlib
 import trio
 import trio.testing
 
+from trioproxy.engine._memory import MemoryNetwork
+
 from ..memnet import (
-    MemoryNetwork,
     MemoryStream,
     ScriptedOrigin,
     memory_proxy,
@@ -79,7 +80,7 @@ async def test_an_early_answer_from_the_origin_is_relayed_and_says_close(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def refuses(stream: MemoryStream) -> None:
-        await read_head(stream)  # type: ignore[arg-type]
+        await read_head(stream)
         await stream.send_all(b"HTTP/1.1 413 Too Large\r\nContent-Length: 4\r\n\r\nbig!")
         await trio.sleep_forever()  # reading no more of the body
 
@@ -111,7 +112,7 @@ def stale_after_first_answer() -> tuple[list[int], object]:
     async def handler(stream: MemoryStream) -> None:
         connections.append(0)
         first = len(connections) == 1
-        while await read_head(stream):  # type: ignore[arg-type]
+        while await read_head(stream):
             if first and connections[0]:
                 return
             connections[-1] += 1
@@ -149,7 +150,7 @@ async def test_informational_responses_are_relayed_before_the_final_one(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def hints(stream: MemoryStream) -> None:
-        await read_head(stream)  # type: ignore[arg-type]
+        await read_head(stream)
         await stream.send_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n")
         await trio.sleep(2.0)  # virtual: past the client watch's start
         await stream.send_all(b"HTTP/1.1 103 Early Hints\r\nLink: </b>; rel=preload\r\n\r\n")
@@ -170,7 +171,7 @@ async def test_a_flood_of_informational_responses_is_capped_with_a_502(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def flood(stream: MemoryStream) -> None:
-        await read_head(stream)  # type: ignore[arg-type]
+        await read_head(stream)
         await stream.send_all(b"HTTP/1.1 103 Early Hints\r\n\r\n" * 5000)
         await trio.sleep_forever()
 
@@ -186,7 +187,7 @@ async def test_endless_slow_informational_responses_meet_the_response_deadline_5
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def a_hint_a_second(stream: MemoryStream) -> None:
-        await read_head(stream)  # type: ignore[arg-type]
+        await read_head(stream)
         for _ in range(20):  # under the cap of 32, each inside any read timeout
             await stream.send_all(b"HTTP/1.1 103 Early Hints\r\n\r\n")
             await trio.sleep(1.0)

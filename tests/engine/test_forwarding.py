@@ -19,7 +19,7 @@ async def test_a_request_goes_through_and_the_connection_is_reused(
     async def origin(stream: MemoryStream) -> None:
         nonlocal accepted
         accepted += 1
-        while await read_head(stream):  # type: ignore[arg-type]
+        while await read_head(stream):
             await stream.send_all(RESPONSE)
 
     async with memory_proxy(origin=origin) as proxy:

@@ -19,12 +19,11 @@ import trio
 import trio.testing
 
 from trioproxy.engine import _requestbody, _response
-from trioproxy.engine._memory import MemoryTransport
+from trioproxy.engine._memory import MemoryNetwork, MemoryTransport
 from trioproxy.engine._peer import RECEIVE_SIZE, Peer
 from trioproxy.engine._slices import move_data
 
 from ..memnet import (
-    MemoryNetwork,
     MemoryProxy,
     ScriptedOrigin,
     memory_proxy,

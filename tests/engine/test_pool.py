@@ -17,12 +17,12 @@ import trio.testing
 
 from trioproxy.core._errors import PoolTimeout
 from trioproxy.engine._h11 import h11  # the proxy's parser: its connections are inspected here
+from trioproxy.engine._memory import MemoryNetwork
 from trioproxy.engine._peer import UpstreamConnection
 from trioproxy.engine._pool import PoolLimits, UpstreamPool
-from trioproxy.engine._resolver import Resolver
+from trioproxy.engine._resolver import Resolver, SockAddr
 
 from ..memnet import (
-    MemoryNetwork,
     MemoryStream,
     ScriptedOrigin,
     fixed_lookup,
@@ -159,7 +159,7 @@ async def test_bytes_past_a_response_keep_its_connection_out_of_the_pool(
     smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET"
 
     async def extra_bytes(stream: MemoryStream) -> None:
-        while await read_head(stream):  # type: ignore[arg-type]
+        while await read_head(stream):
             await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + smuggled)
 
     async with memory_proxy(origin=extra_bytes) as proxy:
@@ -437,7 +437,7 @@ class MovingAnswer:
         self.address = address
         self.asked = 0
 
-    async def __call__(self, host: str, port: int) -> list[tuple[int, tuple[str, int]]]:
+    async def __call__(self, host: str, port: int) -> list[SockAddr]:
         await trio.lowlevel.checkpoint()
         self.asked += 1
         return [(socket.AF_INET, self.address)]

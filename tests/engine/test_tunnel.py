@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable
 import trio
 import trio.testing
 
+from trioproxy.engine._memory import MemoryNetwork
+
 from ..memnet import (
-    MemoryNetwork,
     MemoryProxy,
     MemoryStream,
     ScriptedOrigin,
@@ -32,7 +33,7 @@ def upgrading(behaviour: Behaviour, *, with_switch: bytes = b"") -> Behaviour:
     101), then does ``behaviour`` on the raw connection."""
 
     async def handler(stream: MemoryStream) -> None:
-        head = await read_head(stream)  # type: ignore[arg-type]
+        head = await read_head(stream)
         assert head.startswith(b"GET /ws ")
         await stream.send_all(SWITCH + with_switch)
         await behaviour(stream)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # (no stubs installed for PyYAML)
 
 from trioproxy import __version__
 from trioproxy.config._options import DEFAULT_CONFIG_DIR, OPTIONS, resolve
