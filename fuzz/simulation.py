@@ -42,6 +42,7 @@ from tests.support import make_settings
 from trioproxy.config._settings import Settings
 from trioproxy.core._accesslog import AccessRecord
 from trioproxy.engine._memory import MemoryNetwork
+from trioproxy.engine._peer import UpstreamConnection
 from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
 
@@ -157,10 +158,11 @@ class World:
         detach = self.server.pool.detach
 
         def note_detached(conn: object) -> None:
-            self.detached.add(id(conn.transport))  # type: ignore[attr-defined]
-            detach(conn)  # type: ignore[arg-type]
+            assert isinstance(conn, UpstreamConnection)
+            self.detached.add(id(conn.transport))
+            detach(conn)
 
-        self.server.pool.detach = note_detached  # type: ignore[method-assign]
+        self.server.pool.detach = note_detached  # type: ignore[method-assign]  # (a probe)
         self.origin = OriginLog()
         self.clients = [
             ClientLog(i, Replies(_asked(spec))) for i, spec in enumerate(scenario.clients)

@@ -87,7 +87,8 @@ def test_identical_failures_are_one_line_then_a_summary_per_interval() -> None:
 async def _dead_address() -> tuple[str, int]:
     with trio.socket.socket() as sock:
         await sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()  # type: ignore[no-any-return]
+        address: tuple[str, int] = sock.getsockname()
+        return address
 
 
 async def test_a_run_of_502s_is_one_warning_and_a_summary_joined_by_request_id() -> None:

@@ -36,7 +36,7 @@ async def test_get_is_forwarded_with_headers_in_order(origin: tuple[str, int]) -
         ["x-forwarded-proto", "https"],
         ["true-client-ip", "203.0.113.9"],
         ["x-forwarded-for", "203.0.113.9, 198.51.100.1, 127.0.0.1"],
-        ["x-request-id", reply.header(b"x-request-id").decode()],  # type: ignore[union-attr]
+        ["x-request-id", (reply.header(b"x-request-id") or b"").decode()],
         ["via", "1.1 trioproxy"],
     ]
     assert reply.header(b"via") == b"1.1 trioproxy"

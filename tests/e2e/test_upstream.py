@@ -7,6 +7,7 @@ would not allow (close mid-exchange, answer twice, send hop-by-hop headers).
 from __future__ import annotations
 
 import socket
+from collections.abc import Awaitable, Callable
 
 import h11
 import trio
@@ -86,7 +87,7 @@ async def test_upstream_response_with_both_framings_is_502() -> None:
             assert (await client.request(b"GET", b"/")).status == 502
 
 
-def _stale_after_first(accepted: list[int]) -> object:
+def _stale_after_first(accepted: list[int]) -> Callable[[trio.SocketStream], Awaitable[None]]:
     """An origin whose first connection answers once, then reads the next request and
     hangs up without a byte: the keep-alive race, made deterministic."""
 
@@ -106,7 +107,7 @@ def _stale_after_first(accepted: list[int]) -> object:
 
 async def test_stale_pooled_connection_is_retried_once_for_get() -> None:
     accepted: list[int] = []
-    async with raw_origin(_stale_after_first(accepted)) as upstream:  # type: ignore[arg-type]
+    async with raw_origin(_stale_after_first(accepted)) as upstream:
         async with running_proxy(upstream) as proxy, Client.connect(proxy.address) as client:
             assert (await client.request(b"GET", b"/")).body == b"first"
             reply = await client.request(b"GET", b"/")
@@ -117,7 +118,7 @@ async def test_stale_pooled_connection_is_retried_once_for_get() -> None:
 
 async def test_stale_pooled_connection_is_never_retried_for_post() -> None:
     accepted: list[int] = []
-    async with raw_origin(_stale_after_first(accepted)) as upstream:  # type: ignore[arg-type]
+    async with raw_origin(_stale_after_first(accepted)) as upstream:
         async with running_proxy(upstream) as proxy, Client.connect(proxy.address) as client:
             await client.request(b"GET", b"/")
             reply = await client.request(b"POST", b"/", body=b"payload")

@@ -14,6 +14,7 @@ from trioproxy.engine._memory import MemoryNetwork
 from ..memnet import (
     MemoryStream,
     ScriptedOrigin,
+    StreamHandler,
     memory_proxy,
     sent_by_hand,
     wait_until,
@@ -104,7 +105,7 @@ async def test_an_early_answer_from_the_origin_is_relayed_and_says_close(
     assert reply.header(b"connection") == b"close"
 
 
-def stale_after_first_answer() -> tuple[list[int], object]:
+def stale_after_first_answer() -> tuple[list[int], StreamHandler]:
     """An origin whose first connection answers once, then reads the next request and
     hangs up without a byte (the keep-alive race); later connections answer everything."""
     connections: list[int] = []
@@ -125,7 +126,7 @@ async def test_a_stale_reused_connection_is_retried_once_for_a_get(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     connections, handler = stale_after_first_answer()
-    async with memory_proxy(origin=handler) as proxy:  # type: ignore[arg-type]
+    async with memory_proxy(origin=handler) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 200
             assert (await client.request(b"GET", b"/")).status == 200
@@ -138,7 +139,7 @@ async def test_a_stale_reused_connection_is_never_retried_for_a_post(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     connections, handler = stale_after_first_answer()
-    async with memory_proxy(origin=handler) as proxy:  # type: ignore[arg-type]
+    async with memory_proxy(origin=handler) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 200
             assert (await client.request(b"POST", b"/", body=b"x")).status == 502

@@ -35,7 +35,9 @@ def _cpu(quantity: str | int | float) -> float:
 
 def _mebibytes(quantity: str) -> float:
     units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
-    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
+    assert match, quantity
+    number, unit = match.groups()
     return int(number) * units[unit]
 
 
