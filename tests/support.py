@@ -90,6 +90,25 @@ async def read_head(stream: trio.abc.ReceiveStream) -> bytes:
 
 
 @dataclass
+class HeldOrigin:
+    """A raw origin (on any trio stream: a socket, or a memory one) that holds each answer
+    until ``release`` is set; ``arrived`` is set as the first request head has come."""
+
+    body: bytes = b"ok"
+    heads: list[bytes] = field(default_factory=list)
+    arrived: trio.Event = field(default_factory=trio.Event)
+    release: trio.Event = field(default_factory=trio.Event)
+
+    async def __call__(self, stream: trio.abc.Stream) -> None:
+        while head := await read_head(stream):
+            self.heads.append(head)
+            self.arrived.set()
+            await self.release.wait()
+            framing = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.body)
+            await stream.send_all(framing + self.body)
+
+
+@dataclass
 class Reply:
     """A response as a client saw it (the tests' one reply type, the simulation's too)."""
 
@@ -142,6 +161,18 @@ class Client:
         out.append(self.conn.send(h11.EndOfMessage()))
         await self.stream.send_all(b"".join(x for x in out if x))
         return await self.read_reply()
+
+    def request_soon(
+        self, nursery: trio.Nursery, method: bytes, target: bytes = b"/"
+    ) -> list[Reply]:
+        """Start the request in ``nursery``; the list returned holds its reply once it came."""
+        replies: list[Reply] = []
+
+        async def run() -> None:
+            replies.append(await self.request(method, target))
+
+        nursery.start_soon(run)
+        return replies
 
     async def read_reply(self) -> Reply:
         info: list[h11.InformationalResponse] = []

@@ -16,7 +16,7 @@ import trio
 import trioproxy
 
 from ..cli_support import cli_proxy, wait_for_exit
-from ..support import Client, Reply, raw_origin, read_head, running_proxy
+from ..support import Client, HeldOrigin, raw_origin, read_head, running_proxy
 from .test_admin import ADMIN_ON, admin_request
 from .test_workers import _free_port
 
@@ -34,9 +34,7 @@ async def test_sigterm_drains_an_in_flight_response_then_exits_0() -> None:
     finish = trio.Event()
 
     async def slow(stream: trio.SocketStream) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += await stream.receive_some(65536)
+        await read_head(stream)
         request_arrived.set()
         await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
         await finish.wait()
@@ -66,72 +64,44 @@ async def test_sigterm_drains_an_in_flight_response_then_exits_0() -> None:
 
 
 async def test_healthz_turns_503_while_draining() -> None:
-    arrived = trio.Event()
-    release = trio.Event()
-
-    async def slow_origin(stream: trio.SocketStream) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += await stream.receive_some(65536)
-        arrived.set()
-        await release.wait()
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
-
-    async with raw_origin(slow_origin) as upstream, running_proxy(upstream, ADMIN_ON) as proxy:
+    origin = HeldOrigin(body=b"slow")
+    async with raw_origin(origin) as upstream, running_proxy(upstream, ADMIN_ON) as proxy:
         admin = proxy.server.admin_address
         healthy = await admin_request(admin, b"/healthz")
         assert (healthy.status, healthy.body) == (200, b"ok\n")
-        replies: list[Reply] = []
-
-        async def slow_request() -> None:
-            async with Client.connect(proxy.address) as client:
-                replies.append(await client.request(b"GET", b"/slow"))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(slow_request)
+        async with Client.connect(proxy.address) as client, trio.open_nursery() as nursery:
+            replies = client.request_soon(nursery, b"GET", b"/slow")
             with trio.fail_after(10):
-                await arrived.wait()
+                await origin.arrived.wait()
             proxy.server.shutdown()
             # The slow exchange keeps the drain going; the admin listener still answers.
             draining = await admin_request(admin, b"/healthz")
             not_ready = await admin_request(admin, b"/readyz")
-            release.set()
+            origin.release.set()
     assert (draining.status, draining.body) == (503, b"draining\n")
     assert (not_ready.status, not_ready.body) == (503, b"draining\n")
     assert [(r.status, r.body) for r in replies] == [(200, b"slow")]
 
 
 async def test_healthz_is_503_while_the_workers_drain(tmp_path: Path) -> None:
-    arrived, release = trio.Event(), trio.Event()
-
-    async def slow_origin(stream: trio.SocketStream) -> None:
-        while await read_head(stream):
-            arrived.set()
-            await release.wait()
-            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
+    origin = HeldOrigin()
     admin_port = await _free_port()
     (tmp_path / "trioproxy.toml").write_text(f'[admin]\nlisten = "127.0.0.1:{admin_port}"\n')
     admin = ("127.0.0.1", admin_port)
     async with (
-        raw_origin(slow_origin) as upstream,
+        raw_origin(origin) as upstream,
         cli_proxy(upstream, "--workers", "2", config_dir=str(tmp_path)) as proxy,
     ):
         with trio.fail_after(20):
             assert (await admin_request(admin, b"/healthz")).status == 200
             async with Client.connect(proxy.address) as client, trio.open_nursery() as nursery:
-                replies = []
-
-                async def in_flight() -> None:
-                    replies.append(await client.request(b"GET", b"/slow"))
-
-                nursery.start_soon(in_flight)
-                await arrived.wait()
+                replies = client.request_soon(nursery, b"GET", b"/slow")
+                await origin.arrived.wait()
                 proxy.process.send_signal(signal.SIGTERM)
                 await proxy.wait_for_output(lambda: b"SIGTERM: stopping 2" in proxy.stderr)
                 draining = await admin_request(admin, b"/healthz")
                 not_ready = await admin_request(admin, b"/readyz")
-                release.set()
+                origin.release.set()
             assert await wait_for_exit(proxy.process) == 0
     assert draining.status == 503 and not_ready.status == 503
     assert replies[0].status == 200  # the drain let it finish

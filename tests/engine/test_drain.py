@@ -12,8 +12,8 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from ..memnet import MemoryStream, ScriptedOrigin, memory_proxy, wait_until
-from ..support import read_head
+from ..memnet import ScriptedOrigin, memory_proxy, wait_until
+from ..support import HeldOrigin
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -44,31 +44,21 @@ async def test_draining_closes_after_the_answer_even_with_a_pipelined_request_bu
 ) -> None:
     """During a drain a connection ends after its in-flight exchange, with Connection: close,
     even when the client's next (pipelined) request is already in the proxy's buffer."""
-    arrived = trio.Event()
-    answer = trio.Event()
-    requests: list[bytes] = []
-
-    async def held(stream: MemoryStream) -> None:
-        while head := await read_head(stream):
-            requests.append(head)
-            arrived.set()
-            await answer.wait()
-            await stream.send_all(OK)
-
+    origin = HeldOrigin()
     pipelined = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
-    async with memory_proxy(origin=held) as proxy:
+    async with memory_proxy(origin=origin) as proxy:
         async with proxy.open() as stream:
             await stream.send_all(pipelined)  # both requests in one write: /2 is buffered
             with trio.fail_after(10):
-                await arrived.wait()
+                await origin.arrived.wait()
                 proxy.server.shutdown()
                 await trio.testing.wait_all_tasks_blocked()  # the drain has begun
                 assert proxy.server.ctx.draining
-                answer.set()
+                origin.release.set()
                 received = b""
                 while chunk := await stream.receive_some(65536):
                     received += chunk
     assert received.startswith(b"HTTP/1.1 200 ")
     assert received.count(b"HTTP/1.1 ") == 1  # /2 was not served
     assert b"\r\nConnection: close\r\n" in received
-    assert len(requests) == 1
+    assert len(origin.heads) == 1
