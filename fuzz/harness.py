@@ -37,7 +37,9 @@ HANG_S = 6.0  # beyond every timeout above: an exchange still open after this is
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
 
-class _Collect(logging.Handler):
+class ErrorLines(logging.Handler):
+    """The proxy's ERROR lines: an internal error is a traceback nobody expected."""
+
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.messages: list[str] = []
@@ -57,7 +59,7 @@ class Harness:
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="fuzz-proxy", daemon=True)
-        self._log = _Collect()
+        self._log = ErrorLines()
         self.address: tuple[str, int] = ("127.0.0.1", 0)
 
     def __enter__(self) -> Harness:

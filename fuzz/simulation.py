@@ -46,6 +46,7 @@ from trioproxy.engine._peer import UpstreamConnection
 from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
 
+from .harness import ErrorLines
 from .simclients import PROXY_ADDRESS, ClientLog, run_client
 from .simworld import (
     ClientSpec,
@@ -303,7 +304,7 @@ def simulate(scenario: Scenario) -> Outcome:
     # otherwise leak in). Seeded, the run is a function of the scenario.
     assert trio_run_loop._ALLOW_DETERMINISTIC_SCHEDULING
     trio_run_loop._r.seed(scenario.seed)
-    errors = _Errors()
+    errors = ErrorLines()
     logger = logging.getLogger("trioproxy")
     logger.addHandler(errors)
     try:
@@ -316,21 +317,10 @@ def simulate(scenario: Scenario) -> Outcome:
     finally:
         logger.removeHandler(errors)
     outcome = Outcome(world.records, world.clients, world.origin, world.violations)
-    outcome.violations += [f"the proxy logged an error: {line}" for line in errors.lines]
+    outcome.violations += [f"the proxy logged an error: {line}" for line in errors.messages]
     outcome.quiescent_checks, outcome.steps, outcome.ended_at = probe.checks, probe.steps, ended_at
     outcome.violations += judge(scenario, outcome)
     return outcome
-
-
-class _Errors(logging.Handler):
-    """The proxy's ERROR lines: an internal error is a traceback nobody expected."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 async def _run_and_time(world: World) -> float:

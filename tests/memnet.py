@@ -35,7 +35,7 @@ from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
 from trioproxy.engine._transport import Transport
 
-from .support import Client
+from .support import Client, read_until_closed
 
 PROXY_ADDRESS = ("192.0.2.1", 80)  # what clients connect to
 ORIGIN_ADDRESS = ("192.0.2.80", 80)  # what the upstream name resolves to
@@ -172,10 +172,7 @@ class MemoryProxy:
         """Send raw bytes on a new connection and collect everything until the proxy closes."""
         async with self.open(client_ip) as stream:
             await stream.send_all(data)
-            received = bytearray()
-            while chunk := await stream.receive_some(65536):
-                received += chunk
-            return bytes(received)
+            return await read_until_closed(stream)
 
 
 @asynccontextmanager

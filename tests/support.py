@@ -78,6 +78,32 @@ async def raw_origin(
             nursery.cancel_scope.cancel()
 
 
+def answering(data: bytes) -> Callable[[trio.abc.Stream], Awaitable[None]]:
+    """A raw origin that reads a request head, sends ``data`` as it is, and closes."""
+
+    async def answer(stream: trio.abc.Stream) -> None:
+        await read_head(stream)
+        await stream.send_all(data)
+
+    return answer
+
+
+async def unused_address() -> tuple[str, int]:
+    """A loopback address nobody listens on (a port bound, then let go)."""
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        address: tuple[str, int] = sock.getsockname()
+        return address
+
+
+async def read_until_closed(stream: trio.abc.ReceiveStream) -> bytes:
+    """Everything the peer sends until it closes."""
+    received = bytearray()
+    while chunk := await stream.receive_some(65536):
+        received += chunk
+    return bytes(received)
+
+
 async def read_head(stream: trio.abc.ReceiveStream) -> bytes:
     """What a raw origin reads of a request: bytes up to the end of the head (b"" at EOF)."""
     data = b""
@@ -211,12 +237,9 @@ async def exchange_raw(
     stream = await trio.open_tcp_stream(*address)
     async with stream:
         await stream.send_all(data)
-        received = bytearray()
-        while chunk := await stream.receive_some(65536):
-            received += chunk
-            if not read_until_close:
-                break
-        return bytes(received)
+        if not read_until_close:
+            return bytes(await stream.receive_some(65536))
+        return await read_until_closed(stream)
 
 
 def parse_responses(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import trio
-
 import trioproxy
 
-from ..support import Client, exchange_raw
+from ..support import Client, exchange_raw, unused_address
 
 
 async def test_every_field_of_a_proxied_request(origin: tuple[str, int]) -> None:
@@ -60,10 +58,7 @@ def _head_length(reply: object) -> int:
 
 
 async def test_a_502_is_logged_with_what_is_known() -> None:
-    with trio.socket.socket() as sock:
-        await sock.bind(("127.0.0.1", 0))
-        dead = sock.getsockname()
-    async with trioproxy.running(dead, capture_access_log=True) as proxy:
+    async with trioproxy.running(await unused_address(), capture_access_log=True) as proxy:
         async with Client.connect(proxy.address) as client:
             await client.request(b"GET", b"/down", [(b"Host", b"site.example")])
     (line,) = proxy.access_log

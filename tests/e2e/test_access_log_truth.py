@@ -9,16 +9,21 @@ import trioproxy
 from trioproxy.config._config import settings_from_bytes
 from trioproxy.core._accesslog import AccessRecord
 
-from ..support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
+from ..support import (
+    Client,
+    exchange_raw,
+    make_settings,
+    raw_origin,
+    read_head,
+    running_proxy,
+    unused_address,
+)
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
 
 
 async def test_a_502_logs_the_body_and_type_it_sent_and_carries_a_request_id() -> None:
-    with trio.socket.socket() as sock:
-        await sock.bind(("127.0.0.1", 0))
-        dead = sock.getsockname()
-    async with trioproxy.running(dead, capture_access_log=True) as proxy:
+    async with trioproxy.running(await unused_address(), capture_access_log=True) as proxy:
         async with Client.connect(proxy.address) as client:
             reply = await client.request(b"GET", b"/down")
     (line,) = proxy.access_log

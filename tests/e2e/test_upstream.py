@@ -12,7 +12,16 @@ from collections.abc import Awaitable, Callable
 import h11
 import trio
 
-from ..support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
+from ..support import (
+    Client,
+    answering,
+    exchange_raw,
+    make_settings,
+    raw_origin,
+    read_head,
+    running_proxy,
+    unused_address,
+)
 
 
 def _response(body: bytes = b"ok", extra: bytes = b"") -> bytes:
@@ -20,10 +29,10 @@ def _response(body: bytes = b"ok", extra: bytes = b"") -> bytes:
 
 
 async def test_unreachable_upstream_is_502() -> None:
-    with trio.socket.socket() as sock:  # a port nobody listens on
-        await sock.bind(("127.0.0.1", 0))
-        dead = sock.getsockname()
-    async with running_proxy(dead) as proxy, Client.connect(proxy.address) as client:
+    async with (
+        running_proxy(await unused_address()) as proxy,
+        Client.connect(proxy.address) as client,
+    ):
         reply = await client.request(b"GET", b"/")
         again = await client.request(b"GET", b"/")  # the connection survives a 502
     assert reply.status == 502
@@ -65,9 +74,7 @@ async def test_upstream_reset_before_response_is_502() -> None:
 
 
 async def test_malformed_upstream_response_is_502() -> None:
-    async def babbles(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nBad Header Line\r\n\r\n")
+    babbles = answering(b"HTTP/1.1 200 OK\r\nBad Header Line\r\n\r\n")
 
     async with raw_origin(babbles) as upstream, running_proxy(upstream) as proxy:
         async with Client.connect(proxy.address) as client:
@@ -75,12 +82,10 @@ async def test_malformed_upstream_response_is_502() -> None:
 
 
 async def test_upstream_response_with_both_framings_is_502() -> None:
-    async def ambiguous(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        await stream.send_all(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"3\r\nabc\r\n0\r\n\r\n"
-        )
+    ambiguous = answering(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n"
+    )
 
     async with raw_origin(ambiguous) as upstream, running_proxy(upstream) as proxy:
         async with Client.connect(proxy.address) as client:
@@ -182,14 +187,12 @@ async def test_connection_close_and_http10_responses_are_not_pooled() -> None:
 
 
 async def test_hop_by_hop_response_headers_are_stripped() -> None:
-    async def chatty(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        await stream.send_all(
-            _response(
-                extra=b"Connection: X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=9\r\n"
-                b"Proxy-Authenticate: Basic\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-End: kept\r\n"
-            )
+    chatty = answering(
+        _response(
+            extra=b"Connection: X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=9\r\n"
+            b"Proxy-Authenticate: Basic\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-End: kept\r\n"
         )
+    )
 
     async with raw_origin(chatty) as upstream, running_proxy(upstream) as proxy:
         async with Client.connect(proxy.address) as client:
@@ -238,12 +241,10 @@ async def test_204_and_304_carry_no_body() -> None:
 
 
 async def test_chunked_response_with_trailers_streams_through() -> None:
-    async def chunky(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        await stream.send_all(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n"
-        )
+    chunky = answering(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n"
+    )
 
     async with raw_origin(chunky) as upstream, running_proxy(upstream) as proxy:
         async with Client.connect(proxy.address) as client:
@@ -255,9 +256,7 @@ async def test_chunked_response_with_trailers_streams_through() -> None:
 
 
 async def test_upstream_failure_mid_body_aborts_the_client_connection() -> None:
-    async def truncates(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part")
+    truncates = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part")
 
     async with raw_origin(truncates) as upstream, running_proxy(upstream) as proxy:
         data = await exchange_raw(proxy.address, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -10,16 +10,9 @@ import trio
 import trio.testing
 
 from ..memnet import ScriptedOrigin, memory_proxy, wait_until
-from ..support import make_settings, parse_responses
+from ..support import make_settings, parse_responses, read_until_closed
 
 GET = b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
-
-
-async def read_until_closed(stream: trio.abc.ReceiveStream) -> bytes:
-    received = bytearray()
-    while chunk := await stream.receive_some(65536):
-        received += chunk
-    return bytes(received)
 
 
 async def test_pipelined_requests_are_answered_in_order_over_one_upstream_connection(

@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from ..memnet import ScriptedOrigin, memory_proxy, wait_until
-from ..support import HeldOrigin
+from ..support import HeldOrigin, read_until_closed
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -55,9 +55,7 @@ async def test_draining_closes_after_the_answer_even_with_a_pipelined_request_bu
                 await trio.testing.wait_all_tasks_blocked()  # the drain has begun
                 assert proxy.server.ctx.draining
                 origin.release.set()
-                received = b""
-                while chunk := await stream.receive_some(65536):
-                    received += chunk
+                received = await read_until_closed(stream)
     assert received.startswith(b"HTTP/1.1 200 ")
     assert received.count(b"HTTP/1.1 ") == 1  # /2 was not served
     assert b"\r\nConnection: close\r\n" in received

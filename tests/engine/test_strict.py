@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from ..memnet import MemoryProxy, MemoryStream, memory_proxy
-from ..support import Reply, make_settings, parse_responses
+from ..support import Reply, make_settings, parse_responses, read_until_closed
 from ..unit.test_strict import (
     ACCEPTED_REQUESTS,
     HOST,
@@ -267,7 +267,6 @@ async def test_slowloris_gets_408_at_the_header_deadline(
     seen = CountingOrigin()
     async with memory_proxy(settings, origin=seen) as proxy:
         stream = proxy.open()
-        reply = bytearray()
         async with stream, trio.open_nursery() as nursery:
 
             async def drip() -> None:
@@ -278,11 +277,10 @@ async def test_slowloris_gets_408_at_the_header_deadline(
             nursery.start_soon(drip)
             started = trio.current_time()
             with trio.fail_after(CAP_S):
-                while chunk := await stream.receive_some(65536):
-                    reply += chunk
+                reply = await read_until_closed(stream)
             elapsed = trio.current_time() - started
             nursery.cancel_scope.cancel()
-    assert _complete_replies(bytes(reply))[0].status == 408
+    assert _complete_replies(reply)[0].status == 408
     assert 3.05 <= elapsed < 3.15  # at the deadline, and the connection was closed
     assert seen.connections == 0
     assert proxy.records[0].status == 408
@@ -311,10 +309,8 @@ async def test_stalled_body_gets_408_after_body_inactivity(
         async with stream:
             await stream.send_all(_post(b"Content-Length: 10") + b"abc")
             started = trio.current_time()
-            reply = b""
             with trio.fail_after(CAP_S):
-                while chunk := await stream.receive_some(65536):
-                    reply += chunk
+                reply = await read_until_closed(stream)
             assert trio.current_time() - started == pytest.approx(1.5, abs=0.01)
     assert _complete_replies(reply)[0].status == 408
     assert seen.requests == []  # the origin never saw a complete request
