@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -37,8 +37,13 @@ def make_settings(**overrides: Any) -> Settings:
     return settings
 
 
+RawHandler = Callable[[trio.SocketStream], Awaitable[None]]
+
+
 @dataclass
 class RunningProxy:
+    """The socket twin of `memnet.MemoryProxy`: the server, its address, what it logged."""
+
     server: ProxyServer
     port: int
     records: list[AccessRecord] = field(default_factory=list)
@@ -47,13 +52,22 @@ class RunningProxy:
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", self.port)
 
+    def client(self) -> AbstractAsyncContextManager[Client]:
+        """A new client connection to the proxy."""
+        return Client.connect(self.address)
+
 
 @asynccontextmanager
 async def running_proxy(
-    upstream: tuple[str, int], settings: Settings | None = None
+    upstream: tuple[str, int] | RawHandler, settings: Settings | None = None
 ) -> AsyncIterator[RunningProxy]:
     """The real server on 127.0.0.1:0 inside the test's nursery (through the public
-    `trioproxy.running`); access records captured."""
+    `trioproxy.running`); access records captured. ``upstream`` is an address, or a handler
+    to serve on loopback as the origin (`raw_origin`) for as long as the proxy runs."""
+    if callable(upstream):
+        async with raw_origin(upstream) as address, running_proxy(address, settings) as proxy:
+            yield proxy
+        return
     records: list[AccessRecord] = []
     async with running(upstream, settings, access_log=records.append) as proxy:
         yield RunningProxy(proxy.server, proxy.port, records)
@@ -65,9 +79,7 @@ def split_url(url: str) -> tuple[str, int]:
 
 
 @asynccontextmanager
-async def raw_origin(
-    handler: Callable[[trio.SocketStream], Awaitable[None]],
-) -> AsyncIterator[tuple[str, int]]:
+async def raw_origin(handler: RawHandler) -> AsyncIterator[tuple[str, int]]:
     """A TCP server on loopback running ``handler`` per connection: for origins that
     misbehave in ways a real server framework would not let us write."""
     async with trio.open_nursery() as nursery:

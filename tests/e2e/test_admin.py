@@ -112,7 +112,7 @@ async def dead_address() -> tuple[str, int]:
 async def test_metrics_count_requests_exactly() -> None:
     async with status_origin() as upstream, running_proxy(upstream, ADMIN_ON) as proxy:
         admin = proxy.server.admin_address
-        async with Client.connect(proxy.address) as client:
+        async with proxy.client() as client:
             for _ in range(3):
                 reply = await client.request(b"GET", b"/status/200", [(b"Host", b"a.example")])
                 assert reply.status == 200
@@ -167,7 +167,7 @@ async def test_metrics_count_requests_exactly() -> None:
 
 async def test_metrics_count_proxy_errors_and_rejected_requests() -> None:
     async with running_proxy(await dead_address(), ADMIN_ON) as proxy:
-        async with Client.connect(proxy.address) as client:
+        async with proxy.client() as client:
             for _ in range(2):
                 assert (await client.request(b"GET", b"/", [(b"Host", b"c.example")])).status == 502
         garbage = await exchange_raw(proxy.address, b"NOT HTTP\r\n\r\n")
@@ -190,7 +190,7 @@ async def test_metrics_count_proxy_errors_and_rejected_requests() -> None:
 async def test_nothing_is_counted_when_the_admin_listener_is_off(
     origin: tuple[str, int],
 ) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         assert (await client.request(b"GET", b"/")).status == 200
     assert proxy.server.admin_address is None
     assert proxy.server.ctx.metrics.observed == 0

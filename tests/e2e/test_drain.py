@@ -65,7 +65,7 @@ async def test_sigterm_drains_an_in_flight_response_then_exits_0() -> None:
 
 async def test_healthz_turns_503_while_draining() -> None:
     origin = HeldOrigin(body=b"slow")
-    async with raw_origin(origin) as upstream, running_proxy(upstream, ADMIN_ON) as proxy:
+    async with running_proxy(origin, ADMIN_ON) as proxy:
         admin = proxy.server.admin_address
         healthy = await admin_request(admin, b"/healthz")
         assert (healthy.status, healthy.body) == (200, b"ok\n")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import trio
 
-from ..support import Client, exchange_raw, parse_responses, running_proxy
+from ..support import exchange_raw, parse_responses, running_proxy
 
 
 async def test_get_is_forwarded_with_headers_in_order(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         reply = await client.request(
             b"GET",
             b"/some/path?q=1&r=%20x",
@@ -43,7 +43,7 @@ async def test_get_is_forwarded_with_headers_in_order(origin: tuple[str, int]) -
 
 
 async def test_x_forwarded_for_is_added_when_absent(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         seen = (await client.request(b"GET", b"/")).json()
     assert ["x-forwarded-for", "127.0.0.1"] in seen["headers"]
 
@@ -59,7 +59,7 @@ async def test_hop_by_hop_request_headers_never_reach_the_origin(origin: tuple[s
         (b"Upgrade", b"h2c"),
         (b"Proxy-Authorization", b"Basic Zm9vOmJhcg=="),
     ]
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         seen = (await client.request(b"GET", b"/", [*hop_by_hop, (b"X-End", b"kept")])).json()
     names = {name for name, _ in seen["headers"]}
     assert names.isdisjoint({n.decode().lower() for n, _ in hop_by_hop})
@@ -67,7 +67,7 @@ async def test_hop_by_hop_request_headers_never_reach_the_origin(origin: tuple[s
 
 
 async def test_keep_alive_reuses_one_upstream_connection(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         ports = {
             (await client.request(b"GET", b"/%d" % i)).json()["client_port"] for i in range(20)
         }
@@ -101,7 +101,7 @@ async def test_http10_client_gets_http10_semantics(origin: tuple[str, int]) -> N
 
 async def test_content_length_and_chunked_bodies_arrive_whole(origin: tuple[str, int]) -> None:
     body = bytes(range(256)) * 1000
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         fixed = (await client.request(b"POST", b"/cl", body=body)).json()
         chunked = (await client.request(b"PUT", b"/te", body=[body[:1000], body[1000:]])).json()
     assert fixed["body_length"] == len(body)
@@ -110,7 +110,7 @@ async def test_content_length_and_chunked_bodies_arrive_whole(origin: tuple[str,
 
 
 async def test_head_response_has_no_body(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         head = await client.request(b"HEAD", b"/")
         get = await client.request(b"GET", b"/")
     assert head.status == 200 and head.body == b""
@@ -123,7 +123,7 @@ async def test_many_concurrent_clients(origin: tuple[str, int]) -> None:
     async with running_proxy(origin) as proxy:
 
         async def one_client() -> None:
-            async with Client.connect(proxy.address) as client:
+            async with proxy.client() as client:
                 for _ in range(5):
                     results.append((await client.request(b"GET", b"/")).status)
 
@@ -135,7 +135,7 @@ async def test_many_concurrent_clients(origin: tuple[str, int]) -> None:
 
 
 async def test_request_ids_are_kept_generated_returned_and_logged(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         kept = await client.request(b"GET", b"/", [(b"X-Request-ID", b"abc-123_DEF.4")])
         fresh = await client.request(b"GET", b"/")
         replaced = await client.request(b"GET", b"/", [(b"X-Request-ID", b"bad id; <script>")])
@@ -158,9 +158,9 @@ async def test_connection_cannot_remove_host_or_content_length(origin: tuple[str
     """A Connection field naming Host or Content-Length is refused (400) by the strict
     checks; the header layer alone would keep both. Never is a request forwarded without
     its Host, or with a body its framing no longer covers (that once crashed the task)."""
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         hostless = await client.request(b"GET", b"/", [(b"Connection", b"host")])
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         unframed = await client.request(
             b"POST", b"/", [(b"Connection", b"content-length")], body=b"12345"
         )
@@ -180,7 +180,7 @@ async def test_malformed_absolute_form_target_is_400(origin: tuple[str, int]) ->
 
 async def test_upgrade_with_a_body_is_forwarded_as_plain_http(origin: tuple[str, int]) -> None:
     headers = [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         reply = await client.request(b"GET", b"/", headers, body=b"body")
     names = {name for name, _ in reply.json()["headers"]}
     assert reply.status == 200 and "upgrade" not in names
