@@ -12,7 +12,7 @@ there). (The cancellation sweeps: `test_cancellation`; the rate floors: `test_ra
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import trio
@@ -238,6 +238,17 @@ async def test_slow_request_heads_delay_nobody_and_meet_their_deadline(
 # --- Hoarding what is shared (from the former e2e/test_abuse.py, on loopback there) --------------
 
 
+@contextlib.asynccontextmanager
+async def attackers(proxy: MemoryProxy, sends: list[bytes]) -> AsyncIterator[None]:
+    """A connection per item of ``sends``, each sending it and nothing more, open for the
+    block (none of them reads)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for data in sends:
+            stream = await stack.enter_async_context(proxy.open())
+            await stream.send_all(data)
+        yield
+
+
 async def test_clients_that_never_send_their_body_hold_no_upstream_connection(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -245,21 +256,19 @@ async def test_clients_that_never_send_their_body_hold_no_upstream_connection(
     requests itself; the pool stays empty and a normal request is answered."""
     settings = make_settings(upstream__pool_size=2, timeouts__pool_wait_s=30)
     async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
-        attackers = [proxy.open() for _ in range(9)]
-        for i, stream in enumerate(attackers):
+        unfinished = []
+        for i in range(9):
             expect = b"Expect: 100-continue\r\n" if i % 2 else b""
             framing = b"Transfer-Encoding: chunked" if i % 3 == 2 else b"Content-Length: 1000"
             body = b"64\r\n" + b"y" * 50 if i % 3 == 2 else b"y" * (i * 100)
-            await stream.send_all(
-                b"POST / HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n" + expect + b"\r\n" + body
-            )
-        await trio.testing.wait_all_tasks_blocked()
-        assert proxy.server.pool.open_count == 0
-        with trio.fail_after(5):  # the pool would make it wait pool_wait_s (30 s)
-            async with proxy.client() as client:
-                assert (await client.request(b"GET", b"/small")).status == 200
-        for stream in attackers:
-            await stream.aclose()
+            head = b"POST / HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n" + expect + b"\r\n"
+            unfinished.append(head + body)
+        async with attackers(proxy, unfinished):
+            await trio.testing.wait_all_tasks_blocked()
+            assert proxy.server.pool.open_count == 0
+            with trio.fail_after(5):  # the pool would make it wait pool_wait_s (30 s)
+                async with proxy.client() as client:
+                    assert (await client.request(b"GET", b"/small")).status == 200
 
 
 async def test_clients_that_never_read_release_the_upstream_connection(
@@ -268,17 +277,13 @@ async def test_clients_that_never_read_release_the_upstream_connection(
     """A response that fits the buffer is read whole and the connection goes back to the
     pool, however slowly (here: never) the client reads it."""
     async with memory_proxy(origin=ScriptedOrigin()) as proxy:
-        attackers = [proxy.open() for _ in range(6)]
-        for stream in attackers:
-            # Pipelined: the second response waits for the client to read the first.
-            await stream.send_all(b"GET /big/40000 HTTP/1.1\r\nHost: x\r\n\r\n" * 30)
-        pool = proxy.server.pool
-        with trio.fail_after(10):
-            await wait_until(lambda: pool.open_count and pool.idle_count == pool.open_count)
-            async with proxy.client() as client:
-                assert (await client.request(b"GET", b"/small")).status == 200
-        for stream in attackers:
-            await stream.aclose()
+        # Pipelined: the second response waits for the client to read the first.
+        async with attackers(proxy, [b"GET /big/40000 HTTP/1.1\r\nHost: x\r\n\r\n" * 30] * 6):
+            pool = proxy.server.pool
+            with trio.fail_after(10):
+                await wait_until(lambda: pool.open_count and pool.idle_count == pool.open_count)
+                async with proxy.client() as client:
+                    assert (await client.request(b"GET", b"/small")).status == 200
 
 
 async def test_a_newcomer_gets_a_slot_from_the_oldest_idle_connection(
