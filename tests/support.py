@@ -25,6 +25,12 @@ from trioproxy.engine._server import ProxyServer
 Headers = list[tuple[bytes, bytes]]
 
 
+def fields(block: str) -> Headers:
+    """Header fields written as on the wire, one "Name: value" a line (indentation ignored)."""
+    pairs = (line.strip().split(": ", 1) for line in block.strip().splitlines())
+    return [(name.encode(), value.encode()) for name, value in pairs]
+
+
 def make_settings(**overrides: Any) -> Settings:
     """Settings with ``section__key=value`` overrides, e.g. ``timeouts__client_idle_s=1``."""
     settings = Settings()

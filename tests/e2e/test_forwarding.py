@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import trio
 
-from ..support import exchange_raw, parse_responses, running_proxy
+from ..support import exchange_raw, fields, parse_responses, running_proxy
 
 
 async def test_get_is_forwarded_with_headers_in_order(origin: tuple[str, int]) -> None:
@@ -13,15 +13,15 @@ async def test_get_is_forwarded_with_headers_in_order(origin: tuple[str, int]) -
         reply = await client.request(
             b"GET",
             b"/some/path?q=1&r=%20x",
-            [
-                (b"Host", b"site.example"),
-                (b"X-Multi", b"one"),
-                (b"Accept", b"*/*"),
-                (b"X-Multi", b"two"),
-                (b"X-Forwarded-Proto", b"https"),
-                (b"True-Client-IP", b"203.0.113.9"),
-                (b"X-Forwarded-For", b"203.0.113.9, 198.51.100.1"),
-            ],
+            fields("""
+                Host: site.example
+                X-Multi: one
+                Accept: */*
+                X-Multi: two
+                X-Forwarded-Proto: https
+                True-Client-IP: 203.0.113.9
+                X-Forwarded-For: 203.0.113.9, 198.51.100.1
+            """),
         )
     assert reply.status == 200
     seen = reply.json()
@@ -49,16 +49,16 @@ async def test_x_forwarded_for_is_added_when_absent(origin: tuple[str, int]) -> 
 
 
 async def test_hop_by_hop_request_headers_never_reach_the_origin(origin: tuple[str, int]) -> None:
-    hop_by_hop = [
-        (b"Connection", b"keep-alive, X-Secret-Hop"),
-        (b"X-Secret-Hop", b"1"),
-        (b"Keep-Alive", b"timeout=5"),
-        (b"Proxy-Connection", b"keep-alive"),
-        (b"TE", b"trailers"),
-        (b"Trailer", b"X-T"),
-        (b"Upgrade", b"h2c"),
-        (b"Proxy-Authorization", b"Basic Zm9vOmJhcg=="),
-    ]
+    hop_by_hop = fields("""
+        Connection: keep-alive, X-Secret-Hop
+        X-Secret-Hop: 1
+        Keep-Alive: timeout=5
+        Proxy-Connection: keep-alive
+        TE: trailers
+        Trailer: X-T
+        Upgrade: h2c
+        Proxy-Authorization: Basic Zm9vOmJhcg==
+    """)
     async with running_proxy(origin) as proxy, proxy.client() as client:
         seen = (await client.request(b"GET", b"/", [*hop_by_hop, (b"X-End", b"kept")])).json()
     names = {name for name, _ in seen["headers"]}

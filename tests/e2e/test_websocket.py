@@ -18,7 +18,7 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from ..support import exchange_raw, make_settings, raw_origin, running_proxy
+from ..support import exchange_raw, fields, make_settings, raw_origin, running_proxy
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -173,11 +173,11 @@ async def test_h2c_upgrade_is_stripped_and_forwarded_as_http11(origin: tuple[str
         reply = await client.request(
             b"GET",
             b"/",
-            [
-                (b"Connection", b"Upgrade, HTTP2-Settings"),
-                (b"Upgrade", b"h2c"),
-                (b"HTTP2-Settings", b"AAMAAABkAARAAAAAAAIAAAAA"),
-            ],
+            fields("""
+                Connection: Upgrade, HTTP2-Settings
+                Upgrade: h2c
+                HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA
+            """),
         )
     names = {name for name, _ in reply.json()["headers"]}
     assert reply.status == 200
