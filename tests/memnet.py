@@ -168,6 +168,16 @@ class MemoryProxy:
         async with stream:
             yield Client(stream)
 
+    async def requests_until(self, done: trio.Event, target: bytes = b"/small") -> int:
+        """Requests for ``target`` (each answered 200), one after another on a connection of
+        their own, until ``done``: how many were answered - another client served meanwhile."""
+        served = 0
+        async with self.client() as client:
+            while not done.is_set():
+                assert (await client.request(b"GET", target)).status == 200
+                served += 1
+        return served
+
     async def exchange_raw(self, data: bytes, client_ip: str = "198.51.100.7") -> bytes:
         """Send raw bytes on a new connection and collect everything until the proxy closes."""
         async with self.open(client_ip) as stream:

@@ -11,6 +11,7 @@ from trioproxy.core._accesslog import AccessRecord
 
 from ..support import (
     Client,
+    answering,
     exchange_raw,
     make_settings,
     raw_origin,
@@ -67,12 +68,9 @@ async def test_a_rule_answer_logs_its_body_and_type(origin: tuple[str, int]) -> 
 
 
 async def test_section_io_tag_from_the_upstream_response_is_logged() -> None:
-    async def tagging(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        await stream.send_all(
-            b"HTTP/1.1 200 OK\r\nsection-io-tag: checkout\r\nContent-Length: 2\r\n\r\nok"
-        )
-
+    tagging = answering(
+        b"HTTP/1.1 200 OK\r\nsection-io-tag: checkout\r\nContent-Length: 2\r\n\r\nok"
+    )
     async with raw_origin(tagging) as address:
         async with trioproxy.running(address, capture_access_log=True) as proxy:
             async with Client.connect(proxy.address) as client:

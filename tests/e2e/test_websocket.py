@@ -169,16 +169,13 @@ async def test_refused_upgrade_is_an_ordinary_response_and_keeps_alive() -> None
 
 
 async def test_h2c_upgrade_is_stripped_and_forwarded_as_http11(origin: tuple[str, int]) -> None:
+    h2c = fields("""
+        Connection: Upgrade, HTTP2-Settings
+        Upgrade: h2c
+        HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA
+    """)
     async with running_proxy(origin) as proxy, proxy.client() as client:
-        reply = await client.request(
-            b"GET",
-            b"/",
-            fields("""
-                Connection: Upgrade, HTTP2-Settings
-                Upgrade: h2c
-                HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA
-            """),
-        )
+        reply = await client.request(b"GET", b"/", h2c)
     names = {name for name, _ in reply.json()["headers"]}
     assert reply.status == 200
     assert names.isdisjoint({"upgrade", "connection", "http2-settings"})

@@ -91,10 +91,7 @@ async def flood_beside_another_client(
 
                 async def other() -> None:
                     nonlocal served
-                    async with proxy.client() as client:
-                        while not done.is_set():
-                            assert (await client.request(b"GET", b"/small")).status == 200
-                            served += 1
+                    served = await proxy.requests_until(done)
 
                 async def flooding() -> None:
                     await flood(proxy)
@@ -196,10 +193,7 @@ async def test_a_flood_of_empty_lines_is_read_a_buffer_per_step_and_others_are_s
 
                 async def other() -> None:
                     nonlocal served
-                    async with proxy.client() as client:
-                        while not done.is_set():
-                            assert (await client.request(b"GET", b"/small")).status == 200
-                            served += 1
+                    served = await proxy.requests_until(done)
 
                 nursery.start_soon(flooding)
                 nursery.start_soon(other)

@@ -295,11 +295,10 @@ async def test_silent_connection_is_closed_at_the_header_deadline(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     settings = make_settings(timeouts__client_header_s=2.0)
-    async with memory_proxy(settings, origin=CountingOrigin()) as proxy:
-        async with proxy.open() as stream:
-            reply, elapsed = await until_closed(stream)
-        assert reply == b""  # closed without a word
-        assert elapsed == pytest.approx(2.0, abs=0.01)
+    async with memory_proxy(settings, origin=CountingOrigin()) as proxy, proxy.open() as stream:
+        reply, elapsed = await until_closed(stream)
+    assert reply == b""  # closed without a word
+    assert elapsed == pytest.approx(2.0, abs=0.01)
 
 
 async def test_stalled_body_gets_408_after_body_inactivity(
