@@ -16,7 +16,6 @@ from ..support import (
     answering,
     exchange_raw,
     make_settings,
-    raw_origin,
     read_head,
     running_proxy,
     unused_address,
@@ -111,10 +110,9 @@ def _stale_after_first(accepted: list[int]) -> Callable[[trio.SocketStream], Awa
 
 async def test_stale_pooled_connection_is_retried_once_for_get() -> None:
     accepted: list[int] = []
-    async with raw_origin(_stale_after_first(accepted)) as upstream:
-        async with running_proxy(upstream) as proxy, proxy.client() as client:
-            assert (await client.request(b"GET", b"/")).body == b"first"
-            reply = await client.request(b"GET", b"/")
+    async with running_proxy(_stale_after_first(accepted)) as proxy, proxy.client() as client:
+        assert (await client.request(b"GET", b"/")).body == b"first"
+        reply = await client.request(b"GET", b"/")
     assert (reply.status, reply.body) == (200, b"fresh")
     assert len(accepted) == 2
     assert proxy.server.ctx.stats.retries == 1
@@ -122,10 +120,9 @@ async def test_stale_pooled_connection_is_retried_once_for_get() -> None:
 
 async def test_stale_pooled_connection_is_never_retried_for_post() -> None:
     accepted: list[int] = []
-    async with raw_origin(_stale_after_first(accepted)) as upstream:
-        async with running_proxy(upstream) as proxy, proxy.client() as client:
-            await client.request(b"GET", b"/")
-            reply = await client.request(b"POST", b"/", body=b"payload")
+    async with running_proxy(_stale_after_first(accepted)) as proxy, proxy.client() as client:
+        await client.request(b"GET", b"/")
+        reply = await client.request(b"POST", b"/", body=b"payload")
     assert reply.status == 502
     assert len(accepted) == 1
     assert proxy.server.ctx.stats.retries == 0

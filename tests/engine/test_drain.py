@@ -15,8 +15,6 @@ import trio.testing
 from ..memnet import ScriptedOrigin, memory_proxy, wait_until
 from ..support import HeldOrigin, read_until_closed
 
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
 
 async def test_draining_closes_idle_connections_at_once_and_lets_busy_ones_finish(
     autojump_clock: trio.testing.MockClock,
