@@ -85,9 +85,8 @@ async def test_upstream_response_with_both_framings_is_502() -> None:
         b"3\r\nabc\r\n0\r\n\r\n"
     )
 
-    async with running_proxy(ambiguous) as proxy:
-        async with proxy.client() as client:
-            assert (await client.request(b"GET", b"/")).status == 502
+    async with running_proxy(ambiguous) as proxy, proxy.client() as client:
+        assert (await client.request(b"GET", b"/")).status == 502
 
 
 def _stale_after_first(accepted: list[int]) -> Callable[[trio.SocketStream], Awaitable[None]]:

@@ -20,8 +20,7 @@ async def test_pipelined_requests_are_answered_in_order_over_one_upstream_connec
 ) -> None:
     origin = ScriptedOrigin()
     async with memory_proxy(origin=origin) as proxy:
-        stream = proxy.open()
-        async with stream:
+        async with proxy.open() as stream:
             requests = b"".join(
                 b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % name for name in (b"a", b"b", b"c")
             )

@@ -306,11 +306,10 @@ async def test_stalled_body_gets_408_after_body_inactivity(
 ) -> None:
     settings = make_settings(timeouts__client_body_s=1.5)
     seen = CountingOrigin()
-    async with memory_proxy(settings, origin=seen) as proxy:
-        async with proxy.open() as stream:
-            await stream.send_all(_post(b"Content-Length: 10") + b"abc")
-            reply, elapsed = await until_closed(stream)
-            assert elapsed == pytest.approx(1.5, abs=0.01)
+    async with memory_proxy(settings, origin=seen) as proxy, proxy.open() as stream:
+        await stream.send_all(_post(b"Content-Length: 10") + b"abc")
+        reply, elapsed = await until_closed(stream)
+        assert elapsed == pytest.approx(1.5, abs=0.01)
     assert _complete_replies(reply)[0].status == 408
     assert seen.requests == []  # the origin never saw a complete request
 
