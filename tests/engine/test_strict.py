@@ -33,7 +33,9 @@ from ..unit.test_strict import (
 CAP_S = 10  # every exchange here finishes well within this (virtual) time
 
 
-async def test_stray_crlf_before_a_request_is_skipped_but_a_bare_lf_is_not() -> None:
+async def test_stray_crlf_before_a_request_is_skipped_but_a_bare_lf_is_not(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     seen = CountingOrigin()
     async with memory_proxy(origin=seen) as proxy:
         assert (await _send_raw(proxy, b"\r\n\r\n" + _get(HOST, b"Connection: close")))[0] == 200
@@ -107,7 +109,9 @@ async def _send_raw(proxy: MemoryProxy, payload: bytes) -> tuple[int, bytes]:
 
 
 @pytest.mark.parametrize("row", REJECTED_REQUESTS, ids=lambda row: row.id)
-async def test_proxy_rejects_and_nothing_reaches_the_origin(row: Row) -> None:
+async def test_proxy_rejects_and_nothing_reaches_the_origin(
+    autojump_clock: trio.testing.MockClock, row: Row
+) -> None:
     seen = CountingOrigin()
     async with memory_proxy(origin=seen) as proxy:
         status, _ = await _send_raw(proxy, row.head + row.body)
@@ -121,7 +125,9 @@ async def test_proxy_rejects_and_nothing_reaches_the_origin(row: Row) -> None:
 
 
 @pytest.mark.parametrize("row", ACCEPTED_REQUESTS, ids=lambda row: row.id)
-async def test_proxy_forwards_valid_requests(row: Row) -> None:
+async def test_proxy_forwards_valid_requests(
+    autojump_clock: trio.testing.MockClock, row: Row
+) -> None:
     seen = CountingOrigin()
     async with memory_proxy(origin=seen) as proxy:
         stream = proxy.open()
@@ -134,7 +140,9 @@ async def test_proxy_forwards_valid_requests(row: Row) -> None:
 
 
 @pytest.mark.parametrize(("name", "body"), INVALID_CHUNKED, ids=[v[0] for v in INVALID_CHUNKED])
-async def test_proxy_rejects_malformed_chunked_request_bodies(name: str, body: bytes) -> None:
+async def test_proxy_rejects_malformed_chunked_request_bodies(
+    autojump_clock: trio.testing.MockClock, name: str, body: bytes
+) -> None:
     """The head is fine, so the body's framing error is found while uploading: 400 and close,
     and the origin never sees a complete request."""
     head = _post(b"Transfer-Encoding: chunked")
@@ -146,7 +154,9 @@ async def test_proxy_rejects_malformed_chunked_request_bodies(name: str, body: b
 
 
 @pytest.mark.parametrize("row", REJECTED_RESPONSES, ids=lambda row: row.id)
-async def test_malformed_upstream_response_head_is_502(row: Row) -> None:
+async def test_malformed_upstream_response_head_is_502(
+    autojump_clock: trio.testing.MockClock, row: Row
+) -> None:
     async def attacker(stream: MemoryStream) -> None:
         await stream.receive_some(65536)
         await stream.send_all(row.head + b"ok")
@@ -161,7 +171,7 @@ async def test_malformed_upstream_response_head_is_502(row: Row) -> None:
 
 @pytest.mark.parametrize(("name", "body"), INVALID_CHUNKED, ids=[v[0] for v in INVALID_CHUNKED])
 async def test_malformed_upstream_chunked_body_never_reaches_the_client_whole(
-    name: str, body: bytes
+    autojump_clock: trio.testing.MockClock, name: str, body: bytes
 ) -> None:
     async def attacker(stream: MemoryStream) -> None:
         await stream.receive_some(65536)
@@ -184,7 +194,9 @@ def _head_of_size(size: int) -> bytes:
 
 
 @pytest.mark.parametrize("pieces", [1, 2])
-async def test_total_header_bytes_boundary(pieces: int) -> None:
+async def test_total_header_bytes_boundary(
+    autojump_clock: trio.testing.MockClock, pieces: int
+) -> None:
     """max_header_bytes (default 64 KiB) counts the whole head, final CRLF CRLF included."""
     limit = LIMITS.max_header_bytes
     seen = CountingOrigin()
@@ -203,7 +215,9 @@ async def test_total_header_bytes_boundary(pieces: int) -> None:
 
 
 @pytest.mark.parametrize("pieces", [1, 2])
-async def test_response_header_bytes_boundary(pieces: int) -> None:
+async def test_response_header_bytes_boundary(
+    autojump_clock: trio.testing.MockClock, pieces: int
+) -> None:
     """max_header_bytes bounds a response head too, final CRLF CRLF included: a 502 one byte
     beyond, whether the head arrives in one read or in pieces (one reader for both)."""
     limit = 2048
@@ -229,7 +243,7 @@ async def test_response_header_bytes_boundary(pieces: int) -> None:
             assert reply.status == status
 
 
-async def test_header_count_boundary() -> None:
+async def test_header_count_boundary(autojump_clock: trio.testing.MockClock) -> None:
     seen = CountingOrigin()
     async with memory_proxy(origin=seen) as proxy:
         fields = [HOST] + [b"X-F%d: v" % i for i in range(LIMITS.max_header_count - 1)]
@@ -240,7 +254,7 @@ async def test_header_count_boundary() -> None:
 
 
 @pytest.mark.parametrize("whole", [True, False])
-async def test_request_line_boundary(whole: bool) -> None:
+async def test_request_line_boundary(autojump_clock: trio.testing.MockClock, whole: bool) -> None:
     """8 KiB with its CRLF passes; one byte more is 414, also when the line is still arriving
     (the proxy answers as soon as the limit is passed, without waiting for the line's end)."""
     limit = LIMITS.max_request_line_bytes
@@ -339,7 +353,9 @@ async def test_connections_beyond_the_cap_wait_in_the_backlog(
     assert stats.connections_total == 3
 
 
-async def test_origin_closing_mid_head_is_a_prompt_502() -> None:
+async def test_origin_closing_mid_head_is_a_prompt_502(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """An origin that hangs up in the middle of a response head: a 502 at once, not a wait
     for upstream_response_s (found by fuzz/ property (d); fixed in the engine since)."""
 
@@ -355,7 +371,9 @@ async def test_origin_closing_mid_head_is_a_prompt_502() -> None:
     assert reply.status == 502
 
 
-async def test_trailer_named_in_connection_does_not_cross() -> None:
+async def test_trailer_named_in_connection_does_not_cross(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async def origin(stream: MemoryStream) -> None:
         await stream.receive_some(65536)
         await stream.send_all(
