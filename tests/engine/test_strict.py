@@ -129,11 +129,9 @@ async def test_proxy_forwards_valid_requests(
     autojump_clock: trio.testing.MockClock, row: Row
 ) -> None:
     seen = CountingOrigin()
-    async with memory_proxy(origin=seen) as proxy:
-        stream = proxy.open()
-        async with stream:
-            await stream.send_all(row.head + row.body)
-            reply = await _read_reply(stream)
+    async with memory_proxy(origin=seen) as proxy, proxy.open() as stream:
+        await stream.send_all(row.head + row.body)
+        reply = await _read_reply(stream)
     assert reply.status == 200
     ((_, body),) = seen.requests
     assert body == (b"abc" if row.body else b"")  # rows with a body carry "abc", chunked or not
