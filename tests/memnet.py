@@ -37,6 +37,30 @@ from trioproxy.engine._transport import Transport
 
 from .support import Client, read_until_closed
 
+# The kit's names (MemoryNetwork too, for tests that build a network of their own).
+__all__ = [
+    "ORIGIN_ADDRESS",
+    "PROXY_ADDRESS",
+    "UPSTREAM",
+    "AccessLog",
+    "MemoryNetwork",
+    "MemoryProxy",
+    "MemoryStream",
+    "ScriptedOrigin",
+    "StepCounter",
+    "StreamHandler",
+    "all_tasks",
+    "counting_steps",
+    "fixed_lookup",
+    "handler_tasks",
+    "memory_origin",
+    "memory_proxy",
+    "same_schedule",
+    "sent_by_hand",
+    "serve_memory",
+    "wait_until",
+]
+
 PROXY_ADDRESS = ("192.0.2.1", 80)  # what clients connect to
 ORIGIN_ADDRESS = ("192.0.2.80", 80)  # what the upstream name resolves to
 UPSTREAM = ("next-hop", 80)
@@ -151,9 +175,7 @@ class MemoryProxy:
         still open (the idle ones), none is busy, and no client connection is being served."""
         pool = self.server.pool
         assert pool.open_count == self.upstream_open == pool.idle_count, (
-            pool.open_count,
-            self.upstream_open,
-            pool.idle_count,
+            f"{pool!r}, {self.upstream_open} upstream connections open"
         )
         assert self.server.ctx.stats.connections_open == 0
         assert handler_tasks() == 0
