@@ -7,6 +7,12 @@ of the socket tests work unchanged. With ``autojump_clock`` timeouts of minutes 
 and with the scheduler seeded (`same_schedule`, done by `memory_proxy`) a run is the same
 every time.
 
+One handle: ``async with memory_proxy(settings, origin=handler, seed=0) as proxy`` starts the
+origin and the proxy; ``proxy.client()`` / ``proxy.open()`` / ``proxy.exchange_raw()`` are its
+clients (`support.running_proxy` is the same handle over loopback sockets). The simulation in
+fuzz/ serves its origin with the same accept loop (`serve_memory`). Meant to become the public
+``trioproxy.testing`` memory world; kept here until then.
+
 What a test checks with: `MemoryProxy.upstream` (every upstream connection opened, so the
 pool's counts can be compared with what is open), `check_no_leak`, `handler_tasks`,
 `logged` (records waited for without polling), `settled`/`stopped`; `ScriptedOrigin` (an h11
