@@ -49,7 +49,6 @@ from ..core._headers import (
     Headers,
     RequestPlan,
     header_value,
-    new_request_id,
     plan_request,
     reason_phrase,
     response_headers,
@@ -85,7 +84,7 @@ async def serve_request(
 async def reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
     """Answer a request head we could not read, log it, and leave the connection to close."""
     record = AccessRecord(start_wall=time.time(), peer=down.peer_ip, status=exc.status)
-    record.request_id = new_request_id()  # for the line, the answer and the access log
+    record.request_id = ctx.new_request_id()  # for the line, the answer and the access log
     log.info("%s (%d)", exc, exc.status, extra=request_fields(record))
     sent_before = down.bytes_sent
     try:
@@ -263,6 +262,7 @@ class Exchange(Responder):
             rules=ctx.forwarding,
             upstream_authority=ctx.upstream_authority,
             max_header_count=ctx.settings.limits.max_header_count,
+            make_request_id=ctx.new_request_id,
         )
         _note_request(self.record, plan)
 
@@ -457,7 +457,8 @@ class Exchange(Responder):
 
     async def _fail(self, exc: ProxyError, sent_before: int) -> None:
         record, request = self.record, self.request
-        record.request_id = record.request_id or new_request_id()  # a refused plan has none
+        # (a refused plan has none)
+        record.request_id = record.request_id or self.ctx.new_request_id()
         log.log(
             logging.WARNING if exc.status >= 500 else logging.INFO,
             "%s %s: %s (%d)",
