@@ -106,6 +106,11 @@ class Limits:
     # inside each inactivity timeout cannot hold its connections for ever. 0: no floor.
     min_body_rate_bytes_per_s: int = _num(1024, 0, 1 << 30, "streamed request body rate floor")
     min_send_rate_bytes_per_s: int = _num(1024, 0, 1 << 30, "response send rate floor")
+    # Request bodies over this get a 413 (nginx's client_max_body_size); 0: no limit. Off by
+    # default, as in Section's own nginx (`client_max_body_size 0`: the edge protects): a
+    # proxy in a CDN chain must pass the uploads the site accepts, and nginx's 1 MiB default
+    # would break them. A [[rules]] table's max_request_body_bytes overrides it per path.
+    max_request_body_bytes: int = _num(0, 0, 1 << 40, "request body size (0: no limit)")
 
 
 @dataclass(frozen=True, slots=True)

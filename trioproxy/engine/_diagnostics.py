@@ -66,6 +66,8 @@ class describe_decision:
             done.append(f"{len(d.request_ops)} request header edit(s)")
         if d.response_edits:
             done.append(f"{len(d.response_edits)} response header edit(s)")
+        if d.max_request_body_bytes is not None:
+            done.append(f"request body limit {d.max_request_body_bytes} bytes")
         return ", ".join(done) or "no rule applies: forwarded as it is"
 
 

@@ -42,6 +42,7 @@ import trio
 from ..config._settings import Limits, Timeouts
 from ..core._accesslog import AccessRecord, settle_bytes
 from ..core._answers import text_response
+from ..core._bodylimit import BodyTooLarge
 from ..core._errors import ClientError, ClientGone, ProxyError, UpstreamClosed
 from ..core._headers import (
     TEXT_PLAIN,
@@ -455,6 +456,8 @@ class Exchange(Responder):
 
     async def _fail(self, exc: ProxyError) -> None:
         record, request = self.record, self.request
+        if isinstance(exc, BodyTooLarge):  # a 413, or a response cut short (_requestbody)
+            self.ctx.stats.bodies_too_large += 1
         record.request_id = record.request_id or new_request_id()  # a refused plan has none
         log.log(
             logging.WARNING if exc.status >= 500 else logging.INFO,
