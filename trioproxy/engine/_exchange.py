@@ -171,7 +171,7 @@ class Responder:
             return
         record.status = exc.status
         answer = text_response(exc.status)  # "502 Bad Gateway\n", with its framing fields
-        headers = [*answer.headers, (b"X-Request-ID", record.request_id)]
+        headers = [*answer.headers, (b"X-Request-ID", record.request_id), *exc.headers]
         try:
             self.queue_head(
                 exc.status,
