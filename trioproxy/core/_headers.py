@@ -106,6 +106,7 @@ NOTED_REQUEST_HEADERS = frozenset(
         b"x-forwarded-for",
         b"true-client-ip",
         b"section-io-id",
+        b"traceparent",  # (read again, strictly, only when present: `_tracecontext`)
     }
 )
 

@@ -58,6 +58,7 @@ from ..core._headers import (
 from ..core._requestview import request_view
 from ..core._ruleengine import apply_decision
 from ..core._rulemodel import Response
+from ..core._tracecontext import trace_ids
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
 from ._h11 import h11
@@ -488,6 +489,8 @@ def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
     record.x_forwarded_for = noted.get(b"x-forwarded-for", b"")
     record.true_client_ip = noted.get(b"true-client-ip", b"")
     record.section_io_id = noted.get(b"section-io-id", b"")
+    if b"traceparent" in noted:  # W3C trace context: the access line joins the trace
+        record.trace_id, record.span_id = trace_ids(plan.headers) or (b"", b"")
 
 
 def _failure(exc: ProxyError) -> str:
