@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import trio
 
 from ..config._settings import Settings, Timeouts
+from ..core._bodylimit import body_limit, check_body_size
 from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientError, ClientGone, UpstreamError
 from ..core._headers import BodyKind, RequestPlan, header_value, trailer_headers
@@ -22,10 +23,12 @@ from ._slices import check_chunks, move_data
 
 @dataclass(slots=True)
 class RequestBody:
-    """A request body on its way: its framing checker and its one total deadline."""
+    """A request body on its way: its framing checker, its one total deadline, and its
+    size limit (0: none)."""
 
     chunks: ChunkedChecker | None
     deadline: float
+    limit: int = 0
 
 
 async def buffer_request_body(
@@ -47,11 +50,14 @@ async def buffer_request_body(
     body = RequestBody(
         ChunkedChecker() if plan.body is BodyKind.CHUNKED else None,
         trio.current_time() + timeouts.client_body_total_s,
+        body_limit(limits.max_request_body_bytes, plan.max_body_bytes),
     )
     length = int(header_value(plan.headers, b"content-length") or 0)
+    # Over the body limit: 413 before any byte goes upstream, and before any 100 Continue.
+    check_body_size(length, body.limit, chunked=False)
     held = down.h11.trailing_data[0]
     if body.chunks is not None:
-        await check_chunks(body.chunks, held, _client_framing_error)
+        await _check_chunks(body, held)
     buffered = len(held)
     if down.h11.they_are_waiting_for_100_continue:
         if length > limits.request_buffer_bytes:
@@ -68,7 +74,7 @@ async def buffer_request_body(
         if not data:
             raise ClientGone("client closed the connection mid-body")
         if body.chunks is not None:
-            await check_chunks(body.chunks, data, _client_framing_error)
+            await _check_chunks(body, data)
         buffered += len(data)
     return body
 
@@ -110,7 +116,7 @@ async def upload_body(
                 data = await down.recv(_body_wait_s(body, timeouts.client_body_s))
                 down.h11.receive_data(data)  # recorded before any checkpoint
                 if body.chunks is not None:
-                    await check_chunks(body.chunks, data, _client_framing_error)
+                    await _check_chunks(body, data)
             elif isinstance(event, h11.EndOfMessage):
                 up.queue(h11.EndOfMessage(headers=trailer_headers(event.headers.raw_items())))
                 await up.flush(timeouts.upstream_send_s)
@@ -121,6 +127,15 @@ async def upload_body(
         # The origin stopped reading: it may have answered early and closed. The relay
         # reports that answer, or the failure if there is none.
         return
+
+
+async def _check_chunks(body: RequestBody, data: bytes | bytearray) -> None:
+    """The strict framing check, then the body limit on the chunk sizes announced so far:
+    before h11 parses the chunk, so no byte past the limit is forwarded. Mid-upload the
+    exchange then ends: a 413 if no response head went out yet, else the connections close."""
+    assert body.chunks is not None
+    await check_chunks(body.chunks, data, _client_framing_error)
+    check_body_size(body.chunks.declared, body.limit, chunked=True)
 
 
 def _client_framing_error(message: str, *, status: int) -> Exception:
