@@ -1,8 +1,10 @@
 """A worker's side of ``--workers N``: its channel to the supervisor (`_supervisor`).
 
-The worker says ``("ready",)`` once it listens, answers ``("metrics",)`` with a snapshot of its
-counters and ``("reload", file, raw)`` by taking the new configuration, between requests, on
-its event loop. End of file on the channel means the supervisor is gone: the worker drains.
+The worker says ``("ready",)`` once it listens, answers ``("ping",)`` with ``("pong",)`` (the
+supervisor's heartbeat: a worker that stops answering is replaced), ``("metrics",)`` with a
+snapshot of its counters and ``("reload", file, raw)`` by taking the new configuration,
+between requests, on its event loop. End of file on the channel means the supervisor is
+gone: the worker drains.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ async def serve_supervisor(
                 message = None
             if message is None:
                 break
-            if message[0] == "metrics":
+            if message[0] == "ping":  # the supervisor's heartbeat: this loop still runs
+                await channel.send(("pong",))
+            elif message[0] == "metrics":
                 await channel.send(("metrics", metrics()))
             elif message[0] == "reload":
                 await channel.send(("reloaded", reload(message[1], message[2])))
