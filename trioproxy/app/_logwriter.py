@@ -242,8 +242,8 @@ class AccessLogWriter:
 # --- Diagnostics ---------------------------------------------------------------------------------
 
 # Diagnostics queued for stderr at most: at --log-level debug a busy proxy writes a few lines
-# per request, and this many (~200 bytes each) is a few seconds of them.
-_MAX_QUEUED_DIAGNOSTICS = 4096
+# per request; this many (~200 bytes each) covers a burst, and bounds the memory at ~200 KiB.
+_MAX_QUEUED_DIAGNOSTICS = 1024
 
 
 class StderrWriter(AccessLogWriter):
@@ -252,11 +252,12 @@ class StderrWriter(AccessLogWriter):
     the event loop would stop every request and SIGTERM with it. Full queue: lines are
     dropped and counted, and one line says how many once stderr takes lines again."""
 
-    def __init__(self, render: Callable[[int, str], str]) -> None:
+    def __init__(self, render: Callable[[int, str], str], fd: int = 2) -> None:
         super().__init__(
-            2,
+            fd,
             max_queued_lines=_MAX_QUEUED_DIAGNOSTICS,
             report_interval_s=1.0,
+            diagnostic_fd=fd,
             diagnostic_line=render,
         )
         self._thread.name = "trioproxy-diagnostics"
