@@ -56,6 +56,9 @@ def run_single(
             sock.close()
             return 1
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    # A SIGHUP before the signal receiver is in place, or after the drain, is ignored, not
+    # fatal (config-sync tools send them in storms; the process would exit killed).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     run_with_access_log(
         settings,
         partial(

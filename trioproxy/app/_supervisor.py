@@ -221,6 +221,8 @@ class Supervisor:
             signal.set_wakeup_fd(old_wakeup)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            # A config-sync tool's SIGHUP after the loop must not kill the exiting process.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             self._selector.close()
             for sock in (wake_read, wake_write, bell_read, bell_write):
                 sock.close()
