@@ -497,7 +497,10 @@ class Supervisor:
                 continue
             worker.channel.expire(now)
             since = worker.channel.waiting_since()
-            if since is not None and now - since >= HUNG_AFTER_S:
+            # A worker taking a new configuration answers nothing else until it has (a
+            # thousand rules: a third of a second): the reload's own deadline applies.
+            limit = ASK_TIMEOUT_S if worker.channel.reloading else HUNG_AFTER_S
+            if since is not None and now - since >= limit:
                 self._kill_hung(worker, now - since)
             elif since is None and now >= worker.next_ping:
                 worker.next_ping = now + PING_INTERVAL_S

@@ -113,6 +113,11 @@ class WorkerChannel:
     def next_deadline(self) -> float:
         return min((q.deadline for q in self.questions if not q.done), default=float("inf"))
 
+    @property
+    def reloading(self) -> bool:
+        """A new configuration handed over is not yet taken (parsing it takes a while)."""
+        return any(q.expected == "reloaded" and not q.done for q in self.questions)
+
     def waiting_since(self) -> float | None:
         """When the oldest question still unanswered was asked (timed out or not)."""
         return self.questions[0].sent_at if self.questions else None

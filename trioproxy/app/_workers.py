@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -60,7 +60,7 @@ async def serve_supervisor(
     channel: Channel,
     *,
     metrics: Callable[[], Any],
-    reload: Callable[[str, bytes | None], str],
+    reload: Callable[[str, bytes | None], Awaitable[str]],
     shutdown: Callable[[], None],
 ) -> None:
     """In a worker: say ready, answer the supervisor's questions, and drain (``shutdown``)
@@ -80,6 +80,6 @@ async def serve_supervisor(
             elif message[0] == "metrics":
                 await channel.send(("metrics", metrics()))
             elif message[0] == "reload":
-                await channel.send(("reloaded", reload(message[1], message[2])))
+                await channel.send(("reloaded", await reload(message[1], message[2])))
     log.warning("supervisor gone: stopping")
     shutdown()
