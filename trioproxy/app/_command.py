@@ -137,8 +137,11 @@ def _flag_text(argv: Sequence[str], flag: str) -> str | None:
 
 def configure_diagnostics(level: str, fmt: str = "") -> None:
     """Diagnostics go to stderr, one line each with a time and a level, as text or JSON;
-    stdout is the access log's. Identical upstream failures are aggregated (`_diagnostics`)."""
-    handler = logging.StreamHandler(sys.stderr)
+    stdout is the access log's. Identical upstream failures are aggregated (`_diagnostics`).
+    Lines are queued for a writer thread (`_logwriter.StderrHandler`): never a blocking write."""
+    from ._logwriter import stderr_handler
+
+    handler = stderr_handler(diagnostic_line)
     name = os.environ.get("TRIOPROXY_WORKER_NAME", "")  # set by the --workers supervisor
     tag = f"trioproxy[{name}]" if name else "trioproxy"
     handler.setFormatter(JsonFormatter(name) if fmt == "json" else TextFormatter(tag))

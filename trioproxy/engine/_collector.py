@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..core._breaker import BreakerState
+from ._diagnostics import dropped_lines
 from ._metrics import MetricsSnapshot, Scalar
 
 if TYPE_CHECKING:
@@ -136,5 +137,11 @@ class ProxyCollector:
                 "trioproxy_access_log_dropped_lines",
                 "Access-log lines lost because stdout was too slow or gone",
                 dropped,
+            ),
+            (
+                "counter",
+                "trioproxy_diagnostics_dropped",
+                "Diagnostics lines lost because stderr was full (nobody reading it)",
+                dropped_lines(),
             ),
         )

@@ -26,6 +26,7 @@ __all__ = [
     "JsonFormatter",
     "TextFormatter",
     "describe_decision",
+    "dropped_lines",
     "request_fields",
 ]
 
@@ -34,6 +35,13 @@ __all__ = [
 AGGREGATE_INTERVAL_S = 10.0
 
 _CONTEXT = ("request_id", "peer", "upstream", "trace_id", "span_id")
+
+
+def dropped_lines() -> int:
+    """Diagnostics lines this process dropped because stderr was full (for /metrics): its
+    handlers queue lines and count what a full queue refuses (`_logwriter.StderrHandler`)."""
+    handlers = logging.getLogger("trioproxy").handlers
+    return sum(int(getattr(handler, "dropped", 0)) for handler in handlers)
 
 
 def request_fields(
