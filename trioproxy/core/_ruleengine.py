@@ -31,6 +31,7 @@ from ._ratelimit import TokenBuckets, retry_after_s
 from ._requestview import RequestView, client_address
 from ._rulemodel import (
     _ANY,
+    Action,
     HeaderOp,
     Headers,
     RateLimit,
@@ -50,11 +51,20 @@ __all__ = [
     "BucketsFactory",
     "Decision",
     "RuleEngine",
+    "Triggered",
     "local_buckets",
 ]
 
 # The platform probes every proxy in the chain here; a rule must never answer for the origin.
 HEALTH_CHECK_PREFIX: Final = b"/.well-known/section-io/aee-hc/"
+
+
+class Triggered(NamedTuple):
+    """A rule action a request triggered, with the rule's path-regex match (for captures)."""
+
+    action: Action
+    captures: re.Match[bytes] | None
+    rule: str  # the rule's label, for diagnostics
 
 
 class Decision(NamedTuple):
@@ -71,6 +81,9 @@ class Decision(NamedTuple):
     request_ops: tuple[HeaderOp, ...] = ()
     response_edits: tuple[ResponseEdit, ...] = ()
     rule: str = ""  # the rule that answered, for the diagnostics line
+    # Actions of matching rules before any answer, in rule order: the engine carries them
+    # out first, and one that answers wins over ``response`` (a later rule's answer).
+    actions: tuple[Triggered, ...] = ()
 
     def request_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
         return apply_header_ops(headers, self.request_ops) if self.request_ops else list(headers)
@@ -148,6 +161,7 @@ class RuleEngine:
         target: bytes | None = None
         request_ops: list[HeaderOp] = []
         edits: list[ResponseEdit] = []
+        actions: list[Triggered] = []
         for compiled in self._rules:
             found: re.Match[bytes] | None = None
             if compiled.test is not None:
@@ -162,16 +176,19 @@ class RuleEngine:
                 if answer is not None:
                     if compiled.edit is not None:
                         edits.append(compiled.edit)
-                    return Decision(response=_finish(answer, view, edits), rule=rule.label)
+                    response = _finish(answer, view, edits)
+                    return Decision(response, rule=rule.label, actions=tuple(actions))
+            if rule.actions:
+                actions += (Triggered(action, found, rule.label) for action in rule.actions)
             if compiled.edit is not None:
                 edits.append(compiled.edit)
             if rule.rewrite is not None and target is None:
                 target = rule.rewrite.expand(view, found) + _query_part(view)
             if rule.request_ops:
                 request_ops += rule.request_ops
-        if target is None and not request_ops and not edits:
+        if target is None and not request_ops and not edits and not actions:
             return PASS
-        return Decision(None, target, tuple(request_ops), tuple(edits))
+        return Decision(None, target, tuple(request_ops), tuple(edits), actions=tuple(actions))
 
 
 class _Compiled:
