@@ -34,7 +34,7 @@ def read_config(config_dir: str | Path) -> tuple[str, bytes | None]:
         return str(path), raw
     from ._hookfiles import bundle
 
-    return str(path), bundle(directory, raw)
+    return str(path), bundle(directory, raw, _read_bytes)
 
 
 def _parse(raw: bytes, *, file: str) -> tuple[dict[str, Any], str]:

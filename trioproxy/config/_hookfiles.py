@@ -16,9 +16,11 @@ from __future__ import annotations
 import marshal
 import os
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from ._problems import ConfigError
 
 __all__ = ["BUNDLE_MAGIC", "bundle", "hook_file_problem", "unbundle"]
 
@@ -29,9 +31,12 @@ BUNDLE_MAGIC = b"\0trioproxy-bundle-1\0"
 HookFiles = Mapping[str, bytes | str]
 
 
-def bundle(directory: Path, raw: bytes) -> bytes:
+Reader = Callable[[Path], bytes]  # `_configfile._read_bytes`: regular files, size-limited
+
+
+def bundle(directory: Path, raw: bytes, read: Reader) -> bytes:
     """``raw`` alone when it names no hook file; else the bundle of it and those files."""
-    files = dict(_read_each(directory, raw)) if b"hook" in raw else {}
+    files = dict(_read_each(directory, raw, read)) if b"hook" in raw else {}
     if not files:
         return raw
     return BUNDLE_MAGIC + marshal.dumps((raw, tuple(sorted(files.items()))))
@@ -45,14 +50,14 @@ def unbundle(raw: bytes) -> tuple[bytes, dict[str, bytes | str]]:
     return toml, dict(files)
 
 
-def _read_each(directory: Path, raw: bytes) -> Iterator[tuple[str, bytes | str]]:
+def _read_each(directory: Path, raw: bytes, read: Reader) -> Iterator[tuple[str, bytes | str]]:
     try:
         data = tomllib.loads(raw.decode("utf-8").removeprefix("\ufeff"))
     except (ValueError, RecursionError):
         return  # the TOML's own problems are reported when it is parsed for settings
     for name in _hook_file_names(data):
         if hook_file_problem(name) is None:
-            yield name, _read(directory, name)
+            yield name, _read(directory, name, read)
 
 
 def _hook_file_names(data: Mapping[str, Any]) -> set[str]:
@@ -79,16 +84,13 @@ def hook_file_problem(name: str) -> str | None:
     return None
 
 
-def _read(directory: Path, name: str) -> bytes | str:
-    from ._configfile import _read_bytes
-    from ._problems import ConfigError
-
+def _read(directory: Path, name: str, read: Reader) -> bytes | str:
     root = os.path.realpath(directory)
     resolved = os.path.realpath(os.path.join(root, name))
     if os.path.commonpath([root, resolved]) != root:
         return "is a symbolic link leading out of the configuration directory"
     try:
-        return _read_bytes(Path(resolved))
+        return read(Path(resolved))
     except FileNotFoundError:
         return "no such file in the configuration directory"
     except ConfigError as exc:  # a directory, a FIFO, too large: the reason without the path

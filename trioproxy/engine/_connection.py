@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -24,6 +25,7 @@ from ..core._headers import (
 from ..core._headreader import HeadTooLarge, RequestHeadReader
 from ..core._requestview import request_view
 from ..core._ruleengine import Decision
+from ..core._rulemodel import Response
 from ..core._strict import FramingError
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
@@ -33,6 +35,9 @@ from ._h11 import h11
 from ._peer import Downstream
 from ._requestbody import expect_end_of_request as _expect_end_of_request
 from ._transport import Transport
+
+if TYPE_CHECKING:
+    from ._hooks import HookCalls
 
 log = logging.getLogger("trioproxy")
 
@@ -194,6 +199,7 @@ async def _serve_request(
     )
     started = trio.current_time()
     sent_before = down.bytes_sent
+    hooks: HookCalls | None = None
     try:
         raw = request.headers.raw_items()
         plan = plan_request(
@@ -214,8 +220,15 @@ async def _serve_request(
             )
             decision = ctx.rule_engine.evaluate(view, trio.current_time())
             log.debug("rules: %s", describe_decision(decision), extra=request_fields(record))
+            if decision.actions and ctx.hooks is not None:
+                # HOOKS (call site 1 of 3: the request, after the rules); the port to the
+                # shaped exchange moves this into its lifecycle.
+                answer, hooks = await ctx.hooks.on_request(decision, view, plan.request_id)
+                if answer is not None:
+                    decision = decision._replace(response=_head_safe(answer, request))
             if decision.response is not None:
-                await _answer_from_rules(Exchange(down, request, plan, record, ctx), decision)
+                ex = Exchange(down, request, plan, record, ctx, hooks=hooks)
+                await _answer_from_rules(ex, decision)
                 return
             if decision.target is not None:
                 plan.target = decision.target
@@ -223,7 +236,10 @@ async def _serve_request(
                 plan.headers = decision.request_headers(plan.headers)
             if decision.response_edits:
                 plan.edit_response = decision.response_headers
-        await forward(Exchange(down, request, plan, record, ctx))
+            if hooks is not None:
+                plan.target = hooks.target() or plan.target
+                plan.headers = hooks.request_headers(plan.headers)
+        await forward(Exchange(down, request, plan, record, ctx, hooks=hooks))
     except ProxyError as exc:
         record.request_id = record.request_id or new_request_id()  # for the line and answer
         log.log(
@@ -246,7 +262,18 @@ async def _serve_request(
         record.duration_s = trio.current_time() - started
         settle_bytes(record, sent_before, down.bytes_sent)
         record.bytes_received = down.bytes_received - received_before
-        ctx.log_access(record)
+        try:
+            if hooks is not None:  # HOOKS (call site 3 of 3: the access line)
+                await hooks.on_access(record)
+        finally:
+            ctx.log_access(record)
+
+
+def _head_safe(answer: Response, request: h11.Request) -> Response:
+    """A hook's answer to a HEAD request: its head alone (Content-Length stays the GET's)."""
+    if request.method == b"HEAD" and answer.body:
+        return Response(answer.status, answer.headers)
+    return answer
 
 
 async def _answer_from_rules(ex: Exchange, decision: Decision) -> None:
@@ -255,6 +282,10 @@ async def _answer_from_rules(ex: Exchange, decision: Decision) -> None:
     answer = decision.response
     assert answer is not None
     headers = list(answer.headers)
+    if decision.actions:  # a hook answered: the rules' response edits are not applied yet
+        headers = decision.response_headers(answer.status, headers)
+    if ex.hooks is not None:  # their response-header edits apply to any answer
+        headers = ex.hooks.response_headers(headers)
     headers.append((b"X-Request-ID", plan.request_id))
     if plan.body is BodyKind.NONE:
         _expect_end_of_request(down)  # in step for the next request

@@ -9,6 +9,7 @@ argument lists threaded through every step (`_forward`, `_requestbody`, `_respon
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..config._settings import Limits, Timeouts
 from ..core._accesslog import AccessRecord
@@ -17,6 +18,9 @@ from ..core._headers import RequestPlan
 from ._context import ProxyContext
 from ._h11 import h11
 from ._peer import Downstream, UpstreamConnection
+
+if TYPE_CHECKING:
+    from ._hooks import HookCalls
 
 
 @dataclass(slots=True)
@@ -36,6 +40,7 @@ class Exchange:
     ctx: ProxyContext  # the configuration current when the request started
     up: UpstreamConnection | None = None  # while one is held
     body: RequestBody | None = None  # a request body still to send upstream
+    hooks: HookCalls | None = None  # the hooks this request triggered (their later points)
 
     @property
     def timeouts(self) -> Timeouts:

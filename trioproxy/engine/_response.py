@@ -22,6 +22,7 @@ from ..core._headers import (
     trailer_headers,
 )
 from ..core._headreader import HeadTooLarge, ResponseHeadReader
+from ..core._rulemodel import Response
 from ..core._strict import FramingError
 from ._exchange import Exchange
 from ._h11 import h11
@@ -141,6 +142,12 @@ async def relay_response(ex: Exchange) -> None:
     )
     if plan.edit_response is not None:  # response-header rules
         headers = plan.edit_response(response.status_code, headers)
+    if ex.hooks is not None:  # HOOKS (call site 2 of 3: the response head)
+        replacement, headers = await ex.hooks.on_response(response.status_code, headers)
+        if replacement is not None:
+            record.upstream_status = response.status_code
+            await _replace_response(ex, replacement)
+            return
     if ex.last_on_connection:
         headers.append((b"Connection", b"close"))
     record.upstream_status = response.status_code
@@ -183,6 +190,25 @@ async def relay_response(ex: Exchange) -> None:
             return  # the caller flushes, after returning the connection to the pool
         else:
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
+
+
+async def _replace_response(ex: Exchange, answer: Response) -> None:
+    """A hook replaced the origin's response: send its answer instead. The origin's body is
+    left unread, so its connection is not reused (`UpstreamConnection.reusable`)."""
+    down, record = ex.down, ex.record
+    headers = [*answer.headers, (b"X-Request-ID", record.request_id)]
+    if ex.last_on_connection:
+        headers.append((b"Connection", b"close"))
+    reason = reason_phrase(answer.status, b"")
+    down.queue(h11.Response(status_code=answer.status, headers=headers, reason=reason))
+    record.body_start = down.bytes_sent + down.queued_bytes
+    body = b"" if ex.request.method == b"HEAD" else answer.body
+    if body:
+        down.queue(h11.Data(data=body))
+    down.queue(h11.EndOfMessage())
+    record.status = answer.status
+    record.body_bytes_sent = len(body)
+    record.content_type = header_value(answer.headers, b"content-type")
 
 
 def _next_upstream_data(up: UpstreamConnection, down: Downstream, record: AccessRecord) -> object:

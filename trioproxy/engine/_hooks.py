@@ -1,0 +1,296 @@
+"""Hooks at the exchange's seams: run each under its deadline, apply what it asked for.
+
+The rules engine collects the hook actions of the rules a request matches (`Decision.actions`,
+in rule order); `HookSet.on_request` runs their request points after the rules' own edits
+and returns either an answer (the first hook that answers wins, over any later rule's answer)
+or the `HookCalls` that carry the rest of the request's hook points: the response head
+(`HookCalls.on_response`) and the access line (`HookCalls.on_access`). A request that
+triggered no hook never reaches this module.
+
+Every call runs under its rule's ``timeout_s``, inside `CURRENT_HOOK` (so the blocking watch
+can name it); an exception or a timeout is one diagnostics line with the hook's name and the
+request ID, counted, and then ``on_error``: "pass" forgets what the hook asked for, 502/503
+answers with that status.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import trio
+
+from ..core._accesslog import AccessRecord
+from ..core._answers import text_response
+from ..core._requestview import RequestView
+from ..core._ruleengine import Decision
+from ..core._rulemodel import Headers, HookAction, Response, RuleSet, apply_header_ops
+from ..hooks._api import Exchange, Request, ResponseHead
+from ..hooks._load import LoadedHook, load_hooks
+from ..hooks._watch import CURRENT_HOOK, BlockingWatch
+
+__all__ = ["HookCalls", "HookSet", "HookStats"]
+
+log = logging.getLogger("trioproxy")
+
+
+@dataclass(slots=True)
+class HookStats:
+    """One hook's counters (kept across reloads, by label)."""
+
+    calls: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    slow_steps: int = 0
+    seconds: float = 0.0
+
+
+def hook_actions(rules: RuleSet) -> list[HookAction]:
+    return [a for rule in rules.rules for a in rule.actions if isinstance(a, HookAction)]
+
+
+@dataclass(slots=True)
+class HookSet:
+    """The hooks of one configuration, loaded; shared by every request that started under it."""
+
+    hooks: dict[HookAction, LoadedHook]
+    stats: dict[str, HookStats]
+    watch: BlockingWatch
+    lifespans: trio.CancelScope = field(default_factory=trio.CancelScope)
+
+    @classmethod
+    def load(
+        cls,
+        rules: RuleSet,
+        *,
+        embedded: Mapping[str, object] | None = None,
+        stats: dict[str, HookStats] | None = None,
+        watch: BlockingWatch | None = None,
+    ) -> HookSet:
+        """Raises `HookLoadError` when a hook file cannot be run or a name is not a hook."""
+        stats = {} if stats is None else stats
+        if watch is None:
+            watch = BlockingWatch(lambda label, _rid, took: _slow(stats, label, took))
+        hooks = load_hooks(hook_actions(rules), embedded)
+        for loaded in hooks.values():
+            stats.setdefault(loaded.label, HookStats())
+        return cls(hooks, stats, watch)
+
+    def __bool__(self) -> bool:
+        return bool(self.hooks)
+
+    # --- lifespans ---
+
+    async def run_lifespans(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Each hook's lifespan, in a nursery that lives until `stop` (or the server ends)."""
+        with self.lifespans:
+            async with trio.open_nursery() as nursery:
+                for loaded in {h.label: h for h in self.hooks.values()}.values():
+                    if loaded.lifespan is not None:
+                        nursery.start_soon(self._lifespan, loaded, nursery)
+                task_status.started()
+                await trio.sleep_forever()
+
+    async def _lifespan(self, loaded: LoadedHook, nursery: trio.Nursery) -> None:
+        assert loaded.lifespan is not None
+        CURRENT_HOOK.set((loaded.label, "lifespan"))  # this task's own context
+        try:
+            await loaded.lifespan(nursery)
+        except Exception as exc:
+            self.stats[loaded.label].errors += 1
+            log.warning("hook %s: lifespan failed: %r", loaded.label, exc)
+
+    def stop(self) -> None:
+        """Cancel the lifespans' tasks (a reload replaced these hooks, or the proxy stops)."""
+        self.lifespans.cancel()
+
+    # --- the request ---
+
+    async def on_request(
+        self, decision: Decision, view: RequestView, request_id: bytes
+    ) -> tuple[Response | None, HookCalls]:
+        """Run the request points of the hooks the decision triggered, in rule order.
+
+        Returns the answer that ends the request (a hook's, an on_error status, or the
+        decision's own), and the calls whose edits and later points apply."""
+        calls = HookCalls(self, request_id.decode("ascii", "replace"))
+        for triggered in decision.actions:
+            action = triggered.action
+            if not isinstance(action, HookAction):
+                continue
+            loaded = self.hooks[action]
+            exchange = Exchange(_request(view, triggered.captures, calls.request_id), loaded.label)
+            call = _Call(action, loaded, exchange)
+            calls.calls.append(call)
+            if loaded.request is None:
+                continue
+            if not await calls.call(call, "request", loaded.request, exchange):
+                if action.on_error:
+                    return text_response(action.on_error), calls
+                _forget(exchange)
+            if exchange._answer is not None:
+                return exchange._answer, calls
+        for call in calls.calls:
+            call.exchange._phase = "response"
+        return decision.response, calls
+
+
+@dataclass(slots=True)
+class _Call:
+    action: HookAction
+    loaded: LoadedHook
+    exchange: Exchange
+
+
+@dataclass(slots=True)
+class HookCalls:
+    """The hooks one request triggered, carried with it to its response head and access line."""
+
+    hooks: HookSet
+    request_id: str
+    calls: list[_Call] = field(default_factory=list)
+
+    # --- what the request points asked for ---
+
+    def target(self) -> bytes | None:
+        """The last rewrite asked for (hooks run in rule order: the later one decides)."""
+        found = None
+        for call in self.calls:
+            found = call.exchange._target or found
+        return found
+
+    def request_headers(self, headers: Headers) -> Headers:
+        ops = [op for call in self.calls for op in call.exchange._request_ops]
+        return apply_header_ops(headers, ops) if ops else headers
+
+    def response_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
+        ops = [op for call in self.calls for op in call.exchange._response_ops]
+        return apply_header_ops(headers, ops) if ops else list(headers)
+
+    # --- the response head ---
+
+    async def on_response(self, status: int, headers: Headers) -> tuple[Response | None, Headers]:
+        """Run the response points; a replacement answer, or the headers edited."""
+        for call in self.calls:
+            respond = call.loaded.response
+            if respond is None:
+                continue
+            exchange = call.exchange
+            head = ResponseHead(status, _texts(self.response_headers(headers)))
+            if not await self.call(call, "response", respond, exchange, head):
+                if call.action.on_error:
+                    return text_response(call.action.on_error), headers
+                exchange._response_ops.clear()
+                exchange._answer = None
+            if exchange._answer is not None:
+                return exchange._answer, headers
+        for call in self.calls:
+            call.exchange._phase = "access"
+        return None, self.response_headers(headers)
+
+    # --- the access line ---
+
+    async def on_access(self, record: AccessRecord) -> None:
+        for call in self.calls:
+            call.exchange._phase = "access"
+            if call.loaded.access is not None:
+                await self.call(call, "access", call.loaded.access, call.exchange, record.status)
+        fields = [item for call in self.calls for item in call.exchange._fields.items()]
+        if fields:
+            record.extra = tuple(fields)
+
+    # --- one call ---
+
+    async def call(
+        self, call: _Call, point: str, function: Callable[..., Awaitable[Any]], *args: Any
+    ) -> bool:
+        """Run one hook point under its deadline; False when it failed or timed out."""
+        label = call.loaded.label
+        stats = self.hooks.stats[label]
+        stats.calls += 1
+        watch = self.hooks.watch
+        token = CURRENT_HOOK.set((label, self.request_id))
+        watch.enter()
+        started = trio.current_time()
+        try:
+            with trio.move_on_after(call.action.timeout_s) as deadline:
+                await function(*args)
+            if deadline.cancelled_caught:
+                stats.timeouts += 1
+                log.warning(
+                    "hook %s: %s timed out after %gs (request %s); on_error: %s",
+                    label,
+                    point,
+                    call.action.timeout_s,
+                    self.request_id,
+                    call.action.on_error or "pass",
+                )
+                return False
+            return True
+        except Exception as exc:
+            stats.errors += 1
+            log.warning(
+                "hook %s: %s failed (request %s): %s; on_error: %s",
+                label,
+                point,
+                self.request_id,
+                _describe(exc),
+                call.action.on_error or "pass",
+            )
+            return False
+        finally:
+            stats.seconds += trio.current_time() - started
+            watch.leave()
+            CURRENT_HOOK.reset(token)
+
+
+def _slow(stats: dict[str, HookStats], label: str, took: float) -> None:
+    if label in stats:
+        stats[label].slow_steps += 1
+
+
+def _forget(exchange: Exchange) -> None:
+    """A failed hook with on_error "pass": as if it had asked for nothing."""
+    exchange._answer = exchange._target = None
+    exchange._request_ops.clear()
+    exchange._response_ops.clear()
+
+
+def _describe(exc: Exception) -> str:
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None:  # the innermost frame: where the hook's code raised
+        where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return f"{exc!r}{where}"
+
+
+def _latin1(value: bytes) -> str:
+    return value.decode("latin-1")
+
+
+def _texts(headers: Sequence[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers)
+
+
+def _request(view: RequestView, captures: re.Match[bytes] | None, request_id: str) -> Request:
+    groups: dict[str, str] = {}
+    if captures is not None:
+        groups = {str(i): _latin1(captures.group(i) or b"") for i in range(captures.re.groups + 1)}
+        groups.update((k, _latin1(v or b"")) for k, v in captures.groupdict().items())
+    return Request(
+        method=_latin1(view.method),
+        path=_latin1(view.path),
+        target=_latin1(view.target),
+        headers=_texts(view.headers),
+        client=view.client_ip,
+        scheme=_latin1(view.scheme),
+        request_id=request_id,
+        captures=MappingProxyType(groups),
+    )
