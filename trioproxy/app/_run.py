@@ -20,7 +20,7 @@ from functools import partial
 import trio
 
 from ..config._config import ConfigError, settings_from_bytes
-from ..config._reload import applicable, changed_keys, summary
+from ..config._reload import applicable, changed_keys, rejected, summary
 from ..config._settings import Admin, Settings
 from ..core._accesslog import AccessRecord, make_formatter
 from ..core._addr import format_host_port
@@ -199,15 +199,27 @@ class _Reloader:
         checked = check_config(config_dir)
         if checked is not None:
             file, _, new = checked
-            warn, line = summary(file, self.apply(new))
+            from ..hooks._load import HookLoadError
+
+            try:
+                changed = self.apply(new)
+            except HookLoadError as exc:
+                log.error("config: %s", exc)
+                log.error("%s", rejected(file, 1))
+                return
+            warn, line = summary(file, changed)
             log.log(logging.WARNING if warn else logging.INFO, "%s", line)
 
     def from_bytes(self, file: str, raw: bytes | None) -> str:
         """A worker's reload (checked by the supervisor already): "" or what went wrong."""
+        from ..hooks._load import HookLoadError
+
         try:
             self.apply(Settings() if raw is None else settings_from_bytes(raw, file=file))
         except ConfigError as exc:
             return "; ".join(str(problem) for problem in exc.problems)
+        except HookLoadError as exc:  # checked by the supervisor, but imports can differ
+            return str(exc)
         return ""
 
 

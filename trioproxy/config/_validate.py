@@ -79,7 +79,13 @@ def _run(command: str, argv: list[str]) -> int:
     if isinstance(config_dir, int):
         return config_dir
     try:
-        load_settings(config_dir)
+        settings = load_settings(config_dir)
+        if any(rule.actions for rule in settings.rules.rules):
+            # Hooks: their files' import-time code runs too, in a bounded child process.
+            from ._configfile import CONFIG_FILENAME
+            from ._hookimport import check_hook_imports
+
+            check_hook_imports(settings, os.path.join(config_dir, CONFIG_FILENAME))
     except ConfigError as exc:
         _emit("".join(f"{problem}\n" for problem in exc.problems))
         return 1
