@@ -3,6 +3,7 @@ Dockerfile, the package version and the command's options."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 METADATA_KEYS = {"name", "image", "httpContainer", "configurationMountPath", "logs"}
 CONTAINER_KEYS = {"name", "resources", "env", "command", "volumeMounts"}
 PROBES = {"readinessProbe", "livenessProbe", "startupProbe"}
-# Measured (README, "Benchmark"): idle RSS and the cost of one idle keep-alive connection.
-IDLE_MIB, PER_CONNECTION_KIB, MAX_CONNECTIONS = 32, 7.9, 10_000
+# Measured (bench/measured.json): idle RSS and the cost of one idle keep-alive connection.
+MEASURED = json.loads((ROOT / "bench" / "measured.json").read_text())
+IDLE_MIB, PER_CONNECTION_KIB = MEASURED["idle_rss_mib"]["single"], MEASURED["idle_connection_kib"]
+MAX_CONNECTIONS = 10_000
 
 
 def _containers() -> dict[str, dict[str, Any]]:

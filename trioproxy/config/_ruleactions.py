@@ -26,7 +26,7 @@ from ._rulevalues import (
 
 # --- Header edits -------------------------------------------------------------------------------
 
-# The proxy makes framing and hop-by-hop fields itself (README, "What the proxy does").
+# The proxy makes framing and hop-by-hop fields itself (docs/design/request-path.md).
 _MANAGED = HOP_BY_HOP | {b"content-length"}
 
 
