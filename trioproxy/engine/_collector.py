@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from ._metrics import MetricsSnapshot, Scalar
+from ._metrics import HookSeries, MetricsSnapshot, Scalar
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -31,7 +31,16 @@ class ProxyCollector:
 
     def snapshot(self) -> MetricsSnapshot:
         """Everything, copied now: call it on the event loop."""
-        return self._ctx.metrics.snapshot(self._scalars())
+        return self._ctx.metrics.snapshot(self._scalars(), self._hooks())
+
+    def _hooks(self) -> tuple[HookSeries, ...]:
+        hooks = self._ctx.now().hooks
+        if hooks is None:
+            return ()
+        return tuple(
+            (label, s.calls, s.errors, s.timeouts, s.slow_steps, s.seconds)
+            for label, s in hooks.stats.items()
+        )
 
     def _scalars(self) -> tuple[Scalar, ...]:
         ctx = self._ctx
