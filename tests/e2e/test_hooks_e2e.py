@@ -148,6 +148,13 @@ BAD_FILES = {
         "import time\nasync def h(exchange):\n    time.sleep(1)\n",
         "h.py:3: time.sleep blocks every connection",
     ),
+    "example": (
+        '{ file = "hooks/h.py", name = "h" }',
+        "from trioproxy.hooks import Example\n"
+        "async def h(exchange):\n    exchange.respond(401)\n"
+        "EXAMPLES = [\n    Example('GET /x', expect_status=200),\n]\n",
+        "h.py:5: example 'GET /x': expected status 200, got 401",
+    ),
     "import": (
         '{ file = "hooks/h.py", name = "h" }',
         "import no_such_module\nasync def h(exchange):\n    pass\n",
@@ -176,9 +183,12 @@ def test_validate_gives_one_precise_line_per_bad_hook(tmp_path: Path, case: str)
     assert lines[0].startswith(str(tmp_path)), lines
 
 
-def test_validate_is_silent_on_good_hooks(tmp_path: Path) -> None:
+def test_validate_is_silent_on_good_hooks_and_runs_their_examples(tmp_path: Path) -> None:
     _write(tmp_path, 0)
     done = _validate(tmp_path)
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    examples = Path(__file__).resolve().parents[2] / "examples" / "hooks"
+    done = _validate(examples)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
 
 

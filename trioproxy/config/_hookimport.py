@@ -25,17 +25,23 @@ IMPORT_TIMEOUT_S = 20.0
 _LINE = re.compile(r"(?P<file>[^:\n]+?)(?::(?P<line>\d+|\?))?: (?P<message>.*)")
 
 
-def check_hook_imports(settings: Settings, toml_file: str) -> Settings:
-    """``settings`` when its hook files import cleanly (or it has none); else ConfigError."""
+def check_hook_imports(
+    settings: Settings, toml_file: str, *, examples_of: bytes | None = None
+) -> Settings:
+    """``settings`` when its hook files import cleanly (or it has none); else ConfigError.
+    With ``examples_of`` (the configuration's bytes) the hook files' examples run too."""
     if any(rule.actions for rule in settings.rules.rules):
-        problems = import_problems(settings.rules, toml_file)
+        problems = import_problems(settings.rules, toml_file, examples_of=examples_of)
         if problems:
             raise ConfigError(problems)
     return settings
 
 
-def import_problems(rules: RuleSet, toml_file: str) -> list[Problem]:
-    """Problems importing the hook files ``rules`` name ([] when they all load)."""
+def import_problems(
+    rules: RuleSet, toml_file: str, *, examples_of: bytes | None = None
+) -> list[Problem]:
+    """Problems importing the hook files ``rules`` name ([] when they all load), and running
+    their examples through the configuration ``examples_of`` (its bytes) when given."""
     seen: dict[tuple[str, str], HookAction] = {}
     for rule in rules.rules:
         for action in rule.actions:
@@ -43,7 +49,9 @@ def import_problems(rules: RuleSet, toml_file: str) -> list[Problem]:
                 seen.setdefault((action.file, action.name), action)
     if not seen:
         return []
-    payload = marshal.dumps(tuple((a.file, a.name, a.source) for a in seen.values()))
+    hooks = tuple((a.file, a.name, a.source) for a in seen.values())
+    examples = None if examples_of is None else (toml_file, examples_of)
+    payload = marshal.dumps((hooks, examples))
     directory = os.path.dirname(toml_file)
     command = [sys.executable, "-I", "-m", "trioproxy.hooks._child"]
     try:

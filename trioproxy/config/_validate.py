@@ -16,8 +16,9 @@ import os
 import sys
 from collections.abc import Callable
 
-from ._config import ConfigError, load_config, load_settings
+from ._config import ConfigError, load_config, read_config, settings_from_bytes
 from ._options import DEFAULT_CONFIG_DIR
+from ._settings import Settings
 
 __all__ = ["DEFAULT_CONFIG_DIR", "config_main", "main"]
 
@@ -79,13 +80,13 @@ def _run(command: str, argv: list[str]) -> int:
     if isinstance(config_dir, int):
         return config_dir
     try:
-        settings = load_settings(config_dir)
+        file, raw = read_config(config_dir)
+        settings = Settings() if raw is None else settings_from_bytes(raw, file=file)
         if any(rule.actions for rule in settings.rules.rules):
-            # Hooks: their files' import-time code runs too, in a bounded child process.
-            from ._configfile import CONFIG_FILENAME
+            # Hooks: their files' import-time code and examples run too, in a bounded child.
             from ._hookimport import check_hook_imports
 
-            check_hook_imports(settings, os.path.join(config_dir, CONFIG_FILENAME))
+            check_hook_imports(settings, file, examples_of=raw)
     except ConfigError as exc:
         _emit("".join(f"{problem}\n" for problem in exc.problems))
         return 1

@@ -46,10 +46,12 @@ from typing import Any, Protocol
 
 from ._api import Exchange, HookError, Request, ResponseHead
 from ._blocking import BLOCKING_THREADS, run_blocking
+from ._examples import Example
 
 __all__ = [
     "BLOCKING_THREADS",
     "AccessHook",
+    "Example",
     "Exchange",
     "HookError",
     "LifespanHook",

@@ -3,8 +3,10 @@
 ``trioproxy validate`` and a reload's check run this so that a hook file's import-time code
 (which may do anything) runs away from the proxy and the validator: with CPU and memory
 limits, no network, no subprocess, and under the parent's timeout. Standard input carries
-the marshal'd ``((file, name, source), ...)``; each problem is one ``file:line: message``
-line on standard output; the exit status is 1 when there are any.
+the marshal'd ``(((file, name, source), ...), examples_of)``: with ``examples_of`` (the
+configuration's file name and bytes) the files' ``EXAMPLES`` run too (`_examples`). Each
+problem is one ``file:line: message`` line on standard output; the exit status is 1 when
+there are any.
 """
 
 from __future__ import annotations
@@ -34,10 +36,15 @@ def _limit() -> None:
 
 
 def main() -> int:
-    hooks = marshal.loads(sys.stdin.buffer.read())
+    hooks, examples_of = marshal.loads(sys.stdin.buffer.read())
     _limit()
+    # Imported before the audit hook goes in: our own modules, and what the examples need.
     from ..core._rulemodel import HookAction
-    from ._load import HookLoadError, load_hooks  # before the audit hook: our own imports
+    from ._load import HookLoadError, _run_module, load_hooks
+
+    if examples_of is not None:
+        from ..config._config import settings_from_bytes
+        from ._examples import Example, run_examples
 
     sys.addaudithook(_refuse)
     problems = []
@@ -48,6 +55,14 @@ def main() -> int:
             problems.append(str(exc))
         except BaseException as exc:
             problems.append(f"{file}: importing failed: {exc!r}")
+    if not problems and examples_of is not None:
+        toml_file, raw = examples_of
+        examples = []
+        for file, source in {file: source for file, _, source in hooks}.items():
+            found = _run_module(file, source).get("EXAMPLES", ())
+            examples += [(file, e) for e in found if isinstance(e, Example)]
+        if examples:
+            problems += run_examples(settings_from_bytes(raw, file=toml_file), examples)
     sys.stdout.write("".join(f"{line}\n" for line in problems))
     return 1 if problems else 0
 

@@ -2,7 +2,7 @@
 
 import zlib
 
-from trioproxy.hooks import Exchange
+from trioproxy.hooks import Example, Exchange
 
 
 async def split(exchange: Exchange) -> None:
@@ -16,3 +16,13 @@ async def split(exchange: Exchange) -> None:
     query = f"?{request.query}" if request.query else ""
     exchange.rewrite(f"/{bucket}/shop{rest}{query}")
     exchange.log("ab_bucket", bucket)
+
+
+EXAMPLES = [
+    Example(
+        "GET /shop/cart",
+        headers={"Cookie": "ab=b"},
+        expect_upstream="/b/shop/cart",
+        expect_log={"ab_bucket": "b"},
+    ),
+]

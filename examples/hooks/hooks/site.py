@@ -4,7 +4,7 @@ access-log field taken from a request header."""
 import json
 import time
 
-from trioproxy.hooks import Exchange, ResponseHead
+from trioproxy.hooks import Example, Exchange, ResponseHead
 
 
 class Site:
@@ -25,3 +25,18 @@ class Site:
     async def access(self, exchange: Exchange, status: int) -> None:
         # An access-log field from a request header ("-" when it is missing).
         exchange.log("client_version", exchange.request.header("x-client-version") or "-")
+
+
+EXAMPLES = [
+    Example(
+        "GET /page",
+        origin_status=503,
+        expect_status=503,
+        expect_headers={"Content-Type": "application/json"},
+    ),
+    Example(
+        "GET /page",
+        headers={"X-Client-Version": "ios-4.2"},
+        expect_log={"client_version": "ios-4.2"},
+    ),
+]
