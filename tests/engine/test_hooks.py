@@ -405,3 +405,20 @@ async def test_a_hook_file_that_fails_to_load_rejects_the_reload(
 
 
 logging.getLogger("trioproxy")  # (the logger the lines above are read from)
+
+
+async def test_a_failed_hook_with_on_error_pass_leaves_no_half_made_edit(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def half(exchange: Exchange) -> None:
+        exchange.set_request_header("X-Half", "1")
+        exchange.set_response_header("X-Half", "1")
+        exchange.rewrite("/elsewhere")
+        raise RuntimeError("after the edits")
+
+    async with hooked(embedded(("half", {})), {"half": half}) as (proxy, origin):
+        async with proxy.client() as client:
+            reply = await client.request(b"GET", b"/small")
+    assert reply.status == 200 and reply.header(b"x-half") is None
+    assert origin.targets == [b"/small"]
+    assert all(name.lower() != b"x-half" for name, _ in origin.heads[0].headers.raw_items())
