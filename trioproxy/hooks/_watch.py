@@ -101,13 +101,19 @@ class BlockingWatch(trio.abc.Instrument):
     # --- the watchdog ---
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Watch from a thread until cancelled (start it in the server's nursery)."""
+        """Watch from a thread until cancelled (start it in the server's nursery). A plain
+        thread, not trio.to_thread: it never wakes the event loop (not even to say it has
+        ended), so a run on a virtual clock stays the same run however the machine is."""
         stop = threading.Event()
+        thread = threading.Thread(
+            target=self._watch, args=(stop,), name="trioproxy hook watch", daemon=True
+        )
+        thread.start()
         task_status.started()
         try:
-            await trio.to_thread.run_sync(self._watch, stop, abandon_on_cancel=True)
+            await trio.sleep_forever()
         finally:
-            stop.set()
+            stop.set()  # it ends within half a threshold; nothing waits for it
 
     def _watch(self, stop: threading.Event) -> None:
         while not stop.wait(self.threshold_s / 2):
