@@ -201,4 +201,5 @@ def test_hooks_on_every_request_change_no_outcome_and_break_no_invariant() -> No
     assert hooked.violations == []
     statuses = [[reply.status for reply in client.replies.done] for client in hooked.clients]
     assert statuses == [[reply.status for reply in c.replies.done] for c in plain.clients]
-    assert all(("sim_hook", str(r.status)) in r.extra for r in hooked.records)
+    # Every request the rules saw (not the unreadable head answered 400) ran the access hook.
+    assert all(("sim_hook", str(r.status)) in r.extra for r in hooked.records if r.method)
