@@ -56,7 +56,7 @@ class ProxyContext:
     # The hooks the rules name, loaded (None: no rule names one); swapped with the rules.
     hooks: HookSet | None = None
     stats: ProxyStats = field(default_factory=ProxyStats)
-    # Per-request counters for the admin listener's /metrics (issue 7); ProxyServer feeds them
+    # Per-request counters for the admin listener's /metrics; ProxyServer feeds them
     # through `log_access` only when it was built to count (`ProxyServer`'s count_requests).
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     shared: Shared = field(default_factory=Shared)

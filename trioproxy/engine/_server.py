@@ -75,7 +75,7 @@ class ProxyServer:
         self._watching = False  # the blocking watch's thread is running
         self._last_hooks: HookSet | None = None  # its watch is reused by every later set
         self.upstream = upstream
-        # Admin listener (issue 7): its bound address once run() has started it, and where
+        # Admin listener: its bound address once run() has started it, and where
         # the count of dropped access-log lines comes from (the CLI's writer thread).
         self.admin_address: tuple[str, int] | None = None
         self._access_log_dropped = access_log_dropped
@@ -118,9 +118,11 @@ class ProxyServer:
         old = self.ctx.now()
         hooks = self._load_hooks(settings, old.hooks)
         self.pool.limits = replace(_pool_limits(settings), size=self.pool.limits.size)
-        self.pool.resolver.ttl_s = settings.upstream.dns_ttl_s
-        self.pool.resolver.negative_ttl_s = settings.upstream.dns_negative_ttl_s
-        self.pool.resolver.lookup_timeout_s = settings.timeouts.upstream_connect_s
+        self.pool.resolver.retime(
+            ttl_s=settings.upstream.dns_ttl_s,
+            negative_ttl_s=settings.upstream.dns_negative_ttl_s,
+            lookup_timeout_s=settings.timeouts.upstream_connect_s,
+        )
         self.settings = settings
         self.ctx.shared.current = replace(
             old,
@@ -182,7 +184,7 @@ class ProxyServer:
     ) -> None:
         """Serve until drained or cancelled; every listener given is closed on the way out.
 
-        The admin listener (issue 7) is ``admin_listener`` if given (bound beforehand with
+        The admin listener is ``admin_listener`` if given (bound beforehand with
         `open_admin_listener`), else bound here when ``settings.admin.listen`` is set.
         """
         sources = [as_listener(listener) for listener in listeners]
