@@ -422,3 +422,18 @@ async def test_a_failed_hook_with_on_error_pass_leaves_no_half_made_edit(
     assert reply.status == 200 and reply.header(b"x-half") is None
     assert origin.targets == [b"/small"]
     assert all(name.lower() != b"x-half" for name, _ in origin.heads[0].headers.raw_items())
+
+
+async def test_a_hooks_answer_to_head_is_the_head_alone(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def answers(exchange: Exchange) -> None:
+        exchange.respond(200, "made by the hook\n")
+
+    async with hooked(embedded(("answers", {})), {"answers": answers}) as (proxy, origin):
+        async with proxy.client() as client:
+            head = await client.request(b"HEAD", b"/")
+            get = await client.request(b"GET", b"/")  # in step: no stray body before it
+    assert (head.status, head.body, head.header(b"content-length")) == (200, b"", b"17")
+    assert (get.status, get.body) == (200, b"made by the hook\n")
+    assert origin.targets == []
