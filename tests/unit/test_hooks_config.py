@@ -154,7 +154,13 @@ def test_a_configuration_without_hooks_is_read_as_before(tmp_path: Path) -> None
         (
             "class C:\n    pass\n",
             "C",
-            [(1, "class C defines no hook point (one of: request, response, access, lifespan)")],
+            [
+                (
+                    1,
+                    "class C defines no hook point (one of: request, response, access,"
+                    " lifespan, request_body, response_body)",
+                )
+            ],
         ),
         ("check = make_hook()\n", "check", []),  # checked when imported
         (GOOD.replace("exchange", "exchange, extra=1"), "check", []),
@@ -297,3 +303,24 @@ def test_a_hook_that_cannot_load_names_file_line_and_problem(source: bytes, expe
     with pytest.raises(HookLoadError) as caught:
         load_hooks([HookAction("a.py", "check", source=source)])
     assert expected in str(caught.value)
+
+
+def test_a_whole_body_point_takes_exchange_and_body() -> None:
+    source = """
+        from trioproxy.hooks import whole_body
+
+        class C:
+            @whole_body(max_bytes=100)
+            async def response_body(self, exchange, body):
+                return body
+
+            async def request_body(self, exchange, chunk):
+                return chunk
+    """
+    assert lint(source, "C") == [
+        (
+            9,
+            "request_body takes (exchange, chunk); the request_body hook point passes"
+            " (exchange, chunk, end)",
+        )
+    ]

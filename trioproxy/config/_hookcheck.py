@@ -95,6 +95,8 @@ def _point(
     node: ast.FunctionDef | ast.AsyncFunctionDef, point: str, *, method: bool
 ) -> Iterator[Finding]:
     expected = HOOK_POINTS[point]
+    if _whole_body(node):  # @whole_body(...) takes (exchange, body) and gives the point
+        expected = ("exchange", "body")
     if not isinstance(node, ast.AsyncFunctionDef):
         yield node.lineno, f"{node.name} must be 'async def' (a hook runs on the event loop)"
     args = node.args
@@ -114,6 +116,15 @@ def _point(
         want = ", ".join(expected)
         found = ", ".join(positional + [f"*, {a}" for a in kw_required])
         yield node.lineno, f"{node.name} takes ({found}); the {point} hook point passes ({want})"
+
+
+def _whole_body(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    for decorator in node.decorator_list:
+        called = decorator.func if isinstance(decorator, ast.Call) else decorator
+        name = called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
+        if name == "whole_body":
+            return True
+    return False
 
 
 def _blocking_calls(tree: ast.Module, lines: list[str]) -> Iterator[Finding]:

@@ -18,6 +18,10 @@ HOOK_POINTS: Final = {
     "response": ("exchange", "response"),
     "access": ("exchange", "status"),
     "lifespan": ("nursery",),
+    # Streaming transformers: each slice of the body as it passes, then b"" with end=True;
+    # what they return is forwarded instead (and the body re-framed by the proxy).
+    "request_body": ("exchange", "chunk", "end"),
+    "response_body": ("exchange", "chunk", "end"),
 }
 
 # Written on a line the blocking-call lint flags, this says the call is meant (it runs in a

@@ -389,11 +389,16 @@ class Exchange(Responder):
     async def _send_and_relay(self) -> None:
         """The request head and body upstream, the response back (once)."""
         up, plan = self.upstream, self.plan
+        headers, transform = plan.headers, None
+        if self.hooks is not None and self.body is not None:
+            transform = self.hooks.body_transform("request_body")
+            if transform is not None:
+                headers = _chunked(headers)  # the hooks decide the body's length
         # _parsed=True: h11 skips re-validating what its own parser already validated (and the
         # few fields we add are valid by construction): a third of the per-request parse cost.
         up.queue(
             h11.Request(
-                method=self.request.method, target=plan.target, headers=plan.headers, _parsed=True
+                method=self.request.method, target=plan.target, headers=headers, _parsed=True
             )
         )
         if self.body is None:
@@ -403,7 +408,7 @@ class Exchange(Responder):
             return
         # A complete response ends the exchange; an unfinished upload is then abandoned (the
         # connections' h11 states forbid reusing either of them).
-        upload = partial(upload_body, self.down, up, self.body, self.timeouts)
+        upload = partial(upload_body, self.down, up, self.body, self.timeouts, transform)
         await with_side_task(self._relay_response, upload)
 
     async def _relay_response(self) -> None:
@@ -437,6 +442,11 @@ class Exchange(Responder):
                 return
         record.section_io_tag = header_value(raw, b"section-io-tag")
         self._start_send_floor()
+        transform = None
+        if self.hooks is not None and _has_body(self.request.method, response.status_code):
+            transform = self.hooks.body_transform("response_body")
+            if transform is not None:  # the hook decides the length: h11 frames it
+                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         content_type = header_value(raw, b"content-type")
         self.queue_head(
             response.status_code, headers, reason=response.reason, content_type=content_type
@@ -445,7 +455,16 @@ class Exchange(Responder):
         keep_trailers = self.request.http_version != b"1.0" and not header_value(
             headers, b"content-length"
         )
-        await relay_body(down, up, record, raw, received, ctx.settings, keep_trailers=keep_trailers)
+        await relay_body(
+            down,
+            up,
+            record,
+            raw,
+            received,
+            ctx.settings,
+            keep_trailers=keep_trailers,
+            transform=transform,
+        )
 
     async def _tunnel(self, switch: h11.InformationalResponse) -> None:
         """Relay the 101 and splice the two connections; neither is reused afterwards (h11
@@ -515,6 +534,18 @@ class Exchange(Responder):
         settle_bytes(record, sent_before, down.bytes_sent)
         record.bytes_received = down.bytes_received - received_before
         self.ctx.log_access(record)
+
+
+def _has_body(method: bytes, status: int) -> bool:
+    return method != b"HEAD" and status not in (204, 304)
+
+
+def _chunked(headers: Headers) -> Headers:
+    """A request's fields re-framed as chunked: its body's length is the hooks' to decide."""
+    kept = [
+        (k, v) for k, v in headers if k.lower() not in (b"content-length", b"transfer-encoding")
+    ]
+    return [*kept, (b"Transfer-Encoding", b"chunked")]
 
 
 def _note_request(record: AccessRecord, plan: RequestPlan) -> None:

@@ -26,14 +26,18 @@ import trio
 
 from ..core._accesslog import AccessRecord
 from ..core._answers import text_response
+from ..core._errors import ProxyError
 from ..core._requestview import RequestView
 from ..core._ruleengine import Decision
 from ..core._rulemodel import Headers, HookAction, Response, RuleSet, apply_header_ops
-from ..hooks._api import Exchange, Request, ResponseHead
+from ..hooks._api import Exchange, HookError, Request, ResponseHead
 from ..hooks._load import LoadedHook, load_hooks
 from ..hooks._watch import CURRENT_HOOK, BlockingWatch
 
-__all__ = ["HookCalls", "HookSet", "HookStats"]
+__all__ = ["HookCalls", "HookSet", "HookStats", "Transform"]
+
+# A body transformer: each slice, then b"" with end=True; returns what to forward instead.
+Transform = Callable[[bytes, bool], Awaitable[bytes]]
 
 log = logging.getLogger("trioproxy")
 
@@ -193,6 +197,45 @@ class HookCalls:
         for call in self.calls:
             call.exchange._phase = "access"
         return None, self.response_headers(headers)
+
+    # --- the bodies ---
+
+    def body_transform(self, point: str) -> Transform | None:
+        """The hooks' transformer of the request or response body (``point``), chained in
+        rule order; None when no hook this request triggered has one."""
+        calls = [call for call in self.calls if getattr(call.loaded, point) is not None]
+        if not calls:
+            return None
+        failed: set[int] = set()
+
+        async def transform(chunk: bytes, end: bool) -> bytes:
+            for index, call in enumerate(calls):
+                if index not in failed:
+                    chunk = await self._transform(call, point, chunk, end, failed, index)
+            return chunk
+
+        return transform
+
+    async def _transform(
+        self, call: _Call, point: str, chunk: bytes, end: bool, failed: set[int], index: int
+    ) -> bytes:
+        function = getattr(call.loaded, point)
+        out: list[bytes] = []
+
+        async def run() -> None:
+            value = await function(call.exchange, chunk, end)
+            if not isinstance(value, bytes | bytearray | memoryview):
+                raise HookError(f"{point} must return bytes, returned {type(value).__name__}")
+            out.append(bytes(value))
+
+        if await self.call(call, point, run):
+            return out[0]
+        if call.action.on_error:  # mid-body the status cannot change: the exchange ends
+            raise ProxyError(
+                f"hook {call.loaded.label}: {point} failed", status=call.action.on_error
+            )
+        failed.add(index)  # "pass": this slice and the rest go on as they came
+        return chunk
 
     # --- the access line ---
 

@@ -29,6 +29,11 @@ instance has any of the hook points below, each an ``async def``:
 ``lifespan(nursery)``
     Once, when the configuration is loaded: start background tasks in ``nursery``; they are
     cancelled when the proxy stops or a reload replaces the hook.
+``request_body(exchange, chunk, end)`` / ``response_body(exchange, chunk, end)``
+    Streaming transformers: called with each slice of the body as it passes (backpressure
+    kept: nothing more is read until the hook returns), then with ``b""`` and ``end=True``;
+    what they return is forwarded instead, re-framed by the proxy. `whole_body` gives a
+    whole-body view up to a declared size.
 
 Every call runs under the rule's ``timeout_s``; an exception or a timeout applies
 ``on_error`` ("pass": the request goes on as if the hook had done nothing; 502 or 503: that
@@ -47,6 +52,7 @@ from typing import Any, Protocol
 from ._api import Exchange, HookError, Request, ResponseHead
 from ._blocking import BLOCKING_THREADS, run_blocking
 from ._examples import Example
+from ._wholebody import whole_body
 
 __all__ = [
     "BLOCKING_THREADS",
@@ -56,10 +62,13 @@ __all__ = [
     "HookError",
     "LifespanHook",
     "Request",
+    "RequestBodyHook",
     "RequestHook",
+    "ResponseBodyHook",
     "ResponseHead",
     "ResponseHook",
     "run_blocking",
+    "whole_body",
 ]
 
 
@@ -77,3 +86,11 @@ class AccessHook(Protocol):
 
 class LifespanHook(Protocol):
     async def lifespan(self, nursery: Any) -> None: ...  # a trio.Nursery
+
+
+class RequestBodyHook(Protocol):
+    async def request_body(self, exchange: Exchange, chunk: bytes, end: bool) -> bytes: ...
+
+
+class ResponseBodyHook(Protocol):
+    async def response_body(self, exchange: Exchange, chunk: bytes, end: bool) -> bytes: ...

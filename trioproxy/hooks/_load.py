@@ -38,6 +38,8 @@ class LoadedHook:
     response: Callable[..., Any] | None = None
     access: Callable[..., Any] | None = None
     lifespan: Callable[..., Any] | None = None
+    request_body: Callable[..., Any] | None = None
+    response_body: Callable[..., Any] | None = None
 
 
 def load_hooks(
