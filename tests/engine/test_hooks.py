@@ -437,3 +437,20 @@ async def test_a_hooks_answer_to_head_is_the_head_alone(
     assert (head.status, head.body, head.header(b"content-length")) == (200, b"", b"17")
     assert (get.status, get.body) == (200, b"made by the hook\n")
     assert origin.targets == []
+
+
+async def test_the_metrics_snapshot_counts_each_hook(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from trioproxy.engine._collector import ProxyCollector
+    from trioproxy.engine._exposition import exposition
+
+    settings = embedded(("h", {}), timeout_s=0.5)
+    async with hooked(settings, {"h": sleeps}) as (proxy, _origin):
+        async with proxy.client() as client:
+            await client.request(b"GET", b"/small")
+            await client.request(b"GET", b"/small")
+        snapshot = ProxyCollector(proxy.server.ctx).snapshot()
+    (series,) = snapshot.hooks
+    assert series[:5] == ("h", 2, 0, 2, 0) and series[5] == pytest.approx(1.0)
+    assert b'trioproxy_hook_timeouts_total{hook="h"} 2.0' in exposition(snapshot)
