@@ -8,7 +8,6 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,56 +18,17 @@ import trio.testing
 from trioproxy.config._config import load_settings
 from trioproxy.config._settings import Settings
 from trioproxy.core._rulemodel import HookAction, Rule, RuleSet
-from trioproxy.engine._memory import MemoryNetwork, MemoryTransport
-from trioproxy.engine._server import ProxyServer
 from trioproxy.hooks import Exchange, HookError, ResponseHead
 
-from ..memnet import (
-    PROXY_ADDRESS,
-    UPSTREAM,
-    AccessLog,
-    MemoryProxy,
-    ScriptedOrigin,
-    _counting_connect,
-    fixed_lookup,
-    memory_origin,
-    same_schedule,
-)
-
-
-@asynccontextmanager
-async def hooked_proxy(
-    network: MemoryNetwork, settings: Settings, hooks: dict[str, object] | None = None
-) -> AsyncIterator[MemoryProxy]:
-    """`memnet.memory_proxy`, with embedded hook objects."""
-    same_schedule(0)
-    upstream: list[MemoryTransport] = []
-    log = AccessLog()
-    server = ProxyServer(
-        settings,
-        UPSTREAM,
-        log,
-        lookup=fixed_lookup,
-        connect=partial(_counting_connect, network, upstream),
-        hooks=hooks,
-    )
-    proxy = MemoryProxy(server, network, log, upstream)
-    listener = network.listen(PROXY_ADDRESS)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.run, [listener])
-        try:
-            with trio.fail_after(3600):
-                yield proxy
-        finally:
-            nursery.cancel_scope.cancel()
+from ..memnet import MemoryProxy, ScriptedOrigin, memory_proxy
 
 
 @asynccontextmanager
 async def hooked(
     settings: Settings, hooks: dict[str, object] | None = None
 ) -> AsyncIterator[tuple[MemoryProxy, ScriptedOrigin]]:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), hooked_proxy(network, settings, hooks) as proxy:
+    origin = ScriptedOrigin()
+    async with memory_proxy(settings, origin=origin, hooks=hooks) as proxy:
         yield proxy, origin
 
 
@@ -134,9 +94,8 @@ async def test_request_edits_reach_the_origin_and_response_edits_the_client(
         exchange.set_response_header("X-Bucket", bucket)
         exchange.log("ab_bucket", bucket)
 
-    network, origin = MemoryNetwork(), ScriptedOrigin()
     settings = embedded(("ab", {}))
-    async with memory_origin(network, origin), hooked_proxy(network, settings, {"ab": ab}) as proxy:
+    async with hooked(settings, {"ab": ab}) as (proxy, origin):
         async with proxy.client() as client:
             reply = await client.request(b"GET", b"/page", [(b"Cookie", b"x=1; ab=b")])
         await proxy.logged(1)
@@ -159,12 +118,8 @@ class Computed:
 async def test_the_response_head_is_edited_or_replaced_and_the_access_line_extended(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
     hooks = {"computed": Computed()}
-    async with (
-        memory_origin(network, origin),
-        hooked_proxy(network, embedded(("computed", {})), hooks) as proxy,
-    ):
+    async with hooked(embedded(("computed", {})), hooks) as (proxy, _origin):
         async with proxy.client() as client:
             edited = await client.request(b"GET", b"/small", [(b"User-Agent", b"curl/8")])
             replaced = await client.request(b"GET", b"/replace")
@@ -199,12 +154,8 @@ async def test_a_hook_that_fails_or_times_out_applies_on_error_and_is_named(
     hook: Any,
     on_error: int,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
     settings = embedded(("h", {}), timeout_s=0.5, on_error=on_error)
-    async with (
-        memory_origin(network, origin),
-        hooked_proxy(network, settings, {"h": hook}) as proxy,
-    ):
+    async with hooked(settings, {"h": hook}) as (proxy, _origin):
         async with proxy.client() as client:
             reply = await client.request(b"GET", b"/small")
     assert reply.status == (on_error or 200)
@@ -236,12 +187,8 @@ def test_a_hook_cannot_touch_framing_hop_by_hop_fields_or_inject_control_charact
 
 
 async def test_a_refused_edit_is_the_hooks_error(autojump_clock: trio.testing.MockClock) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
     settings = embedded(("h", {}), on_error=502)
-    async with (
-        memory_origin(network, origin),
-        hooked_proxy(network, settings, {"h": frames}) as proxy,
-    ):
+    async with hooked(settings, {"h": frames}) as (proxy, origin):
         async with proxy.client() as client:
             reply = await client.request(b"GET", b"/small")
     assert reply.status == 502 and origin.targets == []
@@ -309,12 +256,8 @@ async def test_a_hook_that_blocks_the_loop_is_named_while_it_blocks_and_counted(
     async def blocks(exchange: Exchange) -> None:
         time.sleep(0.3)  # noqa: ASYNC251 (the mistake being caught)
 
-    network, origin = MemoryNetwork(), ScriptedOrigin()
     settings = embedded(("blocks", {}))
-    async with (
-        memory_origin(network, origin),
-        hooked_proxy(network, settings, {"blocks": blocks}) as proxy,
-    ):
+    async with hooked(settings, {"blocks": blocks}) as (proxy, _origin):
         async with proxy.client() as client:
             reply = await client.request(b"GET", b"/small")
     assert reply.status == 200
@@ -370,12 +313,8 @@ async def test_a_client_gone_while_a_hook_awaits_leaves_nothing_behind(
         entered.set()
         await trio.sleep(5)
 
-    network, origin = MemoryNetwork(), ScriptedOrigin()
     settings = embedded(("slow", {}), timeout_s=10)
-    async with (
-        memory_origin(network, origin),
-        hooked_proxy(network, settings, {"slow": slow}) as proxy,
-    ):
+    async with hooked(settings, {"slow": slow}) as (proxy, _origin):
         async with proxy.client() as client:
             await client.stream.send_all(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
             await entered.wait()

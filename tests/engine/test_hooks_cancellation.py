@@ -21,10 +21,10 @@ from ..memnet import (
     counting_steps,
     handler_tasks,
     memory_origin,
+    memory_proxy,
     wait_until,
 )
-from .test_hooks import hooked_proxy
-from .test_mem_cancellation import (
+from .test_cancellation import (
     CANCEL_SETTINGS,
     SWEEP_RUNS,
     check_one_record_per_request,
@@ -96,7 +96,7 @@ async def steps_of_a_whole_run() -> int:
     network = MemoryNetwork(capacity=4096)
     async with memory_origin(network, ScriptedOrigin()):
         with counting_steps() as counter:
-            async with hooked_proxy(network, SETTINGS, hooks()) as proxy:
+            async with memory_proxy(SETTINGS, network, hooks=hooks()) as proxy:
                 await exchanges(proxy, [])
     assert sorted(r.status for r in proxy.records) == [101] + [200] * 6
     assert all(("hooked", str(r.status)) in r.extra for r in proxy.records)
@@ -119,7 +119,7 @@ async def test_clients_reset_at_every_point_with_hooks_leave_nothing_behind(
                 stream.reset()
 
         async with memory_origin(network, ScriptedOrigin()):
-            async with hooked_proxy(network, SETTINGS, hooks()) as proxy:
+            async with memory_proxy(SETTINGS, network, hooks=hooks()) as proxy:
                 with counting_steps(at, reset_clients), trio.fail_after(60):
                     await exchanges(proxy, streams)
                     await proxy.settled()
@@ -142,7 +142,7 @@ async def test_the_server_cancelled_at_every_point_with_hooks_leaves_no_task(
         started = []
         async with memory_origin(network, origin):
             with trio.CancelScope() as scope, counting_steps(at, scope.cancel):
-                async with hooked_proxy(network, SETTINGS, given) as proxy:
+                async with memory_proxy(SETTINGS, network, hooks=given) as proxy:
                     started.append(proxy)
                     await exchanges(proxy, [])
             if not started:
