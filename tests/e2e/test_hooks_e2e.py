@@ -204,3 +204,29 @@ def test_a_symlink_out_of_the_directory_is_refused(tmp_path: Path) -> None:
     done = _validate(config)
     assert done.returncode == 1
     assert b"symbolic link leading out of the configuration directory" in done.stderr
+
+
+async def test_the_supervisor_sums_the_workers_hook_counters(
+    origin: tuple[str, int], tmp_path: Path
+) -> None:
+    from .test_admin import admin_request, scrape, value
+    from .test_workers import _free_port
+
+    admin_port = await _free_port()
+    _write(tmp_path, 0)
+    toml = tmp_path / "trioproxy.toml"
+    toml.write_text(f'[admin]\nlisten = "127.0.0.1:{admin_port}"\n\n' + toml.read_text())
+    admin = ("127.0.0.1", admin_port)
+    async with cli_proxy(origin, "--workers", "2", config_dir=str(tmp_path)) as proxy:
+        assert (await admin_request(admin, b"/healthz")).status == 200
+        for _ in range(20):  # a connection each: both workers serve some
+            async with Client.connect(proxy.address) as client:
+                assert (await client.request(b"GET", b"/")).status == 200
+        with trio.fail_after(10):
+            await proxy.wait_for_output(lambda: proxy.stdout.count(b"\n") >= 20)
+        samples = await scrape(admin)
+        proxy.process.send_signal(signal.SIGTERM)
+        assert await wait_for_exit(proxy.process) == 0, proxy.stderr.decode()
+    # Each request called the request, response and access points: 3 calls each.
+    assert value(samples, "trioproxy_hook_calls_total", hook="hooks/tag.py:Tag") == 60
+    assert value(samples, "trioproxy_hook_errors_total", hook="hooks/tag.py:Tag") == 0
