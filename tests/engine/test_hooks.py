@@ -20,7 +20,7 @@ from trioproxy.config._settings import Settings
 from trioproxy.core._rulemodel import HookAction, Rule, RuleSet
 from trioproxy.hooks import Exchange, HookError, ResponseHead
 
-from ..memnet import MemoryProxy, ScriptedOrigin, memory_proxy
+from ..memnet import MemoryProxy, ScriptedOrigin, memory_proxy, wait_until
 
 
 @asynccontextmanager
@@ -393,3 +393,41 @@ async def test_the_metrics_snapshot_counts_each_hook(
     (series,) = snapshot.hooks
     assert series[:5] == ("h", 2, 0, 2, 0) and series[5] == pytest.approx(1.0)
     assert b'trioproxy_hook_timeouts_total{hook="h"} 2.0' in exposition(snapshot)
+
+
+async def test_a_replaced_hooks_lifespan_ends_when_its_last_request_is_done(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    events: list[str] = []
+    release = trio.Event()
+
+    class Old:
+        async def lifespan(self, nursery: trio.Nursery) -> None:
+            nursery.start_soon(self._background)
+
+        async def _background(self) -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                events.append("old lifespan ended")
+
+        async def request(self, exchange: Exchange) -> None:
+            events.append("old hook waits")
+            await release.wait()
+
+    async def new(exchange: Exchange) -> None:
+        pass
+
+    hooks = {"old": Old(), "new": new}
+    async with hooked(embedded(("old", {}), timeout_s=30), hooks) as (proxy, _origin):
+        async with proxy.client() as client, trio.open_nursery() as nursery:
+            nursery.start_soon(client.request, b"GET", b"/small")
+            await wait_until(lambda: events == ["old hook waits"])
+            proxy.server.reload(embedded(("new", {})), proxy.log)
+            await trio.sleep(1)
+            assert events == ["old hook waits"]  # its request is still in flight
+            release.set()
+            await proxy.logged(1)
+            await trio.testing.wait_all_tasks_blocked()
+            # At once, not after the drain_s grace that bounds it.
+            assert events == ["old hook waits", "old lifespan ended"]

@@ -256,6 +256,8 @@ class Exchange(Responder):
                 if self.hooks is not None:  # their access points add fields to the line
                     await self.hooks.on_access(record)
             finally:
+                if self.hooks is not None:
+                    self.hooks.release()
                 self._access_line(started, sent_before, received_before)
 
     # --- Start, rules ------------------------------------------------------------------------

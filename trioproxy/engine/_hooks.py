@@ -65,6 +65,10 @@ class HookSet:
     stats: dict[str, HookStats]
     watch: BlockingWatch
     lifespans: trio.CancelScope = field(default_factory=trio.CancelScope)
+    # Requests whose hooks are running or still to run (their response or access points):
+    # a replaced set's lifespans end when the last of them is done.
+    users: int = 0
+    stopping: bool = False
 
     @classmethod
     def load(
@@ -110,9 +114,19 @@ class HookSet:
             self.stats[loaded.label].errors += 1
             log.warning("hook %s: lifespan failed: %r", loaded.label, exc)
 
-    def stop(self) -> None:
-        """Cancel the lifespans' tasks (a reload replaced these hooks, or the proxy stops)."""
-        self.lifespans.cancel()
+    def stop(self, grace_s: float = 0.0) -> None:
+        """End the lifespans' tasks (a reload replaced these hooks): once the requests using
+        these hooks are done, or after ``grace_s`` at the latest (the proxy's drain_s)."""
+        self.stopping = True
+        if not self.users:
+            self.lifespans.cancel()
+        elif grace_s:
+            self.lifespans.deadline = min(self.lifespans.deadline, trio.current_time() + grace_s)
+
+    def _released(self) -> None:
+        self.users -= 1
+        if self.stopping and not self.users:
+            self.lifespans.cancel()
 
     # --- the request ---
 
@@ -124,6 +138,16 @@ class HookSet:
         Returns the answer that ends the request (a hook's, an on_error status, or the
         decision's own), and the calls whose edits and later points apply."""
         calls = HookCalls(self, request_id.decode("ascii", "replace"))
+        self.users += 1
+        try:
+            return await self._request_points(calls, decision, view)
+        except BaseException:
+            calls.release()
+            raise
+
+    async def _request_points(
+        self, calls: HookCalls, decision: Decision, view: RequestView
+    ) -> tuple[Response | None, HookCalls]:
         for triggered in decision.actions:
             action = triggered.action
             if not isinstance(action, HookAction):
@@ -159,6 +183,13 @@ class HookCalls:
     hooks: HookSet
     request_id: str
     calls: list[_Call] = field(default_factory=list)
+    released: bool = False
+
+    def release(self) -> None:
+        """The request is done with its hooks (after its access line)."""
+        if not self.released:
+            self.released = True
+            self.hooks._released()
 
     # --- what the request points asked for ---
 

@@ -134,8 +134,8 @@ class ProxyServer:
             ),
             hooks=hooks,
         )
-        if old.hooks is not None:
-            old.hooks.stop()
+        if old.hooks is not None:  # its lifespans end when its last request is done
+            old.hooks.stop(grace_s=settings.timeouts.drain_s)
         if hooks is not None and self._nursery is not None:
             self._nursery.start_soon(hooks.run_lifespans)
             self._start_watch(self._nursery, hooks)
