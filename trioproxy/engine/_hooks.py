@@ -16,10 +16,8 @@ answers with that status.
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import trio
@@ -108,8 +106,10 @@ class HookSet:
     async def _lifespan(self, loaded: LoadedHook, nursery: trio.Nursery) -> None:
         assert loaded.lifespan is not None
         CURRENT_HOOK.set((loaded.label, "lifespan"))  # this task's own context
+        watch = self.watch
         try:
-            await loaded.lifespan(nursery)
+            timed = watch.nursery(nursery, loaded.label)
+            await watch.timed(loaded.label, "lifespan", loaded.lifespan(timed))
         except Exception as exc:
             self.stats[loaded.label].errors += 1
             log.warning("hook %s: lifespan failed: %r", loaded.label, exc)
@@ -153,7 +153,8 @@ class HookSet:
             if not isinstance(action, HookAction):
                 continue
             loaded = self.hooks[action]
-            exchange = Exchange(_request(view, triggered.captures, calls.request_id), loaded.label)
+            request = Request._of(view, triggered.captures, calls.request_id)
+            exchange = Exchange(request, loaded.label)
             call = _Call(action, loaded, exchange)
             calls.calls.append(call)
             if loaded.request is None:
@@ -282,7 +283,7 @@ class HookCalls:
     # --- one call ---
 
     async def call(
-        self, call: _Call, point: str, function: Callable[..., Awaitable[Any]], *args: Any
+        self, call: _Call, point: str, function: Callable[..., Coroutine[Any, Any, Any]], *args: Any
     ) -> bool:
         """Run one hook point under its deadline; False when it failed or timed out."""
         label = call.loaded.label
@@ -290,12 +291,13 @@ class HookCalls:
         stats.calls += 1
         watch = self.hooks.watch
         token = CURRENT_HOOK.set((label, self.request_id))
-        watch.enter()
         started = trio.current_time()
         try:
-            with trio.move_on_after(call.action.timeout_s) as deadline:
-                await function(*args)
-            if deadline.cancelled_caught:
+            with trio.CancelScope() as scope:
+                deadline = started + call.action.timeout_s
+                coro = function(*args)
+                await watch.timed(label, self.request_id, coro, scope=scope, deadline=deadline)
+            if scope.cancelled_caught:
                 stats.timeouts += 1
                 log.warning(
                     "hook %s: %s timed out after %gs (request %s); on_error: %s",
@@ -307,7 +309,7 @@ class HookCalls:
                 )
                 return False
             return True
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a hook is its error too
             stats.errors += 1
             log.warning(
                 "hook %s: %s failed (request %s): %s; on_error: %s",
@@ -320,7 +322,6 @@ class HookCalls:
             return False
         finally:
             stats.seconds += trio.current_time() - started
-            watch.leave()
             CURRENT_HOOK.reset(token)
 
 
@@ -336,7 +337,7 @@ def _forget(exchange: Exchange) -> None:
     exchange._response_ops.clear()
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: BaseException) -> str:
     where = ""
     tb = exc.__traceback__
     while tb is not None:  # the innermost frame: where the hook's code raised
@@ -345,26 +346,5 @@ def _describe(exc: Exception) -> str:
     return f"{exc!r}{where}"
 
 
-def _latin1(value: bytes) -> str:
-    return value.decode("latin-1")
-
-
 def _texts(headers: Sequence[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
     return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers)
-
-
-def _request(view: RequestView, captures: re.Match[bytes] | None, request_id: str) -> Request:
-    groups: dict[str, str] = {}
-    if captures is not None:
-        groups = {str(i): _latin1(captures.group(i) or b"") for i in range(captures.re.groups + 1)}
-        groups.update((k, _latin1(v or b"")) for k, v in captures.groupdict().items())
-    return Request(
-        method=_latin1(view.method),
-        path=_latin1(view.path),
-        target=_latin1(view.target),
-        headers=_texts(view.headers),
-        client=view.client_ip,
-        scheme=_latin1(view.scheme),
-        request_id=request_id,
-        captures=MappingProxyType(groups),
-    )

@@ -10,8 +10,8 @@ naming what was refused; left uncaught, it is the hook's error (``on_error`` app
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -37,25 +37,102 @@ def _lookup(headers: Fields, name: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+_NO_CAPTURES: Mapping[str, str] = MappingProxyType({})
+
+
 class Request:
     """The request as the rules saw it, after the strict checks (immutable).
 
     ``path`` is normalised the way origins read it (``/a/%2e%2e//admin`` is ``/admin``);
-    ``target`` is exactly as received. ``client`` is the client's address after the
-    trusted-proxy logic (True-Client-IP from a trusted peer, else the TCP peer). ``captures``
-    holds the rule's ``match.path_regex`` groups, by number ("0", "1", ...) and by name.
-    Text is decoded as Latin-1, so every byte received is kept.
+    ``target`` is exactly as received. ``headers`` are the ``(name, value)`` pairs as received,
+    in order. ``client`` is the client's address after the trusted-proxy logic
+    (True-Client-IP from a trusted peer, else the TCP peer); ``scheme`` is "https" when
+    X-Forwarded-Proto says so. ``captures`` holds the rule's ``match.path_regex`` groups, by
+    number ("0", "1", ...) and by name. Text is decoded as Latin-1, so every byte received is
+    kept. (The proxy makes one per hook call and decodes only what the hook reads.)
     """
 
-    method: str
-    path: str
-    target: str
-    headers: Fields
-    client: str
-    scheme: str
-    request_id: str
-    captures: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    __slots__ = ("_match", "_values", "_view")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        target: str,
+        headers: Fields,
+        client: str,
+        scheme: str,
+        request_id: str,
+        captures: Mapping[str, str] = _NO_CAPTURES,
+    ) -> None:
+        self._view: Any = None
+        self._match: re.Match[bytes] | None = None
+        self._values: dict[str, Any] = {
+            "method": method,
+            "path": path,
+            "target": target,
+            "headers": tuple(headers),
+            "client": client,
+            "scheme": scheme,
+            "request_id": request_id,
+            "captures": MappingProxyType(dict(captures)),
+        }
+
+    @classmethod
+    def _of(cls, view: Any, match: re.Match[bytes] | None, request_id: str) -> Request:
+        """From the rules' `RequestView`, decoding nothing until it is read."""
+        request = cls.__new__(cls)
+        request._view, request._match = view, match
+        request._values = {"client": view.client_ip, "request_id": request_id}
+        return request
+
+    def _get(self, name: str) -> Any:
+        values = self._values
+        if name not in values:
+            values[name] = _DECODE[name](self._view, self._match)
+        return values[name]
+
+    @property
+    def method(self) -> str:
+        return str(self._get("method"))
+
+    @property
+    def path(self) -> str:
+        """Normalised, without the query."""
+        return str(self._get("path"))
+
+    @property
+    def target(self) -> str:
+        """As received."""
+        return str(self._get("target"))
+
+    @property
+    def headers(self) -> Fields:
+        """``(name, value)`` pairs, in order, as received."""
+        headers: Fields = self._get("headers")
+        return headers
+
+    @property
+    def client(self) -> str:
+        """The client's address, after the trusted-proxy logic."""
+        return str(self._get("client"))
+
+    @property
+    def scheme(self) -> str:
+        return str(self._get("scheme"))
+
+    @property
+    def request_id(self) -> str:
+        return str(self._get("request_id"))
+
+    @property
+    def captures(self) -> Mapping[str, str]:
+        """The rule's ``match.path_regex`` groups, by number and by name."""
+        captures: Mapping[str, str] = self._get("captures")
+        return captures
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target[:80]!r} from {self.client}>"
 
     @property
     def query(self) -> str:
@@ -75,6 +152,28 @@ class Request:
                     if equals and cookie == name:
                         return found
         return None
+
+
+def _texts(headers: Any) -> Fields:
+    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers)
+
+
+def _captures(match: re.Match[bytes] | None) -> Mapping[str, str]:
+    if match is None:
+        return _NO_CAPTURES
+    groups = {str(i): (match.group(i) or b"").decode("latin-1") for i in range(match.re.groups + 1)}
+    groups.update((k, (v or b"").decode("latin-1")) for k, v in match.groupdict().items())
+    return MappingProxyType(groups)
+
+
+_DECODE: dict[str, Callable[[Any, re.Match[bytes] | None], Any]] = {
+    "method": lambda view, _: view.method.decode("latin-1"),
+    "path": lambda view, _: view.path.decode("latin-1"),
+    "target": lambda view, _: view.target.decode("latin-1"),
+    "headers": lambda view, _: _texts(view.headers),
+    "scheme": lambda view, _: view.scheme.decode("latin-1"),
+    "captures": lambda _, match: _captures(match),
+}
 
 
 @dataclass(frozen=True, slots=True)

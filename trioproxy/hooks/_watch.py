@@ -1,22 +1,29 @@
-"""Name the hook that blocks the event loop: a trio Instrument timing each step of a task
-that is running a hook, and a watchdog thread that speaks while the step is still running.
+"""Name the hook that blocks the event loop: each step of hook code is timed, and a watchdog
+thread speaks while a step is still running.
 
 A deadline per call cannot catch ``time.sleep(1)`` in a hook: the loop is stopped, so no
-deadline fires until the call returns. Measuring every step does: the task running a hook
-carries `CURRENT_HOOK` in its context, the instrument notes when each step starts, and the
-watchdog (an OS thread, so it runs while the loop is stuck) writes one diagnostics line
-naming the hook and the request as soon as a step has run for `threshold_s`; the step's
-whole length is counted when it ends. The instrument is installed only while some hook call
-is in flight, so requests that trigger no hook pay nothing for it.
+deadline fires until the call returns. Timing every step does. A hook's coroutine is driven
+through `BlockingWatch.timed`, which notes when each of its steps starts (a step: from
+being resumed to its next suspension, as trio's ``Instrument.before/after_task_step`` would
+see it, but for the hook's own code only); the watchdog, an OS thread, so it runs while the
+loop is stuck, writes one diagnostics line naming the hook and the request as soon as a step
+has run for `threshold_s`, and the step's whole length is counted when it ends.
+
+Why not a trio Instrument: one installed for the hooks' sake costs every task's every step,
+hooked or not, and adding and removing one around each call cost 34 µs a call here (a
+request takes a few hundred); timing the hook's own steps costs about a microsecond a step
+and nothing at all for requests that trigger no hook.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, TypeVar
 
 import trio
 
@@ -24,22 +31,27 @@ __all__ = ["CURRENT_HOOK", "BlockingWatch"]
 
 log = logging.getLogger("trioproxy")
 
-# (hook label, request ID) while a task runs a hook's code; None otherwise.
+T = TypeVar("T")
+
+# (hook label, request ID) while a task runs a hook's code; None otherwise. (For the hook's
+# own use, and for diagnostics; the watch keeps its own note of the running step.)
 CURRENT_HOOK: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
     "trioproxy_current_hook", default=None
 )
 
-# A step longer than this is a blocking call (trio's own steps take microseconds; a hook's
-# honest work well under a millisecond): 50 ms is what a client would notice.
+# A step longer than this is a blocking call (a hook's honest work takes well under a
+# millisecond a step): 50 ms is what a client would notice.
 DEFAULT_THRESHOLD_S = 0.05
 
+# The step running now: (hook label, request ID, when it started), or None.
+_Step = tuple[str, str, float]
 
-class BlockingWatch(trio.abc.Instrument):
+
+class BlockingWatch:
     """Counts and reports steps of hook code longer than ``threshold_s``.
 
     ``on_slow(label, request_id, seconds)`` is called on the event loop after each slow step
-    (the hook's metrics). Use `calling` around every hook call; `run` is the watchdog.
-    """
+    (the hook's metrics). Await hook code through `timed`; `run` is the watchdog."""
 
     def __init__(
         self,
@@ -48,55 +60,34 @@ class BlockingWatch(trio.abc.Instrument):
     ) -> None:
         self.threshold_s = threshold_s
         self._on_slow = on_slow
-        self._in_flight = 0
-        self._installed = False
-        self._step: tuple[trio.lowlevel.Task, float] | None = None
-        self._reported: trio.lowlevel.Task | None = None  # told already, for this step
+        self._step: _Step | None = None
+        self._reported: _Step | None = None  # the step the watchdog already named
 
-    # --- around hook calls (on the event loop) ---
+    def timed(
+        self,
+        label: str,
+        request_id: str,
+        coro: Coroutine[Any, Any, T],
+        *,
+        scope: trio.CancelScope | None = None,
+        deadline: float = math.inf,
+    ) -> Awaitable[T]:
+        """``coro`` (a hook's), with each of its steps timed. ``scope`` (entered around this)
+        takes ``deadline`` only when the hook first waits: a hook that returns without waiting
+        cannot be cancelled anyway, and spares the deadline's bookkeeping."""
+        return _Timed(self, (label, request_id), coro, scope, deadline)
 
-    def enter(self) -> None:
-        self._in_flight += 1
-        if not self._installed:
-            trio.lowlevel.add_instrument(self)
-            self._installed = True
-        # The hook's first step is the rest of this one (up to its first await): time it
-        # from here, since its before_task_step has passed.
-        self._step = (trio.lowlevel.current_task(), time.perf_counter())
+    def nursery(self, nursery: trio.Nursery, label: str) -> _TimedNursery:
+        """A nursery for a hook's lifespan: the tasks it starts are timed as the hook."""
+        return _TimedNursery(nursery, self, label)
 
-    def leave(self) -> None:
-        # A hook that never awaited ends within the step it started in: account for it here
-        # (its after_task_step may come after the instrument is gone).
-        task = trio.lowlevel.current_task()
-        self._account(task)
-        self._step = (task, time.perf_counter())
-        self._in_flight -= 1
-        if not self._in_flight and self._installed:
-            self._step = None
-            trio.lowlevel.remove_instrument(self)
-            self._installed = False
-
-    # --- the Instrument ---
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self._step = (task, time.perf_counter())
-
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        self._account(task)
+    def _finished(self, step: _Step) -> None:
         self._step = None
-
-    def _account(self, task: trio.lowlevel.Task) -> None:
-        step = self._step
-        if step is None or step[0] is not task:
-            return
-        took = time.perf_counter() - step[1]
+        took = time.perf_counter() - step[2]
         if took >= self.threshold_s:
-            hook = task.context.get(CURRENT_HOOK)
-            if hook is not None:
-                if self._reported is not task:
-                    _report(hook, took, done=True)
-                self._on_slow(hook[0], hook[1], took)
-        self._reported = None
+            if self._reported is not step:
+                _report(step, took, done=True)
+            self._on_slow(step[0], step[1], took)
 
     # --- the watchdog ---
 
@@ -118,19 +109,74 @@ class BlockingWatch(trio.abc.Instrument):
     def _watch(self, stop: threading.Event) -> None:
         while not stop.wait(self.threshold_s / 2):
             step = self._step
-            if step is None:
+            if step is None or step is self._reported:
                 continue
-            task, started = step
-            took = time.perf_counter() - started
-            if took >= self.threshold_s and self._reported is not task:
-                hook = task.context.get(CURRENT_HOOK)
-                if hook is not None and self._step is step:
-                    self._reported = task
-                    _report(hook, took, done=False)
+            took = time.perf_counter() - step[2]
+            if took >= self.threshold_s and self._step is step:
+                self._reported = step
+                _report(step, took, done=False)
 
 
-def _report(hook: tuple[str, str], took: float, *, done: bool) -> None:
-    label, request_id = hook
+class _Timed:
+    """Drives a hook's coroutine, step by step, noting each step on the watch."""
+
+    __slots__ = ("_coro", "_deadline", "_hook", "_scope", "_watch")
+
+    def __init__(
+        self,
+        watch: BlockingWatch,
+        hook: tuple[str, str],
+        coro: Coroutine[Any, Any, Any],
+        scope: trio.CancelScope | None,
+        deadline: float,
+    ) -> None:
+        self._watch, self._hook, self._coro = watch, hook, coro
+        self._scope, self._deadline = scope, deadline
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        watch, (label, request_id), coro = self._watch, self._hook, self._coro
+        scope = self._scope
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            step = watch._step = (label, request_id, time.perf_counter())
+            try:
+                yielded = coro.send(sent) if thrown is None else coro.throw(thrown)
+            except StopIteration as done:
+                watch._finished(step)
+                return done.value
+            except BaseException:
+                watch._finished(step)
+                raise
+            watch._finished(step)
+            if scope is not None:  # about to wait for the first time: now the deadline counts
+                scope.deadline = self._deadline
+                scope = None
+            try:
+                sent, thrown = (yield yielded), None
+            except BaseException as exc:  # thrown into us: pass it on to the hook
+                sent, thrown = None, exc
+
+
+class _TimedNursery:
+    """What a hook's lifespan gets as its nursery: ``start_soon`` times the tasks it starts;
+    everything else is the nursery's own."""
+
+    def __init__(self, nursery: trio.Nursery, watch: BlockingWatch, label: str) -> None:
+        self._nursery, self._watch, self._label = nursery, watch, label
+
+    def start_soon(self, function: Callable[..., Any], *args: Any, name: object = None) -> None:
+        self._nursery.start_soon(self._run, function, args, name=name or function)
+
+    async def _run(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        await self._watch.timed(self._label, "lifespan", function(*args))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._nursery, name)
+
+
+def _report(step: _Step, took: float, *, done: bool) -> None:
+    label, request_id, _ = step
     state = "blocked" if done else "is blocking"
     log.warning(
         "hook %s %s the event loop for %.3fs (request %s): every connection waits;"
