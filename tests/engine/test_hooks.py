@@ -431,3 +431,26 @@ async def test_a_replaced_hooks_lifespan_ends_when_its_last_request_is_done(
             await trio.testing.wait_all_tasks_blocked()
             # At once, not after the drain_s grace that bounds it.
             assert events == ["old hook waits", "old lifespan ended"]
+
+
+async def test_a_lifespan_task_that_blocks_is_named_too(caplog: pytest.LogCaptureFixture) -> None:
+    done = trio.Event()
+
+    class Refresher:
+        async def lifespan(self, nursery: trio.Nursery) -> None:
+            nursery.start_soon(self._refresh)
+
+        async def _refresh(self) -> None:
+            await trio.lowlevel.checkpoint()
+            time.sleep(0.2)  # noqa: ASYNC251 (the mistake being caught)
+            done.set()
+
+        async def request(self, exchange: Exchange) -> None:
+            pass
+
+    async with hooked(embedded(("refresher", {})), {"refresher": Refresher()}) as (proxy, _):
+        await done.wait()
+    lines = [r.getMessage() for r in caplog.records if "event loop" in r.getMessage()]
+    assert lines and lines[0].startswith("hook refresher is blocking the event loop"), lines
+    assert "(request lifespan)" in lines[0]
+    assert proxy.server.hook_stats["refresher"].slow_steps == 1
