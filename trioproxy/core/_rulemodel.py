@@ -351,6 +351,7 @@ class Rule:
     deny: Response | None = None  # the answer to denied requests (with `allow`: the others)
     allow: CidrSet | None = None
     rate_limit: RateLimit | None = None
+    max_request_body_bytes: int | None = None  # overrides limits.max_request_body_bytes
     actions: tuple[Action, ...] = ()  # carried out by the engine (hooks), in this order
 
     @property

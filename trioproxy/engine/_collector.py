@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from ..core._breaker import BreakerState
 from ._metrics import HookSeries, MetricsSnapshot, Scalar
 
 if TYPE_CHECKING:
@@ -113,6 +114,31 @@ class ProxyCollector:
                 "trioproxy_upstream_connections_reused",
                 "Exchanges that reused a pooled upstream connection",
                 pool.stats.reused,
+            ),
+            (
+                "gauge",
+                "trioproxy_upstream_breaker_open",
+                "1 while the circuit breaker on the next hop is open or probing, else 0"
+                " (with workers: how many have it open)",
+                int(pool.breaker.state.state is not BreakerState.CLOSED),
+            ),
+            (
+                "counter",
+                "trioproxy_upstream_breaker_opens",
+                "Times the circuit breaker opened after upstream.breaker_failures failed connects",
+                pool.breaker.state.opens,
+            ),
+            (
+                "counter",
+                "trioproxy_upstream_breaker_rejected",
+                "Requests answered 503 by the open circuit breaker, without a connect",
+                pool.breaker.state.rejected,
+            ),
+            (
+                "counter",
+                "trioproxy_request_bodies_too_large",
+                "Requests answered 413 (or cut) for a body over max_request_body_bytes",
+                stats.bodies_too_large,
             ),
             (
                 "counter",

@@ -27,6 +27,7 @@ class ProxyStats:
     requests: int = 0
     retries: int = 0
     tunnels_open: int = 0
+    bodies_too_large: int = 0  # requests stopped by a body limit (413 or cut)
 
 
 @dataclass(slots=True)

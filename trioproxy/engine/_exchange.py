@@ -44,6 +44,7 @@ import trio
 from ..config._settings import Limits, Timeouts
 from ..core._accesslog import AccessRecord, settle_bytes
 from ..core._answers import text_response
+from ..core._bodylimit import BodyTooLarge
 from ..core._errors import ClientError, ClientGone, ProxyError, UpstreamClosed
 from ..core._headers import (
     TEXT_PLAIN,
@@ -58,6 +59,7 @@ from ..core._headers import (
 from ..core._requestview import RequestView, request_view
 from ..core._ruleengine import Decision, apply_decision
 from ..core._rulemodel import Response
+from ..core._tracecontext import trace_ids
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
 from ._h11 import h11
@@ -174,7 +176,7 @@ class Responder:
             return
         record.status = exc.status
         answer = text_response(exc.status)  # "502 Bad Gateway\n", with its framing fields
-        headers = [*answer.headers, (b"X-Request-ID", record.request_id)]
+        headers = [*answer.headers, (b"X-Request-ID", record.request_id), *exc.headers]
         try:
             self.queue_head(
                 exc.status,
@@ -520,6 +522,8 @@ class Exchange(Responder):
 
     async def _fail(self, exc: ProxyError, sent_before: int) -> None:
         record, request = self.record, self.request
+        if isinstance(exc, BodyTooLarge):  # a 413, or a response cut short (_requestbody)
+            self.ctx.stats.bodies_too_large += 1
         # (a refused plan has none)
         record.request_id = record.request_id or self.ctx.new_request_id()
         log.log(
@@ -597,6 +601,8 @@ def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
     record.x_forwarded_for = noted.get(b"x-forwarded-for", b"")
     record.true_client_ip = noted.get(b"true-client-ip", b"")
     record.section_io_id = noted.get(b"section-io-id", b"")
+    if b"traceparent" in noted:  # W3C trace context: the access line joins the trace
+        record.trace_id, record.span_id = trace_ids(plan.headers) or (b"", b"")
 
 
 def _failure(exc: ProxyError) -> str:

@@ -279,6 +279,8 @@ def _pool_limits(settings: Settings) -> PoolLimits:
         max_response_head_bytes=settings.limits.max_header_bytes,
         max_connections=settings.upstream.max_connections,
         max_age_s=settings.upstream.max_connection_age_s,
+        breaker_failures=settings.upstream.breaker_failures,
+        breaker_cooldown_s=settings.upstream.breaker_cooldown_s,
     )
 
 
