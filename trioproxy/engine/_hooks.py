@@ -7,10 +7,11 @@ or the `HookCalls` that carry the rest of the request's hook points: the respons
 (`HookCalls.on_response`) and the access line (`HookCalls.on_access`). A request that
 triggered no hook never reaches this module.
 
-Every call runs under its rule's ``timeout_s``, inside `CURRENT_HOOK` (so the blocking watch
-can name it); an exception or a timeout is one diagnostics line with the hook's name and the
-request ID, counted, and then ``on_error``: "pass" forgets what the hook asked for, 502/503
-answers with that status.
+Every call runs under its rule's ``timeout_s`` (set when the hook first waits), with each
+of its steps timed by the blocking watch (`hooks._watch`) and `CURRENT_HOOK` set; an
+exception or a timeout is one diagnostics line with the hook's name and the request ID,
+counted, and then ``on_error``: "pass" forgets what the hook asked for, 502/503 answers with
+that status. The body points (`HookCalls.body_transform`) are chained in rule order.
 """
 
 from __future__ import annotations
