@@ -21,6 +21,7 @@ import marshal
 import sys
 
 from ..config._config import ConfigError, read_config, settings_from_bytes
+from ..config._hookimport import check_hook_imports
 from ..config._reload import RESTART_ONLY, changed_keys, missing, rejected, summary
 from ..config._settings import Settings
 from ._command import configure_diagnostics, log
@@ -37,7 +38,7 @@ def main(argv: list[str]) -> int:
     file = config_dir
     try:
         file, raw = read_config(config_dir)
-        new = _settings(file, raw)
+        new = check_hook_imports(_settings(file, raw), file)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("config: %s", problem)

@@ -20,7 +20,7 @@ from functools import partial
 import trio
 
 from ..config._config import ConfigError, settings_from_bytes
-from ..config._reload import applicable, changed_keys, missing, summary
+from ..config._reload import applicable, changed_keys, missing, rejected, summary
 from ..config._settings import Admin, Settings
 from ..core._accesslog import AccessRecord, make_formatter
 from ..core._addr import format_host_port
@@ -205,7 +205,10 @@ class _Reloader:
 
     async def from_disk(self, config_dir: str) -> None:
         """Read and check the file in a thread (the loop serves on meanwhile), then apply it,
-        unless the file is gone (`_reload.missing`) or the server has begun to drain."""
+        unless the file is gone (`_reload.missing`) or the server has begun to drain. A hook
+        file that fails to load rejects the reload: the old configuration keeps serving."""
+        from ..hooks._load import HookLoadError
+
         checked = await trio.to_thread.run_sync(check_config, config_dir, abandon_on_cancel=True)
         if checked is None or self._server.draining:
             return
@@ -213,17 +216,28 @@ class _Reloader:
         if raw is None and (gone := missing(file, self._server.settings)) is not None:
             log.warning("%s", gone)
             return
-        warn, line = summary(file, self.apply(new))
+        try:
+            changed = self.apply(new)
+        except HookLoadError as exc:
+            log.error("config: %s", exc)
+            log.error("%s", rejected(file, 1))
+            return
+        warn, line = summary(file, changed)
         log.log(logging.WARNING if warn else logging.INFO, "%s", line)
 
     async def from_bytes(self, file: str, raw: bytes | None) -> str:
         """A worker's reload (checked by the supervisor already): "" or what went wrong.
         Parsed in a thread: a thousand rules take a third of a second."""
+        from ..hooks._load import HookLoadError
+
         try:
             new = await trio.to_thread.run_sync(_settings, file, raw, abandon_on_cancel=True)
         except ConfigError as exc:
             return "; ".join(str(problem) for problem in exc.problems)
-        self.apply(new)
+        try:
+            self.apply(new)
+        except HookLoadError as exc:  # checked by the supervisor, but imports can differ
+            return str(exc)
         return ""
 
 

@@ -33,6 +33,7 @@ from ._ratelimit import TokenBuckets, retry_after_s
 from ._requestview import RequestView, client_address
 from ._rulemodel import (
     _ANY,
+    Action,
     HeaderOp,
     Headers,
     RateLimit,
@@ -52,12 +53,21 @@ __all__ = [
     "BucketsFactory",
     "Decision",
     "RuleEngine",
+    "Triggered",
     "apply_decision",
     "local_buckets",
 ]
 
 # The platform probes every proxy in the chain here; a rule must never answer for the origin.
 HEALTH_CHECK_PREFIX: Final = b"/.well-known/section-io/aee-hc/"
+
+
+class Triggered(NamedTuple):
+    """A rule action a request triggered, with the rule's path-regex match (for captures)."""
+
+    action: Action
+    captures: re.Match[bytes] | None
+    rule: str  # the rule's label, for diagnostics
 
 
 class Decision(NamedTuple):
@@ -76,6 +86,9 @@ class Decision(NamedTuple):
     rule: str = ""  # the rule that answered, for the diagnostics line
     # The body limit of the first matching rule that gives one (None: the global limit).
     max_request_body_bytes: int | None = None
+    # Actions of matching rules before any answer, in rule order: the engine carries them
+    # out first, and one that answers wins over ``response`` (a later rule's answer).
+    actions: tuple[Triggered, ...] = ()
 
     def request_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
         return apply_header_ops(headers, self.request_ops) if self.request_ops else list(headers)
@@ -167,6 +180,7 @@ class RuleEngine:
         target: bytes | None = None
         request_ops: list[HeaderOp] = []
         edits: list[ResponseEdit] = []
+        actions: list[Triggered] = []
         body_limit: int | None = None
         for compiled in self._rules:
             found: re.Match[bytes] | None = None
@@ -182,7 +196,10 @@ class RuleEngine:
                 if answer is not None:
                     if compiled.edit is not None:
                         edits.append(compiled.edit)
-                    return Decision(response=_finish(answer, view, edits), rule=rule.label)
+                    response = _finish(answer, view, edits)
+                    return Decision(response, rule=rule.label, actions=tuple(actions))
+            if rule.actions:
+                actions += (Triggered(action, found, rule.label) for action in rule.actions)
             if compiled.edit is not None:
                 edits.append(compiled.edit)
             if rule.rewrite is not None and target is None:
@@ -191,10 +208,15 @@ class RuleEngine:
                 request_ops += rule.request_ops
             if body_limit is None:
                 body_limit = rule.max_request_body_bytes
-        if target is None and not request_ops and not edits and body_limit is None:
+        if target is None and not request_ops and not edits and body_limit is None and not actions:
             return PASS
         return Decision(
-            None, target, tuple(request_ops), tuple(edits), max_request_body_bytes=body_limit
+            None,
+            target,
+            tuple(request_ops),
+            tuple(edits),
+            max_request_body_bytes=body_limit,
+            actions=tuple(actions),
         )
 
 

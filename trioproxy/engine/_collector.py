@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..core._breaker import BreakerState
 from ._diagnostics import dropped_lines
-from ._metrics import MetricsSnapshot, Scalar
+from ._metrics import HookSeries, MetricsSnapshot, Scalar
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -37,7 +37,16 @@ class ProxyCollector:
 
     def snapshot(self) -> MetricsSnapshot:
         """Everything, copied now: call it on the event loop."""
-        return self._ctx.metrics.snapshot(self._scalars())
+        return self._ctx.metrics.snapshot(self._scalars(), self._hooks())
+
+    def _hooks(self) -> tuple[HookSeries, ...]:
+        hooks = self._ctx.now().hooks
+        if hooks is None:
+            return ()
+        return tuple(
+            (label, s.calls, s.errors, s.timeouts, s.slow_steps, s.seconds)
+            for label, s in hooks.stats.items()
+        )
 
     def _scalars(self) -> tuple[Scalar, ...]:
         ctx = self._ctx

@@ -8,6 +8,7 @@ the rate floor the exchange sets and one total deadline.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -16,9 +17,12 @@ from ..core._bodylimit import body_limit, check_body_size
 from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientError, ClientGone, UpstreamError
 from ..core._headers import BodyKind, RequestPlan, header_value, trailer_headers
-from ._h11 import h11
+from ._h11 import NextEvent, h11
 from ._peer import Downstream, UpstreamConnection
-from ._slices import check_chunks, move_data
+from ._slices import check_chunks, move_data, take_data
+
+if TYPE_CHECKING:
+    from ._hooks import Transform
 
 
 @dataclass(slots=True)
@@ -97,14 +101,22 @@ def expect_end_of_request(down: Downstream) -> None:
 
 
 async def upload_body(
-    down: Downstream, up: UpstreamConnection, body: RequestBody, timeouts: Timeouts
+    down: Downstream,
+    up: UpstreamConnection,
+    body: RequestBody,
+    timeouts: Timeouts,
+    transform: Transform | None = None,
 ) -> None:
     """Send the body upstream: what is buffered, then the rest as it arrives (a body larger
-    than the buffer, under the rate floor and the total deadline)."""
+    than the buffer, under the rate floor and the total deadline). With a hook's
+    ``transform``, each slice goes through it first (the request head said chunked)."""
     try:
         while True:
             try:
-                event, _ = move_data(down, up)
+                if transform is None:
+                    event, _ = move_data(down, up)
+                else:
+                    event = await _transformed(down, up, transform)
             except h11.RemoteProtocolError as exc:
                 if down.h11.trailing_data[1]:  # EOF mid-body: the client gave up
                     raise ClientGone("client closed the connection mid-body") from exc
@@ -118,6 +130,8 @@ async def upload_body(
                 if body.chunks is not None:
                     await _check_chunks(body, data)
             elif isinstance(event, h11.EndOfMessage):
+                if transform is not None and (tail := await transform(b"", True)):
+                    up.queue(h11.Data(data=tail))
                 up.queue(h11.EndOfMessage(headers=trailer_headers(event.headers.raw_items())))
                 await up.flush(timeouts.upstream_send_s)
                 return
@@ -129,6 +143,13 @@ async def upload_body(
         return
 
 
+async def _transformed(
+    down: Downstream, up: UpstreamConnection, transform: Transform
+) -> NextEvent | None:
+    event, data = take_data(down)
+    if data and (out := await transform(data, False)):
+        up.queue(h11.Data(data=out))
+    return event
 async def _check_chunks(body: RequestBody, data: bytes | bytearray) -> None:
     """The strict framing check, then the body limit on the chunk sizes announced so far:
     before h11 parses the chunk, so no byte past the limit is forwarded. Mid-upload the
