@@ -35,6 +35,7 @@ from ..engine._server import ProxyServer
 from ._command import check_config, diagnostic_line, log
 from ._lean import trim
 from ._logwriter import AccessLogWriter
+from ._memlimit import fitted
 from ._workers import Channel, serve_supervisor, worker_channel
 
 __all__ = ["access_log_sink", "run_proxy", "run_single", "run_with_access_log"]
@@ -198,14 +199,15 @@ class _Reloader:
     def from_disk(self, config_dir: str) -> None:
         checked = check_config(config_dir)
         if checked is not None:
-            file, _, new = checked
-            warn, line = summary(file, self.apply(new))
+            file, raw, new = checked
+            warn, line = summary(file, self.apply(fitted(new, raw)[0]))
             log.log(logging.WARNING if warn else logging.INFO, "%s", line)
 
     def from_bytes(self, file: str, raw: bytes | None) -> str:
         """A worker's reload (checked by the supervisor already): "" or what went wrong."""
         try:
-            self.apply(Settings() if raw is None else settings_from_bytes(raw, file=file))
+            new = Settings() if raw is None else settings_from_bytes(raw, file=file)
+            self.apply(fitted(new, raw)[0])  # as at startup, so an unchanged file changes nothing
         except ConfigError as exc:
             return "; ".join(str(problem) for problem in exc.problems)
         return ""
