@@ -9,7 +9,7 @@
 # refuses (one line: run scripts/build-wheels) a wheelhouse built from other sources than the
 # context's, so a stale wheelhouse never ships old code. Without it, pip resolves trioproxy's
 # runtime dependencies from the index. Only runtime packages are installed: trio, h11,
-# prometheus-client and their own dependencies (the parser is h11; see the README).
+# prometheus-client and their own dependencies (the parser is h11; see docs/reference/cli.md).
 #
 # Run: `docker run -p 8080:80 trioproxy` listens on 0.0.0.0:80 as uid 10001 and proxies to
 # next-hop:80. A non-root process may bind port 80 because Docker (since 20.10) sets the

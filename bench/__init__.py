@@ -1,7 +1,7 @@
 """trioproxy's benchmark: trioproxy against direct, nginx, a baseline forwarder and peers.
 
 Run ``python bench/run.py`` from the repository root (``--quick`` for the CI smoke run,
-``--full`` for the issue's exact loads). The modules:
+``--full`` for the full loads). The modules:
 
 - ``run``      the entry point (a path shim around ``_main.main``)
 - ``_main``    the command line and the order of the phases
@@ -12,7 +12,7 @@ Run ``python bench/run.py`` from the repository root (``--quick`` for the CI smo
                the multi-worker rows, the peers)
 - ``baseline`` the featureless trio+h11 forwarder trioproxy is measured against
 - ``_peers``   finding and starting the optional peers (proxy.py, mitmdump)
-- ``_goals``   the issues' numeric targets judged against a run (pure)
+- ``_goals``   the project's numeric targets judged against a run (pure)
 - ``_wrk``     running wrk with a Lua reporter and parsing what it says
 - ``_memory``  RSS per idle keep-alive connection, and RSS growth over a long run
 - ``_report``  medians, spreads, ratios, warnings, the table and the JSON file

@@ -1,7 +1,7 @@
-"""The issues' numeric targets, judged against one run's summary: met, missed, or not measured.
+"""The project's numeric targets, judged against one run's summary: met, missed, or not measured.
 
-Issue 11 (isolation), per parser: at c50-1k trioproxy's p99 <= 4 x its p50, and its
-throughput >= 0.95 x the baseline forwarder's on the same parser. Issue 10 (process model):
+Isolation, per parser: at c50-1k trioproxy's p99 <= 4 x its p50, and its
+throughput >= 0.95 x the baseline forwarder's on the same parser. The process model:
 1 -> 2 workers scaling >= 1.7 x at c50-1k; idle RSS <= 24 MiB for a single process (admin
 listener off, as the bench runs it) and <= 16 MiB for the supervisor; <= 8 KiB per idle
 keep-alive connection. ``--workers auto`` against nginx ``worker_processes auto`` has no
@@ -27,7 +27,7 @@ LOAD = "c50-1k"
 
 @dataclass(frozen=True)
 class Goal:
-    issue: int
+    topic: str  # what the target is about: "isolation", "process model"
     what: str
     value: float | None  # None: not measured in this run
     op: str  # "<=", ">=", or "" for information only
@@ -43,10 +43,10 @@ class Goal:
     def line(self) -> str:
         value = "not measured" if self.value is None else f"{self.value:.2f}{self.unit}"
         if self.op == "":
-            return f"issue {self.issue}: {self.what} = {value}"
+            return f"{self.topic}: {self.what} = {value}"
         verdict = {True: "MET", False: "MISSED", None: "NOT MEASURED"}[self.met]
         return (
-            f"issue {self.issue}: {self.what} = {value} "
+            f"{self.topic}: {self.what} = {value} "
             f"(target {self.op} {self.limit:g}{self.unit}): {verdict}"
         )
 
@@ -83,7 +83,7 @@ def judge(
         base = _cell(cells, f"baseline[{parser}]")
         goals.append(
             Goal(
-                11,
+                "isolation",
                 f"{LOAD} trioproxy[{parser}] p99/p50",
                 proxy.p99_over_p50 if proxy else None,
                 "<=",
@@ -93,7 +93,7 @@ def judge(
         ratio = proxy.rps_median / base.rps_median if proxy and base and base.rps_median else None
         goals.append(
             Goal(
-                11,
+                "isolation",
                 f"{LOAD} rps trioproxy[{parser}] / baseline[{parser}]",
                 ratio,
                 ">=",
@@ -102,22 +102,26 @@ def judge(
         )
         if base is not None:
             goals.append(
-                Goal(11, f"{LOAD} baseline[{parser}] p99/p50", base.p99_over_p50, "", None)
+                Goal("isolation", f"{LOAD} baseline[{parser}] p99/p50", base.p99_over_p50, "", None)
             )
     if w1 is not None and w2 is not None:
         one, two = _cell(cells, w1), _cell(cells, w2)
         scaling = two.rps_median / one.rps_median if one and two and one.rps_median else None
-        goals.append(Goal(10, f"{LOAD} scaling {w2} / {w1}", scaling, ">=", SCALING_MIN))
+        goals.append(
+            Goal("process model", f"{LOAD} scaling {w2} / {w1}", scaling, ">=", SCALING_MIN)
+        )
     if auto_pair is not None:
         ours, theirs = (_cell(cells, n) for n in auto_pair)
         ok = ours and theirs and theirs.rps_median
         ratio = ours.rps_median / theirs.rps_median if ours and theirs and ok else None
-        goals.append(Goal(10, f"{LOAD} rps {auto_pair[0]} / {auto_pair[1]}", ratio, "", None))
+        goals.append(
+            Goal("process model", f"{LOAD} rps {auto_pair[0]} / {auto_pair[1]}", ratio, "", None)
+        )
     for r in rss:
         limit = {"single": SINGLE_RSS_MAX_MIB, "supervisor": SUPERVISOR_RSS_MAX_MIB}.get(r.role)
         goals.append(
             Goal(
-                10,
+                "process model",
                 f"idle RSS {r.target} {r.role}",
                 r.rss_kib / 1024,
                 "<=" if limit is not None else "",
@@ -129,7 +133,7 @@ def judge(
         if m.target.startswith("trioproxy"):
             goals.append(
                 Goal(
-                    10,
+                    "process model",
                     f"RSS per idle keep-alive connection {m.target}",
                     m.per_connection_bytes / 1024,
                     "<=",

@@ -8,11 +8,11 @@ Phases, all in one run, all on 127.0.0.1:
 3. loads: for each load, a warm-up run per target, then the repetitions interleaved
    (rep 1 of every target, then rep 2, ...) so that drift hits all targets alike;
 4. growth: RSS over a count-bounded wrk run against trioproxy (1 worker);
-5. a final body check on every target; tables, the issues' targets (met or missed),
+5. a final body check on every target; tables, the project's targets (met or missed),
    warnings, JSON; exit 1 on any failure (a missed target is not a failure).
 
 Options (``python bench/run.py --help``):
-  --quick | --full      CI smoke run (< 30 s) | the issue's -d10s loads and a 1M growth run
+  --quick | --full      CI smoke run (< 30 s) | the full -d10s loads and a 1M growth run
   --parser P            auto | h11 | h11-mypyc | both: TRIOPROXY_PARSER for trioproxy and
                         the baseline (default: both, or auto with --quick); the multi-worker
                         rows, the c50-64k load and the growth run use the first parser
@@ -45,6 +45,7 @@ from typing import Any
 
 from bench import _peers, nginx
 from bench._goals import Goal, ProcRss, judge
+from bench._measured import MEASURED, measured_numbers, write_measured
 from bench._memory import Growth, IdleConnMemory, growth_check, idle_connection_memory
 from bench._procs import CpuTimes, ProcessRegistry, install_signal_exit, load_average_1min
 from bench._report import (
@@ -186,7 +187,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument(
         "--full",
         action="store_true",
-        help="the issue's exact loads: -d10s everywhere, 3 repetitions, a 1,000,000-request "
+        help="the full loads: -d10s everywhere, 3 repetitions, a 1,000,000-request "
         "growth run (about 12 minutes of loads with both parsers, plus the growth run: "
         "1M / trioproxy's rps)",
     )
@@ -194,6 +195,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--json",
         type=Path,
         help="where to write the JSON results (default: bench/results/bench-MODE-TIMESTAMP.json)",
+    )
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="write the run's quotable figures to bench/measured.json, the one source the "
+        "docs and the module file quote (a run on a quiet machine, at the commit described)",
     )
     p.add_argument(
         "--targets",
@@ -310,7 +317,7 @@ def say(msg: str = "") -> None:
 
 @dataclass
 class Lineup:
-    """The targets of this run, and which rows the issues' ratios compare."""
+    """The targets of this run, and which rows the targets' ratios compare."""
 
     specs: list[Spec]
     parsers: list[str]  # for trioproxy and the baseline; [0] is the primary
@@ -784,7 +791,7 @@ def _finish(
         rss=idle_rss,
         memory=memory,
     )
-    say("the issues' targets (judged on this run; a missed target is not a failure):")
+    say("the project's targets (judged on this run; a missed target is not a failure):")
     for goal in goals:
         say("  " + goal.line())
     verdicts = [g.met for g in goals if g.op]
@@ -859,6 +866,19 @@ def _finish(
         "warnings": warnings,
         "problems": problems,
     }
+    if args.record:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        numbers = measured_numbers(
+            date=started_at.date().isoformat(),
+            commit=commit or "?",
+            cells=cells,
+            memory=memory,
+            idle_rss=idle_rss,
+        )
+        write_measured(numbers)
+        say(f"recorded: {MEASURED}")
     try:
         write_json(json_path, data)
         say(f"JSON: {json_path}")
@@ -870,7 +890,7 @@ def _finish(
 
 def _goal_json(goal: Goal) -> dict[str, Any]:
     return {
-        "issue": goal.issue,
+        "topic": goal.topic,
         "what": goal.what,
         "value": None if goal.value is None else round(goal.value, 3),
         "op": goal.op,

@@ -7,7 +7,7 @@ trioproxy is measured on::
 
     python3 -m venv .venv-peers && .venv-peers/bin/pip install proxy.py mitmproxy
 
-proxy.py runs ``--threaded`` with one acceptor, as the issue measured it, its routes in a
+proxy.py runs ``--threaded`` with one acceptor, as it was first measured, its routes in a
 small plugin module written into the run's temp dir, log level ERROR (no access log).
 mitmdump runs quiet (``-q``, ``flow_detail=0``, ``termlog_verbosity=error``). Both are
 started in their own process group, which the registry kills whole: proxy.py leaves a

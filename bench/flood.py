@@ -6,7 +6,7 @@ A small trio + h11 origin (this file, ``--serve-origin``) answers ``/small`` wit
 streams ``/chunks/N`` as N one-byte chunks and drains any request body. trioproxy runs alone
 on CPU 1, the origin and the clients on CPU 0. Four probe clients send ``GET /small`` every
 10 ms throughout; the flood runs once as an upload and once as a download. Reported: the
-probes' p50/p99 before and during each flood (the isolation issue's target: p99 ≤ 50 ms
+probes' p50/p99 before and during each flood (the isolation target: p99 ≤ 50 ms
 during the flood) and the proxy's CPU time per chunk (from /proc).
 """
 

@@ -8,7 +8,7 @@ pid file and every temp path into the run's temp dir, nothing under /var.
 The origin serves fixed 1 KiB and 64 KiB bodies from files with ``access_log off`` and an
 open-file cache: it must never be the bottleneck.
 
-The reference proxy is configured as the issue asks, with upstream keep-alive
+The reference proxy is configured as a CDN's nginx is, with upstream keep-alive
 (``proxy_http_version 1.1; keepalive 32; proxy_set_header Connection "";``) and one worker.
 To be fair to trioproxy, which writes one JSON access-log line per request to stdout, nginx
 writes one JSON line per request to ``/dev/stdout``; the benchmark points both processes'

@@ -4,7 +4,7 @@
 
 Starts trioproxy (defaults: 64 KiB head limit, 10 s head deadline), opens N connections that
 each send ``--head-bytes`` of an unfinished request head, and reads the proxy's RSS before and
-after, once the proxy has read every byte (its RSS stops growing). The isolation issue's
+after, once the proxy has read every byte (its RSS stops growing). The isolation
 target: at most 1.25 x the bytes held per connection.
 """
 

@@ -3,12 +3,13 @@ Dockerfile, the package version and the command's options."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # (no stubs installed for PyYAML)
 
 from trioproxy import __version__
 from trioproxy.config._options import DEFAULT_CONFIG_DIR, OPTIONS, resolve
@@ -20,8 +21,10 @@ DOCKERFILE = (ROOT / "Dockerfile").read_text()
 METADATA_KEYS = {"name", "image", "httpContainer", "configurationMountPath", "logs"}
 CONTAINER_KEYS = {"name", "resources", "env", "command", "volumeMounts"}
 PROBES = {"readinessProbe", "livenessProbe", "startupProbe"}
-# Measured (README, "Benchmark"): idle RSS and the cost of one idle keep-alive connection.
-IDLE_MIB, PER_CONNECTION_KIB, MAX_CONNECTIONS = 32, 7.9, 10_000
+# Measured (bench/measured.json): idle RSS and the cost of one idle keep-alive connection.
+MEASURED = json.loads((ROOT / "bench" / "measured.json").read_text())
+IDLE_MIB, PER_CONNECTION_KIB = MEASURED["idle_rss_mib"]["single"], MEASURED["idle_connection_kib"]
+MAX_CONNECTIONS = 10_000
 
 
 def _containers() -> dict[str, dict[str, Any]]:
@@ -35,7 +38,9 @@ def _cpu(quantity: str | int | float) -> float:
 
 def _mebibytes(quantity: str) -> float:
     units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
-    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
+    assert match, quantity
+    number, unit = match.groups()
     return int(number) * units[unit]
 
 

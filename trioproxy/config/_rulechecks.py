@@ -22,7 +22,9 @@ def _combination_problems(rule: Rule) -> Iterator[tuple[str, str]]:
     ]
     if rule.deny is not None and rule.allow is None:
         answers.append("deny")
-    edits = [key for key in _EDIT_KEYS if getattr(rule, _RULE_FIELDS.get(key, key))]
+    edits = [
+        key for key in _EDIT_KEYS if getattr(rule, _RULE_FIELDS.get(key, key)) not in (None, ())
+    ]
     gates = [key for key in ("allow", "rate_limit") if getattr(rule, key) is not None]
     if not (answers or edits or gates):
         yield "", f"has no action; give one of {', '.join(_ACTION_KEYS)}"
@@ -31,7 +33,7 @@ def _combination_problems(rule: Rule) -> Iterator[tuple[str, str]]:
     if rule.allow is not None and answers:
         message = "allow answers everyone outside the list with deny, and cannot go with"
         yield "allow", f"{message} {answers[0]}"
-    for key in ("request_headers", "rewrite"):
+    for key in ("request_headers", "rewrite", "max_request_body_bytes"):
         if key in edits and answers:
             yield key, f"has no effect: this rule answers every request it matches ({answers[0]})"
     if rule.match.statuses is not None:
@@ -42,7 +44,7 @@ def _combination_problems(rule: Rule) -> Iterator[tuple[str, str]]:
     yield from _reference_problems(rule)
 
 
-_EDIT_KEYS = ("request_headers", "response_headers", "rewrite")
+_EDIT_KEYS = ("request_headers", "response_headers", "rewrite", "max_request_body_bytes")
 _ACTION_KEYS = (
     "request_headers",
     "response_headers",
@@ -52,6 +54,7 @@ _ACTION_KEYS = (
     "deny",
     "allow",
     "rate_limit",
+    "max_request_body_bytes",
 )
 
 

@@ -16,7 +16,15 @@ from typing import Any
 from ..core._rulemodel import Rule, RuleSet
 from ._describe import describe, quote
 from ._reachability import unreachable
-from ._ruleactions import _deny, _header_edits, _rate_limit, _redirect, _respond, _rewrite
+from ._ruleactions import (
+    _deny,
+    _header_edits,
+    _max_request_body_bytes,
+    _rate_limit,
+    _redirect,
+    _respond,
+    _rewrite,
+)
 from ._rulechecks import _RULE_FIELDS, _combination_problems
 from ._rulematch import _MATCH_PARSERS, _match
 from ._rulevalues import (
@@ -87,6 +95,7 @@ _RULE_PARSERS: dict[str, Parser] = {
     "deny": _deny,
     "allow": _networks,
     "rate_limit": _rate_limit,
+    "max_request_body_bytes": _max_request_body_bytes,
 }
 
 # Keys of the tables within a rule, for "did you mean" when one is written a level too high.

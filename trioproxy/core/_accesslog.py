@@ -58,6 +58,8 @@ ACCESS_LOG_FIELDS: tuple[str, ...] = (
     "section_io_id",
     "request_id",
     "section_io_tag",
+    "trace_id",
+    "span_id",
 )
 
 
@@ -93,6 +95,10 @@ class AccessRecord:
     upstream_status: int = 0  # 0 = no upstream response
     upstream_addr: str = ""
     upstream_duration_s: float = -1.0  # < 0 = no upstream exchange
+    # From a valid W3C traceparent (lower-case hex): its trace-id and parent-id, the span
+    # this request was sent from. Empty without one.
+    trace_id: bytes = b""
+    span_id: bytes = b""
 
 
 def settle_bytes(record: AccessRecord, sent_before: int, sent_now: int) -> None:
@@ -234,6 +240,8 @@ _FIELDS: dict[str, tuple[str, bool]] = {
     "section_io_id": (_header("section_io_id"), True),
     "request_id": (_header("request_id"), True),
     "section_io_tag": (_header("section_io_tag"), True),
+    "trace_id": (_header("trace_id"), False),  # lower-case hex, checked when parsed
+    "span_id": (_header("span_id"), False),
 }
 
 

@@ -57,7 +57,7 @@ def request_view(
                 forwarded_proto = value
     raw_path, _, query = target.partition(b"?")
     # The platform sets True-Client-IP to the client it vouches for; the TCP peer is the
-    # previous proxy in the chain (README, "Logs").
+    # previous proxy in the chain (docs/reference/access-log.md).
     believed = true_client_ip and peer_trusted
     client_ip = true_client_ip.decode("latin-1").strip() if believed else peer_ip
     scheme = b"https" if forwarded_proto.strip().lower() == b"https" else b"http"

@@ -8,7 +8,8 @@ Semantics, in one place:
 
 - Rules are tried in file order; a rule matches when every condition it gives holds.
 - Header edits and rewrites of every matching rule accumulate in order (the first matching
-  rewrite wins: put specific rules before general ones, as for answers).
+  rewrite wins: put specific rules before general ones, as for answers). So does a
+  ``max_request_body_bytes``: the first matching rule's replaces the global limit.
 - The first answer ends evaluation: a redirect, a deny (including a client outside an
   ``allow`` list), a static response, or a 429 from an exhausted rate limit. Response-header
   edits of the rules tried so far, and of the answering rule, apply to that answer.
@@ -27,6 +28,7 @@ from dataclasses import replace
 from typing import Final, NamedTuple, Protocol
 
 from ._answers import FORBIDDEN, _too_many_requests, text_response
+from ._headers import RequestPlan
 from ._ratelimit import TokenBuckets, retry_after_s
 from ._requestview import RequestView, client_address
 from ._rulemodel import (
@@ -50,6 +52,7 @@ __all__ = [
     "BucketsFactory",
     "Decision",
     "RuleEngine",
+    "apply_decision",
     "local_buckets",
 ]
 
@@ -71,6 +74,8 @@ class Decision(NamedTuple):
     request_ops: tuple[HeaderOp, ...] = ()
     response_edits: tuple[ResponseEdit, ...] = ()
     rule: str = ""  # the rule that answered, for the diagnostics line
+    # The body limit of the first matching rule that gives one (None: the global limit).
+    max_request_body_bytes: int | None = None
 
     def request_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
         return apply_header_ops(headers, self.request_ops) if self.request_ops else list(headers)
@@ -84,6 +89,20 @@ class Decision(NamedTuple):
 
 # Nothing to do: the shared answer for most requests, so passing costs no allocation.
 PASS: Final = Decision()
+
+
+def apply_decision(plan: RequestPlan, decision: Decision) -> None:
+    """Make ``plan`` forward what a decision without an answer says (in place): its
+    rewritten target, its request-header edits, its response-header edits for later, and
+    its request body limit."""
+    assert decision.response is None, "an answered request is not forwarded"
+    if decision.target is not None:
+        plan.target = decision.target
+    if decision.request_ops:
+        plan.headers = decision.request_headers(plan.headers)
+    if decision.response_edits:
+        plan.edit_response = decision.response_headers
+    plan.max_body_bytes = decision.max_request_body_bytes  # None: the global limit
 
 
 class Buckets(Protocol):
@@ -148,6 +167,7 @@ class RuleEngine:
         target: bytes | None = None
         request_ops: list[HeaderOp] = []
         edits: list[ResponseEdit] = []
+        body_limit: int | None = None
         for compiled in self._rules:
             found: re.Match[bytes] | None = None
             if compiled.test is not None:
@@ -169,9 +189,13 @@ class RuleEngine:
                 target = rule.rewrite.expand(view, found) + _query_part(view)
             if rule.request_ops:
                 request_ops += rule.request_ops
-        if target is None and not request_ops and not edits:
+            if body_limit is None:
+                body_limit = rule.max_request_body_bytes
+        if target is None and not request_ops and not edits and body_limit is None:
             return PASS
-        return Decision(None, target, tuple(request_ops), tuple(edits))
+        return Decision(
+            None, target, tuple(request_ops), tuple(edits), max_request_body_bytes=body_limit
+        )
 
 
 class _Compiled:

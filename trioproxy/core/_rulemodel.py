@@ -313,6 +313,7 @@ class Rule:
     deny: Response | None = None  # the answer to denied requests (with `allow`: the others)
     allow: CidrSet | None = None
     rate_limit: RateLimit | None = None
+    max_request_body_bytes: int | None = None  # overrides limits.max_request_body_bytes
 
     @property
     def label(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from ..core._breaker import BreakerState
 from ._metrics import MetricsSnapshot, Scalar
 
 if TYPE_CHECKING:
@@ -17,7 +18,11 @@ __all__ = ["ProxyCollector"]
 
 class ProxyCollector:
     """One proxy's metrics: its request counters plus live values read from the context
-    (connections, tunnels, the pool, dropped log lines) at scrape time."""
+    (connections, tunnels, the pool, dropped log lines) at scrape time.
+
+    Public as ``trioproxy.ProxyCollector``: an embedder registers one for a running proxy,
+    ``REGISTRY.register(ProxyCollector(proxy.server.ctx))``, and scrapes on the event loop.
+    The proxy counts requests only when its admin listener is on (``admin.listen``)."""
 
     def __init__(
         self, ctx: ProxyContext, access_log_dropped: Callable[[], int] | None = None
@@ -62,7 +67,7 @@ class ProxyCollector:
             (
                 "gauge",
                 "trioproxy_upstream_pool_size",
-                "Upper bound on upstream connections (upstream.pool_size)",
+                "Idle upstream connections kept for reuse, at most (upstream.pool_size)",
                 pool.limits.size,
             ),
             (
@@ -100,6 +105,31 @@ class ProxyCollector:
                 "trioproxy_upstream_connections_reused",
                 "Exchanges that reused a pooled upstream connection",
                 pool.stats.reused,
+            ),
+            (
+                "gauge",
+                "trioproxy_upstream_breaker_open",
+                "1 while the circuit breaker on the next hop is open or probing, else 0"
+                " (with workers: how many have it open)",
+                int(pool.breaker.state.state is not BreakerState.CLOSED),
+            ),
+            (
+                "counter",
+                "trioproxy_upstream_breaker_opens",
+                "Times the circuit breaker opened after upstream.breaker_failures failed connects",
+                pool.breaker.state.opens,
+            ),
+            (
+                "counter",
+                "trioproxy_upstream_breaker_rejected",
+                "Requests answered 503 by the open circuit breaker, without a connect",
+                pool.breaker.state.rejected,
+            ),
+            (
+                "counter",
+                "trioproxy_request_bodies_too_large",
+                "Requests answered 413 (or cut) for a body over max_request_body_bytes",
+                stats.bodies_too_large,
             ),
             (
                 "counter",

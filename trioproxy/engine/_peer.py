@@ -14,7 +14,7 @@ either transport (`_transport`: a socket, or memory in tests):
 * **Fairness.** One event loop serves every client, so a task whose sockets are always ready
   must still let the others run: after a syscall that completed without waiting, the task
   yields (a wait is a yield already). Work per received buffer is bounded by the callers
-  (`_exchange` walks h11 events in slices).
+  (`_slices` walks h11 events in slices).
 * **Coalesced writes.** Events are queued as bytes and flushed in one write just before we
   would wait for input, so a small response's head, body and end go out in one segment.
 """
@@ -132,6 +132,11 @@ class Wire:
             self._sending = self._sending[sent:]
             self.bytes_sent += sent
 
+    def discard_queued(self) -> None:
+        """Forget what is queued; only for bytes none of which has been sent."""
+        self._out.clear()
+        self._sending = _NOTHING
+
     async def send_all(self, data: bytes, timeout_s: float) -> None:
         """Send raw bytes outside h11 (a tunnel's payload)."""
         self._out.append(data)
@@ -244,6 +249,16 @@ class Wire:
             while received < max_bytes and (data := await self.recv(math.inf)):
                 received += len(data)
 
+    def drop_arrived(self, max_bytes: int) -> None:
+        """Read and drop what the peer has sent already, without waiting, before a close
+        with no linger: closing with bytes unread sends a reset, which can destroy the
+        answer before the peer reads it. Synchronous, so nothing arrives in between."""
+        with contextlib.suppress(OSError):
+            received = 0
+            while received < max_bytes and (data := self.transport.read_nowait(RECEIVE_SIZE)):
+                received += len(data)
+                self.bytes_received += len(data)
+
     def close(self) -> None:
         """Close at once (synchronously, so it is safe in ``finally`` under cancellation)."""
         self.transport.close()
@@ -292,6 +307,17 @@ class Peer(Wire):
     def _unsendable(self, exc: h11.LocalProtocolError) -> Exception:
         raise NotImplementedError
 
+    def __repr__(self) -> str:
+        ours, theirs = self.h11.our_state.__name__, self.h11.their_state.__name__
+        state = "closed" if self.closed else f"ours {ours}, theirs {theirs}"
+        return (
+            f"<{type(self).__name__} [{self._name()} | {state} | sent {self.bytes_sent}, "
+            f"received {self.bytes_received}, queued {self.queued_bytes} bytes]>"
+        )
+
+    def _name(self) -> str:
+        raise NotImplementedError
+
 
 class Downstream(Peer):
     """The client's connection; ``h11`` is in the SERVER role."""
@@ -302,6 +328,9 @@ class Downstream(Peer):
         super().__init__(transport, conn)
         self.peer_ip = transport.peer_ip
         self.closing = False  # the current response is the connection's last
+
+    def _name(self) -> str:
+        return f"client {self.peer_ip}" + (", closing" if self.closing else "")
 
     def _gone(self, exc: BaseException) -> Exception:
         return ClientGone(f"client connection lost: {exc}")
@@ -335,6 +364,9 @@ class UpstreamConnection(Peer):
         self.uses = 0
         self.detached = False  # no longer counted by the pool (a tunnel)
 
+    def _name(self) -> str:
+        return f"{self.address}, use {self.uses}" + (", detached" if self.detached else "")
+
     @property
     def reusable(self) -> bool:
         # Bytes past the response's framing (a body on a HEAD or 304, a short Content-Length,
@@ -352,10 +384,19 @@ class UpstreamConnection(Peer):
         the origin: an EOF, a reset, or bytes nobody asked for. Checked without blocking."""
         return self.readable_now()
 
-    def _gone(self, exc: BaseException) -> Exception:
+    def failure(self, early: str, late: str) -> UpstreamError:
+        """The error for this connection ending or failing: `UpstreamClosed` (message
+        ``early``) while no response byte has arrived, the stale keep-alive race on a reused
+        connection, which the exchange retries (`_exchange`); else `UpstreamError` (``late``)."""
         if self.bytes_received == 0:
-            return UpstreamClosed(f"upstream {self.address} closed the connection: {exc}")
-        return UpstreamError(f"upstream {self.address} connection lost: {exc}")
+            return UpstreamClosed(early)
+        return UpstreamError(late)
+
+    def _gone(self, exc: BaseException) -> Exception:
+        return self.failure(
+            f"upstream {self.address} closed the connection: {exc}",
+            f"upstream {self.address} connection lost: {exc}",
+        )
 
     def _too_slow(self, doing: str) -> Exception:
         return UpstreamTimeout(f"upstream {self.address} timed out {doing}")

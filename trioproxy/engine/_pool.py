@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import trio
 
 from ..core._addr import format_host_port
-from ..core._errors import PoolTimeout, UpstreamConnectError, UpstreamTimeout
+from ..core._errors import OutOfSockets, PoolTimeout, UpstreamConnectError, UpstreamTimeout
+from ._breakerhook import NextHopBreaker
 from ._h11 import h11
 from ._peer import UpstreamConnection
 from ._resolver import Resolver, SockAddr
@@ -47,6 +48,8 @@ class PoolLimits:
     max_response_head_bytes: int = 65536
     max_connections: int = 0  # all connections, busy included; 0: no cap
     max_age_s: float = 300.0
+    breaker_failures: int = 5  # connect failures in a row that open the breaker; 0: off
+    breaker_cooldown_s: float = 10.0
 
 
 @dataclass(slots=True)
@@ -70,6 +73,7 @@ class UpstreamPool:
         self._open = 0  # idle + in use + connecting
         self._slot_freed = trio.lowlevel.ParkingLot()
         self._closed = False
+        self.breaker = NextHopBreaker(format_host_port(resolver.host, resolver.port))
 
     @property
     def open_count(self) -> int:
@@ -83,6 +87,15 @@ class UpstreamPool:
     def waiting_count(self) -> int:
         return len(self._slot_freed)
 
+    def __repr__(self) -> str:
+        # httpcore's shape. A request holds one connection (in use or connecting), so the
+        # active counts are equal; queued requests wait for a slot (``max_connections``).
+        active = self._open - len(self._idle)
+        return (
+            f"<UpstreamPool [requests: {active} active, {self.waiting_count} queued | "
+            f"connections: {active} active, {len(self._idle)} idle]>"
+        )
+
     async def acquire(self) -> tuple[UpstreamConnection, bool, bool]:
         """A connection for one exchange, whether it was reused from the pool, and whether
         the request had to wait for a slot (its client may have left meanwhile)."""
@@ -92,7 +105,9 @@ class UpstreamPool:
             conn = self._take_idle()
             if conn is not None:
                 self.stats.reused += 1
-                log.debug("pool: reusing the connection to %s (use %d)", conn.address, conn.uses)
+                log.debug(
+                    "pool: reusing the connection to %s (use %d): %r", conn.address, conn.uses, self
+                )
                 return conn, True, waited
             if self._has_room():
                 return await self._open_new(), False, waited
@@ -169,8 +184,6 @@ class UpstreamPool:
         finally:
             self.close()
 
-    run_reaper = run  # the name it had before the resolver moved in
-
     def _has_room(self) -> bool:
         return not self.limits.max_connections or self._open < self.limits.max_connections
 
@@ -214,16 +227,19 @@ class UpstreamPool:
         if not self._has_room():  # taken while we resolved
             conn, _, _ = await self.acquire()
             return conn
+        self.breaker.admit(self.limits)  # while the next hop refuses: 503 at once
         self._open += 1
         try:
             conn = await self._connect(addresses, deadline)
-        except BaseException:
+        except BaseException as exc:
             self._open -= 1
             self._slot_freed.unpark()
+            self.breaker.record(self.limits, exc)
             raise
+        self.breaker.record(self.limits, None)
         self.stats.opened += 1
         conn.uses = 1
-        log.debug("pool: new connection to %s (%d open)", conn.address, self._open)
+        log.debug("pool: new connection to %s: %r", conn.address, self)
         return conn
 
     async def _connect(self, addresses: list[SockAddr], deadline: float) -> UpstreamConnection:
@@ -237,7 +253,7 @@ class UpstreamPool:
                 raise UpstreamTimeout(f"connect to upstream {address} timed out") from None
             except OSError as exc:
                 if exc.errno in _OUT_OF_DESCRIPTORS:
-                    raise UpstreamConnectError(f"cannot open a socket: {exc}") from exc
+                    raise OutOfSockets(f"cannot open a socket: {exc}") from exc
                 errors.append(f"{address}: {os.strerror(exc.errno) if exc.errno else exc}")
                 continue
             conn = h11.Connection(

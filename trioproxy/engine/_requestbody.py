@@ -1,51 +1,63 @@
 """The request body: buffered before an upstream connection is taken, the rest uploaded live.
 
 A body that fits ``limits.request_buffer_bytes`` is read whole before a connection is taken;
-a larger one is uploaded by a side task while the response is relayed (`_forward`), under
-the rate floor and one total deadline.
+a larger one is uploaded by a side task while the response is relayed (`_exchange`), under
+the rate floor the exchange sets and one total deadline.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import trio
 
+from ..config._settings import Settings, Timeouts
+from ..core._bodylimit import body_limit, check_body_size
 from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientError, ClientGone, UpstreamError
-from ..core._headers import BodyKind, header_value, trailer_headers
-from ._exchange import Exchange, RequestBody
+from ..core._headers import BodyKind, RequestPlan, header_value, trailer_headers
 from ._h11 import h11
-from ._peer import Downstream, RateFloor
+from ._peer import Downstream, UpstreamConnection
 from ._slices import check_chunks, move_data
 
 
-async def buffer_request_body(ex: Exchange) -> RequestBody | None:
+@dataclass(slots=True)
+class RequestBody:
+    """A request body on its way: its framing checker, its one total deadline, and its
+    size limit (0: none)."""
+
+    chunks: ChunkedChecker | None
+    deadline: float
+    limit: int = 0
+
+
+async def buffer_request_body(
+    down: Downstream, plan: RequestPlan, settings: Settings
+) -> RequestBody | None:
     """Read the request body until it is complete or ``request_buffer_bytes`` are held in
     h11's receive buffer, before any upstream connection is taken. Also the origin never
     sees a request its client did not finish (conformance: the incomplete-request class).
 
-    From here to the body's end one total deadline and the rate floor apply (cleared by
-    forward()). The chunked-framing checker returned has seen every byte h11 holds.
+    From here to the body's end one total deadline applies (and the exchange's rate floor).
+    The chunked-framing checker returned has seen every byte h11 holds.
     """
-    down, plan = ex.down, ex.plan
     if plan.body is BodyKind.NONE:
         # Take the request's end now, so a failure before any upstream I/O still leaves the
         # downstream connection in step for its next request.
         expect_end_of_request(down)
         return None
-    timeouts, limits = ex.timeouts, ex.limits
-    now = trio.current_time()
+    timeouts, limits = settings.timeouts, settings.limits
     body = RequestBody(
         ChunkedChecker() if plan.body is BodyKind.CHUNKED else None,
-        now + timeouts.client_body_total_s,
+        trio.current_time() + timeouts.client_body_total_s,
+        body_limit(limits.max_request_body_bytes, plan.max_body_bytes),
     )
-    if limits.min_body_rate_bytes_per_s:
-        down.receive_floor = RateFloor(
-            limits.min_body_rate_bytes_per_s, timeouts.client_body_s, now, down.bytes_received
-        )
     length = int(header_value(plan.headers, b"content-length") or 0)
+    # Over the body limit: 413 before any byte goes upstream, and before any 100 Continue.
+    check_body_size(length, body.limit, chunked=False)
     held = down.h11.trailing_data[0]
     if body.chunks is not None:
-        await check_chunks(body.chunks, held, _client_framing_error)
+        await _check_chunks(body, held)
     buffered = len(held)
     if down.h11.they_are_waiting_for_100_continue:
         if length > limits.request_buffer_bytes:
@@ -62,7 +74,7 @@ async def buffer_request_body(ex: Exchange) -> RequestBody | None:
         if not data:
             raise ClientGone("client closed the connection mid-body")
         if body.chunks is not None:
-            await check_chunks(body.chunks, data, _client_framing_error)
+            await _check_chunks(body, data)
         buffered += len(data)
     return body
 
@@ -84,11 +96,11 @@ def expect_end_of_request(down: Downstream) -> None:
         raise ClientError(f"unexpected {type(event).__name__} after a request without body")
 
 
-async def upload_body(ex: Exchange) -> None:
+async def upload_body(
+    down: Downstream, up: UpstreamConnection, body: RequestBody, timeouts: Timeouts
+) -> None:
     """Send the body upstream: what is buffered, then the rest as it arrives (a body larger
     than the buffer, under the rate floor and the total deadline)."""
-    down, up, timeouts, body = ex.down, ex.upstream, ex.timeouts, ex.body
-    assert body is not None
     try:
         while True:
             try:
@@ -104,7 +116,7 @@ async def upload_body(ex: Exchange) -> None:
                 data = await down.recv(_body_wait_s(body, timeouts.client_body_s))
                 down.h11.receive_data(data)  # recorded before any checkpoint
                 if body.chunks is not None:
-                    await check_chunks(body.chunks, data, _client_framing_error)
+                    await _check_chunks(body, data)
             elif isinstance(event, h11.EndOfMessage):
                 up.queue(h11.EndOfMessage(headers=trailer_headers(event.headers.raw_items())))
                 await up.flush(timeouts.upstream_send_s)
@@ -115,6 +127,15 @@ async def upload_body(ex: Exchange) -> None:
         # The origin stopped reading: it may have answered early and closed. The relay
         # reports that answer, or the failure if there is none.
         return
+
+
+async def _check_chunks(body: RequestBody, data: bytes | bytearray) -> None:
+    """The strict framing check, then the body limit on the chunk sizes announced so far:
+    before h11 parses the chunk, so no byte past the limit is forwarded. Mid-upload the
+    exchange then ends: a 413 if no response head went out yet, else the connections close."""
+    assert body.chunks is not None
+    await check_chunks(body.chunks, data, _client_framing_error)
+    check_body_size(body.chunks.declared, body.limit, chunked=True)
 
 
 def _client_framing_error(message: str, *, status: int) -> Exception:
