@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,13 @@ class ProxyProcess:
         """Wait until ``predicate()`` holds, checking each time the process writes."""
         while not predicate():
             await self.output.wait()
+
+    async def reload(self, marker: bytes, timeout_s: float = 10) -> None:
+        """SIGHUP, then wait for one more ``marker`` on stderr (the reload's outcome line)."""
+        before = self.stderr.count(marker)
+        self.process.send_signal(signal.SIGHUP)
+        with trio.fail_after(timeout_s):
+            await self.wait_for_output(lambda: self.stderr.count(marker) > before)
 
     @property
     def address(self) -> tuple[str, int]:

@@ -18,7 +18,7 @@ import trio.lowlevel
 import trioproxy
 from trioproxy.hooks import Exchange
 
-from ..cli_support import ProxyProcess, cli_proxy, wait_for_exit
+from ..cli_support import cli_proxy, wait_for_exit
 from ..support import Client
 
 VALIDATE = Path(__file__).resolve().parents[2] / "scripts" / "validate"
@@ -65,13 +65,6 @@ def _write(tmp_path: Path, generation: int) -> None:
     )
 
 
-async def _hup_and_wait(proxy: ProxyProcess, marker: bytes) -> None:
-    before = proxy.stderr.count(marker)
-    proxy.process.send_signal(signal.SIGHUP)
-    with trio.fail_after(20):
-        await proxy.wait_for_output(lambda: proxy.stderr.count(marker) > before)
-
-
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_hooks_through_the_command_reloaded_under_load(
     origin: tuple[str, int], tmp_path: Path, workers: str
@@ -110,9 +103,9 @@ async def test_hooks_through_the_command_reloaded_under_load(
                     if generation == 2:  # a hook file that fails to import: rejected
                         broken = "import no_such_module\n" + _generation_hook(9)
                         (tmp_path / "hooks" / "tag.py").write_text(broken)
-                        await _hup_and_wait(proxy, b": rejected (")
+                        await proxy.reload(b": rejected (", timeout_s=20)
                     _write(tmp_path, generation)
-                    await _hup_and_wait(proxy, b": ok, ")
+                    await proxy.reload(b": ok, ", timeout_s=20)
                     returned = generation
                     async with Client.connect(proxy.address) as fresh:
                         reply = await fresh.request(b"GET", b"/")

@@ -19,7 +19,7 @@ import trio
 from trioproxy.config._settings import Forwarding, Settings, Upstream
 from trioproxy.engine._server import ProxyServer
 
-from ..cli_support import ProxyProcess, cli_proxy, wait_for_exit
+from ..cli_support import cli_proxy, wait_for_exit
 from ..support import Client, raw_origin, read_head
 from .test_workers import _children
 
@@ -53,13 +53,6 @@ class Progress:
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         while not predicate():
             await self.changed.wait()
-
-
-async def _hup_and_wait(proxy: ProxyProcess, marker: bytes) -> None:
-    before = proxy.stderr.count(marker)
-    proxy.process.send_signal(signal.SIGHUP)
-    with trio.fail_after(10):
-        await proxy.wait_for_output(lambda: proxy.stderr.count(marker) > before)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -103,9 +96,9 @@ async def test_reloads_under_load_fail_nothing_and_apply_at_once(
                     await progress.wait_for(lambda t=target: progress.done >= t)  # type: ignore[misc]
                     if generation == 3:  # an invalid file in between: rejected, nothing changes
                         config.write_text('[[rules]]\nmatch.path = "no-slash"\n')
-                        await _hup_and_wait(proxy, REJECTED)
+                        await proxy.reload(REJECTED)
                     config.write_text(_rules(generation) + keepalive)
-                    await _hup_and_wait(proxy, OK)
+                    await proxy.reload(OK)
                     returned = generation
                     async with Client.connect(proxy.address) as fresh:
                         reply = await fresh.request(b"GET", b"/")
@@ -156,7 +149,7 @@ async def test_a_request_in_flight_finishes_under_the_old_configuration(
                 nursery.start_soon(slow_request)
                 await arrived.wait()
                 config.write_text(_rules(2, log_format="ltsv"))
-                await _hup_and_wait(proxy, OK)
+                await proxy.reload(OK)
                 async with Client.connect(proxy.address) as fresh:
                     after = await fresh.request(b"GET", b"/fast")
                 release.set()
@@ -189,7 +182,7 @@ async def test_restart_only_settings_are_named_and_kept(
         config.write_text(
             f'[admin]\nlisten = "127.0.0.1:{ports[1]}"\n[timeouts]\nclient_idle_s = 5\n'
         )
-        await _hup_and_wait(proxy, OK)
+        await proxy.reload(OK)
         async with Client.connect(("127.0.0.1", ports[0])) as admin:
             assert (await admin.request(b"GET", b"/healthz")).status == 200
         proxy.process.send_signal(signal.SIGTERM)
@@ -206,9 +199,9 @@ async def test_a_worker_restarted_after_a_rejected_reload_runs_the_last_good_one
     config.write_text(_rules(1))
     async with cli_proxy(origin, "--workers", "2", config_dir=str(tmp_path)) as proxy:
         config.write_text(_rules(2))
-        await _hup_and_wait(proxy, OK)
+        await proxy.reload(OK)
         config.write_text('[[rules]]\nmatch.path = "no-slash"\n')
-        await _hup_and_wait(proxy, REJECTED)
+        await proxy.reload(REJECTED)
         victim = min(_children(proxy.process.pid))
         os.kill(victim, signal.SIGKILL)
         with trio.fail_after(10):  # the replacement is ready
