@@ -8,7 +8,7 @@ import trio
 
 from trioproxy.config._settings import Settings
 
-from ..support import make_settings, raw_origin, running_proxy
+from ..support import exchange_raw, make_settings, raw_origin, running_proxy
 
 HEAD = b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n"
 # A request buffer smaller than the 11-byte body: the expectation goes to the origin, which
@@ -133,12 +133,7 @@ async def test_early_final_answer_is_relayed_and_the_body_never_read() -> None:
         raw_origin(rejects) as origin,
         running_proxy(origin, LARGER_THAN_THE_BUFFER) as proxy,
     ):
-        stream = await trio.open_tcp_stream(*proxy.address)
-        async with stream:
-            await stream.send_all(HEAD)
-            received = b""
-            while chunk := await stream.receive_some(65536):  # until the proxy closes
-                received += chunk
+        received = await exchange_raw(proxy.address, HEAD)  # until the proxy closes
     assert received.startswith(b"HTTP/1.1 401 Unauthorized")
     assert received.endswith(b"log in")
     assert b"100 Continue" not in received
@@ -155,11 +150,6 @@ async def test_417_from_origin_is_relayed() -> None:
         raw_origin(refuses_expectation) as origin,
         running_proxy(origin, LARGER_THAN_THE_BUFFER) as proxy,
     ):
-        stream = await trio.open_tcp_stream(*proxy.address)
-        async with stream:
-            await stream.send_all(HEAD)
-            received = b""
-            while chunk := await stream.receive_some(65536):
-                received += chunk
+        received = await exchange_raw(proxy.address, HEAD)  # until the proxy closes
     assert received.startswith(b"HTTP/1.1 417 ")
     assert proxy.records[-1].status == 417
