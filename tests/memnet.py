@@ -41,7 +41,7 @@ from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
 from trioproxy.engine._transport import Transport
 
-from .support import Client, read_until_closed
+from .support import Client, read_head, read_until_closed
 
 # The kit's names (MemoryNetwork too, for tests that build a network of their own).
 __all__ = [
@@ -64,6 +64,7 @@ __all__ = [
     "same_schedule",
     "sent_by_hand",
     "serve_memory",
+    "stale_on_second_request",
     "wait_until",
 ]
 
@@ -502,3 +503,29 @@ def sent_by_hand(
     client.conn.send(h11.Request(method=method, target=target, headers=headers))
     if not (length or chunked):  # bodyless: whole, so the client can go on after the reply
         client.conn.send(h11.EndOfMessage())
+
+
+def stale_on_second_request(
+    partial: bytes = b"", *, reset: bool = False
+) -> tuple[list[int], StreamHandler]:
+    """An origin for the stale-connection retry (the keep-alive race): its first connection
+    answers once, then reads the next request, sends ``partial`` of a response and hangs up
+    (closes, or with ``reset`` resets once the proxy has read it); later connections answer
+    everything. The list counts the answers given on each connection, in order."""
+    answered: list[int] = []
+
+    async def handler(stream: MemoryStream) -> None:
+        answered.append(0)
+        first = len(answered) == 1
+        while await read_head(stream):
+            if first and answered[0]:
+                if partial:
+                    await stream.send_all(partial)
+                if reset:
+                    await trio.testing.wait_all_tasks_blocked()
+                    stream.reset()
+                return
+            answered[-1] += 1
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    return answered, handler

@@ -14,9 +14,9 @@ from trioproxy.engine._memory import MemoryNetwork
 from ..memnet import (
     MemoryStream,
     ScriptedOrigin,
-    StreamHandler,
     memory_proxy,
     sent_by_hand,
+    stale_on_second_request,
     wait_until,
 )
 from ..support import make_settings, read_head
@@ -105,27 +105,10 @@ async def test_an_early_answer_from_the_origin_is_relayed_and_says_close(
     assert reply.header(b"connection") == b"close"
 
 
-def stale_after_first_answer() -> tuple[list[int], StreamHandler]:
-    """An origin whose first connection answers once, then reads the next request and
-    hangs up without a byte (the keep-alive race); later connections answer everything."""
-    connections: list[int] = []
-
-    async def handler(stream: MemoryStream) -> None:
-        connections.append(0)
-        first = len(connections) == 1
-        while await read_head(stream):
-            if first and connections[0]:
-                return
-            connections[-1] += 1
-            await stream.send_all(OK)
-
-    return connections, handler
-
-
 async def test_a_stale_reused_connection_is_retried_once_for_a_get(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    connections, handler = stale_after_first_answer()
+    connections, handler = stale_on_second_request()
     async with memory_proxy(origin=handler) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 200
@@ -138,7 +121,7 @@ async def test_a_stale_reused_connection_is_retried_once_for_a_get(
 async def test_a_stale_reused_connection_is_never_retried_for_a_post(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    connections, handler = stale_after_first_answer()
+    connections, handler = stale_on_second_request()
     async with memory_proxy(origin=handler) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 200
