@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import trio
 
+from .support import Client
+
 # The proxy's own ready line (with --workers, the supervisor's: workers tag theirs), as text
 # ("trioproxy: listening on ...") or JSON ("message": "listening on ...").
 READY = re.compile(rb'(?:trioproxy: |"message": ")listening on ([^\s,"]+):(\d+), upstream')
@@ -142,3 +144,44 @@ def _env() -> dict[str, str]:
 async def wait_for_exit(process: trio.Process, timeout_s: float = 10) -> int:
     with trio.fail_after(timeout_s):
         return await process.wait()
+
+
+@dataclass
+class ReloadLoad:
+    """Keep-alive clients of a proxy being reloaded (SIGHUP). Every answer to ``GET /load``
+    must be the echo origin's 200 with an ``X-Generation`` header no older than ``returned``:
+    the generation whose reload line the test has seen. Failures are collected, not raised,
+    so the load runs on to the end; ``done`` counts the requests answered."""
+
+    returned: int = 0
+    done: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: trio.Event = field(default_factory=trio.Event)
+    _changed: trio.Event = field(default_factory=trio.Event)
+
+    async def client(self, address: tuple[str, int]) -> None:
+        """One client until ``stop``: a new connection whenever the proxy closes one (as
+        browsers do), requests one after another on each."""
+        while not self.stop.is_set():
+            async with Client.connect(address) as client:
+                while not self.stop.is_set():
+                    floor = self.returned
+                    try:
+                        reply = await client.request(b"GET", b"/load")
+                    except Exception as exc:  # truncated, reset, malformed: all count
+                        self.failures.append(f"request failed: {exc!r}")
+                        return
+                    seen = int(reply.header(b"x-generation") or b"-1")
+                    if reply.status != 200 or seen < floor or reply.json()["path"] != "/load":
+                        self.failures.append(f"status {reply.status}, generation {seen} < {floor}")
+                    self.done += 1
+                    self._changed.set()
+                    self._changed = trio.Event()
+                    if reply.header(b"connection") == b"close":
+                        break  # keepalive_requests reached: a new connection
+
+    async def wait_for_more(self, count: int) -> None:
+        """Until ``count`` more requests have been answered."""
+        target = self.done + count
+        while self.done < target:
+            await self._changed.wait()
