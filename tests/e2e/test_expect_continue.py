@@ -61,6 +61,14 @@ async def _next_response_event(stream: trio.SocketStream, conn: h11.Connection) 
         conn.receive_data(await stream.receive_some(65536))
 
 
+async def _send_head_and_get_100(stream: trio.SocketStream, conn: h11.Connection) -> None:
+    """Send HEAD without the body, as a client that waits; the next event must be the 100."""
+    await stream.send_all(HEAD)
+    informational = await _next_response_event(stream, conn)
+    assert isinstance(informational, h11.InformationalResponse)
+    assert informational.status_code == 100
+
+
 async def test_a_body_that_fits_the_buffer_is_taken_before_the_origin_hears_of_it() -> None:
     """No upstream connection waits for a client that may never send its body: the proxy
     answers 100 itself, and the origin gets the request whole, without the expectation."""
@@ -76,10 +84,7 @@ async def test_a_body_that_fits_the_buffer_is_taken_before_the_origin_hears_of_i
     async with raw_origin(origin_handler) as origin, running_proxy(origin) as proxy:
         stream, conn = await _client(proxy.address)
         async with stream:
-            await stream.send_all(HEAD)
-            informational = await _next_response_event(stream, conn)
-            assert isinstance(informational, h11.InformationalResponse)
-            assert informational.status_code == 100
+            await _send_head_and_get_100(stream, conn)
             assert not heads  # nothing went upstream yet
             assert proxy.server.pool.open_count == 0
             await stream.send_all(b"hello world")
@@ -97,10 +102,7 @@ async def test_client_waits_for_100_then_sends_body(settings: Settings | None) -
     async with raw_origin(_continuing_origin) as origin, running_proxy(origin, settings) as proxy:
         stream, conn = await _client(proxy.address)
         async with stream:
-            await stream.send_all(HEAD)
-            informational = await _next_response_event(stream, conn)
-            assert isinstance(informational, h11.InformationalResponse)
-            assert informational.status_code == 100
+            await _send_head_and_get_100(stream, conn)
             await stream.send_all(b"hello world")
             final = await _next_response_event(stream, conn)
             assert isinstance(final, h11.Response) and final.status_code == 200
