@@ -9,15 +9,18 @@ every time.
 
 One handle: ``async with memory_proxy(settings, origin=handler, seed=0) as proxy`` starts the
 origin and the proxy; ``proxy.client()`` / ``proxy.open()`` / ``proxy.exchange_raw()`` are its
-clients (`support.running_proxy` is the same handle over loopback sockets). The simulation in
-fuzz/ serves its origin with the same accept loop (`serve_memory`). Meant to become the public
+clients (`support.running_proxy` is the same handle over loopback sockets);
+``scripted_proxy(section__key=value, ...)`` is the usual case, that handle in front of a fresh
+`ScriptedOrigin`. The simulation in fuzz/ serves its origin with the same accept loop
+(`serve_memory`). Meant to become the public
 ``trioproxy.testing`` memory world; kept here until then.
 
 What a test checks with: `MemoryProxy.upstream` (every upstream connection opened, so the
 pool's counts can be compared with what is open), `check_no_leak`, `handler_tasks`,
 `logged` (records waited for without polling), `settled`/`stopped`; `ScriptedOrigin` (an h11
 origin answering by path, counting what it saw); `StepCounter` (an instrument that counts
-scheduler steps and can act at the N-th: where the cancellation sweeps reset or cancel).
+scheduler steps and can act at the N-th: where the cancellation sweeps reset or cancel);
+`stale_on_second_request` (an origin that loses the keep-alive race, for the retry).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import h11
 import trio
@@ -41,7 +45,7 @@ from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
 from trioproxy.engine._transport import Transport
 
-from .support import Client, read_head, read_until_closed
+from .support import Client, make_settings, read_head, read_until_closed
 
 # The kit's names (MemoryNetwork too, for tests that build a network of their own).
 __all__ = [
@@ -62,6 +66,7 @@ __all__ = [
     "memory_origin",
     "memory_proxy",
     "same_schedule",
+    "scripted_proxy",
     "sent_by_hand",
     "serve_memory",
     "stale_on_second_request",
@@ -326,6 +331,15 @@ async def memory_proxy(
                 yield proxy
         finally:
             nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def scripted_proxy(**overrides: Any) -> AsyncIterator[tuple[MemoryProxy, ScriptedOrigin]]:
+    """The engine tests' usual world: `memory_proxy` in front of a fresh `ScriptedOrigin`,
+    with settings from ``overrides`` (``section__key=value``, as `support.make_settings`)."""
+    origin = ScriptedOrigin()
+    async with memory_proxy(make_settings(**overrides), origin=origin) as proxy:
+        yield proxy, origin
 
 
 async def wait_until(condition: Callable[[], object]) -> None:

@@ -15,6 +15,7 @@ from ..memnet import (
     MemoryStream,
     ScriptedOrigin,
     memory_proxy,
+    scripted_proxy,
     sent_by_hand,
     stale_on_second_request,
     wait_until,
@@ -32,8 +33,7 @@ def post_head(length: int, *extra: bytes) -> bytes:
 async def test_a_body_that_fits_the_buffer_is_read_whole_before_the_origin_hears_of_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         async with proxy.client() as client:
             await client.stream.send_all(post_head(1000) + b"x" * 500)
             await trio.testing.wait_all_tasks_blocked()
@@ -47,9 +47,7 @@ async def test_a_body_that_fits_the_buffer_is_read_whole_before_the_origin_hears
 async def test_a_body_larger_than_the_buffer_streams_while_it_arrives(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(limits__request_buffer_bytes=1024)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(limits__request_buffer_bytes=1024) as (proxy, origin):
         async with proxy.client() as client:
             await client.stream.send_all(post_head(100_000) + b"x" * 50_000)
             await wait_until(lambda: origin.targets == [b"/upload"])  # before the body ended
@@ -62,8 +60,7 @@ async def test_a_body_larger_than_the_buffer_streams_while_it_arrives(
 async def test_expect_100_continue_is_answered_by_the_proxy_for_a_small_body(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         async with proxy.client() as client:
             await client.stream.send_all(post_head(10, b"Expect: 100-continue"))
             with trio.fail_after(5):
@@ -191,8 +188,7 @@ async def test_endless_slow_informational_responses_meet_the_response_deadline_5
 async def test_a_client_that_leaves_during_a_slow_answer_ends_the_exchange(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         stream = proxy.open()
         await stream.send_all(b"GET /slow/600 HTTP/1.1\r\nHost: x\r\n\r\n")
         await wait_until(lambda: origin.targets == [b"/slow/600"])
@@ -247,8 +243,7 @@ async def test_a_streamed_body_trickled_inside_each_timeout_is_cut_by_the_rate_f
     """Past the buffer the body streams (an upstream connection held); a byte every 50 s
     beats the 60 s inactivity timeout but not the 1 KiB/s floor after it: 408, and the
     upstream connection, mid-request, is closed."""
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         stream = proxy.open()
         async with stream, trio.open_nursery() as nursery:
             started = trio.current_time()

@@ -29,6 +29,7 @@ from ..memnet import (
     fixed_lookup,
     memory_origin,
     memory_proxy,
+    scripted_proxy,
     wait_until,
 )
 from ..support import make_settings, read_head
@@ -37,8 +38,7 @@ from ..support import make_settings, read_head
 async def test_one_upstream_connection_serves_client_connections_in_turn(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         for _ in range(3):
             async with proxy.client() as client:
                 assert (await client.request(b"GET", b"/small")).status == 200
@@ -51,9 +51,10 @@ async def test_one_upstream_connection_serves_client_connections_in_turn(
 async def test_pool_size_bounds_the_idle_connections_kept(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(upstream__pool_size=2, upstream__idle_timeout_s=600.0)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(upstream__pool_size=2, upstream__idle_timeout_s=600.0) as (
+        proxy,
+        origin,
+    ):
         async with trio.open_nursery() as nursery:
             for _ in range(4):
 
@@ -71,9 +72,10 @@ async def test_pool_size_bounds_the_idle_connections_kept(
 async def test_max_connections_makes_a_request_wait_then_503_after_pool_wait_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=5.0)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(upstream__max_connections=1, timeouts__pool_wait_s=5.0) as (
+        proxy,
+        origin,
+    ):
         async with proxy.client() as holder, proxy.client() as waiter:
             await holder.stream.send_all(b"GET /slow/30 HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: origin.targets == [b"/slow/30"])
@@ -91,9 +93,10 @@ async def test_max_connections_makes_a_request_wait_then_503_after_pool_wait_s(
 async def test_a_waiting_request_gets_the_connection_as_soon_as_it_is_freed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=5.0)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(upstream__max_connections=1, timeouts__pool_wait_s=5.0) as (
+        proxy,
+        origin,
+    ):
         async with proxy.client() as holder, proxy.client() as waiter:
             await holder.stream.send_all(b"GET /slow/2 HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: origin.targets == [b"/slow/2"])
@@ -108,9 +111,9 @@ async def test_a_waiting_request_gets_the_connection_as_soon_as_it_is_freed(
 async def test_a_connection_older_than_max_connection_age_s_is_not_reused(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(upstream__max_connection_age_s=5.0, upstream__idle_timeout_s=600.0)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(
+        upstream__max_connection_age_s=5.0, upstream__idle_timeout_s=600.0
+    ) as (proxy, origin):
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/small")).status == 200
             await trio.sleep(3.0)  # virtual: younger than its maximum age
@@ -125,9 +128,7 @@ async def test_a_connection_older_than_max_connection_age_s_is_not_reused(
 async def test_idle_upstream_connections_expire_after_idle_timeout_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(upstream__idle_timeout_s=4.0)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(upstream__idle_timeout_s=4.0) as (proxy, origin):
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/small")).status == 200
             released = trio.current_time()
@@ -141,8 +142,7 @@ async def test_idle_upstream_connections_expire_after_idle_timeout_s(
 async def test_a_connection_the_origin_closed_while_idle_is_not_reused(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         async with proxy.client() as client:
             # /close: the origin answers (keep-alive by its headers), then hangs up.
             assert (await client.request(b"GET", b"/close")).status == 200
@@ -195,9 +195,10 @@ async def test_a_server_being_cancelled_asks_its_stopped_resolver_for_nothing(
 async def test_a_client_that_left_while_waiting_for_a_slot_is_never_sent_upstream(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=30.0)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(upstream__max_connections=1, timeouts__pool_wait_s=30.0) as (
+        proxy,
+        origin,
+    ):
         async with proxy.client() as holder:
             await holder.stream.send_all(b"GET /slow/5 HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: origin.targets == [b"/slow/5"])
