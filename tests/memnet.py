@@ -63,6 +63,7 @@ __all__ = [
     "counting_steps",
     "fixed_lookup",
     "handler_tasks",
+    "in_flight",
     "memory_origin",
     "memory_proxy",
     "same_schedule",
@@ -334,12 +335,23 @@ async def memory_proxy(
 
 
 @asynccontextmanager
-async def scripted_proxy(**overrides: Any) -> AsyncIterator[tuple[MemoryProxy, ScriptedOrigin]]:
+async def scripted_proxy(
+    settings: Settings | None = None, **overrides: Any
+) -> AsyncIterator[tuple[MemoryProxy, ScriptedOrigin]]:
     """The engine tests' usual world: `memory_proxy` in front of a fresh `ScriptedOrigin`,
-    with settings from ``overrides`` (``section__key=value``, as `support.make_settings`)."""
+    with ``settings``, or settings from ``overrides`` (``section__key=value``, as
+    `support.make_settings`)."""
+    assert settings is None or not overrides, "settings, or overrides: not both"
     origin = ScriptedOrigin()
-    async with memory_proxy(make_settings(**overrides), origin=origin) as proxy:
+    async with memory_proxy(settings or make_settings(**overrides), origin=origin) as proxy:
         yield proxy, origin
+
+
+async def in_flight(client: Client, origin: ScriptedOrigin, target: bytes) -> None:
+    """Send ``GET target`` on ``client`` and wait until ``origin`` has it: an exchange that
+    holds its connections (``/slow/S``: for S seconds) until ``client.read_reply()``."""
+    await client.stream.send_all(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+    await wait_until(lambda: target in origin.targets)
 
 
 async def wait_until(condition: Callable[[], object]) -> None:

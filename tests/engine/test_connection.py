@@ -10,7 +10,12 @@ import pytest
 import trio
 import trio.testing
 
-from ..memnet import memory_proxy, scripted_proxy, wait_until
+from ..memnet import (
+    in_flight,
+    memory_proxy,
+    scripted_proxy,
+    wait_until,
+)
 from ..support import make_settings, parse_responses, read_until_closed
 
 GET = b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -128,8 +133,7 @@ async def test_a_newcomer_waits_while_every_connection_is_busy(
 ) -> None:
     async with scripted_proxy(limits__max_connections=1) as (proxy, origin):
         async with proxy.client() as busy, proxy.client() as newcomer:
-            await busy.stream.send_all(b"GET /slow/30 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await wait_until(lambda: origin.targets == [b"/slow/30"])
+            await in_flight(busy, origin, b"/slow/30")
             started = trio.current_time()
             with trio.fail_after(60):
                 async with trio.open_nursery() as nursery:

@@ -27,6 +27,7 @@ from ..memnet import (
     MemoryStream,
     ScriptedOrigin,
     fixed_lookup,
+    in_flight,
     memory_origin,
     memory_proxy,
     scripted_proxy,
@@ -77,8 +78,7 @@ async def test_max_connections_makes_a_request_wait_then_503_after_pool_wait_s(
         origin,
     ):
         async with proxy.client() as holder, proxy.client() as waiter:
-            await holder.stream.send_all(b"GET /slow/30 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await wait_until(lambda: origin.targets == [b"/slow/30"])
+            await in_flight(holder, origin, b"/slow/30")
             started = trio.current_time()
             reply = await waiter.request(b"GET", b"/small")
             assert reply.status == 503
@@ -98,8 +98,7 @@ async def test_a_waiting_request_gets_the_connection_as_soon_as_it_is_freed(
         origin,
     ):
         async with proxy.client() as holder, proxy.client() as waiter:
-            await holder.stream.send_all(b"GET /slow/2 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await wait_until(lambda: origin.targets == [b"/slow/2"])
+            await in_flight(holder, origin, b"/slow/2")
             started = trio.current_time()
             reply = await waiter.request(b"GET", b"/small")
             assert reply.status == 200
@@ -200,8 +199,7 @@ async def test_a_client_that_left_while_waiting_for_a_slot_is_never_sent_upstrea
         origin,
     ):
         async with proxy.client() as holder:
-            await holder.stream.send_all(b"GET /slow/5 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await wait_until(lambda: origin.targets == [b"/slow/5"])
+            await in_flight(holder, origin, b"/slow/5")
             leaver = proxy.open()
             await leaver.send_all(b"GET /left HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: proxy.server.pool.waiting_count == 1)
