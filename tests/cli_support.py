@@ -121,6 +121,34 @@ async def _cli_proxy(
                 await process.wait()
 
 
+@asynccontextmanager
+async def command_process(command: Sequence[str]) -> AsyncIterator[trio.Process]:
+    """``command`` running with its stderr piped (TRIOPROXY_ variables unset); killed at the
+    end of the block if it still runs."""
+    process = await trio.lowlevel.open_process(command, stderr=subprocess.PIPE, env=_env())
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            with trio.move_on_after(5):
+                await process.wait()
+        if process.stderr is not None:
+            await process.stderr.aclose()
+
+
+async def stderr_until_ready(process: trio.Process) -> bytearray:
+    """What ``process`` wrote on stderr up to the proxy's ready line (AssertionError, with
+    that output, if it closed stderr first)."""
+    assert process.stderr is not None
+    seen = bytearray()
+    while not READY.search(seen):
+        chunk = await process.stderr.receive_some(65536)
+        assert chunk, seen.decode()
+        seen += chunk
+    return seen
+
+
 async def run_cli(
     args: Sequence[str], timeout_s: float = 10, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[bytes]:
