@@ -115,10 +115,7 @@ async def _cli_proxy(
             proc.port = int(match.group(2))
             yield proc
         finally:
-            if process.poll() is None:
-                process.kill()
-            with trio.move_on_after(5):
-                await process.wait()
+            await _ended(process)
 
 
 @asynccontextmanager
@@ -129,12 +126,17 @@ async def command_process(command: Sequence[str]) -> AsyncIterator[trio.Process]
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.kill()
-            with trio.move_on_after(5):
-                await process.wait()
+        await _ended(process)
         if process.stderr is not None:
             await process.stderr.aclose()
+
+
+async def _ended(process: trio.Process) -> None:
+    """Killed if it still runs, and waited for (a bounded wait)."""
+    if process.poll() is None:
+        process.kill()
+    with trio.move_on_after(5):
+        await process.wait()
 
 
 async def stderr_until_ready(process: trio.Process) -> bytearray:
