@@ -136,20 +136,27 @@ async def read_head(stream: trio.abc.ReceiveStream) -> bytes:
 @dataclass
 class HeldOrigin:
     """A raw origin (on any trio stream: a socket, or a memory one) that holds each answer
-    until ``release`` is set; ``arrived`` is set as the first request head has come."""
+    until ``release`` is set; ``arrived`` is set as the first request head has come. With
+    ``early``, the head and that many bytes of the body go out before the hold."""
 
     body: bytes = b"ok"
     heads: list[bytes] = field(default_factory=list)
     arrived: trio.Event = field(default_factory=trio.Event)
     release: trio.Event = field(default_factory=trio.Event)
+    early: int | None = None
 
     async def __call__(self, stream: trio.abc.Stream) -> None:
         while head := await read_head(stream):
             self.heads.append(head)
             self.arrived.set()
-            await self.release.wait()
             framing = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.body)
-            await stream.send_all(framing + self.body)
+            if self.early is not None:
+                await stream.send_all(framing + self.body[: self.early])
+            await self.release.wait()
+            if self.early is None:
+                await stream.send_all(framing + self.body)
+            else:
+                await stream.send_all(self.body[self.early :])
 
 
 @dataclass
