@@ -20,7 +20,7 @@ from ..memnet import (
     stale_on_second_request,
     wait_until,
 )
-from ..support import make_settings, read_head
+from ..support import Client, Reply, make_settings, read_head
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -28,6 +28,13 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 def post_head(length: int, *extra: bytes) -> bytes:
     lines = [b"POST /upload HTTP/1.1", b"Host: x", b"Content-Length: %d" % length, *extra]
     return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+async def rest_of_upload(client: Client, rest: bytes, length: int) -> Reply:
+    """Send the ``rest`` of a ``post_head(length)`` body the test began by hand; the reply."""
+    await client.stream.send_all(rest)
+    sent_by_hand(client, b"POST", b"/upload", length)
+    return await client.read_reply()
 
 
 async def test_a_body_that_fits_the_buffer_is_read_whole_before_the_origin_hears_of_it(
@@ -38,9 +45,7 @@ async def test_a_body_that_fits_the_buffer_is_read_whole_before_the_origin_hears
             await client.stream.send_all(post_head(1000) + b"x" * 500)
             await trio.testing.wait_all_tasks_blocked()
             assert origin.accepted == 0 and proxy.upstream == []  # no connection held for it
-            await client.stream.send_all(b"x" * 500)
-            sent_by_hand(client, b"POST", b"/upload", 1000)
-            reply = await client.read_reply()
+            reply = await rest_of_upload(client, b"x" * 500, 1000)
     assert (reply.status, reply.body) == (200, b"1000")
 
 
@@ -51,9 +56,7 @@ async def test_a_body_larger_than_the_buffer_streams_while_it_arrives(
         async with proxy.client() as client:
             await client.stream.send_all(post_head(100_000) + b"x" * 50_000)
             await wait_until(lambda: origin.targets == [b"/upload"])  # before the body ended
-            await client.stream.send_all(b"x" * 50_000)
-            sent_by_hand(client, b"POST", b"/upload", 100_000)
-            reply = await client.read_reply()
+            reply = await rest_of_upload(client, b"x" * 50_000, 100_000)
     assert (reply.status, reply.body) == (200, b"100000")
 
 
@@ -67,9 +70,7 @@ async def test_expect_100_continue_is_answered_by_the_proxy_for_a_small_body(
                 interim = await client.stream.receive_some(65536)
             assert interim.startswith(b"HTTP/1.1 100 ")
             assert origin.accepted == 0  # answered by the proxy, not the origin
-            await client.stream.send_all(b"0123456789")
-            sent_by_hand(client, b"POST", b"/upload", 10)
-            reply = await client.read_reply()
+            reply = await rest_of_upload(client, b"0123456789", 10)
     assert (reply.status, reply.body) == (200, b"10")
     assert all(name.lower() != b"expect" for name, _ in origin.heads[0].headers)
 
