@@ -70,41 +70,35 @@ async def test_pool_size_bounds_the_idle_connections_kept(
         await wait_until(lambda: origin.open == 2)  # the other two were closed
 
 
-async def test_max_connections_makes_a_request_wait_then_503_after_pool_wait_s(
+@pytest.mark.parametrize(
+    ("busy_s", "status", "waited_s", "targets"),
+    [
+        pytest.param(2, 200, 2.0, [b"/slow/2", b"/small"], id="served-the-moment-it-is-freed"),
+        pytest.param(30, 503, 5.0, [b"/slow/30"], id="503-after-pool_wait_s"),
+    ],
+)
+async def test_max_connections_makes_a_request_wait_for_a_freed_connection_up_to_pool_wait_s(
     autojump_clock: trio.testing.MockClock,
+    busy_s: int,
+    status: int,
+    waited_s: float,
+    targets: list[bytes],
 ) -> None:
-    async with scripted_proxy(upstream__max_connections=1, timeouts__pool_wait_s=5.0) as (
-        proxy,
-        origin,
-    ):
+    settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=5.0)
+    async with scripted_proxy(settings) as (proxy, origin):
         async with proxy.client() as holder, proxy.client() as waiter:
-            await in_flight(holder, origin, b"/slow/30")
+            await in_flight(holder, origin, b"/slow/%d" % busy_s)
             started = trio.current_time()
             reply = await waiter.request(b"GET", b"/small")
-            assert reply.status == 503
-            assert 5.0 <= trio.current_time() - started < 6.0
+            assert reply.status == status
+            assert trio.current_time() - started == waited_s
             assert proxy.server.pool.waiting_count == 0
             assert (await holder.read_reply()).status == 200
         assert proxy.upstream_open == proxy.server.pool.idle_count == 1
-    assert origin.targets == [b"/slow/30"]
-    assert proxy.upstream_open == proxy.server.pool.open_count == 0  # closed with the server
-
-
-async def test_a_waiting_request_gets_the_connection_as_soon_as_it_is_freed(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async with scripted_proxy(upstream__max_connections=1, timeouts__pool_wait_s=5.0) as (
-        proxy,
-        origin,
-    ):
-        async with proxy.client() as holder, proxy.client() as waiter:
-            await in_flight(holder, origin, b"/slow/2")
-            started = trio.current_time()
-            reply = await waiter.request(b"GET", b"/small")
-            assert reply.status == 200
-            assert trio.current_time() - started == 2.0  # the moment the first one ended
+    assert origin.targets == targets
     assert origin.accepted == 1
     assert proxy.server.pool.stats.waited >= 1
+    assert proxy.upstream_open == proxy.server.pool.open_count == 0  # closed with the server
 
 
 async def test_a_connection_older_than_max_connection_age_s_is_not_reused(
