@@ -1,6 +1,6 @@
 """One exchange without sockets, on the autojump clock: request bodies buffered or streamed,
-100-continue, early answers, the stale-connection retry, 1xx, the response deadline, the
-client watch, and responses read ahead or streamed under backpressure."""
+100-continue, early answers, 1xx, the response deadline, the client watch, and responses
+read ahead or streamed under backpressure. (The stale-connection retry: `test_retry`.)"""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from ..memnet import (
     memory_proxy,
     scripted_proxy,
     sent_by_hand,
-    stale_on_second_request,
     wait_until,
 )
 from ..support import Client, Reply, make_settings, read_head
@@ -101,31 +100,6 @@ async def test_an_early_answer_from_the_origin_is_relayed_and_says_close(
         assert proxy.upstream_open == proxy.server.pool.open_count == 0  # not reusable
     assert (reply.status, reply.body) == (413, b"big!")
     assert reply.header(b"connection") == b"close"
-
-
-async def test_a_stale_reused_connection_is_retried_once_for_a_get(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    connections, handler = stale_on_second_request()
-    async with memory_proxy(origin=handler) as proxy:
-        async with proxy.client() as client:
-            assert (await client.request(b"GET", b"/")).status == 200
-            assert (await client.request(b"GET", b"/")).status == 200
-    assert connections == [1, 1]
-    assert proxy.server.ctx.stats.retries == 1
-    assert [r.status for r in proxy.records] == [200, 200]
-
-
-async def test_a_stale_reused_connection_is_never_retried_for_a_post(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    connections, handler = stale_on_second_request()
-    async with memory_proxy(origin=handler) as proxy:
-        async with proxy.client() as client:
-            assert (await client.request(b"GET", b"/")).status == 200
-            assert (await client.request(b"POST", b"/", body=b"x")).status == 502
-    assert connections == [1]
-    assert proxy.server.ctx.stats.retries == 0
 
 
 async def test_informational_responses_are_relayed_before_the_final_one(

@@ -1,107 +1,56 @@
-"""The stale-connection retry, where it must not happen: a request is retried once on a
-fresh connection only when its reused one died before any response byte, and it is
-idempotent with no body (nginx's and Varnish's rule). The cases where it does retry are in
-`test_exchange`.
+"""The stale-connection retry: a request is retried once on a fresh connection only when its
+reused one died (closed, or reset) before any response byte, and it is idempotent with no
+body (nginx's and Varnish's rule); otherwise the client gets a 502 and the origin never sees
+the request twice.
 
 From the former e2e/test_promises.py (README promises that mutation testing showed no test
-pinned down), on loopback there.
+pinned down, on loopback there), the former test_stale_reset.py (a *reset* is judged by what
+was received on it), and test_exchange.
 """
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
 import trio.testing
 
-from ..memnet import MemoryStream, memory_proxy, stale_on_second_request
-from ..support import read_head
+from ..memnet import memory_proxy, stale_on_second_request
 
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+PART_OF_A_HEAD = b"HTTP/1.1 200 OK\r\nContent-Le"
 
-
-async def test_a_bodyless_post_is_never_retried_on_a_stale_connection(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    """`POST /logout` with no body: not idempotent, so a reused connection that dies before
-    any response byte is a 502, never a second POST (the retry rule: idempotent AND no body)."""
-    seen: list[bytes] = []
-
-    async def stale_after_first(stream: MemoryStream) -> None:
-        seen.append(await read_head(stream))
-        await stream.send_all(OK)
-        seen.append(await read_head(stream))  # the POST arrives, then the origin hangs up
-
-    async with memory_proxy(origin=stale_after_first) as proxy:
-        async with proxy.client() as client:
-            assert (await client.request(b"GET", b"/")).status == 200
-            reply = await client.request(b"POST", b"/logout")
-    assert reply.status == 502
-    assert [head.split(b" ", 1)[0] for head in seen] == [b"GET", b"POST"]  # one POST only
-    assert proxy.server.ctx.stats.retries == 0
-
-
-async def _fin(stream: MemoryStream) -> None:
-    await stream.aclose()
-
-
-async def _reset(stream: MemoryStream) -> None:
-    stream.reset()
-    await trio.lowlevel.checkpoint()
-
-
-@pytest.mark.parametrize("hang_up", [_reset, _fin], ids=["reset", "fin"])
-async def test_no_retry_once_the_origin_sent_part_of_a_response(
-    autojump_clock: trio.testing.MockClock,
-    hang_up: Callable[[MemoryStream], Awaitable[None]],
-) -> None:
-    """A GET on a reused connection whose origin sends part of a response head, then resets
-    or closes: bytes came back, so the request may have been acted on; 502, no retry."""
-    connections: list[int] = []
-
-    async def partial_then_hang_up(stream: MemoryStream) -> None:
-        connections.append(1)
-        await read_head(stream)
-        await stream.send_all(OK)
-        await read_head(stream)
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Le")
-        await hang_up(stream)
-
-    async with memory_proxy(origin=partial_then_hang_up) as proxy:
-        async with proxy.client() as client:
-            assert (await client.request(b"GET", b"/")).status == 200
-            reply = await client.request(b"GET", b"/")
-    assert reply.status == 502
-    assert len(connections) == 1
-    assert proxy.server.ctx.stats.retries == 0
-
-
-# From the former test_stale_reset.py: An upstream *reset* on a reused connection is judged by
-# what was received on it.
+# (method, body, what the origin sends of the second answer before it hangs up, whether it
+# resets, the second request's status, the answers given on each connection, retries)
+CASES = [
+    pytest.param(b"GET", b"", b"", False, 200, [1, 1], 1, id="get-closed-retried-once"),
+    pytest.param(b"GET", b"", b"", True, 200, [1, 1], 1, id="get-reset-retried-once"),
+    pytest.param(b"POST", b"x", b"", False, 502, [1], 0, id="post-with-a-body-never"),
+    # Not idempotent even without a body (`POST /logout`): never a second POST.
+    pytest.param(b"POST", b"", b"", False, 502, [1], 0, id="bodyless-post-never"),
+    # Bytes came back, so the request may have been acted on.
+    pytest.param(b"GET", b"", b"HTTP/1.1 200 OK\r\n", True, 502, [1], 0, id="reset-after-a-line"),
+    pytest.param(b"GET", b"", PART_OF_A_HEAD, True, 502, [1], 0, id="reset-mid-head"),
+    pytest.param(b"GET", b"", PART_OF_A_HEAD, False, 502, [1], 0, id="closed-mid-head"),
+]
 
 
 @pytest.mark.parametrize(
-    ("partial", "second", "answered", "retries"),
-    [
-        pytest.param(b"", 200, [1, 1], 1, id="before-any-response-byte-retried"),
-        pytest.param(b"HTTP/1.1 200 OK\r\n", 502, [1], 0, id="after-a-response-byte-502"),
-    ],
+    ("method", "body", "partial", "reset", "status", "answered", "retries"), CASES
 )
-async def test_a_reset_on_a_reused_connection_is_retried_only_before_any_response_byte(
+async def test_a_dead_reused_connection_is_retried_only_if_idempotent_bodyless_and_unanswered(
     autojump_clock: trio.testing.MockClock,
+    method: bytes,
+    body: bytes,
     partial: bytes,
-    second: int,
+    reset: bool,
+    status: int,
     answered: list[int],
     retries: int,
 ) -> None:
-    """Before any response byte the request cannot have been acted on: it is retried on a
-    fresh connection (whose answer is the second count); after one, a 502 and no retry."""
-    counts, handler = stale_on_second_request(partial, reset=True)
+    counts, handler = stale_on_second_request(partial, reset=reset)
     async with memory_proxy(origin=handler) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 200
-            assert (await client.request(b"GET", b"/")).status == second
-    assert counts == answered
+            assert (await client.request(method, b"/", body=body)).status == status
+    assert counts == answered  # [1, 1]: the second answer came from a fresh connection
     assert proxy.server.ctx.stats.retries == retries
-    assert [r.status for r in proxy.records] == [200, second]
+    assert [r.status for r in proxy.records] == [200, status]
