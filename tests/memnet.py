@@ -336,14 +336,15 @@ async def memory_proxy(
 
 @asynccontextmanager
 async def scripted_proxy(
-    settings: Settings | None = None, **overrides: Any
+    settings: Settings | None = None, *, network: MemoryNetwork | None = None, **overrides: Any
 ) -> AsyncIterator[tuple[MemoryProxy, ScriptedOrigin]]:
     """The engine tests' usual world: `memory_proxy` in front of a fresh `ScriptedOrigin`,
     with ``settings``, or settings from ``overrides`` (``section__key=value``, as
-    `support.make_settings`)."""
+    `support.make_settings`); on ``network`` if given (one with small pipes, say)."""
     assert settings is None or not overrides, "settings, or overrides: not both"
     origin = ScriptedOrigin()
-    async with memory_proxy(settings or make_settings(**overrides), origin=origin) as proxy:
+    settings = settings or make_settings(**overrides)
+    async with memory_proxy(settings, network, origin=origin) as proxy:
         yield proxy, origin
 
 

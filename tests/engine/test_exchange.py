@@ -13,7 +13,6 @@ from trioproxy.engine._memory import MemoryNetwork
 
 from ..memnet import (
     MemoryStream,
-    ScriptedOrigin,
     memory_proxy,
     scripted_proxy,
     sent_by_hand,
@@ -180,8 +179,7 @@ async def test_a_client_that_leaves_during_a_slow_answer_ends_the_exchange(
 async def test_a_response_that_fits_the_buffer_frees_its_upstream_before_the_client_reads(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
-    async with memory_proxy(network=network, origin=origin) as proxy:
+    async with scripted_proxy(network=MemoryNetwork(capacity=4096)) as (proxy, _origin):
         async with proxy.client() as client:
             await client.stream.send_all(b"GET /big/50000 HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: proxy.server.pool.idle_count == 1)  # nothing read yet
@@ -195,8 +193,7 @@ async def test_a_response_past_the_buffer_streams_under_backpressure(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     size = 2_000_000
-    network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
-    async with memory_proxy(network=network, origin=origin) as proxy:
+    async with scripted_proxy(network=MemoryNetwork(capacity=4096)) as (proxy, origin):
         async with proxy.client() as client:
             await client.stream.send_all(b"GET /big/%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
             await wait_until(lambda: origin.sent)
@@ -247,10 +244,8 @@ async def test_a_streamed_body_trickled_inside_each_timeout_is_cut_by_the_rate_f
 async def test_a_client_that_never_reads_a_large_response_is_cut_after_client_send_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
-    async with memory_proxy(network=network, origin=origin) as proxy:
-        stream = proxy.open()
-        async with stream:
+    async with scripted_proxy(network=MemoryNetwork(capacity=4096)) as (proxy, _origin):
+        async with proxy.open() as stream:
             started = trio.current_time()
             await stream.send_all(b"GET /big/10000000 HTTP/1.1\r\nHost: x\r\n\r\n")
             with trio.fail_after(600):
@@ -267,10 +262,8 @@ async def test_a_client_reading_a_large_response_too_slowly_is_cut_by_the_rate_f
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """512 bytes every 30 s keeps the inactivity timeout at bay, not the 1 KiB/s floor."""
-    network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
-    async with memory_proxy(network=network, origin=origin) as proxy:
-        stream = proxy.open()
-        async with stream:
+    async with scripted_proxy(network=MemoryNetwork(capacity=4096)) as (proxy, _origin):
+        async with proxy.open() as stream:
             await stream.send_all(b"GET /big/10000000 HTTP/1.1\r\nHost: x\r\n\r\n")
             with trio.fail_after(600), contextlib.suppress(trio.BrokenResourceError):
                 for _ in range(100):  # the slow reader
