@@ -43,6 +43,26 @@ def make_settings(**overrides: Any) -> Settings:
     return settings
 
 
+def access_record(
+    host: bytes = b"h.example",
+    status: int = 200,
+    sent: int = 100,
+    duration_s: float = 0.001,
+    upstream_s: float = -1.0,
+    peer: str = "127.0.0.1",
+) -> AccessRecord:
+    """An exchange's access record with what the request metrics count."""
+    return AccessRecord(
+        start_wall=0.0,
+        peer=peer,
+        host=host,
+        status=status,
+        bytes_sent=sent,
+        duration_s=duration_s,
+        upstream_duration_s=upstream_s,
+    )
+
+
 RawHandler = Callable[[trio.SocketStream], Awaitable[None]]
 
 
