@@ -169,11 +169,10 @@ async def test_an_oversized_request_line_gets_a_414_and_a_close(
 ) -> None:
     settings = make_settings(limits__max_request_line_bytes=100)
     async with memory_proxy(settings) as proxy:
-        stream = proxy.open()
-        async with stream:
-            await stream.send_all(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-            with trio.fail_after(5):
-                answer = await read_until_closed(stream)
+        with trio.fail_after(5):
+            answer = await proxy.exchange_raw(
+                b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
     assert answer.startswith(b"HTTP/1.1 414 ")
     assert [r.status for r in proxy.records] == [414]
 
