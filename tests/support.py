@@ -116,12 +116,15 @@ async def raw_origin(handler: RawHandler) -> AsyncIterator[tuple[str, int]]:
             nursery.cancel_scope.cancel()
 
 
-def answering(data: bytes) -> Callable[[trio.abc.Stream], Awaitable[None]]:
-    """A raw origin that reads a request head, sends ``data`` as it is, and closes."""
+def answering(data: bytes, *, hold: bool = False) -> Callable[[trio.abc.Stream], Awaitable[None]]:
+    """A raw origin that reads a request head, sends ``data`` as it is, and closes; with
+    ``hold``, it keeps the connection open instead, reading no more (closing is the proxy's)."""
 
     async def answer(stream: trio.abc.Stream) -> None:
         await read_head(stream)
         await stream.send_all(data)
+        if hold:
+            await trio.sleep_forever()
 
     return answer
 

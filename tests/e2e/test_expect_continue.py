@@ -8,7 +8,7 @@ import trio
 
 from trioproxy.config._settings import Settings
 
-from ..support import exchange_raw, make_settings, raw_origin, running_proxy
+from ..support import answering, exchange_raw, make_settings, raw_origin, running_proxy
 
 HEAD = b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n"
 # A request buffer smaller than the 11-byte body: the expectation goes to the origin, which
@@ -143,11 +143,9 @@ async def test_early_final_answer_is_relayed_and_the_body_never_read() -> None:
 
 
 async def test_417_from_origin_is_relayed() -> None:
-    async def refuses_expectation(stream: trio.SocketStream) -> None:
-        await _read_head(stream, bytearray())
-        await stream.send_all(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
-        await trio.sleep_forever()
-
+    refuses_expectation = answering(
+        b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n", hold=True
+    )
     async with (
         raw_origin(refuses_expectation) as origin,
         running_proxy(origin, LARGER_THAN_THE_BUFFER) as proxy,

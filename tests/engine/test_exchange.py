@@ -18,7 +18,7 @@ from ..memnet import (
     sent_by_hand,
     wait_until,
 )
-from ..support import Client, Reply, make_settings, read_head
+from ..support import Client, Reply, answering, make_settings, read_head
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -76,11 +76,7 @@ async def test_expect_100_continue_is_answered_by_the_proxy_for_a_small_body(
 async def test_an_early_answer_from_the_origin_is_relayed_and_says_close(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async def refuses(stream: MemoryStream) -> None:
-        await read_head(stream)
-        await stream.send_all(b"HTTP/1.1 413 Too Large\r\nContent-Length: 4\r\n\r\nbig!")
-        await trio.sleep_forever()  # reading no more of the body
-
+    refuses = answering(b"HTTP/1.1 413 Too Large\r\nContent-Length: 4\r\n\r\nbig!", hold=True)
     settings = make_settings(limits__request_buffer_bytes=1024)
     async with memory_proxy(settings, origin=refuses) as proxy:
         async with proxy.client() as client, trio.open_nursery() as nursery:
@@ -125,11 +121,7 @@ async def test_informational_responses_are_relayed_before_the_final_one(
 async def test_a_flood_of_informational_responses_is_capped_with_a_502(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async def flood(stream: MemoryStream) -> None:
-        await read_head(stream)
-        await stream.send_all(b"HTTP/1.1 103 Early Hints\r\n\r\n" * 5000)
-        await trio.sleep_forever()
-
+    flood = answering(b"HTTP/1.1 103 Early Hints\r\n\r\n" * 5000, hold=True)
     async with memory_proxy(origin=flood) as proxy:
         async with proxy.client() as client:
             with trio.fail_after(5):
