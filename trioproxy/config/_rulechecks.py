@@ -23,7 +23,7 @@ def _combination_problems(rule: Rule) -> Iterator[tuple[str, str]]:
     if rule.deny is not None and rule.allow is None:
         answers.append("deny")
     edits = [key for key in _EDIT_KEYS if getattr(rule, _RULE_FIELDS.get(key, key))]
-    gates = [key for key in ("allow", "rate_limit") if getattr(rule, key) is not None]
+    gates = [key for key in ("allow", "rate_limit", "fault") if getattr(rule, key) is not None]
     if not (answers or edits or gates):
         yield "", f"has no action; give one of {', '.join(_ACTION_KEYS)}"
     if len(answers) > 1:
@@ -31,6 +31,8 @@ def _combination_problems(rule: Rule) -> Iterator[tuple[str, str]]:
     if rule.allow is not None and answers:
         message = "allow answers everyone outside the list with deny, and cannot go with"
         yield "allow", f"{message} {answers[0]}"
+    if rule.fault is not None and answers:
+        yield "fault", f"never applies: this rule answers every request it matches ({answers[0]})"
     for key in ("request_headers", "rewrite"):
         if key in edits and answers:
             yield key, f"has no effect: this rule answers every request it matches ({answers[0]})"
@@ -52,6 +54,7 @@ _ACTION_KEYS = (
     "deny",
     "allow",
     "rate_limit",
+    "fault",
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..core._rulemodel import Rule, RuleSet
 from ._describe import describe, quote
+from ._faultconfig import FAULT_KEYS, parse_fault
 from ._reachability import unreachable
 from ._ruleactions import _deny, _header_edits, _rate_limit, _redirect, _respond, _rewrite
 from ._rulechecks import _RULE_FIELDS, _combination_problems
@@ -87,6 +88,7 @@ _RULE_PARSERS: dict[str, Parser] = {
     "deny": _deny,
     "allow": _networks,
     "rate_limit": _rate_limit,
+    "fault": lambda raw, key_path, sink: parse_fault(raw, key_path, sink.report),
 }
 
 # Keys of the tables within a rule, for "did you mean" when one is written a level too high.
@@ -97,4 +99,5 @@ _NESTED_KEYS: dict[str, tuple[str, ...]] = {
     "respond": ("headers", "body"),
     "rate_limit": ("rate", "burst", "max_clients"),
     "request_headers": ("set", "add", "remove"),
+    "fault": tuple(key for key in FAULT_KEYS if key not in ("status", "body", "name")),
 }

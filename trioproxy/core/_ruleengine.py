@@ -27,6 +27,7 @@ from dataclasses import replace
 from typing import Final, NamedTuple, Protocol
 
 from ._answers import FORBIDDEN, _too_many_requests, text_response
+from ._faults import FaultState
 from ._ratelimit import TokenBuckets, retry_after_s
 from ._requestview import RequestView, client_address
 from ._rulemodel import (
@@ -71,6 +72,7 @@ class Decision(NamedTuple):
     request_ops: tuple[HeaderOp, ...] = ()
     response_edits: tuple[ResponseEdit, ...] = ()
     rule: str = ""  # the rule that answered, for the diagnostics line
+    faults: tuple[FaultState, ...] = ()  # selected for this request, in rule order
 
     def request_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
         return apply_header_ops(headers, self.request_ops) if self.request_ops else list(headers)
@@ -148,6 +150,7 @@ class RuleEngine:
         target: bytes | None = None
         request_ops: list[HeaderOp] = []
         edits: list[ResponseEdit] = []
+        faults: list[FaultState] = []
         for compiled in self._rules:
             found: re.Match[bytes] | None = None
             if compiled.test is not None:
@@ -169,15 +172,17 @@ class RuleEngine:
                 target = rule.rewrite.expand(view, found) + _query_part(view)
             if rule.request_ops:
                 request_ops += rule.request_ops
-        if target is None and not request_ops and not edits:
+            if compiled.fault is not None and compiled.fault.select():
+                faults.append(compiled.fault)
+        if target is None and not request_ops and not edits and not faults:
             return PASS
-        return Decision(None, target, tuple(request_ops), tuple(edits))
+        return Decision(None, target, tuple(request_ops), tuple(edits), faults=tuple(faults))
 
 
 class _Compiled:
     """A rule with what evaluation needs precomputed, so that each request does less."""
 
-    __slots__ = ("buckets", "edit", "rule", "stops", "test")
+    __slots__ = ("buckets", "edit", "fault", "rule", "stops", "test")
 
     def __init__(self, rule: Rule, buckets: Buckets | None) -> None:
         self.rule = rule
@@ -186,6 +191,7 @@ class _Compiled:
         self.test = None if request_conditions == _ANY else request_conditions.test
         self.buckets = buckets
         self.edit = rule.response_edit()
+        self.fault = None if rule.fault is None else FaultState(rule.fault)
         self.stops = rule.allow is not None or self.buckets is not None or _answers(rule)
 
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ._faults import Fault
 from ._requestview import RequestView, client_address
 
 __all__ = [
@@ -313,6 +314,7 @@ class Rule:
     deny: Response | None = None  # the answer to denied requests (with `allow`: the others)
     allow: CidrSet | None = None
     rate_limit: RateLimit | None = None
+    fault: Fault | None = None  # carried out by the engine on the requests it selects
 
     @property
     def label(self) -> str:
