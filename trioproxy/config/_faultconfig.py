@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..core._faults import Direction, Distribution, Fault, FaultKind, Point, Selection
+from ..core._rulemodel import Match
 from ._describe import describe
+from ._rulematch import _match
 from ._rulevalues import Parser, ProblemSink, _fields, _integer, _Invalid, _Sink, _text_body
 
-__all__ = ["FAULT_KEYS", "parse_fault"]
+__all__ = ["FAULT_KEYS", "parse_fault", "parse_runtime_fault"]
 
 _MAX_DELAY_S = 86_400.0  # a day: a hang longer than any test's patience is a hang
 
@@ -109,3 +111,28 @@ def _fault(raw: Any, key_path: str, sink: _Sink) -> Fault | None:
     for key, message in fault.problems():
         sink.report(f"{key_path}.{key}", message)
     return fault if sink.ok else None
+
+
+def parse_runtime_fault(
+    raw: Any, problem: ProblemSink, key_path: str = "fault"
+) -> tuple[Fault, Match, dict[str, Any]] | None:
+    """A fault added while the proxy runs (``POST /faults``, ``proxy.fault``): a fault table
+    as a rule's, with the rule's ``match`` table beside its keys. The fault, its match, and
+    the match as given; None after reporting every problem, named from ``key_path``."""
+    sink = _Sink(problem)
+    if not isinstance(raw, dict):
+        sink.report(key_path, f"expected a table (a JSON object), found {describe(raw)}")
+        return None
+    keys = dict(raw)
+    match_raw = keys.pop("match", {})
+    match = Match()
+    try:
+        match = _match(match_raw, f"{key_path}.match", sink)
+    except _Invalid as exc:
+        sink.report(f"{key_path}.match", str(exc))
+    if match.statuses is not None:
+        sink.report(f"{key_path}.match.status", "a fault is chosen by its request: no status yet")
+    fault = parse_fault(keys, key_path, sink.report)
+    if fault is None or not sink.ok:
+        return None
+    return fault, match, dict(match_raw)

@@ -25,12 +25,14 @@ import trio
 from ..config._settings import Settings
 from ..core._accesslog import AccessRecord
 from ..core._addr import format_host_port
+from ..core._faulttable import FaultTable
 from ..core._headers import ForwardingRules
 from ..core._ruleengine import BucketsFactory, RuleEngine, local_buckets
 from ..core._rulemodel import trusted_networks
 from ._collector import ProxyCollector
 from ._connection import serve_connection
 from ._context import ProxyContext
+from ._journal import LiveJournal, recording
 from ._listen import accept_forever, as_listener
 from ._metrics import RequestMetrics, observing
 from ._pool import Connector, PoolLimits, UpstreamPool
@@ -55,6 +57,7 @@ class ProxyServer:
         count_requests: bool | None = None,
         lookup: Lookup = system_lookup,
         connect: Connector = connect_socket,
+        journal_size: int | None = None,
     ) -> None:
         """``count_requests``: feed the /metrics counters from every access record; by
         default when ``settings.admin.listen`` is set. A worker whose supervisor serves
@@ -62,7 +65,10 @@ class ProxyServer:
         Decided here, once: the context's access-log sink is never swapped afterwards.
 
         ``lookup`` and ``connect`` reach the upstream: the system resolver and TCP, or a
-        `MemoryNetwork` in engine tests."""
+        `MemoryNetwork` in engine tests.
+
+        ``journal_size``: exchanges the journal keeps (by default ``admin.journal_size``);
+        0 keeps no journal, and the access-log sink stays as it was."""
         self.settings = settings
         self.upstream = upstream
         # Admin listener (issue 7): its bound address once run() has started it, and where
@@ -83,6 +89,8 @@ class ProxyServer:
         # request, and only those, without a call in the connection code.
         self._counting = bool(settings.admin.listen) if count_requests is None else count_requests
         metrics = RequestMetrics()
+        size = settings.admin.journal_size if journal_size is None else journal_size
+        self.journal = LiveJournal(size) if size else None
         self.ctx = ProxyContext(
             settings=settings,
             pool=pool,
@@ -120,7 +128,13 @@ class ProxyServer:
     def _sink(
         self, metrics: RequestMetrics, access_log: Callable[[AccessRecord], None]
     ) -> Callable[[AccessRecord], None]:
-        return observing(metrics, access_log) if self._counting else access_log
+        sink = observing(metrics, access_log) if self._counting else access_log
+        return recording(self.journal, sink) if self.journal is not None else sink
+
+    @property
+    def faults(self) -> FaultTable:
+        """The faults added while running; every context version shares them."""
+        return self.ctx.shared.faults
 
     @property
     def pool(self) -> UpstreamPool:
@@ -181,6 +195,8 @@ class ProxyServer:
                 admin_listener.socket.close()
 
     def _admin_server(self) -> AdminServer:
+        from ..config._faultconfig import parse_runtime_fault
+        from ..core._admincontrol import AdminControl
         from ._admin import AdminServer
 
         collector = ProxyCollector(self.ctx, self._access_log_dropped)
@@ -188,6 +204,9 @@ class ProxyServer:
             is_draining=lambda: self.draining,
             upstream=self.upstream,
             metrics_snapshot=collector.snapshot,
+            control=AdminControl(
+                self.journal, self.faults, parse_runtime_fault, self.settings.admin.faults
+            ),
         )
 
     def _drain(self, handlers: trio.Nursery) -> None:
