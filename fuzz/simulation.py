@@ -40,7 +40,7 @@ from trio._core import _run as trio_run_loop
 from tests.support import make_settings
 from trioproxy.config._settings import Settings
 from trioproxy.core._accesslog import AccessRecord
-from trioproxy.engine import _connection
+from trioproxy.engine import _exchange
 from trioproxy.engine._memory import MemoryNetwork
 from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
@@ -301,7 +301,7 @@ def simulate(scenario: Scenario) -> Outcome:
     logger = logging.getLogger("trioproxy")
     logger.addHandler(errors)
     try:
-        with unittest.mock.patch.object(_connection, "new_request_id", lambda: next(ids)):
+        with unittest.mock.patch.object(_exchange, "new_request_id", lambda: next(ids)):
             ended_at = trio.run(
                 _run_and_time,
                 world,

@@ -151,9 +151,7 @@ class MemoryProxy:
         still open (the idle ones), none is busy, and no client connection is being served."""
         pool = self.server.pool
         assert pool.open_count == self.upstream_open == pool.idle_count, (
-            pool.open_count,
-            self.upstream_open,
-            pool.idle_count,
+            f"{pool!r}, {self.upstream_open} upstream connections open"
         )
         assert self.server.ctx.stats.connections_open == 0
         assert handler_tasks() == 0

@@ -10,11 +10,12 @@ memory and taken by TCP, so memory logged 499 where production logged 200).
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 
 from trioproxy.engine._memory import memory_transport_pair
 from trioproxy.engine._transport import SocketTransport, Transport
@@ -134,3 +135,43 @@ async def test_a_connection_we_closed_reads_as_gone(kind: str) -> None:
         assert a.closed and a.readable_now() and a.peer_closed()
         with pytest.raises(trio.ClosedResourceError):
             await a.wait_readable()
+
+
+async def _second_waiter(wait: Callable[[], Awaitable[None]]) -> str:
+    """What a second task gets waiting the same way while a first one waits."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        try:
+            with trio.fail_after(5):
+                await wait()
+        except trio.BusyResourceError:
+            return "BusyResourceError"
+        finally:
+            nursery.cancel_scope.cancel()
+    return "waited too"
+
+
+async def test_a_second_task_waiting_to_read_one_end_is_refused(kind: str) -> None:
+    async with PAIRS[kind]() as (a, _):
+        assert await _second_waiter(a.wait_readable) == "BusyResourceError"
+
+
+async def test_a_second_task_waiting_to_write_one_end_is_refused(kind: str) -> None:
+    async with PAIRS[kind]() as (a, _):
+        while write(a, b"x" * 65536) is not None:  # full: the first writer waits
+            pass
+        assert await _second_waiter(a.wait_writable) == "BusyResourceError"
+
+
+async def test_one_reader_and_one_writer_may_wait_on_one_end_together(kind: str) -> None:
+    async with PAIRS[kind]() as (a, b):
+        while write(a, b"x" * 65536) is not None:
+            pass
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(a.wait_readable)
+            nursery.start_soon(a.wait_writable)
+            await trio.testing.wait_all_tasks_blocked()
+            assert write(b, b"ping") == 4  # the reader wakes; the writer still waits
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()

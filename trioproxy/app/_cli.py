@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 # Neither trio, h11 nor the configuration loader here: the supervisor of --workers N never
 # imports them (`_run` does, for one process; `_confcheck` checks the supervisor's
 # configuration).
+from ..config._options import directory_problem
 from ..core._addr import format_host_port
 from ..engine._bind import ListenError, bind_socket, socket_address
 from ._command import build_parser, configure_diagnostics, load_config, log, parse_options
@@ -101,8 +102,9 @@ def _supervise(args: argparse.Namespace) -> int:
     from ._supervisor import Config, Reloaded, Supervisor
 
     count = args.workers
-    if args.config_dir_explicit and not os.path.isdir(args.config_dir):
-        log.error("config: %s: no such directory", args.config_dir)
+    problem = directory_problem(args.config_dir) if args.config_dir_explicit else ""
+    if problem:
+        log.error("config: %s", problem)
         return 2
     checked = _confcheck(args.config_dir, args.log_format)
     if checked is None:

@@ -15,7 +15,14 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from .._version import __version__
-from ..config._options import OPTIONS, OptionError, parser_problem, resolve
+from ..config._options import (
+    DEFAULT_CONFIG_DIR,
+    OPTIONS,
+    OptionError,
+    directory_problem,
+    parser_problem,
+    resolve,
+)
 from ..engine._diagnostics import FailureAggregator, JsonFormatter, TextFormatter
 
 if TYPE_CHECKING:
@@ -24,11 +31,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("trioproxy")
 
 
+class _UsageError(Exception):
+    """An argument argparse refused; `parse_options` writes it as diagnostics are written."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line that says what was wrong."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        raise _UsageError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser(
@@ -64,17 +75,64 @@ def parse_options(
     parser: argparse.ArgumentParser, argv: Sequence[str], defaults: Mapping[str, str] | None = None
 ) -> tuple[argparse.Namespace, set[str]] | None:
     """Flags, then TRIOPROXY_ variables, then defaults; None after a one-line error on stderr."""
-    flags = vars(parser.parse_args(argv))
+    try:
+        flags = vars(parser.parse_args(argv))
+    except _UsageError as exc:
+        _argument_error(parser.prog, str(exc), argv)
+        return None
     try:
         values, explicit = resolve(flags, os.environ, defaults=defaults)
     except OptionError as exc:
-        sys.stderr.write(f"{parser.prog}: {exc}\n")
+        _argument_error(parser.prog, str(exc), argv)
         return None
     problem = parser_problem(os.environ.get("TRIOPROXY_PARSER", "auto"))
     if problem:
-        sys.stderr.write(f"{parser.prog}: {problem}\n")
+        _argument_error(parser.prog, problem, argv)
         return None
     return argparse.Namespace(**values), explicit
+
+
+def _argument_error(prog: str, message: str, argv: Sequence[str]) -> None:
+    """One line on stderr: plain, or a JSON diagnostic when the diagnostics asked for were JSON
+    (a log collector expecting JSON lines must not meet a stray text line)."""
+    if _wanted_format(argv) == "json":
+        configure_diagnostics("info", "json")
+        log.error("%s: %s", prog, message)
+    else:
+        sys.stderr.write(f"{prog}: {message}\n")
+
+
+def _wanted_format(argv: Sequence[str]) -> str:
+    """The diagnostics format the arguments asked for, found as far as arguments that did not
+    parse allow: the flag, else its variable, else the configuration's [diagnostics] format."""
+    wanted = _flag_text(argv, "--log-format") or os.environ.get("TRIOPROXY_LOG_FORMAT")
+    if wanted:
+        return wanted.lower()
+    directory = _flag_text(argv, "--config-dir") or os.environ.get("TRIOPROXY_CONFIG_DIR")
+    # Only on this error path: the supervisor stays small otherwise. The loader's reader
+    # refuses what must not be read (a FIFO, a huge file); the rest is not checked here.
+    import tomllib
+
+    from ..config._config import ConfigError, read_config
+
+    try:
+        raw = read_config(directory or DEFAULT_CONFIG_DIR)[1] or b""
+        return str(tomllib.loads(raw.decode())["diagnostics"]["format"]).lower()
+    except (ConfigError, ValueError, KeyError, TypeError):  # unreadable, invalid or not set
+        return ""
+
+
+def _flag_text(argv: Sequence[str], flag: str) -> str | None:
+    """What the last ``flag VALUE`` or ``flag=VALUE`` before any ``--`` said (None: absent)."""
+    text = None
+    for index, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == flag and index + 1 < len(argv):
+            text = argv[index + 1]
+        elif arg.startswith(flag + "="):
+            text = arg[len(flag) + 1 :]
+    return text
 
 
 def configure_diagnostics(level: str, fmt: str = "") -> None:
@@ -101,8 +159,9 @@ def load_config(config_dir: str, *, explicit: bool) -> Settings | None:
     """The settings, or None after one line per problem; a named directory must exist."""
     from ..config._config import ConfigError, load_settings
 
-    if explicit and not os.path.isdir(config_dir):
-        log.error("config: %s: no such directory", config_dir)
+    wrong = directory_problem(config_dir) if explicit else ""
+    if wrong:
+        log.error("config: %s", wrong)
         return None
     try:
         return load_settings(config_dir)

@@ -1,10 +1,12 @@
-"""``--workers auto``: how many CPUs this process may use (affinity and the cgroup v2 quota).
+"""``--workers auto``: how many CPUs this process may use (affinity and the cgroup quota).
 
-`usable_cpus` decides over plain data; `cpu_max_texts` and `auto_workers` read what it needs
-from /proc and /sys. A container's CPU limit (Kubernetes ``resources.limits.cpu``, ``docker run
---cpus``) is the cgroup v2 ``cpu.max`` quota, "QUOTA PERIOD" or "max PERIOD"; the limit that
-binds is the smallest over the process's cgroup and its ancestors. A fractional quota (1.5
-CPUs) is rounded up: the half CPU is still worth a worker. This module never imports trio.
+`usable_cpus` decides over plain data; `cpu_max_texts`, `cfs_quota_texts` and `auto_workers`
+read what it needs from /proc and /sys. A container's CPU limit (Kubernetes
+``resources.limits.cpu``, ``docker run --cpus``) is the cgroup v2 ``cpu.max`` quota, "QUOTA
+PERIOD" or "max PERIOD", or on cgroup v1 the pair ``cpu.cfs_quota_us`` (-1: none) and
+``cpu.cfs_period_us``, read here in ``cpu.max``'s form; the limit that binds is the smallest over
+the process's cgroup and its ancestors. A fractional quota (1.5 CPUs) is rounded up: the half
+CPU is still worth a worker. This module never imports trio.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["auto_workers", "cpu_max_texts", "parse_cpu_max", "usable_cpus"]
+__all__ = ["auto_workers", "cfs_quota_texts", "cpu_max_texts", "parse_cpu_max", "usable_cpus"]
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -61,6 +63,40 @@ def cpu_max_texts(proc_cgroup: str, root: Path = _CGROUP_ROOT) -> list[str]:
     return texts
 
 
+def cfs_quota_texts(proc_cgroup: str, root: Path = _CGROUP_ROOT) -> list[str]:
+    """The cgroup v1 CPU quotas of the group named in ``proc_cgroup`` for the ``cpu``
+    controller and of its ancestors, each as ``cpu.max`` would say it ("QUOTA PERIOD", "max
+    PERIOD"); none on cgroup v2 or without the files.
+
+    The group's directory is looked for under the controller's mount (``cpu,cpuacct`` or
+    ``cpu``) and walked up to it: in a container the mount is the container's own group, so
+    the host path of /proc/self/cgroup is not there and the walk reaches the mount itself."""
+    for line in proc_cgroup.splitlines():
+        controllers, _, path = line.partition(":")[2].partition(":")
+        if "cpu" not in controllers.split(","):
+            continue
+        mounts = [root / controllers, root / "cpu"]
+        mount = next((m for m in mounts if (m / "cpu.cfs_period_us").exists()), None)
+        if mount is None:
+            return []
+        parts = [part for part in path.strip().split("/") if part]
+        return [
+            text
+            for depth in range(len(parts), -1, -1)
+            if (text := _cfs_quota_text(mount.joinpath(*parts[:depth])))
+        ]
+    return []
+
+
+def _cfs_quota_text(group: Path) -> str:
+    try:
+        quota = (group / "cpu.cfs_quota_us").read_text().strip()
+        period = (group / "cpu.cfs_period_us").read_text().strip()
+    except OSError:
+        return ""
+    return f"{'max' if quota.startswith('-') else quota} {period}"
+
+
 def auto_workers() -> int:
     """What ``--workers auto`` means on this machine, now."""
     try:
@@ -71,4 +107,5 @@ def auto_workers() -> int:
         proc_cgroup = Path("/proc/self/cgroup").read_text()
     except OSError:
         proc_cgroup = ""
-    return usable_cpus(affinity, cpu_max_texts(proc_cgroup))
+    quotas = cpu_max_texts(proc_cgroup) + cfs_quota_texts(proc_cgroup)
+    return usable_cpus(affinity, quotas)

@@ -64,4 +64,5 @@ def main(argv: Sequence[str]) -> int:
             await run_proxy(settings, [listener], upstream, access_log, access_log_dropped)
 
     run_with_access_log(settings, run)
+    log.info("stopped")  # as the proxy says it: a harness waits for the matching pair
     return 0

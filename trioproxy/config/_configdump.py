@@ -1,8 +1,9 @@
 """Render the effective configuration as TOML, defaults included (``trioproxy config``; pure).
 
 Sections come from the `Settings` in force, so every key is shown with the value the proxy runs
-with. ``[[rules]]`` are shown as the file wrote them (already checked by the loader): the
-compiled rules keep no source form worth re-deriving.
+with. ``[[rules]]`` are shown as the file wrote them (already checked by the loader), with the
+defaults of the keys an action left out added: the compiled rules keep no source form worth
+re-deriving.
 """
 
 from __future__ import annotations
@@ -13,9 +14,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
+from ..core._ratelimit import DEFAULT_MAX_CLIENTS
 from ._settings import Settings
 
 __all__ = ["render_toml"]
+
+# What an action means by a key it leaves out (`_ruleactions`); test_configdump holds these to
+# the loader's by loading the dump back. ``deny = true`` is the table with its defaults.
+_ACTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "redirect": {"status": 302},
+    "respond": {"status": 200},
+    "deny": {"status": 403},
+    "rate_limit": {"max_clients": DEFAULT_MAX_CLIENTS},
+}
 
 
 def render_toml(settings: Settings, rules: Sequence[Mapping[str, Any]] = ()) -> str:
@@ -29,8 +40,17 @@ def render_toml(settings: Settings, rules: Sequence[Mapping[str, Any]] = ()) -> 
             lines.append(f"{key.name} = {_value(getattr(values, key.name))}")
         lines.append("")
     for rule in rules:
-        lines.extend(_table(["rules"], rule, array=True))
+        lines.extend(_table(["rules"], _with_defaults(rule), array=True))
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _with_defaults(rule: Mapping[str, Any]) -> dict[str, Any]:
+    shown = dict(rule)
+    for action, defaults in _ACTION_DEFAULTS.items():
+        written = {} if shown.get(action) is True and action == "deny" else shown.get(action)
+        if isinstance(written, Mapping):
+            shown[action] = {**written, **{k: v for k, v in defaults.items() if k not in written}}
+    return shown
 
 
 def _table(path: list[str], table: Mapping[str, Any], *, array: bool = False) -> list[str]:

@@ -8,6 +8,7 @@ operator who never typed a flag is not told about one.
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ __all__ = [
     "OPTIONS",
     "Option",
     "OptionError",
+    "directory_problem",
     "parse_upstream",
     "parse_workers",
     "parser_problem",
@@ -74,12 +76,23 @@ def parser_problem(wanted: str) -> str:
 
 
 def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    # "" (not set: decided later) is allowed where offered, but is no choice to list.
+    listed = ", ".join(choice for choice in allowed if choice)
+
     def parse(text: str) -> str:
         if text.lower() not in allowed:
-            raise ValueError(f"expected one of {', '.join(allowed)}, got {text!r}")
+            raise ValueError(f"expected one of {listed}, got {text!r}")
         return text.lower()
 
     return parse
+
+
+def directory_problem(path: str) -> str:
+    """Why ``path``, named by an operator, cannot be the configuration directory ("" if it
+    can): a file there is not a missing directory."""
+    if os.path.isdir(path):
+        return ""
+    return f"{path}: {'is not a directory' if os.path.exists(path) else 'no such directory'}"
 
 
 def _directory(text: str) -> str:

@@ -84,7 +84,8 @@ def _paths_by_key_name() -> dict[str, list[str]]:
 
 
 class _Invalid(Exception):
-    """A value is wrong; the argument says what was expected and what was found."""
+    """A value is wrong; each argument says what was expected and what was found (several:
+    one problem each, as for every bad entry of a list)."""
 
 
 def _check_section(
@@ -101,7 +102,8 @@ def _check_section(
         try:
             values[key_name] = _check_value(key, value)
         except _Invalid as exc:
-            problem(key_path, str(exc))
+            for message in exc.args:
+                problem(key_path, message)
     return values
 
 
@@ -211,10 +213,9 @@ def _check_networks(key: _Key, value: Any) -> None:
         return
     from ._rulevalues import network_problem  # the rules' allow lists parse networks alike
 
-    for text in value:
-        message = network_problem(text)
-        if message is not None:
-            raise _Invalid(message)
+    messages = [message for text in value if (message := network_problem(text)) is not None]
+    if messages:
+        raise _Invalid(*messages)
 
 
 _META_CHECKS: tuple[Callable[[_Key, Any], None], ...] = (

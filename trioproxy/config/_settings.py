@@ -87,7 +87,6 @@ class Limits:
     max_header_count: int = _num(100, 1, 10000, "request header fields")
     # Request line length (nginx large_client_header_buffers: 8 KiB); 414 beyond.
     max_request_line_bytes: int = _num(8192, 64, 1 << 20, "request line length")
-    # Open downstream connections; beyond it new connections wait in the kernel's backlog.
     # Open downstream connections. At the limit the oldest idle keep-alive connection is
     # closed to admit a newcomer (nginx does the same); when every one is busy, newcomers wait
     # in the kernel's backlog.

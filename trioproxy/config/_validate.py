@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 
 from ._config import ConfigError, load_config, load_settings
-from ._options import DEFAULT_CONFIG_DIR
+from ._options import DEFAULT_CONFIG_DIR, OptionError, directory_problem, resolve
 
 __all__ = ["DEFAULT_CONFIG_DIR", "config_main", "main"]
 
@@ -54,24 +54,38 @@ def _guarded(command: str, run: Callable[[str, list[str]], int], argv: list[str]
 
 def _directory(command: str, argv: list[str]) -> str | int:
     """The directory to check, or an exit status once the arguments were answered."""
-    usage = f"usage: trioproxy {command} [DIR]  (default: {DEFAULT_CONFIG_DIR})\n"
+    default = f"$TRIOPROXY_CONFIG_DIR, else {DEFAULT_CONFIG_DIR}"
+    usage = f"usage: trioproxy {command} [DIR]  (default: {default})\n"
     arguments = argv[1:] if argv[:1] == ["--"] else argv
     if arguments[:1] in (["-h"], ["--help"]):
         sys.stdout.write(usage + _HELP[command])  # asked for: the only case that prints on stdout
         return 0
-    wrong = None
+    wrong, config_dir = "", ""
     if arguments and arguments[0].startswith("-") and argv[:1] != ["--"]:
         wrong = f"unknown option {arguments[0]!r} (a directory starting with '-' goes after --)"
     elif len(arguments) > 1:
         named = " ".join(repr(a) for a in arguments)
         wrong = f"expected at most one directory, got {len(arguments)}: {named}"
-    elif arguments and not os.path.isdir(arguments[0]):
-        what = "is not a directory" if os.path.exists(arguments[0]) else "no such directory"
-        wrong = f"{arguments[0]}: {what}"
-    if wrong is not None:
+    else:
+        config_dir, wrong = _chosen(arguments)
+    if wrong:
         _emit(f"trioproxy {command}: {wrong}\n{usage}")
         return 2
-    return arguments[0] if arguments else DEFAULT_CONFIG_DIR
+    return config_dir
+
+
+def _chosen(arguments: list[str]) -> tuple[str, str]:
+    """The directory and what is wrong with it ("": nothing), chosen as the proxy chooses:
+    the argument, else TRIOPROXY_CONFIG_DIR, else the default; one named must exist."""
+    if arguments:
+        return arguments[0], directory_problem(arguments[0])
+    try:
+        default = {"config_dir": DEFAULT_CONFIG_DIR}
+        values, named = resolve({"config_dir": None}, os.environ, defaults=default)
+    except OptionError as exc:  # the variable set, but empty
+        return "", str(exc)
+    problem = directory_problem(values["config_dir"]) if named else ""
+    return values["config_dir"], problem and f"TRIOPROXY_CONFIG_DIR: {problem}"
 
 
 def _run(command: str, argv: list[str]) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from ._errors import readable
 from ._strict import _FIELDS, _MAX_LENGTH, _TOKEN, FramingError, _check_line_bytes
 
 __all__ = ["ChunkedChecker"]
@@ -124,7 +125,7 @@ class ChunkedChecker:
         line = self._line
         match = _CHUNK_LINE.fullmatch(line)
         if match is None:
-            raise FramingError(f"malformed chunk-size line {bytes(line[:40])!r}")
+            raise FramingError(f"malformed chunk-size line {readable(bytes(line[:40]))}")
         self._remaining = int(match.group(1), 16)
         if self._remaining > _MAX_LENGTH:
             raise FramingError("chunk size too large")

@@ -6,6 +6,40 @@ happen (`_peer.py`, `_pool.py`); everything above speaks only this vocabulary.
 
 from __future__ import annotations
 
+import re
+
+# Printable ASCII as is; the quote, the backslash and everything else escaped.
+_READABLE = {
+    **{byte: f"\\x{byte:02x}" for byte in range(256)},
+    **{byte: chr(byte) for byte in range(0x20, 0x7F)},
+    **{ord(c): e for c, e in (("\t", "\\t"), ("\r", "\\r"), ("\n", "\\n"))},
+    **{ord(c): "\\" + c for c in '"\\'},
+}
+_REPR = r"""b(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""  # as repr() writes bytes
+_BYTES_REPR = re.compile(rf"""bytearray\(({_REPR})\)|(?<![\w"])({_REPR})""")
+
+
+def readable(data: bytes | bytearray) -> str:
+    """Bytes as a message shows them to an operator or a client: in double quotes, escaped
+    where not printable ASCII (``"X-Req\\tuest"``), never Python's ``b'...'``."""
+    return '"' + data.decode("latin-1").translate(_READABLE) + '"'
+
+
+def without_bytes_reprs(message: str) -> str:
+    """``message`` with each Python bytes repr in it (h11 writes what it refuses as
+    ``b'...'`` or ``bytearray(b'...')``) shown `readable` instead."""
+    if "b'" not in message and 'b"' not in message:
+        return message
+    import ast  # rarely needed: only for a message that carries a repr
+
+    def shown(match: re.Match[str]) -> str:
+        try:
+            return readable(ast.literal_eval(match.group(1) or match.group(2)))
+        except (ValueError, SyntaxError):  # not a whole repr after all: leave it
+            return match.group(0)
+
+    return _BYTES_REPR.sub(shown, message)
+
 
 class ProxyError(Exception):
     """An exchange failed; ``status`` is what the client gets if no response head was sent."""
@@ -13,7 +47,9 @@ class ProxyError(Exception):
     status: int = 502
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
+        # Messages relay h11's, which quote bytes as Python reprs: operators read them
+        # in diagnostics, clients in error bodies.
+        super().__init__(without_bytes_reprs(message))
         if status is not None:
             self.status = status
 
@@ -53,7 +89,9 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamClosed(UpstreamError):
     """The upstream closed or reset the connection before sending any byte of a response.
 
-    On a reused pooled connection this is the stale keep-alive race, which may be retried.
+    On a reused pooled connection this is the stale keep-alive race, which may be retried
+    (the rule is in the engine's `Exchange._forward`; `UpstreamConnection.failure` decides
+    which failures are this one).
     """
 
 

@@ -28,6 +28,7 @@ from typing import Final, NamedTuple, Protocol
 
 from ._answers import FORBIDDEN, _too_many_requests, text_response
 from ._faults import FaultState
+from ._headers import RequestPlan
 from ._ratelimit import TokenBuckets, retry_after_s
 from ._requestview import RequestView, client_address
 from ._rulemodel import (
@@ -51,6 +52,7 @@ __all__ = [
     "BucketsFactory",
     "Decision",
     "RuleEngine",
+    "apply_decision",
     "local_buckets",
 ]
 
@@ -86,6 +88,18 @@ class Decision(NamedTuple):
 
 # Nothing to do: the shared answer for most requests, so passing costs no allocation.
 PASS: Final = Decision()
+
+
+def apply_decision(plan: RequestPlan, decision: Decision) -> None:
+    """Make ``plan`` forward what a decision without an answer says (in place): its
+    rewritten target, its request-header edits, and its response-header edits for later."""
+    assert decision.response is None, "an answered request is not forwarded"
+    if decision.target is not None:
+        plan.target = decision.target
+    if decision.request_ops:
+        plan.headers = decision.request_headers(plan.headers)
+    if decision.response_edits:
+        plan.edit_response = decision.response_headers
 
 
 class Buckets(Protocol):

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import re
 
+from ._errors import readable
+
 # RFC 9110 5.6.2: tchar.
 _TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _TOKEN = rb"[" + _TCHAR + rb"]++"  # possessive: a token never gives bytes back
@@ -162,7 +164,7 @@ def check_request_head(
         if not http_10:
             raise FramingError("HTTP/1.1 request without Host")  # RFC 9112 3.2
     elif _HOST.fullmatch(host) is None:
-        raise FramingError(f"invalid Host {host[:40]!r}")  # RFC 9112 3.2: 400
+        raise FramingError(f"invalid Host {readable(host[:40])}")  # RFC 9112 3.2: 400
     _check_connection_options(lower)
     if coding is None:
         return
@@ -174,7 +176,7 @@ def check_request_head(
         raise FramingError("both Content-Length and Transfer-Encoding")
     status = _transfer_coding_status(coding)
     if status:
-        raise FramingError(f"unsupported Transfer-Encoding {coding[:40]!r}", status=status)
+        raise FramingError(f"unsupported Transfer-Encoding {readable(coding[:40])}", status=status)
 
 
 def check_response_head(head: bytes | bytearray) -> None:
@@ -196,7 +198,7 @@ def check_response_head(head: bytes | bytearray) -> None:
         if _transfer_coding_status(coding):
             # h11 decodes nothing but chunked; RFC 9112 6.3 rule 4 would read until close,
             # and the origin would likely disagree.
-            raise FramingError(f"unsupported Transfer-Encoding {coding[:40]!r}")
+            raise FramingError(f"unsupported Transfer-Encoding {readable(coding[:40])}")
     elif content_length and no_content:
         # RFC 9110 8.6: MUST NOT either. "0" is common and harmless (every reading says
         # empty); any other length could be a body only the origin counts.
@@ -212,7 +214,7 @@ def _length_fields(
     content_length = None
     if value is not None:
         if _CONTENT_LENGTH.fullmatch(value) is None or int(value) > _MAX_LENGTH:
-            raise FramingError(f"invalid Content-Length {value[:40]!r}")
+            raise FramingError(f"invalid Content-Length {readable(value[:40])}")
         content_length = int(value)
     return content_length, _field_value(head, lower, b"\ntransfer-encoding:")
 
@@ -244,7 +246,7 @@ def _check_connection_options(lower: bytes | bytearray) -> None:
         end = lower.index(b"\r", index)
         for option in lower[index + 12 : end].split(b","):
             if bytes(option.strip(b"\t ")) in _FRAMING_FIELD_NAMES:
-                raise FramingError(f"Connection names {bytes(option.strip())!r}")
+                raise FramingError(f"Connection names {readable(bytes(option.strip()))}")
         index = lower.find(b"\nconnection:", end)
 
 
@@ -266,7 +268,7 @@ def _never_in_head_reason(byte: bytes) -> str:
         return "bare LF line ending (RFC 9112 2.2)"
     if byte.startswith(b"\r"):
         return "bare CR (RFC 9112 2.2)"
-    return f"control character {byte!r} in head (RFC 9110 5.5)"
+    return f"control character {readable(byte)} in head (RFC 9110 5.5)"
 
 
 def _diagnose(head: bytes | bytearray, *, request: bool) -> str:
@@ -286,33 +288,33 @@ def _diagnose(head: bytes | bytearray, *, request: bool) -> str:
             return "obs-fold continuation line (RFC 9112 5.2)"
         name, colon, _ = line.partition(b":")
         if not colon:
-            return f"field line without a colon: {line[:40]!r}"
+            return f"field line without a colon: {readable(line[:40])}"
         if name != name.rstrip(b" \t"):
             return "whitespace between field name and colon (RFC 9112 5.1)"
         if not re.fullmatch(_TOKEN, name):
-            return f"invalid field name {name[:40]!r}"
+            return f"invalid field name {readable(name[:40])}"
     return "invalid field value"
 
 
 def _request_line_problem(line: bytes) -> str:
     parts = line.split(b" ")
     if len(parts) != 3 or not all(parts):
-        return f"malformed request line {line[:60]!r}"
+        return f"malformed request line {readable(line[:60])}"
     method, target, version = parts
     if not re.fullmatch(_TOKEN, method):
-        return f"method is not a token: {method[:20]!r}"
+        return f"method is not a token: {readable(method[:20])}"
     if not re.fullmatch(_TARGET_CHARS + rb"+", target):
         return "invalid character in request target"
     if method != b"CONNECT" and not re.fullmatch(rb"/.*|[A-Za-z]+://.*|\*", target, re.DOTALL):
         return "request target neither origin-, absolute- nor asterisk-form (RFC 9112 3.2)"
     if version not in (b"HTTP/1.0", b"HTTP/1.1"):
-        return f"unsupported version {version[:20]!r}"
+        return f"unsupported version {readable(version[:20])}"
     return ""
 
 
 def _status_line_problem(line: bytes) -> str:
     if not re.fullmatch(rb"HTTP/1\.[01] .*", line, re.DOTALL):
-        return f"unsupported version in status line {line[:40]!r}"
+        return f"unsupported version in status line {readable(line[:40])}"
     if not re.fullmatch(rb"HTTP/1\.[01] [1-5][0-9][0-9](?: .*)?", line, re.DOTALL):
-        return f"invalid status code in {line[:40]!r}"
+        return f"invalid status code in {readable(line[:40])}"
     return ""

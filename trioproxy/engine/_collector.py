@@ -17,7 +17,11 @@ __all__ = ["ProxyCollector"]
 
 class ProxyCollector:
     """One proxy's metrics: its request counters plus live values read from the context
-    (connections, tunnels, the pool, dropped log lines) at scrape time."""
+    (connections, tunnels, the pool, dropped log lines) at scrape time.
+
+    Public as ``trioproxy.ProxyCollector``: an embedder registers one for a running proxy,
+    ``REGISTRY.register(ProxyCollector(proxy.server.ctx))``, and scrapes on the event loop.
+    The proxy counts requests only when its admin listener is on (``admin.listen``)."""
 
     def __init__(
         self, ctx: ProxyContext, access_log_dropped: Callable[[], int] | None = None
@@ -62,7 +66,7 @@ class ProxyCollector:
             (
                 "gauge",
                 "trioproxy_upstream_pool_size",
-                "Upper bound on upstream connections (upstream.pool_size)",
+                "Idle upstream connections kept for reuse, at most (upstream.pool_size)",
                 pool.limits.size,
             ),
             (

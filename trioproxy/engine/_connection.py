@@ -1,37 +1,21 @@
-"""One downstream connection: read requests with h11, forward each, keep alive while allowed."""
+"""One downstream connection: read request heads, hand each to its exchange (`_exchange`),
+keep alive while allowed, linger when closing on a client still sending."""
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 
 import trio
 
 from ..config._settings import Limits
-from ..core._accesslog import AccessRecord, settle_bytes
-from ..core._answers import text_response
-from ..core._errors import ClientError, ClientGone, ProxyError
-from ..core._headers import (
-    TEXT_PLAIN,
-    BodyKind,
-    RequestPlan,
-    header_value,
-    new_request_id,
-    plan_request,
-    reason_phrase,
-)
+from ..core._errors import ClientError, ClientGone
 from ..core._headreader import HeadTooLarge, RequestHeadReader
-from ..core._requestview import request_view
-from ..core._ruleengine import Decision
 from ..core._strict import FramingError
 from ._context import ProxyContext
-from ._diagnostics import describe_decision, request_fields
-from ._exchange import Exchange
-from ._forward import forward
+from ._exchange import reject, serve_request
 from ._h11 import h11
 from ._peer import Downstream
-from ._requestbody import expect_end_of_request as _expect_end_of_request
 from ._transport import Transport
 
 log = logging.getLogger("trioproxy")
@@ -40,10 +24,6 @@ log = logging.getLogger("trioproxy")
 # lingering_time is 30 s; a short, bounded linger is enough for the answer to arrive).
 _LINGER_S = 2.0
 _LINGER_BYTES = 1 << 20
-
-# nginx's convention for the access log: the client closed the connection before a
-# response status went out. Never sent on the wire.
-CLIENT_CLOSED_REQUEST = 499
 
 
 async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
@@ -62,7 +42,7 @@ async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
             served += 1
             current = ctx.now()
             down.closing = served >= current.settings.limits.keepalive_requests
-            await _serve_request(down, request, current, received_before)
+            await serve_request(down, request, current, received_before)
             del request, current  # an idle connection keeps nothing of its last request
             if down.closing or ctx.draining or not _next_cycle(down):
                 return
@@ -108,7 +88,7 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         await _read_request_head(down, head, fed, ctx.settings.limits, deadline)
         return _parsed_request(down)
     except ClientError as exc:  # malformed, oversized, or too slow to arrive (slowloris: 408)
-        await _reject(down, ctx, exc)
+        await reject(down, ctx, exc)
         # The rest of the head may still be coming: let the answer land (not for a client
         # too slow to send a head: it gets no more of the connection slot), then close, so
         # the connection's own linger does not run a second time.
@@ -179,165 +159,6 @@ def _parsed_request(down: Downstream) -> h11.Request | None:
     if isinstance(event, h11.Request):
         return event
     return None  # ConnectionClosed
-
-
-async def _serve_request(
-    down: Downstream, request: h11.Request, ctx: ProxyContext, received_before: int
-) -> None:
-    ctx.stats.requests += 1
-    record = AccessRecord(
-        start_wall=time.time(),
-        peer=down.peer_ip,
-        method=request.method,
-        target=request.target,
-        http_version=request.http_version,
-    )
-    started = trio.current_time()
-    sent_before = down.bytes_sent
-    try:
-        raw = request.headers.raw_items()
-        plan = plan_request(
-            request.method,
-            request.target,
-            raw,
-            request.http_version,
-            peer_ip=down.peer_ip.encode("ascii"),
-            rules=ctx.forwarding,
-            upstream_authority=ctx.upstream_authority,
-            max_header_count=ctx.settings.limits.max_header_count,
-        )
-        _note_request(record, plan)
-        if ctx.rule_engine:
-            # Conditions see the client's own headers, not our X-Forwarded-For or Via.
-            view = request_view(
-                request.method, plan.target, raw, down.peer_ip, peer_trusted=plan.peer_trusted
-            )
-            decision = ctx.rule_engine.evaluate(view, trio.current_time())
-            log.debug("rules: %s", describe_decision(decision), extra=request_fields(record))
-            if decision.response is not None:
-                await _answer_from_rules(Exchange(down, request, plan, record, ctx), decision)
-                return
-            if decision.target is not None:
-                plan.target = decision.target
-            if decision.request_ops:
-                plan.headers = decision.request_headers(plan.headers)
-            if decision.response_edits:
-                plan.edit_response = decision.response_headers
-        await forward(Exchange(down, request, plan, record, ctx))
-    except ProxyError as exc:
-        record.request_id = record.request_id or new_request_id()  # for the line and answer
-        log.log(
-            logging.WARNING if exc.status >= 500 else logging.INFO,
-            "%s %s: %s (%d)",
-            request.method.decode("ascii", "replace"),
-            request.target.decode("ascii", "replace")[:200],
-            exc,
-            exc.status,
-            extra=request_fields(record, ctx.upstream_authority, failure=_failure(exc)),
-        )
-        if _can_respond(down):
-            record.status = exc.status
-            await _send_error(down, ctx, exc, record)
-    except ClientGone:
-        if not record.status:
-            record.status = CLIENT_CLOSED_REQUEST
-        raise
-    finally:
-        record.duration_s = trio.current_time() - started
-        settle_bytes(record, sent_before, down.bytes_sent)
-        record.bytes_received = down.bytes_received - received_before
-        ctx.log_access(record)
-
-
-async def _answer_from_rules(ex: Exchange, decision: Decision) -> None:
-    """A rule answers (redirect, deny, static response, 429): nothing goes upstream."""
-    down, plan, record = ex.down, ex.plan, ex.record
-    answer = decision.response
-    assert answer is not None
-    headers = list(answer.headers)
-    headers.append((b"X-Request-ID", plan.request_id))
-    if plan.body is BodyKind.NONE:
-        _expect_end_of_request(down)  # in step for the next request
-    if ex.last_on_connection:  # (an unread body too: it makes reuse impossible)
-        headers.append((b"Connection", b"close"))
-    down.queue(
-        h11.Response(
-            status_code=answer.status,
-            headers=headers,
-            reason=reason_phrase(answer.status, b""),
-            _parsed=True,  # validated when the rules were loaded
-        )
-    )
-    record.body_start = down.bytes_sent + down.queued_bytes
-    if answer.body:
-        down.queue(h11.Data(data=answer.body))
-    down.queue(h11.EndOfMessage())
-    record.status = answer.status
-    record.body_bytes_sent = len(answer.body)
-    record.content_type = header_value(answer.headers, b"content-type")
-    await ex.flush_to_client()
-
-
-def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
-    noted = plan.noted
-    record.host = plan.host
-    record.request_id = plan.request_id
-    record.referrer = noted.get(b"referer", b"")
-    record.user_agent = noted.get(b"user-agent", b"")
-    record.x_forwarded_proto = noted.get(b"x-forwarded-proto", b"")
-    record.x_forwarded_for = noted.get(b"x-forwarded-for", b"")
-    record.true_client_ip = noted.get(b"true-client-ip", b"")
-    record.section_io_id = noted.get(b"section-io-id", b"")
-
-
-async def _reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
-    """Answer a request we could not read, log it, and leave the connection to close."""
-    record = AccessRecord(start_wall=time.time(), peer=down.peer_ip, status=exc.status)
-    record.request_id = new_request_id()  # for the line, the answer and the access log
-    log.info("%s (%d)", exc, exc.status, extra=request_fields(record))
-    sent_before = down.bytes_sent
-    try:
-        if _can_respond(down):
-            await _send_error(down, ctx, exc, record)
-    finally:
-        settle_bytes(record, sent_before, down.bytes_sent)
-        ctx.log_access(record)
-
-
-def _failure(exc: ProxyError) -> str:
-    # Upstream failures repeat under load: identical ones are aggregated on stderr.
-    return f"{exc} ({exc.status})" if exc.status >= 500 else ""
-
-
-def _can_respond(down: Downstream) -> bool:
-    return down.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not down.has_queued
-
-
-async def _send_error(
-    down: Downstream, ctx: ProxyContext, exc: ProxyError, record: AccessRecord
-) -> None:
-    """A short plain-text answer, logged as sent. Client errors close the connection (the
-    stream may be out of sync); upstream errors keep it if the request was read whole."""
-    answer = text_response(exc.status)  # "502 Bad Gateway\n", with its framing fields
-    record.request_id = record.request_id or new_request_id()  # an unreadable request has none
-    headers = [*answer.headers, (b"X-Request-ID", record.request_id)]
-    if (
-        isinstance(exc, ClientError)
-        or ctx.draining
-        or down.closing
-        or down.h11.their_state is h11.SEND_BODY
-    ):
-        headers.append((b"Connection", b"close"))
-    try:
-        reason = reason_phrase(exc.status, b"")
-        down.queue(h11.Response(status_code=exc.status, headers=headers, reason=reason))
-        record.body_start = down.bytes_sent + down.queued_bytes
-        record.body_bytes_sent, record.content_type = len(answer.body), TEXT_PLAIN
-        down.queue(h11.Data(data=answer.body))
-        down.queue(h11.EndOfMessage())
-    except ProxyError:  # h11 will not send it in this state: the connection just closes
-        return
-    await down.flush(ctx.settings.timeouts.client_send_s)
 
 
 def _next_cycle(down: Downstream) -> bool:

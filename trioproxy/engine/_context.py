@@ -53,7 +53,7 @@ class ProxyContext:
     # The [[rules]] with their rate-limit state; falsy (and skipped) when there are none.
     rule_engine: RuleEngine = field(default_factory=lambda: RuleEngine(RuleSet()))
     stats: ProxyStats = field(default_factory=ProxyStats)
-    # Per-request counters for the admin listener's /metrics (issue 7); ProxyServer feeds them
+    # Per-request counters for the admin listener's /metrics; ProxyServer feeds them
     # through `log_access` only when it was built to count (`ProxyServer`'s count_requests).
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     shared: Shared = field(default_factory=Shared)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from ..config._options import parser_problem
 
@@ -41,4 +41,7 @@ if TYPE_CHECKING:
 else:
     h11, PARSER, PARSER_PROBLEM = _choose()
 
-__all__ = ["PARSER", "PARSER_PROBLEM", "h11"]
+# What `next_event` gives: an event, or the NEED_DATA or PAUSED sentinel.
+NextEvent: TypeAlias = h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]
+
+__all__ = ["PARSER", "PARSER_PROBLEM", "NextEvent", "h11"]

@@ -4,8 +4,9 @@
 `tests/e2e/test_transport_parity.py` holds it to that): a bounded buffer per direction (a
 writer blocks when the reader does not read), half-close, a reset on close with input unread
 (what arrived before it is read first), the first write after the peer's clean close taken,
-EBADF after our own close, waiters woken by a close. So the whole engine runs on it with
-trio's autojump clock, deterministically (`MemoryNetwork`).
+EBADF after our own close, waiters woken by a close, and one waiting reader and one waiting
+writer per end (a second gets `trio.BusyResourceError`, as on trio's sockets). So the whole
+engine runs on it with trio's autojump clock, deterministically (`MemoryNetwork`).
 """
 
 from __future__ import annotations
@@ -51,12 +52,14 @@ class _Pipe:
 class MemoryTransport:
     """One end of an in-memory connection; see `memory_transport_pair`."""
 
-    __slots__ = ("_closed", "_incoming", "_outgoing", "peer_ip")
+    __slots__ = ("_closed", "_incoming", "_outgoing", "_reading", "_writing", "peer_ip")
 
     def __init__(self, incoming: _Pipe, outgoing: _Pipe, peer_ip: str) -> None:
         self._incoming = incoming
         self._outgoing = outgoing
         self._closed = False
+        self._reading = False  # a task waits in wait_readable
+        self._writing = False  # a task waits in wait_writable
         self.peer_ip = peer_ip
 
     def read_nowait(self, max_bytes: int) -> bytes | None:
@@ -92,18 +95,32 @@ class MemoryTransport:
         return taken
 
     async def wait_readable(self) -> None:
-        if self.readable_now():
-            await checkpoint()
-        while not self.readable_now():
-            await self._incoming.wake_reader.park()
+        # As strict as trio's epoll backend: one reader per fd (a second one would race the
+        # first for the same bytes), told at once, before any checkpoint.
+        if self._reading:
+            raise trio.BusyResourceError("another task is already reading from this connection")
+        self._reading = True
+        try:
+            if self.readable_now():
+                await checkpoint()
+            while not self.readable_now():
+                await self._incoming.wake_reader.park()
+        finally:
+            self._reading = False
         self._check_waitable()
 
     async def wait_writable(self) -> None:
+        if self._writing:
+            raise trio.BusyResourceError("another task is already writing to this connection")
         pipe = self._outgoing
-        if self._writable():
-            await checkpoint()
-        while not self._writable():
-            await pipe.wake_writer.park()
+        self._writing = True
+        try:
+            if self._writable():
+                await checkpoint()
+            while not self._writable():
+                await pipe.wake_writer.park()
+        finally:
+            self._writing = False
         self._check_waitable()
 
     def _writable(self) -> bool:

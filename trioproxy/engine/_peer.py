@@ -14,7 +14,7 @@ either transport (`_transport`: a socket, or memory in tests):
 * **Fairness.** One event loop serves every client, so a task whose sockets are always ready
   must still let the others run: after a syscall that completed without waiting, the task
   yields (a wait is a yield already). Work per received buffer is bounded by the callers
-  (`_exchange` walks h11 events in slices).
+  (`_slices` walks h11 events in slices).
 * **Coalesced writes.** Events are queued as bytes and flushed in one write just before we
   would wait for input, so a small response's head, body and end go out in one segment.
 """
@@ -292,6 +292,17 @@ class Peer(Wire):
     def _unsendable(self, exc: h11.LocalProtocolError) -> Exception:
         raise NotImplementedError
 
+    def __repr__(self) -> str:
+        ours, theirs = self.h11.our_state.__name__, self.h11.their_state.__name__
+        state = "closed" if self.closed else f"ours {ours}, theirs {theirs}"
+        return (
+            f"<{type(self).__name__} [{self._name()} | {state} | sent {self.bytes_sent}, "
+            f"received {self.bytes_received}, queued {self.queued_bytes} bytes]>"
+        )
+
+    def _name(self) -> str:
+        raise NotImplementedError
+
 
 class Downstream(Peer):
     """The client's connection; ``h11`` is in the SERVER role."""
@@ -302,6 +313,9 @@ class Downstream(Peer):
         super().__init__(transport, conn)
         self.peer_ip = transport.peer_ip
         self.closing = False  # the current response is the connection's last
+
+    def _name(self) -> str:
+        return f"client {self.peer_ip}" + (", closing" if self.closing else "")
 
     def _gone(self, exc: BaseException) -> Exception:
         return ClientGone(f"client connection lost: {exc}")
@@ -335,6 +349,9 @@ class UpstreamConnection(Peer):
         self.uses = 0
         self.detached = False  # no longer counted by the pool (a tunnel)
 
+    def _name(self) -> str:
+        return f"{self.address}, use {self.uses}" + (", detached" if self.detached else "")
+
     @property
     def reusable(self) -> bool:
         # Bytes past the response's framing (a body on a HEAD or 304, a short Content-Length,
@@ -352,10 +369,19 @@ class UpstreamConnection(Peer):
         the origin: an EOF, a reset, or bytes nobody asked for. Checked without blocking."""
         return self.readable_now()
 
-    def _gone(self, exc: BaseException) -> Exception:
+    def failure(self, early: str, late: str) -> UpstreamError:
+        """The error for this connection ending or failing: `UpstreamClosed` (message
+        ``early``) while no response byte has arrived, the stale keep-alive race on a reused
+        connection, which the exchange retries (`_exchange`); else `UpstreamError` (``late``)."""
         if self.bytes_received == 0:
-            return UpstreamClosed(f"upstream {self.address} closed the connection: {exc}")
-        return UpstreamError(f"upstream {self.address} connection lost: {exc}")
+            return UpstreamClosed(early)
+        return UpstreamError(late)
+
+    def _gone(self, exc: BaseException) -> Exception:
+        return self.failure(
+            f"upstream {self.address} closed the connection: {exc}",
+            f"upstream {self.address} connection lost: {exc}",
+        )
 
     def _too_slow(self, doing: str) -> Exception:
         return UpstreamTimeout(f"upstream {self.address} timed out {doing}")

@@ -83,6 +83,15 @@ class UpstreamPool:
     def waiting_count(self) -> int:
         return len(self._slot_freed)
 
+    def __repr__(self) -> str:
+        # httpcore's shape. A request holds one connection (in use or connecting), so the
+        # active counts are equal; queued requests wait for a slot (``max_connections``).
+        active = self._open - len(self._idle)
+        return (
+            f"<UpstreamPool [requests: {active} active, {self.waiting_count} queued | "
+            f"connections: {active} active, {len(self._idle)} idle]>"
+        )
+
     async def acquire(self) -> tuple[UpstreamConnection, bool, bool]:
         """A connection for one exchange, whether it was reused from the pool, and whether
         the request had to wait for a slot (its client may have left meanwhile)."""
@@ -92,7 +101,9 @@ class UpstreamPool:
             conn = self._take_idle()
             if conn is not None:
                 self.stats.reused += 1
-                log.debug("pool: reusing the connection to %s (use %d)", conn.address, conn.uses)
+                log.debug(
+                    "pool: reusing the connection to %s (use %d): %r", conn.address, conn.uses, self
+                )
                 return conn, True, waited
             if self._has_room():
                 return await self._open_new(), False, waited
@@ -169,8 +180,6 @@ class UpstreamPool:
         finally:
             self.close()
 
-    run_reaper = run  # the name it had before the resolver moved in
-
     def _has_room(self) -> bool:
         return not self.limits.max_connections or self._open < self.limits.max_connections
 
@@ -222,7 +231,7 @@ class UpstreamPool:
             raise
         self.stats.opened += 1
         conn.uses = 1
-        log.debug("pool: new connection to %s (%d open)", conn.address, self._open)
+        log.debug("pool: new connection to %s: %r", conn.address, self)
         return conn
 
     async def _connect(self, addresses: list[SockAddr], deadline: float) -> UpstreamConnection:

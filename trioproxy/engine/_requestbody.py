@@ -1,47 +1,53 @@
 """The request body: buffered before an upstream connection is taken, the rest uploaded live.
 
 A body that fits ``limits.request_buffer_bytes`` is read whole before a connection is taken;
-a larger one is uploaded by a side task while the response is relayed (`_forward`), under
-the rate floor and one total deadline.
+a larger one is uploaded by a side task while the response is relayed (`_exchange`), under
+the rate floor the exchange sets and one total deadline.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import trio
 
+from ..config._settings import Settings, Timeouts
 from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientError, ClientGone, UpstreamError
-from ..core._headers import BodyKind, header_value, trailer_headers
-from ._exchange import Exchange, RequestBody
+from ..core._headers import BodyKind, RequestPlan, header_value, trailer_headers
 from ._h11 import h11
-from ._peer import Downstream, RateFloor
+from ._peer import Downstream, UpstreamConnection
 from ._slices import check_chunks, move_data
 
 
-async def buffer_request_body(ex: Exchange) -> RequestBody | None:
+@dataclass(slots=True)
+class RequestBody:
+    """A request body on its way: its framing checker and its one total deadline."""
+
+    chunks: ChunkedChecker | None
+    deadline: float
+
+
+async def buffer_request_body(
+    down: Downstream, plan: RequestPlan, settings: Settings
+) -> RequestBody | None:
     """Read the request body until it is complete or ``request_buffer_bytes`` are held in
     h11's receive buffer, before any upstream connection is taken. Also the origin never
     sees a request its client did not finish (conformance: the incomplete-request class).
 
-    From here to the body's end one total deadline and the rate floor apply (cleared by
-    forward()). The chunked-framing checker returned has seen every byte h11 holds.
+    From here to the body's end one total deadline applies (and the exchange's rate floor).
+    The chunked-framing checker returned has seen every byte h11 holds.
     """
-    down, plan = ex.down, ex.plan
     if plan.body is BodyKind.NONE:
         # Take the request's end now, so a failure before any upstream I/O still leaves the
         # downstream connection in step for its next request.
         expect_end_of_request(down)
         return None
-    timeouts, limits = ex.timeouts, ex.limits
-    now = trio.current_time()
+    timeouts, limits = settings.timeouts, settings.limits
     body = RequestBody(
         ChunkedChecker() if plan.body is BodyKind.CHUNKED else None,
-        now + timeouts.client_body_total_s,
+        trio.current_time() + timeouts.client_body_total_s,
     )
-    if limits.min_body_rate_bytes_per_s:
-        down.receive_floor = RateFloor(
-            limits.min_body_rate_bytes_per_s, timeouts.client_body_s, now, down.bytes_received
-        )
     length = int(header_value(plan.headers, b"content-length") or 0)
     held = down.h11.trailing_data[0]
     if body.chunks is not None:
@@ -84,11 +90,11 @@ def expect_end_of_request(down: Downstream) -> None:
         raise ClientError(f"unexpected {type(event).__name__} after a request without body")
 
 
-async def upload_body(ex: Exchange) -> None:
+async def upload_body(
+    down: Downstream, up: UpstreamConnection, body: RequestBody, timeouts: Timeouts
+) -> None:
     """Send the body upstream: what is buffered, then the rest as it arrives (a body larger
     than the buffer, under the rate floor and the total deadline)."""
-    down, up, timeouts, body = ex.down, ex.upstream, ex.timeouts, ex.body
-    assert body is not None
     try:
         while True:
             try:

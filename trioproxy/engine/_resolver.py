@@ -51,9 +51,7 @@ class Resolver:
     ) -> None:
         self.host = host
         self.port = port
-        self.ttl_s = ttl_s
-        self.negative_ttl_s = negative_ttl_s
-        self.lookup_timeout_s = lookup_timeout_s  # the connect deadline: nobody waits longer
+        self.retime(ttl_s=ttl_s, negative_ttl_s=negative_ttl_s, lookup_timeout_s=lookup_timeout_s)
         self._lookup = lookup
         self._addresses: list[SockAddr] = []
         self._current: frozenset[object] = frozenset()  # sockaddrs of the last good answer
@@ -73,6 +71,12 @@ class Resolver:
                 await trio.sleep_forever()
             finally:
                 self._nursery = None
+
+    def retime(self, *, ttl_s: float, negative_ttl_s: float, lookup_timeout_s: float) -> None:
+        """Take new timings (at start, and at a reload): the next answers and lookups use them."""
+        self.ttl_s = ttl_s
+        self.negative_ttl_s = negative_ttl_s
+        self.lookup_timeout_s = lookup_timeout_s  # the connect deadline: nobody waits longer
 
     def is_current(self, sockaddr: object) -> bool:
         """Whether an address is still in the answer (True before there is any answer)."""

@@ -1,34 +1,31 @@
-"""The response: its head (1xx relayed, the client watched), its body relayed with read-ahead.
+"""The response, for the exchange (`_exchange`), which writes its head to the client between
+the two halves here: its head read (1xx relayed, the client watched), then its body relayed
+with read-ahead.
 
 A response that fits ``limits.response_buffer_bytes`` is read whole, so its upstream
 connection goes back to the pool before the client has to take it; a larger one streams
-under the send rate floor. A 101 hands both connections to `_tunnel` instead.
+under the send rate floor.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 
 import trio
 
+from ..config._settings import Settings
 from ..core._accesslog import AccessRecord
 from ..core._chunked import ChunkedChecker
-from ..core._errors import ClientGone, UpstreamClosed, UpstreamError, UpstreamTimeout
-from ..core._headers import (
-    BodyKind,
-    header_value,
-    reason_phrase,
-    response_headers,
-    trailer_headers,
-)
+from ..core._errors import ClientGone, UpstreamError, UpstreamTimeout
+from ..core._headers import header_value, response_headers, trailer_headers
 from ..core._headreader import HeadTooLarge, ResponseHeadReader
 from ..core._strict import FramingError
-from ._exchange import Exchange
-from ._h11 import h11
-from ._peer import Downstream, RateFloor, UpstreamConnection
+from ._context import ProxyContext
+from ._h11 import NextEvent, h11
+from ._peer import Downstream, UpstreamConnection
 from ._race import with_side_task
 from ._slices import check_chunks, move_data
-from ._tunnel import splice
 
 # A response head slower than this starts a watch on the client's socket.
 _WATCH_CLIENT_AFTER_S = 1.0
@@ -41,16 +38,21 @@ def _upstream_framing_error(message: str, *, status: int) -> Exception:
     return UpstreamError(f"upstream {message}")
 
 
-async def _read_response_head(
-    ex: Exchange, *, watch_client: bool
+async def read_response_head(
+    down: Downstream,
+    up: UpstreamConnection,
+    ctx: ProxyContext,
+    *,
+    http_version: bytes,
+    watch_client: bool,
 ) -> tuple[h11.Response | h11.InformationalResponse, bytearray]:
     """Wait for the final response head (or the 101 of an upgrade), relaying other 1xx
-    responses on the way (RFC 9110 15.2), all within ``upstream_response_s``.
+    responses on the way (RFC 9110 15.2) to a client of ``http_version``, all within
+    ``upstream_response_s``.
 
     Returns it with the bytes received past it (the start of the body), which the strict
     chunked check still has to see.
     """
-    down, up, ctx = ex.down, ex.upstream, ex.ctx
     deadline = trio.current_time() + ctx.settings.timeouts.upstream_response_s
     reader = ResponseHeadReader(bytearray(), ctx.settings.limits)
     informational = 0
@@ -64,9 +66,10 @@ async def _read_response_head(
         if end < 0:
             data = await _receive_head_bytes(down, up, deadline, watch_client=watch_client)
             if not data:  # EOF: before any byte, the stale keep-alive race; else a cut head
-                if up.bytes_received == 0:
-                    raise UpstreamClosed(f"upstream {up.address} closed the connection")
-                raise UpstreamError(f"upstream {up.address} closed mid-response-head")
+                raise up.failure(
+                    f"upstream {up.address} closed the connection",
+                    f"upstream {up.address} closed mid-response-head",
+                )
             reader.add(data)
             continue
         reader.drop(end)
@@ -80,7 +83,7 @@ async def _read_response_head(
         informational += 1
         if informational > _MAX_INFORMATIONAL:
             raise UpstreamError(f"upstream {up.address} sent over {_MAX_INFORMATIONAL} 1xx")
-        if ex.request.http_version != b"1.0":  # HTTP/1.0 clients get no 1xx (RFC 9110 15.2)
+        if http_version != b"1.0":  # HTTP/1.0 clients get no 1xx (RFC 9110 15.2)
             headers = response_headers(
                 event.headers.raw_items(), event.http_version, rules=ctx.forwarding
             )
@@ -127,65 +130,42 @@ async def _watch_client(down: Downstream) -> None:
         raise ClientGone("client closed the connection while the upstream was answering")
 
 
-async def relay_response(ex: Exchange) -> None:
-    plan, record, ctx = ex.plan, ex.record, ex.ctx
-    response, body_start = await _read_response_head(ex, watch_client=plan.body is BodyKind.NONE)
-    # From here on the client has (queued) bytes: an upstream failure can only abort it.
-    raw = response.headers.raw_items()
-    if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
-        await _tunnel(ex, response)
-        return
-    down, up = ex.down, ex.upstream
-    headers = response_headers(
-        raw, response.http_version, rules=ctx.forwarding, request_id=record.request_id
-    )
-    if plan.edit_response is not None:  # response-header rules
-        headers = plan.edit_response(response.status_code, headers)
-    if ex.last_on_connection:
-        headers.append((b"Connection", b"close"))
-    record.upstream_status = response.status_code
-    record.content_type = header_value(raw, b"content-type")
-    record.section_io_tag = header_value(raw, b"section-io-tag")
-    min_rate = ctx.settings.limits.min_send_rate_bytes_per_s
-    if min_rate:  # cleared by forward() once the response is out
-        down.send_floor = RateFloor(
-            min_rate, ctx.settings.timeouts.client_send_s, trio.current_time(), down.bytes_sent
-        )
-    down.queue(
-        h11.Response(
-            status_code=response.status_code,
-            headers=headers,
-            reason=reason_phrase(response.status_code, response.reason),
-            _parsed=True,
-        )
-    )
-    record.body_start = down.bytes_sent + down.queued_bytes
-    record.status = response.status_code
-    # Trailers survive only where the downstream framing is chunked too.
-    keep_trailers = ex.request.http_version != b"1.0" and not header_value(
-        headers, b"content-length"
-    )
-    chunks = ChunkedChecker() if header_value(raw, b"transfer-encoding") else None
-    if chunks is not None and body_start:
-        await check_chunks(chunks, body_start, _upstream_framing_error)
+async def relay_body(
+    down: Downstream,
+    up: UpstreamConnection,
+    record: AccessRecord,
+    head: Sequence[tuple[bytes, bytes]],
+    received: bytearray,
+    settings: Settings,
+    *,
+    keep_trailers: bool,
+) -> None:
+    """Relay the response body, whose head (``head``: the origin's header fields) the client
+    has been sent, to its end; the last bytes stay queued for the exchange to flush after
+    the connection went back to the pool. ``received``: its first bytes, already read."""
+    chunks = ChunkedChecker() if header_value(head, b"transfer-encoding") else None
+    if chunks is not None and received:
+        await check_chunks(chunks, received, _upstream_framing_error)
     while True:
         event = _next_upstream_data(up, down, record)
         if event is None:
             await trio.lowlevel.checkpoint()  # a slice done: let others run
         elif event is h11.NEED_DATA:
-            data = await _receive_body_bytes(ex)
+            data = await _receive_body_bytes(down, up, settings)
             up.h11.receive_data(data)  # recorded before any checkpoint: nothing read is lost
             if chunks is not None:  # (h11 parses nothing the checker has not passed)
                 await check_chunks(chunks, data, _upstream_framing_error)
         elif isinstance(event, h11.EndOfMessage):
-            trailers = trailer_headers(event.headers.raw_items(), raw) if keep_trailers else []
+            trailers = trailer_headers(event.headers.raw_items(), head) if keep_trailers else []
             down.queue(h11.EndOfMessage(headers=trailers))
-            return  # the caller flushes, after returning the connection to the pool
+            return
         else:
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
 
 
-def _next_upstream_data(up: UpstreamConnection, down: Downstream, record: AccessRecord) -> object:
+def _next_upstream_data(
+    up: UpstreamConnection, down: Downstream, record: AccessRecord
+) -> NextEvent | None:
     try:
         event, moved = move_data(up, down)
     except h11.RemoteProtocolError as exc:
@@ -194,16 +174,18 @@ def _next_upstream_data(up: UpstreamConnection, down: Downstream, record: Access
     return event
 
 
-async def _receive_body_bytes(ex: Exchange) -> bytes:
+async def _receive_body_bytes(
+    down: Downstream, up: UpstreamConnection, settings: Settings
+) -> bytes:
     """The upstream's next response bytes, while the client takes what is queued for it.
 
     Up to ``response_buffer_bytes`` may wait for a slow client, so a response that fits is
     read whole and its upstream connection freed whatever the client's pace; beyond that the
     client must take bytes before more are read (backpressure, under the send rate floor).
     """
-    down, up, timeouts = ex.down, ex.upstream, ex.timeouts
+    timeouts = settings.timeouts
     if down.has_queued and not down.send_queued_nowait():
-        if down.queued_bytes >= ex.limits.response_buffer_bytes:
+        if down.queued_bytes >= settings.limits.response_buffer_bytes:
             await down.flush(timeouts.client_send_s)
         else:
             # Keep sending while the upstream is awaited: a stream that pauses (server-sent
@@ -215,38 +197,11 @@ async def _receive_body_bytes(ex: Exchange) -> bytes:
     return await up.recv(timeouts.upstream_read_s)
 
 
-async def _tunnel(ex: Exchange, switch: h11.InformationalResponse) -> None:
-    """Relay the 101 and splice the two connections; neither is reused afterwards (h11
-    leaves both in SWITCHED_PROTOCOL, which the pool and the keep-alive loop refuse)."""
-    down, up, record, ctx = ex.down, ex.upstream, ex.record, ex.ctx
-    headers = response_headers(
-        switch.headers.raw_items(),
-        switch.http_version,
-        rules=ctx.forwarding,
-        request_id=record.request_id,
-        switching=True,
-    )
-    down.queue(h11.InformationalResponse(status_code=101, headers=headers, reason=switch.reason))
-    record.status = record.upstream_status = 101
-    ctx.pool.detach(up)
-    await ex.flush_to_client()
-    down.send_floor = None  # a tunnel idles as long as tunnel_idle_s allows
-    ctx.stats.tunnels_open += 1
-    try:
-        await splice(
-            down,
-            up,
-            idle_timeout_s=ctx.settings.timeouts.tunnel_idle_s,
-            fin_timeout_s=ctx.settings.timeouts.tunnel_fin_s,
-        )
-    finally:
-        ctx.stats.tunnels_open -= 1
-
-
-def _next_upstream_event(up: UpstreamConnection) -> object:
+def _next_upstream_event(up: UpstreamConnection) -> NextEvent:
     try:
         return up.h11.next_event()
-    except h11.RemoteProtocolError as exc:
-        if up.bytes_received == 0:  # EOF before any byte: the stale keep-alive race
-            raise UpstreamClosed(f"upstream {up.address} closed the connection") from exc
-        raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
+    except h11.RemoteProtocolError as exc:  # (EOF before any byte: the stale keep-alive race)
+        raise up.failure(
+            f"upstream {up.address} closed the connection",
+            f"invalid response from upstream {up.address}: {exc}",
+        ) from exc

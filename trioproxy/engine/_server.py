@@ -71,7 +71,7 @@ class ProxyServer:
         0 keeps no journal, and the access-log sink stays as it was."""
         self.settings = settings
         self.upstream = upstream
-        # Admin listener (issue 7): its bound address once run() has started it, and where
+        # Admin listener: its bound address once run() has started it, and where
         # the count of dropped access-log lines comes from (the CLI's writer thread).
         self.admin_address: tuple[str, int] | None = None
         self._access_log_dropped = access_log_dropped
@@ -111,9 +111,11 @@ class ProxyServer:
         timeouts at their next use. Rate limits unchanged keep their buckets."""
         old = self.ctx.now()
         self.pool.limits = replace(_pool_limits(settings), size=self.pool.limits.size)
-        self.pool.resolver.ttl_s = settings.upstream.dns_ttl_s
-        self.pool.resolver.negative_ttl_s = settings.upstream.dns_negative_ttl_s
-        self.pool.resolver.lookup_timeout_s = settings.timeouts.upstream_connect_s
+        self.pool.resolver.retime(
+            ttl_s=settings.upstream.dns_ttl_s,
+            negative_ttl_s=settings.upstream.dns_negative_ttl_s,
+            lookup_timeout_s=settings.timeouts.upstream_connect_s,
+        )
         self.settings = settings
         self.ctx.shared.current = replace(
             old,
@@ -158,7 +160,7 @@ class ProxyServer:
     ) -> None:
         """Serve until drained or cancelled; every listener given is closed on the way out.
 
-        The admin listener (issue 7) is ``admin_listener`` if given (bound beforehand with
+        The admin listener is ``admin_listener`` if given (bound beforehand with
         `open_admin_listener`), else bound here when ``settings.admin.listen`` is set.
         """
         sources = [as_listener(listener) for listener in listeners]

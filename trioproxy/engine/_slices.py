@@ -12,7 +12,7 @@ import trio
 
 from ..core._chunked import ChunkedChecker
 from ..core._strict import FramingError
-from ._h11 import h11
+from ._h11 import NextEvent, h11
 from ._peer import Peer
 
 # h11 events (or chunk-size lines) handled before the task yields: a received buffer can
@@ -20,14 +20,14 @@ from ._peer import Peer
 _EVENTS_PER_SLICE = 64
 
 
-def move_data(source: Peer, sink: Peer) -> tuple[object, int]:
+def move_data(source: Peer, sink: Peer) -> tuple[NextEvent | None, int]:
     """Move up to a slice of consecutive Data events from ``source`` to ``sink`` as one event.
 
     Returns the first other event (NEED_DATA, EndOfMessage, ...), which the caller handles,
     or None when the slice ended first; and how many body bytes moved.
     """
     parts: list[bytes] = []
-    event: object = None
+    event: NextEvent | None = None
     try:
         for _ in range(_EVENTS_PER_SLICE):
             event = source.h11.next_event()
