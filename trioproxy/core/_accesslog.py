@@ -93,6 +93,7 @@ class AccessRecord:
     upstream_status: int = 0  # 0 = no upstream response
     upstream_addr: str = ""
     upstream_duration_s: float = -1.0  # < 0 = no upstream exchange
+    faults: tuple[str, ...] = ()  # labels of the faults applied (for the journal)
 
 
 def settle_bytes(record: AccessRecord, sent_before: int, sent_now: int) -> None:

@@ -106,6 +106,7 @@ def entry_from_access(seq: int, record: AccessRecord, start_s: float) -> Entry:
         end_s=start_s + record.duration_s,
         upstream_addr=record.upstream_addr,
         request_id=text(record.request_id),
+        faults=record.faults,
     )
 
 

@@ -43,6 +43,7 @@ from ..config._settings import Limits, Timeouts
 from ..core._accesslog import AccessRecord, settle_bytes
 from ..core._answers import text_response
 from ..core._errors import ClientError, ClientGone, ProxyError, UpstreamClosed
+from ..core._faults import Direction
 from ..core._headers import (
     TEXT_PLAIN,
     BodyKind,
@@ -55,10 +56,11 @@ from ..core._headers import (
     response_headers,
 )
 from ..core._requestview import request_view
-from ..core._ruleengine import apply_decision
+from ..core._ruleengine import HEALTH_CHECK_PREFIX, PASS, apply_decision
 from ..core._rulemodel import Response
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
+from ._faultrun import FaultClosed, FaultRun
 from ._h11 import h11
 from ._peer import Downstream, RateFloor, UpstreamConnection
 from ._race import with_side_task
@@ -71,6 +73,8 @@ log = logging.getLogger("trioproxy")
 # nginx's convention for the access log: the client closed the connection before a
 # response status went out. Never sent on the wire.
 CLIENT_CLOSED_REQUEST = 499
+# nginx's "closed the connection without a response" (its `return 444`): a fault did.
+FAULT_CLOSED = 444
 
 
 async def serve_request(
@@ -194,7 +198,7 @@ class Exchange(Responder):
     """One request's life, and the state that travels with it: the request and its plan,
     the upstream connection while one is held, the body on its way."""
 
-    __slots__ = ("body", "plan", "request", "up")
+    __slots__ = ("body", "faults", "plan", "request", "up")
 
     plan: RequestPlan  # made by the first phase, `_start`
 
@@ -210,6 +214,7 @@ class Exchange(Responder):
         self.request = request
         self.up: UpstreamConnection | None = None  # while one is held
         self.body: RequestBody | None = None  # a request body still to send upstream
+        self.faults: FaultRun | None = None  # faults selected for this exchange, if any
 
     @property
     def timeouts(self) -> Timeouts:
@@ -235,14 +240,18 @@ class Exchange(Responder):
         sent_before = down.bytes_sent
         try:
             self._start()
-            if self.ctx.rule_engine and await self._rules():
-                return  # a rule answered
+            if (self.ctx.rule_engine or self.ctx.shared.faults) and await self._rules():
+                return  # a rule (or a fault) answered
             await self._forward()
+            if self.faults is not None and self.faults.close_after():
+                down.closing = True  # though the response did not say Connection: close
         except ProxyError as exc:
             await self._fail(exc)
-        except ClientGone:
+        except ClientGone as exc:
             if not record.status:
-                record.status = CLIENT_CLOSED_REQUEST
+                record.status = (
+                    FAULT_CLOSED if isinstance(exc, FaultClosed) else CLIENT_CLOSED_REQUEST
+                )
             raise
         finally:
             self._access_line(started, sent_before, received_before)
@@ -276,13 +285,29 @@ class Exchange(Responder):
             self.down.peer_ip,
             peer_trusted=plan.peer_trusted,
         )
-        decision = self.ctx.rule_engine.evaluate(view, trio.current_time())
+        ctx = self.ctx
+        decision = ctx.rule_engine.evaluate(view, trio.current_time()) if ctx.rule_engine else PASS
         log.debug("rules: %s", describe_decision(decision), extra=request_fields(self.record))
+        faults = decision.faults
+        if ctx.shared.faults and not view.path.startswith(HEALTH_CHECK_PREFIX):
+            faults += ctx.shared.faults.select(view)
+        if faults:
+            self.faults = FaultRun(faults)
+            self.record.faults = self.faults.labels
         if decision.response is None:
             apply_decision(plan, decision)
-            return False
+            return self.faults is not None and await self._faults_before_forwarding(self.faults)
         await self._answer_from_rules(decision.response)
         return True
+
+    async def _faults_before_forwarding(self, faults: FaultRun) -> bool:
+        """A fault's own answer instead of the origin's (True), or its 1xx first."""
+        answer = faults.answer()
+        if answer is not None:
+            await self._answer_from_rules(answer)
+            return True
+        await faults.before_forwarding(self.down, self.timeouts.client_send_s)
+        return False
 
     async def _answer_from_rules(self, answer: Response) -> None:
         """A rule answers (redirect, deny, static response, 429): nothing goes upstream."""
@@ -312,6 +337,8 @@ class Exchange(Responder):
             await self._forward_on_pooled_connection()
         finally:  # the rate floors are this request's only, however it ends
             self.down.send_floor = self.down.receive_floor = None
+            if self.faults is not None:
+                FaultRun.restore(self.down)
 
     async def _forward_on_pooled_connection(self) -> None:
         pool, plan, record = self.ctx.pool, self.plan, self.record
@@ -353,7 +380,9 @@ class Exchange(Responder):
 
     async def _send_and_relay(self) -> None:
         """The request head and body upstream, the response back (once)."""
-        up, plan = self.upstream, self.plan
+        up, plan, faults = self.upstream, self.plan, self.faults
+        if faults is not None:
+            await faults.before_head(Direction.ORIGIN, self.down, up)
         # _parsed=True: h11 skips re-validating what its own parser already validated (and the
         # few fields we add are valid by construction): a third of the per-request parse cost.
         up.queue(
@@ -361,6 +390,19 @@ class Exchange(Responder):
                 method=self.request.method, target=plan.target, headers=plan.headers, _parsed=True
             )
         )
+        if faults is not None:
+            try:
+                await faults.after_head(
+                    Direction.ORIGIN, self.down, up, self.timeouts.upstream_send_s
+                )
+                await self._send_body_and_relay()
+            finally:
+                FaultRun.restore(up)
+            return
+        await self._send_body_and_relay()
+
+    async def _send_body_and_relay(self) -> None:
+        up = self.upstream
         if self.body is None:
             up.queue(h11.EndOfMessage())
             await up.flush(self.timeouts.upstream_send_s)
@@ -394,11 +436,17 @@ class Exchange(Responder):
             headers = plan.edit_response(response.status_code, headers)
         record.upstream_status = response.status_code
         record.section_io_tag = header_value(raw, b"section-io-tag")
-        self._start_send_floor()
+        faults = self.faults
+        if faults is not None:
+            await faults.before_head(Direction.CLIENT, down, down)
+        if faults is None or not faults.paces(Direction.CLIENT):
+            self._start_send_floor()
         content_type = header_value(raw, b"content-type")
         self.queue_head(
             response.status_code, headers, reason=response.reason, content_type=content_type
         )
+        if faults is not None:
+            await faults.after_head(Direction.CLIENT, down, down, self.timeouts.client_send_s)
         # Trailers survive only where the downstream framing is chunked too.
         keep_trailers = self.request.http_version != b"1.0" and not header_value(
             headers, b"content-length"
