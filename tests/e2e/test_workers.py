@@ -19,7 +19,7 @@ from trioproxy.core._accesslog import AccessRecord
 from trioproxy.engine._metrics import MetricsSnapshot, RequestMetrics, merge_snapshots
 
 from ..cli_support import cli_proxy, wait_for_exit
-from ..support import Client, raw_origin, read_head
+from ..support import Client
 from .test_admin import admin_request, scrape, total, value
 
 
@@ -151,42 +151,6 @@ def test_summed_metrics_apply_the_hostname_cap_once() -> None:
     assert merged.by_class[2] == 5 and merged.bytes_sent == 50
     assert merged.scalars == (("gauge", "g", "a gauge", 2.0), ("gauge", "w", "workers", 2.0))
     assert MetricsSnapshot.from_tuple(merged.as_tuple()) == merged
-
-
-async def test_healthz_is_503_while_the_workers_drain(tmp_path: Path) -> None:
-    arrived, release = trio.Event(), trio.Event()
-
-    async def slow_origin(stream: trio.SocketStream) -> None:
-        while await read_head(stream):
-            arrived.set()
-            await release.wait()
-            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-    admin_port = await _free_port()
-    (tmp_path / "trioproxy.toml").write_text(f'[admin]\nlisten = "127.0.0.1:{admin_port}"\n')
-    admin = ("127.0.0.1", admin_port)
-    async with (
-        raw_origin(slow_origin) as upstream,
-        cli_proxy(upstream, "--workers", "2", config_dir=str(tmp_path)) as proxy,
-    ):
-        with trio.fail_after(20):
-            assert (await admin_request(admin, b"/healthz")).status == 200
-            async with Client.connect(proxy.address) as client, trio.open_nursery() as nursery:
-                replies = []
-
-                async def in_flight() -> None:
-                    replies.append(await client.request(b"GET", b"/slow"))
-
-                nursery.start_soon(in_flight)
-                await arrived.wait()
-                proxy.process.send_signal(signal.SIGTERM)
-                await proxy.wait_for_output(lambda: b"SIGTERM: stopping 2" in proxy.stderr)
-                draining = await admin_request(admin, b"/healthz")
-                not_ready = await admin_request(admin, b"/readyz")
-                release.set()
-            assert await wait_for_exit(proxy.process) == 0
-    assert draining.status == 503 and not_ready.status == 503
-    assert replies[0].status == 200  # the drain let it finish
 
 
 def test_healthy_means_every_worker_runs_and_accepts() -> None:

@@ -182,7 +182,12 @@ async def test_an_answer_comes_from_the_proxy_and_the_origin_is_never_asked(
 ) -> None:
     origin = Origin()
     async with memory_world(origin=origin) as world:
-        fault = {"kind": "answer", "status": 503, "retry_after_s": 7, "body": "try later\n"}
+        fault: dict[str, Any] = {
+            "kind": "answer",
+            "status": 503,
+            "retry_after_s": 7,
+            "body": "try later\n",
+        }
         async with world.fault(**fault), world.open() as stream:
             reply = await Client(stream).request(b"GET", b"/")
     assert (reply.status, reply.header(b"retry-after"), reply.body) == (503, b"7", b"try later\n")
@@ -309,7 +314,7 @@ async def test_bandwidth_towards_the_origin_paces_the_request_body(
 ) -> None:
     origin = Origin()
     async with memory_world(origin=origin) as world:
-        fault = {"kind": "bandwidth", "direction": "origin", "bytes_per_s": 500}
+        fault: dict[str, Any] = {"kind": "bandwidth", "direction": "origin", "bytes_per_s": 500}
         async with world.fault(**fault), world.open() as stream:
             started = trio.current_time()
             reply = await Client(stream).request(b"POST", b"/up", body=b"y" * 5000)

@@ -4,7 +4,6 @@ seeded, clients raw and httpx, and a block that leaves something behind told wha
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import httpx
 import pytest
@@ -18,11 +17,12 @@ from trioproxy.testing import (
     memory_world,
     seed_scheduler,
 )
+from trioproxy.testing._asgi import Receive, Scope, Send
 
 from ..support import Client
 
 
-async def slow_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
     """Answers after the seconds its path names (/slow/120), else at once, with the path."""
     seconds = float(scope["path"].rpartition("/")[2] or 0) if "/slow/" in scope["path"] else 0
     await trio.sleep(seconds)

@@ -51,11 +51,21 @@ async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
         down.close()
     finally:
         try:
-            if not down.closed and down.h11.their_state in (h11.SEND_BODY, h11.ERROR):
-                await down.linger(_LINGER_S, _LINGER_BYTES)  # answered, it had more to send
+            if not down.closed and (
+                down.h11.their_state in (h11.SEND_BODY, h11.ERROR)  # answered, it had more
+                or _kept_alive_then_drained(down, ctx)
+            ):
+                await down.linger(_LINGER_S, _LINGER_BYTES)
         finally:
             down.close()
             log.debug("connection closed", extra={"peer": peer_ip})
+
+
+def _kept_alive_then_drained(down: Downstream, ctx: ProxyContext) -> bool:
+    """Closed by the drain after a response whose head left before it, so it could not say
+    ``Connection: close`` (h11 is DONE, not MUST_CLOSE): the client may be sending its next
+    request already, and a close with it unread is a reset instead of the EOF it can retry on."""
+    return ctx.draining and down.h11.our_state is h11.DONE
 
 
 async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> h11.Request | None:
@@ -94,6 +104,8 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         # the connection's own linger does not run a second time.
         if not down.closed and exc.status != 408:
             await down.linger(_LINGER_S, _LINGER_BYTES)
+        elif not down.closed:  # what it sent meanwhile must not turn the close into a reset
+            down.drop_arrived(_LINGER_BYTES)
         down.close()
         return None
     except _Closed:

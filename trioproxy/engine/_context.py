@@ -10,7 +10,7 @@ import trio
 from ..config._settings import Settings
 from ..core._accesslog import AccessRecord
 from ..core._faulttable import FaultTable
-from ..core._headers import ForwardingRules
+from ..core._headers import ForwardingRules, new_request_id
 from ..core._ruleengine import RuleEngine
 from ..core._rulemodel import RuleSet
 from ._metrics import RequestMetrics
@@ -61,6 +61,8 @@ class ProxyContext:
     # when draining begins, and one by one when a new client needs a connection slot. Every
     # version of the context (`now()`, `dataclasses.replace`) holds this same dict.
     idle_scopes: dict[trio.CancelScope, None] = field(default_factory=dict)
+    # Makes the ID of a request that brings none (a seam: the simulation counts them).
+    new_request_id: Callable[[], bytes] = new_request_id
 
     @property
     def draining(self) -> bool:

@@ -50,7 +50,6 @@ from ..core._headers import (
     Headers,
     RequestPlan,
     header_value,
-    new_request_id,
     plan_request,
     reason_phrase,
     response_headers,
@@ -89,7 +88,7 @@ async def serve_request(
 async def reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
     """Answer a request head we could not read, log it, and leave the connection to close."""
     record = AccessRecord(start_wall=time.time(), peer=down.peer_ip, status=exc.status)
-    record.request_id = new_request_id()  # for the line, the answer and the access log
+    record.request_id = ctx.new_request_id()  # for the line, the answer and the access log
     log.info("%s (%d)", exc, exc.status, extra=request_fields(record))
     sent_before = down.bytes_sent
     try:
@@ -183,8 +182,10 @@ class Responder:
                 close=isinstance(exc, ClientError),
                 validated=False,
             )
-            record.body_bytes_sent = len(answer.body)
-            down.queue(h11.Data(data=answer.body))
+            head_only = record.method == b"HEAD"  # (h11 refuses a body on a HEAD's answer)
+            record.body_bytes_sent = 0 if head_only else len(answer.body)
+            if not head_only:
+                down.queue(h11.Data(data=answer.body))
             down.queue(h11.EndOfMessage())
         except ProxyError:  # h11 will not send it in this state: the connection just closes
             return
@@ -246,7 +247,7 @@ class Exchange(Responder):
             if self.faults is not None and self.faults.close_after():
                 down.closing = True  # though the response did not say Connection: close
         except ProxyError as exc:
-            await self._fail(exc)
+            await self._fail(exc, sent_before)
         except ClientGone as exc:
             if not record.status:
                 record.status = (
@@ -270,6 +271,7 @@ class Exchange(Responder):
             rules=ctx.forwarding,
             upstream_authority=ctx.upstream_authority,
             max_header_count=ctx.settings.limits.max_header_count,
+            make_request_id=ctx.new_request_id,
         )
         _note_request(self.record, plan)
 
@@ -501,9 +503,10 @@ class Exchange(Responder):
 
     # --- Error answer, access line -----------------------------------------------------------
 
-    async def _fail(self, exc: ProxyError) -> None:
+    async def _fail(self, exc: ProxyError, sent_before: int) -> None:
         record, request = self.record, self.request
-        record.request_id = record.request_id or new_request_id()  # a refused plan has none
+        # (a refused plan has none)
+        record.request_id = record.request_id or self.ctx.new_request_id()
         log.log(
             logging.WARNING if exc.status >= 500 else logging.INFO,
             "%s %s: %s (%d)",
@@ -513,7 +516,41 @@ class Exchange(Responder):
             exc.status,
             extra=request_fields(record, self.ctx.upstream_authority, failure=_failure(exc)),
         )
+        if self.down.bytes_sent < record.body_start:  # no final status reached the client
+            record.status = exc.status  # (not the origin's: it is taken back, or cut)
+        self._take_back_unsent(sent_before)
         await self.answer_error(exc)
+
+    def _take_back_unsent(self, sent_before: int) -> None:
+        """Take back a response none of whose bytes have left (read whole into the buffer,
+        then found bad: a framing field in its trailers), so that the client gets the error
+        answer instead of nothing. h11 cannot take back a head it was given: the connection
+        gets a fresh machine at the same point of the cycle (this request read, no response
+        begun; bytes pipelined after it kept). Not if anything left, nor if the request was
+        not read whole."""
+        down, request = self.down, self.request
+        old = down.h11
+        if (
+            (old.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not down.has_queued)  # no need
+            or down.bytes_sent != sent_before
+            or old.their_state not in (h11.DONE, h11.MUST_CLOSE)  # (read whole)
+        ):
+            return
+        down.discard_queued()
+        fresh = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        # The stand-in keeps what decides keep-alive: the version, and the client's Connection.
+        stand_in = b"%s / HTTP/%s\r\nHost: x\r\n" % (request.method, request.http_version)
+        for name, value in request.headers.raw_items():
+            if name.lower() == b"connection":
+                stand_in += b"Connection: %s\r\n" % value
+        stand_in += b"\r\n"
+        pipelined, closed = old.trailing_data
+        fresh.receive_data(stand_in + pipelined)
+        if closed:
+            fresh.receive_data(b"")
+        fresh.next_event()  # the stand-in request,
+        fresh.next_event()  # and its end: the machine now waits for our response
+        down.h11 = fresh
 
     def _access_line(self, started: float, sent_before: int, received_before: int) -> None:
         record, down = self.record, self.down

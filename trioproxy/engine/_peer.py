@@ -132,6 +132,11 @@ class Wire:
             self._sending = self._sending[sent:]
             self.bytes_sent += sent
 
+    def discard_queued(self) -> None:
+        """Forget what is queued; only for bytes none of which has been sent."""
+        self._out.clear()
+        self._sending = _NOTHING
+
     async def send_all(self, data: bytes, timeout_s: float) -> None:
         """Send raw bytes outside h11 (a tunnel's payload)."""
         self._out.append(data)
@@ -243,6 +248,16 @@ class Wire:
             received = 0
             while received < max_bytes and (data := await self.recv(math.inf)):
                 received += len(data)
+
+    def drop_arrived(self, max_bytes: int) -> None:
+        """Read and drop what the peer has sent already, without waiting, before a close
+        with no linger: closing with bytes unread sends a reset, which can destroy the
+        answer before the peer reads it. Synchronous, so nothing arrives in between."""
+        with contextlib.suppress(OSError):
+            received = 0
+            while received < max_bytes and (data := self.transport.read_nowait(RECEIVE_SIZE)):
+                received += len(data)
+                self.bytes_received += len(data)
 
     def close(self) -> None:
         """Close at once (synchronously, so it is safe in ``finally`` under cancellation)."""

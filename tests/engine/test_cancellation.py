@@ -15,8 +15,9 @@ import pytest
 import trio
 import trio.testing
 
+from trioproxy.engine._memory import MemoryNetwork
+
 from ..memnet import (
-    MemoryNetwork,
     MemoryProxy,
     MemoryStream,
     ScriptedOrigin,
@@ -127,14 +128,16 @@ def check_one_record_per_request(proxy: MemoryProxy) -> None:
     assert all(record.status for record in proxy.records)
 
 
-async def steps_of_a_whole_run() -> int:
+async def sweep_points() -> range:
+    """The scheduler steps a sweep acts at: about SWEEP_RUNS of them over a whole run of
+    `exchanges`, and a few past its end."""
     network = MemoryNetwork(capacity=4096)
     async with memory_origin(network, ScriptedOrigin()):
         with counting_steps() as counter:
             async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
                 await exchanges(proxy, [])
     assert sorted(r.status for r in proxy.records) == [101] + [200] * 6
-    return counter.total
+    return range(1, counter.total + 20, max(1, counter.total // SWEEP_RUNS))
 
 
 async def test_clients_reset_at_every_point_of_their_exchanges_leave_nothing_behind(
@@ -142,9 +145,8 @@ async def test_clients_reset_at_every_point_of_their_exchanges_leave_nothing_beh
 ) -> None:
     """Both client connections are reset (as by a client that crashed) as the N-th scheduler
     step begins, for N over a whole run."""
-    total = await steps_of_a_whole_run()
     outcomes = set()
-    for at in range(1, total + 20, max(1, total // SWEEP_RUNS)):
+    for at in await sweep_points():
         network = MemoryNetwork(capacity=4096)
         streams: list[MemoryStream] = []
 
@@ -190,15 +192,16 @@ async def test_origin_connections_reset_at_every_point_leave_nothing_behind(
     """Every upstream connection open is reset by the origin as the N-th scheduler step
     begins: each request still gets an answer (a 502 at worst), nothing is left behind, and
     nothing is logged as an internal error."""
-    total = await steps_of_a_whole_run()
     outcomes = set()
-    for at in range(1, total + 20, max(1, total // SWEEP_RUNS)):
+    for at in await sweep_points():
         network = MemoryNetwork(capacity=4096)
         origin = ScriptedOrigin()
         streams: list[MemoryStream] = []
 
         async def handler(
-            stream: MemoryStream, origin: ScriptedOrigin = origin, streams: list = streams
+            stream: MemoryStream,
+            origin: ScriptedOrigin = origin,
+            streams: list[MemoryStream] = streams,
         ) -> None:
             streams.append(stream)
             await origin(stream)
@@ -229,9 +232,8 @@ async def test_the_server_cancelled_at_every_point_leaves_no_connection_and_no_t
     request that started was logged once, and nothing was logged as an internal error (the
     resolver's nursery goes before the pool closes: a connection given back or taken in
     between must not ask it for a lookup)."""
-    total = await steps_of_a_whole_run()
     outcomes = set()
-    for at in range(1, total + 20, max(1, total // SWEEP_RUNS)):
+    for at in await sweep_points():
         network = MemoryNetwork(capacity=4096)
         origin = ScriptedOrigin()
         started: list[MemoryProxy] = []
@@ -247,7 +249,11 @@ async def test_the_server_cancelled_at_every_point_leaves_no_connection_and_no_t
             assert proxy.server.ctx.stats.connections_open == 0
             assert handler_tasks() == 0
             assert len(proxy.records) == proxy.server.ctx.stats.requests
-            await wait_until(lambda origin=origin: origin.open == 0)  # it saw every one close
+
+            def all_closed(origin: ScriptedOrigin = origin) -> bool:
+                return origin.open == 0
+
+            await wait_until(all_closed)  # it saw every one close
             outcomes.add(len(proxy.records))
     assert len(outcomes) > 3
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
@@ -259,9 +265,8 @@ async def test_a_drain_begun_at_every_point_finishes_every_exchange_and_leaves_n
     """``shutdown()`` as the N-th scheduler step begins: the exchanges in flight finish (the
     run is far shorter than timeouts.drain_s), idle connections close, and afterwards no
     connection, pool slot or task is left, with one access record per request started."""
-    total = await steps_of_a_whole_run()
     outcomes = set()
-    for at in range(1, total + 20, max(1, total // SWEEP_RUNS)):
+    for at in await sweep_points():
         network = MemoryNetwork(capacity=4096)
         async with memory_origin(network, ScriptedOrigin()):
             async with memory_proxy(CANCEL_SETTINGS, network) as proxy:

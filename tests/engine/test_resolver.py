@@ -1,8 +1,9 @@
 """The upstream name is re-resolved after its TTL, never cached forever; a failure is shared
 by everyone waiting for it and remembered briefly.
 
-The resolver under test calls trio.socket.getaddrinfo, the system resolver's front; a stand-in
-behind trio's own hook (set_custom_hostname_resolver) plays a DNS whose answer changes.
+A stand-in lookup (``Resolver(lookup=...)``) plays a DNS whose answer changes, on the autojump
+clock. (Formerly e2e/test_resolver.py, behind trio's hostname-resolver hook; the one test
+through the system resolver and a real origin is in e2e/test_upstream.py.)
 """
 
 from __future__ import annotations
@@ -16,27 +17,23 @@ import trio
 import trio.testing
 
 from trioproxy.core._errors import UpstreamConnectError, UpstreamTimeout
-from trioproxy.engine._resolver import Resolver
-
-from ..support import Client, make_settings, running_proxy
+from trioproxy.engine._resolver import Resolver, SockAddr
 
 
-class ChangingDNS(trio.abc.HostnameResolver):
+class ChangingDNS:
+    """A lookup whose answer changes: the n-th call gets the n-th answer (then the last)."""
+
     def __init__(self, *answers: str | None) -> None:
         self.answers = list(answers)  # None: the name does not resolve
         self.asked = 0
 
-    async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def, override]
-        if host in (b"127.0.0.1", "127.0.0.1"):  # numeric hosts elsewhere in the test
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+    async def __call__(self, host: str, port: int) -> list[SockAddr]:
+        await trio.lowlevel.checkpoint()
         self.asked += 1
         answer = self.answers[min(self.asked, len(self.answers)) - 1]
         if answer is None:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, port))]
-
-    async def getnameinfo(self, sockaddr, flags):  # type: ignore[no-untyped-def, override]
-        raise NotImplementedError
+        return [(socket.AF_INET, (answer, port))]
 
 
 @asynccontextmanager
@@ -56,8 +53,7 @@ async def test_answer_is_reused_for_the_ttl_then_asked_again(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     dns = ChangingDNS("10.0.0.1", "10.0.0.2")
-    trio.socket.set_custom_hostname_resolver(dns)
-    async with running(Resolver("next-hop", 80, ttl_s=5)) as resolver:
+    async with running(Resolver("next-hop", 80, ttl_s=5, lookup=dns)) as resolver:
         assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.1", 80)]
         await trio.sleep(4.9)
         assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.1", 80)]
@@ -73,8 +69,7 @@ async def test_a_slow_lookup_delays_nobody_long_when_there_is_an_answer(
     """With a last good answer, a request waits for a slow lookup only briefly; the lookup
     goes on, and the next requests get its answer."""
     dns = SlowThenFastDNS()
-    trio.socket.set_custom_hostname_resolver(dns)
-    async with running(Resolver("next-hop", 80, ttl_s=1)) as resolver:
+    async with running(Resolver("next-hop", 80, ttl_s=1, lookup=dns)) as resolver:
         assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.1", 80)]
         await trio.sleep(2)
         started = trio.current_time()
@@ -90,17 +85,19 @@ class SlowThenFastDNS(ChangingDNS):
     def __init__(self) -> None:
         super().__init__("10.0.0.1", "10.0.0.2")
 
-    async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def, override]
+    async def __call__(self, host: str, port: int) -> list[SockAddr]:
         if self.asked:
             await trio.sleep(3)
-        return await super().getaddrinfo(host, port, family, type, proto, flags)
+        return await super().__call__(host, port)
 
 
 async def test_a_lookup_that_never_answers_is_abandoned(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    trio.socket.set_custom_hostname_resolver(HangingDNS())
-    async with running(Resolver("next-hop", 80, ttl_s=5, lookup_timeout_s=10)) as resolver:
+    dns = HangingDNS()
+    async with running(
+        Resolver("next-hop", 80, ttl_s=5, lookup_timeout_s=10, lookup=dns)
+    ) as resolver:
         with pytest.raises(UpstreamTimeout):
             await resolver.resolve(deadline_in(3))
         with pytest.raises(UpstreamConnectError, match="no answer in 10 s"):
@@ -108,7 +105,7 @@ async def test_a_lookup_that_never_answers_is_abandoned(
 
 
 class HangingDNS(ChangingDNS):
-    async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def, override]
+    async def __call__(self, host: str, port: int) -> list[SockAddr]:
         await trio.sleep_forever()
 
 
@@ -116,8 +113,7 @@ async def test_a_failure_is_remembered_for_the_negative_ttl(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     dns = ChangingDNS(None, "10.0.0.3")
-    trio.socket.set_custom_hostname_resolver(dns)
-    async with running(Resolver("next-hop", 80, ttl_s=5, negative_ttl_s=1)) as resolver:
+    async with running(Resolver("next-hop", 80, ttl_s=5, negative_ttl_s=1, lookup=dns)) as resolver:
         with pytest.raises(UpstreamConnectError, match="cannot resolve next-hop"):
             await resolver.resolve(deadline_in(9))
         await trio.sleep(0.9)
@@ -132,8 +128,7 @@ async def test_after_a_failure_the_last_good_answer_is_used(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     dns = ChangingDNS("10.0.0.5", None, None)
-    trio.socket.set_custom_hostname_resolver(dns)
-    async with running(Resolver("next-hop", 80, ttl_s=1)) as resolver:
+    async with running(Resolver("next-hop", 80, ttl_s=1, lookup=dns)) as resolver:
         assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.5", 80)]
         await trio.sleep(2)
         assert [a for _, a in await resolver.resolve(deadline_in(9))] == [("10.0.0.5", 80)]
@@ -142,8 +137,7 @@ async def test_after_a_failure_the_last_good_answer_is_used(
 
 async def test_concurrent_lookups_ask_once(autojump_clock: trio.testing.MockClock) -> None:
     dns = ChangingDNS("10.0.0.4")
-    trio.socket.set_custom_hostname_resolver(dns)
-    async with running(Resolver("next-hop", 80, ttl_s=5)) as resolver:
+    async with running(Resolver("next-hop", 80, ttl_s=5, lookup=dns)) as resolver:
         async with trio.open_nursery() as nursery:
             for _ in range(10):
                 nursery.start_soon(resolver.resolve, deadline_in(9))
@@ -153,7 +147,7 @@ async def test_concurrent_lookups_ask_once(autojump_clock: trio.testing.MockCloc
 class SlowFailingDNS(ChangingDNS):
     """A resolver outage: every lookup takes its full timeout, then fails."""
 
-    async def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):  # type: ignore[no-untyped-def, override]
+    async def __call__(self, host: str, port: int) -> list[SockAddr]:
         self.asked += 1
         await trio.sleep(5)
         raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
@@ -165,7 +159,6 @@ async def test_an_outage_costs_concurrent_requests_one_lookup(
     """Six requests during an outage share the lookup in flight and its failure: all are
     answered 5 s in (not 5, 10, ... 30 s), and the next ones at once, from the cache."""
     dns = SlowFailingDNS()
-    trio.socket.set_custom_hostname_resolver(dns)
     answered_at: list[float] = []
     started = trio.current_time()
 
@@ -174,7 +167,7 @@ async def test_an_outage_costs_concurrent_requests_one_lookup(
             await resolver.resolve(deadline_in(60))
         answered_at.append(trio.current_time() - started)
 
-    async with running(Resolver("next-hop", 80, ttl_s=5, negative_ttl_s=1)) as resolver:
+    async with running(Resolver("next-hop", 80, ttl_s=5, negative_ttl_s=1, lookup=dns)) as resolver:
         async with trio.open_nursery() as nursery:
             for _ in range(6):
                 nursery.start_soon(one, resolver)
@@ -186,21 +179,9 @@ async def test_an_outage_costs_concurrent_requests_one_lookup(
 async def test_a_caller_waits_only_until_its_own_deadline(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    trio.socket.set_custom_hostname_resolver(SlowFailingDNS())
-    async with running(Resolver("next-hop", 80, ttl_s=5)) as resolver:
+    dns = SlowFailingDNS()
+    async with running(Resolver("next-hop", 80, ttl_s=5, lookup=dns)) as resolver:
         started = trio.current_time()
         with pytest.raises(UpstreamTimeout):
             await resolver.resolve(deadline_in(2))
         assert trio.current_time() - started == 2
-
-
-async def test_proxy_follows_a_changed_answer(origin: tuple[str, int]) -> None:
-    """next-hop moves from a dead address to the live origin: after the TTL, requests work."""
-    dns = ChangingDNS("127.0.0.2", "127.0.0.1")  # nothing listens on 127.0.0.2:port
-    trio.socket.set_custom_hostname_resolver(dns)
-    settings = make_settings(upstream__dns_ttl_s=0.0)
-    async with running_proxy(("next-hop", origin[1]), settings) as proxy:
-        async with Client.connect(proxy.address) as client:
-            assert (await client.request(b"GET", b"/")).status == 502
-            assert (await client.request(b"GET", b"/")).status == 200
-    assert dns.asked >= 2  # and again in the background, as the answer expires at once

@@ -9,11 +9,12 @@ import contextlib
 import trio
 import trio.testing
 
+from trioproxy.engine._memory import MemoryNetwork
+
 from ..memnet import (
-    MemoryNetwork,
     MemoryStream,
     ScriptedOrigin,
-    memory_origin,
+    StreamHandler,
     memory_proxy,
     sent_by_hand,
     wait_until,
@@ -31,8 +32,8 @@ def post_head(length: int, *extra: bytes) -> bytes:
 async def test_a_body_that_fits_the_buffer_is_read_whole_before_the_origin_hears_of_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+    origin = ScriptedOrigin()
+    async with memory_proxy(origin=origin) as proxy:
         async with proxy.client() as client:
             await client.stream.send_all(post_head(1000) + b"x" * 500)
             await trio.testing.wait_all_tasks_blocked()
@@ -46,9 +47,9 @@ async def test_a_body_that_fits_the_buffer_is_read_whole_before_the_origin_hears
 async def test_a_body_larger_than_the_buffer_streams_while_it_arrives(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
+    origin = ScriptedOrigin()
     settings = make_settings(limits__request_buffer_bytes=1024)
-    async with memory_origin(network, origin), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=origin) as proxy:
         async with proxy.client() as client:
             await client.stream.send_all(post_head(100_000) + b"x" * 50_000)
             await wait_until(lambda: origin.targets == [b"/upload"])  # before the body ended
@@ -61,8 +62,8 @@ async def test_a_body_larger_than_the_buffer_streams_while_it_arrives(
 async def test_expect_100_continue_is_answered_by_the_proxy_for_a_small_body(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+    origin = ScriptedOrigin()
+    async with memory_proxy(origin=origin) as proxy:
         async with proxy.client() as client:
             await client.stream.send_all(post_head(10, b"Expect: 100-continue"))
             with trio.fail_after(5):
@@ -79,15 +80,13 @@ async def test_expect_100_continue_is_answered_by_the_proxy_for_a_small_body(
 async def test_an_early_answer_from_the_origin_is_relayed_and_says_close(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-
     async def refuses(stream: MemoryStream) -> None:
-        await read_head(stream)  # type: ignore[arg-type]
+        await read_head(stream)
         await stream.send_all(b"HTTP/1.1 413 Too Large\r\nContent-Length: 4\r\n\r\nbig!")
         await trio.sleep_forever()  # reading no more of the body
 
     settings = make_settings(limits__request_buffer_bytes=1024)
-    async with memory_origin(network, refuses), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=refuses) as proxy:
         async with proxy.client() as client, trio.open_nursery() as nursery:
             await client.stream.send_all(post_head(10_000_000))
 
@@ -106,7 +105,7 @@ async def test_an_early_answer_from_the_origin_is_relayed_and_says_close(
     assert reply.header(b"connection") == b"close"
 
 
-def stale_after_first_answer() -> tuple[list[int], object]:
+def stale_after_first_answer() -> tuple[list[int], StreamHandler]:
     """An origin whose first connection answers once, then reads the next request and
     hangs up without a byte (the keep-alive race); later connections answer everything."""
     connections: list[int] = []
@@ -114,7 +113,7 @@ def stale_after_first_answer() -> tuple[list[int], object]:
     async def handler(stream: MemoryStream) -> None:
         connections.append(0)
         first = len(connections) == 1
-        while await read_head(stream):  # type: ignore[arg-type]
+        while await read_head(stream):
             if first and connections[0]:
                 return
             connections[-1] += 1
@@ -126,9 +125,8 @@ def stale_after_first_answer() -> tuple[list[int], object]:
 async def test_a_stale_reused_connection_is_retried_once_for_a_get(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     connections, handler = stale_after_first_answer()
-    async with memory_origin(network, handler), memory_proxy(network=network) as proxy:  # type: ignore[arg-type]
+    async with memory_proxy(origin=handler) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 200
             assert (await client.request(b"GET", b"/")).status == 200
@@ -140,9 +138,8 @@ async def test_a_stale_reused_connection_is_retried_once_for_a_get(
 async def test_a_stale_reused_connection_is_never_retried_for_a_post(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     connections, handler = stale_after_first_answer()
-    async with memory_origin(network, handler), memory_proxy(network=network) as proxy:  # type: ignore[arg-type]
+    async with memory_proxy(origin=handler) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 200
             assert (await client.request(b"POST", b"/", body=b"x")).status == 502
@@ -153,16 +150,14 @@ async def test_a_stale_reused_connection_is_never_retried_for_a_post(
 async def test_informational_responses_are_relayed_before_the_final_one(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-
     async def hints(stream: MemoryStream) -> None:
-        await read_head(stream)  # type: ignore[arg-type]
+        await read_head(stream)
         await stream.send_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n")
         await trio.sleep(2.0)  # virtual: past the client watch's start
         await stream.send_all(b"HTTP/1.1 103 Early Hints\r\nLink: </b>; rel=preload\r\n\r\n")
         await stream.send_all(OK)
 
-    async with memory_origin(network, hints), memory_proxy(network=network) as proxy:
+    async with memory_proxy(origin=hints) as proxy:
         async with proxy.client() as client:
             reply = await client.request(b"GET", b"/")
     assert (reply.status, reply.body) == (200, b"ok")
@@ -176,14 +171,12 @@ async def test_informational_responses_are_relayed_before_the_final_one(
 async def test_a_flood_of_informational_responses_is_capped_with_a_502(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-
     async def flood(stream: MemoryStream) -> None:
-        await read_head(stream)  # type: ignore[arg-type]
+        await read_head(stream)
         await stream.send_all(b"HTTP/1.1 103 Early Hints\r\n\r\n" * 5000)
         await trio.sleep_forever()
 
-    async with memory_origin(network, flood), memory_proxy(network=network) as proxy:
+    async with memory_proxy(origin=flood) as proxy:
         async with proxy.client() as client:
             with trio.fail_after(5):
                 reply = await client.request(b"GET", b"/")
@@ -194,17 +187,15 @@ async def test_a_flood_of_informational_responses_is_capped_with_a_502(
 async def test_endless_slow_informational_responses_meet_the_response_deadline_504(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-
     async def a_hint_a_second(stream: MemoryStream) -> None:
-        await read_head(stream)  # type: ignore[arg-type]
+        await read_head(stream)
         for _ in range(20):  # under the cap of 32, each inside any read timeout
             await stream.send_all(b"HTTP/1.1 103 Early Hints\r\n\r\n")
             await trio.sleep(1.0)
         await trio.sleep_forever()
 
     settings = make_settings(timeouts__upstream_response_s=10.0)
-    async with memory_origin(network, a_hint_a_second), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=a_hint_a_second) as proxy:
         async with proxy.client() as client:
             started = trio.current_time()
             with trio.fail_after(60):
@@ -217,8 +208,8 @@ async def test_endless_slow_informational_responses_meet_the_response_deadline_5
 async def test_a_client_that_leaves_during_a_slow_answer_ends_the_exchange(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+    origin = ScriptedOrigin()
+    async with memory_proxy(origin=origin) as proxy:
         stream = proxy.open()
         await stream.send_all(b"GET /slow/600 HTTP/1.1\r\nHost: x\r\n\r\n")
         await wait_until(lambda: origin.targets == [b"/slow/600"])
@@ -236,7 +227,7 @@ async def test_a_response_that_fits_the_buffer_frees_its_upstream_before_the_cli
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+    async with memory_proxy(network=network, origin=origin) as proxy:
         async with proxy.client() as client:
             await client.stream.send_all(b"GET /big/50000 HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: proxy.server.pool.idle_count == 1)  # nothing read yet
@@ -251,7 +242,7 @@ async def test_a_response_past_the_buffer_streams_under_backpressure(
 ) -> None:
     size = 2_000_000
     network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+    async with memory_proxy(network=network, origin=origin) as proxy:
         async with proxy.client() as client:
             await client.stream.send_all(b"GET /big/%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
             await wait_until(lambda: origin.sent)
@@ -273,8 +264,8 @@ async def test_a_streamed_body_trickled_inside_each_timeout_is_cut_by_the_rate_f
     """Past the buffer the body streams (an upstream connection held); a byte every 50 s
     beats the 60 s inactivity timeout but not the 1 KiB/s floor after it: 408, and the
     upstream connection, mid-request, is closed."""
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+    origin = ScriptedOrigin()
+    async with memory_proxy(origin=origin) as proxy:
         stream = proxy.open()
         async with stream, trio.open_nursery() as nursery:
             started = trio.current_time()
@@ -304,7 +295,7 @@ async def test_a_client_that_never_reads_a_large_response_is_cut_after_client_se
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+    async with memory_proxy(network=network, origin=origin) as proxy:
         stream = proxy.open()
         async with stream:
             started = trio.current_time()
@@ -324,7 +315,7 @@ async def test_a_client_reading_a_large_response_too_slowly_is_cut_by_the_rate_f
 ) -> None:
     """512 bytes every 30 s keeps the inactivity timeout at bay, not the 1 KiB/s floor."""
     network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+    async with memory_proxy(network=network, origin=origin) as proxy:
         stream = proxy.open()
         async with stream:
             await stream.send_all(b"GET /big/10000000 HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -1,6 +1,6 @@
 """The connection loop without sockets, on the autojump clock: keep-alive, pipelining, the
-idle and first-byte deadlines, keepalive_requests, draining, eviction at the connection
-limit, slow and odd request heads."""
+idle and first-byte deadlines, keepalive_requests, eviction at the connection limit, slow
+and odd request heads. (Draining: `test_drain`.)"""
 
 from __future__ import annotations
 
@@ -9,26 +9,18 @@ import contextlib
 import trio
 import trio.testing
 
-from ..memnet import MemoryNetwork, ScriptedOrigin, memory_origin, memory_proxy, wait_until
-from ..support import make_settings, parse_responses
+from ..memnet import ScriptedOrigin, memory_proxy, wait_until
+from ..support import make_settings, parse_responses, read_until_closed
 
 GET = b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
-
-
-async def read_until_closed(stream: trio.abc.ReceiveStream) -> bytes:
-    received = bytearray()
-    while chunk := await stream.receive_some(65536):
-        received += chunk
-    return bytes(received)
 
 
 async def test_pipelined_requests_are_answered_in_order_over_one_upstream_connection(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
-        stream = proxy.open()
-        async with stream:
+    origin = ScriptedOrigin()
+    async with memory_proxy(origin=origin) as proxy:
+        async with proxy.open() as stream:
             requests = b"".join(
                 b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % name for name in (b"a", b"b", b"c")
             )
@@ -45,9 +37,8 @@ async def test_pipelined_requests_are_answered_in_order_over_one_upstream_connec
 async def test_an_idle_keep_alive_connection_is_closed_after_client_idle_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     settings = make_settings(timeouts__client_idle_s=75.0)
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/small")).status == 200
             answered = trio.current_time()
@@ -103,9 +94,8 @@ async def test_a_head_trickled_past_its_deadline_gets_a_408(
 async def test_keepalive_requests_closes_the_connection_after_the_last_one(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     settings = make_settings(limits__keepalive_requests=2)
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
         async with proxy.client() as client:
             first = await client.request(b"GET", b"/small")
             second = await client.request(b"GET", b"/small")
@@ -116,33 +106,11 @@ async def test_keepalive_requests_closes_the_connection_after_the_last_one(
     assert len(proxy.records) == 2
 
 
-async def test_draining_closes_idle_connections_at_once_and_lets_busy_ones_finish(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
-        async with proxy.client() as idle, proxy.client() as busy:
-            assert (await idle.request(b"GET", b"/small")).status == 200
-            await busy.stream.send_all(b"GET /slow/5 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await wait_until(lambda: origin.targets == [b"/small", b"/slow/5"])
-            started = trio.current_time()
-            proxy.server.shutdown()
-            with trio.fail_after(1):
-                assert await idle.stream.receive_some(1) == b""  # at once, in virtual time
-            assert trio.current_time() == started
-            with trio.fail_after(10):
-                reply = await busy.read_reply()
-                assert await busy.stream.receive_some(1) == b""
-    assert reply.status == 200 and reply.header(b"connection") == b"close"
-    assert [r.status for r in proxy.records] == [200, 200]
-
-
 async def test_at_the_connection_limit_the_oldest_idle_connection_makes_room(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     settings = make_settings(limits__max_connections=2, timeouts__client_idle_s=600.0)
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
         async with proxy.client() as oldest, proxy.client() as younger:
             assert (await oldest.request(b"GET", b"/small")).status == 200
             assert (await younger.request(b"GET", b"/small")).status == 200
@@ -158,9 +126,9 @@ async def test_at_the_connection_limit_the_oldest_idle_connection_makes_room(
 async def test_a_newcomer_waits_while_every_connection_is_busy(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
+    origin = ScriptedOrigin()
     settings = make_settings(limits__max_connections=1)
-    async with memory_origin(network, origin), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=origin) as proxy:
         async with proxy.client() as busy, proxy.client() as newcomer:
             await busy.stream.send_all(b"GET /slow/30 HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: origin.targets == [b"/slow/30"])
@@ -178,8 +146,7 @@ async def test_a_newcomer_waits_while_every_connection_is_busy(
 async def test_empty_lines_before_a_request_are_ignored(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(network=network) as proxy:
+    async with memory_proxy(origin=ScriptedOrigin()) as proxy:
         stream = proxy.open()
         async with stream:
             # Before the first request, and between requests (a stray CRLF after a body).

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import trio
-
 import trioproxy
 
-from ..support import Client, exchange_raw
+from ..support import Client, exchange_raw, fields, unused_address
 
 
 async def test_every_field_of_a_proxied_request(origin: tuple[str, int]) -> None:
-    headers = [
-        (b"Host", b"shop.example"),
-        (b"Referer", b"https://shop.example/cart"),
-        (b"User-Agent", b"tests/2.0"),
-        (b"X-Forwarded-Proto", b"https"),
-        (b"X-Forwarded-For", b"203.0.113.7, 10.0.0.1"),
-        (b"True-Client-IP", b"203.0.113.7"),
-        (b"section-io-id", b"abc123"),
-        (b"X-Request-ID", b"req-1"),
-    ]
+    headers = fields("""
+        Host: shop.example
+        Referer: https://shop.example/cart
+        User-Agent: tests/2.0
+        X-Forwarded-Proto: https
+        X-Forwarded-For: 203.0.113.7, 10.0.0.1
+        True-Client-IP: 203.0.113.7
+        section-io-id: abc123
+        X-Request-ID: req-1
+    """)
     async with trioproxy.running(origin, capture_access_log=True) as proxy:
         async with Client.connect(proxy.address) as client:
             reply = await client.request(b"POST", b"/items?id=7", headers, body=b"x" * 100)
@@ -60,10 +58,7 @@ def _head_length(reply: object) -> int:
 
 
 async def test_a_502_is_logged_with_what_is_known() -> None:
-    with trio.socket.socket() as sock:
-        await sock.bind(("127.0.0.1", 0))
-        dead = sock.getsockname()
-    async with trioproxy.running(dead, capture_access_log=True) as proxy:
+    async with trioproxy.running(await unused_address(), capture_access_log=True) as proxy:
         async with Client.connect(proxy.address) as client:
             await client.request(b"GET", b"/down", [(b"Host", b"site.example")])
     (line,) = proxy.access_log

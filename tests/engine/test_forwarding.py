@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from ..memnet import MemoryNetwork, MemoryStream, memory_origin, memory_proxy
+from ..memnet import MemoryStream, memory_proxy
 from ..support import make_settings, read_head
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -14,16 +14,15 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 async def test_a_request_goes_through_and_the_connection_is_reused(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     accepted = 0
 
     async def origin(stream: MemoryStream) -> None:
         nonlocal accepted
         accepted += 1
-        while await read_head(stream):  # type: ignore[arg-type]
+        while await read_head(stream):
             await stream.send_all(RESPONSE)
 
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+    async with memory_proxy(origin=origin) as proxy:
         async with proxy.client() as client:
             for _ in range(3):
                 reply = await client.request(b"GET", b"/x")
@@ -36,13 +35,11 @@ async def test_a_request_goes_through_and_the_connection_is_reused(
 async def test_a_silent_origin_gets_a_504_after_the_response_timeout(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-
     async def silent(stream: MemoryStream) -> None:
         await trio.sleep_forever()
 
     settings = make_settings(timeouts__upstream_response_s=30.0)
-    async with memory_origin(network, silent), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=silent) as proxy:
         async with proxy.client() as client:
             started = trio.current_time()
             reply = await client.request(b"GET", b"/")

@@ -8,12 +8,12 @@ from collections.abc import Awaitable, Callable
 import trio
 import trio.testing
 
+from trioproxy.engine._memory import MemoryNetwork
+
 from ..memnet import (
-    MemoryNetwork,
     MemoryProxy,
     MemoryStream,
     ScriptedOrigin,
-    memory_origin,
     memory_proxy,
     wait_until,
 )
@@ -33,7 +33,7 @@ def upgrading(behaviour: Behaviour, *, with_switch: bytes = b"") -> Behaviour:
     101), then does ``behaviour`` on the raw connection."""
 
     async def handler(stream: MemoryStream) -> None:
-        head = await read_head(stream)  # type: ignore[arg-type]
+        head = await read_head(stream)
         assert head.startswith(b"GET /ws ")
         await stream.send_all(SWITCH + with_switch)
         await behaviour(stream)
@@ -73,7 +73,7 @@ async def test_a_tunnel_splices_bytes_both_ways_under_backpressure(
 ) -> None:
     network = MemoryNetwork(capacity=4096)
     payload = bytes(range(97, 123)) * 40_000  # ~1 MB, many times the pipes' capacity
-    async with memory_origin(network, upgrading(echo_upper)), memory_proxy(network=network) as p:
+    async with memory_proxy(network=network, origin=upgrading(echo_upper)) as p:
         stream, rest = await switched(p)
         assert rest == b""
         async with stream, trio.open_nursery() as nursery:
@@ -90,7 +90,6 @@ async def test_a_tunnel_splices_bytes_both_ways_under_backpressure(
 async def test_bytes_sent_with_the_101_and_right_after_the_request_are_spliced(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     seen: list[bytes] = []
 
     async def record_first(stream: MemoryStream) -> None:
@@ -98,7 +97,7 @@ async def test_bytes_sent_with_the_101_and_right_after_the_request_are_spliced(
         await trio.sleep_forever()
 
     handler = upgrading(record_first, with_switch=b"from-origin")
-    async with memory_origin(network, handler), memory_proxy(network=network) as proxy:
+    async with memory_proxy(origin=handler) as proxy:
         stream, rest = await switched(proxy, early=b"from-client")
         async with stream:
             rest += await receive_exactly(stream, len(b"from-origin") - len(rest))
@@ -110,8 +109,6 @@ async def test_bytes_sent_with_the_101_and_right_after_the_request_are_spliced(
 async def test_a_half_close_is_passed_on_and_the_other_way_stays_open(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-
     async def answers_after_eof(stream: MemoryStream) -> None:
         got = b""
         while data := await stream.receive_some(65536):
@@ -119,7 +116,7 @@ async def test_a_half_close_is_passed_on_and_the_other_way_stays_open(
         await stream.send_all(b"got %d bytes" % len(got))  # after the client's EOF
 
     handler = upgrading(answers_after_eof)
-    async with memory_origin(network, handler), memory_proxy(network=network) as proxy:
+    async with memory_proxy(origin=handler) as proxy:
         stream, _ = await switched(proxy)
         async with stream:
             await stream.send_all(b"12345")
@@ -134,8 +131,6 @@ async def test_a_half_close_is_passed_on_and_the_other_way_stays_open(
 async def test_after_one_side_s_eof_the_tunnel_lasts_tunnel_fin_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-
     async def never_closes(stream: MemoryStream) -> None:
         while await stream.receive_some(65536):
             pass
@@ -143,7 +138,7 @@ async def test_after_one_side_s_eof_the_tunnel_lasts_tunnel_fin_s(
 
     settings = make_settings(timeouts__tunnel_fin_s=10.0, timeouts__tunnel_idle_s=3600.0)
     handler = upgrading(never_closes)
-    async with memory_origin(network, handler), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=handler) as proxy:
         stream, _ = await switched(proxy)
         async with stream:
             await stream.send_eof()
@@ -158,14 +153,12 @@ async def test_after_one_side_s_eof_the_tunnel_lasts_tunnel_fin_s(
 async def test_an_idle_tunnel_is_closed_after_tunnel_idle_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-
     async def talks_once(stream: MemoryStream) -> None:
         await stream.send_all(b"hi")
         await trio.sleep_forever()
 
     settings = make_settings(timeouts__tunnel_idle_s=600.0)
-    async with memory_origin(network, upgrading(talks_once)), memory_proxy(settings, network) as p:
+    async with memory_proxy(settings, origin=upgrading(talks_once)) as p:
         stream, rest = await switched(p)
         async with stream:
             rest += await receive_exactly(stream, 2 - len(rest))
@@ -182,7 +175,6 @@ async def test_an_idle_tunnel_is_closed_after_tunnel_idle_s(
 async def test_open_tunnels_do_not_use_up_upstream_max_connections(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     origin = ScriptedOrigin()
 
     async def both(stream: MemoryStream) -> None:
@@ -195,7 +187,7 @@ async def test_open_tunnels_do_not_use_up_upstream_max_connections(
 
     tunnels: list[MemoryStream] = []
     settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=5.0)
-    async with memory_origin(network, both), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=both) as proxy:
         stream, _ = await switched(proxy)
         async with stream:
             async with proxy.client() as client:

@@ -7,7 +7,7 @@ import trio
 from trioproxy.config._config import settings_from_bytes
 from trioproxy.config._settings import Settings
 
-from ..support import Client, exchange_raw, running_proxy
+from ..support import exchange_raw, running_proxy
 
 RULES = rb"""
 [[rules]]
@@ -53,7 +53,7 @@ def _settings() -> Settings:
 
 
 async def test_redirect_to_https_and_no_loop(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin, _settings()) as proxy, Client.connect(proxy.address) as c:
+    async with running_proxy(origin, _settings()) as proxy, proxy.client() as c:
         plain = await c.request(b"GET", b"/secure/page?q=1", [(b"X-Forwarded-Proto", b"http")])
         secure = await c.request(b"GET", b"/secure/page?q=1", [(b"X-Forwarded-Proto", b"https")])
     assert plain.status == 301
@@ -63,7 +63,7 @@ async def test_redirect_to_https_and_no_loop(origin: tuple[str, int]) -> None:
 
 
 async def test_allow_list_denies_others_with_403(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin, _settings()) as proxy, Client.connect(proxy.address) as c:
+    async with running_proxy(origin, _settings()) as proxy, proxy.client() as c:
         outsider = await c.request(b"GET", b"/admin/", [(b"True-Client-IP", b"203.0.113.5")])
         insider = await c.request(b"GET", b"/admin/", [(b"True-Client-IP", b"192.0.2.10")])
     assert outsider.status == 403
@@ -71,7 +71,7 @@ async def test_allow_list_denies_others_with_403(origin: tuple[str, int]) -> Non
 
 
 async def test_deny_by_client_with_configured_status(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin, _settings()) as proxy, Client.connect(proxy.address) as c:
+    async with running_proxy(origin, _settings()) as proxy, proxy.client() as c:
         denied = await c.request(b"GET", b"/", [(b"True-Client-IP", b"198.51.100.7")])
     assert (denied.status, denied.body) == (451, b"not here")
     # Response-header rules evaluated so far apply to an answer; the 4xx rule comes later.
@@ -79,7 +79,7 @@ async def test_deny_by_client_with_configured_status(origin: tuple[str, int]) ->
 
 
 async def test_static_response_never_reaches_the_origin(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin, _settings()) as proxy, Client.connect(proxy.address) as c:
+    async with running_proxy(origin, _settings()) as proxy, proxy.client() as c:
         robots = await c.request(b"GET", b"/robots.txt")
         after = await c.request(b"GET", b"/")  # the connection stays usable
     assert robots.status == 200
@@ -90,13 +90,13 @@ async def test_static_response_never_reaches_the_origin(origin: tuple[str, int])
 
 
 async def test_rewrite_keeps_the_query(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin, _settings()) as proxy, Client.connect(proxy.address) as c:
+    async with running_proxy(origin, _settings()) as proxy, proxy.client() as c:
         seen = (await c.request(b"GET", b"/blog/2026/hello?x=1")).json()
     assert (seen["path"], seen["query"]) == ("/articles/2026/hello", "x=1")
 
 
 async def test_rate_limit_answers_429_with_retry_after(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin, _settings()) as proxy, Client.connect(proxy.address) as c:
+    async with running_proxy(origin, _settings()) as proxy, proxy.client() as c:
         client = [(b"True-Client-IP", b"203.0.113.77")]
         statuses = [(await c.request(b"GET", b"/api/x", client)).status for _ in range(3)]
         limited = await c.request(b"GET", b"/api/x", client)
@@ -108,7 +108,7 @@ async def test_rate_limit_answers_429_with_retry_after(origin: tuple[str, int]) 
 
 
 async def test_header_rules_both_ways(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin, _settings()) as proxy, Client.connect(proxy.address) as c:
+    async with running_proxy(origin, _settings()) as proxy, proxy.client() as c:
         reply = await c.request(b"GET", b"/", [(b"X-Debug", b"1")])
     names = dict(reply.json()["headers"])
     assert names.get("x-env") == "production"
@@ -120,7 +120,7 @@ async def test_header_rules_both_ways(origin: tuple[str, int]) -> None:
 async def test_health_check_passes_whatever_the_rules_say(origin: tuple[str, int]) -> None:
     deny_all = b"[[rules]]\ndeny = true\n"
     settings = settings_from_bytes(deny_all, file="trioproxy.toml")
-    async with running_proxy(origin, settings) as proxy, Client.connect(proxy.address) as c:
+    async with running_proxy(origin, settings) as proxy, proxy.client() as c:
         health = await c.request(b"GET", b"/.well-known/section-io/aee-hc/healthz?ts=1")
         other = await c.request(b"GET", b"/")
     assert health.status == 200
@@ -141,5 +141,5 @@ async def test_no_rules_costs_no_evaluation(origin: tuple[str, int]) -> None:
     async with running_proxy(origin) as proxy:
         assert not proxy.server.ctx.rule_engine
         with trio.fail_after(5):
-            async with Client.connect(proxy.address) as c:
+            async with proxy.client() as c:
                 assert (await c.request(b"GET", b"/")).status == 200

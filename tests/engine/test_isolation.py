@@ -3,28 +3,29 @@ clock: judged by the work done between two yields and by order, never by wall ti
 
 A connection flooding one-byte chunks (either way) moves at most a slice of them between two
 yields, one flooding empty lines reads one buffer between two, and another client is served
-meanwhile; slow request heads delay nobody. (The cancellation sweeps: `test_mem_cancellation`.)
+meanwhile; slow request heads delay nobody. Then what is shared cannot be hoarded: clients
+that never send their body or never read hold no upstream connection, and a newcomer at the
+connection limit gets the oldest idle slot (from the former e2e/test_abuse.py, on loopback
+there). (The cancellation sweeps: `test_cancellation`; the rate floors: `test_ratefloor`.)
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 import trio
 import trio.testing
 
 from trioproxy.engine import _requestbody, _response
-from trioproxy.engine._memory import MemoryTransport
+from trioproxy.engine._memory import MemoryNetwork, MemoryTransport
 from trioproxy.engine._peer import RECEIVE_SIZE, Peer
 from trioproxy.engine._slices import move_data
 
 from ..memnet import (
-    MemoryNetwork,
     MemoryProxy,
     ScriptedOrigin,
-    memory_origin,
     memory_proxy,
     sent_by_hand,
     wait_until,
@@ -82,7 +83,7 @@ async def flood_beside_another_client(
     answered before the flood ended, and the proxy. The whole flood fits the pipes: the
     proxy always has a full 64 KiB read (about ten thousand chunks) waiting."""
     network = MemoryNetwork(capacity=1 << 20)
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(network=network) as proxy:
+    async with memory_proxy(network=network, origin=ScriptedOrigin()) as proxy:
         done = trio.Event()
         served = 0
         with metering_slices(monkeypatch) as meter, trio.fail_after(60):
@@ -90,10 +91,7 @@ async def flood_beside_another_client(
 
                 async def other() -> None:
                     nonlocal served
-                    async with proxy.client() as client:
-                        while not done.is_set():
-                            assert (await client.request(b"GET", b"/small")).status == 200
-                            served += 1
+                    served = await proxy.requests_until(done)
 
                 async def flooding() -> None:
                     await flood(proxy)
@@ -176,7 +174,7 @@ async def test_a_flood_of_empty_lines_is_read_a_buffer_per_step_and_others_are_s
 
     monkeypatch.setattr(MemoryTransport, "read_nowait", metered)
     network = MemoryNetwork(capacity=1 << 20)
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(network=network) as proxy:
+    async with memory_proxy(network=network, origin=ScriptedOrigin()) as proxy:
         flood = proxy.open(flooder)
         done = trio.Event()
         served = 0
@@ -195,10 +193,7 @@ async def test_a_flood_of_empty_lines_is_read_a_buffer_per_step_and_others_are_s
 
                 async def other() -> None:
                     nonlocal served
-                    async with proxy.client() as client:
-                        while not done.is_set():
-                            assert (await client.request(b"GET", b"/small")).status == 200
-                            served += 1
+                    served = await proxy.requests_until(done)
 
                 nursery.start_soon(flooding)
                 nursery.start_soon(other)
@@ -213,9 +208,8 @@ async def test_slow_request_heads_delay_nobody_and_meet_their_deadline(
 ) -> None:
     """Fifty connections each hold half a request head (slowloris); another client is
     answered at once, in virtual time zero, and each slow one gets its 408 at the deadline."""
-    network = MemoryNetwork()
     settings = make_settings(timeouts__client_header_s=10.0)
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
         slow = [proxy.open() for _ in range(50)]
         for stream in slow:
             await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Half: ")
@@ -233,3 +227,83 @@ async def test_slow_request_heads_delay_nobody_and_meet_their_deadline(
         await wait_until(lambda: proxy.server.ctx.stats.connections_open == 0)
         proxy.check_no_leak()
     assert sorted(r.status for r in proxy.records) == [200] + [408] * 50
+
+
+# --- Hoarding what is shared (from the former e2e/test_abuse.py, on loopback there) --------------
+
+
+@contextlib.asynccontextmanager
+async def attackers(proxy: MemoryProxy, sends: list[bytes]) -> AsyncIterator[None]:
+    """A connection per item of ``sends``, each sending it and nothing more, open for the
+    block (none of them reads)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for data in sends:
+            stream = await stack.enter_async_context(proxy.open())
+            await stream.send_all(data)
+        yield
+
+
+async def test_clients_that_never_send_their_body_hold_no_upstream_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Expect: 100-continue and never the body, or a body cut short: the proxy holds such
+    requests itself; the pool stays empty and a normal request is answered."""
+    settings = make_settings(upstream__pool_size=2, timeouts__pool_wait_s=30)
+    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
+        unfinished = []
+        for i in range(9):
+            expect = b"Expect: 100-continue\r\n" if i % 2 else b""
+            framing = b"Transfer-Encoding: chunked" if i % 3 == 2 else b"Content-Length: 1000"
+            body = b"64\r\n" + b"y" * 50 if i % 3 == 2 else b"y" * (i * 100)
+            head = b"POST / HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n" + expect + b"\r\n"
+            unfinished.append(head + body)
+        async with attackers(proxy, unfinished):
+            await trio.testing.wait_all_tasks_blocked()
+            assert proxy.server.pool.open_count == 0
+            with trio.fail_after(5):  # the pool would make it wait pool_wait_s (30 s)
+                async with proxy.client() as client:
+                    assert (await client.request(b"GET", b"/small")).status == 200
+
+
+async def test_clients_that_never_read_release_the_upstream_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A response that fits the buffer is read whole and the connection goes back to the
+    pool, however slowly (here: never) the client reads it."""
+    async with memory_proxy(origin=ScriptedOrigin()) as proxy:
+        # Pipelined: the second response waits for the client to read the first.
+        async with attackers(proxy, [b"GET /big/40000 HTTP/1.1\r\nHost: x\r\n\r\n" * 30] * 6):
+            pool = proxy.server.pool
+            with trio.fail_after(10):
+                await wait_until(lambda: pool.open_count and pool.idle_count == pool.open_count)
+                async with proxy.client() as client:
+                    assert (await client.request(b"GET", b"/small")).status == 200
+
+
+async def test_a_newcomer_gets_a_slot_from_the_oldest_idle_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The attacker keeps all but its oldest connection busy; the newcomer gets a slot."""
+    settings = make_settings(limits__max_connections=3, timeouts__client_idle_s=60)
+    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
+        async with trio.open_nursery() as nursery:
+            clients: list[Client] = []
+            for _ in range(3):
+                client = Client(proxy.open())
+                clients.append(client)
+                assert (await client.request(b"GET", b"/small")).status == 200
+
+            async def refresh(client: Client) -> None:
+                while True:
+                    await trio.sleep(0.2)
+                    assert (await client.request(b"GET", b"/small")).status == 200
+
+            for client in clients[1:]:
+                nursery.start_soon(refresh, client)
+            with trio.fail_after(5):  # idle connections last client_idle_s (60 s)
+                async with proxy.client() as newcomer:
+                    assert (await newcomer.request(b"GET", b"/small")).status == 200
+            assert await clients[0].stream.receive_some(1) == b""  # the oldest was closed
+            nursery.cancel_scope.cancel()
+        for client in clients:
+            await client.stream.aclose()
