@@ -97,7 +97,7 @@ async def test_a_stalled_origin_stream_handler_is_an_origin_too(
         assert trio.current_time() - started == pytest.approx(120.0)  # upstream_response_s
 
 
-async def _concurrent_run(seed: int) -> list[tuple[int, str, float, float]]:
+async def _concurrent_run(seed: int) -> list[tuple[int, str, float, float, str]]:
     async with memory_world(slow_app, seed=seed) as world:
         t0 = trio.current_time()
 
@@ -108,7 +108,9 @@ async def _concurrent_run(seed: int) -> list[tuple[int, str, float, float]]:
         async with trio.open_nursery() as nursery:
             for n in range(12):
                 nursery.start_soon(one, b"/slow/%d?n=%d" % (n % 3, n))
-        return [(e.seq, e.target, e.start_s - t0, e.end_s - t0) for e in world.journal]
+        return [
+            (e.seq, e.target, e.start_s - t0, e.end_s - t0, e.request_id) for e in world.journal
+        ]
 
 
 async def test_the_same_seed_gives_the_same_journal(
@@ -116,7 +118,7 @@ async def test_the_same_seed_gives_the_same_journal(
 ) -> None:
     first = await _concurrent_run(seed=7)
     assert await _concurrent_run(seed=7) == first
-    orders = {tuple(target for _, target, _, _ in await _concurrent_run(s)) for s in range(6)}
+    orders = {tuple(e[1] for e in await _concurrent_run(s)) for s in range(6)}
     assert len(orders) > 1  # the seed does choose: other seeds, other orders
 
 

@@ -20,10 +20,11 @@ what was), unless the block failed: its own error is the one to see.
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -97,8 +98,10 @@ class MemoryStream(trio.abc.HalfCloseableStream):
 
     async def send_eof(self) -> None:
         await trio.lowlevel.checkpoint()
-        with contextlib.suppress(OSError):
+        try:
             self.transport.shutdown_write()
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
 
     def reset(self) -> None:
         """Close abruptly, as a TCP reset: the peer's next read fails."""
@@ -295,6 +298,9 @@ async def memory_world(
         connect=partial(_connect, network, upstream),
         journal_size=journal_size,
     )
+    if seed is not None:  # request IDs from the seed too: the same seed, the same journal
+        ids = random.Random(seed)
+        server.ctx = replace(server.ctx, new_request_id=lambda: b"%032x" % ids.getrandbits(128))
     proxy_listener = network.listen(PROXY_ADDRESS)
     origin_listener = network.listen(ORIGIN_ADDRESS)
     proxy = RunningProxy(server, *PROXY_ADDRESS, lines)
