@@ -92,3 +92,35 @@ async def test_without_a_journal_size_nothing_is_kept(
         assert proxy.server.journal is None
         # The access-log sink is the caller's own: no wrapper on the hot path.
         assert proxy.server.ctx.log_access is proxy.log
+
+
+async def test_an_entry_shows_the_heads_as_received_forwarded_and_sent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    async with memory_origin(network, ScriptedOrigin()), memory_proxy(JOURNAL, network) as proxy:
+        journal = proxy.server.journal
+        assert journal is not None
+        async with proxy.client() as client:
+            await client.request(b"GET", b"/slow/1", [(b"X-Mine", b"a")])
+            await client.request(b"GET", b"/small")
+        first, second = journal
+        assert first.header("x-mine") == "a" and ("X-Mine", "a") in first.request_headers
+        assert first.forwarded_target == "/slow/1"
+        assert first.forwarded_headers is not None
+        forwarded = {name.lower() for name, _ in first.forwarded_headers}
+        assert {"x-forwarded-for", "via", "x-request-id"} <= forwarded
+        assert first.upstream_headers is not None and first.response_headers is not None
+        assert ("Via", "1.1 trioproxy") in first.response_headers
+        assert first.first_byte_s == first.start_s + 1.0  # the origin took a second
+        assert (first.upstream_reused, second.upstream_reused) == (False, True)
+
+
+async def test_without_a_journal_no_exchange_collects_notes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    network = MemoryNetwork()
+    async with memory_origin(network, ScriptedOrigin()), memory_proxy(network=network) as proxy:
+        async with proxy.client() as client:
+            await client.request(b"GET", b"/small")
+        assert proxy.records[0].notes is None

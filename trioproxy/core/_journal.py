@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -92,9 +92,9 @@ _ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
 
 
 def entry_from_access(seq: int, record: AccessRecord, start_s: float) -> Entry:
-    """What an access record tells the journal (the engine adds heads and timings it knows)."""
+    """What an access record tells the journal, its notes (heads, reuse) included."""
     text = _latin1
-    return Entry(
+    entry = Entry(
         seq=seq,
         method=text(record.method),
         target=text(record.target),
@@ -108,10 +108,29 @@ def entry_from_access(seq: int, record: AccessRecord, start_s: float) -> Entry:
         request_id=text(record.request_id),
         faults=record.faults,
     )
+    notes = record.notes
+    if notes is not None:
+        entry.request_headers = _headers(notes.request_headers)
+        if notes.forwarded_target is not None:
+            entry.forwarded_target = text(notes.forwarded_target)
+        entry.forwarded_headers = _maybe_headers(notes.forwarded_headers)
+        entry.upstream_headers = _maybe_headers(notes.upstream_headers)
+        entry.response_headers = _maybe_headers(notes.response_headers)
+        entry.first_byte_s = notes.first_byte_s
+        entry.upstream_reused = notes.upstream_reused
+    return entry
 
 
 def _latin1(data: bytes) -> str:
     return data.decode("latin-1")
+
+
+def _headers(raw: Sequence[tuple[bytes, bytes]]) -> Headers:
+    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
+
+
+def _maybe_headers(raw: Sequence[tuple[bytes, bytes]] | None) -> Headers | None:
+    return None if raw is None else _headers(raw)
 
 
 # --- Matching ------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ class Shared:
     current: ProxyContext | None = None
     # Faults added while running (`proxy.fault`, POST /faults): they outlive reloads.
     faults: FaultTable = field(default_factory=FaultTable)
+    # A journal is kept: exchanges collect the heads it shows (`AccessRecord.notes`).
+    journal: bool = False
 
 
 @dataclass(slots=True, frozen=True)

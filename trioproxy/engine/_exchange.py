@@ -40,7 +40,7 @@ from functools import partial
 import trio
 
 from ..config._settings import Limits, Timeouts
-from ..core._accesslog import AccessRecord, settle_bytes
+from ..core._accesslog import AccessRecord, ExchangeNotes, settle_bytes
 from ..core._answers import text_response
 from ..core._errors import ClientError, ClientGone, ProxyError, UpstreamClosed
 from ..core._faults import Direction
@@ -163,6 +163,9 @@ class Responder:
         down.queue(head)
         record.status = status
         record.body_start = down.bytes_sent + down.queued_bytes
+        if record.notes is not None:
+            record.notes.response_headers = headers
+            record.notes.first_byte_s = trio.current_time()
 
     async def answer_error(self, exc: ProxyError) -> None:
         """A short plain-text answer, if no response head went out yet. Client errors close
@@ -211,6 +214,8 @@ class Exchange(Responder):
             target=request.target,
             http_version=request.http_version,
         )
+        if ctx.shared.journal:
+            record.notes = ExchangeNotes(request.headers.raw_items())
         super().__init__(down, ctx, record)
         self.request = request
         self.up: UpstreamConnection | None = None  # while one is held
@@ -358,6 +363,8 @@ class Exchange(Responder):
         while True:
             self.up = up
             record.upstream_addr = up.address
+            if record.notes is not None:
+                record.notes.upstream_reused = reused
             started = trio.current_time()
             try:
                 await self._send_and_relay()
@@ -392,6 +399,9 @@ class Exchange(Responder):
                 method=self.request.method, target=plan.target, headers=plan.headers, _parsed=True
             )
         )
+        if self.record.notes is not None:
+            self.record.notes.forwarded_target = plan.target
+            self.record.notes.forwarded_headers = plan.headers
         if faults is not None:
             try:
                 await faults.after_head(
@@ -431,6 +441,8 @@ class Exchange(Responder):
             await self._tunnel(response)
             return
         raw = response.headers.raw_items()
+        if record.notes is not None:
+            record.notes.upstream_headers = raw
         headers = response_headers(
             raw, response.http_version, rules=ctx.forwarding, request_id=record.request_id
         )

@@ -100,6 +100,7 @@ class ProxyServer:
             rule_engine=RuleEngine(settings.rules, buckets=buckets),
             metrics=metrics,
         )
+        self.ctx.shared.journal = self.journal is not None
         self._buckets = buckets
         self._slots = trio.Semaphore(settings.limits.max_connections)
         self._accepting = trio.CancelScope()
