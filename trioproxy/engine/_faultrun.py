@@ -117,9 +117,10 @@ class FaultRun:
         for state in self._at(direction, point):
             kind = state.fault.kind
             if kind is FaultKind.LATENCY:
-                await trio.sleep(state.sample_delay_s())
+                await _pause(down, state.sample_delay_s())
             elif kind is FaultKind.HANG:
-                await _hang(down)
+                await _pause(down, HANG_S)
+                raise FaultClosed("fault: hung until the client left")
             elif kind is FaultKind.RESET:
                 reset(peer.transport)
                 raise _ended(peer, f"fault {state.fault.label}: connection reset")
@@ -159,13 +160,13 @@ def _ended(peer: Wire, message: str) -> Exception:
     return FaultClosed(message)
 
 
-async def _hang(down: Downstream) -> None:
-    """Send nothing more, until the client leaves (or `HANG_S`): then `ClientGone`."""
-    with trio.move_on_after(HANG_S):
+async def _pause(down: Downstream, seconds: float) -> None:
+    """Wait ``seconds``, or until the client leaves (then `FaultClosed`: nobody to delay)."""
+    with trio.move_on_after(seconds):
         await down.wait_readable()
-        if not down.peer_closed():  # it sent bytes instead (pipelining): no telling now
-            await trio.sleep_forever()
-    raise FaultClosed("fault: hung until the client left")
+        if down.peer_closed():
+            raise FaultClosed("fault: the client left while the fault held its answer")
+        await trio.sleep_forever()  # it sent bytes instead (a body, pipelining): no telling
 
 
 async def _garbage_then_close(down: Downstream, garbage: bytes, send_timeout_s: float) -> None:

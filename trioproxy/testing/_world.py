@@ -52,9 +52,11 @@ ORIGIN_ADDRESS = ("192.0.2.80", 80)  # what the upstream name resolves to
 UPSTREAM = ("origin.test", 80)
 CLIENT_IP = "198.51.100.7"  # TEST-NET-2
 JOURNAL_SIZE = 1000
-# How long leaving the block waits for the proxy to finish what the test's clients left it
-# (virtual under the autojump clock); anything still open after it is a leak.
-SETTLE_S = 30.0
+# How long leaving the block waits for the proxy to finish what the test's clients left it;
+# anything still open after it is a leak. Under the autojump clock waiting costs nothing, so
+# every deadline of the proxy's may pass; in real time, a few seconds.
+SETTLE_S = 86_400.0
+SETTLE_REAL_S = 5.0
 
 StreamHandler = Callable[["MemoryStream"], Awaitable[None]]
 
@@ -207,15 +209,19 @@ class MemoryWorld:
             if open_
         ]
 
-    async def _settle(self) -> list[str]:
-        """Until nothing is left, or `SETTLE_S` passed: what is left."""
-        with trio.move_on_after(SETTLE_S):
-            while self.leaks():
+    async def _settle(self, within_s: float) -> list[str]:
+        """Until nothing is left, or ``within_s`` passed: what is left. Each look comes when
+        every task waits, then after a pause twice the last (a deadline of the proxy's, a
+        linger or an idle timeout, fires in between; under the autojump clock a few dozen
+        looks cover a day)."""
+        pause_s = 0.01
+        with trio.move_on_after(within_s):
+            while True:
                 await trio.testing.wait_all_tasks_blocked()
-                if self.leaks():
-                    await trio.sleep(
-                        0.01
-                    )  # lets the next deadline (a linger, an idle timeout) pass
+                if not self.leaks():
+                    break
+                await trio.sleep(pause_s)
+                pause_s *= 2
         return self.leaks()
 
 
@@ -317,7 +323,7 @@ async def memory_world(
                     finished = True
                 finally:
                     if finished and check_leaks:
-                        left = await world._settle()
+                        left = await world._settle(SETTLE_S if autojump else SETTLE_REAL_S)
                     nursery.cancel_scope.cancel()
                     origin_listener.close()
         except BaseExceptionGroup as group:
