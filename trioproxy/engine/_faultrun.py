@@ -164,9 +164,13 @@ async def _pause(down: Downstream, seconds: float) -> None:
     """Wait ``seconds``, or until the client leaves (then `FaultClosed`: nobody to delay)."""
     with trio.move_on_after(seconds):
         await down.wait_readable()
-        if down.peer_closed():
-            raise FaultClosed("fault: the client left while the fault held its answer")
-        await trio.sleep_forever()  # it sent bytes instead (a body, pipelining): no telling
+        # Bytes came instead of a close (a body, a pipelined request): readiness can no longer
+        # tell a close, so look again now and then, less and less often.
+        look_s = 0.5
+        while not down.peer_closed():
+            await trio.sleep(look_s)
+            look_s = min(look_s * 2, 60.0)
+        raise FaultClosed("fault: the client left while the fault held its answer")
 
 
 async def _garbage_then_close(down: Downstream, garbage: bytes, send_timeout_s: float) -> None:
@@ -277,12 +281,16 @@ class FaultyTransport:
             allowed = min(allowed, left)
         for state in self._faults:
             if state.fault.kind is FaultKind.BANDWIDTH:
-                budget = math.floor(state.fault.bytes_per_s * (now - self._started)) + 1
-                pace = budget - self._body_written
+                # A token bucket holding 50 ms of bytes: writes of a useful size at the
+                # rate, not one byte per wake-up (a dribble of 20 kB/s would wake the writer
+                # 20,000 times a second).
+                rate = state.fault.bytes_per_s
+                elapsed = now - self._started
+                pace = math.floor(rate * elapsed) + max(1, rate // 20) - self._body_written
                 if pace <= 0:
-                    self._ready_at = now + state.bandwidth_wait_s(
-                        self._body_written + 1, now - self._started
-                    )
+                    wait_s = state.bandwidth_wait_s(self._body_written, elapsed)
+                    # (at least a byte's time, so that rounding never leaves it spinning)
+                    self._ready_at = now + max(wait_s, 1 / rate)
                     return None
                 allowed = min(allowed, pace)
         return allowed
