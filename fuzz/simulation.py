@@ -31,7 +31,7 @@ import itertools
 import logging
 import socket
 from collections import Counter
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 
 import hypothesis  # noqa: F401  (its trio plugin sorts each scheduler batch: see simulate)
 import trio
@@ -41,10 +41,12 @@ from trio._core import _run as trio_run_loop
 from tests.support import make_settings
 from trioproxy.config._settings import Settings
 from trioproxy.core._accesslog import AccessRecord
+from trioproxy.core._rulemodel import HookAction, Match, Rule, RuleSet
 from trioproxy.engine._memory import MemoryNetwork
 from trioproxy.engine._peer import UpstreamConnection
 from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
+from trioproxy.hooks import Exchange, ResponseHead
 
 from .harness import ErrorLines
 from .simclients import PROXY_ADDRESS, ClientLog, run_client
@@ -90,6 +92,37 @@ def sim_settings(scenario: Scenario) -> Settings:
         upstream__max_connections=scenario.upstream_max_connections,
         upstream__idle_timeout_s=2.0,
     )
+
+
+class SimHook:
+    """Awaits at every hook point (a checkpoint where a cancellation or a stop can land) and
+    edits only what no invariant reads: a response header and an access-log field."""
+
+    async def request(self, exchange: Exchange) -> None:
+        await trio.lowlevel.checkpoint()
+        exchange.set_request_header("X-Sim-Hook", "1")
+
+    async def response(self, exchange: Exchange, response: ResponseHead) -> None:
+        await trio.sleep(0.01)
+        exchange.set_response_header("X-Sim-Hook", str(response.status))
+
+    async def access(self, exchange: Exchange, status: int) -> None:
+        await trio.lowlevel.checkpoint()
+        exchange.log("sim_hook", str(status))
+
+
+async def too_slow(exchange: Exchange) -> None:
+    await trio.sleep(1.0)  # past its timeout: on_error "pass", the request goes on
+
+
+def with_hooks(settings: Settings, hooks: str) -> tuple[Settings, dict[str, object] | None]:
+    if hooks == "none":
+        return settings, None
+    rules = (
+        Rule(1, actions=(HookAction("", "sim", timeout_s=2.0),)),
+        Rule(2, match=Match(methods=frozenset({b"HEAD"})), actions=(HookAction("", "slow", 0.2),)),
+    )
+    return replace(settings, rules=RuleSet(rules)), {"sim": SimHook(), "slow": too_slow}
 
 
 # --- The world ----------------------------------------------------------------------------------
@@ -141,12 +174,14 @@ class World:
         self.scenario = scenario
         self.network = MemoryNetwork(capacity=4096)
         self.records: list[AccessRecord] = []
+        settings, hooks = with_hooks(sim_settings(scenario), scenario.hooks)
         self.server = ProxyServer(
-            sim_settings(scenario),
+            settings,
             ("origin.test", 80),
             self.records.append,
             lookup=_lookup,
             connect=self.network.connect,
+            hooks=hooks,
         )
         # Request IDs from a counter, so a run is a function of its scenario.
         ids = itertools.count()

@@ -73,6 +73,9 @@ class Scenario:
     upstream_max_connections: int
     pool_size: int
     keepalive_requests: int
+    # "none", or hooks on every request ("hooks"): awaiting at the request, the response head
+    # and the access line, editing a response header, and one that times out on "/"-less paths.
+    hooks: str = "none"
 
 
 def token(client: int, request: int) -> bytes:

@@ -75,6 +75,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         upstream_max_connections=draw(st.sampled_from([0, 0, 1, 3])),
         pool_size=draw(st.sampled_from([1, 4])),
         keepalive_requests=draw(st.sampled_from([2, 1000])),
+        hooks=draw(st.sampled_from(["none", "none", "hooks"])),
     )
 
 
@@ -204,3 +205,15 @@ def test_every_invariant_holds_whatever_the_clients_and_the_origin_do(scenario: 
 def test_the_same_scenario_runs_the_same_way_twice(scenario: Scenario) -> None:
     first, second = simulate(scenario), simulate(scenario)
     assert first.trace == second.trace
+
+
+def test_hooks_on_every_request_change_no_outcome_and_break_no_invariant() -> None:
+    # Hooks that await at every point, edit a header and log a field, and one that times out
+    # (on_error "pass") on HEAD requests: the same answers as without hooks.
+    plain = simulate(EVERYTHING)
+    hooked = simulate(dataclasses.replace(EVERYTHING, hooks="hooks"))
+    assert hooked.violations == []
+    statuses = [[reply.status for reply in client.replies.done] for client in hooked.clients]
+    assert statuses == [[reply.status for reply in c.replies.done] for c in plain.clients]
+    # Every request the rules saw (not the unreadable head answered 400) ran the access hook.
+    assert all(("sim_hook", str(r.status)) in r.extra for r in hooked.records if r.method)

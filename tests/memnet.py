@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -241,17 +241,21 @@ async def memory_proxy(
     origin: StreamHandler | None = None,
     seed: int = 0,
     within_s: float = 3600.0,
+    hooks: Mapping[str, object] | None = None,
 ) -> AsyncIterator[MemoryProxy]:
     """The real server on a memory network, access records captured, and ``origin`` (if
     given) serving each upstream connection; the scheduler seeded with ``seed``, so the run
     is the same every time. The block must end within ``within_s`` of virtual time
     (TooSlowError), so no test can hang: the pool's reaper always has a next deadline for the
-    autojump clock to jump to."""
+    autojump clock to jump to. ``hooks``: hook objects by name (`trioproxy.hooks`), as an
+    embedding program gives them."""
     same_schedule(seed)
     network = network or MemoryNetwork()
     if origin is not None:
         async with memory_origin(network, origin):
-            async with memory_proxy(settings, network, seed=seed, within_s=within_s) as proxy:
+            async with memory_proxy(
+                settings, network, seed=seed, within_s=within_s, hooks=hooks
+            ) as proxy:
                 yield proxy
         return
     upstream: list[MemoryTransport] = []
@@ -262,6 +266,7 @@ async def memory_proxy(
         log,
         lookup=fixed_lookup,
         connect=partial(_counting_connect, network, upstream),
+        hooks=hooks,
     )
     proxy = MemoryProxy(server, network, log, upstream)
     listener = network.listen(PROXY_ADDRESS)

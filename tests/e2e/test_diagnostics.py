@@ -82,8 +82,12 @@ def test_identical_failures_are_one_line_then_a_summary_per_interval() -> None:
     assert aggregator.filter(_record("other", failure="timed out (504)"))
 
 
-async def test_a_run_of_502s_is_one_warning_and_a_summary_joined_by_request_id() -> None:
-    async with cli_proxy(await unused_address()) as proxy:
+async def test_a_run_of_502s_is_one_warning_and_a_summary_joined_by_request_id(
+    tmp_path: Path,
+) -> None:
+    # The circuit breaker off: with it, the sixth request on would be a 503 (test_breaker).
+    (tmp_path / "trioproxy.toml").write_text("[upstream]\nbreaker_failures = 0\n")
+    async with cli_proxy(await unused_address(), config_dir=str(tmp_path)) as proxy:
         async with Client.connect(proxy.address) as client:
             for _ in range(20):
                 assert (await client.request(b"GET", b"/down")).status == 502

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 import trio
 import trio.testing
 
@@ -196,3 +197,37 @@ async def test_a_head_rejected_while_still_arriving_is_answered_before_the_close
             nursery.cancel_scope.cancel()
     assert answer.startswith(b"HTTP/1.1 414 ")
     assert [r.status for r in proxy.records] == [414]
+
+
+# From the former test_answer_408.py: A 408 for a head trickled past its deadline reaches the
+# client, whatever else the event loop is doing at that moment.
+
+HEAD = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 1000
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("idle_timeout_s", [4.0, 5.0, 3.0, 7.0])
+async def test_a_head_trickled_past_its_deadline_gets_its_408_whatever_the_schedule(
+    autojump_clock: trio.testing.MockClock, idle_timeout_s: float, seed: int
+) -> None:
+    settings = make_settings(
+        timeouts__client_header_s=10.0, upstream__idle_timeout_s=idle_timeout_s
+    )
+    async with memory_proxy(settings, seed=seed) as proxy:
+        stream = proxy.open()
+        async with stream, trio.open_nursery() as nursery:
+
+            async def trickle() -> None:
+                with contextlib.suppress(trio.BrokenResourceError):  # until it is cut off
+                    for byte in HEAD:
+                        await stream.send_all(bytes([byte]))
+                        await trio.sleep(1.0)  # a byte a second, inside any timeout
+
+            nursery.start_soon(trickle)
+            with trio.fail_after(60):
+                answer = await read_until_closed(stream)
+            await trio.testing.wait_all_tasks_blocked()
+            assert proxy.server.ctx.stats.connections_open == 0  # still no linger for it
+            nursery.cancel_scope.cancel()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert [r.status for r in proxy.records] == [408]

@@ -20,6 +20,7 @@ from trioproxy.core._faults import (
 )
 from trioproxy.core._requestview import request_view
 from trioproxy.core._ruleengine import PASS, RuleEngine
+from trioproxy.core._rulemodel import FaultAction
 
 
 def _parsed(raw: Any) -> tuple[Fault | None, list[str]]:
@@ -154,9 +155,12 @@ def test_a_rule_selects_its_fault_for_the_requests_it_matches() -> None:
     engine, problems = _rules(RULES)
     assert problems == []
     decisions = [engine.evaluate(_view(b"/flaky/x"), 0.0) for _ in range(3)]
-    assert [len(d.faults) for d in decisions] == [1, 1, 0]
+    assert [len(d.actions) for d in decisions] == [1, 1, 0]
     assert decisions[2] is PASS  # nothing selected: the request pays nothing more
-    assert decisions[0].faults[0].fault.kind is FaultKind.ANSWER
+    (triggered,) = decisions[0].actions
+    assert isinstance(triggered.action, FaultAction) and triggered.fault is not None
+    assert triggered.fault.fault is triggered.action.fault
+    assert triggered.fault.fault.kind is FaultKind.ANSWER and triggered.fault.applied == 2
     assert engine.evaluate(_view(b"/other"), 0.0) is PASS
 
 

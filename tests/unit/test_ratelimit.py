@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from trioproxy.config._config import settings_from_bytes
 from trioproxy.core._ratelimit import TokenBuckets, retry_after_s
+from trioproxy.core._requestview import request_view
 from trioproxy.core._ruleengine import PASS, RuleEngine
 
 from .rules_support import engine, rules_of, view
@@ -120,3 +122,39 @@ def test_allow_list_is_checked_before_tokens_are_spent() -> None:
         assert response is not None
         assert response.status == 403
     assert rules.evaluate(view("/", client="10.0.0.1"), 0.0).response is None
+
+
+# From the former test_ratelimit_keys.py: Rate-limit buckets per client (`core._ruleengine`): an
+# IPv6 client is keyed by its /64, and no IPv6 /64 shares a bucket with an IPv4 address.
+
+ONE_REQUEST_EACH = b"""
+[[rules]]
+match.path_prefix = "/"
+rate_limit = { rate = 0.001, burst = 1 }
+"""
+IPV4 = "192.0.2.1"
+IPV6_SAME_NUMBER = "0:0:c000:201::1"  # its /64 prefix is the integer of 192.0.2.1
+
+
+def status(rules: RuleEngine, client: str) -> int:
+    raw = [(b"Host", b"example.com"), (b"True-Client-IP", client.encode())]
+    view = request_view(b"GET", b"/", raw, "10.9.9.9")
+    response = rules.evaluate(view, 0.0).response
+    return response.status if response else 200
+
+
+def fresh_rules() -> RuleEngine:
+    return RuleEngine(settings_from_bytes(ONE_REQUEST_EACH, file="t.toml").rules)
+
+
+def test_an_ipv6_64_does_not_share_a_bucket_with_the_ipv4_address_of_the_same_number() -> None:
+    rules = fresh_rules()
+    assert [status(rules, IPV4), status(rules, IPV4)] == [200, 429]  # its bucket is empty
+    assert status(rules, IPV6_SAME_NUMBER) == 200  # not the IPv4 client's bucket
+    assert status(rules, "0:0:c000:201::ffff") == 429  # the same /64: its own bucket, spent
+
+
+def test_nor_the_other_way_round() -> None:
+    rules = fresh_rules()
+    assert [status(rules, IPV6_SAME_NUMBER), status(rules, IPV6_SAME_NUMBER)] == [200, 429]
+    assert status(rules, IPV4) == 200

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 # configuration).
 from ..config._options import directory_problem
 from ..core._addr import format_host_port
-from ..engine._bind import ListenError, bind_socket, socket_address
+from ..engine._bind import ListenError, bind_socket, inherited_socket, socket_address
 from ._command import build_parser, configure_diagnostics, load_config, log, parse_options
 from ._cpus import auto_workers
 from ._lean import defer_unused_imports, trim
@@ -66,7 +66,7 @@ def run_main(argv: Sequence[str]) -> int:
         args.log_format = settings.diagnostics.format
         configure_diagnostics(args.log_level, args.log_format)
     try:
-        sock = bind_socket(*args.listen, reuse_port=os.environ.get("TRIOPROXY_REUSE_PORT") == "1")
+        sock = inherited_socket() or bind_socket(*args.listen)  # a worker's: its supervisor's
     except ListenError as exc:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
@@ -95,11 +95,11 @@ def _own_settings(args: argparse.Namespace) -> Settings | None:
 
 
 def _supervise(args: argparse.Namespace) -> int:
-    """The parent of ``--workers N``. A probe listener finds the port (and that it can be
-    bound); each worker binds its own with SO_REUSEPORT, so the probe goes."""
+    """The parent of ``--workers N``. It binds the port once; every worker inherits the
+    listening socket (no SO_REUSEPORT: a second instance cannot join the port)."""
     from ..core._sharedbuckets import create
     from ._superadmin import SupervisorAdmin
-    from ._supervisor import Config, Reloaded, Supervisor
+    from ._supervisor import Config, ReloadCheck, Reloaded, Supervisor
 
     count = args.workers
     problem = directory_problem(args.config_dir) if args.config_dir_explicit else ""
@@ -114,11 +114,11 @@ def _supervise(args: argparse.Namespace) -> int:
         args.log_format = diagnostics_format
         configure_diagnostics(args.log_level, args.log_format)
     try:
-        probe = bind_socket(*args.listen, reuse_port=True)
+        listener = bind_socket(*args.listen)
     except ListenError as exc:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
-    address = socket_address(probe)
+    address = socket_address(listener)
     admin_listener = None
     if admin_listen:
         from ..engine._adminbind import bind_admin_socket
@@ -127,9 +127,8 @@ def _supervise(args: argparse.Namespace) -> int:
             admin_listener = bind_admin_socket(admin_listen)
         except ListenError as exc:
             log.error("%s", exc)
-            probe.close()
+            listener.close()
             return 1
-    probe.close()
     upstream = format_host_port(*args.upstream)
     worker_argv = [
         f"--listen={address}",
@@ -138,18 +137,22 @@ def _supervise(args: argparse.Namespace) -> int:
         f"--log-level={args.log_level}",
         f"--log-format={args.log_format}",
     ]
-    os.environ["TRIOPROXY_REUSE_PORT"] = "1"
     # One rate-limit table for all the workers: a client has one bucket, whoever serves it.
     buckets_fd = create()
     os.environ["TRIOPROXY_BUCKETS_FD"] = str(buckets_fd)
 
-    def reload() -> Reloaded | None:
-        # Checked once here; every worker is then handed the same bytes.
+    def reload() -> ReloadCheck:
+        # Checked once, in a subprocess the supervisor's loop watches; every worker is then
+        # handed the same bytes. Changes are counted since the last reload.
         state = (raw, supervisor.config.raw)  # started with, running now
-        checked = _confcheck(args.config_dir, args.log_format, state)
-        if checked is None:
+        argv = _confcheck_argv(args.config_dir, args.log_format)
+        return ReloadCheck(argv, marshal.dumps(state), reloaded)
+
+    def reloaded(status: int, output: bytes) -> Reloaded | None:
+        answer = _confcheck_answer(status, output)
+        if answer is None:
             return None
-        file, new_raw, _, _, line, warn, _ = checked
+        file, new_raw, _, _, line, warn, _ = answer
         level = logging.WARNING if warn else logging.INFO
         return Config(file, new_raw), partial(log.log, level, "%s", line)
 
@@ -160,15 +163,31 @@ def _supervise(args: argparse.Namespace) -> int:
         config=Config(file, raw),
         reload=reload,
         extra_fds=(buckets_fd,),
+        listener=listener,
     )
 
     def metrics() -> bytes:
+        from ..engine._diagnostics import dropped_lines
         from ..engine._exposition import exposition
         from ..engine._metrics import MetricsSnapshot, merge_snapshots
 
         snapshots = [MetricsSnapshot.from_tuple(s) for s in supervisor.snapshots()]
         workers = sum(w.accepting for w in list(supervisor.workers.values()))
-        extra = (("gauge", "trioproxy_workers", "Worker processes accepting now", workers),)
+        extra = (
+            ("gauge", "trioproxy_workers", "Worker processes accepting now", workers),
+            (
+                "counter",
+                "trioproxy_workers_hung",
+                "Workers killed and replaced because they stopped answering",
+                supervisor.hung_total,
+            ),
+            (
+                "counter",
+                "trioproxy_supervisor_diagnostics_dropped",
+                "The supervisor's own diagnostics lines lost because stderr was full",
+                dropped_lines(),
+            ),
+        )
         return exposition(merge_snapshots(snapshots, extra))
 
     admin = None
@@ -190,6 +209,7 @@ def _supervise(args: argparse.Namespace) -> int:
     try:
         status = supervisor.run(ready, admin=admin)
     finally:
+        listener.close()
         if admin_listener is not None:
             admin_listener.close()
         os.close(buckets_fd)
@@ -197,15 +217,13 @@ def _supervise(args: argparse.Namespace) -> int:
     return status
 
 
-def _confcheck(
-    config_dir: str, log_format: str, state: tuple[Any, ...] | None = None
-) -> tuple[Any, ...] | None:
+def _confcheck(config_dir: str, log_format: str) -> tuple[Any, ...] | None:
     """Check the configuration in a process of its own (`_confcheck`), which writes any
     problems to stderr; None if it is invalid (or the check itself failed)."""
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "trioproxy.app._confcheck", config_dir, log_format],
-            input=marshal.dumps(state) if state is not None else b"",
+            _confcheck_argv(config_dir, log_format),
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             timeout=60,
             check=False,
@@ -213,10 +231,18 @@ def _confcheck(
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.error("config: could not be checked: %s", exc)
         return None
-    if result.returncode != 0:
+    return _confcheck_answer(result.returncode, result.stdout)
+
+
+def _confcheck_argv(config_dir: str, log_format: str) -> list[str]:
+    return [sys.executable, "-m", "trioproxy.app._confcheck", config_dir, log_format]
+
+
+def _confcheck_answer(status: int, output: bytes) -> tuple[Any, ...] | None:
+    if status != 0:
         return None
     try:
-        answer: tuple[Any, ...] = marshal.loads(result.stdout)
+        answer: tuple[Any, ...] = marshal.loads(output)
     except (ValueError, EOFError, TypeError) as exc:
         log.error("config: could not be checked: %s", exc)
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -16,6 +17,9 @@ from ..core._rulemodel import RuleSet
 from ._metrics import RequestMetrics
 from ._pool import UpstreamPool
 
+if TYPE_CHECKING:
+    from ._hooks import HookSet
+
 
 @dataclass(slots=True)
 class ProxyStats:
@@ -24,6 +28,7 @@ class ProxyStats:
     requests: int = 0
     retries: int = 0
     tunnels_open: int = 0
+    bodies_too_large: int = 0  # requests stopped by a body limit (413 or cut)
 
 
 @dataclass(slots=True)
@@ -54,6 +59,8 @@ class ProxyContext:
     forwarding: ForwardingRules = field(default_factory=ForwardingRules)
     # The [[rules]] with their rate-limit state; falsy (and skipped) when there are none.
     rule_engine: RuleEngine = field(default_factory=lambda: RuleEngine(RuleSet()))
+    # The hooks the rules name, loaded (None: no rule names one); swapped with the rules.
+    hooks: HookSet | None = None
     stats: ProxyStats = field(default_factory=ProxyStats)
     # Per-request counters for the admin listener's /metrics; ProxyServer feeds them
     # through `log_access` only when it was built to count (`ProxyServer`'s count_requests).
