@@ -262,6 +262,7 @@ fault = { kind = "reset", at = "after_head", first = 1 }
 """
     settings = settings_from_bytes(toml, file="trioproxy.toml")
     async with memory_world(origin=Origin(), settings=settings) as world:
+        assert world.proxy.server.ctx.hooks is None  # a fault is an action that loads no code
         async with world.open() as stream:
             received, ending = await _raw(stream, GET % b"/flaky/1")
         assert received.startswith(b"HTTP/1.1 200 ") and ending == "reset"

@@ -403,3 +403,8 @@ class RuleSet:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    @property
+    def has_hooks(self) -> bool:
+        """Whether a rule runs a hook (faults are actions too, but load no code)."""
+        return any(isinstance(a, HookAction) for rule in self.rules for a in rule.actions)

@@ -155,7 +155,7 @@ class ProxyServer:
             nursery.start_soon(hooks.watch.run)
 
     def _load_hooks(self, settings: Settings, old: HookSet | None) -> HookSet | None:
-        if not any(rule.actions for rule in settings.rules.rules):
+        if not settings.rules.has_hooks:
             return None  # no hook rule: the hook machinery is not even imported
         from ._hooks import HookSet
 
