@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import random
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -33,6 +33,7 @@ import trio.testing
 
 from ..app._embed import RunningProxy, _capture
 from ..config._settings import Settings
+from ..core._faults import Fault
 from ..core._faulttable import RuntimeFault
 from ..engine._journal import LiveJournal
 from ..engine._memory import MemoryListener, MemoryNetwork, MemoryTransport
@@ -146,6 +147,12 @@ class MemoryWorld:
     ) -> contextlib.AbstractAsyncContextManager[RuntimeFault]:
         """A fault for the block: `RunningProxy.fault`."""
         return self.proxy.fault(fault, match=match, **keys)
+
+    @asynccontextmanager
+    async def faults(self, schedule: Sequence[Fault]) -> AsyncIterator[list[RuntimeFault]]:
+        """Every fault of ``schedule`` for the block (a `strategies.fault_schedules` draw)."""
+        async with contextlib.AsyncExitStack() as stack:
+            yield [await stack.enter_async_context(self.fault(fault)) for fault in schedule]
 
     def open(self, client_ip: str = CLIENT_IP) -> MemoryStream:
         """A new client connection to the proxy, as a trio stream (close it when done)."""
