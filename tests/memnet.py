@@ -40,7 +40,7 @@ from trioproxy.engine._memory import MemoryListener, MemoryNetwork, MemoryTransp
 from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
 from trioproxy.engine._transport import Transport
-from trioproxy.testing import MemoryStream
+from trioproxy.testing import MemoryStream, seed_scheduler
 
 from .support import Client, read_until_closed
 
@@ -229,8 +229,9 @@ def all_tasks() -> list[trio.lowlevel.Task]:
 
 def same_schedule(seed: int = 0) -> None:
     """Seed trio's scheduler, which runs each batch of ready tasks in a random order (to shake
-    out ordering assumptions): seeded, a run on the autojump clock is the same every time."""
-    trio._core._run._r.seed(seed)  # (private: what trio's hypothesis support seeds too)
+    out ordering assumptions): seeded, a run on the autojump clock is the same every time.
+    The public kit's seeding, which knows the trio versions it can seed and refuses others."""
+    seed_scheduler(seed)
 
 
 @asynccontextmanager

@@ -257,6 +257,7 @@ async def test_a_faults_key_in_the_configuration_acts_as_the_runtime_one(
 ) -> None:
     toml = b"""
 [[rules]]
+name = "flaky"
 match.path_prefix = "/flaky/"
 fault = { kind = "reset", at = "after_head", first = 1 }
 """
@@ -269,6 +270,7 @@ fault = { kind = "reset", at = "after_head", first = 1 }
         async with world.open() as stream:
             assert (await Client(stream).request(b"GET", b"/flaky/1")).status == 200
         world.journal.verify(ExchangeMatch(fault="reset@client:after_head"), times=1)
+        world.journal.verify(ExchangeMatch(rule="flaky"), times=1)  # not chosen: not applied
 
 
 # --- Towards the origin -----------------------------------------------------------------------

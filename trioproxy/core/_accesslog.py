@@ -117,6 +117,8 @@ class ExchangeNotes:
     response_headers: Sequence[tuple[bytes, bytes]] | None = None  # the response, as sent
     first_byte_s: float | None = None  # when the response head was queued for the client
     upstream_reused: bool | None = None
+    rules: tuple[str, ...] = ()  # labels of the rules whose answer or actions applied
+    hooks: tuple[str, ...] = ()  # labels of the hooks the rules ran
 
 
 def settle_bytes(record: AccessRecord, sent_before: int, sent_now: int) -> None:

@@ -118,6 +118,8 @@ def entry_from_access(seq: int, record: AccessRecord, start_s: float) -> Entry:
         entry.response_headers = _maybe_headers(notes.response_headers)
         entry.first_byte_s = notes.first_byte_s
         entry.upstream_reused = notes.upstream_reused
+        entry.rules = notes.rules
+        entry.hooks = notes.hooks
     return entry
 
 
@@ -216,7 +218,12 @@ def _status(m: ExchangeMatch, e: Entry) -> str:
 def _applied(kind: str) -> Check:
     def check(m: ExchangeMatch, e: Entry) -> str:
         wanted, applied = getattr(m, kind), getattr(e, f"{kind}s")
-        if wanted is None or wanted in applied:
+        # A rule by its label ("rules[2] (flaky)") or by its name alone ("flaky").
+        if (
+            wanted is None
+            or wanted in applied
+            or f"({wanted})" in (a[-len(wanted) - 2 :] for a in applied)
+        ):
             return ""
         return f"{kind} {wanted} not applied ({', '.join(applied) or 'none'})"
 

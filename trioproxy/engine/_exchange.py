@@ -59,7 +59,7 @@ from ..core._headers import (
 )
 from ..core._requestview import RequestView, request_view
 from ..core._ruleengine import HEALTH_CHECK_PREFIX, PASS, Decision, Triggered, apply_decision
-from ..core._rulemodel import Response
+from ..core._rulemodel import HookAction, Response
 from ..core._tracecontext import trace_ids
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
@@ -309,6 +309,8 @@ class Exchange(Responder):
         ctx = self.ctx
         decision = ctx.rule_engine.evaluate(view, trio.current_time()) if ctx.rule_engine else PASS
         log.debug("rules: %s", describe_decision(decision), extra=request_fields(self.record))
+        if self.record.notes is not None and (decision.actions or decision.rule):
+            _note_rules(self.record.notes, decision)
         answer = decision.response
         if decision.actions and self.ctx.hooks is not None:
             answer = await self._run_hooks(decision, view)
@@ -650,6 +652,14 @@ def _chunked(headers: Headers) -> Headers:
         (k, v) for k, v in headers if k.lower() not in (b"content-length", b"transfer-encoding")
     ]
     return [*kept, (b"Transfer-Encoding", b"chunked")]
+
+
+def _note_rules(notes: ExchangeNotes, decision: Decision) -> None:
+    """For the journal: the rules whose answer or actions applied, and the hooks run."""
+    triggered = decision.actions
+    rules = dict.fromkeys((*(t.rule for t in triggered), *filter(None, [decision.rule])))
+    notes.rules = tuple(rules)
+    notes.hooks = tuple(t.action.label for t in triggered if isinstance(t.action, HookAction))
 
 
 def _fault_states(actions: tuple[Triggered, ...]) -> tuple[FaultState, ...]:
