@@ -99,12 +99,13 @@ class Responder:
     """What answers a client's request: its connection, the access record being filled, the
     context the request started under; and the one writer of response heads."""
 
-    __slots__ = ("ctx", "down", "record")
+    __slots__ = ("ctx", "down", "head_at", "record")
 
     def __init__(self, down: Downstream, ctx: ProxyContext, record: AccessRecord) -> None:
         self.down = down
         self.ctx = ctx  # the configuration current when the request started
         self.record = record
+        self.head_at = -1  # the connection's byte count where the final head starts, once queued
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} [{' | '.join(self._state())}]>"
@@ -157,6 +158,7 @@ class Responder:
                 reason=reason_phrase(status, reason),
                 _parsed=validated,
             )
+        self.head_at = down.bytes_sent + down.queued_bytes
         down.queue(head)
         record.status = status
         record.body_start = down.bytes_sent + down.queued_bytes
@@ -241,7 +243,7 @@ class Exchange(Responder):
                 return  # a rule answered
             await self._forward()
         except ProxyError as exc:
-            await self._fail(exc, sent_before)
+            await self._fail(exc)
         except ClientGone:
             if not record.status:
                 record.status = CLIENT_CLOSED_REQUEST
@@ -455,7 +457,7 @@ class Exchange(Responder):
 
     # --- Error answer, access line -----------------------------------------------------------
 
-    async def _fail(self, exc: ProxyError, sent_before: int) -> None:
+    async def _fail(self, exc: ProxyError) -> None:
         record, request = self.record, self.request
         record.request_id = record.request_id or new_request_id()  # a refused plan has none
         log.log(
@@ -469,21 +471,22 @@ class Exchange(Responder):
         )
         if self.down.bytes_sent < record.body_start:  # no final status reached the client
             record.status = exc.status  # (not the origin's: it is taken back, or cut)
-        self._take_back_unsent(sent_before)
+        self._take_back_unsent()
         await self.answer_error(exc)
 
-    def _take_back_unsent(self, sent_before: int) -> None:
+    def _take_back_unsent(self) -> None:
         """Take back a response none of whose bytes have left (read whole into the buffer,
         then found bad: a framing field in its trailers), so that the client gets the error
         answer instead of nothing. h11 cannot take back a head it was given: the connection
         gets a fresh machine at the same point of the cycle (this request read, no response
-        begun; bytes pipelined after it kept). Not if anything left, nor if the request was
-        not read whole."""
+        begun; bytes pipelined after it kept). Not if any of it left, nor if the request was
+        not read whole. A 1xx that left before it is no part of it (RFC 9110 15.2): the
+        error answer follows it as the final response."""
         down, request = self.down, self.request
         old = down.h11
         if (
             (old.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not down.has_queued)  # no need
-            or down.bytes_sent != sent_before
+            or down.bytes_sent != self.head_at  # some of it left (or no final head queued)
             or old.their_state not in (h11.DONE, h11.MUST_CLOSE)  # (read whole)
         ):
             return
