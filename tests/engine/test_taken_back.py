@@ -15,7 +15,7 @@ import trio.testing
 from trioproxy.engine._memory import MemoryNetwork
 
 from ..memnet import MemoryProxy, MemoryStream, memory_origin, memory_proxy
-from ..support import parse_responses
+from ..support import parse_responses, read_head
 
 # A chunked response with a framing field in its trailer section (RFC 9110 6.5.1).
 BAD = (
@@ -140,3 +140,31 @@ async def test_an_http_10_client_gets_the_502_and_the_close(
     (reply,) = parse_responses(received)
     assert (reply.status, reply.header(b"connection")) == (502, b"close")
     assert [target for _, target, _ in origin.seen] == [b"/bad"]  # never the next one
+
+
+async def test_while_the_request_body_still_streams_nothing_is_taken_back_and_502_is_logged(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The origin answers before reading the body (larger than the proxy buffers): the
+    # connection cannot go on in step, so it closes; the access log does not claim the
+    # origin's 200, which never reached the client.
+    async def answers_at_once(stream: MemoryStream) -> None:
+        await read_head(stream)  # type: ignore[arg-type]
+        await stream.send_all(BAD)
+        while await stream.receive_some(65536):
+            pass
+
+    network = MemoryNetwork()
+    async with memory_origin(network, answers_at_once), memory_proxy(network=network) as proxy:
+        async with proxy.open() as stream:
+            await stream.send_all(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"a" * 100_000
+            )
+            received = bytearray()
+            with trio.fail_after(100):
+                while chunk := await stream.receive_some(65536):
+                    received += chunk
+        await proxy.settled()
+    assert not received.startswith(b"HTTP/1.1 200")
+    (record,) = proxy.records
+    assert (record.status, record.upstream_status, record.body_bytes_sent) == (502, 200, 0)
