@@ -168,3 +168,53 @@ async def test_while_the_request_body_still_streams_nothing_is_taken_back_and_50
     assert not received.startswith(b"HTTP/1.1 200")
     (record,) = proxy.records
     assert (record.status, record.upstream_status, record.body_bytes_sent) == (502, 200, 0)
+
+
+async def test_a_response_stuck_behind_a_full_connection_is_taken_back_whole(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The client reads nothing for a while: the first response fills its connection to
+    # the last byte, so the second one's head and first chunk are handed to a write that
+    # takes none of them, and wait there when its bad trailer arrives. Taken back, they
+    # must go whole: a client reading on must find the 502 right after the first response,
+    # not the abandoned head and chunk with the 502 inside their body.
+    async def origin(stream: MemoryStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while request := await Origin()._read(stream, conn):
+            _, target, _ = request
+            if target == b"/slow-bad":
+                end = BAD.index(b"0\r\n")
+                await stream.send_all(BAD[:end])
+                await trio.sleep(1)
+                await stream.send_all(BAD[end:])
+                return
+            size = int(target.split(b"/")[2])
+            head = h11.Response(status_code=200, headers=[(b"Content-Length", b"%d" % size)])
+            out = conn.send(head) + conn.send(h11.Data(data=b"f" * size))
+            await stream.send_all(out + conn.send(h11.EndOfMessage()))
+            conn.start_next_cycle()
+
+    network = MemoryNetwork()
+    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
+        async with proxy.client() as probe:  # how long the proxy's head is for this path
+            head_size = len(await send_head_and_read(probe.stream, b"/fill/10")) - 10
+        fill = network.capacity - head_size - 3  # (its Content-Length has 3 digits more)
+        async with proxy.open() as stream:
+            get = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n"
+            await stream.send_all(get % b"/fill/%d" % fill + get % b"/slow-bad")
+            await trio.sleep(10)  # the bad trailer has come meanwhile
+            received = bytearray()
+            with trio.fail_after(100):
+                while b"502 Bad Gateway\n" not in received:
+                    if not (chunk := await stream.receive_some(65536)):
+                        break
+                    received += chunk
+    first, second = parse_responses(bytes(received), limit=2)
+    assert (first.status, len(first.body)) == (200, fill)
+    assert (second.status, second.body) == (502, b"502 Bad Gateway\n")
+    assert [r.status for r in proxy.records] == [200, 200, 502]  # (the probe's first)
+
+
+async def send_head_and_read(stream: MemoryStream, target: bytes) -> bytes:
+    await stream.send_all(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+    return bytes(await stream.receive_some(65536))
