@@ -215,6 +215,6 @@ async def test_a_response_stuck_behind_a_full_connection_is_taken_back_whole(
     assert [r.status for r in proxy.records] == [200, 200, 502]  # (the probe's first)
 
 
-async def send_head_and_read(stream: MemoryStream, target: bytes) -> bytes:
+async def send_head_and_read(stream: trio.abc.HalfCloseableStream, target: bytes) -> bytes:
     await stream.send_all(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
     return bytes(await stream.receive_some(65536))
