@@ -252,7 +252,8 @@ class Wire:
     def drop_arrived(self, max_bytes: int) -> None:
         """Read and drop what the peer has sent already, without waiting, before a close
         with no linger: closing with bytes unread sends a reset, which can destroy the
-        answer before the peer reads it. Synchronous, so nothing arrives in between."""
+        answer before the peer reads it. Synchronous, so no task runs in between; on TCP a
+        byte the kernel takes after it still meets a reset (only a linger rules that out)."""
         with contextlib.suppress(OSError):
             received = 0
             while received < max_bytes and (data := self.transport.read_nowait(RECEIVE_SIZE)):
