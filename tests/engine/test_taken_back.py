@@ -8,6 +8,8 @@ body read as a body, however the client framed it.
 
 from __future__ import annotations
 
+import contextlib
+
 import h11
 import trio
 import trio.testing
@@ -142,12 +144,12 @@ async def test_an_http_10_client_gets_the_502_and_the_close(
     assert [target for _, target, _ in origin.seen] == [b"/bad"]  # never the next one
 
 
-async def test_while_the_request_body_still_streams_nothing_is_taken_back_and_502_is_logged(
+async def test_while_the_request_body_still_streams_the_client_gets_the_502_and_the_close(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     # The origin answers before reading the body (larger than the proxy buffers): the
-    # connection cannot go on in step, so it closes; the access log does not claim the
-    # origin's 200, which never reached the client.
+    # connection cannot go on in step, so the 502 says close, and what the client still
+    # sends of its body is read and dropped, never parsed as a request.
     async def answers_at_once(stream: MemoryStream) -> None:
         await read_head(stream)  # type: ignore[arg-type]
         await stream.send_all(BAD)
@@ -164,10 +166,14 @@ async def test_while_the_request_body_still_streams_nothing_is_taken_back_and_50
             with trio.fail_after(100):
                 while chunk := await stream.receive_some(65536):
                     received += chunk
+            with contextlib.suppress(trio.BrokenResourceError):  # the rest of "its body"
+                await stream.send_all(b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
         await proxy.settled()
-    assert not received.startswith(b"HTTP/1.1 200")
-    (record,) = proxy.records
-    assert (record.status, record.upstream_status, record.body_bytes_sent) == (502, 200, 0)
+    (reply,) = parse_responses(bytes(received))
+    assert (reply.status, reply.header(b"connection")) == (502, b"close")
+    (record,) = proxy.records  # and nothing else was served
+    assert (record.status, record.upstream_status, record.body_bytes_sent) == (502, 200, 16)
+    assert len(proxy.upstream) == 1
 
 
 async def test_a_response_stuck_behind_a_full_connection_is_taken_back_whole(

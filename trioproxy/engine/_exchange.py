@@ -479,15 +479,17 @@ class Exchange(Responder):
         then found bad: a framing field in its trailers), so that the client gets the error
         answer instead of nothing. h11 cannot take back a head it was given: the connection
         gets a fresh machine at the same point of the cycle (this request read, no response
-        begun; bytes pipelined after it kept). Not if any of it left, nor if the request was
-        not read whole. A 1xx that left before it is no part of it (RFC 9110 15.2): the
-        error answer follows it as the final response."""
+        begun; bytes pipelined after it kept). Not if any of it left. A 1xx that left before
+        it is no part of it (RFC 9110 15.2): the error answer follows it as the final
+        response. A request whose body was not read whole (the origin answered early) gets
+        a stand-in whose body never ends either: the answer says close, and the connection
+        lingers, reading and dropping the rest, as after any early answer."""
         down, request = self.down, self.request
         old = down.h11
         if (
             (old.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not down.has_queued)  # no need
             or down.bytes_sent != self.head_at  # some of it left (or no final head queued)
-            or old.their_state not in (h11.DONE, h11.MUST_CLOSE)  # (read whole)
+            or old.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.SEND_BODY)
         ):
             return
         down.discard_queued()
@@ -497,9 +499,13 @@ class Exchange(Responder):
         for name, value in request.headers.raw_items():
             if name.lower() == b"connection":
                 stand_in += b"Connection: %s\r\n" % value
-        stand_in += b"\r\n"
+        if old.their_state is h11.SEND_BODY:  # (what h11 holds of the body is dropped)
+            fresh.receive_data(stand_in + b"Content-Length: 1\r\n\r\n")
+            fresh.next_event()  # the stand-in request: the machine waits for its body
+            down.h11 = fresh
+            return
         pipelined, closed = old.trailing_data
-        fresh.receive_data(stand_in + pipelined)
+        fresh.receive_data(stand_in + b"\r\n" + pipelined)
         if closed:
             fresh.receive_data(b"")
         fresh.next_event()  # the stand-in request,
