@@ -60,6 +60,7 @@ from bench._report import (
     write_json,
 )
 from bench._targets import (
+    NOOP_HOOK_CONFIG,
     PARSERS,
     TARGET_KINDS,
     Origin,
@@ -324,6 +325,7 @@ class Lineup:
     notes: list[str]  # skipped targets, parser fallbacks
     scaling: tuple[str, str] | None = None  # (1 worker, 2 workers)
     auto_pair: tuple[str, str] | None = None  # (trioproxy auto, nginx auto)
+    hook_pair: tuple[str, str] | None = None  # (with a no-op hook, without)
 
     @property
     def primary(self) -> str | None:
@@ -371,6 +373,13 @@ def make_lineup(
         for kind in ("baseline", "trioproxy"):
             if kind in kinds:
                 specs.append(Spec(pretty(kind, parser), kind, parser))
+    if "hooked" in kinds and primary is not None:
+        # Same parser and layout as the trioproxy row: the ratio between them is the hook's.
+        specs.append(
+            Spec(pretty("trioproxy+hook", primary), "trioproxy", primary, config=NOOP_HOOK_CONFIG)
+        )
+        if "trioproxy" in kinds:
+            lineup.hook_pair = (pretty("trioproxy+hook", primary), pretty("trioproxy", primary))
     if "workers" in kinds:
         n = layout.auto_n
         if n < 2:
@@ -788,6 +797,7 @@ def _finish(
         w1=lineup.scaling[0] if lineup.scaling else None,
         w2=lineup.scaling[1] if lineup.scaling else None,
         auto_pair=lineup.auto_pair,
+        hook_pair=lineup.hook_pair,
         rss=idle_rss,
         memory=memory,
     )

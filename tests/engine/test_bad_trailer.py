@@ -10,6 +10,8 @@ way, the access log agrees with what the client got.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import trio
 import trio.testing
 
@@ -26,7 +28,9 @@ from ..support import read_head
 BAD_TRAILER = b"0\r\nContent-Length: 5\r\n\r\n"
 
 
-def origin_with_bad_trailer(body_size: int, before: bytes = b"") -> object:
+def origin_with_bad_trailer(
+    body_size: int, before: bytes = b""
+) -> Callable[[MemoryStream], Awaitable[None]]:
     """Its first connection answers with the bad trailer; later ones answer "ok"."""
     connections = 0
 
@@ -36,11 +40,11 @@ def origin_with_bad_trailer(body_size: int, before: bytes = b"") -> object:
         if connections > 1:
             await ScriptedOrigin()(stream)
             return
-        await read_head(stream)  # type: ignore[arg-type]
+        await read_head(stream)
         head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         chunk = b"%x\r\n%s\r\n" % (body_size, b"b" * body_size)
         await stream.send_all(before + head + chunk + BAD_TRAILER)
-        await read_head(stream)  # type: ignore[arg-type]
+        await read_head(stream)
 
     return handler
 
@@ -49,7 +53,7 @@ async def test_a_buffered_response_with_a_bad_trailer_is_answered_with_a_502(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     network = MemoryNetwork()
-    async with memory_origin(network, origin_with_bad_trailer(100)):  # type: ignore[arg-type]
+    async with memory_origin(network, origin_with_bad_trailer(100)):
         async with memory_proxy(network=network) as proxy:
             async with proxy.client() as client:
                 with trio.fail_after(10):
@@ -69,7 +73,7 @@ async def test_a_streamed_response_with_a_bad_trailer_is_cut_and_logged_as_sent(
 ) -> None:
     network = MemoryNetwork()
     size = 300_000  # past limits.response_buffer_bytes: its head leaves before its end
-    async with memory_origin(network, origin_with_bad_trailer(size)):  # type: ignore[arg-type]
+    async with memory_origin(network, origin_with_bad_trailer(size)):
         async with memory_proxy(network=network) as proxy:
             stream = proxy.open()
             async with stream:
@@ -90,7 +94,7 @@ async def test_a_request_pipelined_behind_it_is_answered_after_the_502(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     network = MemoryNetwork()
-    async with memory_origin(network, origin_with_bad_trailer(100)):  # type: ignore[arg-type]
+    async with memory_origin(network, origin_with_bad_trailer(100)):
         async with memory_proxy(network=network) as proxy:
             async with proxy.client() as client:
                 get = b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -111,7 +115,7 @@ async def test_after_a_relayed_1xx_the_bad_response_still_becomes_a_502(
     # follows it, and the connection goes on.
     network = MemoryNetwork()
     early = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
-    async with memory_origin(network, origin_with_bad_trailer(100, before=early)):  # type: ignore[arg-type]
+    async with memory_origin(network, origin_with_bad_trailer(100, before=early)):
         async with memory_proxy(network=network) as proxy:
             async with proxy.client() as client:
                 with trio.fail_after(10):
@@ -128,7 +132,7 @@ async def test_a_client_that_asked_to_close_gets_the_502_and_the_close(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     network = MemoryNetwork()
-    async with memory_origin(network, origin_with_bad_trailer(100)):  # type: ignore[arg-type]
+    async with memory_origin(network, origin_with_bad_trailer(100)):
         async with memory_proxy(network=network) as proxy:
             stream = proxy.open()
             async with stream:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import trio
@@ -13,6 +13,7 @@ import trio
 from ..config._settings import Settings
 from ..core._accesslog import AccessRecord, make_formatter
 from ..core._addr import format_host_port
+from ..core._rulemodel import HookAction, Rule, RuleSet
 from ..engine._listen import open_listener
 from ..engine._server import ProxyServer
 
@@ -53,6 +54,8 @@ async def serve(
     listen: tuple[str, int] = ("127.0.0.1", 0),
     access_log: AccessLogSink | None = None,
     capture_access_log: bool = False,
+    hooks: Mapping[str, object] | None = None,
+    hook: object | None = None,
     task_status: trio.TaskStatus[RunningProxy] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled (or ``shutdown()`` and drained). Use with ``nursery.start``::
@@ -62,12 +65,22 @@ async def serve(
 
     ``listen`` defaults to an ephemeral loopback port. ``access_log`` receives each record;
     ``capture_access_log`` keeps the rendered lines on the returned handle instead.
+
+    ``hooks`` gives hook objects (`trioproxy.hooks`) by name, for rules that name a hook
+    without a file (``hook = { name = "check" }``); ``hook`` runs one hook on every request
+    (a last rule, after the configured ones)::
+
+        async def check(exchange):
+            if not exchange.request.header("authorization"):
+                exchange.respond(401)
+
+        proxy = await nursery.start(partial(trioproxy.serve, upstream, hook=check))
     """
-    settings = settings or Settings()
+    settings, hooks = _with_hook(settings or Settings(), hooks, hook)
     listener = open_listener(*listen)
     lines: list[dict[str, str]] = []
     sink = access_log or (_capture(settings, lines) if capture_access_log else _discard)
-    server = ProxyServer(settings, upstream, sink)
+    server = ProxyServer(settings, upstream, sink, hooks=hooks)
     host, port = listener.socket.getsockname()[:2]
     handle = RunningProxy(server, host, port, lines)
     async with trio.open_nursery() as nursery:
@@ -83,6 +96,8 @@ async def running(
     listen: tuple[str, int] = ("127.0.0.1", 0),
     access_log: AccessLogSink | None = None,
     capture_access_log: bool = False,
+    hooks: Mapping[str, object] | None = None,
+    hook: object | None = None,
 ) -> AsyncIterator[RunningProxy]:
     """The proxy for the duration of an ``async with`` block; leaving it shuts the proxy down
     (in-flight exchanges are cancelled, every socket is closed)."""
@@ -95,12 +110,28 @@ async def running(
                 listen=listen,
                 access_log=access_log,
                 capture_access_log=capture_access_log,
+                hooks=hooks,
+                hook=hook,
             )
         )
         try:
             yield proxy
         finally:
             nursery.cancel_scope.cancel()
+
+
+_EVERY_REQUEST = "<every request>"
+
+
+def _with_hook(
+    settings: Settings, hooks: Mapping[str, object] | None, hook: object | None
+) -> tuple[Settings, Mapping[str, object] | None]:
+    if hook is None:
+        return settings, hooks
+    rules = settings.rules.rules
+    last = Rule(len(rules) + 1, name="hook=", actions=(HookAction("", _EVERY_REQUEST),))
+    settings = replace(settings, rules=RuleSet((*rules, last)))
+    return settings, {**(hooks or {}), _EVERY_REQUEST: hook}
 
 
 def _capture(settings: Settings, lines: list[dict[str, str]]) -> AccessLogSink:

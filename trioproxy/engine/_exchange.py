@@ -4,8 +4,9 @@
 `Exchange`, in this order:
 
 1. **start**: the access record and the forwarding plan (`core._headers.plan_request`);
-2. **rules**: the [[rules]] decide (`core._ruleengine`): a rule answers and nothing goes
-   upstream (`_answer_from_rules`), or the decision shapes the plan (`apply_decision`);
+2. **rules**: the [[rules]] decide (`core._ruleengine`), then the hooks the matching rules
+   name run (`_hooks`): a rule or a hook answers and nothing goes upstream
+   (`_answer_from_rules`), or the decision and the hooks shape the plan (`apply_decision`);
 3. **forward**: the request body buffered (`_requestbody`), an upstream connection from the
    pool, the request head and body sent, the response head read (`_response`) and written to
    the client, then its body relayed (`_response`) or, after a 101, both connections spliced
@@ -13,7 +14,7 @@
    once on a fresh connection when a reused one was stale (`_forward`);
 4. **error answer**: a `ProxyError` on the way gets a short plain-text answer if no response
    head went out yet (`answer_error`);
-5. **access line**: always, last.
+5. **access line**: always, last (after the hooks' access points, if any ran).
 
 A head that could not be read at all (`reject`) has only the last two.
 
@@ -36,12 +37,14 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..config._settings import Limits, Timeouts
 from ..core._accesslog import AccessRecord, settle_bytes
 from ..core._answers import text_response
+from ..core._bodylimit import BodyTooLarge
 from ..core._errors import ClientError, ClientGone, ProxyError, UpstreamClosed
 from ..core._headers import (
     TEXT_PLAIN,
@@ -49,14 +52,14 @@ from ..core._headers import (
     Headers,
     RequestPlan,
     header_value,
-    new_request_id,
     plan_request,
     reason_phrase,
     response_headers,
 )
-from ..core._requestview import request_view
-from ..core._ruleengine import apply_decision
+from ..core._requestview import RequestView, request_view
+from ..core._ruleengine import Decision, apply_decision
 from ..core._rulemodel import Response
+from ..core._tracecontext import trace_ids
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
 from ._h11 import h11
@@ -65,6 +68,9 @@ from ._race import with_side_task
 from ._requestbody import RequestBody, buffer_request_body, expect_end_of_request, upload_body
 from ._response import read_response_head, relay_body
 from ._tunnel import splice
+
+if TYPE_CHECKING:
+    from ._hooks import HookCalls
 
 log = logging.getLogger("trioproxy")
 
@@ -85,7 +91,7 @@ async def serve_request(
 async def reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
     """Answer a request head we could not read, log it, and leave the connection to close."""
     record = AccessRecord(start_wall=time.time(), peer=down.peer_ip, status=exc.status)
-    record.request_id = new_request_id()  # for the line, the answer and the access log
+    record.request_id = ctx.new_request_id()  # for the line, the answer and the access log
     log.info("%s (%d)", exc, exc.status, extra=request_fields(record))
     sent_before = down.bytes_sent
     try:
@@ -172,7 +178,7 @@ class Responder:
             return
         record.status = exc.status
         answer = text_response(exc.status)  # "502 Bad Gateway\n", with its framing fields
-        headers = [*answer.headers, (b"X-Request-ID", record.request_id)]
+        headers = [*answer.headers, (b"X-Request-ID", record.request_id), *exc.headers]
         try:
             self.queue_head(
                 exc.status,
@@ -198,7 +204,7 @@ class Exchange(Responder):
     """One request's life, and the state that travels with it: the request and its plan,
     the upstream connection while one is held, the body on its way."""
 
-    __slots__ = ("body", "plan", "request", "up")
+    __slots__ = ("body", "hooks", "plan", "request", "up")
 
     plan: RequestPlan  # made by the first phase, `_start`
 
@@ -214,6 +220,7 @@ class Exchange(Responder):
         self.request = request
         self.up: UpstreamConnection | None = None  # while one is held
         self.body: RequestBody | None = None  # a request body still to send upstream
+        self.hooks: HookCalls | None = None  # the hooks the rules triggered, once run
 
     @property
     def timeouts(self) -> Timeouts:
@@ -249,7 +256,13 @@ class Exchange(Responder):
                 record.status = CLIENT_CLOSED_REQUEST
             raise
         finally:
-            self._access_line(started, sent_before, received_before)
+            try:
+                if self.hooks is not None:  # their access points add fields to the line
+                    await self.hooks.on_access(record)
+            finally:
+                if self.hooks is not None:
+                    self.hooks.release()
+                self._access_line(started, sent_before, received_before)
 
     # --- Start, rules ------------------------------------------------------------------------
 
@@ -265,6 +278,7 @@ class Exchange(Responder):
             rules=ctx.forwarding,
             upstream_authority=ctx.upstream_authority,
             max_header_count=ctx.settings.limits.max_header_count,
+            make_request_id=ctx.new_request_id,
         )
         _note_request(self.record, plan)
 
@@ -282,25 +296,50 @@ class Exchange(Responder):
         )
         decision = self.ctx.rule_engine.evaluate(view, trio.current_time())
         log.debug("rules: %s", describe_decision(decision), extra=request_fields(self.record))
-        if decision.response is None:
+        answer = decision.response
+        if decision.actions and self.ctx.hooks is not None:
+            answer = await self._run_hooks(decision, view)
+            if answer is not None and decision.response is None:  # a hook's own answer
+                headers = decision.response_headers(answer.status, answer.headers)
+                answer = Response(answer.status, tuple(headers), answer.body)
+        if answer is None:
             apply_decision(plan, decision)
+            if self.hooks is not None:  # the hooks' edits, after the rules'
+                plan.target = self.hooks.target() or plan.target
+                plan.headers = self.hooks.request_headers(plan.headers)
             return False
-        await self._answer_from_rules(decision.response)
+        await self._answer_from_rules(answer)
         return True
+
+    async def _run_hooks(self, decision: Decision, view: RequestView) -> Response | None:
+        """The request points of the hooks the rules triggered; the answer that ends the
+        request (a hook's, an on_error status, or the rules' own), else None."""
+        assert self.ctx.hooks is not None
+        answer, self.hooks = await self.ctx.hooks.on_request(decision, view, self.plan.request_id)
+        return answer
 
     async def _answer_from_rules(self, answer: Response) -> None:
         """A rule answers (redirect, deny, static response, 429): nothing goes upstream."""
         down = self.down
         if self.plan.body is BodyKind.NONE:
             expect_end_of_request(down)  # in step for the next request
-        headers = [*answer.headers, (b"X-Request-ID", self.plan.request_id)]
-        content_type = header_value(answer.headers, b"content-type")
-        self.queue_head(answer.status, headers, content_type=content_type)
-        if answer.body:
-            down.queue(h11.Data(data=answer.body))
-        down.queue(h11.EndOfMessage())
-        self.record.body_bytes_sent = len(answer.body)
+        self._queue_answer(answer)
         await self.flush_to_client()
+
+    def _queue_answer(self, answer: Response, *, validated: bool = True) -> None:
+        """A whole answer made by the proxy (a rule's or a hook's): head, body, end. A HEAD
+        request gets the head alone (its Content-Length stays the GET's)."""
+        down = self.down
+        headers = [*answer.headers, (b"X-Request-ID", self.plan.request_id)]
+        if self.hooks is not None:  # their response-header edits apply to any answer
+            headers = self.hooks.response_headers(headers)
+        content_type = header_value(answer.headers, b"content-type")
+        self.queue_head(answer.status, headers, content_type=content_type, validated=validated)
+        body = b"" if self.request.method == b"HEAD" else answer.body
+        if body:
+            down.queue(h11.Data(data=body))
+        down.queue(h11.EndOfMessage())
+        self.record.body_bytes_sent = len(body)
 
     # --- Forward -----------------------------------------------------------------------------
 
@@ -358,11 +397,16 @@ class Exchange(Responder):
     async def _send_and_relay(self) -> None:
         """The request head and body upstream, the response back (once)."""
         up, plan = self.upstream, self.plan
+        headers, transform = plan.headers, None
+        if self.hooks is not None and self.body is not None:
+            transform = self.hooks.body_transform("request_body")
+            if transform is not None:
+                headers = _chunked(headers)  # the hooks decide the body's length
         # _parsed=True: h11 skips re-validating what its own parser already validated (and the
         # few fields we add are valid by construction): a third of the per-request parse cost.
         up.queue(
             h11.Request(
-                method=self.request.method, target=plan.target, headers=plan.headers, _parsed=True
+                method=self.request.method, target=plan.target, headers=headers, _parsed=True
             )
         )
         if self.body is None:
@@ -372,7 +416,7 @@ class Exchange(Responder):
             return
         # A complete response ends the exchange; an unfinished upload is then abandoned (the
         # connections' h11 states forbid reusing either of them).
-        upload = partial(upload_body, self.down, up, self.body, self.timeouts)
+        upload = partial(upload_body, self.down, up, self.body, self.timeouts, transform)
         await with_side_task(self._relay_response, upload)
 
     async def _relay_response(self) -> None:
@@ -397,8 +441,20 @@ class Exchange(Responder):
         if plan.edit_response is not None:  # response-header rules
             headers = plan.edit_response(response.status_code, headers)
         record.upstream_status = response.status_code
+        if self.hooks is not None:  # their response points: edit the head, or replace it
+            replacement, headers = await self.hooks.on_response(response.status_code, headers)
+            if replacement is not None:
+                # The origin's body is left unread: its connection is not reused
+                # (`UpstreamConnection.reusable`), and the answer is flushed on return.
+                self._queue_answer(replacement, validated=False)
+                return
         record.section_io_tag = header_value(raw, b"section-io-tag")
         self._start_send_floor()
+        transform = None
+        if self.hooks is not None and _has_body(self.request.method, response.status_code):
+            transform = self.hooks.body_transform("response_body")
+            if transform is not None:  # the hook decides the length: h11 frames it
+                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         content_type = header_value(raw, b"content-type")
         self.queue_head(
             response.status_code, headers, reason=response.reason, content_type=content_type
@@ -407,7 +463,16 @@ class Exchange(Responder):
         keep_trailers = self.request.http_version != b"1.0" and not header_value(
             headers, b"content-length"
         )
-        await relay_body(down, up, record, raw, received, ctx.settings, keep_trailers=keep_trailers)
+        await relay_body(
+            down,
+            up,
+            record,
+            raw,
+            received,
+            ctx.settings,
+            keep_trailers=keep_trailers,
+            transform=transform,
+        )
 
     async def _tunnel(self, switch: h11.InformationalResponse) -> None:
         """Relay the 101 and splice the two connections; neither is reused afterwards (h11
@@ -459,7 +524,10 @@ class Exchange(Responder):
 
     async def _fail(self, exc: ProxyError) -> None:
         record, request = self.record, self.request
-        record.request_id = record.request_id or new_request_id()  # a refused plan has none
+        if isinstance(exc, BodyTooLarge):  # a 413, or a response cut short (_requestbody)
+            self.ctx.stats.bodies_too_large += 1
+        # (a refused plan has none)
+        record.request_id = record.request_id or self.ctx.new_request_id()
         log.log(
             logging.WARNING if exc.status >= 500 else logging.INFO,
             "%s %s: %s (%d)",
@@ -520,6 +588,18 @@ class Exchange(Responder):
         self.ctx.log_access(record)
 
 
+def _has_body(method: bytes, status: int) -> bool:
+    return method != b"HEAD" and status not in (204, 304)
+
+
+def _chunked(headers: Headers) -> Headers:
+    """A request's fields re-framed as chunked: its body's length is the hooks' to decide."""
+    kept = [
+        (k, v) for k, v in headers if k.lower() not in (b"content-length", b"transfer-encoding")
+    ]
+    return [*kept, (b"Transfer-Encoding", b"chunked")]
+
+
 def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
     noted = plan.noted
     record.host = plan.host
@@ -530,6 +610,8 @@ def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
     record.x_forwarded_for = noted.get(b"x-forwarded-for", b"")
     record.true_client_ip = noted.get(b"true-client-ip", b"")
     record.section_io_id = noted.get(b"section-io-id", b"")
+    if b"traceparent" in noted:  # W3C trace context: the access line joins the trace
+        record.trace_id, record.span_id = trace_ids(plan.headers) or (b"", b"")
 
 
 def _failure(exc: ProxyError) -> str:

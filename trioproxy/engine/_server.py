@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,7 @@ from ._transport import Listener, Transport, connect_socket
 
 if TYPE_CHECKING:  # imported when the admin listener is on: 0.6 MiB less for the rest
     from ._admin import AdminServer
+    from ._hooks import HookSet, HookStats
 
 log = logging.getLogger("trioproxy")
 
@@ -55,6 +56,7 @@ class ProxyServer:
         count_requests: bool | None = None,
         lookup: Lookup = system_lookup,
         connect: Connector = connect_socket,
+        hooks: Mapping[str, object] | None = None,
     ) -> None:
         """``count_requests``: feed the /metrics counters from every access record; by
         default when ``settings.admin.listen`` is set. A worker whose supervisor serves
@@ -62,8 +64,16 @@ class ProxyServer:
         Decided here, once: the context's access-log sink is never swapped afterwards.
 
         ``lookup`` and ``connect`` reach the upstream: the system resolver and TCP, or a
-        `MemoryNetwork` in engine tests."""
+        `MemoryNetwork` in engine tests.
+
+        ``hooks``: hook objects by name, for rules whose hook names no file (embedding).
+        Raises `HookLoadError` when a hook cannot be loaded."""
         self.settings = settings
+        self._embedded_hooks = hooks
+        self.hook_stats: dict[str, HookStats] = {}
+        self._nursery: trio.Nursery | None = None  # the outer one, for hooks' lifespans
+        self._watching = False  # the blocking watch's thread is running
+        self._last_hooks: HookSet | None = None  # its watch is reused by every later set
         self.upstream = upstream
         # Admin listener: its bound address once run() has started it, and where
         # the count of dropped access-log lines comes from (the CLI's writer thread).
@@ -91,6 +101,7 @@ class ProxyServer:
             forwarding=_forwarding(settings),
             rule_engine=RuleEngine(settings.rules, buckets=buckets),
             metrics=metrics,
+            hooks=self._load_hooks(settings, None),
         )
         self._buckets = buckets
         self._slots = trio.Semaphore(settings.limits.max_connections)
@@ -100,8 +111,12 @@ class ProxyServer:
         """Requests that start from now on use ``settings`` and log through ``access_log``;
         requests in flight finish with what they took (`ProxyContext.now`). The caller keeps
         the restart-only keys (`_reload.applicable`); the pool and the resolver take the new
-        timeouts at their next use. Rate limits unchanged keep their buckets."""
+        timeouts at their next use. Rate limits unchanged keep their buckets.
+
+        Hooks are loaded first: one that fails raises `HookLoadError` and nothing changes.
+        The old hooks' lifespans are cancelled; requests in flight keep the hooks they took."""
         old = self.ctx.now()
+        hooks = self._load_hooks(settings, old.hooks)
         self.pool.limits = replace(_pool_limits(settings), size=self.pool.limits.size)
         self.pool.resolver.retime(
             ttl_s=settings.upstream.dns_ttl_s,
@@ -117,7 +132,30 @@ class ProxyServer:
             rule_engine=RuleEngine(
                 settings.rules, buckets=old.rule_engine.keeping_buckets(self._buckets)
             ),
+            hooks=hooks,
         )
+        if old.hooks is not None:  # its lifespans end when its last request is done
+            old.hooks.stop(grace_s=settings.timeouts.drain_s)
+        if hooks is not None and self._nursery is not None:
+            self._nursery.start_soon(hooks.run_lifespans)
+            self._start_watch(self._nursery, hooks)
+
+    def _start_watch(self, nursery: trio.Nursery, hooks: HookSet) -> None:
+        if not self._watching:
+            self._watching = True
+            nursery.start_soon(hooks.watch.run)
+
+    def _load_hooks(self, settings: Settings, old: HookSet | None) -> HookSet | None:
+        if not any(rule.actions for rule in settings.rules.rules):
+            return None  # no hook rule: the hook machinery is not even imported
+        from ._hooks import HookSet
+
+        previous = old or self._last_hooks
+        watch = previous.watch if previous is not None else None
+        self._last_hooks = HookSet.load(
+            settings.rules, embedded=self._embedded_hooks, stats=self.hook_stats, watch=watch
+        )
+        return self._last_hooks
 
     def _sink(
         self, metrics: RequestMetrics, access_log: Callable[[AccessRecord], None]
@@ -166,6 +204,11 @@ class ProxyServer:
                 self.admin_address = admin_listener.socket.getsockname()[:2]
             async with trio.open_nursery() as outer:
                 await outer.start(self.pool.run)
+                self._nursery = outer
+                hooks = self.ctx.now().hooks
+                if hooks is not None:
+                    await outer.start(hooks.run_lifespans)
+                    self._start_watch(outer, hooks)
                 if admin_listener is not None:
                     await outer.start(self._admin_server().serve, admin_listener)
                 async with trio.open_nursery() as handlers:
@@ -236,6 +279,8 @@ def _pool_limits(settings: Settings) -> PoolLimits:
         max_response_head_bytes=settings.limits.max_header_bytes,
         max_connections=settings.upstream.max_connections,
         max_age_s=settings.upstream.max_connection_age_s,
+        breaker_failures=settings.upstream.breaker_failures,
+        breaker_cooldown_s=settings.upstream.breaker_cooldown_s,
     )
 
 
