@@ -63,7 +63,7 @@ from ..core._tracecontext import trace_ids
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
 from ._h11 import h11
-from ._peer import Downstream, RateFloor, UpstreamConnection
+from ._peer import Downstream, RateFloor, UpstreamConnection, server_h11
 from ._race import with_side_task
 from ._requestbody import RequestBody, buffer_request_body, expect_end_of_request, upload_body
 from ._response import read_response_head, relay_body
@@ -561,7 +561,7 @@ class Exchange(Responder):
         ):
             return
         down.discard_queued()
-        fresh = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        fresh = server_h11(self.limits)
         # The stand-in keeps what decides keep-alive: the version, and the client's Connection.
         stand_in = b"%s / HTTP/%s\r\nHost: x\r\n" % (request.method, request.http_version)
         for name, value in request.headers.raw_items():
