@@ -151,7 +151,7 @@ async def test_while_the_request_body_still_streams_the_client_gets_the_502_and_
     # connection cannot go on in step, so the 502 says close, and what the client still
     # sends of its body is read and dropped, never parsed as a request.
     async def answers_at_once(stream: MemoryStream) -> None:
-        await read_head(stream)  # type: ignore[arg-type]
+        await read_head(stream)
         await stream.send_all(BAD)
         while await stream.receive_some(65536):
             pass

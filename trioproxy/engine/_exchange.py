@@ -18,8 +18,9 @@
 
 A head that could not be read at all (`reject`) has only the last two.
 
-The seams: every response head the client gets, from a rule, an error, the origin or a 101,
-is written by one method, `Responder.queue_head`, which owns the ``Connection: close`` rule
+The seams: every final response head the client gets, from a rule, an error, the origin or a
+101, is written by one method (the interim 1xx heads, the proxy's own `100 Continue` and the
+origin's relayed 100 and 103, go out where they happen: `_requestbody`, `_response`), `Responder.queue_head`, which owns the ``Connection: close`` rule
 and the record's status, body start and content type. The rate floors are this exchange's
 alone: set here (`_start_receive_floor`, `_start_send_floor`) and cleared here when
 forwarding ends.
@@ -572,10 +573,10 @@ class Exchange(Responder):
             fresh.next_event()  # the stand-in request: the machine waits for its body
             down.h11 = fresh
             return
-        pipelined, closed = old.trailing_data
+        # (Not closed: a client's end of file before its request was whole ended the exchange
+        # with ClientGone before any response was read.)
+        pipelined, _ = old.trailing_data
         fresh.receive_data(stand_in + b"\r\n" + pipelined)
-        if closed:
-            fresh.receive_data(b"")
         fresh.next_event()  # the stand-in request,
         fresh.next_event()  # and its end: the machine now waits for our response
         down.h11 = fresh
