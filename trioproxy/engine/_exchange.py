@@ -20,10 +20,10 @@ A head that could not be read at all (`reject`) has only the last two.
 
 The seams: every final response head the client gets, from a rule, an error, the origin or a
 101, is written by one method (the interim 1xx heads, the proxy's own `100 Continue` and the
-origin's relayed 100 and 103, go out where they happen: `_requestbody`, `_response`), `Responder.queue_head`, which owns the ``Connection: close`` rule
-and the record's status, body start and content type. The rate floors are this exchange's
-alone: set here (`_start_receive_floor`, `_start_send_floor`) and cleared here when
-forwarding ends.
+origin's relayed 100 and 103, go out where they happen: `_requestbody`, `_response`),
+`Responder.queue_head`, which owns the ``Connection: close`` rule and the record's status, body
+start and content type. The rate floors are this exchange's alone: set here
+(`_start_receive_floor`, `_start_send_floor`) and cleared here when forwarding ends.
 
 Upstream connections are held only while bytes flow: a request body that fits
 ``limits.request_buffer_bytes`` is read whole before a connection is taken, and a response
