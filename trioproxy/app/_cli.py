@@ -59,9 +59,10 @@ def run_main(argv: Sequence[str]) -> int:
         args.workers = auto_workers()
     if args.workers > 1:
         return _supervise(args)
-    settings = _own_settings(args)
-    if settings is None:
+    owned = _own_settings(args)
+    if owned is None:
         return 2
+    settings = _fit_memory_limit(*owned)
     if not args.log_format:  # neither flag nor variable: the configuration's [diagnostics]
         args.log_format = settings.diagnostics.format
         configure_diagnostics(args.log_level, args.log_format)
@@ -76,22 +77,38 @@ def run_main(argv: Sequence[str]) -> int:
     return run_single(args, sock, settings, args.upstream)
 
 
-def _own_settings(args: argparse.Namespace) -> Settings | None:
+def _own_settings(args: argparse.Namespace) -> tuple[Settings, bytes | None] | None:
     """A worker runs what its supervisor runs (the bytes it was handed); a process on its own
-    loads its configuration directory. None after one line per problem."""
+    loads its configuration directory. The settings and the file's bytes; None after one line
+    per problem."""
+    from ..config._config import ConfigError, read_config, settings_from_bytes
     from ._channel import worker_config
 
     given = worker_config()
     if given is None:
-        return load_config(args.config_dir, explicit=args.config_dir_explicit)
-    from ..config._config import ConfigError, settings_from_bytes
-
+        settings = load_config(args.config_dir, explicit=args.config_dir_explicit)
+        if settings is None:
+            return None
+        try:
+            return settings, read_config(args.config_dir)[1]
+        except ConfigError:  # gone since: only whether it sets a key is asked of the bytes
+            return settings, None
     try:
-        return settings_from_bytes(given[1], file=given[0])
+        return settings_from_bytes(given[1], file=given[0]), given[1]
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("config: %s", problem)
         return None
+
+
+def _fit_memory_limit(settings: Settings, raw: bytes | None) -> Settings:
+    """``limits.max_connections`` fitted to the container's memory limit (`_memlimit`)."""
+    from ._memlimit import fitted
+
+    settings, line, warn = fitted(settings, raw)
+    if line:
+        log.log(logging.WARNING if warn else logging.INFO, "%s", line)
+    return settings
 
 
 def _supervise(args: argparse.Namespace) -> int:
@@ -137,6 +154,7 @@ def _supervise(args: argparse.Namespace) -> int:
         f"--log-level={args.log_level}",
         f"--log-format={args.log_format}",
     ]
+    os.environ["TRIOPROXY_WORKER_COUNT"] = str(count)  # they share the memory limit (_memlimit)
     # One rate-limit table for all the workers: a client has one bucket, whoever serves it.
     buckets_fd = create()
     os.environ["TRIOPROXY_BUCKETS_FD"] = str(buckets_fd)

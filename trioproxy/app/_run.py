@@ -35,6 +35,7 @@ from ..engine._server import ProxyServer
 from ._command import check_config, diagnostic_line, log
 from ._lean import trim
 from ._logwriter import AccessLogWriter
+from ._memlimit import fitted
 from ._workers import Channel, serve_supervisor, worker_channel
 
 __all__ = ["access_log_sink", "run_proxy", "run_single", "run_with_access_log"]
@@ -217,7 +218,7 @@ class _Reloader:
             log.warning("%s", gone)
             return
         try:
-            changed = self.apply(new)
+            changed = self.apply(fitted(new, raw)[0])  # as at startup (_memlimit)
         except HookLoadError as exc:
             log.error("config: %s", exc)
             log.error("%s", rejected(file, 1))
@@ -235,7 +236,7 @@ class _Reloader:
         except ConfigError as exc:
             return "; ".join(str(problem) for problem in exc.problems)
         try:
-            self.apply(new)
+            self.apply(fitted(new, raw)[0])  # as at startup, so an unchanged file changes nothing
         except HookLoadError as exc:  # checked by the supervisor, but imports can differ
             return str(exc)
         return ""

@@ -99,7 +99,8 @@ class Limits:
     max_request_line_bytes: int = _num(8192, 64, 1 << 20, "request line length")
     # Open downstream connections. At the limit the oldest idle keep-alive connection is
     # closed to admit a newcomer (nginx does the same); when every one is busy, newcomers wait
-    # in the kernel's backlog.
+    # in the kernel's backlog. Unless the file sets it, each process lowers it to what fits
+    # its share of the container's memory limit at worst (`_memfit`: 565 at 256 MiB).
     max_connections: int = _num(10000, 1, 1 << 20, "concurrent downstream connections")
     # Requests served on one client connection before it is closed (nginx's default).
     keepalive_requests: int = _num(1000, 1, 1 << 30, "requests per client connection")

@@ -18,11 +18,12 @@
 
 A head that could not be read at all (`reject`) has only the last two.
 
-The seams: every response head the client gets, from a rule, an error, the origin or a 101,
-is written by one method, `Responder.queue_head`, which owns the ``Connection: close`` rule
-and the record's status, body start and content type. The rate floors are this exchange's
-alone: set here (`_start_receive_floor`, `_start_send_floor`) and cleared here when
-forwarding ends.
+The seams: every final response head the client gets, from a rule, an error, the origin or a
+101, is written by one method (the interim 1xx heads, the proxy's own `100 Continue` and the
+origin's relayed 100 and 103, go out where they happen: `_requestbody`, `_response`),
+`Responder.queue_head`, which owns the ``Connection: close`` rule and the record's status, body
+start and content type. The rate floors are this exchange's alone: set here
+(`_start_receive_floor`, `_start_send_floor`) and cleared here when forwarding ends.
 
 Upstream connections are held only while bytes flow: a request body that fits
 ``limits.request_buffer_bytes`` is read whole before a connection is taken, and a response
@@ -65,7 +66,7 @@ from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
 from ._faultrun import FaultClosed, FaultRun
 from ._h11 import h11
-from ._peer import Downstream, RateFloor, UpstreamConnection
+from ._peer import Downstream, RateFloor, UpstreamConnection, server_h11
 from ._race import with_side_task
 from ._requestbody import RequestBody, buffer_request_body, expect_end_of_request, upload_body
 from ._response import read_response_head, relay_body
@@ -109,12 +110,13 @@ class Responder:
     """What answers a client's request: its connection, the access record being filled, the
     context the request started under; and the one writer of response heads."""
 
-    __slots__ = ("ctx", "down", "record")
+    __slots__ = ("ctx", "down", "head_at", "record")
 
     def __init__(self, down: Downstream, ctx: ProxyContext, record: AccessRecord) -> None:
         self.down = down
         self.ctx = ctx  # the configuration current when the request started
         self.record = record
+        self.head_at = -1  # the connection's byte count where the final head starts, once queued
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} [{' | '.join(self._state())}]>"
@@ -167,6 +169,7 @@ class Responder:
                 reason=reason_phrase(status, reason),
                 _parsed=validated,
             )
+        self.head_at = down.bytes_sent + down.queued_bytes
         down.queue(head)
         record.status = status
         record.body_start = down.bytes_sent + down.queued_bytes
@@ -260,7 +263,7 @@ class Exchange(Responder):
             if self.faults is not None and self.faults.close_after():
                 down.closing = True  # though the response did not say Connection: close
         except ProxyError as exc:
-            await self._fail(exc, sent_before)
+            await self._fail(exc)
         except ClientGone as exc:
             if not record.status:
                 record.status = (
@@ -583,7 +586,7 @@ class Exchange(Responder):
 
     # --- Error answer, access line -----------------------------------------------------------
 
-    async def _fail(self, exc: ProxyError, sent_before: int) -> None:
+    async def _fail(self, exc: ProxyError) -> None:
         record, request = self.record, self.request
         if isinstance(exc, BodyTooLarge):  # a 413, or a response cut short (_requestbody)
             self.ctx.stats.bodies_too_large += 1
@@ -600,36 +603,43 @@ class Exchange(Responder):
         )
         if self.down.bytes_sent < record.body_start:  # no final status reached the client
             record.status = exc.status  # (not the origin's: it is taken back, or cut)
-        self._take_back_unsent(sent_before)
+        self._take_back_unsent()
         await self.answer_error(exc)
 
-    def _take_back_unsent(self, sent_before: int) -> None:
+    def _take_back_unsent(self) -> None:
         """Take back a response none of whose bytes have left (read whole into the buffer,
         then found bad: a framing field in its trailers), so that the client gets the error
         answer instead of nothing. h11 cannot take back a head it was given: the connection
         gets a fresh machine at the same point of the cycle (this request read, no response
-        begun; bytes pipelined after it kept). Not if anything left, nor if the request was
-        not read whole."""
+        begun; bytes pipelined after it kept). Not if any of it left. A 1xx that left before
+        it is no part of it (RFC 9110 15.2): the error answer follows it as the final
+        response. A request whose body was not read whole (the origin answered early) gets
+        a stand-in whose body never ends either: the answer says close, and the connection
+        lingers, reading and dropping the rest, as after any early answer."""
         down, request = self.down, self.request
         old = down.h11
         if (
             (old.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not down.has_queued)  # no need
-            or down.bytes_sent != sent_before
-            or old.their_state not in (h11.DONE, h11.MUST_CLOSE)  # (read whole)
+            or down.bytes_sent != self.head_at  # some of it left (or no final head queued)
+            or old.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.SEND_BODY)
         ):
             return
         down.discard_queued()
-        fresh = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        fresh = server_h11(self.limits)
         # The stand-in keeps what decides keep-alive: the version, and the client's Connection.
         stand_in = b"%s / HTTP/%s\r\nHost: x\r\n" % (request.method, request.http_version)
         for name, value in request.headers.raw_items():
             if name.lower() == b"connection":
                 stand_in += b"Connection: %s\r\n" % value
-        stand_in += b"\r\n"
-        pipelined, closed = old.trailing_data
-        fresh.receive_data(stand_in + pipelined)
-        if closed:
-            fresh.receive_data(b"")
+        if old.their_state is h11.SEND_BODY:  # (what h11 holds of the body is dropped)
+            fresh.receive_data(stand_in + b"Content-Length: 1\r\n\r\n")
+            fresh.next_event()  # the stand-in request: the machine waits for its body
+            down.h11 = fresh
+            return
+        # (Not closed: a client's end of file before its request was whole ended the exchange
+        # with ClientGone before any response was read.)
+        pipelined, _ = old.trailing_data
+        fresh.receive_data(stand_in + b"\r\n" + pipelined)
         fresh.next_event()  # the stand-in request,
         fresh.next_event()  # and its end: the machine now waits for our response
         down.h11 = fresh
