@@ -131,3 +131,8 @@ def test_seeding_a_trio_it_does_not_know_fails_loudly(monkeypatch: pytest.Monkey
     monkeypatch.setattr(trio, "__version__", "0.99.0")
     with pytest.raises(RuntimeError, match=r"cannot seed trio 0.99.0's scheduler"):
         seed_scheduler(1)
+
+
+async def test_a_world_in_real_time_needs_no_mock_clock() -> None:
+    async with memory_world(autojump=False, seed=None) as world, world.open() as stream:
+        assert (await Client(stream).request(b"GET", b"/")).status == 200
