@@ -25,6 +25,12 @@ origin's relayed 100 and 103, go out where they happen: `_requestbody`, `_respon
 start and content type. The rate floors are this exchange's alone: set here
 (`_start_receive_floor`, `_start_send_floor`) and cleared here when forwarding ends.
 
+Faults (`_faultrun`), chosen with the rules (a rule's `FaultAction`, then the runtime table),
+act at those seams: before forwarding (a fault's answer goes through `_answer_from_rules`),
+before and after the request head (`_send_and_relay`) and the response head
+(`_relay_response`), and in either body under the peer's wire (`FaultyTransport`, restored
+when forwarding ends). An exchange without faults has ``faults`` None and never goes there.
+
 Upstream connections are held only while bytes flow: a request body that fits
 ``limits.request_buffer_bytes`` is read whole before a connection is taken, and a response
 that fits ``limits.response_buffer_bytes`` is read whole and its connection released before
