@@ -198,6 +198,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where to write the JSON results (default: bench/results/bench-MODE-TIMESTAMP.json)",
     )
     p.add_argument(
+        "--previous-cmd",
+        help="command that starts another build of trioproxy (e.g. a checkout of the previous "
+        "main: 'OTHER/.venv/bin/python -m trioproxy'): rows previous[PARSER] beside ours",
+    )
+    p.add_argument(
         "--record",
         action="store_true",
         help="write the run's quotable figures to bench/measured.json, the one source the "
@@ -440,6 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     proxy_cmd = shlex.split(args.proxy_cmd) if args.proxy_cmd else default_trioproxy_cmd()
     layout = choose_layout(args.no_pin)
     lineup = make_lineup(kinds, *resolved, layout, proxy_cmd, args.peers_venv)
+    if args.previous_cmd:
+        # Another build of trioproxy (a checkout of the previous main, say), one row per parser
+        # beside ours, interleaved with them: "unchanged within noise" is judged in one run.
+        previous = tuple(shlex.split(args.previous_cmd))
+        for parser in resolved[0]:
+            lineup.specs.append(Spec(pretty("previous", parser), "trioproxy", parser, cmd=previous))
 
     reg = ProcessRegistry()
     workdir = Path(tempfile.mkdtemp(prefix="trioproxy-bench-"))
@@ -471,7 +482,7 @@ def _start(
     if spec.kind == "baseline":
         return start_baseline(reg, origin, cpus, spec)
     if spec.kind == "trioproxy":
-        return start_trioproxy(reg, workdir, origin, cpus, spec, cmd=proxy_cmd)
+        return start_trioproxy(reg, workdir, origin, cpus, spec, cmd=list(spec.cmd) or proxy_cmd)
     return start_peer(reg, workdir, origin, cpus, spec)
 
 

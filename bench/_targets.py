@@ -71,6 +71,7 @@ class Spec:
     peer: _peers.Peer | None = None
     # trioproxy: files of its configuration directory, (relative path, text); () = defaults.
     config: tuple[tuple[str, str], ...] = ()
+    cmd: tuple[str, ...] = ()  # trioproxy: another build to start (--previous-cmd); () = ours
 
 
 # The cost of the hook machinery itself: a rule with a no-op request hook on every request.

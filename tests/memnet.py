@@ -44,6 +44,7 @@ from trioproxy.engine._memory import MemoryListener, MemoryNetwork, MemoryTransp
 from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
 from trioproxy.engine._transport import Transport
+from trioproxy.testing import MemoryStream, seed_scheduler
 
 from .support import Client, make_settings, read_head, read_until_closed
 
@@ -79,55 +80,6 @@ ORIGIN_ADDRESS = ("192.0.2.80", 80)  # what the upstream name resolves to
 UPSTREAM = ("next-hop", 80)
 
 StreamHandler = Callable[["MemoryStream"], Awaitable[None]]
-
-
-class MemoryStream(trio.abc.HalfCloseableStream):
-    """A trio stream over one end of a memory connection (for test clients and origins)."""
-
-    def __init__(self, transport: MemoryTransport) -> None:
-        self.transport = transport
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        await trio.lowlevel.checkpoint()
-        while view:
-            try:
-                taken = self.transport.write_nowait(view)
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-            if taken is None:
-                await self.transport.wait_writable()
-                continue
-            view = view[taken:]
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.transport.wait_writable()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        while True:
-            try:
-                data = self.transport.read_nowait(max_bytes or 65536)
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-            if data is not None:
-                await trio.lowlevel.checkpoint()
-                return data
-            await self.transport.wait_readable()
-
-    async def send_eof(self) -> None:
-        await trio.lowlevel.checkpoint()
-        try:
-            self.transport.shutdown_write()
-        except OSError as exc:
-            raise trio.BrokenResourceError(str(exc)) from exc
-
-    def reset(self) -> None:
-        """Close with a reset (SO_LINGER 0)."""
-        self.transport.reset()
-
-    async def aclose(self) -> None:
-        self.transport.close()
-        await trio.lowlevel.checkpoint()
 
 
 async def fixed_lookup(host: str, port: int) -> list[SockAddr]:
@@ -284,8 +236,9 @@ def all_tasks() -> list[trio.lowlevel.Task]:
 
 def same_schedule(seed: int = 0) -> None:
     """Seed trio's scheduler, which runs each batch of ready tasks in a random order (to shake
-    out ordering assumptions): seeded, a run on the autojump clock is the same every time."""
-    trio._core._run._r.seed(seed)  # (private: what trio's hypothesis support seeds too)
+    out ordering assumptions): seeded, a run on the autojump clock is the same every time.
+    The public kit's seeding, which knows the trio versions it can seed and refuses others."""
+    seed_scheduler(seed)
 
 
 @asynccontextmanager

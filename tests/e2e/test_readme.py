@@ -45,9 +45,7 @@ MOVED_TO_DOCS = [
 
 def _examples() -> list[tuple[Path, str, str]]:
     return [
-        (page, name, code)
-        for page in PAGES
-        for name, code in EXAMPLE.findall(page.read_text())
+        (page, name, code) for page in PAGES for name, code in EXAMPLE.findall(page.read_text())
     ]
 
 

@@ -30,7 +30,7 @@ def check_hook_imports(
 ) -> Settings:
     """``settings`` when its hook files import cleanly (or it has none); else ConfigError.
     With ``examples_of`` (the configuration's bytes) the hook files' examples run too."""
-    if any(rule.actions for rule in settings.rules.rules):
+    if settings.rules.has_hooks:
         problems = import_problems(settings.rules, toml_file, examples_of=examples_of)
         if problems:
             raise ConfigError(problems)

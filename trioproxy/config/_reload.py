@@ -18,7 +18,14 @@ from ._settings import Settings
 __all__ = ["RESTART_ONLY", "applicable", "changed_keys", "missing", "rejected", "summary"]
 
 RESTART_ONLY = frozenset(
-    {"admin.listen", "upstream.pool_size", "limits.max_connections", "diagnostics.format"}
+    {
+        "admin.listen",
+        "admin.journal_size",
+        "admin.faults",
+        "upstream.pool_size",
+        "limits.max_connections",
+        "diagnostics.format",
+    }
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from ..core._rulemodel import Rule, Template
+from ..core._rulemodel import FaultAction, HookAction, Rule, Template
 
 _RULE_FIELDS = {"request_headers": "request_ops", "response_headers": "response_ops"}
 
@@ -30,16 +30,18 @@ def _combination_problems(rule: Rule) -> Iterator[tuple[str, str]]:
         yield "", f"has no action; give one of {', '.join(_ACTION_KEYS)}"
     if len(answers) > 1:
         yield answers[1], f"a rule gives one answer; found both {answers[0]} and {answers[1]}"
-    if rule.actions and answers:
+    if answers and any(isinstance(action, HookAction) for action in rule.actions):
         yield "hook", f"a hook answers in code; it cannot go with {answers[0]} in one rule"
     if rule.allow is not None and answers:
         message = "allow answers everyone outside the list with deny, and cannot go with"
         yield "allow", f"{message} {answers[0]}"
+    if answers and any(isinstance(action, FaultAction) for action in rule.actions):
+        yield "fault", f"never applies: this rule answers every request it matches ({answers[0]})"
     for key in ("request_headers", "rewrite", "max_request_body_bytes"):
         if key in edits and answers:
             yield key, f"has no effect: this rule answers every request it matches ({answers[0]})"
     if rule.match.statuses is not None:
-        acts = ["hook"] if rule.actions else []
+        acts = [action.kind for action in rule.actions]
         others = [k for k in (*answers, *edits, *gates, *acts) if k != "response_headers"]
         if others or "response_headers" not in edits:
             found = f"found with {others[0]}" if others else "found without response_headers"
@@ -59,6 +61,7 @@ _ACTION_KEYS = (
     "rate_limit",
     "max_request_body_bytes",
     "hook",
+    "fault",
 )
 
 

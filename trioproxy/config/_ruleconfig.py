@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..core._rulemodel import Rule, RuleSet
+from ..core._rulemodel import FaultAction, Rule, RuleSet
 from ._describe import describe, quote
+from ._faultconfig import FAULT_KEYS, parse_fault
 from ._problems import Problem
 from ._reachability import unreachable
 from ._ruleactions import (
@@ -106,6 +107,11 @@ def _name(raw: Any, key_path: str, sink: _Sink) -> str:
     return text
 
 
+def _fault_action(raw: Any, key_path: str, sink: _Sink) -> FaultAction | None:
+    fault = parse_fault(raw, key_path, sink.report)
+    return None if fault is None else FaultAction(fault)
+
+
 _RULE_PARSERS: dict[str, Parser] = {
     "name": _name,
     "match": _match,
@@ -119,10 +125,11 @@ _RULE_PARSERS: dict[str, Parser] = {
     "rate_limit": _rate_limit,
     "max_request_body_bytes": _max_request_body_bytes,
     "hook": lambda raw, key_path, sink: sink.report(key_path, "hook files were not read"),
+    "fault": _fault_action,
 }
 
 # Keys parsed into `Rule.actions` (core._rulemodel.Action), which the engine carries out.
-_ACTION_KEYS = frozenset({"hook"})
+_ACTION_KEYS = frozenset({"hook", "fault"})
 
 # Keys of the tables within a rule, for "did you mean" when one is written a level too high.
 # ("status" is left out: it could belong to match, redirect, respond or deny.)
@@ -133,4 +140,5 @@ _NESTED_KEYS: dict[str, tuple[str, ...]] = {
     "rate_limit": ("rate", "burst", "max_clients"),
     "request_headers": ("set", "add", "remove"),
     "hook": ("file", "timeout_s", "on_error"),
+    "fault": tuple(key for key in FAULT_KEYS if key not in ("status", "body", "name")),
 }

@@ -165,6 +165,12 @@ class Diagnostics:
 class Admin:
     # Loopback-only health/metrics listener, "HOST:PORT"; "" keeps it off.
     listen: str = field(default="", metadata={"loopback_address": True})
+    # Exchanges GET /journal keeps, newest last (a ring, for test harnesses); 0 keeps none,
+    # and then recording costs the proxy nothing.
+    journal_size: int = _num(0, 0, 100_000, "exchanges the journal keeps")
+    # POST /faults and DELETE /faults/NAME change what the proxy does: for test harnesses
+    # only, so off unless asked for (GET /faults lists the faults either way).
+    faults: bool = False
 
 
 @dataclass(frozen=True, slots=True)

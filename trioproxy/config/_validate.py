@@ -94,7 +94,7 @@ def _run(command: str, argv: list[str]) -> int:
         return config_dir
     try:
         settings = load_settings(config_dir)
-        if any(rule.actions for rule in settings.rules.rules):
+        if settings.rules.has_hooks:
             # Hooks: their files' import-time code and examples run too, in a bounded child
             # (which reads the settings from the same bytes as it runs the examples on).
             from ._hookimport import check_hook_imports

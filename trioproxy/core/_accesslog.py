@@ -19,7 +19,7 @@ LTSV as ``\\xXX`` for bytes outside printable ASCII, like nginx's default log es
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
@@ -28,6 +28,7 @@ from typing import Any
 __all__ = [
     "FIELD_GETTERS",
     "AccessRecord",
+    "ExchangeNotes",
     "Formatter",
     "ltsv_escape",
     "make_formatter",
@@ -101,6 +102,23 @@ class AccessRecord:
     span_id: bytes = b""
     # Fields hooks added (name, value), written after the configured ones.
     extra: tuple[tuple[str, str], ...] = ()
+    faults: tuple[str, ...] = ()  # labels of the faults applied (for the journal)
+    notes: ExchangeNotes | None = None  # what only the journal keeps; None when it is off
+
+
+@dataclass(slots=True)
+class ExchangeNotes:
+    """The heads of one exchange, as the journal shows them (collected only when it is on)."""
+
+    request_headers: Sequence[tuple[bytes, bytes]] = ()  # as received
+    forwarded_target: bytes | None = None  # as sent upstream (None: not forwarded)
+    forwarded_headers: Sequence[tuple[bytes, bytes]] | None = None
+    upstream_headers: Sequence[tuple[bytes, bytes]] | None = None  # the response, as received
+    response_headers: Sequence[tuple[bytes, bytes]] | None = None  # the response, as sent
+    first_byte_s: float | None = None  # when the response head was queued for the client
+    upstream_reused: bool | None = None
+    rules: tuple[str, ...] = ()  # labels of the rules whose answer or actions applied
+    hooks: tuple[str, ...] = ()  # labels of the hooks the rules ran
 
 
 def settle_bytes(record: AccessRecord, sent_before: int, sent_now: int) -> None:

@@ -23,17 +23,19 @@ Semantics, in one place:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Final, NamedTuple, Protocol
 
 from ._answers import FORBIDDEN, _too_many_requests, text_response
+from ._faults import FaultState
 from ._headers import RequestPlan
 from ._ratelimit import TokenBuckets, retry_after_s
 from ._requestview import RequestView, client_address
 from ._rulemodel import (
     _ANY,
     Action,
+    FaultAction,
     HeaderOp,
     Headers,
     RateLimit,
@@ -68,6 +70,7 @@ class Triggered(NamedTuple):
     action: Action
     captures: re.Match[bytes] | None
     rule: str  # the rule's label, for diagnostics
+    fault: FaultState | None = None  # a fault action's state, when the fault chose this request
 
 
 class Decision(NamedTuple):
@@ -199,7 +202,10 @@ class RuleEngine:
                     response = _finish(answer, view, edits)
                     return Decision(response, rule=rule.label, actions=tuple(actions))
             if rule.actions:
-                actions += (Triggered(action, found, rule.label) for action in rule.actions)
+                if compiled.faults:
+                    actions += _triggered(compiled, found)
+                else:
+                    actions += (Triggered(action, found, rule.label) for action in rule.actions)
             if compiled.edit is not None:
                 edits.append(compiled.edit)
             if rule.rewrite is not None and target is None:
@@ -223,7 +229,7 @@ class RuleEngine:
 class _Compiled:
     """A rule with what evaluation needs precomputed, so that each request does less."""
 
-    __slots__ = ("buckets", "edit", "rule", "stops", "test")
+    __slots__ = ("buckets", "edit", "faults", "rule", "stops", "test")
 
     def __init__(self, rule: Rule, buckets: Buckets | None) -> None:
         self.rule = rule
@@ -233,6 +239,23 @@ class _Compiled:
         self.buckets = buckets
         self.edit = rule.response_edit()
         self.stops = rule.allow is not None or self.buckets is not None or _answers(rule)
+        # A fault action's state by its place among the actions: one per rule per process.
+        self.faults = {
+            index: FaultState(action.fault)
+            for index, action in enumerate(rule.actions)
+            if isinstance(action, FaultAction)
+        }
+
+
+def _triggered(compiled: _Compiled, found: re.Match[bytes] | None) -> Iterator[Triggered]:
+    """The rule's actions for this request: a fault only when it chooses the request."""
+    label = compiled.rule.label
+    for index, action in enumerate(compiled.rule.actions):
+        state = compiled.faults.get(index)
+        if state is None:
+            yield Triggered(action, found, label)
+        elif state.select():
+            yield Triggered(action, found, label, state)
 
 
 def _answers(rule: Rule) -> bool:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ._faults import Fault
 from ._requestview import RequestView, client_address
 
 __all__ = [
@@ -337,6 +338,23 @@ class HookAction(Action):
 
 
 @dataclass(frozen=True, slots=True)
+class FaultAction(Action):
+    """``fault = { kind = "reset", at = "after_head", first = 2 }``: the fault to carry out on
+    the requests it selects (`core._faults`). Its run-time state (counts, its seeded
+    generator) is the rule engine's, as a rate limit's buckets are."""
+
+    fault: Fault
+
+    @property
+    def kind(self) -> str:
+        return "fault"
+
+    @property
+    def label(self) -> str:
+        return self.fault.label
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One ``[[rules]]`` table: conditions, then at most one answer and any number of edits."""
 
@@ -385,3 +403,8 @@ class RuleSet:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    @property
+    def has_hooks(self) -> bool:
+        """Whether a rule runs a hook (faults are actions too, but load no code)."""
+        return any(isinstance(a, HookAction) for rule in self.rules for a in rule.actions)

@@ -10,6 +10,7 @@ import trio
 
 from ..config._settings import Settings
 from ..core._accesslog import AccessRecord
+from ..core._faulttable import FaultTable
 from ..core._headers import ForwardingRules, new_request_id
 from ..core._ruleengine import RuleEngine
 from ..core._rulemodel import RuleSet
@@ -38,6 +39,10 @@ class Shared:
     # The context requests starting now take (None: the first one). A reload (SIGHUP) replaces
     # it; a request in flight keeps the one it took, so it finishes under the old settings.
     current: ProxyContext | None = None
+    # Faults added while running (`proxy.fault`, POST /faults): they outlive reloads.
+    faults: FaultTable = field(default_factory=FaultTable)
+    # A journal is kept: exchanges collect the heads it shows (`AccessRecord.notes`).
+    journal: bool = False
 
 
 @dataclass(slots=True, frozen=True)

@@ -18,11 +18,18 @@
 
 A head that could not be read at all (`reject`) has only the last two.
 
-The seams: every response head the client gets, from a rule, an error, the origin or a 101,
-is written by one method, `Responder.queue_head`, which owns the ``Connection: close`` rule
-and the record's status, body start and content type. The rate floors are this exchange's
-alone: set here (`_start_receive_floor`, `_start_send_floor`) and cleared here when
-forwarding ends.
+The seams: every final response head the client gets, from a rule, an error, the origin or a
+101, is written by one method (the interim 1xx heads, the proxy's own `100 Continue` and the
+origin's relayed 100 and 103, go out where they happen: `_requestbody`, `_response`),
+`Responder.queue_head`, which owns the ``Connection: close`` rule and the record's status, body
+start and content type. The rate floors are this exchange's alone: set here
+(`_start_receive_floor`, `_start_send_floor`) and cleared here when forwarding ends.
+
+Faults (`_faultrun`), chosen with the rules (a rule's `FaultAction`, then the runtime table),
+act at those seams: before forwarding (a fault's answer goes through `_answer_from_rules`),
+before and after the request head (`_send_and_relay`) and the response head
+(`_relay_response`), and in either body under the peer's wire (`FaultyTransport`, restored
+when forwarding ends). An exchange without faults has ``faults`` None and never goes there.
 
 Upstream connections are held only while bytes flow: a request body that fits
 ``limits.request_buffer_bytes`` is read whole before a connection is taken, and a response
@@ -42,10 +49,11 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..config._settings import Limits, Timeouts
-from ..core._accesslog import AccessRecord, settle_bytes
+from ..core._accesslog import AccessRecord, ExchangeNotes, settle_bytes
 from ..core._answers import text_response
 from ..core._bodylimit import BodyTooLarge
 from ..core._errors import ClientError, ClientGone, ProxyError, UpstreamClosed
+from ..core._faults import Direction, FaultState
 from ..core._headers import (
     TEXT_PLAIN,
     BodyKind,
@@ -57,26 +65,29 @@ from ..core._headers import (
     response_headers,
 )
 from ..core._requestview import RequestView, request_view
-from ..core._ruleengine import Decision, apply_decision
-from ..core._rulemodel import Response
+from ..core._ruleengine import HEALTH_CHECK_PREFIX, PASS, Decision, Triggered, apply_decision
+from ..core._rulemodel import HookAction, Response
 from ..core._tracecontext import trace_ids
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
+from ._faultrun import FaultClosed, FaultRun
 from ._h11 import h11
-from ._peer import Downstream, RateFloor, UpstreamConnection
+from ._peer import Downstream, RateFloor, UpstreamConnection, server_h11
 from ._race import with_side_task
 from ._requestbody import RequestBody, buffer_request_body, expect_end_of_request, upload_body
 from ._response import read_response_head, relay_body
 from ._tunnel import splice
 
 if TYPE_CHECKING:
-    from ._hooks import HookCalls
+    from ._hooks import HookCalls, Transform
 
 log = logging.getLogger("trioproxy")
 
 # nginx's convention for the access log: the client closed the connection before a
 # response status went out. Never sent on the wire.
 CLIENT_CLOSED_REQUEST = 499
+# nginx's "closed the connection without a response" (its `return 444`): a fault did.
+FAULT_CLOSED = 444
 
 
 async def serve_request(
@@ -105,12 +116,13 @@ class Responder:
     """What answers a client's request: its connection, the access record being filled, the
     context the request started under; and the one writer of response heads."""
 
-    __slots__ = ("ctx", "down", "record")
+    __slots__ = ("ctx", "down", "head_at", "record")
 
     def __init__(self, down: Downstream, ctx: ProxyContext, record: AccessRecord) -> None:
         self.down = down
         self.ctx = ctx  # the configuration current when the request started
         self.record = record
+        self.head_at = -1  # the connection's byte count where the final head starts, once queued
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} [{' | '.join(self._state())}]>"
@@ -163,9 +175,13 @@ class Responder:
                 reason=reason_phrase(status, reason),
                 _parsed=validated,
             )
+        self.head_at = down.bytes_sent + down.queued_bytes
         down.queue(head)
         record.status = status
         record.body_start = down.bytes_sent + down.queued_bytes
+        if record.notes is not None:
+            record.notes.response_headers = headers
+            record.notes.first_byte_s = trio.current_time()
 
     async def answer_error(self, exc: ProxyError) -> None:
         """A short plain-text answer, if no response head went out yet. Client errors close
@@ -202,7 +218,7 @@ class Exchange(Responder):
     """One request's life, and the state that travels with it: the request and its plan,
     the upstream connection while one is held, the body on its way."""
 
-    __slots__ = ("body", "hooks", "plan", "request", "up")
+    __slots__ = ("body", "faults", "hooks", "plan", "request", "up")
 
     plan: RequestPlan  # made by the first phase, `_start`
 
@@ -214,10 +230,13 @@ class Exchange(Responder):
             target=request.target,
             http_version=request.http_version,
         )
+        if ctx.shared.journal:
+            record.notes = ExchangeNotes(request.headers.raw_items())
         super().__init__(down, ctx, record)
         self.request = request
         self.up: UpstreamConnection | None = None  # while one is held
         self.body: RequestBody | None = None  # a request body still to send upstream
+        self.faults: FaultRun | None = None  # faults selected for this exchange, if any
         self.hooks: HookCalls | None = None  # the hooks the rules triggered, once run
 
     @property
@@ -244,14 +263,18 @@ class Exchange(Responder):
         sent_before = down.bytes_sent
         try:
             self._start()
-            if self.ctx.rule_engine and await self._rules():
-                return  # a rule answered
+            if (self.ctx.rule_engine or self.ctx.shared.faults) and await self._rules():
+                return  # a rule (or a fault) answered
             await self._forward()
+            if self.faults is not None and self.faults.close_after():
+                down.closing = True  # though the response did not say Connection: close
         except ProxyError as exc:
-            await self._fail(exc, sent_before)
-        except ClientGone:
+            await self._fail(exc)
+        except ClientGone as exc:
             if not record.status:
-                record.status = CLIENT_CLOSED_REQUEST
+                record.status = (
+                    FAULT_CLOSED if isinstance(exc, FaultClosed) else CLIENT_CLOSED_REQUEST
+                )
             raise
         finally:
             try:
@@ -292,8 +315,11 @@ class Exchange(Responder):
             self.down.peer_ip,
             peer_trusted=plan.peer_trusted,
         )
-        decision = self.ctx.rule_engine.evaluate(view, trio.current_time())
+        ctx = self.ctx
+        decision = ctx.rule_engine.evaluate(view, trio.current_time()) if ctx.rule_engine else PASS
         log.debug("rules: %s", describe_decision(decision), extra=request_fields(self.record))
+        if self.record.notes is not None and (decision.actions or decision.rule):
+            _note_rules(self.record.notes, decision)
         answer = decision.response
         if decision.actions and self.ctx.hooks is not None:
             answer = await self._run_hooks(decision, view)
@@ -305,7 +331,14 @@ class Exchange(Responder):
             if self.hooks is not None:  # the hooks' edits, after the rules'
                 plan.target = self.hooks.target() or plan.target
                 plan.headers = self.hooks.request_headers(plan.headers)
-            return False
+            faults = _fault_states(decision.actions) if decision.actions else ()
+            if ctx.shared.faults and not view.path.startswith(HEALTH_CHECK_PREFIX):
+                faults += ctx.shared.faults.select(view)
+            if not faults:
+                return False
+            self.faults = FaultRun(faults)
+            self.record.faults = self.faults.labels
+            return await self._faults_before_forwarding(self.faults)
         await self._answer_from_rules(answer)
         return True
 
@@ -315,6 +348,15 @@ class Exchange(Responder):
         assert self.ctx.hooks is not None
         answer, self.hooks = await self.ctx.hooks.on_request(decision, view, self.plan.request_id)
         return answer
+
+    async def _faults_before_forwarding(self, faults: FaultRun) -> bool:
+        """A fault's own answer instead of the origin's (True), or its 1xx first."""
+        answer = faults.answer()
+        if answer is not None:
+            await self._answer_from_rules(answer)
+            return True
+        await faults.before_forwarding(self.down, self.timeouts.client_send_s)
+        return False
 
     async def _answer_from_rules(self, answer: Response) -> None:
         """A rule answers (redirect, deny, static response, 429): nothing goes upstream."""
@@ -353,6 +395,8 @@ class Exchange(Responder):
             await self._forward_on_pooled_connection()
         finally:  # the rate floors are this request's only, however it ends
             self.down.send_floor = self.down.receive_floor = None
+            if self.faults is not None:
+                FaultRun.restore(self.down)
 
     async def _forward_on_pooled_connection(self) -> None:
         pool, plan, record = self.ctx.pool, self.plan, self.record
@@ -370,6 +414,8 @@ class Exchange(Responder):
         while True:
             self.up = up
             record.upstream_addr = up.address
+            if record.notes is not None:
+                record.notes.upstream_reused = reused
             started = trio.current_time()
             try:
                 await self._send_and_relay()
@@ -394,12 +440,14 @@ class Exchange(Responder):
 
     async def _send_and_relay(self) -> None:
         """The request head and body upstream, the response back (once)."""
-        up, plan = self.upstream, self.plan
+        up, plan, faults = self.upstream, self.plan, self.faults
         headers, transform = plan.headers, None
         if self.hooks is not None and self.body is not None:
             transform = self.hooks.body_transform("request_body")
             if transform is not None:
                 headers = _chunked(headers)  # the hooks decide the body's length
+        if faults is not None:
+            await faults.before_head(Direction.ORIGIN, self.down, up)
         # _parsed=True: h11 skips re-validating what its own parser already validated (and the
         # few fields we add are valid by construction): a third of the per-request parse cost.
         up.queue(
@@ -407,6 +455,22 @@ class Exchange(Responder):
                 method=self.request.method, target=plan.target, headers=headers, _parsed=True
             )
         )
+        if self.record.notes is not None:
+            self.record.notes.forwarded_target = plan.target
+            self.record.notes.forwarded_headers = headers
+        if faults is not None:
+            try:
+                await faults.after_head(
+                    Direction.ORIGIN, self.down, up, self.timeouts.upstream_send_s
+                )
+                await self._send_body_and_relay(transform)
+            finally:
+                FaultRun.restore(up)
+            return
+        await self._send_body_and_relay(transform)
+
+    async def _send_body_and_relay(self, transform: Transform | None) -> None:
+        up = self.upstream
         if self.body is None:
             up.queue(h11.EndOfMessage())
             await up.flush(self.timeouts.upstream_send_s)
@@ -433,6 +497,8 @@ class Exchange(Responder):
             await self._tunnel(response)
             return
         raw = response.headers.raw_items()
+        if record.notes is not None:
+            record.notes.upstream_headers = raw
         headers = response_headers(
             raw, response.http_version, rules=ctx.forwarding, request_id=record.request_id
         )
@@ -447,7 +513,11 @@ class Exchange(Responder):
                 self._queue_answer(replacement, validated=False)
                 return
         record.section_io_tag = header_value(raw, b"section-io-tag")
-        self._start_send_floor()
+        faults = self.faults
+        if faults is not None:
+            await faults.before_head(Direction.CLIENT, down, down)
+        if faults is None or not faults.paces(Direction.CLIENT):
+            self._start_send_floor()
         transform = None
         if self.hooks is not None and _has_body(self.request.method, response.status_code):
             transform = self.hooks.body_transform("response_body")
@@ -457,6 +527,8 @@ class Exchange(Responder):
         self.queue_head(
             response.status_code, headers, reason=response.reason, content_type=content_type
         )
+        if faults is not None:
+            await faults.after_head(Direction.CLIENT, down, down, self.timeouts.client_send_s)
         # Trailers survive only where the downstream framing is chunked too.
         keep_trailers = self.request.http_version != b"1.0" and not header_value(
             headers, b"content-length"
@@ -520,7 +592,7 @@ class Exchange(Responder):
 
     # --- Error answer, access line -----------------------------------------------------------
 
-    async def _fail(self, exc: ProxyError, sent_before: int) -> None:
+    async def _fail(self, exc: ProxyError) -> None:
         record, request = self.record, self.request
         if isinstance(exc, BodyTooLarge):  # a 413, or a response cut short (_requestbody)
             self.ctx.stats.bodies_too_large += 1
@@ -537,36 +609,43 @@ class Exchange(Responder):
         )
         if self.down.bytes_sent < record.body_start:  # no final status reached the client
             record.status = exc.status  # (not the origin's: it is taken back, or cut)
-        self._take_back_unsent(sent_before)
+        self._take_back_unsent()
         await self.answer_error(exc)
 
-    def _take_back_unsent(self, sent_before: int) -> None:
+    def _take_back_unsent(self) -> None:
         """Take back a response none of whose bytes have left (read whole into the buffer,
         then found bad: a framing field in its trailers), so that the client gets the error
         answer instead of nothing. h11 cannot take back a head it was given: the connection
         gets a fresh machine at the same point of the cycle (this request read, no response
-        begun; bytes pipelined after it kept). Not if anything left, nor if the request was
-        not read whole."""
+        begun; bytes pipelined after it kept). Not if any of it left. A 1xx that left before
+        it is no part of it (RFC 9110 15.2): the error answer follows it as the final
+        response. A request whose body was not read whole (the origin answered early) gets
+        a stand-in whose body never ends either: the answer says close, and the connection
+        lingers, reading and dropping the rest, as after any early answer."""
         down, request = self.down, self.request
         old = down.h11
         if (
             (old.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not down.has_queued)  # no need
-            or down.bytes_sent != sent_before
-            or old.their_state not in (h11.DONE, h11.MUST_CLOSE)  # (read whole)
+            or down.bytes_sent != self.head_at  # some of it left (or no final head queued)
+            or old.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.SEND_BODY)
         ):
             return
         down.discard_queued()
-        fresh = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        fresh = server_h11(self.limits)
         # The stand-in keeps what decides keep-alive: the version, and the client's Connection.
         stand_in = b"%s / HTTP/%s\r\nHost: x\r\n" % (request.method, request.http_version)
         for name, value in request.headers.raw_items():
             if name.lower() == b"connection":
                 stand_in += b"Connection: %s\r\n" % value
-        stand_in += b"\r\n"
-        pipelined, closed = old.trailing_data
-        fresh.receive_data(stand_in + pipelined)
-        if closed:
-            fresh.receive_data(b"")
+        if old.their_state is h11.SEND_BODY:  # (what h11 holds of the body is dropped)
+            fresh.receive_data(stand_in + b"Content-Length: 1\r\n\r\n")
+            fresh.next_event()  # the stand-in request: the machine waits for its body
+            down.h11 = fresh
+            return
+        # (Not closed: a client's end of file before its request was whole ended the exchange
+        # with ClientGone before any response was read.)
+        pipelined, _ = old.trailing_data
+        fresh.receive_data(stand_in + b"\r\n" + pipelined)
         fresh.next_event()  # the stand-in request,
         fresh.next_event()  # and its end: the machine now waits for our response
         down.h11 = fresh
@@ -589,6 +668,18 @@ def _chunked(headers: Headers) -> Headers:
         (k, v) for k, v in headers if k.lower() not in (b"content-length", b"transfer-encoding")
     ]
     return [*kept, (b"Transfer-Encoding", b"chunked")]
+
+
+def _note_rules(notes: ExchangeNotes, decision: Decision) -> None:
+    """For the journal: the rules whose answer or actions applied, and the hooks run."""
+    triggered = decision.actions
+    rules = dict.fromkeys((*(t.rule for t in triggered), *filter(None, [decision.rule])))
+    notes.rules = tuple(rules)
+    notes.hooks = tuple(t.action.label for t in triggered if isinstance(t.action, HookAction))
+
+
+def _fault_states(actions: tuple[Triggered, ...]) -> tuple[FaultState, ...]:
+    return tuple(triggered.fault for triggered in actions if triggered.fault is not None)
 
 
 def _note_request(record: AccessRecord, plan: RequestPlan) -> None:

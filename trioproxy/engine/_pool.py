@@ -190,9 +190,8 @@ class UpstreamPool:
     def _worth_keeping(self, conn: UpstreamConnection) -> bool:
         now = trio.current_time()
         self.resolver.refresh_if_stale()
-        return (
-            now - conn.connected_at < self.limits.max_age_s
-            and self.resolver.is_current(conn.sockaddr)
+        return now - conn.connected_at < self.limits.max_age_s and self.resolver.is_current(
+            conn.sockaddr
         )
 
     def _take_idle(self) -> UpstreamConnection | None:

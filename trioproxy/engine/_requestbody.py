@@ -150,6 +150,8 @@ async def _transformed(
     if data and (out := await transform(data, False)):
         up.queue(h11.Data(data=out))
     return event
+
+
 async def _check_chunks(body: RequestBody, data: bytes | bytearray) -> None:
     """The strict framing check, then the body limit on the chunk sizes announced so far:
     before h11 parses the chunk, so no byte past the limit is forwarded. Mid-upload the

@@ -25,12 +25,14 @@ import trio
 from ..config._settings import Settings
 from ..core._accesslog import AccessRecord
 from ..core._addr import format_host_port
+from ..core._faulttable import FaultTable
 from ..core._headers import ForwardingRules
 from ..core._ruleengine import BucketsFactory, RuleEngine, local_buckets
 from ..core._rulemodel import trusted_networks
 from ._collector import ProxyCollector
 from ._connection import serve_connection
 from ._context import ProxyContext
+from ._journal import LiveJournal, recording
 from ._listen import accept_forever, as_listener
 from ._metrics import RequestMetrics, observing
 from ._pool import Connector, PoolLimits, UpstreamPool
@@ -56,6 +58,7 @@ class ProxyServer:
         count_requests: bool | None = None,
         lookup: Lookup = system_lookup,
         connect: Connector = connect_socket,
+        journal_size: int | None = None,
         hooks: Mapping[str, object] | None = None,
     ) -> None:
         """``count_requests``: feed the /metrics counters from every access record; by
@@ -67,7 +70,10 @@ class ProxyServer:
         `MemoryNetwork` in engine tests.
 
         ``hooks``: hook objects by name, for rules whose hook names no file (embedding).
-        Raises `HookLoadError` when a hook cannot be loaded."""
+        Raises `HookLoadError` when a hook cannot be loaded.
+
+        ``journal_size``: exchanges the journal keeps (by default ``admin.journal_size``);
+        0 keeps no journal, and the access-log sink stays as it was."""
         self.settings = settings
         self._embedded_hooks = hooks
         self.hook_stats: dict[str, HookStats] = {}
@@ -93,6 +99,8 @@ class ProxyServer:
         # request, and only those, without a call in the connection code.
         self._counting = bool(settings.admin.listen) if count_requests is None else count_requests
         metrics = RequestMetrics()
+        size = settings.admin.journal_size if journal_size is None else journal_size
+        self.journal = LiveJournal(size) if size else None
         self.ctx = ProxyContext(
             settings=settings,
             pool=pool,
@@ -103,6 +111,7 @@ class ProxyServer:
             metrics=metrics,
             hooks=self._load_hooks(settings, None),
         )
+        self.ctx.shared.journal = self.journal is not None
         self._buckets = buckets
         self._slots = trio.Semaphore(settings.limits.max_connections)
         self._accepting = trio.CancelScope()
@@ -146,7 +155,7 @@ class ProxyServer:
             nursery.start_soon(hooks.watch.run)
 
     def _load_hooks(self, settings: Settings, old: HookSet | None) -> HookSet | None:
-        if not any(rule.actions for rule in settings.rules.rules):
+        if not settings.rules.has_hooks:
             return None  # no hook rule: the hook machinery is not even imported
         from ._hooks import HookSet
 
@@ -160,7 +169,13 @@ class ProxyServer:
     def _sink(
         self, metrics: RequestMetrics, access_log: Callable[[AccessRecord], None]
     ) -> Callable[[AccessRecord], None]:
-        return observing(metrics, access_log) if self._counting else access_log
+        sink = observing(metrics, access_log) if self._counting else access_log
+        return recording(self.journal, sink) if self.journal is not None else sink
+
+    @property
+    def faults(self) -> FaultTable:
+        """The faults added while running; every context version shares them."""
+        return self.ctx.shared.faults
 
     @property
     def pool(self) -> UpstreamPool:
@@ -226,6 +241,8 @@ class ProxyServer:
                 admin_listener.socket.close()
 
     def _admin_server(self) -> AdminServer:
+        from ..config._faultconfig import parse_runtime_fault
+        from ..core._admincontrol import AdminControl
         from ._admin import AdminServer
 
         collector = ProxyCollector(self.ctx, self._access_log_dropped)
@@ -233,6 +250,9 @@ class ProxyServer:
             is_draining=lambda: self.draining,
             upstream=self.upstream,
             metrics_snapshot=collector.snapshot,
+            control=AdminControl(
+                self.journal, self.faults, parse_runtime_fault, self.settings.admin.faults
+            ),
         )
 
     def _drain(self, handlers: trio.Nursery) -> None:
