@@ -129,6 +129,24 @@ def answering(data: bytes, *, hold: bool = False) -> Callable[[trio.abc.Stream],
     return answer
 
 
+def answering_every(data: bytes) -> Callable[[trio.abc.Stream], Awaitable[None]]:
+    """A raw keep-alive origin: ``data`` for each request head, until the peer closes (heads
+    that came in one read each get theirs; request bodies are not read)."""
+
+    async def answer(stream: trio.abc.Stream) -> None:
+        received = b""
+        while True:
+            while b"\r\n\r\n" not in received:
+                more = await stream.receive_some(65536)
+                if not more:
+                    return
+                received += more
+            _, _, received = received.partition(b"\r\n\r\n")
+            await stream.send_all(data)
+
+    return answer
+
+
 async def unused_address() -> tuple[str, int]:
     """A loopback address nobody listens on (a port bound, then let go)."""
     with trio.socket.socket() as sock:
