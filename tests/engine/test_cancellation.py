@@ -9,7 +9,7 @@ no task, and exactly one access record per request started.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import h11
 import pytest
@@ -167,8 +167,30 @@ async def run_with_clients_reset(
     return proxy
 
 
+async def run_with_clients_leaving(
+    at_s: float, prepare: Callable[[MemoryProxy], object] | None = None, settle_s: float = 60
+) -> MemoryProxy:
+    """A run of `exchanges` (after ``prepare(proxy)``) whose clients leave ``at_s`` into it
+    (their own deadline cancels them, and they close); then, settled within ``settle_s``,
+    nothing may be left behind, and every request has one record."""
+    network = MemoryNetwork(capacity=4096)
+    async with memory_proxy(CANCEL_SETTINGS, network, origin=ScriptedOrigin()) as proxy:
+        if prepare is not None:
+            prepare(proxy)
+        with trio.move_on_at(trio.current_time() + at_s):
+            await exchanges(proxy, [])
+        with trio.fail_after(settle_s):
+            await proxy.settled()
+        proxy.check_no_leak()
+        check_one_record_per_request(proxy)
+    return proxy
+
+
 async def run_with_server_cancelled(
-    at: int, settings: Settings = CANCEL_SETTINGS, hooks: Mapping[str, object] | None = None
+    at: int,
+    settings: Settings = CANCEL_SETTINGS,
+    hooks: Mapping[str, object] | None = None,
+    prepare: Callable[[MemoryProxy], object] | None = None,
 ) -> MemoryProxy | None:
     """A run of `exchanges` with the proxy (and its clients) cancelled as the ``at``-th
     scheduler step begins: then every upstream connection is closed (the origin saw each
@@ -181,6 +203,8 @@ async def run_with_server_cancelled(
         with trio.CancelScope() as scope, counting_steps(at, scope.cancel):
             async with memory_proxy(settings, network, hooks=hooks) as proxy:
                 started.append(proxy)
+                if prepare is not None:
+                    prepare(proxy)
                 await exchanges(proxy, [])
         if not started:
             return None
@@ -212,16 +236,8 @@ async def test_clients_leaving_at_every_moment_of_their_exchanges_leave_nothing_
     virtual time over a run: while waiting for a slow head, mid-body, between requests."""
     outcomes = set()
     for fifth in range(30):
-        network = MemoryNetwork(capacity=4096)
-        async with memory_origin(network, ScriptedOrigin()):
-            async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
-                with trio.move_on_at(trio.current_time() + fifth / 5):
-                    await exchanges(proxy, [])
-                with trio.fail_after(60):
-                    await proxy.settled()
-                proxy.check_no_leak()
-                check_one_record_per_request(proxy)
-                outcomes.add(tuple(r.status for r in proxy.records))
+        proxy = await run_with_clients_leaving(fifth / 5)
+        outcomes.add(tuple(r.status for r in proxy.records))
     assert any(sorted(statuses) == [101] + [200] * 6 for statuses in outcomes)
     assert any(499 in statuses for statuses in outcomes)
 
