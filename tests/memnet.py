@@ -12,15 +12,14 @@ origin and the proxy; ``proxy.client()`` / ``proxy.open()`` / ``proxy.exchange_r
 clients (`support.running_proxy` is the same handle over loopback sockets);
 ``scripted_proxy(section__key=value, ...)`` is the usual case, that handle in front of a fresh
 `ScriptedOrigin`. The simulation in fuzz/ serves its origin with the same accept loop
-(`serve_memory`). Meant to become the public
-``trioproxy.testing`` memory world; kept here until then.
+(`serve_memory`). Meant to become the public ``trioproxy.testing`` memory world; kept here
+until then.
 
 What a test checks with: `MemoryProxy.upstream` (every upstream connection opened, so the
 pool's counts can be compared with what is open), `check_no_leak`, `handler_tasks`,
 `logged` (records waited for without polling), `settled`/`stopped`; `ScriptedOrigin` (an h11
 origin answering by path, counting what it saw); `StepCounter` (an instrument that counts
-scheduler steps and can act at the N-th: where the cancellation sweeps reset or cancel);
-`stale_on_second_request` (an origin that loses the keep-alive race, for the retry).
+scheduler steps and can act at the N-th: where the cancellation sweeps reset or cancel).
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ from trioproxy.engine._server import ProxyServer
 from trioproxy.engine._transport import Transport
 from trioproxy.testing import MemoryStream, seed_scheduler
 
-from .support import Client, make_settings, read_head, read_until_closed
+from .support import Client, make_settings, read_until_closed
 
 # The kit's names (MemoryNetwork too, for tests that build a network of their own).
 __all__ = [
@@ -71,7 +70,6 @@ __all__ = [
     "scripted_proxy",
     "sent_by_hand",
     "serve_memory",
-    "stale_on_second_request",
     "wait_until",
 ]
 
@@ -483,29 +481,3 @@ def sent_by_hand(
     client.conn.send(h11.Request(method=method, target=target, headers=headers))
     if not (length or chunked):  # bodyless: whole, so the client can go on after the reply
         client.conn.send(h11.EndOfMessage())
-
-
-def stale_on_second_request(
-    partial: bytes = b"", *, reset: bool = False
-) -> tuple[list[int], StreamHandler]:
-    """An origin for the stale-connection retry (the keep-alive race): its first connection
-    answers once, then reads the next request, sends ``partial`` of a response and hangs up
-    (closes, or with ``reset`` resets once the proxy has read it); later connections answer
-    everything. The list counts the answers given on each connection, in order."""
-    answered: list[int] = []
-
-    async def handler(stream: MemoryStream) -> None:
-        answered.append(0)
-        first = len(answered) == 1
-        while await read_head(stream):
-            if first and answered[0]:
-                if partial:
-                    await stream.send_all(partial)
-                if reset:
-                    await trio.testing.wait_all_tasks_blocked()
-                    stream.reset()
-                return
-            answered[-1] += 1
-            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-    return answered, handler

@@ -10,11 +10,43 @@ was received on it), and test_exchange.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
 import trio
 import trio.testing
 
-from ..memnet import memory_proxy, stale_on_second_request
+from ..memnet import MemoryStream, memory_proxy
+from ..support import read_head
+
+
+@dataclass
+class StaleOrigin:
+    """Loses the keep-alive race: its first connection answers once, then reads the next
+    request, sends ``partial`` of a response and hangs up (closes, or with ``reset`` resets
+    once the proxy has read it); later connections answer everything. ``answered`` counts
+    the answers given on each connection, ``heads`` every request head it read."""
+
+    partial: bytes = b""
+    reset: bool = False
+    answered: list[int] = field(default_factory=list)
+    heads: list[bytes] = field(default_factory=list)
+
+    async def __call__(self, stream: MemoryStream) -> None:
+        self.answered.append(0)
+        first = len(self.answered) == 1
+        while head := await read_head(stream):
+            self.heads.append(head)
+            if first and self.answered[0]:
+                if self.partial:
+                    await stream.send_all(self.partial)
+                if self.reset:
+                    await trio.testing.wait_all_tasks_blocked()
+                    stream.reset()
+                return
+            self.answered[-1] += 1
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
 
 PART_OF_A_HEAD = b"HTTP/1.1 200 OK\r\nContent-Le"
 
@@ -46,11 +78,13 @@ async def test_a_dead_reused_connection_is_retried_only_if_idempotent_bodyless_a
     answered: list[int],
     retries: int,
 ) -> None:
-    counts, handler = stale_on_second_request(partial, reset=reset)
-    async with memory_proxy(origin=handler) as proxy:
+    origin = StaleOrigin(partial, reset)
+    async with memory_proxy(origin=origin) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 200
             assert (await client.request(method, b"/", body=body)).status == status
-    assert counts == answered  # [1, 1]: the second answer came from a fresh connection
+    assert origin.answered == answered  # [1, 1]: the second answer came from a fresh connection
+    # The request reached the origin, and a second time only if retried.
+    assert [head.split(b" ", 1)[0] for head in origin.heads] == [b"GET"] + [method] * (1 + retries)
     assert proxy.server.ctx.stats.retries == retries
     assert [r.status for r in proxy.records] == [200, status]
