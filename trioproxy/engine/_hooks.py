@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
@@ -107,13 +108,17 @@ class HookSet:
     async def _lifespan(self, loaded: LoadedHook, nursery: trio.Nursery) -> None:
         assert loaded.lifespan is not None
         CURRENT_HOOK.set((loaded.label, "lifespan"))  # this task's own context
-        watch = self.watch
+        watch, label = self.watch, loaded.label
         try:
-            timed = watch.nursery(nursery, loaded.label)
-            await watch.timed(loaded.label, "lifespan", loaded.lifespan(timed))
-        except Exception as exc:
-            self.stats[loaded.label].errors += 1
-            log.warning("hook %s: lifespan failed: %r", loaded.label, exc)
+            timed = watch.nursery(nursery, label, partial(self._lifespan_failed, label))
+            await watch.timed(label, "lifespan", loaded.lifespan(timed))
+        except (Exception, SystemExit) as exc:  # as a request point's: the hook's error
+            self._lifespan_failed(label, exc)
+
+    def _lifespan_failed(self, label: str, exc: BaseException) -> None:
+        """A lifespan, or a task it started, raised: named and counted; the proxy serves on."""
+        self.stats[label].errors += 1
+        log.warning("hook %s: lifespan failed: %s", label, _describe(exc))
 
     def stop(self, grace_s: float = 0.0) -> None:
         """End the lifespans' tasks (a reload replaced these hooks): once the requests using

@@ -77,9 +77,12 @@ class BlockingWatch:
         cannot be cancelled anyway, and spares the deadline's bookkeeping."""
         return _Timed(self, (label, request_id), coro, scope, deadline)
 
-    def nursery(self, nursery: trio.Nursery, label: str) -> _TimedNursery:
-        """A nursery for a hook's lifespan: the tasks it starts are timed as the hook."""
-        return _TimedNursery(nursery, self, label)
+    def nursery(
+        self, nursery: trio.Nursery, label: str, on_error: Callable[[BaseException], None]
+    ) -> _TimedNursery:
+        """A nursery for a hook's lifespan: the tasks it starts are timed as the hook, and
+        one that raises is ``on_error``'s, not the nursery's (it would end the proxy)."""
+        return _TimedNursery(nursery, self, label, on_error)
 
     def _finished(self, step: _Step) -> None:
         self._step = None
@@ -159,20 +162,62 @@ class _Timed:
 
 
 class _TimedNursery:
-    """What a hook's lifespan gets as its nursery: ``start_soon`` times the tasks it starts;
-    everything else is the nursery's own."""
+    """What a hook's lifespan gets as its nursery: the tasks it starts (``start_soon``,
+    ``start``) are timed as the hook, and an exception one raises once running goes to
+    ``on_error``; everything else is the nursery's own."""
 
-    def __init__(self, nursery: trio.Nursery, watch: BlockingWatch, label: str) -> None:
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        watch: BlockingWatch,
+        label: str,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
         self._nursery, self._watch, self._label = nursery, watch, label
+        self._on_error = on_error
 
     def start_soon(self, function: Callable[..., Any], *args: Any, name: object = None) -> None:
         self._nursery.start_soon(self._run, function, args, name=name or function)
 
+    async def start(self, function: Callable[..., Any], *args: Any, name: object = None) -> Any:
+        return await self._nursery.start(self._run_started, function, args, name=name or function)
+
     async def _run(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        await self._watch.timed(self._label, "lifespan", function(*args))
+        try:
+            await self._watch.timed(self._label, "lifespan", function(*args))
+        except (Exception, SystemExit) as exc:  # the hook's failure, not the proxy's
+            self._on_error(exc)
+
+    async def _run_started(
+        self,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        status = _Started(task_status)
+        try:
+            await self._watch.timed(self._label, "lifespan", function(*args, task_status=status))
+        except (Exception, SystemExit) as exc:
+            if not status.done:
+                raise  # before it started: `start` raises it in the lifespan, as trio's does
+            self._on_error(exc)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._nursery, name)
+
+
+class _Started:
+    """A task status that notes whether the task has said it started."""
+
+    __slots__ = ("done", "inner")
+
+    def __init__(self, inner: trio.TaskStatus[Any]) -> None:
+        self.inner = inner
+        self.done = False
+
+    def started(self, value: Any = None) -> None:
+        self.done = True
+        self.inner.started(value)
 
 
 def _report(step: _Step, took: float, *, done: bool) -> None:
