@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Coroutine
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -79,7 +80,7 @@ from ._response import read_response_head, relay_body
 from ._tunnel import splice
 
 if TYPE_CHECKING:
-    from ._hooks import HookCalls, Transform
+    from ._hooks import HookCalls
 
 log = logging.getLogger("trioproxy")
 
@@ -90,13 +91,14 @@ CLIENT_CLOSED_REQUEST = 499
 FAULT_CLOSED = 444
 
 
-async def serve_request(
+def serve_request(
     down: Downstream, request: h11.Request, ctx: ProxyContext, received_before: int
-) -> None:
+) -> Coroutine[None, None, None]:
     """Serve one request read from ``down``, from its plan to its access line (the bytes
-    the connection had received before its head: ``received_before``)."""
+    the connection had received before its head: ``received_before``). Not a coroutine
+    itself: one more frame would be resumed at every wait of every request."""
     ctx.stats.requests += 1
-    await Exchange(down, ctx, request).serve(received_before)
+    return Exchange(down, ctx, request).serve(received_before)
 
 
 async def reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
@@ -458,28 +460,23 @@ class Exchange(Responder):
         if self.record.notes is not None:
             self.record.notes.forwarded_target = plan.target
             self.record.notes.forwarded_headers = headers
-        if faults is not None:
-            try:
+        try:
+            if faults is not None:
                 await faults.after_head(
                     Direction.ORIGIN, self.down, up, self.timeouts.upstream_send_s
                 )
-                await self._send_body_and_relay(transform)
-            finally:
+            if self.body is None:
+                up.queue(h11.EndOfMessage())
+                await up.flush(self.timeouts.upstream_send_s)
+                await self._relay_response()
+                return
+            # A complete response ends the exchange; an unfinished upload is then abandoned
+            # (the connections' h11 states forbid reusing either of them).
+            upload = partial(upload_body, self.down, up, self.body, self.timeouts, transform)
+            await with_side_task(self._relay_response, upload)
+        finally:
+            if faults is not None:
                 FaultRun.restore(up)
-            return
-        await self._send_body_and_relay(transform)
-
-    async def _send_body_and_relay(self, transform: Transform | None) -> None:
-        up = self.upstream
-        if self.body is None:
-            up.queue(h11.EndOfMessage())
-            await up.flush(self.timeouts.upstream_send_s)
-            await self._relay_response()
-            return
-        # A complete response ends the exchange; an unfinished upload is then abandoned (the
-        # connections' h11 states forbid reusing either of them).
-        upload = partial(upload_body, self.down, up, self.body, self.timeouts, transform)
-        await with_side_task(self._relay_response, upload)
 
     async def _relay_response(self) -> None:
         """The response head, rewritten for the client, then its body; or, after a 101, the
