@@ -449,7 +449,7 @@ class Exchange(Responder):
             if transform is not None:
                 headers = _chunked(headers)  # the hooks decide the body's length
         if faults is not None:
-            await faults.before_head(Direction.ORIGIN, self.down, up)
+            await faults.before_head(Direction.ORIGIN, self.down, up, self._let_go_upstream)
         # _parsed=True: h11 skips re-validating what its own parser already validated (and the
         # few fields we add are valid by construction): a third of the per-request parse cost.
         up.queue(
@@ -463,7 +463,11 @@ class Exchange(Responder):
         try:
             if faults is not None:
                 await faults.after_head(
-                    Direction.ORIGIN, self.down, up, self.timeouts.upstream_send_s
+                    Direction.ORIGIN,
+                    self.down,
+                    up,
+                    self._let_go_upstream,
+                    self.timeouts.upstream_send_s,
                 )
             if self.body is None:
                 up.queue(h11.EndOfMessage())
@@ -512,7 +516,7 @@ class Exchange(Responder):
         record.section_io_tag = header_value(raw, b"section-io-tag")
         faults = self.faults
         if faults is not None:
-            await faults.before_head(Direction.CLIENT, down, down)
+            await faults.before_head(Direction.CLIENT, down, down, self._let_go_upstream)
         if faults is None or not faults.paces(Direction.CLIENT):
             self._start_send_floor()
         transform = None
@@ -525,7 +529,9 @@ class Exchange(Responder):
             response.status_code, headers, reason=response.reason, content_type=content_type
         )
         if faults is not None:
-            await faults.after_head(Direction.CLIENT, down, down, self.timeouts.client_send_s)
+            await faults.after_head(
+                Direction.CLIENT, down, down, self._let_go_upstream, self.timeouts.client_send_s
+            )
         # Trailers survive only where the downstream framing is chunked too.
         keep_trailers = self.request.http_version != b"1.0" and not header_value(
             headers, b"content-length"
@@ -540,6 +546,14 @@ class Exchange(Responder):
             keep_trailers=keep_trailers,
             transform=transform,
         )
+
+    def _let_go_upstream(self) -> None:
+        """A fault hangs this exchange: nothing more is relayed, so its upstream connection
+        is closed and no longer counted, not held for as long as the hang (the exchange's
+        end then discards it as usual)."""
+        up = self.upstream
+        self.ctx.pool.detach(up)
+        up.close()
 
     async def _tunnel(self, switch: h11.InformationalResponse) -> None:
         """Relay the 101 and splice the two connections; neither is reused afterwards (h11

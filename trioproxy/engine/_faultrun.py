@@ -24,7 +24,7 @@ import errno
 import math
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import trio
 
@@ -90,18 +90,27 @@ class FaultRun:
 
     # --- Around a head -------------------------------------------------------------------
 
-    async def before_head(self, direction: Direction, down: Downstream, peer: Wire) -> None:
-        """Before the head goes to ``peer`` (the client, or the origin's connection)."""
-        await self._act(direction, Point.BEFORE_HEAD, down, peer)
+    async def before_head(
+        self, direction: Direction, down: Downstream, peer: Wire, let_go: Callable[[], None]
+    ) -> None:
+        """Before the head goes to ``peer`` (the client, or the origin's connection).
+        ``let_go``: called before a hang, which relays nothing more, so that it holds no
+        upstream connection (one under ``upstream.max_connections``, and the origin's)."""
+        await self._act(direction, Point.BEFORE_HEAD, down, peer, let_go)
 
     async def after_head(
-        self, direction: Direction, down: Downstream, peer: Wire, send_timeout_s: float
+        self,
+        direction: Direction,
+        down: Downstream,
+        peer: Wire,
+        let_go: Callable[[], None],
+        send_timeout_s: float,
     ) -> None:
         """Once the head has gone to ``peer``; then its body faults start (`FaultyTransport`)."""
         if any(self._at(direction, Point.AFTER_HEAD)):
             if isinstance(peer, (Downstream, UpstreamConnection)):
                 await peer.flush(send_timeout_s)
-            await self._act(direction, Point.AFTER_HEAD, down, peer, send_timeout_s)
+            await self._act(direction, Point.AFTER_HEAD, down, peer, let_go, send_timeout_s)
         body = [s for s in self._at(direction, Point.BODY) if s.fault.kind in _BODY_KINDS]
         if body:
             peer.transport = FaultyTransport(peer.transport, body, skip=peer.queued_bytes)
@@ -112,6 +121,7 @@ class FaultRun:
         point: Point,
         down: Downstream,
         peer: Wire,
+        let_go: Callable[[], None],
         send_timeout_s: float = 0.0,
     ) -> None:
         for state in self._at(direction, point):
@@ -119,6 +129,7 @@ class FaultRun:
             if kind is FaultKind.LATENCY:
                 await _pause(down, state.sample_delay_s())
             elif kind is FaultKind.HANG:
+                let_go()
                 await _pause(down, HANG_S)
                 raise FaultClosed("fault: hung until the client left")
             elif kind is FaultKind.RESET:
