@@ -11,9 +11,9 @@ One handle: ``async with memory_proxy(settings, origin=handler, seed=0) as proxy
 origin and the proxy; ``proxy.client()`` / ``proxy.open()`` / ``proxy.exchange_raw()`` are its
 clients (`support.running_proxy` is the same handle over loopback sockets);
 ``scripted_proxy(section__key=value, ...)`` is the usual case, that handle in front of a fresh
-`ScriptedOrigin`. The simulation in fuzz/ serves its origin with the same accept loop
-(`serve_memory`). Meant to become the public ``trioproxy.testing`` memory world; kept here
-until then.
+`ScriptedOrigin`. The addresses, the resolver's lookup, the counting connect and the accept
+loop (`serve_memory`, also the simulation's in fuzz/) are the public memory world's
+(``trioproxy.testing``); this handle adds what the engine tests look at.
 
 What a test checks with: `MemoryProxy.upstream` (every upstream connection opened, so the
 pool's counts can be compared with what is open), `check_no_leak`, `handler_tasks`,
@@ -25,9 +25,8 @@ scheduler steps and can act at the N-th: where the cancellation sweeps reset or 
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -39,11 +38,18 @@ import trio.testing
 
 from trioproxy.config._settings import Settings
 from trioproxy.core._accesslog import AccessRecord
-from trioproxy.engine._memory import MemoryListener, MemoryNetwork, MemoryTransport
-from trioproxy.engine._resolver import SockAddr
+from trioproxy.engine._memory import MemoryNetwork, MemoryTransport
 from trioproxy.engine._server import ProxyServer
-from trioproxy.engine._transport import Transport
 from trioproxy.testing import MemoryStream, seed_scheduler
+from trioproxy.testing._world import (
+    ORIGIN_ADDRESS,
+    PROXY_ADDRESS,
+    StreamHandler,
+    counting_connect,
+    fixed_lookup,
+    serve_memory,
+    serve_streams,
+)
 
 from .support import Client, make_settings, read_until_closed
 
@@ -73,16 +79,7 @@ __all__ = [
     "wait_until",
 ]
 
-PROXY_ADDRESS = ("192.0.2.1", 80)  # what clients connect to
-ORIGIN_ADDRESS = ("192.0.2.80", 80)  # what the upstream name resolves to
 UPSTREAM = ("next-hop", 80)
-
-StreamHandler = Callable[["MemoryStream"], Awaitable[None]]
-
-
-async def fixed_lookup(host: str, port: int) -> list[SockAddr]:
-    await trio.lowlevel.checkpoint()
-    return [(socket.AF_INET, ORIGIN_ADDRESS)]
 
 
 class AccessLog:
@@ -177,42 +174,12 @@ async def memory_origin(
     """Serve ``handler`` per connection at ``address`` until the block ends."""
     listener = network.listen(address)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(serve_memory, listener, partial(_handle, handler))
+        nursery.start_soon(serve_streams, listener, handler)
         try:
             yield
         finally:
             nursery.cancel_scope.cancel()
             listener.close()
-
-
-async def serve_memory(
-    listener: MemoryListener, handler: Callable[[MemoryTransport], Awaitable[object]]
-) -> None:
-    """The accept loop of a memory server (the tests' origins, the simulation's): each
-    connection to its own task, until the listener is closed or the loop cancelled."""
-    async with trio.open_nursery() as nursery:
-        while True:
-            try:
-                transport = await listener.accept()
-            except trio.ClosedResourceError:
-                return
-            assert isinstance(transport, MemoryTransport)
-            nursery.start_soon(handler, transport)
-
-
-async def _handle(handler: StreamHandler, transport: MemoryTransport) -> None:
-    async with MemoryStream(transport) as stream:
-        with contextlib.suppress(trio.BrokenResourceError):  # the proxy went away
-            await handler(stream)
-
-
-async def _counting_connect(
-    network: MemoryNetwork, opened: list[MemoryTransport], family: int, sockaddr: object
-) -> Transport:
-    transport = await network.connect(family, sockaddr)
-    assert isinstance(transport, MemoryTransport)
-    opened.append(transport)
-    return transport
 
 
 def handler_tasks() -> int:
@@ -271,7 +238,7 @@ async def memory_proxy(
         UPSTREAM,
         log,
         lookup=fixed_lookup,
-        connect=partial(_counting_connect, network, upstream),
+        connect=partial(counting_connect, network, upstream),
         hooks=hooks,
     )
     proxy = MemoryProxy(server, network, log, upstream)

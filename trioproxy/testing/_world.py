@@ -232,34 +232,46 @@ class MemoryWorld:
         return self.leaks()
 
 
-async def _fixed_lookup(host: str, port: int) -> list[SockAddr]:
+async def fixed_lookup(host: str, port: int) -> list[SockAddr]:
+    """The resolver's lookup on the memory network: every name is the origin's address."""
     await trio.lowlevel.checkpoint()
     return [(socket.AF_INET, ORIGIN_ADDRESS)]
 
 
-async def _connect(
+async def counting_connect(
     network: MemoryNetwork, opened: list[MemoryTransport], family: int, sockaddr: object
 ) -> Transport:
+    """The pool's connect on ``network``, each upstream connection noted in ``opened``."""
     transport = await network.connect(family, sockaddr)
     assert isinstance(transport, MemoryTransport)
     opened.append(transport)
     return transport
 
 
-async def _serve_origin(
-    listener: MemoryListener, handler: StreamHandler, nursery: trio.Nursery
+async def serve_memory(
+    listener: MemoryListener, handler: Callable[[MemoryTransport], Awaitable[object]]
 ) -> None:
-    while True:
-        try:
-            transport = await listener.accept()
-        except trio.ClosedResourceError:
-            return
-        assert isinstance(transport, MemoryTransport)
-        nursery.start_soon(_origin_connection, handler, MemoryStream(transport))
+    """The accept loop of a memory server (the world's origin, the project's test origins and
+    its simulation's): each connection to its own task, until the listener is closed or the
+    loop cancelled."""
+    async with trio.open_nursery() as nursery:
+        while True:
+            try:
+                transport = await listener.accept()
+            except trio.ClosedResourceError:
+                return
+            assert isinstance(transport, MemoryTransport)
+            nursery.start_soon(handler, transport)
 
 
-async def _origin_connection(handler: StreamHandler, stream: MemoryStream) -> None:
-    async with stream:
+async def serve_streams(listener: MemoryListener, handler: StreamHandler) -> None:
+    """`serve_memory` for an ``async def handler(stream)``: each connection as a trio stream,
+    closed when the handler returns; a peer gone away ends it quietly."""
+    await serve_memory(listener, partial(_stream_connection, handler))
+
+
+async def _stream_connection(handler: StreamHandler, transport: MemoryTransport) -> None:
+    async with MemoryStream(transport) as stream:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await handler(stream)
 
@@ -307,8 +319,8 @@ async def memory_world(
         settings,
         UPSTREAM,
         _capture(settings, lines),
-        lookup=_fixed_lookup,
-        connect=partial(_connect, network, upstream),
+        lookup=fixed_lookup,
+        connect=partial(counting_connect, network, upstream),
         journal_size=journal_size,
     )
     if seed is not None:  # request IDs from the seed too: the same seed, the same journal
@@ -323,7 +335,7 @@ async def memory_world(
     with virtual_time() if autojump else contextlib.nullcontext():
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_serve_origin, origin_listener, handler, nursery)
+                nursery.start_soon(serve_streams, origin_listener, handler)
                 await nursery.start(server.run, [proxy_listener])
                 try:
                     yield world
