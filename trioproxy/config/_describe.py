@@ -6,6 +6,7 @@ both word their messages alike.
 
 from __future__ import annotations
 
+import datetime
 import math
 from typing import Any
 
@@ -23,6 +24,8 @@ _MAX_SHOWN = 60
 
 def describe(value: Any) -> str:
     """Name a TOML value's type and show it, as the user wrote it (roughly)."""
+    if value is None:  # JSON's null (TOML has none)
+        return "null"
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
@@ -34,7 +37,10 @@ def toml_type(value: Any) -> str:
     for python_type, name in _TOML_TYPES:
         if isinstance(value, python_type):
             return name
-    return "date-time"  # tomllib's remaining types: datetime, date and time
+    if isinstance(value, datetime.date | datetime.time):  # tomllib's remaining types
+        return "date-time"
+    # Not from TOML: JSON's null (POST /faults), a Python value (proxy.fault(key=...)).
+    return "null" if value is None else f"a Python {type(value).__name__}"
 
 
 _TOML_TYPES: tuple[tuple[type, str], ...] = (
