@@ -449,7 +449,7 @@ class Exchange(Responder):
             if transform is not None:
                 headers = _chunked(headers)  # the hooks decide the body's length
         if faults is not None:
-            await faults.before_head(Direction.ORIGIN, self.down, up, self._let_go_upstream)
+            await faults.before_head(Direction.ORIGIN, self.down, up)
         # _parsed=True: h11 skips re-validating what its own parser already validated (and the
         # few fields we add are valid by construction): a third of the per-request parse cost.
         up.queue(
@@ -463,11 +463,7 @@ class Exchange(Responder):
         try:
             if faults is not None:
                 await faults.after_head(
-                    Direction.ORIGIN,
-                    self.down,
-                    up,
-                    self._let_go_upstream,
-                    self.timeouts.upstream_send_s,
+                    Direction.ORIGIN, self.down, up, self.timeouts.upstream_send_s
                 )
             if self.body is None:
                 up.queue(h11.EndOfMessage())
@@ -530,7 +526,7 @@ class Exchange(Responder):
         )
         if faults is not None:
             await faults.after_head(
-                Direction.CLIENT, down, down, self._let_go_upstream, self.timeouts.client_send_s
+                Direction.CLIENT, down, down, self.timeouts.client_send_s, self._let_go_upstream
             )
         # Trailers survive only where the downstream framing is chunked too.
         keep_trailers = self.request.http_version != b"1.0" and not header_value(
@@ -548,9 +544,9 @@ class Exchange(Responder):
         )
 
     def _let_go_upstream(self) -> None:
-        """A fault hangs this exchange: nothing more is relayed, so its upstream connection
-        is closed and no longer counted, not held for as long as the hang (the exchange's
-        end then discards it as usual)."""
+        """A fault hangs this exchange's response: nothing more is relayed, so its upstream
+        connection is closed and no longer counted, not held for as long as the hang (the
+        exchange's end then discards it as usual)."""
         up = self.upstream
         self.ctx.pool.detach(up)
         up.close()

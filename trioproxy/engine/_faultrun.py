@@ -91,11 +91,16 @@ class FaultRun:
     # --- Around a head -------------------------------------------------------------------
 
     async def before_head(
-        self, direction: Direction, down: Downstream, peer: Wire, let_go: Callable[[], None]
+        self,
+        direction: Direction,
+        down: Downstream,
+        peer: Wire,
+        let_go: Callable[[], None] | None = None,
     ) -> None:
         """Before the head goes to ``peer`` (the client, or the origin's connection).
-        ``let_go``: called before a hang, which relays nothing more, so that it holds no
-        upstream connection (one under ``upstream.max_connections``, and the origin's)."""
+        ``let_go``: called before a hang toward the client, which relays nothing more, so
+        that it holds no upstream connection (one under ``upstream.max_connections``, and
+        the origin's). (Toward the origin a held connection is the fault itself.)"""
         await self._act(direction, Point.BEFORE_HEAD, down, peer, let_go)
 
     async def after_head(
@@ -103,10 +108,11 @@ class FaultRun:
         direction: Direction,
         down: Downstream,
         peer: Wire,
-        let_go: Callable[[], None],
         send_timeout_s: float,
+        let_go: Callable[[], None] | None = None,
     ) -> None:
-        """Once the head has gone to ``peer``; then its body faults start (`FaultyTransport`)."""
+        """Once the head has gone to ``peer``; then its body faults start (`FaultyTransport`).
+        ``let_go``: as `before_head`'s."""
         if any(self._at(direction, Point.AFTER_HEAD)):
             if isinstance(peer, (Downstream, UpstreamConnection)):
                 await peer.flush(send_timeout_s)
@@ -121,7 +127,7 @@ class FaultRun:
         point: Point,
         down: Downstream,
         peer: Wire,
-        let_go: Callable[[], None],
+        let_go: Callable[[], None] | None,
         send_timeout_s: float = 0.0,
     ) -> None:
         for state in self._at(direction, point):
@@ -129,7 +135,8 @@ class FaultRun:
             if kind is FaultKind.LATENCY:
                 await _pause(down, state.sample_delay_s())
             elif kind is FaultKind.HANG:
-                let_go()
+                if let_go is not None:
+                    let_go()
                 await _pause(down, HANG_S)
                 raise FaultClosed("fault: hung until the client left")
             elif kind is FaultKind.RESET:
