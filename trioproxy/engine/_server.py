@@ -139,7 +139,9 @@ class ProxyServer:
             log_access=self._sink(self.ctx.metrics, access_log),
             forwarding=_forwarding(settings),
             rule_engine=RuleEngine(
-                settings.rules, buckets=old.rule_engine.keeping_buckets(self._buckets)
+                settings.rules,
+                buckets=old.rule_engine.keeping_buckets(self._buckets),
+                faults=old.rule_engine.keeping_faults(),
             ),
             hooks=hooks,
         )
