@@ -120,6 +120,8 @@ def entry_from_access(seq: int, record: AccessRecord, start_s: float) -> Entry:
         entry.upstream_reused = notes.upstream_reused
         entry.rules = notes.rules
         entry.hooks = notes.hooks
+        if notes.request_body:
+            entry.request_body_prefix = bytes(notes.request_body)
     return entry
 
 

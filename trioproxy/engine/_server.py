@@ -59,6 +59,7 @@ class ProxyServer:
         lookup: Lookup = system_lookup,
         connect: Connector = connect_socket,
         journal_size: int | None = None,
+        journal_body_bytes: int | None = None,
         hooks: Mapping[str, object] | None = None,
     ) -> None:
         """``count_requests``: feed the /metrics counters from every access record; by
@@ -73,7 +74,8 @@ class ProxyServer:
         Raises `HookLoadError` when a hook cannot be loaded.
 
         ``journal_size``: exchanges the journal keeps (by default ``admin.journal_size``);
-        0 keeps no journal, and the access-log sink stays as it was."""
+        0 keeps no journal, and the access-log sink stays as it was. ``journal_body_bytes``:
+        the request body bytes each entry keeps (by default ``admin.journal_body_bytes``)."""
         self.settings = settings
         self._embedded_hooks = hooks
         self.hook_stats: dict[str, HookStats] = {}
@@ -112,6 +114,11 @@ class ProxyServer:
             hooks=self._load_hooks(settings, None),
         )
         self.ctx.shared.journal = self.journal is not None
+        if journal_body_bytes is None:
+            journal_body_bytes = settings.admin.journal_body_bytes
+        if journal_body_bytes < 0:
+            raise ValueError(f"journal_body_bytes must be 0 or more, not {journal_body_bytes}")
+        self.ctx.shared.journal_body_bytes = journal_body_bytes
         self._buckets = buckets
         self._slots = trio.Semaphore(settings.limits.max_connections)
         self._accepting = trio.CancelScope()
