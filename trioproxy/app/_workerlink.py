@@ -19,7 +19,7 @@ from ._channel import ChannelError, FrameBuffer, Message, frame
 
 # A worker answers a question on its channel between two requests: milliseconds.
 ASK_TIMEOUT_S = 5.0
-_ANSWERS = {"metrics": "metrics", "reload": "reloaded", "ping": "pong"}
+_ANSWERS = {"metrics": "metrics", "reload": "reloaded", "ping": "pong", "control": "controlled"}
 
 OnAnswer = Callable[[Message | None], None]
 

@@ -40,6 +40,7 @@ from ._resolver import Lookup, Resolver, system_lookup
 from ._transport import Listener, Transport, connect_socket
 
 if TYPE_CHECKING:  # imported when the admin listener is on: 0.6 MiB less for the rest
+    from ..core._admincontrol import AdminControl
     from ._admin import AdminServer
     from ._hooks import HookSet, HookStats
 
@@ -250,8 +251,6 @@ class ProxyServer:
                 admin_listener.socket.close()
 
     def _admin_server(self) -> AdminServer:
-        from ..config._faultconfig import parse_runtime_fault
-        from ..core._admincontrol import AdminControl
         from ._admin import AdminServer
 
         collector = ProxyCollector(self.ctx, self._access_log_dropped)
@@ -259,9 +258,17 @@ class ProxyServer:
             is_draining=lambda: self.draining,
             upstream=self.upstream,
             metrics_snapshot=collector.snapshot,
-            control=AdminControl(
-                self.journal, self.faults, parse_runtime_fault, self.settings.admin.faults
-            ),
+            control=self.admin_control(),
+        )
+
+    def admin_control(self) -> AdminControl:
+        """The harness endpoints (/journal, /faults) on this server's journal and faults: its
+        admin listener's, or its supervisor's, which relays them to every worker."""
+        from ..config._faultconfig import parse_runtime_fault
+        from ..core._admincontrol import AdminControl
+
+        return AdminControl(
+            self.journal, self.faults, parse_runtime_fault, self.settings.admin.faults
         )
 
     def _drain(self, handlers: trio.Nursery) -> None:
