@@ -6,9 +6,15 @@ handed."""
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import time
+from types import SimpleNamespace
 from typing import Any
 
 from trioproxy.app._supercontrol import FaultLedger, merge
+from trioproxy.app._supervisor import Supervisor
+from trioproxy.app._workerlink import Worker, WorkerChannel
 
 JSON = b"application/json"
 
@@ -91,3 +97,38 @@ def test_the_ledger_keeps_what_every_worker_took_in_order() -> None:
     assert ledger.replay() == [("control", b"POST", b"/faults", b"{c}")]
     ledger.note(("control", b"DELETE", b"/faults", b""), [_answer(200, {"removed": ["c"]})])
     assert ledger.replay() == []
+
+
+def _stale_worker(
+    question: tuple[Any, ...], asked_s_ago: float, sockets: list[socket.socket]
+) -> tuple[Worker, list[int]]:
+    """A worker (slot 0) that has left ``question`` unanswered for ``asked_s_ago``; and the
+    signals it is sent."""
+    ours, theirs = socket.socketpair()
+    sockets += (ours, theirs)
+    signals: list[int] = []
+    process = SimpleNamespace(returncode=None, pid=4242, send_signal=signals.append)
+    channel = WorkerChannel(ours)
+    channel.ask(question, lambda answer: None, now=time.monotonic() - asked_s_ago, timeout_s=60)
+    worker = Worker(0, process, 0.0, channel, 0)  # type: ignore[arg-type]
+    worker.accepting = True
+    return worker, signals
+
+
+def test_a_worker_rendering_a_journal_is_not_taken_for_hung() -> None:
+    supervisor = Supervisor(["--listen=127.0.0.1:0"], 1, stop_timeout_s=1)
+    sockets: list[socket.socket] = []
+    try:
+        # Ten thousand entries take a second or more: longer than a ping may wait.
+        worker, signals = _stale_worker(("control", b"GET", b"/journal", b""), 3.0, sockets)
+        supervisor.workers = {0: worker}
+        supervisor._heartbeat()
+        assert signals == [] and worker.accepting
+        # A worker silent as long on a ping is hung.
+        worker, signals = _stale_worker(("ping",), 3.0, sockets)
+        supervisor.workers = {0: worker}
+        supervisor._heartbeat()
+        assert signals == [signal.SIGKILL] and not worker.accepting
+    finally:
+        for sock in sockets:
+            sock.close()

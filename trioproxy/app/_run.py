@@ -36,7 +36,7 @@ from ._command import check_config, diagnostic_line, log
 from ._lean import trim
 from ._logwriter import AccessLogWriter
 from ._memlimit import fitted
-from ._workers import Channel, serve_supervisor, worker_channel
+from ._workers import Channel, answer_off_loop, serve_supervisor, worker_channel
 
 __all__ = ["access_log_sink", "run_proxy", "run_single", "run_with_access_log"]
 
@@ -183,7 +183,7 @@ async def run_proxy(
                         metrics=lambda: collector.snapshot().as_tuple(),
                         reload=reloader.from_bytes,
                         shutdown=server.shutdown,
-                        control=server.admin_control().answer,
+                        control=partial(answer_off_loop, server.admin_control()),
                     )
                 )
             await _wait_for_upstream_name(server)

@@ -56,7 +56,7 @@ from typing import Any
 
 from ._channel import Message
 from ._supercontrol import FaultLedger
-from ._workerlink import ASK_TIMEOUT_S, Worker, WorkerChannel
+from ._workerlink import ASK_TIMEOUT_S, CONTROL_TIMEOUT_S, Worker, WorkerChannel
 
 __all__ = ["Config", "ReloadCheck", "Reloaded", "Supervisor"]
 
@@ -181,12 +181,13 @@ class Supervisor:
         change every worker took is kept (`FaultLedger`) and handed to a worker that starts
         later, as a reloaded configuration is."""
         message = ("control", method, target, body)
-        return self._ask_every(message, partial(self._controlled, message))
+        return self._ask_every(message, partial(self._controlled, message), CONTROL_TIMEOUT_S)
 
     def _ask_every(
         self,
         message: Message,
         on_done: Callable[[list[Worker], dict[int, Message | None]], None] | None = None,
+        timeout_s: float = ASK_TIMEOUT_S,
     ) -> list[tuple[int, Message | None]]:
         """From another thread: ``message`` asked of every accepting worker at once by the
         loop, and each one's answer (None if none came in time), in slot order. ``on_done``
@@ -212,10 +213,10 @@ class Supervisor:
                     done.set()
 
             for worker in workers:
-                self._ask(worker, message, partial(answered, worker.slot))
+                self._ask(worker, message, partial(answered, worker.slot), timeout_s)
 
         if self.call_soon(ask_all):
-            done.wait(ASK_TIMEOUT_S + 1.0)
+            done.wait(timeout_s + 1.0)
         with lock:
             return [(slot, answers[slot]) for slot in sorted(answers)]
 
@@ -490,8 +491,14 @@ class Supervisor:
 
     # --- Workers ------------------------------------------------------------------------------
 
-    def _ask(self, worker: Worker, message: Message, on_answer: Callable[[Any], None]) -> None:
-        worker.channel.ask(message, on_answer, now=time.monotonic())
+    def _ask(
+        self,
+        worker: Worker,
+        message: Message,
+        on_answer: Callable[[Any], None],
+        timeout_s: float = ASK_TIMEOUT_S,
+    ) -> None:
+        worker.channel.ask(message, on_answer, now=time.monotonic(), timeout_s=timeout_s)
         self._watch(worker)
 
     def _watch(self, worker: Worker) -> None:
@@ -541,6 +548,8 @@ class Supervisor:
             # A worker taking a new configuration answers nothing else until it has (a
             # thousand rules: a third of a second): the reload's own deadline applies.
             limit = ASK_TIMEOUT_S if worker.channel.reloading else HUNG_AFTER_S
+            if worker.channel.controlling:  # so does a journal being rendered
+                limit = CONTROL_TIMEOUT_S
             if since is not None and now - since >= limit:
                 self._kill_hung(worker, now - since)
             elif since is None and now >= worker.next_ping:

@@ -281,6 +281,14 @@ class Journal:
         self._entries.append(entry)
         self.recorded += 1
 
+    def copy(self) -> Journal:
+        """A journal holding the same entries and counts (entries are not changed once
+        recorded): to read in another thread while this one goes on recording."""
+        copied = Journal(self.size)
+        copied._entries.extend(self._entries)
+        copied.recorded, copied.dropped = self.recorded, self.dropped
+        return copied
+
     def next_seq(self) -> int:
         return self.recorded + 1
 
