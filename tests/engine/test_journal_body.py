@@ -5,14 +5,18 @@ and the upload untouched, when it is 0. On the memory network under the autojump
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import trio
 import trio.testing
 
 from trioproxy.config._config import settings_from_bytes
+from trioproxy.config._settings import Admin
 from trioproxy.testing import MemoryWorld, memory_world
 
 from ..support import Client
+from .test_hooks import embedded, hooked
+from .test_hooks_bodies import Upper
 
 
 async def _post(world: MemoryWorld, body: bytes | list[bytes]) -> int:
@@ -65,3 +69,15 @@ async def test_the_setting_gives_the_default_and_0_keeps_nothing(
     async with memory_world() as world:  # the default: none
         await _post(world, b"abcdef")
         assert [e.request_body_prefix for e in world.journal] == [b""]
+
+
+async def test_a_hook_transforming_the_body_leaves_the_prefix_as_received(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    settings = replace(embedded(("upper", {})), admin=Admin(journal_size=5, journal_body_bytes=4))
+    async with hooked(settings, {"upper": Upper()}) as (proxy, _origin):
+        async with proxy.client() as client:
+            posted = await client.request(b"POST", b"/upload", body=b"abc" * 1000)
+    assert posted.body == b"3001<end>"  # transformed on its way (upper case, a "!" added)
+    assert proxy.server.journal is not None
+    assert [e.request_body_prefix for e in proxy.server.journal] == [b"abca"]
