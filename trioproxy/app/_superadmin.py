@@ -6,7 +6,8 @@ that must stay small: no trio, no h11. What both decide alike (the head reader, 
 the answers) is `core._adminanswers`; this module is the blocking I/O around it. The
 supervisor's loop accepts (`serve_one`); each connection is served in a thread of its own, at
 most `MAX_CONNECTIONS` at once (one more is closed unanswered, as a full backlog would), with
-a deadline on every read and write.
+a deadline on every read and write. The harness endpoints (/faults, /journal) are relayed to
+the workers (``control``: `Supervisor.control`, then `_supercontrol.merge`).
 """
 
 from __future__ import annotations

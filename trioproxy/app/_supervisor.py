@@ -27,7 +27,9 @@ Each worker has one channel to the supervisor, a Unix socketpair (`_channel`; th
 supervisor's end and each worker's state are in `_workerlink`): the worker says when it is
 ready; the supervisor pings it every `PING_INTERVAL_S` (a worker with a question unanswered
 for `HUNG_AFTER_S` is hung: it is killed and replaced), asks it for a metrics snapshot when
-``/metrics`` is scraped and hands it a new configuration on SIGHUP. Requests never touch it.
+``/metrics`` is scraped, relays the harness endpoints to it (/faults, /journal:
+`Supervisor.control`, `_supercontrol`) and hands it a new configuration on SIGHUP. Requests
+never touch it.
 When the supervisor goes, even by SIGKILL, the channel reads end of file and the worker
 drains. A worker is also handed the configuration the others run (a memfd of its bytes) when
 it starts, never the file as it is then, so a restart after a rejected reload runs the last
