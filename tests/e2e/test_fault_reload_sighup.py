@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..cli_support import ProxyProcess, cli_proxy, wait_for_exit
 from ..support import Client
-from .test_reload import OK, _hup_and_wait
+from .test_reload import OK
 
 FLAKY = """
 [[rules]]
@@ -36,7 +36,7 @@ async def test_a_rule_fault_keeps_its_count_across_sighup(
     async with cli_proxy(origin, config_dir=str(tmp_path)) as proxy:
         assert await _statuses(proxy, 1) == [503]
         config.write_text(FLAKY + OTHER)  # a change elsewhere: the fault stays as it is
-        await _hup_and_wait(proxy, OK)
+        await proxy.reload(OK)
         assert await _statuses(proxy, 2) == [503, 200]
         proxy.process.send_signal(signal.SIGTERM)
         assert await wait_for_exit(proxy.process) == 0, proxy.stderr.decode()
