@@ -193,6 +193,22 @@ def test_a_hook_cannot_touch_framing_hop_by_hop_fields_or_inject_control_charact
             refused()  # type: ignore[no-untyped-call]  # (a tuple of lambdas)
 
 
+def test_a_requests_hooks_add_a_bounded_number_of_log_fields() -> None:
+    from trioproxy.hooks import Request
+    from trioproxy.hooks._api import MAX_LOG_BYTES, MAX_LOG_FIELDS
+
+    exchange = Exchange(Request("GET", "/", "/", (), "1.2.3.4", "http", "id"))
+    for n in range(MAX_LOG_FIELDS):
+        exchange.log(f"f{n}", "x")
+    exchange.log("f0", "replaced")  # the same field again: no new one
+    with pytest.raises(HookError, match="at most 16 fields"):
+        exchange.log("one_more", "x")
+    other = Exchange(Request("GET", "/", "/", (), "1.2.3.4", "http", "id"))
+    other.log("a", "x" * (MAX_LOG_BYTES // 2))
+    with pytest.raises(HookError, match="8192 characters in all"):
+        other.log("b", "y" * (MAX_LOG_BYTES // 2 + 1))
+
+
 async def test_a_refused_edit_is_the_hooks_error(autojump_clock: trio.testing.MockClock) -> None:
     settings = embedded(("h", {}), on_error=502)
     async with hooked(settings, {"h": frames}) as (proxy, origin):

@@ -195,6 +195,10 @@ _LOG_FIELD = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _TARGET = re.compile(r"/[\x21-\x7e]*")
 _MAX_BODY = 1 << 20
 _MAX_VALUE = 8192
+# Fields a request's hooks may add to its access line: a line stays one short write, and no
+# hook can make the log writer's queue hold more than this per request.
+MAX_LOG_FIELDS = 16
+MAX_LOG_BYTES = 8192
 
 
 def _name(name: str, *, request: bool, kind: OpKind) -> bytes:
@@ -323,6 +327,12 @@ class Exchange:
             raise HookError(f"log field {name!r} is one of the proxy's own fields")
         if not isinstance(value, str) or len(value) > _MAX_VALUE:
             raise HookError(f"log field {name}: the value must be a str of at most 8192")
+        fields = {**self._fields, name: value}
+        if len(fields) > MAX_LOG_FIELDS or sum(map(len, fields.values())) > MAX_LOG_BYTES:
+            raise HookError(
+                f"log field {name}: a request's hooks add at most {MAX_LOG_FIELDS} fields"
+                f" of {MAX_LOG_BYTES} characters in all"
+            )
         self._fields[name] = value
 
     # --- what the engine reads ---
