@@ -327,29 +327,35 @@ class Exchange(Responder):
                 "client closed the connection while waiting for an upstream connection"
             )
         while True:
-            self.up = up
-            record.upstream_addr = up.address
-            started = trio.current_time()
             try:
-                await self._send_and_relay()
+                await self._send_and_relay_on(up)
             except UpstreamClosed as exc:
-                pool.discard(up)
                 if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
                     raise
                 log.info("retrying on a fresh connection: %s", exc, extra=request_fields(record))
                 self.ctx.stats.retries += 1
                 up, reused = await pool.connect_fresh()
                 continue
-            except BaseException:
-                pool.discard(up)
-                raise
-            finally:
-                self.up = None
-                record.upstream_duration_s = trio.current_time() - started
             # The upstream is done with: back to the pool before the client's last bytes go out.
             pool.release(up)
             await self.flush_to_client()
             return
+
+    async def _send_and_relay_on(self, up: UpstreamConnection) -> None:
+        """One attempt on ``up``, which is discarded if it fails. (Its own method: mypyc
+        cannot compile the retry loop's `continue` inside a try/finally.)"""
+        record = self.record
+        self.up = up
+        record.upstream_addr = up.address
+        started = trio.current_time()
+        try:
+            await self._send_and_relay()
+        except BaseException:
+            self.ctx.pool.discard(up)
+            raise
+        finally:
+            self.up = None
+            record.upstream_duration_s = trio.current_time() - started
 
     async def _send_and_relay(self) -> None:
         """The request head and body upstream, the response back (once)."""

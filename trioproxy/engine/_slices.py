@@ -7,6 +7,7 @@ them before the caller (or it) yields, and consecutive data goes on as one event
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol, cast
 
 import trio
 
@@ -20,20 +21,26 @@ from ._peer import Peer
 _EVENTS_PER_SLICE = 64
 
 
+class _ReceivedData(Protocol):
+    # What h11 gives as `Data.data` when it parsed the body: a bytearray (its stubs say
+    # bytes; code compiled with mypyc checks the declared type and would refuse it).
+    data: bytes | bytearray
+
+
 def move_data(source: Peer, sink: Peer) -> tuple[NextEvent | None, int]:
     """Move up to a slice of consecutive Data events from ``source`` to ``sink`` as one event.
 
     Returns the first other event (NEED_DATA, EndOfMessage, ...), which the caller handles,
     or None when the slice ended first; and how many body bytes moved.
     """
-    parts: list[bytes] = []
+    parts: list[bytes | bytearray] = []
     event: NextEvent | None = None
     try:
         for _ in range(_EVENTS_PER_SLICE):
             event = source.h11.next_event()
             if type(event) is not h11.Data:
                 break
-            parts.append(event.data)
+            parts.append(cast(_ReceivedData, event).data)
             event = None
     finally:
         moved = b"".join(parts)
