@@ -19,6 +19,7 @@ pyproject.toml is the range known to have them).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from types import ModuleType
 
 import trio
@@ -47,22 +48,20 @@ def check_internals(run: ModuleType = _run) -> None:
 check_internals()
 
 _CONTEXT = _run.GLOBAL_RUN_CONTEXT
-# The step in which the last yield was skipped: the task's id and its count of scheduler
-# passes then (an id, not the task: a task that ended is not kept alive by this).
-_skipped_task = 0
-_skipped_step = -1
+# The step (the task's count of scheduler passes) in which this task last skipped a yield.
+# Task-local, and a number: a global holding a task's id would make runs differ by where
+# tasks happen to be allocated (the simulation replays runs and compares them).
+_SKIPPED_IN_STEP: ContextVar[int] = ContextVar("trioproxy_skipped_yield_in_step", default=-1)
 
 
 def may_skip_yield() -> bool:
     """True (and noted) if the caller may go on without the fairness yield: trio's run queue
     is empty and the current task skipped no yield since it last went through the
     scheduler. Call only from inside a trio task, just where the yield would be."""
-    global _skipped_task, _skipped_step
     if _CONTEXT.runner.runq:
         return False
-    task = _CONTEXT.task
-    step = task._schedule_points
-    if id(task) == _skipped_task and step == _skipped_step:
+    step: int = _CONTEXT.task._schedule_points
+    if _SKIPPED_IN_STEP.get() == step:
         return False
-    _skipped_task, _skipped_step = id(task), step
+    _SKIPPED_IN_STEP.set(step)
     return True
