@@ -20,8 +20,8 @@
 # capability on python: with CAP_NET_BIND_SERVICE dropped from the bounding set, exec of such a
 # binary fails outright.
 #
-# Layers: the venv with the dependencies, then the validator, then trioproxy itself (about
-# 300 KiB with its bytecode).
+# Layers: the venv with the dependencies (about 6.5 MB), then the validator, then trioproxy
+# itself (about 1.2 MB with its bytecode; `docker history` on the built image shows each).
 
 FROM python:3.11-slim-bookworm AS build
 

@@ -19,6 +19,7 @@ from bench._report import Cell
 P99_OVER_P50_MAX = 4.0
 RPS_VS_BASELINE_MIN = 0.95
 SCALING_MIN = 1.7
+HOOK_RPS_MIN = 0.95  # a no-op hook on every request: at most 5 % fewer requests per second
 SINGLE_RSS_MAX_MIB = 24.0
 SUPERVISOR_RSS_MAX_MIB = 16.0
 PER_CONNECTION_MAX_KIB = 8.0
@@ -72,6 +73,7 @@ def judge(
     w2: str | None,
     w1: str | None,
     auto_pair: tuple[str, str] | None,
+    hook_pair: tuple[str, str] | None = None,
     rss: Sequence[ProcRss],
     memory: Sequence[IdleConnMemory],
 ) -> list[Goal]:
@@ -116,6 +118,13 @@ def judge(
         ratio = ours.rps_median / theirs.rps_median if ours and theirs and ok else None
         goals.append(
             Goal("process model", f"{LOAD} rps {auto_pair[0]} / {auto_pair[1]}", ratio, "", None)
+        )
+    if hook_pair is not None:
+        hooked, plain = (_cell(cells, n) for n in hook_pair)
+        ok = hooked and plain and plain.rps_median
+        ratio = hooked.rps_median / plain.rps_median if hooked and plain and ok else None
+        goals.append(
+            Goal("hooks", f"{LOAD} rps {hook_pair[0]} / {hook_pair[1]}", ratio, ">=", HOOK_RPS_MIN)
         )
     for r in rss:
         limit = {"single": SINGLE_RSS_MAX_MIB, "supervisor": SUPERVISOR_RSS_MAX_MIB}.get(r.role)

@@ -60,6 +60,7 @@ from bench._report import (
     write_json,
 )
 from bench._targets import (
+    NOOP_HOOK_CONFIG,
     PARSERS,
     TARGET_KINDS,
     Origin,
@@ -197,6 +198,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="where to write the JSON results (default: bench/results/bench-MODE-TIMESTAMP.json)",
     )
     p.add_argument(
+        "--previous-cmd",
+        help="command that starts another build of trioproxy (e.g. a checkout of the previous "
+        "main: 'OTHER/.venv/bin/python -m trioproxy'): rows previous[PARSER] beside ours",
+    )
+    p.add_argument(
         "--record",
         action="store_true",
         help="write the run's quotable figures to bench/measured.json, the one source the "
@@ -324,6 +330,7 @@ class Lineup:
     notes: list[str]  # skipped targets, parser fallbacks
     scaling: tuple[str, str] | None = None  # (1 worker, 2 workers)
     auto_pair: tuple[str, str] | None = None  # (trioproxy auto, nginx auto)
+    hook_pair: tuple[str, str] | None = None  # (with a no-op hook, without)
 
     @property
     def primary(self) -> str | None:
@@ -371,6 +378,13 @@ def make_lineup(
         for kind in ("baseline", "trioproxy"):
             if kind in kinds:
                 specs.append(Spec(pretty(kind, parser), kind, parser))
+    if "hooked" in kinds and primary is not None:
+        # Same parser and layout as the trioproxy row: the ratio between them is the hook's.
+        specs.append(
+            Spec(pretty("trioproxy+hook", primary), "trioproxy", primary, config=NOOP_HOOK_CONFIG)
+        )
+        if "trioproxy" in kinds:
+            lineup.hook_pair = (pretty("trioproxy+hook", primary), pretty("trioproxy", primary))
     if "workers" in kinds:
         n = layout.auto_n
         if n < 2:
@@ -431,6 +445,12 @@ def main(argv: list[str] | None = None) -> int:
     proxy_cmd = shlex.split(args.proxy_cmd) if args.proxy_cmd else default_trioproxy_cmd()
     layout = choose_layout(args.no_pin)
     lineup = make_lineup(kinds, *resolved, layout, proxy_cmd, args.peers_venv)
+    if args.previous_cmd:
+        # Another build of trioproxy (a checkout of the previous main, say), one row per parser
+        # beside ours, interleaved with them: "unchanged within noise" is judged in one run.
+        previous = tuple(shlex.split(args.previous_cmd))
+        for parser in resolved[0]:
+            lineup.specs.append(Spec(pretty("previous", parser), "trioproxy", parser, cmd=previous))
 
     reg = ProcessRegistry()
     workdir = Path(tempfile.mkdtemp(prefix="trioproxy-bench-"))
@@ -462,7 +482,7 @@ def _start(
     if spec.kind == "baseline":
         return start_baseline(reg, origin, cpus, spec)
     if spec.kind == "trioproxy":
-        return start_trioproxy(reg, workdir, origin, cpus, spec, cmd=proxy_cmd)
+        return start_trioproxy(reg, workdir, origin, cpus, spec, cmd=list(spec.cmd) or proxy_cmd)
     return start_peer(reg, workdir, origin, cpus, spec)
 
 
@@ -788,6 +808,7 @@ def _finish(
         w1=lineup.scaling[0] if lineup.scaling else None,
         w2=lineup.scaling[1] if lineup.scaling else None,
         auto_pair=lineup.auto_pair,
+        hook_pair=lineup.hook_pair,
         rss=idle_rss,
         memory=memory,
     )

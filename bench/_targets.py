@@ -38,6 +38,7 @@ TARGET_KINDS: tuple[str, ...] = (
     "baseline",
     "trioproxy",
     "workers",
+    "hooked",
     *_peers.PEER_NAMES,
 )
 PARSERS: tuple[str, ...] = ("h11-mypyc", "h11")
@@ -68,6 +69,19 @@ class Spec:
     auto: bool = False  # --workers auto / worker_processes auto (``workers`` is what it means)
     every_load: bool = True  # False: the c50-1k load only (peers and multi-worker rows)
     peer: _peers.Peer | None = None
+    # trioproxy: files of its configuration directory, (relative path, text); () = defaults.
+    config: tuple[tuple[str, str], ...] = ()
+    cmd: tuple[str, ...] = ()  # trioproxy: another build to start (--previous-cmd); () = ours
+
+
+# The cost of the hook machinery itself: a rule with a no-op request hook on every request.
+NOOP_HOOK_CONFIG: tuple[tuple[str, str], ...] = (
+    (
+        "trioproxy.toml",
+        '[[rules]]\nhook = { file = "hooks/noop.py", name = "request", timeout_s = 1 }\n',
+    ),
+    ("hooks/noop.py", "async def request(exchange):\n    return None\n"),
+)
 
 
 def pretty(kind: str, parser: str | None, workers: int = 1) -> str:
@@ -200,7 +214,10 @@ def start_trioproxy(
     if cmd == default_trioproxy_cmd() and not trioproxy_present():
         raise TargetError(f"{name}: the engine is not there yet (no trioproxy/app/_cli.py)")
     config_dir = workdir / f"{name}-config"
-    config_dir.mkdir()  # empty: all defaults
+    config_dir.mkdir()  # empty: all defaults, unless the spec brings files
+    for relative, text in spec.config:
+        (config_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+        (config_dir / relative).write_text(text)
     # One worker listens on port 0 and reports its port. Several workers get a fixed free
     # port, so the test does not depend on how they share a port-0 listener.
     listen_port = 0 if spec.workers == 1 else free_port()

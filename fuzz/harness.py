@@ -13,13 +13,13 @@ import queue
 import socket
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 
 import h11
 import trio
 
-from tests.support import make_settings, raw_origin, running_proxy
+from tests.support import Reply, make_settings, parse_responses, raw_origin, running_proxy
 from trioproxy.config._settings import Settings
 
 # Short timeouts, so a stuck exchange shows up as a hang within HANG_S rather than a minute.
@@ -37,7 +37,9 @@ HANG_S = 6.0  # beyond every timeout above: an exchange still open after this is
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
 
-class _Collect(logging.Handler):
+class ErrorLines(logging.Handler):
+    """The proxy's ERROR lines: an internal error is a traceback nobody expected."""
+
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.messages: list[str] = []
@@ -57,7 +59,7 @@ class Harness:
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop: trio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="fuzz-proxy", daemon=True)
-        self._log = _Collect()
+        self._log = ErrorLines()
         self.address: tuple[str, int] = ("127.0.0.1", 0)
 
     def __enter__(self) -> Harness:
@@ -147,47 +149,11 @@ def exchange(address: tuple[str, int], pieces: list[bytes], *, half_close: bool 
 # Reading what came back, with h11 as a strict client.
 
 
-@dataclass
-class Reply:
-    status: int
-    fields: list[tuple[bytes, bytes]]
-    body: bytes
-    trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-
-def read_replies(
-    data: bytes, *, method: bytes = b"GET", eof: bool = True
-) -> tuple[list[Reply], bool]:
-    """The complete responses in ``data`` (answers to ``method`` requests) and whether the rest
+def read_replies(data: bytes, *, method: bytes = b"GET") -> list[Reply]:
+    """The complete responses in ``data`` (answers to ``method`` requests); what follows them
     is a clean ending (nothing, or a truncated message cut off by the close). Raises
     h11.RemoteProtocolError if the bytes are not valid HTTP/1.1."""
-    conn = h11.Connection(h11.CLIENT)
-    if data:
-        conn.receive_data(data)
-    replies: list[Reply] = []
-    while True:
-        conn.send(h11.Request(method=method, target=b"/", headers=[(b"Host", b"x")]))
-        conn.send(h11.EndOfMessage())
-        reply: Reply | None = None
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                return replies, True  # truncated (or nothing): the close ends it
-            if isinstance(event, h11.Response):
-                reply = Reply(event.status_code, list(event.headers.raw_items()), b"")
-            elif isinstance(event, h11.Data):
-                assert reply is not None
-                reply.body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                assert reply is not None
-                reply.trailers = list(event.headers.raw_items())
-                replies.append(reply)
-                break
-        if conn.their_state is not h11.DONE:
-            return replies, True
-        if not conn.trailing_data[0] and eof:
-            return replies, True
-        conn.start_next_cycle()
+    return parse_responses(data, method=method, eof=False)
 
 
 # Origins.

@@ -98,7 +98,7 @@ async def _write(transport: MemoryTransport, index: int, spec: ClientSpec, log: 
     try:
         for j, (message, head_length) in enumerate(messages):
             if not spec.pipelined and spec.ending == "read":
-                await log.until(lambda j=j: len(log.replies.done) >= j)  # type: ignore[misc]
+                await log.until(lambda j=j: len(log.replies.done) >= j)  # type: ignore[misc]  # (j=j binds the loop's j; mypy cannot type a lambda's default)
                 if log.closed_by_proxy:
                     return
             sent = [0]
@@ -107,7 +107,7 @@ async def _write(transport: MemoryTransport, index: int, spec: ClientSpec, log: 
                     await _send_pieces(transport, message[: min(head_length, budget)], spec, sent)
                     with trio.move_on_after(EXPECT_WAIT_S):  # as curl: then the body anyway
                         await log.until(
-                            lambda j=j: j in log.replies.continued or len(log.replies.done) > j  # type: ignore[misc]
+                            lambda j=j: j in log.replies.continued or len(log.replies.done) > j  # type: ignore[misc]  # (as above)
                         )
                     await _send_pieces(transport, message[head_length:budget], spec, sent)
                 else:

@@ -26,11 +26,12 @@ the hypothesis strategies and tests are in `test_simulation`.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import socket
-import unittest.mock
 from collections import Counter
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 
 import hypothesis  # noqa: F401  (its trio plugin sorts each scheduler batch: see simulate)
 import trio
@@ -40,11 +41,14 @@ from trio._core import _run as trio_run_loop
 from tests.support import make_settings
 from trioproxy.config._settings import Settings
 from trioproxy.core._accesslog import AccessRecord
-from trioproxy.engine import _exchange
+from trioproxy.core._rulemodel import HookAction, Match, Rule, RuleSet
 from trioproxy.engine._memory import MemoryNetwork
+from trioproxy.engine._peer import UpstreamConnection
 from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
+from trioproxy.hooks import Exchange, ResponseHead
 
+from .harness import ErrorLines
 from .simclients import PROXY_ADDRESS, ClientLog, run_client
 from .simworld import (
     ClientSpec,
@@ -88,6 +92,37 @@ def sim_settings(scenario: Scenario) -> Settings:
         upstream__max_connections=scenario.upstream_max_connections,
         upstream__idle_timeout_s=2.0,
     )
+
+
+class SimHook:
+    """Awaits at every hook point (a checkpoint where a cancellation or a stop can land) and
+    edits only what no invariant reads: a response header and an access-log field."""
+
+    async def request(self, exchange: Exchange) -> None:
+        await trio.lowlevel.checkpoint()
+        exchange.set_request_header("X-Sim-Hook", "1")
+
+    async def response(self, exchange: Exchange, response: ResponseHead) -> None:
+        await trio.sleep(0.01)
+        exchange.set_response_header("X-Sim-Hook", str(response.status))
+
+    async def access(self, exchange: Exchange, status: int) -> None:
+        await trio.lowlevel.checkpoint()
+        exchange.log("sim_hook", str(status))
+
+
+async def too_slow(exchange: Exchange) -> None:
+    await trio.sleep(1.0)  # past its timeout: on_error "pass", the request goes on
+
+
+def with_hooks(settings: Settings, hooks: str) -> tuple[Settings, dict[str, object] | None]:
+    if hooks == "none":
+        return settings, None
+    rules = (
+        Rule(1, actions=(HookAction("", "sim", timeout_s=2.0),)),
+        Rule(2, match=Match(methods=frozenset({b"HEAD"})), actions=(HookAction("", "slow", 0.2),)),
+    )
+    return replace(settings, rules=RuleSet(rules)), {"sim": SimHook(), "slow": too_slow}
 
 
 # --- The world ----------------------------------------------------------------------------------
@@ -139,12 +174,19 @@ class World:
         self.scenario = scenario
         self.network = MemoryNetwork(capacity=4096)
         self.records: list[AccessRecord] = []
+        settings, hooks = with_hooks(sim_settings(scenario), scenario.hooks)
         self.server = ProxyServer(
-            sim_settings(scenario),
+            settings,
             ("origin.test", 80),
             self.records.append,
             lookup=_lookup,
             connect=self.network.connect,
+            hooks=hooks,
+        )
+        # Request IDs from a counter, so a run is a function of its scenario.
+        ids = itertools.count()
+        self.server.ctx = dataclasses.replace(
+            self.server.ctx, new_request_id=lambda: b"sim%029d" % next(ids)
         )
         self.proxy_listener = self.network.listen(PROXY_ADDRESS)
         self.origin_listener = self.network.listen(ORIGIN_ADDRESS)
@@ -152,10 +194,11 @@ class World:
         detach = self.server.pool.detach
 
         def note_detached(conn: object) -> None:
-            self.detached.add(id(conn.transport))  # type: ignore[attr-defined]
-            detach(conn)  # type: ignore[arg-type]
+            assert isinstance(conn, UpstreamConnection)
+            self.detached.add(id(conn.transport))
+            detach(conn)
 
-        self.server.pool.detach = note_detached  # type: ignore[method-assign]
+        self.server.pool.detach = note_detached  # type: ignore[method-assign]  # (a probe)
         self.origin = OriginLog()
         self.clients = [
             ClientLog(i, Replies(_asked(spec))) for i, spec in enumerate(scenario.clients)
@@ -291,41 +334,28 @@ def simulate(scenario: Scenario) -> Outcome:
     """Run ``scenario`` to the end in its own trio run and judge it."""
     world = World(scenario)
     probe = Probe(world)
-    ids = (b"sim%029d" % n for n in range(1 << 30))
     # trio runs each batch of runnable tasks in an order from this Random, after sorting
     # the batch by task creation (only when Hypothesis is imported: a set's order would
     # otherwise leak in). Seeded, the run is a function of the scenario.
     assert trio_run_loop._ALLOW_DETERMINISTIC_SCHEDULING
     trio_run_loop._r.seed(scenario.seed)
-    errors = _Errors()
+    errors = ErrorLines()
     logger = logging.getLogger("trioproxy")
     logger.addHandler(errors)
     try:
-        with unittest.mock.patch.object(_exchange, "new_request_id", lambda: next(ids)):
-            ended_at = trio.run(
-                _run_and_time,
-                world,
-                clock=trio.testing.MockClock(autojump_threshold=0),
-                instruments=[probe],
-            )
+        ended_at = trio.run(
+            _run_and_time,
+            world,
+            clock=trio.testing.MockClock(autojump_threshold=0),
+            instruments=[probe],
+        )
     finally:
         logger.removeHandler(errors)
     outcome = Outcome(world.records, world.clients, world.origin, world.violations)
-    outcome.violations += [f"the proxy logged an error: {line}" for line in errors.lines]
+    outcome.violations += [f"the proxy logged an error: {line}" for line in errors.messages]
     outcome.quiescent_checks, outcome.steps, outcome.ended_at = probe.checks, probe.steps, ended_at
     outcome.violations += judge(scenario, outcome)
     return outcome
-
-
-class _Errors(logging.Handler):
-    """The proxy's ERROR lines: an internal error is a traceback nobody expected."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
 
 
 async def _run_and_time(world: World) -> float:
@@ -354,9 +384,9 @@ def _judge_client(spec: ClientSpec, log: ClientLog) -> list[str]:
         if spec.ending == "garbage":
             break
         tok = token(i, j)
-        if reply.headers.get(b"x-token", tok) != tok:
-            found.append(f"client {i} request {j} got the answer to {reply.headers[b'x-token']!r}")
-        elif b"x-token" in reply.headers and reply.body != payload(tok, len(reply.body)):
+        if (reply.header(b"x-token") or tok) != tok:
+            found.append(f"client {i} request {j} got the answer to {reply.header(b'x-token')!r}")
+        elif reply.header(b"x-token") and reply.body != payload(tok, len(reply.body)):
             found.append(f"client {i} request {j} got a body not its own: {reply.body[:80]!r}")
     waited = spec.ending in ("read", "half_close") and not (log.gave_up or log.refused)
     answered = len(log.replies.done) >= log.requests_sent
@@ -385,7 +415,7 @@ def _judge_records(outcome: Outcome) -> list[str]:
             found.append(f"{tok!r} reached the origin but is not in the access log")
     for log in outcome.clients:
         for reply in log.replies.done:
-            answered = reply.headers.get(b"x-request-id")
+            answered = reply.header(b"x-request-id")
             if answered is None:
                 continue
             record = by_id.get(answered)

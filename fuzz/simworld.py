@@ -21,6 +21,8 @@ import h11
 import trio
 from trio.lowlevel import checkpoint
 
+from tests.memnet import serve_memory
+from tests.support import Reply
 from trioproxy.engine._memory import MemoryListener, MemoryTransport
 
 # Whose bytes these are: every token starts with "t", three digits (the client) and a dot.
@@ -71,6 +73,9 @@ class Scenario:
     upstream_max_connections: int
     pool_size: int
     keepalive_requests: int
+    # "none", or hooks on every request ("hooks"): awaiting at the request, the response head
+    # and the access line, editing a response header, and one that times out on "/"-less paths.
+    hooks: str = "none"
 
 
 def token(client: int, request: int) -> bytes:
@@ -141,17 +146,6 @@ async def recv(transport: MemoryTransport) -> bytes:
 # --- Reading responses as a strict client -----------------------------------------------------
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[bytes, bytes]
-    body: bytes = b""
-
-
-def _fields(event: h11.Response | h11.InformationalResponse) -> dict[bytes, bytes]:
-    return {name.lower(): value for name, value in event.headers.raw_items()}
-
-
 class Replies:
     """Parses the bytes one client connection received, against the requests it sent:
     each final response in turn, 1xx skipped, the tunnel's bytes after a 101."""
@@ -203,11 +197,11 @@ class Replies:
                     self.continued.add(len(self.done))
                 if event.status_code == 101:
                     self.switched = True
-                    self.done.append(Reply(101, _fields(event)))
+                    self.done.append(Reply(101, list(event.headers.raw_items())))
                     self.tunnel += self.conn.trailing_data[0]
                     return
             elif isinstance(event, h11.Response):
-                self._current = Reply(event.status_code, _fields(event))
+                self._current = Reply(event.status_code, list(event.headers.raw_items()))
             elif isinstance(event, h11.Data):
                 assert self._current is not None
                 self._current.body += event.data
@@ -244,14 +238,11 @@ async def serve_origin(
     pause_s: float,
 ) -> None:
     """Accept and answer until cancelled; each connection is closed by its own task."""
-    async with trio.open_nursery() as nursery:
-        while True:
-            try:
-                transport = await listener.accept()
-            except trio.ClosedResourceError:
-                return
-            assert isinstance(transport, MemoryTransport)
-            nursery.start_soon(_origin_connection, transport, behaviour, log, pause_s)
+
+    async def connection(transport: MemoryTransport) -> None:
+        await _origin_connection(transport, behaviour, log, pause_s)
+
+    await serve_memory(listener, connection)
 
 
 async def _origin_connection(

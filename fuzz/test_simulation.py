@@ -75,23 +75,38 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         upstream_max_connections=draw(st.sampled_from([0, 0, 1, 3])),
         pool_size=draw(st.sampled_from([1, 4])),
         keepalive_requests=draw(st.sampled_from([2, 1000])),
+        hooks=draw(st.sampled_from(["none", "none", "hooks"])),
     )
 
 
-def _request(origin: str = "ok", body: str = "none", size: int = 0, **kw: object) -> RequestSpec:
-    return RequestSpec(body, size, bool(kw.get("upgrade")), origin, int(kw.get("response", 50)))  # type: ignore[call-overload]
+def _request(
+    origin: str = "ok",
+    body: str = "none",
+    size: int = 0,
+    *,
+    upgrade: bool = False,
+    response: int = 50,
+) -> RequestSpec:
+    return RequestSpec(body, size, upgrade, origin, response)
 
 
-def _client(start_s: float, *requests: RequestSpec, **kw: object) -> ClientSpec:
+def _client(
+    start_s: float,
+    *requests: RequestSpec,
+    pipelined: bool = True,
+    piece_bytes: int = 0,
+    ending: str = "read",
+    give_up_s: float | None = None,
+) -> ClientSpec:
     return ClientSpec(
         start_s=start_s,
         requests=requests,
-        pipelined=bool(kw.get("pipelined", True)),
-        piece_bytes=int(kw.get("piece_bytes", 0)),  # type: ignore[call-overload]
+        pipelined=pipelined,
+        piece_bytes=piece_bytes,
         pause_s=0.2,
-        ending=str(kw.get("ending", "read")),
+        ending=ending,
         cut_fraction=0.5,
-        give_up_s=kw.get("give_up_s"),  # type: ignore[arg-type]
+        give_up_s=give_up_s,
     )
 
 
@@ -151,9 +166,9 @@ def test_one_client_of_each_kind_gets_what_it_should() -> None:
     assert outcome.clients[1].replies.tunnel == b"[t001.99 tunnelled]"
     # The HEAD's answer: the GET's head, no body (the one the origin sent is dropped).
     head = outcome.clients[10].replies.done[1]
-    assert (head.headers[b"content-length"], head.body) == (b"50", b"")
+    assert (head.header(b"content-length"), head.body) == (b"50", b"")
     first = outcome.clients[0].replies.done[0]
-    assert (first.headers[b"x-token"], first.headers[b"x-request-id"]) == (b"t000.0", b"t000.0")
+    assert (first.header(b"x-token"), first.header(b"x-request-id")) == (b"t000.0", b"t000.0")
     statuses = sorted(record.status for record in outcome.records)
     # Two 499s: the client that gives up on a silent origin, and the one that resets while
     # its upload is read (what arrived before a reset is read first, as on Linux).
@@ -190,3 +205,15 @@ def test_every_invariant_holds_whatever_the_clients_and_the_origin_do(scenario: 
 def test_the_same_scenario_runs_the_same_way_twice(scenario: Scenario) -> None:
     first, second = simulate(scenario), simulate(scenario)
     assert first.trace == second.trace
+
+
+def test_hooks_on_every_request_change_no_outcome_and_break_no_invariant() -> None:
+    # Hooks that await at every point, edit a header and log a field, and one that times out
+    # (on_error "pass") on HEAD requests: the same answers as without hooks.
+    plain = simulate(EVERYTHING)
+    hooked = simulate(dataclasses.replace(EVERYTHING, hooks="hooks"))
+    assert hooked.violations == []
+    statuses = [[reply.status for reply in client.replies.done] for client in hooked.clients]
+    assert statuses == [[reply.status for reply in c.replies.done] for c in plain.clients]
+    # Every request the rules saw (not the unreadable head answered 400) ran the access hook.
+    assert all(("sim_hook", str(r.status)) in r.extra for r in hooked.records if r.method)

@@ -7,6 +7,12 @@ of the socket tests work unchanged. With ``autojump_clock`` timeouts of minutes 
 and with the scheduler seeded (`same_schedule`, done by `memory_proxy`) a run is the same
 every time.
 
+One handle: ``async with memory_proxy(settings, origin=handler, seed=0) as proxy`` starts the
+origin and the proxy; ``proxy.client()`` / ``proxy.open()`` / ``proxy.exchange_raw()`` are its
+clients (`support.running_proxy` is the same handle over loopback sockets). The simulation in
+fuzz/ serves its origin with the same accept loop (`serve_memory`). Meant to become the public
+``trioproxy.testing`` memory world; kept here until then.
+
 What a test checks with: `MemoryProxy.upstream` (every upstream connection opened, so the
 pool's counts can be compared with what is open), `check_no_leak`, `handler_tasks`,
 `logged` (records waited for without polling), `settled`/`stopped`; `ScriptedOrigin` (an h11
@@ -19,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -34,63 +40,39 @@ from trioproxy.engine._memory import MemoryListener, MemoryNetwork, MemoryTransp
 from trioproxy.engine._resolver import SockAddr
 from trioproxy.engine._server import ProxyServer
 from trioproxy.engine._transport import Transport
+from trioproxy.testing import MemoryStream, seed_scheduler
 
-from .support import Client
+from .support import Client, read_until_closed
+
+# The kit's names (MemoryNetwork too, for tests that build a network of their own).
+__all__ = [
+    "ORIGIN_ADDRESS",
+    "PROXY_ADDRESS",
+    "UPSTREAM",
+    "AccessLog",
+    "MemoryNetwork",
+    "MemoryProxy",
+    "MemoryStream",
+    "ScriptedOrigin",
+    "StepCounter",
+    "StreamHandler",
+    "all_tasks",
+    "counting_steps",
+    "fixed_lookup",
+    "handler_tasks",
+    "memory_origin",
+    "memory_proxy",
+    "same_schedule",
+    "sent_by_hand",
+    "serve_memory",
+    "wait_until",
+]
 
 PROXY_ADDRESS = ("192.0.2.1", 80)  # what clients connect to
 ORIGIN_ADDRESS = ("192.0.2.80", 80)  # what the upstream name resolves to
 UPSTREAM = ("next-hop", 80)
 
 StreamHandler = Callable[["MemoryStream"], Awaitable[None]]
-
-
-class MemoryStream(trio.abc.HalfCloseableStream):
-    """A trio stream over one end of a memory connection (for test clients and origins)."""
-
-    def __init__(self, transport: MemoryTransport) -> None:
-        self.transport = transport
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        await trio.lowlevel.checkpoint()
-        while view:
-            try:
-                taken = self.transport.write_nowait(view)
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-            if taken is None:
-                await self.transport.wait_writable()
-                continue
-            view = view[taken:]
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.transport.wait_writable()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        while True:
-            try:
-                data = self.transport.read_nowait(max_bytes or 65536)
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-            if data is not None:
-                await trio.lowlevel.checkpoint()
-                return data
-            await self.transport.wait_readable()
-
-    async def send_eof(self) -> None:
-        await trio.lowlevel.checkpoint()
-        try:
-            self.transport.shutdown_write()
-        except OSError as exc:
-            raise trio.BrokenResourceError(str(exc)) from exc
-
-    def reset(self) -> None:
-        """Close with a reset (SO_LINGER 0)."""
-        self.transport.reset()
-
-    async def aclose(self) -> None:
-        self.transport.close()
-        await trio.lowlevel.checkpoint()
 
 
 async def fixed_lookup(host: str, port: int) -> list[SockAddr]:
@@ -166,13 +148,31 @@ class MemoryProxy:
         async with stream:
             yield Client(stream)
 
+    async def requests_until(self, done: trio.Event, target: bytes = b"/small") -> int:
+        """Requests for ``target`` (each answered 200), one after another on a connection of
+        their own, until ``done``: how many were answered - another client served meanwhile."""
+        served = 0
+        async with self.client() as client:
+            while not done.is_set():
+                assert (await client.request(b"GET", target)).status == 200
+                served += 1
+        return served
+
+    async def exchange_raw(self, data: bytes, client_ip: str = "198.51.100.7") -> bytes:
+        """Send raw bytes on a new connection and collect everything until the proxy closes."""
+        async with self.open(client_ip) as stream:
+            await stream.send_all(data)
+            return await read_until_closed(stream)
+
 
 @asynccontextmanager
-async def memory_origin(network: MemoryNetwork, handler: StreamHandler) -> AsyncIterator[None]:
-    """Serve ``handler`` per connection at `ORIGIN_ADDRESS` until the block ends."""
-    listener = network.listen(ORIGIN_ADDRESS)
+async def memory_origin(
+    network: MemoryNetwork, handler: StreamHandler, address: tuple[str, int] = ORIGIN_ADDRESS
+) -> AsyncIterator[None]:
+    """Serve ``handler`` per connection at ``address`` until the block ends."""
+    listener = network.listen(address)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_serve, listener, handler, nursery)
+        nursery.start_soon(serve_memory, listener, partial(_handle, handler))
         try:
             yield
         finally:
@@ -180,18 +180,23 @@ async def memory_origin(network: MemoryNetwork, handler: StreamHandler) -> Async
             listener.close()
 
 
-async def _serve(listener: MemoryListener, handler: StreamHandler, nursery: trio.Nursery) -> None:
-    while True:
-        try:
-            transport = await listener.accept()
-        except trio.ClosedResourceError:
-            return
-        assert isinstance(transport, MemoryTransport)
-        nursery.start_soon(_handle, handler, MemoryStream(transport))
+async def serve_memory(
+    listener: MemoryListener, handler: Callable[[MemoryTransport], Awaitable[object]]
+) -> None:
+    """The accept loop of a memory server (the tests' origins, the simulation's): each
+    connection to its own task, until the listener is closed or the loop cancelled."""
+    async with trio.open_nursery() as nursery:
+        while True:
+            try:
+                transport = await listener.accept()
+            except trio.ClosedResourceError:
+                return
+            assert isinstance(transport, MemoryTransport)
+            nursery.start_soon(handler, transport)
 
 
-async def _handle(handler: StreamHandler, stream: MemoryStream) -> None:
-    async with stream:
+async def _handle(handler: StreamHandler, transport: MemoryTransport) -> None:
+    async with MemoryStream(transport) as stream:
         with contextlib.suppress(trio.BrokenResourceError):  # the proxy went away
             await handler(stream)
 
@@ -224,8 +229,9 @@ def all_tasks() -> list[trio.lowlevel.Task]:
 
 def same_schedule(seed: int = 0) -> None:
     """Seed trio's scheduler, which runs each batch of ready tasks in a random order (to shake
-    out ordering assumptions): seeded, a run on the autojump clock is the same every time."""
-    trio._core._run._r.seed(seed)  # (private: what trio's hypothesis support seeds too)
+    out ordering assumptions): seeded, a run on the autojump clock is the same every time.
+    The public kit's seeding, which knows the trio versions it can seed and refuses others."""
+    seed_scheduler(seed)
 
 
 @asynccontextmanager
@@ -233,15 +239,26 @@ async def memory_proxy(
     settings: Settings | None = None,
     network: MemoryNetwork | None = None,
     *,
+    origin: StreamHandler | None = None,
     seed: int = 0,
     within_s: float = 3600.0,
+    hooks: Mapping[str, object] | None = None,
 ) -> AsyncIterator[MemoryProxy]:
-    """The real server on a memory network, access records captured; the scheduler seeded
-    with ``seed``, so the run is the same every time. The block must end within ``within_s``
-    of virtual time (TooSlowError), so no test can hang: the pool's reaper always has a next
-    deadline for the autojump clock to jump to."""
+    """The real server on a memory network, access records captured, and ``origin`` (if
+    given) serving each upstream connection; the scheduler seeded with ``seed``, so the run
+    is the same every time. The block must end within ``within_s`` of virtual time
+    (TooSlowError), so no test can hang: the pool's reaper always has a next deadline for the
+    autojump clock to jump to. ``hooks``: hook objects by name (`trioproxy.hooks`), as an
+    embedding program gives them."""
     same_schedule(seed)
     network = network or MemoryNetwork()
+    if origin is not None:
+        async with memory_origin(network, origin):
+            async with memory_proxy(
+                settings, network, seed=seed, within_s=within_s, hooks=hooks
+            ) as proxy:
+                yield proxy
+        return
     upstream: list[MemoryTransport] = []
     log = AccessLog()
     server = ProxyServer(
@@ -250,6 +267,7 @@ async def memory_proxy(
         log,
         lookup=fixed_lookup,
         connect=partial(_counting_connect, network, upstream),
+        hooks=hooks,
     )
     proxy = MemoryProxy(server, network, log, upstream)
     listener = network.listen(PROXY_ADDRESS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -25,6 +25,12 @@ from trioproxy.engine._server import ProxyServer
 Headers = list[tuple[bytes, bytes]]
 
 
+def fields(block: str) -> Headers:
+    """Header fields written as on the wire, one "Name: value" a line (indentation ignored)."""
+    pairs = (line.strip().split(": ", 1) for line in block.strip().splitlines())
+    return [(name.encode(), value.encode()) for name, value in pairs]
+
+
 def make_settings(**overrides: Any) -> Settings:
     """Settings with ``section__key=value`` overrides, e.g. ``timeouts__client_idle_s=1``."""
     settings = Settings()
@@ -37,8 +43,13 @@ def make_settings(**overrides: Any) -> Settings:
     return settings
 
 
+RawHandler = Callable[[trio.SocketStream], Awaitable[None]]
+
+
 @dataclass
 class RunningProxy:
+    """The socket twin of `memnet.MemoryProxy`: the server, its address, what it logged."""
+
     server: ProxyServer
     port: int
     records: list[AccessRecord] = field(default_factory=list)
@@ -47,13 +58,22 @@ class RunningProxy:
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", self.port)
 
+    def client(self) -> AbstractAsyncContextManager[Client]:
+        """A new client connection to the proxy."""
+        return Client.connect(self.address)
+
 
 @asynccontextmanager
 async def running_proxy(
-    upstream: tuple[str, int], settings: Settings | None = None
+    upstream: tuple[str, int] | RawHandler, settings: Settings | None = None
 ) -> AsyncIterator[RunningProxy]:
     """The real server on 127.0.0.1:0 inside the test's nursery (through the public
-    `trioproxy.running`); access records captured."""
+    `trioproxy.running`); access records captured. ``upstream`` is an address, or a handler
+    to serve on loopback as the origin (`raw_origin`) for as long as the proxy runs."""
+    if callable(upstream):
+        async with raw_origin(upstream) as address, running_proxy(address, settings) as proxy:
+            yield proxy
+        return
     records: list[AccessRecord] = []
     async with running(upstream, settings, access_log=records.append) as proxy:
         yield RunningProxy(proxy.server, proxy.port, records)
@@ -65,9 +85,7 @@ def split_url(url: str) -> tuple[str, int]:
 
 
 @asynccontextmanager
-async def raw_origin(
-    handler: Callable[[trio.SocketStream], Awaitable[None]],
-) -> AsyncIterator[tuple[str, int]]:
+async def raw_origin(handler: RawHandler) -> AsyncIterator[tuple[str, int]]:
     """A TCP server on loopback running ``handler`` per connection: for origins that
     misbehave in ways a real server framework would not let us write."""
     async with trio.open_nursery() as nursery:
@@ -78,7 +96,33 @@ async def raw_origin(
             nursery.cancel_scope.cancel()
 
 
-async def read_head(stream: trio.SocketStream) -> bytes:
+def answering(data: bytes) -> Callable[[trio.abc.Stream], Awaitable[None]]:
+    """A raw origin that reads a request head, sends ``data`` as it is, and closes."""
+
+    async def answer(stream: trio.abc.Stream) -> None:
+        await read_head(stream)
+        await stream.send_all(data)
+
+    return answer
+
+
+async def unused_address() -> tuple[str, int]:
+    """A loopback address nobody listens on (a port bound, then let go)."""
+    with trio.socket.socket() as sock:
+        await sock.bind(("127.0.0.1", 0))
+        address: tuple[str, int] = sock.getsockname()
+        return address
+
+
+async def read_until_closed(stream: trio.abc.ReceiveStream) -> bytes:
+    """Everything the peer sends until it closes."""
+    received = bytearray()
+    while chunk := await stream.receive_some(65536):
+        received += chunk
+    return bytes(received)
+
+
+async def read_head(stream: trio.abc.ReceiveStream) -> bytes:
     """What a raw origin reads of a request: bytes up to the end of the head (b"" at EOF)."""
     data = b""
     while b"\r\n\r\n" not in data:
@@ -90,12 +134,34 @@ async def read_head(stream: trio.SocketStream) -> bytes:
 
 
 @dataclass
+class HeldOrigin:
+    """A raw origin (on any trio stream: a socket, or a memory one) that holds each answer
+    until ``release`` is set; ``arrived`` is set as the first request head has come."""
+
+    body: bytes = b"ok"
+    heads: list[bytes] = field(default_factory=list)
+    arrived: trio.Event = field(default_factory=trio.Event)
+    release: trio.Event = field(default_factory=trio.Event)
+
+    async def __call__(self, stream: trio.abc.Stream) -> None:
+        while head := await read_head(stream):
+            self.heads.append(head)
+            self.arrived.set()
+            await self.release.wait()
+            framing = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.body)
+            await stream.send_all(framing + self.body)
+
+
+@dataclass
 class Reply:
+    """A response as a client saw it (the tests' one reply type, the simulation's too)."""
+
     status: int
     headers: Headers
-    body: bytes
+    body: bytes = b""
     informational: list[h11.InformationalResponse] = field(default_factory=list)
     http_version: bytes = b"1.1"
+    trailers: Headers = field(default_factory=list)
 
     def header(self, name: bytes) -> bytes | None:
         values = [v for k, v in self.headers if k.lower() == name.lower()]
@@ -140,6 +206,18 @@ class Client:
         await self.stream.send_all(b"".join(x for x in out if x))
         return await self.read_reply()
 
+    def request_soon(
+        self, nursery: trio.Nursery, method: bytes, target: bytes = b"/"
+    ) -> list[Reply]:
+        """Start the request in ``nursery``; the list returned holds its reply once it came."""
+        replies: list[Reply] = []
+
+        async def run() -> None:
+            replies.append(await self.request(method, target))
+
+        nursery.start_soon(run)
+        return replies
+
     async def read_reply(self) -> Reply:
         info: list[h11.InformationalResponse] = []
         response: h11.Response | None = None
@@ -177,20 +255,23 @@ async def exchange_raw(
     stream = await trio.open_tcp_stream(*address)
     async with stream:
         await stream.send_all(data)
-        received = bytearray()
-        while chunk := await stream.receive_some(65536):
-            received += chunk
-            if not read_until_close:
-                break
-        return bytes(received)
+        if not read_until_close:
+            return bytes(await stream.receive_some(65536))
+        return await read_until_closed(stream)
 
 
-def parse_responses(data: bytes, *, method: bytes = b"GET", limit: int = 100) -> list[Reply]:
-    """The responses in ``data`` (a whole connection's worth, up to its close), parsed with h11
-    as answers to ``method`` requests."""
+def parse_responses(
+    data: bytes, *, method: bytes = b"GET", eof: bool = True, limit: int = 1000
+) -> list[Reply]:
+    """The complete responses at the start of ``data``, parsed with h11 as answers to
+    ``method`` requests. With ``eof`` the bytes are a whole connection's worth, up to its
+    close (a response cut short by it raises h11.RemoteProtocolError); without, parsing stops
+    quietly at an incomplete response. Raises if the bytes are not valid HTTP/1.1."""
     conn = h11.Connection(h11.CLIENT)
-    conn.receive_data(data)
-    conn.receive_data(b"")
+    if data:  # b"" would mean EOF to h11
+        conn.receive_data(data)
+    if eof:
+        conn.receive_data(b"")
     replies: list[Reply] = []
     for _ in range(limit):
         conn.send(h11.Request(method=method, target=b"/", headers=[(b"Host", b"x")]))
@@ -199,10 +280,11 @@ def parse_responses(data: bytes, *, method: bytes = b"GET", limit: int = 100) ->
         while True:
             event = conn.next_event()
             if isinstance(event, h11.Response):
-                reply = Reply(event.status_code, list(event.headers.raw_items()), b"")
+                reply = Reply(event.status_code, list(event.headers.raw_items()))
             elif isinstance(event, h11.Data) and reply is not None:
                 reply.body += event.data
             elif isinstance(event, h11.EndOfMessage) and reply is not None:
+                reply.trailers = list(event.headers.raw_items())
                 replies.append(reply)
                 break
             elif not isinstance(event, h11.InformationalResponse):

@@ -4,7 +4,14 @@ Override ``trioproxy_app`` (the ASGI app to put behind the proxy; default: an ec
 ``trioproxy_settings`` in your conftest, then ask for ``proxied_app``::
 
     async def test_served_through_the_proxy(proxied_app):
-        ...  # proxied_app.url, proxied_app.access_log
+        ...  # proxied_app.url, proxied_app.access_log, proxied_app.journal, .fault(...)
+
+or, in memory and virtual time (override ``trioproxy_world_app``), ``trioproxy_world``::
+
+    async def test_my_client(trioproxy_world, autojump_clock):
+        async with trioproxy_world.fault(kind="reset", first=1):
+            async with trioproxy_world.httpx_client() as client:
+                ...
 
 pytest loads this module in every session of every environment that has trioproxy installed,
 so it imports nothing at start-up beyond pytest: trio, the proxy and hypercorn are imported by
@@ -24,6 +31,7 @@ if TYPE_CHECKING:
     from .app._embed import RunningProxy
     from .app._origin import ASGIApp
     from .config._settings import Settings
+    from .testing import MemoryWorld
 
 # What the fixtures need beyond trioproxy's own dependencies: the import name, and the package.
 _TESTING_EXTRA = (("hypercorn", "hypercorn"), ("pytest_trio", "pytest-trio"))
@@ -66,3 +74,23 @@ async def proxied_app(
 
     async with proxy_in_front_of(trioproxy_app, trioproxy_settings) as proxy:
         yield proxy
+
+
+@pytest.fixture
+def trioproxy_world_app() -> ASGIApp | None:
+    """The origin of ``trioproxy_world``: None for a JSON echo; override with your app."""
+    return None
+
+
+@pytest.fixture
+async def trioproxy_world(
+    trioproxy_world_app: ASGIApp | None, trioproxy_settings: Settings
+) -> AsyncIterator[MemoryWorld]:
+    """trioproxy in front of ``trioproxy_world_app`` on a memory network, the scheduler
+    seeded: ``trioproxy.testing.memory_world``. Ask for pytest-trio's ``autojump_clock`` in
+    the test too (pytest-trio takes the clock from the test's own arguments; without it the
+    world says so). Needs no hypercorn; leaving checks that nothing was left behind."""
+    from .testing import memory_world
+
+    async with memory_world(trioproxy_world_app, settings=trioproxy_settings) as world:
+        yield world

@@ -9,22 +9,28 @@ import trioproxy
 from trioproxy.config._config import settings_from_bytes
 from trioproxy.core._accesslog import AccessRecord
 
-from ..support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
+from ..support import (
+    Client,
+    answering,
+    exchange_raw,
+    make_settings,
+    raw_origin,
+    read_head,
+    running_proxy,
+    unused_address,
+)
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
 
 
 async def test_a_502_logs_the_body_and_type_it_sent_and_carries_a_request_id() -> None:
-    with trio.socket.socket() as sock:
-        await sock.bind(("127.0.0.1", 0))
-        dead = sock.getsockname()
-    async with trioproxy.running(dead, capture_access_log=True) as proxy:
+    async with trioproxy.running(await unused_address(), capture_access_log=True) as proxy:
         async with Client.connect(proxy.address) as client:
             reply = await client.request(b"GET", b"/down")
     (line,) = proxy.access_log
     assert reply.status == 502
     assert line["response_body_bytes"] == str(len(reply.body)) == "16"
-    assert line["content_type"] == TEXT_PLAIN == reply.header(b"content-type").decode()
+    assert line["content_type"].encode() == TEXT_PLAIN.encode() == reply.header(b"content-type")
     assert reply.header(b"x-request-id") == line["request_id"].encode()
     assert len(line["request_id"]) == 32
 
@@ -62,12 +68,9 @@ async def test_a_rule_answer_logs_its_body_and_type(origin: tuple[str, int]) -> 
 
 
 async def test_section_io_tag_from_the_upstream_response_is_logged() -> None:
-    async def tagging(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        await stream.send_all(
-            b"HTTP/1.1 200 OK\r\nsection-io-tag: checkout\r\nContent-Length: 2\r\n\r\nok"
-        )
-
+    tagging = answering(
+        b"HTTP/1.1 200 OK\r\nsection-io-tag: checkout\r\nContent-Length: 2\r\n\r\nok"
+    )
     async with raw_origin(tagging) as address:
         async with trioproxy.running(address, capture_access_log=True) as proxy:
             async with Client.connect(proxy.address) as client:

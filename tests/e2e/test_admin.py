@@ -36,7 +36,6 @@ from ..support import (
     Reply,
     exchange_raw,
     make_settings,
-    raw_origin,
     running_proxy,
     split_url,
 )
@@ -113,7 +112,7 @@ async def dead_address() -> tuple[str, int]:
 async def test_metrics_count_requests_exactly() -> None:
     async with status_origin() as upstream, running_proxy(upstream, ADMIN_ON) as proxy:
         admin = proxy.server.admin_address
-        async with Client.connect(proxy.address) as client:
+        async with proxy.client() as client:
             for _ in range(3):
                 reply = await client.request(b"GET", b"/status/200", [(b"Host", b"a.example")])
                 assert reply.status == 200
@@ -168,7 +167,7 @@ async def test_metrics_count_requests_exactly() -> None:
 
 async def test_metrics_count_proxy_errors_and_rejected_requests() -> None:
     async with running_proxy(await dead_address(), ADMIN_ON) as proxy:
-        async with Client.connect(proxy.address) as client:
+        async with proxy.client() as client:
             for _ in range(2):
                 assert (await client.request(b"GET", b"/", [(b"Host", b"c.example")])).status == 502
         garbage = await exchange_raw(proxy.address, b"NOT HTTP\r\n\r\n")
@@ -191,7 +190,7 @@ async def test_metrics_count_proxy_errors_and_rejected_requests() -> None:
 async def test_nothing_is_counted_when_the_admin_listener_is_off(
     origin: tuple[str, int],
 ) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         assert (await client.request(b"GET", b"/")).status == 200
     assert proxy.server.admin_address is None
     assert proxy.server.ctx.metrics.observed == 0
@@ -205,42 +204,6 @@ def test_access_log_drops_are_reported() -> None:
 
 
 # --- /healthz and /readyz ---------------------------------------------------------------------
-
-
-async def test_healthz_turns_503_while_draining() -> None:
-    arrived = trio.Event()
-    release = trio.Event()
-
-    async def slow_origin(stream: trio.SocketStream) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += await stream.receive_some(65536)
-        arrived.set()
-        await release.wait()
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
-
-    async with raw_origin(slow_origin) as upstream, running_proxy(upstream, ADMIN_ON) as proxy:
-        admin = proxy.server.admin_address
-        healthy = await admin_request(admin, b"/healthz")
-        assert (healthy.status, healthy.body) == (200, b"ok\n")
-        replies: list[Reply] = []
-
-        async def slow_request() -> None:
-            async with Client.connect(proxy.address) as client:
-                replies.append(await client.request(b"GET", b"/slow"))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(slow_request)
-            with trio.fail_after(10):
-                await arrived.wait()
-            proxy.server.shutdown()
-            # The slow exchange keeps the drain going; the admin listener still answers.
-            draining = await admin_request(admin, b"/healthz")
-            not_ready = await admin_request(admin, b"/readyz")
-            release.set()
-    assert (draining.status, draining.body) == (503, b"draining\n")
-    assert (not_ready.status, not_ready.body) == (503, b"draining\n")
-    assert [(r.status, r.body) for r in replies] == [(200, b"slow")]
 
 
 async def test_readyz_is_200_with_a_live_origin(origin: tuple[str, int]) -> None:

@@ -1,4 +1,5 @@
-"""The real command in a subprocess: readiness, logs on the right streams, drain, failures."""
+"""The real command in a subprocess: readiness, logs on the right streams, failures.
+(SIGTERM's drain: test_drain.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from trioproxy.config._config import load_settings, settings_from_bytes
 from trioproxy.config._settings import Settings
 
 from ..cli_support import cli_proxy, run_cli, wait_for_exit
-from ..support import Client, raw_origin
+from ..support import Client
 
 
 async def test_serves_and_logs_one_json_line_per_request(origin: tuple[str, int]) -> None:
@@ -32,42 +33,6 @@ async def test_serves_and_logs_one_json_line_per_request(origin: tuple[str, int]
     assert {r["status"] for r in records} == {"200"}
     assert {r["hostname"] for r in records} == {"site.example"}
     assert b"Traceback" not in proxy.stderr
-
-
-async def test_sigterm_drains_an_in_flight_response_then_exits_0() -> None:
-    request_arrived = trio.Event()
-    finish = trio.Event()
-
-    async def slow(stream: trio.SocketStream) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += await stream.receive_some(65536)
-        request_arrived.set()
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
-        await finish.wait()
-        await stream.send_all(b"world")
-        await trio.sleep_forever()
-
-    async with raw_origin(slow) as upstream, cli_proxy(upstream) as proxy:
-        async with Client.connect(proxy.address) as idle_client, trio.open_nursery() as nursery:
-            replies = []
-
-            async def in_flight() -> None:
-                async with Client.connect(proxy.address) as client:
-                    replies.append(await client.request(b"GET", b"/slow"))
-                    # Its head went out before the signal; the connection closes after it.
-                    assert await client.stream.receive_some(1) == b""
-
-            nursery.start_soon(in_flight)
-            await request_arrived.wait()
-            proxy.process.send_signal(signal.SIGTERM)
-            # An idle keep-alive connection is closed at once, not kept for the drain.
-            assert await idle_client.stream.receive_some(1) == b""
-            finish.set()
-        assert await wait_for_exit(proxy.process) == 0
-    assert replies[0].status == 200
-    assert replies[0].body == b"helloworld"
-    assert b"SIGTERM" in proxy.stderr
 
 
 async def test_unbindable_address_is_one_clear_line_and_exit_1() -> None:

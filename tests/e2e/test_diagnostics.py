@@ -9,8 +9,6 @@ import re
 import signal
 from pathlib import Path
 
-import trio
-
 from trioproxy.core._accesslog import AccessRecord
 from trioproxy.engine._diagnostics import (
     FailureAggregator,
@@ -20,13 +18,13 @@ from trioproxy.engine._diagnostics import (
 )
 
 from ..cli_support import cli_proxy, wait_for_exit
-from ..support import Client
+from ..support import Client, unused_address
 
 TEXT_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d"
 
 
-def _record(message: str, level: int = logging.WARNING, **extra: str) -> logging.LogRecord:
-    record = logging.LogRecord("trioproxy", level, "", 0, message, (), None)
+def _record(message: str, **extra: str) -> logging.LogRecord:
+    record = logging.LogRecord("trioproxy", logging.WARNING, "", 0, message, (), None)
     record.__dict__.update(extra)
     return record
 
@@ -84,14 +82,12 @@ def test_identical_failures_are_one_line_then_a_summary_per_interval() -> None:
     assert aggregator.filter(_record("other", failure="timed out (504)"))
 
 
-async def _dead_address() -> tuple[str, int]:
-    with trio.socket.socket() as sock:
-        await sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()  # type: ignore[no-any-return]
-
-
-async def test_a_run_of_502s_is_one_warning_and_a_summary_joined_by_request_id() -> None:
-    async with cli_proxy(await _dead_address()) as proxy:
+async def test_a_run_of_502s_is_one_warning_and_a_summary_joined_by_request_id(
+    tmp_path: Path,
+) -> None:
+    # The circuit breaker off: with it, the sixth request on would be a 503 (test_breaker).
+    (tmp_path / "trioproxy.toml").write_text("[upstream]\nbreaker_failures = 0\n")
+    async with cli_proxy(await unused_address(), config_dir=str(tmp_path)) as proxy:
         async with Client.connect(proxy.address) as client:
             for _ in range(20):
                 assert (await client.request(b"GET", b"/down")).status == 502
@@ -109,7 +105,7 @@ async def test_a_run_of_502s_is_one_warning_and_a_summary_joined_by_request_id()
 async def test_json_diagnostics_from_the_flag_or_the_configuration(tmp_path: Path) -> None:
     (tmp_path / "trioproxy.toml").write_text('[diagnostics]\nformat = "json"\n')
     for args, config_dir in (((), str(tmp_path)), (("--log-format", "json"), None)):
-        async with cli_proxy(await _dead_address(), *args, config_dir=config_dir) as proxy:
+        async with cli_proxy(await unused_address(), *args, config_dir=config_dir) as proxy:
             async with Client.connect(proxy.address) as client:
                 await client.request(b"GET", b"/")
             proxy.process.send_signal(signal.SIGTERM)

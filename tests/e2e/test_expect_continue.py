@@ -115,7 +115,7 @@ async def test_client_that_does_not_wait_works_too() -> None:
             await stream.send_all(HEAD + b"hello world")
             events = [await _next_response_event(stream, conn) for _ in range(3)]
     assert [type(e).__name__ for e in events] == ["InformationalResponse", "Response", "Data"]
-    assert events[2].data == b"hello world"  # type: ignore[attr-defined]
+    assert isinstance(events[2], h11.Data) and events[2].data == b"hello world"
 
 
 async def test_early_final_answer_is_relayed_and_the_body_never_read() -> None:

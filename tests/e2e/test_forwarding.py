@@ -1,26 +1,27 @@
-"""Forwarding semantics through the real server, with hypercorn as the origin."""
+"""Forwarding semantics through the real server, with hypercorn as the origin. (The last four
+came from the former test_hardening.py: regressions from an independent review.)"""
 
 from __future__ import annotations
 
 import trio
 
-from ..support import Client, exchange_raw, parse_responses, running_proxy
+from ..support import exchange_raw, fields, parse_responses, running_proxy
 
 
 async def test_get_is_forwarded_with_headers_in_order(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         reply = await client.request(
             b"GET",
             b"/some/path?q=1&r=%20x",
-            [
-                (b"Host", b"site.example"),
-                (b"X-Multi", b"one"),
-                (b"Accept", b"*/*"),
-                (b"X-Multi", b"two"),
-                (b"X-Forwarded-Proto", b"https"),
-                (b"True-Client-IP", b"203.0.113.9"),
-                (b"X-Forwarded-For", b"203.0.113.9, 198.51.100.1"),
-            ],
+            fields("""
+                Host: site.example
+                X-Multi: one
+                Accept: */*
+                X-Multi: two
+                X-Forwarded-Proto: https
+                True-Client-IP: 203.0.113.9
+                X-Forwarded-For: 203.0.113.9, 198.51.100.1
+            """),
         )
     assert reply.status == 200
     seen = reply.json()
@@ -35,30 +36,30 @@ async def test_get_is_forwarded_with_headers_in_order(origin: tuple[str, int]) -
         ["x-forwarded-proto", "https"],
         ["true-client-ip", "203.0.113.9"],
         ["x-forwarded-for", "203.0.113.9, 198.51.100.1, 127.0.0.1"],
-        ["x-request-id", reply.header(b"x-request-id").decode()],  # type: ignore[union-attr]
+        ["x-request-id", (reply.header(b"x-request-id") or b"").decode()],
         ["via", "1.1 trioproxy"],
     ]
     assert reply.header(b"via") == b"1.1 trioproxy"
 
 
 async def test_x_forwarded_for_is_added_when_absent(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         seen = (await client.request(b"GET", b"/")).json()
     assert ["x-forwarded-for", "127.0.0.1"] in seen["headers"]
 
 
 async def test_hop_by_hop_request_headers_never_reach_the_origin(origin: tuple[str, int]) -> None:
-    hop_by_hop = [
-        (b"Connection", b"keep-alive, X-Secret-Hop"),
-        (b"X-Secret-Hop", b"1"),
-        (b"Keep-Alive", b"timeout=5"),
-        (b"Proxy-Connection", b"keep-alive"),
-        (b"TE", b"trailers"),
-        (b"Trailer", b"X-T"),
-        (b"Upgrade", b"h2c"),
-        (b"Proxy-Authorization", b"Basic Zm9vOmJhcg=="),
-    ]
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    hop_by_hop = fields("""
+        Connection: keep-alive, X-Secret-Hop
+        X-Secret-Hop: 1
+        Keep-Alive: timeout=5
+        Proxy-Connection: keep-alive
+        TE: trailers
+        Trailer: X-T
+        Upgrade: h2c
+        Proxy-Authorization: Basic Zm9vOmJhcg==
+    """)
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         seen = (await client.request(b"GET", b"/", [*hop_by_hop, (b"X-End", b"kept")])).json()
     names = {name for name, _ in seen["headers"]}
     assert names.isdisjoint({n.decode().lower() for n, _ in hop_by_hop})
@@ -66,7 +67,7 @@ async def test_hop_by_hop_request_headers_never_reach_the_origin(origin: tuple[s
 
 
 async def test_keep_alive_reuses_one_upstream_connection(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         ports = {
             (await client.request(b"GET", b"/%d" % i)).json()["client_port"] for i in range(20)
         }
@@ -100,7 +101,7 @@ async def test_http10_client_gets_http10_semantics(origin: tuple[str, int]) -> N
 
 async def test_content_length_and_chunked_bodies_arrive_whole(origin: tuple[str, int]) -> None:
     body = bytes(range(256)) * 1000
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         fixed = (await client.request(b"POST", b"/cl", body=body)).json()
         chunked = (await client.request(b"PUT", b"/te", body=[body[:1000], body[1000:]])).json()
     assert fixed["body_length"] == len(body)
@@ -109,7 +110,7 @@ async def test_content_length_and_chunked_bodies_arrive_whole(origin: tuple[str,
 
 
 async def test_head_response_has_no_body(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         head = await client.request(b"HEAD", b"/")
         get = await client.request(b"GET", b"/")
     assert head.status == 200 and head.body == b""
@@ -122,7 +123,7 @@ async def test_many_concurrent_clients(origin: tuple[str, int]) -> None:
     async with running_proxy(origin) as proxy:
 
         async def one_client() -> None:
-            async with Client.connect(proxy.address) as client:
+            async with proxy.client() as client:
                 for _ in range(5):
                     results.append((await client.request(b"GET", b"/")).status)
 
@@ -134,7 +135,7 @@ async def test_many_concurrent_clients(origin: tuple[str, int]) -> None:
 
 
 async def test_request_ids_are_kept_generated_returned_and_logged(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
+    async with running_proxy(origin) as proxy, proxy.client() as client:
         kept = await client.request(b"GET", b"/", [(b"X-Request-ID", b"abc-123_DEF.4")])
         fresh = await client.request(b"GET", b"/")
         replaced = await client.request(b"GET", b"/", [(b"X-Request-ID", b"bad id; <script>")])
@@ -151,3 +152,46 @@ async def test_request_ids_are_kept_generated_returned_and_logged(origin: tuple[
         fresh.header(b"x-request-id"),
         replaced.header(b"x-request-id"),
     ]
+
+
+async def test_connection_cannot_remove_host_or_content_length(origin: tuple[str, int]) -> None:
+    """A Connection field naming Host or Content-Length is refused (400) by the strict
+    checks; the header layer alone would keep both. Never is a request forwarded without
+    its Host, or with a body its framing no longer covers (that once crashed the task)."""
+    async with running_proxy(origin) as proxy, proxy.client() as client:
+        hostless = await client.request(b"GET", b"/", [(b"Connection", b"host")])
+    async with running_proxy(origin) as proxy, proxy.client() as client:
+        unframed = await client.request(
+            b"POST", b"/", [(b"Connection", b"content-length")], body=b"12345"
+        )
+    assert hostless.status == 400 or ["host", "test.example"] in hostless.json()["headers"]
+    assert unframed.status == 400 or unframed.json()["body_length"] == 5
+    assert not [r for r in proxy.records if r.status >= 500]
+
+
+async def test_malformed_absolute_form_target_is_400(origin: tuple[str, int]) -> None:
+    async with running_proxy(origin) as proxy:
+        for target in (b"http://[::1/x", b"http://[zz]/x", b"http://host:port/x"):
+            data = await exchange_raw(
+                proxy.address, b"GET %s HTTP/1.1\r\nHost: host\r\n\r\n" % target
+            )
+            assert data.startswith(b"HTTP/1.1 400 "), target
+
+
+async def test_upgrade_with_a_body_is_forwarded_as_plain_http(origin: tuple[str, int]) -> None:
+    headers = [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]
+    async with running_proxy(origin) as proxy, proxy.client() as client:
+        reply = await client.request(b"GET", b"/", headers, body=b"body")
+    names = {name for name, _ in reply.json()["headers"]}
+    assert reply.status == 200 and "upgrade" not in names
+
+
+async def test_empty_line_before_a_request_is_ignored(origin: tuple[str, int]) -> None:
+    """RFC 9112 2.2: clients send a stray CRLF after a POST body."""
+    async with running_proxy(origin) as proxy:
+        data = await exchange_raw(
+            proxy.address,
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok\r\n"
+            b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    assert data.count(b"HTTP/1.1 200 ") == 2

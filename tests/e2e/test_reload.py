@@ -67,25 +67,31 @@ async def test_reloads_under_load_fail_nothing_and_apply_at_once(
     origin: tuple[str, int], tmp_path: Path, workers: str
 ) -> None:
     config = tmp_path / "trioproxy.toml"
-    config.write_text(_rules(0))
+    # Each connection closes after 100 requests: the clients reconnect as browsers do (at the
+    # default 1000, whether one reached it depended on the machine's speed).
+    keepalive = "\n[limits]\nkeepalive_requests = 100\n"
+    config.write_text(_rules(0) + keepalive)
     progress = Progress()
     returned = 0  # the generation whose reload line has been printed
     failures: list[str] = []
     stop = trio.Event()
 
     async def keep_alive_client(address: tuple[str, int]) -> None:
-        async with Client.connect(address) as client:
-            while not stop.is_set():
-                floor = returned
-                try:
-                    reply = await client.request(b"GET", b"/load")
-                except Exception as exc:  # truncated, reset, malformed: all count
-                    failures.append(f"request failed: {exc!r}")
-                    return
-                seen = _generation(reply.header(b"x-generation"))
-                if reply.status != 200 or seen < floor or reply.json()["path"] != "/load":
-                    failures.append(f"status {reply.status}, generation {seen} < {floor}")
-                progress.tick()
+        while not stop.is_set():
+            async with Client.connect(address) as client:
+                while not stop.is_set():
+                    floor = returned
+                    try:
+                        reply = await client.request(b"GET", b"/load")
+                    except Exception as exc:  # truncated, reset, malformed: all count
+                        failures.append(f"request failed: {exc!r}")
+                        return
+                    seen = _generation(reply.header(b"x-generation"))
+                    if reply.status != 200 or seen < floor or reply.json()["path"] != "/load":
+                        failures.append(f"status {reply.status}, generation {seen} < {floor}")
+                    progress.tick()
+                    if reply.header(b"connection") == b"close":
+                        break  # keepalive_requests reached: a new connection
 
     async with cli_proxy(origin, "--workers", workers, config_dir=str(tmp_path)) as proxy:
         with trio.fail_after(60):
@@ -98,7 +104,7 @@ async def test_reloads_under_load_fail_nothing_and_apply_at_once(
                     if generation == 3:  # an invalid file in between: rejected, nothing changes
                         config.write_text('[[rules]]\nmatch.path = "no-slash"\n')
                         await _hup_and_wait(proxy, REJECTED)
-                    config.write_text(_rules(generation))
+                    config.write_text(_rules(generation) + keepalive)
                     await _hup_and_wait(proxy, OK)
                     returned = generation
                     async with Client.connect(proxy.address) as fresh:

@@ -76,7 +76,7 @@ async def test_two_workers_enforce_one_bucket_per_client(
     )
     statuses = []
     async with cli_proxy(origin, "--workers", "2", config_dir=str(tmp_path)) as proxy:
-        # A connection each: SO_REUSEPORT spreads them over both workers.
+        # A connection each: the workers take turns at the one accept queue.
         for _ in range(30):
             async with Client.connect(proxy.address) as client:
                 reply = await client.request(b"GET", b"/", [(b"Connection", b"close")])

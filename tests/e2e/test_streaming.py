@@ -9,23 +9,16 @@ from __future__ import annotations
 import trio
 
 from ..cli_support import cli_proxy
-from ..support import raw_origin
+from ..support import raw_origin, read_head
 
 GIB = 1 << 30
 CHUNK = b"\xa5" * (1 << 20)
 HEADROOM_KIB = 64 * 1024
 
 
-async def _read_head(stream: trio.SocketStream) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += await stream.receive_some(65536)
-    return data
-
-
 async def test_one_gib_download_in_bounded_memory() -> None:
     async def big(stream: trio.SocketStream) -> None:
-        await _read_head(stream)
+        await read_head(stream)
         await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % GIB)
         for _ in range(GIB // len(CHUNK)):
             await stream.send_all(CHUNK)

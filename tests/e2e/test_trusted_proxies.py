@@ -1,14 +1,12 @@
 """forwarding.trusted_proxies: a peer outside it cannot claim another client address with
-True-Client-IP or X-Forwarded-For (rules, rate limits, remote_addr, what goes upstream)."""
+True-Client-IP or X-Forwarded-For (rules, rate limits, remote_addr, what goes upstream).
+The plan for such a peer, without sockets: unit/test_headers.py."""
 
 from __future__ import annotations
 
 import trioproxy
 from trioproxy.config._config import settings_from_bytes
 from trioproxy.config._settings import Settings
-from trioproxy.core._headers import ForwardingRules, plan_request
-from trioproxy.core._requestview import request_view
-from trioproxy.core._rulemodel import trusted_networks
 
 from ..support import Client, Reply, echo_origin
 
@@ -75,55 +73,3 @@ async def test_an_untrusted_peer_cannot_dodge_a_rate_limit_with_fresh_addresses(
                 ]
     assert statuses[:2] == [200, 200]
     assert 429 in statuses[2:]
-
-
-def test_default_trusts_every_peer() -> None:
-    assert trusted_networks(Settings().forwarding.trusted_proxies) is None
-    assert ForwardingRules().trusts("198.51.100.1")
-
-
-def test_the_plan_for_an_untrusted_peer() -> None:
-    rules = ForwardingRules(trusted_proxies=trusted_networks(["10.0.0.0/8"]))
-    headers = [(b"Host", b"x"), *SPOOF, (b"x-forwarded-for", b"1.2.3.4")]
-    plan = plan_request(
-        b"GET",
-        b"/",
-        headers,
-        b"1.1",
-        peer_ip=b"192.0.2.9",
-        rules=rules,
-        upstream_authority=b"up:80",
-        max_header_count=100,
-    )
-    names = [name.lower() for name, _ in plan.headers]
-    assert names.count(b"true-client-ip") == names.count(b"x-forwarded-for") == 1
-    assert (b"True-Client-IP", b"192.0.2.9") in plan.headers
-    assert (b"X-Forwarded-For", b"192.0.2.9") in plan.headers
-    assert not plan.peer_trusted
-    assert b"true-client-ip" not in plan.noted
-    view = request_view(b"GET", b"/", headers, "192.0.2.9", peer_trusted=plan.peer_trusted)
-    assert view.client_ip == "192.0.2.9"
-    trusted = request_view(b"GET", b"/", headers, "10.1.1.1", peer_trusted=True)
-    assert trusted.client_ip == "203.0.113.7"
-
-
-def test_ipv4_mapped_peers_match_ipv4_networks() -> None:
-    rules = ForwardingRules(trusted_proxies=trusted_networks(["10.0.0.0/8"]))
-    assert rules.trusts("::ffff:10.1.2.3")
-    assert not rules.trusts("::ffff:11.1.2.3")
-
-
-def test_without_appending_an_untrusted_x_forwarded_for_is_dropped() -> None:
-    rules = ForwardingRules(append_x_forwarded_for=False, trusted_proxies=trusted_networks([]))
-    plan = plan_request(
-        b"GET",
-        b"/",
-        [(b"Host", b"x"), *SPOOF],
-        b"1.1",
-        peer_ip=b"192.0.2.9",
-        rules=rules,
-        upstream_authority=b"up:80",
-        max_header_count=100,
-    )
-    assert [v for k, v in plan.headers if k.lower() == b"x-forwarded-for"] == []
-    assert [v for k, v in plan.headers if k.lower() == b"true-client-ip"] == [b"192.0.2.9"]

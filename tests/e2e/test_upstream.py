@@ -6,10 +6,20 @@ would not allow (close mid-exchange, answer twice, send hop-by-hop headers).
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Awaitable, Callable
+
 import h11
 import trio
 
-from ..support import Client, exchange_raw, make_settings, raw_origin, read_head, running_proxy
+from ..support import (
+    answering,
+    exchange_raw,
+    make_settings,
+    read_head,
+    running_proxy,
+    unused_address,
+)
 
 
 def _response(body: bytes = b"ok", extra: bytes = b"") -> bytes:
@@ -17,10 +27,10 @@ def _response(body: bytes = b"ok", extra: bytes = b"") -> bytes:
 
 
 async def test_unreachable_upstream_is_502() -> None:
-    with trio.socket.socket() as sock:  # a port nobody listens on
-        await sock.bind(("127.0.0.1", 0))
-        dead = sock.getsockname()
-    async with running_proxy(dead) as proxy, Client.connect(proxy.address) as client:
+    async with (
+        running_proxy(await unused_address()) as proxy,
+        proxy.client() as client,
+    ):
         reply = await client.request(b"GET", b"/")
         again = await client.request(b"GET", b"/")  # the connection survives a 502
     assert reply.status == 502
@@ -33,7 +43,7 @@ async def test_unreachable_upstream_is_502() -> None:
 
 async def test_unresolvable_upstream_is_502() -> None:
     async with running_proxy(("no-such-host.invalid", 80)) as proxy:
-        async with Client.connect(proxy.address) as client:
+        async with proxy.client() as client:
             reply = await client.request(b"GET", b"/")
     assert reply.status == 502
 
@@ -44,8 +54,8 @@ async def test_slow_upstream_is_504() -> None:
         await trio.sleep_forever()
 
     settings = make_settings(timeouts__upstream_response_s=0.2)
-    async with raw_origin(never_answers) as upstream, running_proxy(upstream, settings) as proxy:
-        async with Client.connect(proxy.address) as client:
+    async with running_proxy(never_answers, settings) as proxy:
+        async with proxy.client() as client:
             reply = await client.request(b"GET", b"/")
     assert reply.status == 504
     assert proxy.server.pool.open_count == 0  # the timed-out connection was discarded
@@ -55,36 +65,31 @@ async def test_upstream_reset_before_response_is_502() -> None:
     async def hangs_up(stream: trio.SocketStream) -> None:
         await read_head(stream)
 
-    async with raw_origin(hangs_up) as upstream, running_proxy(upstream) as proxy:
-        async with Client.connect(proxy.address) as client:
+    async with running_proxy(hangs_up) as proxy:
+        async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 502
             assert (await client.request(b"POST", b"/", body=b"x")).status == 502
 
 
 async def test_malformed_upstream_response_is_502() -> None:
-    async def babbles(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nBad Header Line\r\n\r\n")
+    babbles = answering(b"HTTP/1.1 200 OK\r\nBad Header Line\r\n\r\n")
 
-    async with raw_origin(babbles) as upstream, running_proxy(upstream) as proxy:
-        async with Client.connect(proxy.address) as client:
+    async with running_proxy(babbles) as proxy:
+        async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 502
 
 
 async def test_upstream_response_with_both_framings_is_502() -> None:
-    async def ambiguous(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        await stream.send_all(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"3\r\nabc\r\n0\r\n\r\n"
-        )
+    ambiguous = answering(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n"
+    )
 
-    async with raw_origin(ambiguous) as upstream, running_proxy(upstream) as proxy:
-        async with Client.connect(proxy.address) as client:
-            assert (await client.request(b"GET", b"/")).status == 502
+    async with running_proxy(ambiguous) as proxy, proxy.client() as client:
+        assert (await client.request(b"GET", b"/")).status == 502
 
 
-def _stale_after_first(accepted: list[int]) -> object:
+def _stale_after_first(accepted: list[int]) -> Callable[[trio.SocketStream], Awaitable[None]]:
     """An origin whose first connection answers once, then reads the next request and
     hangs up without a byte: the keep-alive race, made deterministic."""
 
@@ -104,10 +109,9 @@ def _stale_after_first(accepted: list[int]) -> object:
 
 async def test_stale_pooled_connection_is_retried_once_for_get() -> None:
     accepted: list[int] = []
-    async with raw_origin(_stale_after_first(accepted)) as upstream:  # type: ignore[arg-type]
-        async with running_proxy(upstream) as proxy, Client.connect(proxy.address) as client:
-            assert (await client.request(b"GET", b"/")).body == b"first"
-            reply = await client.request(b"GET", b"/")
+    async with running_proxy(_stale_after_first(accepted)) as proxy, proxy.client() as client:
+        assert (await client.request(b"GET", b"/")).body == b"first"
+        reply = await client.request(b"GET", b"/")
     assert (reply.status, reply.body) == (200, b"fresh")
     assert len(accepted) == 2
     assert proxy.server.ctx.stats.retries == 1
@@ -115,10 +119,9 @@ async def test_stale_pooled_connection_is_retried_once_for_get() -> None:
 
 async def test_stale_pooled_connection_is_never_retried_for_post() -> None:
     accepted: list[int] = []
-    async with raw_origin(_stale_after_first(accepted)) as upstream:  # type: ignore[arg-type]
-        async with running_proxy(upstream) as proxy, Client.connect(proxy.address) as client:
-            await client.request(b"GET", b"/")
-            reply = await client.request(b"POST", b"/", body=b"payload")
+    async with running_proxy(_stale_after_first(accepted)) as proxy, proxy.client() as client:
+        await client.request(b"GET", b"/")
+        reply = await client.request(b"POST", b"/", body=b"payload")
     assert reply.status == 502
     assert len(accepted) == 1
     assert proxy.server.ctx.stats.retries == 0
@@ -131,8 +134,8 @@ async def test_fresh_connection_failure_is_not_retried() -> None:
         accepted.append(1)
         await read_head(stream)
 
-    async with raw_origin(hangs_up) as upstream, running_proxy(upstream) as proxy:
-        async with Client.connect(proxy.address) as client:
+    async with running_proxy(hangs_up) as proxy:
+        async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 502
     assert len(accepted) == 1
 
@@ -146,8 +149,8 @@ async def test_origin_closed_idle_connection_is_not_reused() -> None:
         await stream.send_all(_response())
         # closes the keep-alive connection while it idles in the pool
 
-    async with raw_origin(one_answer_then_close) as upstream, running_proxy(upstream) as proxy:
-        async with Client.connect(proxy.address) as client:
+    async with running_proxy(one_answer_then_close) as proxy:
+        async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 200
             # Wait until the origin's FIN has reached the pooled socket.
             (idle,) = proxy.server.pool._idle
@@ -168,8 +171,8 @@ async def test_connection_close_and_http10_responses_are_not_pooled() -> None:
         await stream.send_all(responses.pop(0))
         await trio.sleep_forever()  # leaves closing to the proxy
 
-    async with raw_origin(answers_and_lingers) as upstream, running_proxy(upstream) as proxy:
-        async with Client.connect(proxy.address) as client:
+    async with running_proxy(answers_and_lingers) as proxy:
+        async with proxy.client() as client:
             for _ in range(2):
                 reply = await client.request(b"GET", b"/")
                 assert reply.status == 200
@@ -179,17 +182,15 @@ async def test_connection_close_and_http10_responses_are_not_pooled() -> None:
 
 
 async def test_hop_by_hop_response_headers_are_stripped() -> None:
-    async def chatty(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        await stream.send_all(
-            _response(
-                extra=b"Connection: X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=9\r\n"
-                b"Proxy-Authenticate: Basic\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-End: kept\r\n"
-            )
+    chatty = answering(
+        _response(
+            extra=b"Connection: X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=9\r\n"
+            b"Proxy-Authenticate: Basic\r\nTrailer: X-T\r\nUpgrade: h2c\r\nX-End: kept\r\n"
         )
+    )
 
-    async with raw_origin(chatty) as upstream, running_proxy(upstream) as proxy:
-        async with Client.connect(proxy.address) as client:
+    async with running_proxy(chatty) as proxy:
+        async with proxy.client() as client:
             reply = await client.request(b"GET", b"/")
     names = {name.lower() for name, _ in reply.headers}
     assert names.isdisjoint(
@@ -207,8 +208,8 @@ async def test_informational_responses_are_relayed_before_the_final_one() -> Non
         )
         await stream.send_all(_response(b"final"))
 
-    async with raw_origin(early_hints) as upstream, running_proxy(upstream) as proxy:
-        async with Client.connect(proxy.address) as client:
+    async with running_proxy(early_hints) as proxy:
+        async with proxy.client() as client:
             reply = await client.request(b"GET", b"/")
         http10 = await exchange_raw(proxy.address, b"GET / HTTP/1.0\r\n\r\n")
     assert [(i.status_code, i.headers.raw_items()[0]) for i in reply.informational] == [
@@ -225,8 +226,8 @@ async def test_204_and_304_carry_no_body() -> None:
         while heads and await read_head(stream):
             await stream.send_all(heads.pop(0))
 
-    async with raw_origin(bodiless) as upstream, running_proxy(upstream) as proxy:
-        async with Client.connect(proxy.address) as client:
+    async with running_proxy(bodiless) as proxy:
+        async with proxy.client() as client:
             no_content = await client.request(b"DELETE", b"/")
             not_modified = await client.request(b"GET", b"/", [(b"If-None-Match", b'"x"')])
     assert (no_content.status, no_content.body) == (204, b"")
@@ -235,15 +236,13 @@ async def test_204_and_304_carry_no_body() -> None:
 
 
 async def test_chunked_response_with_trailers_streams_through() -> None:
-    async def chunky(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        await stream.send_all(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n"
-        )
+    chunky = answering(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Checksum: 42\r\n\r\n"
+    )
 
-    async with raw_origin(chunky) as upstream, running_proxy(upstream) as proxy:
-        async with Client.connect(proxy.address) as client:
+    async with running_proxy(chunky) as proxy:
+        async with proxy.client() as client:
             reply = await client.request(b"GET", b"/")
             raw_conn: h11.Connection = client.conn
     assert reply.body == b"hello world"
@@ -252,14 +251,55 @@ async def test_chunked_response_with_trailers_streams_through() -> None:
 
 
 async def test_upstream_failure_mid_body_aborts_the_client_connection() -> None:
-    async def truncates(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part")
+    truncates = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part")
 
-    async with raw_origin(truncates) as upstream, running_proxy(upstream) as proxy:
+    async with running_proxy(truncates) as proxy:
         data = await exchange_raw(proxy.address, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     # The client sees a head promising 100 bytes, fewer bytes, then a close: a truncation it
     # can detect, never a well-formed short response.
     assert data.startswith(b"HTTP/1.1 200 ")
     assert b"Content-Length: 100" in data
     assert data.endswith(b"only-part")
+
+
+class ChangingDNS(trio.abc.HostnameResolver):
+    """Behind trio's hostname-resolver hook: the n-th lookup of a name gets the n-th answer."""
+
+    def __init__(self, *answers: str) -> None:
+        self.answers = list(answers)
+        self.asked = 0
+
+    async def getaddrinfo(  # type: ignore[override]  # (trio's signature is untyped)
+        self,
+        host: bytes | str | None,
+        port: bytes | str | int | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[tuple[int, int, int, str, tuple[str, int]]]:
+        await trio.lowlevel.checkpoint()
+        assert isinstance(port, int)
+        if host in (b"127.0.0.1", "127.0.0.1"):  # numeric hosts elsewhere in the test
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        self.asked += 1
+        answer = self.answers[min(self.asked, len(self.answers)) - 1]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, port))]
+
+    async def getnameinfo(
+        self, sockaddr: tuple[str, int] | tuple[str, int, int, int], flags: int
+    ) -> tuple[str, str]:
+        raise NotImplementedError
+
+
+async def test_proxy_follows_a_changed_answer(origin: tuple[str, int]) -> None:
+    """next-hop moves from a dead address to the live origin: after the TTL, requests work.
+    (From the former e2e/test_resolver.py: the system resolver's path, through trio's hook.)"""
+    dns = ChangingDNS("127.0.0.2", "127.0.0.1")  # nothing listens on 127.0.0.2:port
+    trio.socket.set_custom_hostname_resolver(dns)
+    settings = make_settings(upstream__dns_ttl_s=0.0)
+    async with running_proxy(("next-hop", origin[1]), settings) as proxy:
+        async with proxy.client() as client:
+            assert (await client.request(b"GET", b"/")).status == 502
+            assert (await client.request(b"GET", b"/")).status == 200
+    assert dns.asked >= 2  # and again in the background, as the answer expires at once

@@ -18,7 +18,7 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from ..support import Client, exchange_raw, make_settings, raw_origin, running_proxy
+from ..support import exchange_raw, fields, make_settings, raw_origin, running_proxy
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -64,6 +64,7 @@ async def test_websocket_round_trip_through_the_proxy() -> None:
             await ws.send_message("close-with-4001")
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.get_message()
+            assert closed.value.reason is not None
             assert closed.value.reason.code == 4001
             await _close_socket_of(ws)
         while proxy.server.ctx.stats.connections_open:
@@ -160,7 +161,7 @@ async def test_refused_upgrade_is_an_ordinary_response_and_keeps_alive() -> None
 
     headers = [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]
     async with raw_origin(refuses) as origin, running_proxy(origin) as proxy:
-        async with Client.connect(proxy.address) as client:
+        async with proxy.client() as client:
             first = await client.request(b"GET", b"/", headers)
             second = await client.request(b"GET", b"/", headers)
     assert (first.status, first.body, second.status) == (403, b"no", 403)
@@ -168,16 +169,13 @@ async def test_refused_upgrade_is_an_ordinary_response_and_keeps_alive() -> None
 
 
 async def test_h2c_upgrade_is_stripped_and_forwarded_as_http11(origin: tuple[str, int]) -> None:
-    async with running_proxy(origin) as proxy, Client.connect(proxy.address) as client:
-        reply = await client.request(
-            b"GET",
-            b"/",
-            [
-                (b"Connection", b"Upgrade, HTTP2-Settings"),
-                (b"Upgrade", b"h2c"),
-                (b"HTTP2-Settings", b"AAMAAABkAARAAAAAAAIAAAAA"),
-            ],
-        )
+    h2c = fields("""
+        Connection: Upgrade, HTTP2-Settings
+        Upgrade: h2c
+        HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA
+    """)
+    async with running_proxy(origin) as proxy, proxy.client() as client:
+        reply = await client.request(b"GET", b"/", h2c)
     names = {name for name, _ in reply.json()["headers"]}
     assert reply.status == 200
     assert names.isdisjoint({"upgrade", "connection", "http2-settings"})

@@ -4,7 +4,9 @@ failed; on both transports (a socket pair, and memory on the autojump clock).
 
 Each test runs the operation once per checkpoint it reaches, cancelling exactly at that
 checkpoint (the checkpoints the peer uses, and the transports' waits, are wrapped to call
-``scope.cancel()`` as they are entered), then checks what crossed the connection.
+``scope.cancel()`` as they are entered), then checks what crossed the connection. And
+nothing after a completed read or write may be cancellable, whatever its name: those tests
+cancel inside the transport the moment the syscall completes.
 """
 
 from __future__ import annotations
@@ -149,22 +151,89 @@ async def test_a_cancelled_receive_loses_no_byte(
     assert outcomes[-1] == "returned" and "cancelled" in outcomes
 
 
-async def test_a_receive_that_completed_at_once_is_never_cancelled_after_it(
-    monkeypatch: pytest.MonkeyPatch, kind: str
+class CancelAfterSyscall:
+    """Cancels ``scope`` the moment a read or a write completes, inside the transport: then
+    any cancellable checkpoint after it raises, whatever it is called (counting only the
+    checkpoints the peer names would miss a ``trio.sleep(0)`` added after the syscall)."""
+
+    def __init__(self, ours: object) -> None:
+        self.ours = ours  # the peer's transport (in memory the far end's class is the same)
+        self.scope = trio.CancelScope()
+        self.completed: list[str] = []
+
+    def wrap(self, name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def syscall(*args: Any) -> Any:
+            result = real(*args)
+            if args[0] is self.ours and result is not None:  # completed (None: would block)
+                self.completed.append(name)
+                self.scope.cancel()
+            return result
+
+        return syscall
+
+
+@contextmanager
+def cancelling_after_each_completed_syscall(
+    monkeypatch: pytest.MonkeyPatch, peer: Downstream
+) -> Iterator[CancelAfterSyscall]:
+    plan = CancelAfterSyscall(peer.transport)
+    with monkeypatch.context() as patch:
+        for transport in (SocketTransport, MemoryTransport):
+            for name in ("read_nowait", "write_nowait"):
+                patch.setattr(transport, name, plan.wrap(name, getattr(transport, name)))
+        yield plan
+
+
+@pytest.mark.parametrize("ready", [True, False], ids=["ready-at-once", "after-waiting"])
+async def test_a_receive_that_completed_is_never_cancelled_after_it(
+    monkeypatch: pytest.MonkeyPatch, kind: str, ready: bool
 ) -> None:
-    # Checkpoint 1 is the check before the read, 2 the yield after it.
-    for at, expect_cancelled in ((1, True), (2, False)):
-        with connected(kind) as (peer, other):
+    with connected(kind) as (peer, other):
+        if ready:
             other.send(b"ready")
-            received = b""
-            with cancelling_at(monkeypatch, at) as plan, trio.CancelScope() as scope:
-                plan.scope = scope
+        async with trio.open_nursery() as nursery:
+            if not ready:
+
+                async def send_when_it_waits() -> None:
+                    await trio.testing.wait_all_tasks_blocked()
+                    other.send(b"ready")
+
+                nursery.start_soon(send_when_it_waits)
+            with cancelling_after_each_completed_syscall(monkeypatch, peer) as plan, plan.scope:
                 received = await peer.recv(5.0)
-            assert scope.cancelled_caught is expect_cancelled
-            if expect_cancelled:  # nothing was taken: the next read gets it all
-                received = await peer.recv(5.0)
-            assert received == b"ready"
-            assert peer.bytes_received == 5
+        assert plan.completed == ["read_nowait"]
+        assert not plan.scope.cancelled_caught  # no cancellable checkpoint after the read
+        assert received == b"ready" and peer.bytes_received == 5
+
+
+@pytest.mark.parametrize("size", [11, 1 << 20], ids=["at-once", "after-waiting"])
+async def test_a_send_that_completed_is_never_cancelled_after_it(
+    monkeypatch: pytest.MonkeyPatch, kind: str, size: int
+) -> None:
+    """Every write is followed by a cancellation: a write that left bytes to send may stop
+    the send (they stay queued), the write that finished it must not report it failed."""
+    message = bytes(range(256)) * (size // 256) if size > 256 else b"x" * size
+    arrived = bytearray()
+    with connected(kind) as (peer, other):
+        async with trio.open_nursery() as nursery:
+
+            async def drain() -> None:
+                while len(arrived) < len(message):
+                    await other.wait_readable()
+                    arrived.extend(other.recv_nowait())
+
+            nursery.start_soon(drain)
+            peer._out.append(message)
+            with cancelling_after_each_completed_syscall(monkeypatch, peer) as plan:
+                while True:
+                    plan.scope = trio.CancelScope()
+                    with plan.scope:
+                        await peer.send_queued(5.0)
+                    if not plan.scope.cancelled_caught:
+                        break
+                    assert peer.has_queued  # cancelled only after a write that left some
+        assert not peer.has_queued and plan.completed
+    assert bytes(arrived) == message and peer.bytes_sent == len(message)
 
 
 async def test_a_cancelled_flush_reports_exactly_what_was_sent(
@@ -232,7 +301,7 @@ async def test_a_send_that_completed_at_once_is_never_cancelled_after_it(kind: s
     # yield after it must not report it failed (a completed send raising Cancelled would
     # mark the h11 side broken and drop a response that was sent).
     with connected(kind) as (peer, other), trio.CancelScope() as scope:
-        real = peer_module.checkpoint_if_cancelled
+        real = trio.lowlevel.checkpoint_if_cancelled  # what _peer calls, patched below
 
         async def then_cancel() -> None:
             await real()

@@ -21,40 +21,35 @@ module started running).
 from __future__ import annotations
 
 import json
-import os
 import re
-import shlex
 import shutil
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import pytest
+
+from .support import (
+    PROXY_ADDR,
+    REPO,
+    Chain,
+    Docker,
+    open_chain,
+    run,
+    wait_for,
+)
 
 # Cold, the first test's setup installs docker.io, makes the base image and builds the image.
 pytestmark = [pytest.mark.image, pytest.mark.timeout(900)]
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("TRIOPROXY_SHARED_DIR", REPO.parent / "shared"))
-DOCKERD_DIR = Path(os.environ.get("DOCKERD_DIR", "/tmp/private-dockerd"))  # start-dockerd.sh's
-
-IMAGE = "trioproxy:image-test"
-BASE_IMAGE = "python:3.11-slim-bookworm"  # the Dockerfile's FROM, also the next-hop's image
-NEXT_HOP_ADDR = "10.253.0.1"
-PROXY_ADDR = "10.253.0.2"
-PREFIX_LEN = 30  # a point-to-point link: the two addresses above and nothing else
 READY_TEXT = "trioproxy: listening on 0.0.0.0:80, upstream next-hop:80"
 CLIENT_HEADERS = {  # what the platform guarantees on every request (proxy contract)
     "X-Forwarded-For": "203.0.113.7",
     "True-Client-IP": "203.0.113.7",
     "X-Forwarded-Proto": "https",
 }
-POLL_S = 0.1
-T = TypeVar("T")
 
 # The next hop: an HTTP/1.1 origin that answers every GET with what it received, as JSON.
 NEXT_HOP_SCRIPT = """
@@ -97,240 +92,23 @@ conn.close()
 """
 
 
-def run(
-    args: Sequence[str],
-    *,
-    timeout: float,
-    env: Mapping[str, str] | None = None,
-    check: bool = True,
-    stdin: str = "",
-) -> subprocess.CompletedProcess[str]:
-    """Run a command to completion within ``timeout`` seconds; fail the test with its output."""
-    command = shlex.join(args)
-    try:
-        proc = subprocess.run(
-            list(args),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=None if env is None else dict(env),
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{command}: still running after {timeout} s", pytrace=False)
-    if check and proc.returncode != 0:
-        pytest.fail(
-            f"{command}: exit {proc.returncode}\n"
-            f"--- stdout (tail)\n{proc.stdout[-3000:]}\n--- stderr (tail)\n{proc.stderr[-3000:]}",
-            pytrace=False,
-        )
-    return proc
-
-
-def wait_for(probe: Callable[[], T | None], *, timeout: float, what: str) -> T:
-    """Poll ``probe`` until it returns something other than None, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while (result := probe()) is None:
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {timeout} s", pytrace=False)
-        time.sleep(POLL_S)
-    return result
-
-
-def skip_or_fail(reason: str) -> NoReturn:
-    if os.environ.get("TRIOPROXY_IMAGE_TEST_REQUIRED") == "1":
-        pytest.fail(f"{reason} (and TRIOPROXY_IMAGE_TEST_REQUIRED=1)", pytrace=False)
-    pytest.skip(reason)
-
-
-@dataclass(frozen=True)
-class Docker:
-    """The docker CLI, talking to the private dockerd."""
-
-    env: Mapping[str, str] = field(repr=False)  # the whole environment: kept out of reports
-
-    def __call__(
-        self, *args: str, timeout: float, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        return run(["docker", *args], timeout=timeout, env=self.env, check=check)
-
-    def pid(self, container: str) -> int:
-        return int(self("inspect", "-f", "{{.State.Pid}}", container, timeout=15).stdout)
-
-    def running(self, container: str) -> bool:
-        state = self("inspect", "-f", "{{.State.Running}}", container, timeout=15)
-        return state.stdout.strip() == "true"
-
-    def logs(self, container: str) -> tuple[str, str]:
-        """The container's stdout and stderr, each as its own stream."""
-        proc = self("logs", container, timeout=15)
-        return proc.stdout, proc.stderr
-
-    def wait_for_log(self, container: str, text: str, *, stream: str, timeout: float) -> str:
-        """Poll ``docker logs`` until ``text`` shows on ``stream``; fail early if it exits."""
-
-        def probe() -> str | None:
-            out, err = self.logs(container)
-            seen = out if stream == "stdout" else err
-            if text in seen:
-                return seen
-            if not self.running(container):
-                pytest.fail(
-                    f"{container} exited before {text!r}\n--- stdout\n{out}\n--- stderr\n{err}",
-                    pytrace=False,
-                )
-            return None
-
-        return wait_for(probe, timeout=timeout, what=f"{text!r} on {container}'s {stream}")
-
-    def run_once(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """``docker run --rm --network none ARGS`` with the container's own exit code and
-        streams (create + start --attach: nothing the docker CLI says about the run mixes in)."""
-        container = self("create", "--network", "none", *args, timeout=timeout).stdout.strip()
-        try:
-            return self("start", "--attach", container, timeout=timeout, check=False)
-        finally:
-            self("rm", "--force", container, timeout=30, check=False)
-
-
-def _dockerd_alive() -> bool:
-    try:
-        os.kill(int((DOCKERD_DIR / "launch.pid").read_text()), 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-HOW_TO_RUN = (
-    "run scripts/image-test as root with a Docker engine answering (DOCKER_HOST or the default "
-    "socket; any engine will do): see docs/image.md"
-)
-
-
-def _engine_answers() -> bool:
-    try:
-        proc = subprocess.run(["docker", "info"], capture_output=True, timeout=15, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
-
-
-@pytest.fixture(scope="module")
-def docker() -> Iterator[Docker]:
-    """A Docker engine: one that answers already, else a private dockerd started here (where
-    the workspace has the script), else a skip saying why not and how to run these tests."""
-    script = SHARED / "docker" / "start-dockerd.sh"
-    if os.geteuid() != 0:
-        skip_or_fail(f"the image test needs root (veth pairs, nsenter): {HOW_TO_RUN}")
-    if not _dockerd_alive() and _engine_answers():
-        yield Docker({**os.environ, "DOCKER_BUILDKIT": "0"})
-        return
-    if not script.is_file():
-        skip_or_fail(
-            f"no Docker engine answers and there is no {script} to start one: {HOW_TO_RUN}"
-        )
-    started_here = not _dockerd_alive()
-    try:
-        proc = subprocess.run(
-            ["bash", str(script)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=300,  # installs docker.io on a fresh machine
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        skip_or_fail("start-dockerd.sh did not finish within 300 s")
-    found = re.search(r"^export DOCKER_HOST=(\S+)$", proc.stdout, re.MULTILINE)
-    if proc.returncode != 0 or found is None:
-        skip_or_fail(
-            f"no Docker engine: start-dockerd.sh exited {proc.returncode}: "
-            f"{proc.stderr.strip()[-500:]}; {HOW_TO_RUN}"
-        )
-    yield Docker({**os.environ, "DOCKER_HOST": found.group(1), "DOCKER_BUILDKIT": "0"})
-    if started_here and os.environ.get("TRIOPROXY_KEEP_DOCKERD") != "1":
-        run(["bash", str(SHARED / "docker" / "stop-dockerd.sh")], timeout=60, check=False)
-
-
-@pytest.fixture(scope="module")
-def image(docker: Docker) -> str:
-    """The image, built from the repo's Dockerfile the way CI builds it (no network)."""
-    make_base = SHARED / "docker" / "make-base-image.sh"  # else the engine pulls it
-    missing = docker("image", "inspect", BASE_IMAGE, timeout=15, check=False).returncode != 0
-    if missing and make_base.is_file():
-        run(["bash", str(make_base)], timeout=600, env=docker.env)
-    run(
-        [str(REPO / "scripts" / "build-wheels")],
-        timeout=300,
-        env={**os.environ, "PYTHON": sys.executable},
+def get(chain: Chain, from_pid: int, host: str, *paths: str) -> list[dict[str, Any]]:
+    """GET ``paths`` over one connection to the proxy's public address, sent from inside
+    the network namespace of ``from_pid``."""
+    client = [sys.executable, "-c", CLIENT_SCRIPT, PROXY_ADDR, host, *paths]
+    proc = run(
+        ["nsenter", "-t", str(from_pid), "-n", *client],
+        stdin=json.dumps(CLIENT_HEADERS),
+        timeout=30,
     )
-    docker("build", "--network", "none", "--force-rm", "--tag", IMAGE, str(REPO), timeout=600)
-    return IMAGE
-
-
-@dataclass(frozen=True)
-class Chain:
-    """next-hop and the proxy, each in its own network namespace, joined by one veth pair."""
-
-    docker: Docker
-    proxy: str
-    proxy_pid: int
-    next_hop: str
-    next_hop_pid: int
-    ready_stderr: str
-
-    def get(self, from_pid: int, host: str, *paths: str) -> list[dict[str, Any]]:
-        """GET ``paths`` over one connection to the proxy's public address, sent from inside
-        the network namespace of ``from_pid``."""
-        client = [sys.executable, "-c", CLIENT_SCRIPT, PROXY_ADDR, host, *paths]
-        proc = run(
-            ["nsenter", "-t", str(from_pid), "-n", *client],
-            stdin=json.dumps(CLIENT_HEADERS),
-            timeout=30,
-        )
-        return [json.loads(line) for line in proc.stdout.splitlines()]
-
-
-def in_netns(pid: int, *args: str) -> None:
-    run(["nsenter", "-t", str(pid), "-n", *args], timeout=15)
+    return [json.loads(line) for line in proc.stdout.splitlines()]
 
 
 @pytest.fixture
 def chain(docker: Docker, image: str) -> Iterator[Chain]:
-    name = f"tpx-{os.getpid()}"  # veth names below stay within IFNAMSIZ (15)
-    next_hop, proxy = f"{name}-next-hop", f"{name}-proxy"
-    veth_next_hop, veth_proxy = f"{name}n", f"{name}p"
-    try:
-        detached = ("run", "--detach", "--network", "none")
-        docker(
-            *detached, "--name", next_hop, BASE_IMAGE, "python3", "-c", NEXT_HOP_SCRIPT, timeout=60
-        )
-        docker.wait_for_log(next_hop, "next-hop: ready", stream="stdout", timeout=30)
-        # As the platform runs it: no arguments, no extra privileges or sysctls.
-        hosts = ("--add-host", f"next-hop:{NEXT_HOP_ADDR}")
-        docker(*detached, "--name", proxy, *hosts, image, timeout=60)
-        ready = docker.wait_for_log(proxy, "trioproxy: listening on", stream="stderr", timeout=30)
-        next_hop_pid, proxy_pid = docker.pid(next_hop), docker.pid(proxy)
-        run(
-            ["ip", "link", "add", veth_next_hop, "type", "veth", "peer", "name", veth_proxy],
-            timeout=15,
-        )
-        run(["ip", "link", "set", veth_next_hop, "netns", str(next_hop_pid)], timeout=15)
-        run(["ip", "link", "set", veth_proxy, "netns", str(proxy_pid)], timeout=15)
-        for pid, veth, address in (
-            (next_hop_pid, veth_next_hop, NEXT_HOP_ADDR),
-            (proxy_pid, veth_proxy, PROXY_ADDR),
-        ):
-            in_netns(pid, "ip", "address", "add", f"{address}/{PREFIX_LEN}", "dev", veth)
-            in_netns(pid, "ip", "link", "set", veth, "up")
-        yield Chain(docker, proxy, proxy_pid, next_hop, next_hop_pid, ready)
-    finally:
-        # Ends moved into a container go away with its namespace; one left here is deleted
-        # (with its peer). Errors are expected when there is nothing left to remove.
-        for veth in (veth_next_hop, veth_proxy):
-            run(["ip", "link", "delete", veth], timeout=15, check=False)
-        docker("rm", "--force", proxy, next_hop, timeout=60, check=False)
+    # As the platform runs it: no arguments, no extra privileges or sysctls.
+    with open_chain(docker, image, NEXT_HOP_SCRIPT) as opened:
+        yield opened
 
 
 def access_lines(stdout: str) -> list[dict[str, Any]]:
@@ -372,8 +150,8 @@ def test_proxies_logs_and_stops_cleanly(chain: Chain) -> None:
 
     # Two requests over one keep-alive connection from inside the proxy's namespace, then one
     # arriving over the veth from the peer's namespace, like traffic from the platform.
-    responses = chain.get(chain.proxy_pid, "www.example.test", "/first", "/second?x=1")
-    responses += chain.get(chain.next_hop_pid, "other.example.test", "/third")
+    responses = get(chain, chain.proxy_pid, "www.example.test", "/first", "/second?x=1")
+    responses += get(chain, chain.next_hop_pid, "other.example.test", "/third")
     for response, path in zip(responses, ("/first", "/second?x=1", "/third"), strict=True):
         assert response["status"] == 200, response
         seen = json.loads(response["body"])
@@ -499,11 +277,8 @@ def test_a_clean_clone_without_network_fails_with_a_hint(
 
 
 def test_a_clean_clone_builds_from_the_index(docker: Docker, tmp_path: Path) -> None:
-    if os.environ.get("TRIOPROXY_IMAGE_INDEX_BUILD") != "1":
-        pytest.skip(
-            "needs network inside docker build (none here); "
-            "TRIOPROXY_IMAGE_INDEX_BUILD=1 where builds reach the package index"
-        )
+    """Collected only with TRIOPROXY_IMAGE_INDEX_BUILD=1, where builds reach the package
+    index (conftest)."""
     context = _context(tmp_path, wheelhouse=False)
     tag = "trioproxy:index-test"
     docker("build", "--force-rm", "--tag", tag, str(context), timeout=900)

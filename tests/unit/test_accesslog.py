@@ -45,6 +45,8 @@ def full_record() -> AccessRecord:
         upstream_addr="10.1.2.3:80",
         upstream_duration_s=0.0401,
         section_io_tag=b"checkout",
+        trace_id=b"4bf92f3577b34da6a3ce929d0e0e4736",
+        span_id=b"00f067aa0ba902b7",
     )
 
 
@@ -75,6 +77,8 @@ EXPECTED_FULL = {
     "section_io_id": "a1b2c3",
     "request_id": "req-42",
     "section_io_tag": "checkout",
+    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+    "span_id": "00f067aa0ba902b7",
 }
 
 # A client that went away before anything was parsed or answered: nginx writes "-" for values
@@ -102,6 +106,8 @@ EXPECTED_EMPTY = {
     "section_io_id": "-",
     "request_id": "-",
     "section_io_tag": "-",
+    "trace_id": "-",
+    "span_id": "-",
 }
 
 

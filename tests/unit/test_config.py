@@ -22,7 +22,8 @@ from trioproxy.config._config import (
 )
 from trioproxy.config._configfile import MAX_FILE_BYTES
 from trioproxy.config._schema import KNOWN_METADATA
-from trioproxy.config._settings import ACCESS_LOG_FIELDS, AccessLog, Admin, Settings, Timeouts
+from trioproxy.config._settings import AccessLog, Admin, Settings, Timeouts
+from trioproxy.core._accesslog import ACCESS_LOG_FIELDS
 
 
 def write_config(directory: Path, text: str | bytes) -> Path:

@@ -13,7 +13,7 @@ from trioproxy.config._config import load_config, settings_from_bytes
 from trioproxy.config._configdump import render_toml
 from trioproxy.config._settings import Settings
 
-from ..e2e.test_rules_e2e import RULES
+from ..e2e.test_rules import RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def test_a_missing_mount_is_no_quota(tmp_path: Path) -> None:
 def test_auto_workers_applies_the_v1_quota(monkeypatch: pytest.MonkeyPatch) -> None:
     from trioproxy.app import _cpus
 
-    monkeypatch.setattr(_cpus.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})  # _cpus asks os
     monkeypatch.setattr(_cpus, "cpu_max_texts", lambda proc_cgroup: [])
     monkeypatch.setattr(_cpus, "cfs_quota_texts", lambda proc_cgroup: ["100000 100000"])
     assert _cpus.auto_workers() == 1

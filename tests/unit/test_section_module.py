@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]  # (no stubs installed for PyYAML)
 
 from trioproxy import __version__
 from trioproxy.config._options import DEFAULT_CONFIG_DIR, OPTIONS, resolve
@@ -38,7 +38,9 @@ def _cpu(quantity: str | int | float) -> float:
 
 def _mebibytes(quantity: str) -> float:
     units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
-    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
+    assert match, quantity
+    number, unit = match.groups()
     return int(number) * units[unit]
 
 

@@ -2,8 +2,9 @@
 
 Each worker has one Unix stream socket to the supervisor (a socketpair made at spawn). The
 worker says ``("ready",)`` once it listens; then it answers the supervisor's questions, one at
-a time, in order: ``("metrics",)`` gets ``("metrics", snapshot)``, ``("reload", file, raw)``
-gets ``("reloaded", problem)`` (``""`` when it took the new configuration). The socket is also
+a time, in order: ``("ping",)`` gets ``("pong",)``, ``("metrics",)`` gets ``("metrics",
+snapshot)``, ``("reload", file, raw)`` gets ``("reloaded", problem)`` (``""`` when it took the
+new configuration). The socket is also
 the worker's lifeline: end of file means the supervisor is gone. Only plain values cross it
 (tuples, bytes, str, numbers), so `marshal` is enough and cheap, and nothing is ever executed.
 """

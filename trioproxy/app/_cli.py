@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 # configuration).
 from ..config._options import directory_problem
 from ..core._addr import format_host_port
-from ..engine._bind import ListenError, bind_socket, socket_address
+from ..engine._bind import ListenError, bind_socket, inherited_socket, socket_address
 from ._command import build_parser, configure_diagnostics, load_config, log, parse_options
 from ._cpus import auto_workers
 from ._lean import defer_unused_imports, trim
@@ -59,14 +59,15 @@ def run_main(argv: Sequence[str]) -> int:
         args.workers = auto_workers()
     if args.workers > 1:
         return _supervise(args)
-    settings = _own_settings(args)
-    if settings is None:
+    owned = _own_settings(args)
+    if owned is None:
         return 2
+    settings = _fit_memory_limit(*owned)
     if not args.log_format:  # neither flag nor variable: the configuration's [diagnostics]
         args.log_format = settings.diagnostics.format
         configure_diagnostics(args.log_level, args.log_format)
     try:
-        sock = bind_socket(*args.listen, reuse_port=os.environ.get("TRIOPROXY_REUSE_PORT") == "1")
+        sock = inherited_socket() or bind_socket(*args.listen)  # a worker's: its supervisor's
     except ListenError as exc:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
@@ -76,30 +77,46 @@ def run_main(argv: Sequence[str]) -> int:
     return run_single(args, sock, settings, args.upstream)
 
 
-def _own_settings(args: argparse.Namespace) -> Settings | None:
+def _own_settings(args: argparse.Namespace) -> tuple[Settings, bytes | None] | None:
     """A worker runs what its supervisor runs (the bytes it was handed); a process on its own
-    loads its configuration directory. None after one line per problem."""
+    loads its configuration directory. The settings and the file's bytes; None after one line
+    per problem."""
+    from ..config._config import ConfigError, read_config, settings_from_bytes
     from ._channel import worker_config
 
     given = worker_config()
     if given is None:
-        return load_config(args.config_dir, explicit=args.config_dir_explicit)
-    from ..config._config import ConfigError, settings_from_bytes
-
+        settings = load_config(args.config_dir, explicit=args.config_dir_explicit)
+        if settings is None:
+            return None
+        try:
+            return settings, read_config(args.config_dir)[1]
+        except ConfigError:  # gone since: only whether it sets a key is asked of the bytes
+            return settings, None
     try:
-        return settings_from_bytes(given[1], file=given[0])
+        return settings_from_bytes(given[1], file=given[0]), given[1]
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("config: %s", problem)
         return None
 
 
+def _fit_memory_limit(settings: Settings, raw: bytes | None) -> Settings:
+    """``limits.max_connections`` fitted to the container's memory limit (`_memlimit`)."""
+    from ._memlimit import fitted
+
+    settings, line, warn = fitted(settings, raw)
+    if line:
+        log.log(logging.WARNING if warn else logging.INFO, "%s", line)
+    return settings
+
+
 def _supervise(args: argparse.Namespace) -> int:
-    """The parent of ``--workers N``. A probe listener finds the port (and that it can be
-    bound); each worker binds its own with SO_REUSEPORT, so the probe goes."""
+    """The parent of ``--workers N``. It binds the port once; every worker inherits the
+    listening socket (no SO_REUSEPORT: a second instance cannot join the port)."""
     from ..core._sharedbuckets import create
     from ._superadmin import SupervisorAdmin
-    from ._supervisor import Config, Reloaded, Supervisor
+    from ._supervisor import Config, ReloadCheck, Reloaded, Supervisor
 
     count = args.workers
     problem = directory_problem(args.config_dir) if args.config_dir_explicit else ""
@@ -114,11 +131,11 @@ def _supervise(args: argparse.Namespace) -> int:
         args.log_format = diagnostics_format
         configure_diagnostics(args.log_level, args.log_format)
     try:
-        probe = bind_socket(*args.listen, reuse_port=True)
+        listener = bind_socket(*args.listen)
     except ListenError as exc:
         log.error("%s (choose another address with --listen HOST:PORT)", exc)
         return 1
-    address = socket_address(probe)
+    address = socket_address(listener)
     admin_listener = None
     if admin_listen:
         from ..engine._adminbind import bind_admin_socket
@@ -127,9 +144,8 @@ def _supervise(args: argparse.Namespace) -> int:
             admin_listener = bind_admin_socket(admin_listen)
         except ListenError as exc:
             log.error("%s", exc)
-            probe.close()
+            listener.close()
             return 1
-    probe.close()
     upstream = format_host_port(*args.upstream)
     worker_argv = [
         f"--listen={address}",
@@ -138,18 +154,23 @@ def _supervise(args: argparse.Namespace) -> int:
         f"--log-level={args.log_level}",
         f"--log-format={args.log_format}",
     ]
-    os.environ["TRIOPROXY_REUSE_PORT"] = "1"
+    os.environ["TRIOPROXY_WORKER_COUNT"] = str(count)  # they share the memory limit (_memlimit)
     # One rate-limit table for all the workers: a client has one bucket, whoever serves it.
     buckets_fd = create()
     os.environ["TRIOPROXY_BUCKETS_FD"] = str(buckets_fd)
 
-    def reload() -> Reloaded | None:
-        # Checked once here; every worker is then handed the same bytes.
+    def reload() -> ReloadCheck:
+        # Checked once, in a subprocess the supervisor's loop watches; every worker is then
+        # handed the same bytes. Changes are counted since the last reload.
         state = (raw, supervisor.config.raw)  # started with, running now
-        checked = _confcheck(args.config_dir, args.log_format, state)
-        if checked is None:
+        argv = _confcheck_argv(args.config_dir, args.log_format)
+        return ReloadCheck(argv, marshal.dumps(state), reloaded)
+
+    def reloaded(status: int, output: bytes) -> Reloaded | None:
+        answer = _confcheck_answer(status, output)
+        if answer is None:
             return None
-        file, new_raw, _, _, line, warn, _ = checked
+        file, new_raw, _, _, line, warn, _ = answer
         level = logging.WARNING if warn else logging.INFO
         return Config(file, new_raw), partial(log.log, level, "%s", line)
 
@@ -160,15 +181,31 @@ def _supervise(args: argparse.Namespace) -> int:
         config=Config(file, raw),
         reload=reload,
         extra_fds=(buckets_fd,),
+        listener=listener,
     )
 
     def metrics() -> bytes:
+        from ..engine._diagnostics import dropped_lines
         from ..engine._exposition import exposition
         from ..engine._metrics import MetricsSnapshot, merge_snapshots
 
         snapshots = [MetricsSnapshot.from_tuple(s) for s in supervisor.snapshots()]
         workers = sum(w.accepting for w in list(supervisor.workers.values()))
-        extra = (("gauge", "trioproxy_workers", "Worker processes accepting now", workers),)
+        extra = (
+            ("gauge", "trioproxy_workers", "Worker processes accepting now", workers),
+            (
+                "counter",
+                "trioproxy_workers_hung",
+                "Workers killed and replaced because they stopped answering",
+                supervisor.hung_total,
+            ),
+            (
+                "counter",
+                "trioproxy_supervisor_diagnostics_dropped",
+                "The supervisor's own diagnostics lines lost because stderr was full",
+                dropped_lines(),
+            ),
+        )
         return exposition(merge_snapshots(snapshots, extra))
 
     admin = None
@@ -190,6 +227,7 @@ def _supervise(args: argparse.Namespace) -> int:
     try:
         status = supervisor.run(ready, admin=admin)
     finally:
+        listener.close()
         if admin_listener is not None:
             admin_listener.close()
         os.close(buckets_fd)
@@ -197,15 +235,13 @@ def _supervise(args: argparse.Namespace) -> int:
     return status
 
 
-def _confcheck(
-    config_dir: str, log_format: str, state: tuple[Any, ...] | None = None
-) -> tuple[Any, ...] | None:
+def _confcheck(config_dir: str, log_format: str) -> tuple[Any, ...] | None:
     """Check the configuration in a process of its own (`_confcheck`), which writes any
     problems to stderr; None if it is invalid (or the check itself failed)."""
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "trioproxy.app._confcheck", config_dir, log_format],
-            input=marshal.dumps(state) if state is not None else b"",
+            _confcheck_argv(config_dir, log_format),
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             timeout=60,
             check=False,
@@ -213,10 +249,18 @@ def _confcheck(
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.error("config: could not be checked: %s", exc)
         return None
-    if result.returncode != 0:
+    return _confcheck_answer(result.returncode, result.stdout)
+
+
+def _confcheck_argv(config_dir: str, log_format: str) -> list[str]:
+    return [sys.executable, "-m", "trioproxy.app._confcheck", config_dir, log_format]
+
+
+def _confcheck_answer(status: int, output: bytes) -> tuple[Any, ...] | None:
+    if status != 0:
         return None
     try:
-        answer: tuple[Any, ...] = marshal.loads(result.stdout)
+        answer: tuple[Any, ...] = marshal.loads(output)
     except (ValueError, EOFError, TypeError) as exc:
         log.error("config: could not be checked: %s", exc)
         return None

@@ -137,8 +137,11 @@ def _flag_text(argv: Sequence[str], flag: str) -> str | None:
 
 def configure_diagnostics(level: str, fmt: str = "") -> None:
     """Diagnostics go to stderr, one line each with a time and a level, as text or JSON;
-    stdout is the access log's. Identical upstream failures are aggregated (`_diagnostics`)."""
-    handler = logging.StreamHandler(sys.stderr)
+    stdout is the access log's. Identical upstream failures are aggregated (`_diagnostics`).
+    Lines are queued for a writer thread (`_logwriter.StderrHandler`): never a blocking write."""
+    from ._logwriter import stderr_handler
+
+    handler = stderr_handler(diagnostic_line)
     name = os.environ.get("TRIOPROXY_WORKER_NAME", "")  # set by the --workers supervisor
     tag = f"trioproxy[{name}]" if name else "trioproxy"
     handler.setFormatter(JsonFormatter(name) if fmt == "json" else TextFormatter(tag))
@@ -163,8 +166,12 @@ def load_config(config_dir: str, *, explicit: bool) -> Settings | None:
     if wrong:
         log.error("config: %s", wrong)
         return None
+    from ..config._config import CONFIG_FILENAME
+    from ..config._hookimport import check_hook_imports
+
     try:
-        return load_settings(config_dir)
+        settings = load_settings(config_dir)
+        return check_hook_imports(settings, os.path.join(config_dir, CONFIG_FILENAME))
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("config: %s", problem)
@@ -175,13 +182,15 @@ def check_config(config_dir: str) -> tuple[str, bytes | None, Settings] | None:
     """A reload's configuration, read and checked as ``validate`` does it; None (after one
     line per problem and the verdict on stderr) when it is invalid."""
     from ..config._config import ConfigError, read_config, settings_from_bytes
+    from ..config._hookimport import check_hook_imports
     from ..config._reload import rejected
     from ..config._settings import Settings
 
     file = str(config_dir)
     try:
         file, raw = read_config(config_dir)
-        return file, raw, Settings() if raw is None else settings_from_bytes(raw, file=file)
+        settings = Settings() if raw is None else settings_from_bytes(raw, file=file)
+        return file, raw, check_hook_imports(settings, file)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("config: %s", problem)

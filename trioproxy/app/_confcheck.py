@@ -11,7 +11,8 @@ with whether it is a warning.
 
 Standard input carries ``(running, previous)`` (marshal'd), the bytes the workers were started
 with and the bytes they run now (None: defaults), or nothing at startup: changes are counted
-against ``previous``, and restart-only keys against ``running``.
+against ``previous``, and restart-only keys against ``running``. A reload that finds no file
+while the workers run one is rejected (`_reload.missing`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import marshal
 import sys
 
 from ..config._config import ConfigError, read_config, settings_from_bytes
-from ..config._reload import RESTART_ONLY, changed_keys, rejected, summary
+from ..config._hookimport import check_hook_imports
+from ..config._reload import RESTART_ONLY, changed_keys, missing, rejected, summary
 from ..config._settings import Settings
 from ._command import configure_diagnostics, log
 
@@ -36,7 +38,7 @@ def main(argv: list[str]) -> int:
     file = config_dir
     try:
         file, raw = read_config(config_dir)
-        new = _settings(file, raw)
+        new = check_hook_imports(_settings(file, raw), file)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("config: %s", problem)
@@ -47,6 +49,9 @@ def main(argv: list[str]) -> int:
     if stdin:
         running_raw, previous_raw = marshal.loads(stdin)
         running, previous = _settings(file, running_raw), _settings(file, previous_raw)
+        if raw is None and (gone := missing(file, previous)) is not None:
+            log.warning("%s", gone)
+            return 2
         changed = [k for k in changed_keys(previous, new) if k not in RESTART_ONLY]
         changed += [k for k in changed_keys(running, new) if k in RESTART_ONLY]
         warn, line = summary(file, changed)

@@ -15,6 +15,7 @@ written alone; it may interleave, but nothing better is possible.)
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import logging
@@ -25,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["PIPE_BUF", "AccessLogWriter", "pack_lines"]
+__all__ = ["PIPE_BUF", "AccessLogWriter", "StderrHandler", "pack_lines", "stderr_handler"]
 
 # POSIX guarantees at least 512; Linux and macOS both use 4096.
 PIPE_BUF: int = getattr(select, "PIPE_BUF", 4096)
@@ -75,9 +76,13 @@ class AccessLogWriter:
         report_interval_s: float = 60.0,
         diagnostic_fd: int = 2,
         diagnostic_line: Callable[[int, str], str] | None = None,
+        diagnose: Callable[[str], None] | None = None,
     ) -> None:
         self._fd = fd
         self._diagnostic_fd = diagnostic_fd
+        # Where complaints go instead of a blocking write to ``diagnostic_fd``: the queued
+        # diagnostics (`StderrHandler`), so that close() never waits on a stalled stderr.
+        self._diagnose_to = diagnose
         # Renders a message as the other stderr lines are (time, level; text or JSON).
         self._diagnostic_line = diagnostic_line or (lambda level, message: f"trioproxy: {message}")
         self._max_queued = max_queued_lines
@@ -226,6 +231,79 @@ class AccessLogWriter:
             self._last_report = now
 
     def _diagnose(self, message: str) -> None:
+        if self._diagnose_to is not None:
+            self._diagnose_to(message)
+            return
         with contextlib.suppress(OSError):  # nowhere left to complain to
             line = self._diagnostic_line(logging.WARNING, message)
             os.write(self._diagnostic_fd, f"{line}\n".encode())
+
+
+# --- Diagnostics ---------------------------------------------------------------------------------
+
+# Diagnostics queued for stderr at most: at --log-level debug a busy proxy writes a few lines
+# per request; this many (~200 bytes each) covers a burst, and bounds the memory at ~200 KiB.
+_MAX_QUEUED_DIAGNOSTICS = 1024
+
+
+class StderrWriter(AccessLogWriter):
+    """The access-log writer's queue and thread, for diagnostics on stderr: a stderr nobody
+    reads (a pipe to a harness that stopped reading) fills, and a blocking write there from
+    the event loop would stop every request and SIGTERM with it. Full queue: lines are
+    dropped and counted, and one line says how many once stderr takes lines again."""
+
+    def __init__(self, render: Callable[[int, str], str], fd: int = 2) -> None:
+        super().__init__(
+            fd,
+            max_queued_lines=_MAX_QUEUED_DIAGNOSTICS,
+            report_interval_s=1.0,
+            diagnostic_fd=fd,
+            diagnostic_line=render,
+        )
+        self._thread.name = "trioproxy-diagnostics"
+
+    def _report_drops(self, *, final: bool = False) -> None:
+        # Only the thread reports, after each batch (so once stderr takes lines again):
+        # close() runs in the caller's thread, which must never wait on stderr.
+        if final:
+            return
+        dropped = self.dropped
+        if dropped > self._reported_dropped:
+            new = dropped - self._reported_dropped
+            self._reported_dropped = dropped
+            self._diagnose(f"{new} diagnostics lines dropped ({dropped} in all): stderr was full")
+
+
+class StderrHandler(logging.Handler):
+    """A logging handler that formats in the caller's thread and queues the line for stderr
+    (`StderrWriter`): emitting never blocks. ``dropped`` counts lines lost to a full queue."""
+
+    def __init__(self, writer: StderrWriter) -> None:
+        super().__init__()
+        self.writer = writer
+
+    @property
+    def dropped(self) -> int:
+        return self.writer.dropped
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.writer.write(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+# The process's one stderr writer, started on first use (a list: no `global` statement).
+_stderr_writer: list[StderrWriter] = []
+
+
+def stderr_handler(render: Callable[[int, str], str]) -> StderrHandler:
+    """A handler on this process's one stderr writer (flushed for at most a second at exit,
+    so that a stderr nobody reads cannot hold the exit); ``render`` formats the writer's own
+    lines as the handler does."""
+    if not _stderr_writer:
+        writer = StderrWriter(render)
+        writer.start()
+        atexit.register(writer.close, timeout_s=1.0)
+        _stderr_writer.append(writer)
+    return StderrHandler(_stderr_writer[0])

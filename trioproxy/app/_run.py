@@ -20,7 +20,7 @@ from functools import partial
 import trio
 
 from ..config._config import ConfigError, settings_from_bytes
-from ..config._reload import applicable, changed_keys, summary
+from ..config._reload import applicable, changed_keys, missing, rejected, summary
 from ..config._settings import Admin, Settings
 from ..core._accesslog import AccessRecord, make_formatter
 from ..core._addr import format_host_port
@@ -35,6 +35,7 @@ from ..engine._server import ProxyServer
 from ._command import check_config, diagnostic_line, log
 from ._lean import trim
 from ._logwriter import AccessLogWriter
+from ._memlimit import fitted
 from ._workers import Channel, serve_supervisor, worker_channel
 
 __all__ = ["access_log_sink", "run_proxy", "run_single", "run_with_access_log"]
@@ -56,6 +57,9 @@ def run_single(
             sock.close()
             return 1
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    # A SIGHUP before the signal receiver is in place, or after the drain, is ignored, not
+    # fatal (config-sync tools send them in storms; the process would exit killed).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     run_with_access_log(
         settings,
         partial(
@@ -90,7 +94,8 @@ def run_with_access_log(
 ) -> None:
     """``trio.run(main, sink, dropped)``: access lines go to stdout through the writer
     thread; ``dropped()`` counts the lines it had to drop (for /metrics)."""
-    writer = AccessLogWriter(diagnostic_line=diagnostic_line)
+    # Its complaints go through the queued diagnostics: closing never waits on stderr.
+    writer = AccessLogWriter(diagnostic_line=diagnostic_line, diagnose=partial(log.warning, "%s"))
     writer.start()
     try:
         trio.run(main, access_log_sink(settings, writer), lambda: writer.dropped)
@@ -162,7 +167,11 @@ async def run_proxy(
             addresses = ", ".join(bound_address(listener) for listener in listeners)
             log.info("listening on %s, upstream %s", addresses, format_host_port(*upstream))
             trim()
-            reload = partial(reloader.from_disk, config_dir) if config_dir is not None else None
+            reload = None
+            if config_dir is not None:
+                reloads = _Reloads(partial(reloader.from_disk, config_dir))
+                nursery.start_soon(reloads.run)
+                reload = reloads.request
             nursery.start_soon(_stop_on_signals, signals, server, nursery.cancel_scope, reload)
             nursery.start_soon(_flush_failures)
             if channel is not None:
@@ -195,20 +204,64 @@ class _Reloader:
         server.reload(settings, renew(settings) if renew is not None else self._access_log)
         return changed
 
-    def from_disk(self, config_dir: str) -> None:
-        checked = check_config(config_dir)
-        if checked is not None:
-            file, _, new = checked
-            warn, line = summary(file, self.apply(new))
-            log.log(logging.WARNING if warn else logging.INFO, "%s", line)
+    async def from_disk(self, config_dir: str) -> None:
+        """Read and check the file in a thread (the loop serves on meanwhile), then apply it,
+        unless the file is gone (`_reload.missing`) or the server has begun to drain. A hook
+        file that fails to load rejects the reload: the old configuration keeps serving."""
+        from ..hooks._load import HookLoadError
 
-    def from_bytes(self, file: str, raw: bytes | None) -> str:
-        """A worker's reload (checked by the supervisor already): "" or what went wrong."""
+        checked = await trio.to_thread.run_sync(check_config, config_dir, abandon_on_cancel=True)
+        if checked is None or self._server.draining:
+            return
+        file, raw, new = checked
+        if raw is None and (gone := missing(file, self._server.settings)) is not None:
+            log.warning("%s", gone)
+            return
         try:
-            self.apply(Settings() if raw is None else settings_from_bytes(raw, file=file))
+            changed = self.apply(fitted(new, raw)[0])  # as at startup (_memlimit)
+        except HookLoadError as exc:
+            log.error("config: %s", exc)
+            log.error("%s", rejected(file, 1))
+            return
+        warn, line = summary(file, changed)
+        log.log(logging.WARNING if warn else logging.INFO, "%s", line)
+
+    async def from_bytes(self, file: str, raw: bytes | None) -> str:
+        """A worker's reload (checked by the supervisor already): "" or what went wrong.
+        Parsed in a thread: a thousand rules take a third of a second."""
+        from ..hooks._load import HookLoadError
+
+        try:
+            new = await trio.to_thread.run_sync(_settings, file, raw, abandon_on_cancel=True)
         except ConfigError as exc:
             return "; ".join(str(problem) for problem in exc.problems)
+        try:
+            self.apply(fitted(new, raw)[0])  # as at startup, so an unchanged file changes nothing
+        except HookLoadError as exc:  # checked by the supervisor, but imports can differ
+            return str(exc)
         return ""
+
+
+def _settings(file: str, raw: bytes | None) -> Settings:
+    return Settings() if raw is None else settings_from_bytes(raw, file=file)
+
+
+class _Reloads:
+    """SIGHUPs coalesce: one reload at a time, and any number of requests meanwhile make one
+    more, which reads the file as it is then (config-sync tools send one per changed file)."""
+
+    def __init__(self, reload: Callable[[], Awaitable[None]]) -> None:
+        self._reload = reload
+        self._wanted = trio.Event()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wanted.wait()
+            self._wanted = trio.Event()
+            await self._reload()
 
 
 async def _stop_on_signals(

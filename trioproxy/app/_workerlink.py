@@ -1,58 +1,145 @@
 """A worker as the supervisor sees it: its process and state, and its channel's asking end.
 
-Plain sockets and threads (no trio, no h11), like the supervisor: a question goes to one
-worker (`WorkerChannel.ask`) or to all at once (`ask_all`), each answer within its deadline.
+Plain sockets (no trio, no h11), like the supervisor, and never a blocking call: the
+supervisor's loop owns every channel. A question is queued with what to do with its answer
+(`WorkerChannel.ask`); the loop writes it out when the socket takes it (`flush`), reads what
+arrives (`receive`) and matches each answer to the oldest open question (a worker answers one
+question at a time, in order). A question unanswered by its deadline is answered None
+(`expire`); its late answer, when it comes, is skipped.
 """
 
 from __future__ import annotations
 
 import socket
 import subprocess
-import threading
-import time
+from collections import deque
+from collections.abc import Callable
 
 from ._channel import ChannelError, FrameBuffer, Message, frame
 
 # A worker answers a question on its channel between two requests: milliseconds.
-_ASK_TIMEOUT_S = 5.0
-_ANSWERS = {"metrics": "metrics", "reload": "reloaded"}
+ASK_TIMEOUT_S = 5.0
+_ANSWERS = {"metrics": "metrics", "reload": "reloaded", "ping": "pong"}
+
+OnAnswer = Callable[[Message | None], None]
+
+
+class Question:
+    __slots__ = ("deadline", "done", "expected", "on_answer", "sent_at")
+
+    def __init__(self, expected: str, on_answer: OnAnswer, sent_at: float, deadline: float) -> None:
+        self.expected = expected
+        self.on_answer = on_answer
+        self.sent_at = sent_at
+        self.deadline = deadline
+        self.done = False
+
+    def answer(self, message: Message | None) -> None:
+        if not self.done:
+            self.done = True
+            self.on_answer(message)
 
 
 class WorkerChannel:
-    """The supervisor's end of a worker's socketpair: one question and answer at a time."""
+    """The supervisor's end of a worker's socketpair, non-blocking: questions out, answers in."""
 
     def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
         self.sock = sock
         self.buffer = FrameBuffer()
-        self._lock = threading.Lock()
+        self.questions: deque[Question] = deque()  # asked, in order, until answered
+        self._out = bytearray()
 
-    def ask(self, message: Message, timeout_s: float = _ASK_TIMEOUT_S) -> Message | None:
-        """Send a question and wait for its answer; None if none came in time. An answer
-        to an earlier question that timed out is skipped (each kind has its own answer)."""
-        expected = _ANSWERS[message[0]]
-        with self._lock:
-            deadline = time.monotonic() + timeout_s
+    def ask(
+        self, message: Message, on_answer: OnAnswer, *, now: float, timeout_s: float = ASK_TIMEOUT_S
+    ) -> None:
+        """Queue ``message``; ``on_answer`` gets the answer, or None by ``now + timeout_s``."""
+        self._out += frame(message)
+        self.questions.append(Question(_ANSWERS[message[0]], on_answer, now, now + timeout_s))
+        self.flush()
+
+    @property
+    def wants_to_write(self) -> bool:
+        return bool(self._out)
+
+    def flush(self) -> None:
+        """Write what the socket takes now."""
+        while self._out:
             try:
-                self.sock.settimeout(timeout_s)
-                self.sock.sendall(frame(message))
-                while True:
-                    while (answer := self.buffer.next()) is None:
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            return None
-                        self.sock.settimeout(left)
-                        data = self.sock.recv(65536)
-                        if not data:
-                            return None
-                        self.buffer.feed(data)
-                    if answer[0] == expected:
-                        return answer
-            except (OSError, ChannelError):
-                return None
+                sent = self.sock.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # the worker is gone: its death is seen by the reaper
+                self._out.clear()
+                return
+            del self._out[:sent]
+
+    def receive(self) -> list[Message] | None:
+        """Read what has arrived: the messages that answer no question (``("ready",)``), after
+        handing the answers to their questions; None at end of file or on a stranger's bytes."""
+        try:
+            data = self.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except OSError:
+            return None
+        if not data:
+            return None
+        self.buffer.feed(data)
+        others = []
+        try:
+            while (message := self.buffer.next()) is not None:
+                if message[0] in _ANSWERS.values():
+                    self._answer(message)
+                else:
+                    others.append(message)
+        except ChannelError:
+            return None
+        return others
+
+    def _answer(self, message: Message) -> None:
+        while self.questions:
+            question = self.questions.popleft()
+            if question.expected == message[0]:
+                question.answer(message)
+                return
+            question.answer(None)  # answers come in order: that one was skipped
+
+    def expire(self, now: float) -> None:
+        for question in self.questions:
+            if question.deadline <= now:
+                question.answer(None)
+
+    def next_deadline(self) -> float:
+        return min((q.deadline for q in self.questions if not q.done), default=float("inf"))
+
+    @property
+    def reloading(self) -> bool:
+        """A new configuration handed over is not yet taken (parsing it takes a while)."""
+        return any(q.expected == "reloaded" and not q.done for q in self.questions)
+
+    def waiting_since(self) -> float | None:
+        """When the oldest question still unanswered was asked (timed out or not)."""
+        return self.questions[0].sent_at if self.questions else None
+
+    def fail_all(self) -> None:
+        """The worker is gone: every open question is answered None."""
+        while self.questions:
+            self.questions.popleft().answer(None)
+        self._out.clear()
 
 
 class Worker:
-    __slots__ = ("accepting", "answered", "channel", "generation", "process", "slot", "started_at")
+    __slots__ = (
+        "accepting",
+        "answered",
+        "channel",
+        "generation",
+        "next_ping",
+        "process",
+        "slot",
+        "started_at",
+    )
 
     def __init__(
         self,
@@ -69,18 +156,4 @@ class Worker:
         self.generation = generation
         self.accepting = False
         self.answered = False  # said ready (or gone before it could)
-
-
-def ask_all(workers: list[Worker], message: Message) -> list[Message | None]:
-    """Ask every worker at once (a thread each), and wait for all the answers."""
-    answers: list[Message | None] = [None] * len(workers)
-
-    def ask(index: int) -> None:
-        answers[index] = workers[index].channel.ask(message)
-
-    threads = [threading.Thread(target=ask, args=(i,), daemon=True) for i in range(len(workers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()  # each ask has its own deadline
-    return answers
+        self.next_ping = started_at

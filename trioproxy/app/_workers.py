@@ -1,8 +1,10 @@
 """A worker's side of ``--workers N``: its channel to the supervisor (`_supervisor`).
 
-The worker says ``("ready",)`` once it listens, answers ``("metrics",)`` with a snapshot of its
-counters and ``("reload", file, raw)`` by taking the new configuration, between requests, on
-its event loop. End of file on the channel means the supervisor is gone: the worker drains.
+The worker says ``("ready",)`` once it listens, answers ``("ping",)`` with ``("pong",)`` (the
+supervisor's heartbeat: a worker that stops answering is replaced), ``("metrics",)`` with a
+snapshot of its counters and ``("reload", file, raw)`` by taking the new configuration,
+between requests, on its event loop. End of file on the channel means the supervisor is
+gone: the worker drains.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -58,7 +60,7 @@ async def serve_supervisor(
     channel: Channel,
     *,
     metrics: Callable[[], Any],
-    reload: Callable[[str, bytes | None], str],
+    reload: Callable[[str, bytes | None], Awaitable[str]],
     shutdown: Callable[[], None],
 ) -> None:
     """In a worker: say ready, answer the supervisor's questions, and drain (``shutdown``)
@@ -73,9 +75,11 @@ async def serve_supervisor(
                 message = None
             if message is None:
                 break
-            if message[0] == "metrics":
+            if message[0] == "ping":  # the supervisor's heartbeat: this loop still runs
+                await channel.send(("pong",))
+            elif message[0] == "metrics":
                 await channel.send(("metrics", metrics()))
             elif message[0] == "reload":
-                await channel.send(("reloaded", reload(message[1], message[2])))
+                await channel.send(("reloaded", await reload(message[1], message[2])))
     log.warning("supervisor gone: stopping")
     shutdown()

@@ -18,6 +18,7 @@ from typing import Any
 
 from ._configfile import CONFIG_FILENAME, _parse, read_config
 from ._describe import describe
+from ._hookfiles import unbundle
 from ._lines import _LineIndex
 from ._problems import ConfigError, Problem
 from ._schema import RULES, _check_section, _schema, _unknown_message
@@ -50,22 +51,31 @@ def load_config(config_dir: str | Path) -> tuple[Settings, Mapping[str, Any]]:
     file, raw = read_config(config_dir)
     if raw is None:
         return Settings(), {}
-    data, text = _parse(raw, file=file)
-    return settings_from_mapping(data, file=file, source_text=text), data
+    toml, hook_files = unbundle(raw)
+    data, text = _parse(toml, file=file)
+    settings = settings_from_mapping(data, file=file, source_text=text, hook_files=hook_files)
+    return settings, data
 
 
 def settings_from_bytes(raw: bytes, *, file: str) -> Settings:
-    """Decode, parse and check a whole file's content; ``file`` names it in problems."""
-    data, text = _parse(raw, file=file)
-    return settings_from_mapping(data, file=file, source_text=text)
+    """Decode, parse and check a whole file's content (with the hook files read beside it:
+    `_hookfiles.bundle`); ``file`` names it in problems."""
+    toml, hook_files = unbundle(raw)
+    data, text = _parse(toml, file=file)
+    return settings_from_mapping(data, file=file, source_text=text, hook_files=hook_files)
 
 
 def settings_from_mapping(
-    data: Mapping[str, Any], *, file: str, source_text: str | None
+    data: Mapping[str, Any],
+    *,
+    file: str,
+    source_text: str | None,
+    hook_files: Mapping[str, bytes | str] | None = None,
 ) -> Settings:
     """Check parsed TOML against the schema; return the settings or raise every problem."""
     lines = _LineIndex(source_text or "")
     problems: list[Problem] = []
+    in_hook_files: list[Problem] = []  # after the TOML's, in the order found
 
     def problem(key_path: str, message: str) -> None:
         problems.append(Problem(file, lines.find(key_path), key_path, message))
@@ -78,7 +88,14 @@ def settings_from_mapping(
             # Imported here: a file without [[rules]] never loads the rules loader or model.
             from ._ruleconfig import parse_rules
 
-            sections[name] = parse_rules(table, problem, lines.find)
+            sections[name] = parse_rules(
+                table,
+                problem,
+                lines.find,
+                hook_files=hook_files,
+                toml_file=file,
+                file_problem=in_hook_files.append,
+            )
         elif name not in schema:
             problem(name, _unknown_message(name, is_section=_is_table(table)))
         elif not isinstance(table, dict):
@@ -86,10 +103,10 @@ def settings_from_mapping(
         else:
             values = _check_section(name, table, problem)
             sections[name] = schema[name].cls(**values)
-    if problems:
+    if problems or in_hook_files:
         # File order, even where a dotted key reopens a table further down.
         problems.sort(key=lambda p: (p.line is None, p.line or 0))
-        raise ConfigError(problems)
+        raise ConfigError(problems + in_hook_files)
     return Settings(**sections)
 
 

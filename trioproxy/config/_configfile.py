@@ -23,12 +23,18 @@ MAX_FILE_BYTES = 1 << 20
 
 def read_config(config_dir: str | Path) -> tuple[str, bytes | None]:
     """The configuration file's path and content; None when there is none (defaults apply).
-    A reload reads it once here, and every worker is given these same bytes."""
+    A reload reads it once here, and every worker is given these same bytes: with the hook
+    files it names, when it names any (`_hookfiles.bundle`)."""
     directory = Path(config_dir)
     path = directory / CONFIG_FILENAME
     if not _is_directory(directory):
         return str(path), None
-    return str(path), _read_file(path)
+    raw = _read_file(path)
+    if raw is None or b"hook" not in raw:
+        return str(path), raw
+    from ._hookfiles import bundle
+
+    return str(path), bundle(directory, raw, _read_bytes)
 
 
 def _parse(raw: bytes, *, file: str) -> tuple[dict[str, Any], str]:

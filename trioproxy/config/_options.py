@@ -118,7 +118,7 @@ class Option(NamedTuple):  # (not a dataclass: the supervisor would import inspe
 
 
 _LISTEN_HELP = "public address; port 0 picks one"
-_WORKERS_HELP = "processes sharing the port (SO_REUSEPORT), or auto"
+_WORKERS_HELP = "processes accepting from one listening socket, or auto"
 _LEVEL_HELP = "stderr level: " + ", ".join(LOG_LEVELS)
 
 OPTIONS: tuple[Option, ...] = (

@@ -3,9 +3,10 @@
 Pure functions over two `Settings`; the CLI and the supervisor do the reading and the swapping.
 Restart-only keys keep their old value until the next start: the admin address (a bound
 socket), the pool's size and the connection limit (sized once), and the diagnostics format
-(the stderr handler, and a supervisor's workers, are set up with it once). The listen address
-and the worker count are command-line settings, never in the file, so a reload cannot touch
-them.
+(the stderr handler, and a supervisor's workers, are set up with it once). They are listed
+once, in `RESTART_ONLY`: `applicable` keeps exactly those, and `summary` names exactly those.
+The listen address and the worker count are command-line settings, never in the file, so a
+reload cannot touch them.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ from dataclasses import fields, replace
 
 from ._settings import Settings
 
-__all__ = ["RESTART_ONLY", "applicable", "changed_keys", "rejected", "summary"]
+__all__ = ["RESTART_ONLY", "applicable", "changed_keys", "missing", "rejected", "summary"]
 
 RESTART_ONLY = frozenset(
-    {"admin.listen", "upstream.pool_size", "limits.max_connections", "diagnostics.format"}
+    {
+        "admin.listen",
+        "admin.journal_size",
+        "admin.faults",
+        "upstream.pool_size",
+        "limits.max_connections",
+        "diagnostics.format",
+    }
 )
 
 
@@ -39,12 +47,12 @@ def changed_keys(old: Settings, new: Settings) -> list[str]:
 
 def applicable(old: Settings, new: Settings) -> Settings:
     """``new`` with the restart-only keys kept as they are in ``old``."""
+    kept: dict[str, dict[str, object]] = {}
+    for key in RESTART_ONLY:
+        section, name = key.split(".")
+        kept.setdefault(section, {})[name] = getattr(getattr(old, section), name)
     return replace(
-        new,
-        admin=old.admin,
-        diagnostics=old.diagnostics,
-        upstream=replace(new.upstream, pool_size=old.upstream.pool_size),
-        limits=replace(new.limits, max_connections=old.limits.max_connections),
+        new, **{section: replace(getattr(new, section), **keys) for section, keys in kept.items()}
     )
 
 
@@ -61,3 +69,12 @@ def summary(file: str, changed: list[str]) -> tuple[bool, str]:
 def rejected(file: str, problems: int) -> str:
     """The reload's line when the file is invalid (its problems precede it)."""
     return f"reload {file}: rejected ({problems} problem(s) above), still serving the old one"
+
+
+def missing(file: str, running: Settings) -> str | None:
+    """The reload's line when ``file`` is gone: a deleted file would otherwise mean the
+    defaults, dropping every rule (allow lists included) on a config-sync tool's hiccup.
+    None when the running configuration is the defaults anyway (nothing to lose)."""
+    if not changed_keys(running, Settings()):
+        return None
+    return f"reload {file}: rejected (the file is missing), still serving the old one"

@@ -1,4 +1,5 @@
-"""Parse a rule's actions: header edits, rewrite, redirect, respond, deny and rate_limit."""
+"""Parse a rule's actions: header edits, rewrite, redirect, respond, deny, rate_limit and
+max_request_body_bytes."""
 
 from __future__ import annotations
 
@@ -161,6 +162,11 @@ def _rate_limit(raw: Any, key_path: str, sink: _Sink) -> RateLimit | None:
         return None
     max_clients = values.get("max_clients", DEFAULT_MAX_CLIENTS)
     return RateLimit(values["rate"], values["burst"], max_clients)
+
+
+def _max_request_body_bytes(raw: Any, key_path: str, sink: _Sink) -> int:
+    # As limits.max_request_body_bytes; 0 lifts the global limit where this rule matches.
+    return _integer(raw, 0, 1 << 40, "an integer from 0 to 1099511627776 (bytes; 0: no limit)")
 
 
 def _rate(raw: Any) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from ..core._rulemodel import Rule, Template
+from ..core._rulemodel import FaultAction, HookAction, Rule, Template
 
 _RULE_FIELDS = {"request_headers": "request_ops", "response_headers": "response_ops"}
 
@@ -22,27 +22,34 @@ def _combination_problems(rule: Rule) -> Iterator[tuple[str, str]]:
     ]
     if rule.deny is not None and rule.allow is None:
         answers.append("deny")
-    edits = [key for key in _EDIT_KEYS if getattr(rule, _RULE_FIELDS.get(key, key))]
+    edits = [
+        key for key in _EDIT_KEYS if getattr(rule, _RULE_FIELDS.get(key, key)) not in (None, ())
+    ]
     gates = [key for key in ("allow", "rate_limit") if getattr(rule, key) is not None]
-    if not (answers or edits or gates):
+    if not (answers or edits or gates or rule.actions):
         yield "", f"has no action; give one of {', '.join(_ACTION_KEYS)}"
     if len(answers) > 1:
         yield answers[1], f"a rule gives one answer; found both {answers[0]} and {answers[1]}"
+    if answers and any(isinstance(action, HookAction) for action in rule.actions):
+        yield "hook", f"a hook answers in code; it cannot go with {answers[0]} in one rule"
     if rule.allow is not None and answers:
         message = "allow answers everyone outside the list with deny, and cannot go with"
         yield "allow", f"{message} {answers[0]}"
-    for key in ("request_headers", "rewrite"):
+    if answers and any(isinstance(action, FaultAction) for action in rule.actions):
+        yield "fault", f"never applies: this rule answers every request it matches ({answers[0]})"
+    for key in ("request_headers", "rewrite", "max_request_body_bytes"):
         if key in edits and answers:
             yield key, f"has no effect: this rule answers every request it matches ({answers[0]})"
     if rule.match.statuses is not None:
-        others = [key for key in (*answers, *edits, *gates) if key != "response_headers"]
+        acts = [action.kind for action in rule.actions]
+        others = [k for k in (*answers, *edits, *gates, *acts) if k != "response_headers"]
         if others or "response_headers" not in edits:
             found = f"found with {others[0]}" if others else "found without response_headers"
             yield "match.status", f"only response_headers can depend on the status; {found}"
     yield from _reference_problems(rule)
 
 
-_EDIT_KEYS = ("request_headers", "response_headers", "rewrite")
+_EDIT_KEYS = ("request_headers", "response_headers", "rewrite", "max_request_body_bytes")
 _ACTION_KEYS = (
     "request_headers",
     "response_headers",
@@ -52,6 +59,9 @@ _ACTION_KEYS = (
     "deny",
     "allow",
     "rate_limit",
+    "max_request_body_bytes",
+    "hook",
+    "fault",
 )
 
 

@@ -76,6 +76,16 @@ class Upstream:
     # A pooled connection older than this is closed when it comes back (nginx's
     # `keepalive_time` is 1 h): traffic moves to a changed next-hop even over a stable answer.
     max_connection_age_s: float = _num(300.0, 1.0, 86400, "upstream connection age")
+    # A passive circuit breaker on the next hop (HAProxy's `observe layer4`, Envoy's outlier
+    # detection): after this many connect failures in a row, requests needing a new upstream
+    # connection get a 503 with Retry-After at once for breaker_cooldown_s, instead of each
+    # waiting out the connect timeout; then one probe goes through, and its success closes
+    # it. Only connects count (never 5xx responses), so a healthy chain never sees it.
+    # 5 is Envoy's consecutive_5xx default; 0: off.
+    breaker_failures: int = _num(5, 0, 1_000_000, "connect failures in a row (0: off)")
+    # How long the open breaker answers 503 before the probe (Envoy's base_ejection_time: 30
+    # s; shorter here, as there is one next hop and the platform retries a 503 at once).
+    breaker_cooldown_s: float = _num(10.0, 0.1, 3600, "breaker open before a probe")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +99,8 @@ class Limits:
     max_request_line_bytes: int = _num(8192, 64, 1 << 20, "request line length")
     # Open downstream connections. At the limit the oldest idle keep-alive connection is
     # closed to admit a newcomer (nginx does the same); when every one is busy, newcomers wait
-    # in the kernel's backlog.
+    # in the kernel's backlog. Unless the file sets it, each process lowers it to what fits
+    # its share of the container's memory limit at worst (`_memfit`: 565 at 256 MiB).
     max_connections: int = _num(10000, 1, 1 << 20, "concurrent downstream connections")
     # Requests served on one client connection before it is closed (nginx's default).
     keepalive_requests: int = _num(1000, 1, 1 << 30, "requests per client connection")
@@ -106,6 +117,11 @@ class Limits:
     # inside each inactivity timeout cannot hold its connections for ever. 0: no floor.
     min_body_rate_bytes_per_s: int = _num(1024, 0, 1 << 30, "streamed request body rate floor")
     min_send_rate_bytes_per_s: int = _num(1024, 0, 1 << 30, "response send rate floor")
+    # Request bodies over this get a 413 (nginx's client_max_body_size); 0: no limit. Off by
+    # default, as in Section's own nginx (`client_max_body_size 0`: the edge protects): a
+    # proxy in a CDN chain must pass the uploads the site accepts, and nginx's 1 MiB default
+    # would break them. A [[rules]] table's max_request_body_bytes overrides it per path.
+    max_request_body_bytes: int = _num(0, 0, 1 << 40, "request body size (0: no limit)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +165,12 @@ class Diagnostics:
 class Admin:
     # Loopback-only health/metrics listener, "HOST:PORT"; "" keeps it off.
     listen: str = field(default="", metadata={"loopback_address": True})
+    # Exchanges GET /journal keeps, newest last (a ring, for test harnesses); 0 keeps none,
+    # and then recording costs the proxy nothing.
+    journal_size: int = _num(0, 0, 100_000, "exchanges the journal keeps")
+    # POST /faults and DELETE /faults/NAME change what the proxy does: for test harnesses
+    # only, so off unless asked for (GET /faults lists the faults either way).
+    faults: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from ._config import ConfigError, load_config, load_settings
+from ._config import ConfigError, load_config, load_settings, read_config
 from ._options import DEFAULT_CONFIG_DIR, OptionError, directory_problem, resolve
 
 __all__ = ["DEFAULT_CONFIG_DIR", "config_main", "main"]
@@ -93,7 +93,14 @@ def _run(command: str, argv: list[str]) -> int:
     if isinstance(config_dir, int):
         return config_dir
     try:
-        load_settings(config_dir)
+        settings = load_settings(config_dir)
+        if settings.rules.has_hooks:
+            # Hooks: their files' import-time code and examples run too, in a bounded child
+            # (which reads the settings from the same bytes as it runs the examples on).
+            from ._hookimport import check_hook_imports
+
+            file, raw = read_config(config_dir)
+            check_hook_imports(settings, file, examples_of=raw)
     except ConfigError as exc:
         _emit("".join(f"{problem}\n" for problem in exc.problems))
         return 1

@@ -19,7 +19,7 @@ LTSV as ``\\xXX`` for bytes outside printable ASCII, like nginx's default log es
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
@@ -28,6 +28,7 @@ from typing import Any
 __all__ = [
     "FIELD_GETTERS",
     "AccessRecord",
+    "ExchangeNotes",
     "Formatter",
     "ltsv_escape",
     "make_formatter",
@@ -58,6 +59,8 @@ ACCESS_LOG_FIELDS: tuple[str, ...] = (
     "section_io_id",
     "request_id",
     "section_io_tag",
+    "trace_id",
+    "span_id",
 )
 
 
@@ -93,6 +96,29 @@ class AccessRecord:
     upstream_status: int = 0  # 0 = no upstream response
     upstream_addr: str = ""
     upstream_duration_s: float = -1.0  # < 0 = no upstream exchange
+    # From a valid W3C traceparent (lower-case hex): its trace-id and parent-id, the span
+    # this request was sent from. Empty without one.
+    trace_id: bytes = b""
+    span_id: bytes = b""
+    # Fields hooks added (name, value), written after the configured ones.
+    extra: tuple[tuple[str, str], ...] = ()
+    faults: tuple[str, ...] = ()  # labels of the faults applied (for the journal)
+    notes: ExchangeNotes | None = None  # what only the journal keeps; None when it is off
+
+
+@dataclass(slots=True)
+class ExchangeNotes:
+    """The heads of one exchange, as the journal shows them (collected only when it is on)."""
+
+    request_headers: Sequence[tuple[bytes, bytes]] = ()  # as received
+    forwarded_target: bytes | None = None  # as sent upstream (None: not forwarded)
+    forwarded_headers: Sequence[tuple[bytes, bytes]] | None = None
+    upstream_headers: Sequence[tuple[bytes, bytes]] | None = None  # the response, as received
+    response_headers: Sequence[tuple[bytes, bytes]] | None = None  # the response, as sent
+    first_byte_s: float | None = None  # when the response head was queued for the client
+    upstream_reused: bool | None = None
+    rules: tuple[str, ...] = ()  # labels of the rules whose answer or actions applied
+    hooks: tuple[str, ...] = ()  # labels of the hooks the rules ran
 
 
 def settle_bytes(record: AccessRecord, sent_before: int, sent_now: int) -> None:
@@ -125,9 +151,9 @@ def make_formatter(fmt: str, fields: tuple[str, ...] = ACCESS_LOG_FIELDS) -> For
     if unknown:
         raise ValueError(f"unknown access-log fields: {', '.join(unknown)}")
     if fmt == "json":
-        return _compile(_json_pieces(fields))
+        return _compile(_json_pieces(fields), "_json_extra")
     if fmt == "ltsv":
-        return _compile(_ltsv_pieces(fields))
+        return _compile(_ltsv_pieces(fields), "_ltsv_extra")
     raise ValueError(f"unknown access-log format {fmt!r}; expected 'json' or 'ltsv'")
 
 
@@ -159,13 +185,29 @@ def _ltsv_pieces(fields: tuple[str, ...]) -> list[_Piece]:
     return pieces
 
 
-def _compile(pieces: list[_Piece]) -> Formatter:
+def _compile(pieces: list[_Piece], extra: str) -> Formatter:
     items = [text if is_expression else repr(text) for is_expression, text in _merged(pieces)]
-    source = f"def render(r):\n    return ''.join(({', '.join(items)},))\n"
+    source = (
+        f"def render(r):\n    line = ''.join(({', '.join(items)},))\n"
+        f"    return {extra}(line, r) if r.extra else line\n"
+    )
     namespace = dict(_NAMESPACE)
     exec(source, namespace)
-    render: Formatter = namespace["render"]
+    # Taken out of its own globals: left in, function and namespace form a cycle that only a
+    # full collection frees, and every reload made one (RSS crept until it ran).
+    render: Formatter = namespace.pop("render")
     return render
+
+
+# The fields hooks added, after the configured ones (a line without any pays one test).
+def _json_extra(line: str, record: AccessRecord) -> str:
+    json = encode_basestring_ascii
+    added = "".join(f",{json(name)}:{json(value)}" for name, value in record.extra)
+    return line[:-1] + added + "}"
+
+
+def _ltsv_extra(line: str, record: AccessRecord) -> str:
+    return line + "".join(f"\t{name}:{ltsv_escape(value)}" for name, value in record.extra)
 
 
 def _merged(pieces: list[_Piece]) -> list[_Piece]:
@@ -234,6 +276,8 @@ _FIELDS: dict[str, tuple[str, bool]] = {
     "section_io_id": (_header("section_io_id"), True),
     "request_id": (_header("request_id"), True),
     "section_io_tag": (_header("section_io_tag"), True),
+    "trace_id": (_header("trace_id"), False),  # lower-case hex, checked when parsed
+    "span_id": (_header("span_id"), False),
 }
 
 
@@ -291,6 +335,8 @@ _NAMESPACE: dict[str, Any] = {
     "_path": _path,
     "_remote_addr": _remote_addr,
     "_upstream_time_ms": _upstream_time_ms,
+    "_json_extra": _json_extra,
+    "_ltsv_extra": _ltsv_extra,
 }
 
 # One getter per field, unescaped: the same expressions as the formatters, for callers that want

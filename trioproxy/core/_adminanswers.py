@@ -105,8 +105,9 @@ def text(status: int, message: str) -> Answer:
     return status, TEXT_PLAIN, message.encode("utf-8", "replace") + b"\n"
 
 
-def render(answer: Answer, *, head_only: bool) -> bytes:
-    """The whole response, head and body (none for HEAD), on a connection that closes after."""
+def render(answer: Answer, *, head_only: bool, allow: bytes = b"GET, HEAD") -> bytes:
+    """The whole response, head and body (none for HEAD), on a connection that closes after;
+    ``allow`` is a 405's Allow."""
     status, content_type, body = answer
     lines = [
         b"HTTP/1.1 %d %s" % (status, reason_phrase(status, b"")),
@@ -116,5 +117,5 @@ def render(answer: Answer, *, head_only: bool) -> bytes:
         b"Connection: close",
     ]
     if status == 405:
-        lines.append(b"Allow: GET, HEAD")
+        lines.append(b"Allow: " + allow)
     return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head_only else body)

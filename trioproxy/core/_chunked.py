@@ -39,9 +39,19 @@ class ChunkedChecker:
     trailer section are parsed.
     """
 
-    __slots__ = ("_line", "_max_line_bytes", "_max_trailer_bytes", "_remaining", "_state")
+    __slots__ = (
+        "_line",
+        "_max_line_bytes",
+        "_max_trailer_bytes",
+        "_remaining",
+        "_state",
+        "declared",
+    )
 
     def __init__(self, *, max_line_bytes: int = 4096, max_trailer_bytes: int = 65536) -> None:
+        # Chunk data bytes announced so far (each chunk's size, counted from its size line,
+        # before its data arrives): what a body limit compares, before h11 parses the data.
+        self.declared = 0
         self._state = _SIZE_LINE
         self._remaining = 0
         self._line = bytearray()
@@ -108,6 +118,7 @@ class ChunkedChecker:
         after = newline + 1 + size
         if not size or after + 2 > len(data) or data[after] != 0x0D or data[after + 1] != 0x0A:
             return 0  # the last chunk, a chunk that goes on past data, or a framing error
+        self.declared += size
         return after + 2
 
     def _feed_size_line(self, data: bytes | bytearray, pos: int) -> int:
@@ -129,6 +140,7 @@ class ChunkedChecker:
         self._remaining = int(match.group(1), 16)
         if self._remaining > _MAX_LENGTH:
             raise FramingError("chunk size too large")
+        self.declared += self._remaining
         if self._remaining:
             self._state = _DATA
             self._line = bytearray()

@@ -45,6 +45,8 @@ class ProxyError(Exception):
     """An exchange failed; ``status`` is what the client gets if no response head was sent."""
 
     status: int = 502
+    # Fields the proxy's answer carries besides its framing (a 503's Retry-After).
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         # Messages relay h11's, which quote bytes as Python reprs: operators read them
@@ -78,6 +80,22 @@ class UpstreamError(ProxyError):
 
 class UpstreamConnectError(UpstreamError):
     """No connection to the upstream could be opened (resolution or connect failure)."""
+
+
+class OutOfSockets(UpstreamConnectError):
+    """No socket could be opened here (out of descriptors or buffers): not the next hop's
+    fault, so the circuit breaker does not count it."""
+
+
+class UpstreamUnavailable(ProxyError):
+    """The circuit breaker is open: the next hop refused its last connections, so the
+    request is answered at once instead of waiting out another connect."""
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.headers = ((b"Retry-After", b"%d" % retry_after_s),)
 
 
 class UpstreamTimeout(UpstreamError):

@@ -93,6 +93,8 @@ class RequestPlan:
     # Applied to the final response's headers with its status (response-header rules).
     edit_response: Callable[[int, Headers], Headers] | None = None
     noted: dict[bytes, bytes] = field(default_factory=dict)
+    # A rule's request body limit, over limits.max_request_body_bytes (None: no rule gave one).
+    max_body_bytes: int | None = None
 
 
 # Request headers whose (first) value the access log reports.
@@ -104,6 +106,7 @@ NOTED_REQUEST_HEADERS = frozenset(
         b"x-forwarded-for",
         b"true-client-ip",
         b"section-io-id",
+        b"traceparent",  # (read again, strictly, only when present: `_tracecontext`)
     }
 )
 

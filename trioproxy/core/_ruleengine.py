@@ -8,7 +8,8 @@ Semantics, in one place:
 
 - Rules are tried in file order; a rule matches when every condition it gives holds.
 - Header edits and rewrites of every matching rule accumulate in order (the first matching
-  rewrite wins: put specific rules before general ones, as for answers).
+  rewrite wins: put specific rules before general ones, as for answers). So does a
+  ``max_request_body_bytes``: the first matching rule's replaces the global limit.
 - The first answer ends evaluation: a redirect, a deny (including a client outside an
   ``allow`` list), a static response, or a 429 from an exhausted rate limit. Response-header
   edits of the rules tried so far, and of the answering rule, apply to that answer.
@@ -22,16 +23,19 @@ Semantics, in one place:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Final, NamedTuple, Protocol
 
 from ._answers import FORBIDDEN, _too_many_requests, text_response
+from ._faults import FaultState
 from ._headers import RequestPlan
 from ._ratelimit import TokenBuckets, retry_after_s
 from ._requestview import RequestView, client_address
 from ._rulemodel import (
     _ANY,
+    Action,
+    FaultAction,
     HeaderOp,
     Headers,
     RateLimit,
@@ -51,12 +55,22 @@ __all__ = [
     "BucketsFactory",
     "Decision",
     "RuleEngine",
+    "Triggered",
     "apply_decision",
     "local_buckets",
 ]
 
 # The platform probes every proxy in the chain here; a rule must never answer for the origin.
 HEALTH_CHECK_PREFIX: Final = b"/.well-known/section-io/aee-hc/"
+
+
+class Triggered(NamedTuple):
+    """A rule action a request triggered, with the rule's path-regex match (for captures)."""
+
+    action: Action
+    captures: re.Match[bytes] | None
+    rule: str  # the rule's label, for diagnostics
+    fault: FaultState | None = None  # a fault action's state, when the fault chose this request
 
 
 class Decision(NamedTuple):
@@ -73,6 +87,11 @@ class Decision(NamedTuple):
     request_ops: tuple[HeaderOp, ...] = ()
     response_edits: tuple[ResponseEdit, ...] = ()
     rule: str = ""  # the rule that answered, for the diagnostics line
+    # The body limit of the first matching rule that gives one (None: the global limit).
+    max_request_body_bytes: int | None = None
+    # Actions of matching rules before any answer, in rule order: the engine carries them
+    # out first, and one that answers wins over ``response`` (a later rule's answer).
+    actions: tuple[Triggered, ...] = ()
 
     def request_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
         return apply_header_ops(headers, self.request_ops) if self.request_ops else list(headers)
@@ -90,7 +109,8 @@ PASS: Final = Decision()
 
 def apply_decision(plan: RequestPlan, decision: Decision) -> None:
     """Make ``plan`` forward what a decision without an answer says (in place): its
-    rewritten target, its request-header edits, and its response-header edits for later."""
+    rewritten target, its request-header edits, its response-header edits for later, and
+    its request body limit."""
     assert decision.response is None, "an answered request is not forwarded"
     if decision.target is not None:
         plan.target = decision.target
@@ -98,6 +118,7 @@ def apply_decision(plan: RequestPlan, decision: Decision) -> None:
         plan.headers = decision.request_headers(plan.headers)
     if decision.response_edits:
         plan.edit_response = decision.response_headers
+    plan.max_body_bytes = decision.max_request_body_bytes  # None: the global limit
 
 
 class Buckets(Protocol):
@@ -162,6 +183,8 @@ class RuleEngine:
         target: bytes | None = None
         request_ops: list[HeaderOp] = []
         edits: list[ResponseEdit] = []
+        actions: list[Triggered] = []
+        body_limit: int | None = None
         for compiled in self._rules:
             found: re.Match[bytes] | None = None
             if compiled.test is not None:
@@ -176,22 +199,37 @@ class RuleEngine:
                 if answer is not None:
                     if compiled.edit is not None:
                         edits.append(compiled.edit)
-                    return Decision(response=_finish(answer, view, edits), rule=rule.label)
+                    response = _finish(answer, view, edits)
+                    return Decision(response, rule=rule.label, actions=tuple(actions))
+            if rule.actions:
+                if compiled.faults:
+                    actions += _triggered(compiled, found)
+                else:
+                    actions += (Triggered(action, found, rule.label) for action in rule.actions)
             if compiled.edit is not None:
                 edits.append(compiled.edit)
             if rule.rewrite is not None and target is None:
                 target = rule.rewrite.expand(view, found) + _query_part(view)
             if rule.request_ops:
                 request_ops += rule.request_ops
-        if target is None and not request_ops and not edits:
+            if body_limit is None:
+                body_limit = rule.max_request_body_bytes
+        if target is None and not request_ops and not edits and body_limit is None and not actions:
             return PASS
-        return Decision(None, target, tuple(request_ops), tuple(edits))
+        return Decision(
+            None,
+            target,
+            tuple(request_ops),
+            tuple(edits),
+            max_request_body_bytes=body_limit,
+            actions=tuple(actions),
+        )
 
 
 class _Compiled:
     """A rule with what evaluation needs precomputed, so that each request does less."""
 
-    __slots__ = ("buckets", "edit", "rule", "stops", "test")
+    __slots__ = ("buckets", "edit", "faults", "rule", "stops", "test")
 
     def __init__(self, rule: Rule, buckets: Buckets | None) -> None:
         self.rule = rule
@@ -201,6 +239,23 @@ class _Compiled:
         self.buckets = buckets
         self.edit = rule.response_edit()
         self.stops = rule.allow is not None or self.buckets is not None or _answers(rule)
+        # A fault action's state by its place among the actions: one per rule per process.
+        self.faults = {
+            index: FaultState(action.fault)
+            for index, action in enumerate(rule.actions)
+            if isinstance(action, FaultAction)
+        }
+
+
+def _triggered(compiled: _Compiled, found: re.Match[bytes] | None) -> Iterator[Triggered]:
+    """The rule's actions for this request: a fault only when it chooses the request."""
+    label = compiled.rule.label
+    for index, action in enumerate(compiled.rule.actions):
+        state = compiled.faults.get(index)
+        if state is None:
+            yield Triggered(action, found, label)
+        elif state.select():
+            yield Triggered(action, found, label, state)
 
 
 def _answers(rule: Rule) -> bool:

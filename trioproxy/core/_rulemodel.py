@@ -12,13 +12,16 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ._faults import Fault
 from ._requestview import RequestView, client_address
 
 __all__ = [
+    "Action",
     "CidrSet",
     "HeaderCondition",
     "HeaderOp",
     "Headers",
+    "HookAction",
     "Match",
     "OpKind",
     "RateLimit",
@@ -299,6 +302,59 @@ class RateLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class Action:
+    """A rule action carried out in code at the exchange's seams (the request after the rules,
+    the response head, the body, the access line), rather than decided here: a hook, and
+    any later kind (faults). Each kind is a frozen subclass; the rules engine collects the
+    actions of every matching rule, in rule order (`Decision.actions`), and the engine
+    dispatches on the kind. An action may answer, so it never makes a rule always answer."""
+
+    @property
+    def kind(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class HookAction(Action):
+    """``hook = { file = "hooks/auth.py", name = "check", timeout_s = 0.2, on_error = "pass" }``.
+
+    ``source`` is the file's bytes as read with the TOML (compared, so that a changed hook
+    file is a changed configuration); ``on_error`` is 0 for "pass", else 502 or 503. An
+    embedded proxy's hooks have ``file`` "" and are looked up by ``name``."""
+
+    file: str
+    name: str
+    timeout_s: float = 1.0
+    on_error: int = 0
+    source: bytes = field(default=b"", repr=False)
+
+    @property
+    def kind(self) -> str:
+        return "hook"
+
+    @property
+    def label(self) -> str:
+        return f"{self.file}:{self.name}" if self.file else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class FaultAction(Action):
+    """``fault = { kind = "reset", at = "after_head", first = 2 }``: the fault to carry out on
+    the requests it selects (`core._faults`). Its run-time state (counts, its seeded
+    generator) is the rule engine's, as a rate limit's buckets are."""
+
+    fault: Fault
+
+    @property
+    def kind(self) -> str:
+        return "fault"
+
+    @property
+    def label(self) -> str:
+        return self.fault.label
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One ``[[rules]]`` table: conditions, then at most one answer and any number of edits."""
 
@@ -313,6 +369,8 @@ class Rule:
     deny: Response | None = None  # the answer to denied requests (with `allow`: the others)
     allow: CidrSet | None = None
     rate_limit: RateLimit | None = None
+    max_request_body_bytes: int | None = None  # overrides limits.max_request_body_bytes
+    actions: tuple[Action, ...] = ()  # carried out by the engine (hooks), in this order
 
     @property
     def label(self) -> str:
@@ -345,3 +403,8 @@ class RuleSet:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    @property
+    def has_hooks(self) -> bool:
+        """Whether a rule runs a hook (faults are actions too, but load no code)."""
+        return any(isinstance(a, HookAction) for rule in self.rules for a in rule.actions)

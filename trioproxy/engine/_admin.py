@@ -37,6 +37,7 @@ import trio
 
 from ..core import _adminanswers as answers
 from ..core._addr import format_host_port
+from ..core._admincontrol import MAX_BODY_BYTES, AdminControl, body_length, error
 from ..core._errors import ClientError, ClientGone, ProxyError
 from ..core._strict import FramingError
 from ._adminbind import MAX_CONNECTIONS, AdminListenError, bind_admin_socket
@@ -107,6 +108,7 @@ class AdminServer:
         metrics_snapshot: Callable[[], MetricsSnapshot | Awaitable[MetricsSnapshot]],
         ready_timeout_s: float = answers.READY_TIMEOUT_S,
         io_timeout_s: float = answers.IO_TIMEOUT_S,
+        control: AdminControl | None = None,
     ) -> None:
         self._is_draining = is_draining
         self._upstream = upstream
@@ -115,6 +117,7 @@ class AdminServer:
         self._ready_timeout_s = ready_timeout_s
         self._io_timeout_s = io_timeout_s
         self._slots = trio.Semaphore(MAX_CONNECTIONS)
+        self._control = control  # /journal and /faults, for test harnesses
         self._routes: dict[bytes, Callable[[], Awaitable[answers.Answer]]] = {
             b"/healthz": self._healthz,
             b"/readyz": self._readyz,
@@ -148,25 +151,40 @@ class AdminServer:
 
     async def _serve_one(self, transport: Transport) -> None:
         client = _AdminClient(transport)
-        method, head = b"", None
+        method, head, allow = b"", None, b"GET, HEAD"
+        answer: answers.Answer | None = None
         try:
-            with trio.move_on_after(self._io_timeout_s):
-                head = await _receive_head(client)
+            with trio.move_on_after(self._io_timeout_s) as reading:
+                head, rest = await _receive_head(client)
+                if head is not None:
+                    method, target, _ = head[: head.index(b"\r\n")].split(b" ", 2)
+                    path = target.partition(b"?")[0]
+                    if self._control is not None and self._control.handles(path):
+                        allow = self._control.allowed(path)
+                        answer = await self._control_answer(client, method, target, head, rest)
         except FramingError as exc:  # malformed or oversized (400, 414, 431)
             answer = answers.bad_request(exc)
         else:
-            if head is None:  # closed early, or silent past the deadline: nobody to answer
+            if head is None or reading.cancelled_caught:  # closed early, or silent too long
                 return
-            method, endpoint = answers.route(head)
-            # /readyz bounds its own wait
-            answer = await self._routes[endpoint]() if isinstance(endpoint, bytes) else endpoint
-        data = answers.render(answer, head_only=method == b"HEAD")
+            if answer is None:
+                method, endpoint = answers.route(head)
+                # /readyz bounds its own wait
+                answer = await self._routes[endpoint]() if isinstance(endpoint, bytes) else endpoint
+        data = answers.render(answer, head_only=method == b"HEAD", allow=allow)
         # One deadline for the whole answer: a reader taking a byte now and then must not
         # hold one of the few admin slots for ever (each wait alone would restart it).
         with trio.move_on_after(self._io_timeout_s) as sending:
             await client.send_all(data, math.inf)
         if not sending.cancelled_caught:
             await client.linger(answers.LINGER_S, answers.LINGER_MAX_BYTES)
+
+    async def _control_answer(
+        self, client: _AdminClient, method: bytes, target: bytes, head: bytes, rest: bytes
+    ) -> answers.Answer:
+        assert self._control is not None
+        body = await _receive_body(client, head, rest)
+        return body if isinstance(body, tuple) else self._control.answer(method, target, body)
 
     async def _healthz(self) -> answers.Answer:
         return answers.text(503, "draining") if self._is_draining() else answers.text(200, "ok")
@@ -200,14 +218,32 @@ class _AdminClient(Wire):
         return ClientError(f"admin client too slow {doing}", status=408)
 
 
-async def _receive_head(client: _AdminClient) -> bytes | None:
-    """The request head, strictly checked; None if the client closed first. The caller's
-    deadline bounds it, the reader's limit its size. The body, if any, is never read: the
-    answer does not depend on it and the connection closes after it."""
+async def _receive_head(client: _AdminClient) -> tuple[bytes | None, bytes]:
+    """The request head, strictly checked, and the bytes read past it; None if the client
+    closed first. The caller's deadline bounds it, the reader's limit its size. The body is
+    read only by the endpoints that take one (`_receive_body`): the others' answers do not
+    depend on it and the connection closes after them."""
     reader = answers.head_reader()
     while (end := reader.head_end()) < 0:
         data = await client.recv(math.inf)
         if not data:
-            return None
+            return None, b""
         reader.add(data)
-    return bytes(reader.buffer[:end])
+    return bytes(reader.buffer[:end]), bytes(reader.buffer[end:])
+
+
+async def _receive_body(client: _AdminClient, head: bytes, rest: bytes) -> bytes | answers.Answer:
+    """The request body (Content-Length framed, at most `MAX_BODY_BYTES`), or the answer
+    refusing it. The caller's deadline bounds it."""
+    length = body_length(head)
+    if length < 0:
+        return error(411, "send the body with Content-Length, not chunked")
+    if length > MAX_BODY_BYTES:
+        return error(413, f"a body of {length} bytes; at most {MAX_BODY_BYTES}")
+    body = bytearray(rest[:length])
+    while len(body) < length:
+        data = await client.recv(math.inf)
+        if not data:
+            raise ClientGone("admin client closed before its body ended")
+        body += data[: length - len(body)]
+    return bytes(body)

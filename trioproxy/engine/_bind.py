@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 
 from ..core._addr import format_host_port
 
-__all__ = ["ListenError", "bind_socket", "socket_address"]
+__all__ = ["ListenError", "bind_socket", "inherited_socket", "socket_address"]
 
 
 class ListenError(Exception):
@@ -55,3 +56,12 @@ def bind_socket(
 def socket_address(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return format_host_port(host, port)
+
+
+def inherited_socket() -> socket.socket | None:
+    """In a worker of ``--workers N``: the listening socket its supervisor bound (a
+    descriptor it inherited), shared by all the workers; None in a process of its own."""
+    fd = os.environ.pop("TRIOPROXY_LISTEN_FD", "")
+    if not fd:
+        return None
+    return socket.socket(fileno=int(fd))

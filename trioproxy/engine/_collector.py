@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from ._metrics import MetricsSnapshot, Scalar
+from ..core._breaker import BreakerState
+from ._diagnostics import dropped_lines
+from ._metrics import HookSeries, MetricsSnapshot, Scalar
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -35,7 +37,16 @@ class ProxyCollector:
 
     def snapshot(self) -> MetricsSnapshot:
         """Everything, copied now: call it on the event loop."""
-        return self._ctx.metrics.snapshot(self._scalars())
+        return self._ctx.metrics.snapshot(self._scalars(), self._hooks())
+
+    def _hooks(self) -> tuple[HookSeries, ...]:
+        hooks = self._ctx.now().hooks
+        if hooks is None:
+            return ()
+        return tuple(
+            (label, s.calls, s.errors, s.timeouts, s.slow_steps, s.seconds)
+            for label, s in hooks.stats.items()
+        )
 
     def _scalars(self) -> tuple[Scalar, ...]:
         ctx = self._ctx
@@ -106,9 +117,40 @@ class ProxyCollector:
                 pool.stats.reused,
             ),
             (
+                "gauge",
+                "trioproxy_upstream_breaker_open",
+                "1 while the circuit breaker on the next hop is open or probing, else 0"
+                " (with workers: how many have it open)",
+                int(pool.breaker.state.state is not BreakerState.CLOSED),
+            ),
+            (
+                "counter",
+                "trioproxy_upstream_breaker_opens",
+                "Times the circuit breaker opened after upstream.breaker_failures failed connects",
+                pool.breaker.state.opens,
+            ),
+            (
+                "counter",
+                "trioproxy_upstream_breaker_rejected",
+                "Requests answered 503 by the open circuit breaker, without a connect",
+                pool.breaker.state.rejected,
+            ),
+            (
+                "counter",
+                "trioproxy_request_bodies_too_large",
+                "Requests answered 413 (or cut) for a body over max_request_body_bytes",
+                stats.bodies_too_large,
+            ),
+            (
                 "counter",
                 "trioproxy_access_log_dropped_lines",
                 "Access-log lines lost because stdout was too slow or gone",
                 dropped,
+            ),
+            (
+                "counter",
+                "trioproxy_diagnostics_dropped",
+                "Diagnostics lines lost because stderr was full (nobody reading it)",
+                dropped_lines(),
             ),
         )

@@ -15,7 +15,7 @@ from ..core._strict import FramingError
 from ._context import ProxyContext
 from ._exchange import reject, serve_request
 from ._h11 import h11
-from ._peer import Downstream
+from ._peer import Downstream, server_h11
 from ._transport import Transport
 
 log = logging.getLogger("trioproxy")
@@ -28,7 +28,7 @@ _LINGER_BYTES = 1 << 20
 
 async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
     """Serve requests on one client connection until it closes, errs, idles out or we drain."""
-    down = Downstream(transport, _fresh_h11(ctx.settings.limits))
+    down = Downstream(transport, server_h11(ctx.settings.limits))
     peer_ip = down.peer_ip
     log.debug("connection opened", extra={"peer": peer_ip})
     try:
@@ -51,11 +51,21 @@ async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
         down.close()
     finally:
         try:
-            if not down.closed and down.h11.their_state in (h11.SEND_BODY, h11.ERROR):
-                await down.linger(_LINGER_S, _LINGER_BYTES)  # answered, it had more to send
+            if not down.closed and (
+                down.h11.their_state in (h11.SEND_BODY, h11.ERROR)  # answered, it had more
+                or _kept_alive_then_drained(down, ctx)
+            ):
+                await down.linger(_LINGER_S, _LINGER_BYTES)
         finally:
             down.close()
             log.debug("connection closed", extra={"peer": peer_ip})
+
+
+def _kept_alive_then_drained(down: Downstream, ctx: ProxyContext) -> bool:
+    """Closed by the drain after a response whose head left before it, so it could not say
+    ``Connection: close`` (h11 is DONE, not MUST_CLOSE): the client may be sending its next
+    request already, and a close with it unread is a reset instead of the EOF it can retry on."""
+    return ctx.draining and down.h11.our_state is h11.DONE
 
 
 async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> h11.Request | None:
@@ -94,6 +104,8 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         # the connection's own linger does not run a second time.
         if not down.closed and exc.status != 408:
             await down.linger(_LINGER_S, _LINGER_BYTES)
+        elif not down.closed:  # what it sent meanwhile must not turn the close into a reset
+            down.drop_arrived(_LINGER_BYTES)
         down.close()
         return None
     except _Closed:
@@ -124,7 +136,7 @@ async def _read_request_head(
             if reader.skipped and fed:
                 # Empty lines skipped (RFC 9112 2.2), which h11 does not do: its buffer
                 # cannot give bytes back, so the next cycle starts on a fresh h11.
-                down.h11 = _fresh_h11(limits)
+                down.h11 = server_h11(limits)
                 fed = 0
         if end >= 0:
             if len(head) > fed:  # (b"" would tell h11 the client closed)
@@ -136,7 +148,7 @@ async def _read_request_head(
         if left_s <= 0:
             raise ClientError("client too slow", status=408)
         if fed:  # a pipelined head not whole yet: hold it here only, not also in h11's buffer
-            down.h11 = _fresh_h11(limits)
+            down.h11 = server_h11(limits)
             fed = 0
         data = await down.recv(left_s)
         if not data:
@@ -144,12 +156,6 @@ async def _read_request_head(
                 raise ClientError("connection closed mid-request-head")
             raise _Closed
         reader.add(data)
-
-
-def _fresh_h11(limits: Limits) -> h11.Connection:
-    """A new server state machine for a connection between requests (both sides IDLE, so
-    it knows nothing the old one did not)."""
-    return h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
 
 
 def _parsed_request(down: Downstream) -> h11.Request | None:

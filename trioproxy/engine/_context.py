@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..config._settings import Settings
 from ..core._accesslog import AccessRecord
-from ..core._headers import ForwardingRules
+from ..core._faulttable import FaultTable
+from ..core._headers import ForwardingRules, new_request_id
 from ..core._ruleengine import RuleEngine
 from ..core._rulemodel import RuleSet
 from ._metrics import RequestMetrics
 from ._pool import UpstreamPool
+
+if TYPE_CHECKING:
+    from ._hooks import HookSet
 
 
 @dataclass(slots=True)
@@ -23,6 +28,7 @@ class ProxyStats:
     requests: int = 0
     retries: int = 0
     tunnels_open: int = 0
+    bodies_too_large: int = 0  # requests stopped by a body limit (413 or cut)
 
 
 @dataclass(slots=True)
@@ -33,6 +39,10 @@ class Shared:
     # The context requests starting now take (None: the first one). A reload (SIGHUP) replaces
     # it; a request in flight keeps the one it took, so it finishes under the old settings.
     current: ProxyContext | None = None
+    # Faults added while running (`proxy.fault`, POST /faults): they outlive reloads.
+    faults: FaultTable = field(default_factory=FaultTable)
+    # A journal is kept: exchanges collect the heads it shows (`AccessRecord.notes`).
+    journal: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -49,6 +59,8 @@ class ProxyContext:
     forwarding: ForwardingRules = field(default_factory=ForwardingRules)
     # The [[rules]] with their rate-limit state; falsy (and skipped) when there are none.
     rule_engine: RuleEngine = field(default_factory=lambda: RuleEngine(RuleSet()))
+    # The hooks the rules name, loaded (None: no rule names one); swapped with the rules.
+    hooks: HookSet | None = None
     stats: ProxyStats = field(default_factory=ProxyStats)
     # Per-request counters for the admin listener's /metrics; ProxyServer feeds them
     # through `log_access` only when it was built to count (`ProxyServer`'s count_requests).
@@ -58,6 +70,8 @@ class ProxyContext:
     # when draining begins, and one by one when a new client needs a connection slot. Every
     # version of the context (`now()`, `dataclasses.replace`) holds this same dict.
     idle_scopes: dict[trio.CancelScope, None] = field(default_factory=dict)
+    # Makes the ID of a request that brings none (a seam: the simulation counts them).
+    new_request_id: Callable[[], bytes] = new_request_id
 
     @property
     def draining(self) -> bool:

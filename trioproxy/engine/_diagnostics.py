@@ -26,6 +26,7 @@ __all__ = [
     "JsonFormatter",
     "TextFormatter",
     "describe_decision",
+    "dropped_lines",
     "request_fields",
 ]
 
@@ -33,17 +34,28 @@ __all__ = [
 # print one, then one summary line per this interval while the run lasts.
 AGGREGATE_INTERVAL_S = 10.0
 
-_CONTEXT = ("request_id", "peer", "upstream")
+_CONTEXT = ("request_id", "peer", "upstream", "trace_id", "span_id")
+
+
+def dropped_lines() -> int:
+    """Diagnostics lines this process dropped because stderr was full (for /metrics): its
+    handlers queue lines and count what a full queue refuses (`_logwriter.StderrHandler`)."""
+    handlers = logging.getLogger("trioproxy").handlers
+    return sum(int(getattr(handler, "dropped", 0)) for handler in handlers)
 
 
 def request_fields(
     record: AccessRecord, upstream: bytes = b"", *, failure: str = ""
 ) -> dict[str, str]:
     """The ``extra`` of a line about one request: its ID, peer and upstream (the address
-    connected to, else ``upstream``); ``failure`` makes identical ones aggregate."""
+    connected to, else ``upstream``), its trace and parent span IDs when it came with a
+    valid traceparent; ``failure`` makes identical ones aggregate."""
     fields = {"request_id": record.request_id.decode("ascii", "replace"), "peer": record.peer}
     if record.upstream_addr or upstream:
         fields["upstream"] = record.upstream_addr or upstream.decode("ascii", "replace")
+    if record.trace_id:  # W3C trace context: the line joins the request's trace
+        fields["trace_id"] = record.trace_id.decode("ascii")
+        fields["span_id"] = record.span_id.decode("ascii")
     if failure:
         fields["failure"] = failure
     return fields
@@ -66,6 +78,8 @@ class describe_decision:
             done.append(f"{len(d.request_ops)} request header edit(s)")
         if d.response_edits:
             done.append(f"{len(d.response_edits)} response header edit(s)")
+        if d.max_request_body_bytes is not None:
+            done.append(f"request body limit {d.max_request_body_bytes} bytes")
         return ", ".join(done) or "no rule applies: forwarded as it is"
 
 
@@ -93,8 +107,8 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, message, and request_id/peer/upstream/worker
-    when known."""
+    """One JSON object per line: time, level, message, and request_id/peer/upstream/
+    trace_id/span_id/worker when known."""
 
     def __init__(self, worker: str = "") -> None:
         super().__init__()

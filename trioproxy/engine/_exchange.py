@@ -4,8 +4,9 @@
 `Exchange`, in this order:
 
 1. **start**: the access record and the forwarding plan (`core._headers.plan_request`);
-2. **rules**: the [[rules]] decide (`core._ruleengine`): a rule answers and nothing goes
-   upstream (`_answer_from_rules`), or the decision shapes the plan (`apply_decision`);
+2. **rules**: the [[rules]] decide (`core._ruleengine`), then the hooks the matching rules
+   name run (`_hooks`): a rule or a hook answers and nothing goes upstream
+   (`_answer_from_rules`), or the decision and the hooks shape the plan (`apply_decision`);
 3. **forward**: the request body buffered (`_requestbody`), an upstream connection from the
    pool, the request head and body sent, the response head read (`_response`) and written to
    the client, then its body relayed (`_response`) or, after a 101, both connections spliced
@@ -13,15 +14,22 @@
    once on a fresh connection when a reused one was stale (`_forward`);
 4. **error answer**: a `ProxyError` on the way gets a short plain-text answer if no response
    head went out yet (`answer_error`);
-5. **access line**: always, last.
+5. **access line**: always, last (after the hooks' access points, if any ran).
 
 A head that could not be read at all (`reject`) has only the last two.
 
-The seams: every response head the client gets, from a rule, an error, the origin or a 101,
-is written by one method, `Responder.queue_head`, which owns the ``Connection: close`` rule
-and the record's status, body start and content type. The rate floors are this exchange's
-alone: set here (`_start_receive_floor`, `_start_send_floor`) and cleared here when
-forwarding ends.
+The seams: every final response head the client gets, from a rule, an error, the origin or a
+101, is written by one method (the interim 1xx heads, the proxy's own `100 Continue` and the
+origin's relayed 100 and 103, go out where they happen: `_requestbody`, `_response`),
+`Responder.queue_head`, which owns the ``Connection: close`` rule and the record's status, body
+start and content type. The rate floors are this exchange's alone: set here
+(`_start_receive_floor`, `_start_send_floor`) and cleared here when forwarding ends.
+
+Faults (`_faultrun`), chosen with the rules (a rule's `FaultAction`, then the runtime table),
+act at those seams: before forwarding (a fault's answer goes through `_answer_from_rules`),
+before and after the request head (`_send_and_relay`) and the response head
+(`_relay_response`), and in either body under the peer's wire (`FaultyTransport`, restored
+when forwarding ends). An exchange without faults has ``faults`` None and never goes there.
 
 Upstream connections are held only while bytes flow: a request body that fits
 ``limits.request_buffer_bytes`` is read whole before a connection is taken, and a response
@@ -36,41 +44,50 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..config._settings import Limits, Timeouts
-from ..core._accesslog import AccessRecord, settle_bytes
+from ..core._accesslog import AccessRecord, ExchangeNotes, settle_bytes
 from ..core._answers import text_response
+from ..core._bodylimit import BodyTooLarge
 from ..core._errors import ClientError, ClientGone, ProxyError, UpstreamClosed
+from ..core._faults import Direction, FaultState
 from ..core._headers import (
     TEXT_PLAIN,
     BodyKind,
     Headers,
     RequestPlan,
     header_value,
-    new_request_id,
     plan_request,
     reason_phrase,
     response_headers,
 )
-from ..core._requestview import request_view
-from ..core._ruleengine import apply_decision
-from ..core._rulemodel import Response
+from ..core._requestview import RequestView, request_view
+from ..core._ruleengine import HEALTH_CHECK_PREFIX, PASS, Decision, Triggered, apply_decision
+from ..core._rulemodel import HookAction, Response
+from ..core._tracecontext import trace_ids
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
+from ._faultrun import FaultClosed, FaultRun
 from ._h11 import h11
-from ._peer import Downstream, RateFloor, UpstreamConnection
+from ._peer import Downstream, RateFloor, UpstreamConnection, server_h11
 from ._race import with_side_task
 from ._requestbody import RequestBody, buffer_request_body, expect_end_of_request, upload_body
 from ._response import read_response_head, relay_body
 from ._tunnel import splice
+
+if TYPE_CHECKING:
+    from ._hooks import HookCalls, Transform
 
 log = logging.getLogger("trioproxy")
 
 # nginx's convention for the access log: the client closed the connection before a
 # response status went out. Never sent on the wire.
 CLIENT_CLOSED_REQUEST = 499
+# nginx's "closed the connection without a response" (its `return 444`): a fault did.
+FAULT_CLOSED = 444
 
 
 async def serve_request(
@@ -85,7 +102,7 @@ async def serve_request(
 async def reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
     """Answer a request head we could not read, log it, and leave the connection to close."""
     record = AccessRecord(start_wall=time.time(), peer=down.peer_ip, status=exc.status)
-    record.request_id = new_request_id()  # for the line, the answer and the access log
+    record.request_id = ctx.new_request_id()  # for the line, the answer and the access log
     log.info("%s (%d)", exc, exc.status, extra=request_fields(record))
     sent_before = down.bytes_sent
     try:
@@ -99,12 +116,13 @@ class Responder:
     """What answers a client's request: its connection, the access record being filled, the
     context the request started under; and the one writer of response heads."""
 
-    __slots__ = ("ctx", "down", "record")
+    __slots__ = ("ctx", "down", "head_at", "record")
 
     def __init__(self, down: Downstream, ctx: ProxyContext, record: AccessRecord) -> None:
         self.down = down
         self.ctx = ctx  # the configuration current when the request started
         self.record = record
+        self.head_at = -1  # the connection's byte count where the final head starts, once queued
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} [{' | '.join(self._state())}]>"
@@ -157,9 +175,13 @@ class Responder:
                 reason=reason_phrase(status, reason),
                 _parsed=validated,
             )
+        self.head_at = down.bytes_sent + down.queued_bytes
         down.queue(head)
         record.status = status
         record.body_start = down.bytes_sent + down.queued_bytes
+        if record.notes is not None:
+            record.notes.response_headers = headers
+            record.notes.first_byte_s = trio.current_time()
 
     async def answer_error(self, exc: ProxyError) -> None:
         """A short plain-text answer, if no response head went out yet. Client errors close
@@ -170,7 +192,7 @@ class Responder:
             return
         record.status = exc.status
         answer = text_response(exc.status)  # "502 Bad Gateway\n", with its framing fields
-        headers = [*answer.headers, (b"X-Request-ID", record.request_id)]
+        headers = [*answer.headers, (b"X-Request-ID", record.request_id), *exc.headers]
         try:
             self.queue_head(
                 exc.status,
@@ -179,8 +201,10 @@ class Responder:
                 close=isinstance(exc, ClientError),
                 validated=False,
             )
-            record.body_bytes_sent = len(answer.body)
-            down.queue(h11.Data(data=answer.body))
+            head_only = record.method == b"HEAD"  # (h11 refuses a body on a HEAD's answer)
+            record.body_bytes_sent = 0 if head_only else len(answer.body)
+            if not head_only:
+                down.queue(h11.Data(data=answer.body))
             down.queue(h11.EndOfMessage())
         except ProxyError:  # h11 will not send it in this state: the connection just closes
             return
@@ -194,7 +218,7 @@ class Exchange(Responder):
     """One request's life, and the state that travels with it: the request and its plan,
     the upstream connection while one is held, the body on its way."""
 
-    __slots__ = ("body", "plan", "request", "up")
+    __slots__ = ("body", "faults", "hooks", "plan", "request", "up")
 
     plan: RequestPlan  # made by the first phase, `_start`
 
@@ -206,10 +230,14 @@ class Exchange(Responder):
             target=request.target,
             http_version=request.http_version,
         )
+        if ctx.shared.journal:
+            record.notes = ExchangeNotes(request.headers.raw_items())
         super().__init__(down, ctx, record)
         self.request = request
         self.up: UpstreamConnection | None = None  # while one is held
         self.body: RequestBody | None = None  # a request body still to send upstream
+        self.faults: FaultRun | None = None  # faults selected for this exchange, if any
+        self.hooks: HookCalls | None = None  # the hooks the rules triggered, once run
 
     @property
     def timeouts(self) -> Timeouts:
@@ -235,17 +263,27 @@ class Exchange(Responder):
         sent_before = down.bytes_sent
         try:
             self._start()
-            if self.ctx.rule_engine and await self._rules():
-                return  # a rule answered
+            if (self.ctx.rule_engine or self.ctx.shared.faults) and await self._rules():
+                return  # a rule (or a fault) answered
             await self._forward()
+            if self.faults is not None and self.faults.close_after():
+                down.closing = True  # though the response did not say Connection: close
         except ProxyError as exc:
             await self._fail(exc)
-        except ClientGone:
+        except ClientGone as exc:
             if not record.status:
-                record.status = CLIENT_CLOSED_REQUEST
+                record.status = (
+                    FAULT_CLOSED if isinstance(exc, FaultClosed) else CLIENT_CLOSED_REQUEST
+                )
             raise
         finally:
-            self._access_line(started, sent_before, received_before)
+            try:
+                if self.hooks is not None:  # their access points add fields to the line
+                    await self.hooks.on_access(record)
+            finally:
+                if self.hooks is not None:
+                    self.hooks.release()
+                self._access_line(started, sent_before, received_before)
 
     # --- Start, rules ------------------------------------------------------------------------
 
@@ -261,6 +299,7 @@ class Exchange(Responder):
             rules=ctx.forwarding,
             upstream_authority=ctx.upstream_authority,
             max_header_count=ctx.settings.limits.max_header_count,
+            make_request_id=ctx.new_request_id,
         )
         _note_request(self.record, plan)
 
@@ -276,27 +315,71 @@ class Exchange(Responder):
             self.down.peer_ip,
             peer_trusted=plan.peer_trusted,
         )
-        decision = self.ctx.rule_engine.evaluate(view, trio.current_time())
+        ctx = self.ctx
+        decision = ctx.rule_engine.evaluate(view, trio.current_time()) if ctx.rule_engine else PASS
         log.debug("rules: %s", describe_decision(decision), extra=request_fields(self.record))
-        if decision.response is None:
+        if self.record.notes is not None and (decision.actions or decision.rule):
+            _note_rules(self.record.notes, decision)
+        answer = decision.response
+        if decision.actions and self.ctx.hooks is not None:
+            answer = await self._run_hooks(decision, view)
+            if answer is not None and decision.response is None:  # a hook's own answer
+                headers = decision.response_headers(answer.status, answer.headers)
+                answer = Response(answer.status, tuple(headers), answer.body)
+        if answer is None:
             apply_decision(plan, decision)
-            return False
-        await self._answer_from_rules(decision.response)
+            if self.hooks is not None:  # the hooks' edits, after the rules'
+                plan.target = self.hooks.target() or plan.target
+                plan.headers = self.hooks.request_headers(plan.headers)
+            faults = _fault_states(decision.actions) if decision.actions else ()
+            if ctx.shared.faults and not view.path.startswith(HEALTH_CHECK_PREFIX):
+                faults += ctx.shared.faults.select(view)
+            if not faults:
+                return False
+            self.faults = FaultRun(faults)
+            self.record.faults = self.faults.labels
+            return await self._faults_before_forwarding(self.faults)
+        await self._answer_from_rules(answer)
         return True
+
+    async def _run_hooks(self, decision: Decision, view: RequestView) -> Response | None:
+        """The request points of the hooks the rules triggered; the answer that ends the
+        request (a hook's, an on_error status, or the rules' own), else None."""
+        assert self.ctx.hooks is not None
+        answer, self.hooks = await self.ctx.hooks.on_request(decision, view, self.plan.request_id)
+        return answer
+
+    async def _faults_before_forwarding(self, faults: FaultRun) -> bool:
+        """A fault's own answer instead of the origin's (True), or its 1xx first."""
+        answer = faults.answer()
+        if answer is not None:
+            await self._answer_from_rules(answer)
+            return True
+        await faults.before_forwarding(self.down, self.timeouts.client_send_s)
+        return False
 
     async def _answer_from_rules(self, answer: Response) -> None:
         """A rule answers (redirect, deny, static response, 429): nothing goes upstream."""
         down = self.down
         if self.plan.body is BodyKind.NONE:
             expect_end_of_request(down)  # in step for the next request
-        headers = [*answer.headers, (b"X-Request-ID", self.plan.request_id)]
-        content_type = header_value(answer.headers, b"content-type")
-        self.queue_head(answer.status, headers, content_type=content_type)
-        if answer.body:
-            down.queue(h11.Data(data=answer.body))
-        down.queue(h11.EndOfMessage())
-        self.record.body_bytes_sent = len(answer.body)
+        self._queue_answer(answer)
         await self.flush_to_client()
+
+    def _queue_answer(self, answer: Response, *, validated: bool = True) -> None:
+        """A whole answer made by the proxy (a rule's or a hook's): head, body, end. A HEAD
+        request gets the head alone (its Content-Length stays the GET's)."""
+        down = self.down
+        headers = [*answer.headers, (b"X-Request-ID", self.plan.request_id)]
+        if self.hooks is not None:  # their response-header edits apply to any answer
+            headers = self.hooks.response_headers(headers)
+        content_type = header_value(answer.headers, b"content-type")
+        self.queue_head(answer.status, headers, content_type=content_type, validated=validated)
+        body = b"" if self.request.method == b"HEAD" else answer.body
+        if body:
+            down.queue(h11.Data(data=body))
+        down.queue(h11.EndOfMessage())
+        self.record.body_bytes_sent = len(body)
 
     # --- Forward -----------------------------------------------------------------------------
 
@@ -312,6 +395,8 @@ class Exchange(Responder):
             await self._forward_on_pooled_connection()
         finally:  # the rate floors are this request's only, however it ends
             self.down.send_floor = self.down.receive_floor = None
+            if self.faults is not None:
+                FaultRun.restore(self.down)
 
     async def _forward_on_pooled_connection(self) -> None:
         pool, plan, record = self.ctx.pool, self.plan, self.record
@@ -327,46 +412,65 @@ class Exchange(Responder):
                 "client closed the connection while waiting for an upstream connection"
             )
         while True:
+            self.up = up
+            record.upstream_addr = up.address
+            if record.notes is not None:
+                record.notes.upstream_reused = reused
+            started = trio.current_time()
             try:
-                await self._send_and_relay_on(up)
+                await self._send_and_relay()
             except UpstreamClosed as exc:
+                pool.discard(up)
                 if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
                     raise
                 log.info("retrying on a fresh connection: %s", exc, extra=request_fields(record))
                 self.ctx.stats.retries += 1
                 up, reused = await pool.connect_fresh()
                 continue
+            except BaseException:
+                pool.discard(up)
+                raise
+            finally:
+                self.up = None
+                record.upstream_duration_s = trio.current_time() - started
             # The upstream is done with: back to the pool before the client's last bytes go out.
             pool.release(up)
             await self.flush_to_client()
             return
 
-    async def _send_and_relay_on(self, up: UpstreamConnection) -> None:
-        """One attempt on ``up``, which is discarded if it fails. (Its own method: mypyc
-        cannot compile the retry loop's `continue` inside a try/finally.)"""
-        record = self.record
-        self.up = up
-        record.upstream_addr = up.address
-        started = trio.current_time()
-        try:
-            await self._send_and_relay()
-        except BaseException:
-            self.ctx.pool.discard(up)
-            raise
-        finally:
-            self.up = None
-            record.upstream_duration_s = trio.current_time() - started
-
     async def _send_and_relay(self) -> None:
         """The request head and body upstream, the response back (once)."""
-        up, plan = self.upstream, self.plan
+        up, plan, faults = self.upstream, self.plan, self.faults
+        headers, transform = plan.headers, None
+        if self.hooks is not None and self.body is not None:
+            transform = self.hooks.body_transform("request_body")
+            if transform is not None:
+                headers = _chunked(headers)  # the hooks decide the body's length
+        if faults is not None:
+            await faults.before_head(Direction.ORIGIN, self.down, up)
         # _parsed=True: h11 skips re-validating what its own parser already validated (and the
         # few fields we add are valid by construction): a third of the per-request parse cost.
         up.queue(
             h11.Request(
-                method=self.request.method, target=plan.target, headers=plan.headers, _parsed=True
+                method=self.request.method, target=plan.target, headers=headers, _parsed=True
             )
         )
+        if self.record.notes is not None:
+            self.record.notes.forwarded_target = plan.target
+            self.record.notes.forwarded_headers = headers
+        if faults is not None:
+            try:
+                await faults.after_head(
+                    Direction.ORIGIN, self.down, up, self.timeouts.upstream_send_s
+                )
+                await self._send_body_and_relay(transform)
+            finally:
+                FaultRun.restore(up)
+            return
+        await self._send_body_and_relay(transform)
+
+    async def _send_body_and_relay(self, transform: Transform | None) -> None:
+        up = self.upstream
         if self.body is None:
             up.queue(h11.EndOfMessage())
             await up.flush(self.timeouts.upstream_send_s)
@@ -374,7 +478,7 @@ class Exchange(Responder):
             return
         # A complete response ends the exchange; an unfinished upload is then abandoned (the
         # connections' h11 states forbid reusing either of them).
-        upload = partial(upload_body, self.down, up, self.body, self.timeouts)
+        upload = partial(upload_body, self.down, up, self.body, self.timeouts, transform)
         await with_side_task(self._relay_response, upload)
 
     async def _relay_response(self) -> None:
@@ -393,23 +497,52 @@ class Exchange(Responder):
             await self._tunnel(response)
             return
         raw = response.headers.raw_items()
+        if record.notes is not None:
+            record.notes.upstream_headers = raw
         headers = response_headers(
             raw, response.http_version, rules=ctx.forwarding, request_id=record.request_id
         )
         if plan.edit_response is not None:  # response-header rules
             headers = plan.edit_response(response.status_code, headers)
         record.upstream_status = response.status_code
+        if self.hooks is not None:  # their response points: edit the head, or replace it
+            replacement, headers = await self.hooks.on_response(response.status_code, headers)
+            if replacement is not None:
+                # The origin's body is left unread: its connection is not reused
+                # (`UpstreamConnection.reusable`), and the answer is flushed on return.
+                self._queue_answer(replacement, validated=False)
+                return
         record.section_io_tag = header_value(raw, b"section-io-tag")
-        self._start_send_floor()
+        faults = self.faults
+        if faults is not None:
+            await faults.before_head(Direction.CLIENT, down, down)
+        if faults is None or not faults.paces(Direction.CLIENT):
+            self._start_send_floor()
+        transform = None
+        if self.hooks is not None and _has_body(self.request.method, response.status_code):
+            transform = self.hooks.body_transform("response_body")
+            if transform is not None:  # the hook decides the length: h11 frames it
+                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         content_type = header_value(raw, b"content-type")
         self.queue_head(
             response.status_code, headers, reason=response.reason, content_type=content_type
         )
+        if faults is not None:
+            await faults.after_head(Direction.CLIENT, down, down, self.timeouts.client_send_s)
         # Trailers survive only where the downstream framing is chunked too.
         keep_trailers = self.request.http_version != b"1.0" and not header_value(
             headers, b"content-length"
         )
-        await relay_body(down, up, record, raw, received, ctx.settings, keep_trailers=keep_trailers)
+        await relay_body(
+            down,
+            up,
+            record,
+            raw,
+            received,
+            ctx.settings,
+            keep_trailers=keep_trailers,
+            transform=transform,
+        )
 
     async def _tunnel(self, switch: h11.InformationalResponse) -> None:
         """Relay the 101 and splice the two connections; neither is reused afterwards (h11
@@ -461,7 +594,10 @@ class Exchange(Responder):
 
     async def _fail(self, exc: ProxyError) -> None:
         record, request = self.record, self.request
-        record.request_id = record.request_id or new_request_id()  # a refused plan has none
+        if isinstance(exc, BodyTooLarge):  # a 413, or a response cut short (_requestbody)
+            self.ctx.stats.bodies_too_large += 1
+        # (a refused plan has none)
+        record.request_id = record.request_id or self.ctx.new_request_id()
         log.log(
             logging.WARNING if exc.status >= 500 else logging.INFO,
             "%s %s: %s (%d)",
@@ -471,7 +607,48 @@ class Exchange(Responder):
             exc.status,
             extra=request_fields(record, self.ctx.upstream_authority, failure=_failure(exc)),
         )
+        if self.down.bytes_sent < record.body_start:  # no final status reached the client
+            record.status = exc.status  # (not the origin's: it is taken back, or cut)
+        self._take_back_unsent()
         await self.answer_error(exc)
+
+    def _take_back_unsent(self) -> None:
+        """Take back a response none of whose bytes have left (read whole into the buffer,
+        then found bad: a framing field in its trailers), so that the client gets the error
+        answer instead of nothing. h11 cannot take back a head it was given: the connection
+        gets a fresh machine at the same point of the cycle (this request read, no response
+        begun; bytes pipelined after it kept). Not if any of it left. A 1xx that left before
+        it is no part of it (RFC 9110 15.2): the error answer follows it as the final
+        response. A request whose body was not read whole (the origin answered early) gets
+        a stand-in whose body never ends either: the answer says close, and the connection
+        lingers, reading and dropping the rest, as after any early answer."""
+        down, request = self.down, self.request
+        old = down.h11
+        if (
+            (old.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not down.has_queued)  # no need
+            or down.bytes_sent != self.head_at  # some of it left (or no final head queued)
+            or old.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.SEND_BODY)
+        ):
+            return
+        down.discard_queued()
+        fresh = server_h11(self.limits)
+        # The stand-in keeps what decides keep-alive: the version, and the client's Connection.
+        stand_in = b"%s / HTTP/%s\r\nHost: x\r\n" % (request.method, request.http_version)
+        for name, value in request.headers.raw_items():
+            if name.lower() == b"connection":
+                stand_in += b"Connection: %s\r\n" % value
+        if old.their_state is h11.SEND_BODY:  # (what h11 holds of the body is dropped)
+            fresh.receive_data(stand_in + b"Content-Length: 1\r\n\r\n")
+            fresh.next_event()  # the stand-in request: the machine waits for its body
+            down.h11 = fresh
+            return
+        # (Not closed: a client's end of file before its request was whole ended the exchange
+        # with ClientGone before any response was read.)
+        pipelined, _ = old.trailing_data
+        fresh.receive_data(stand_in + b"\r\n" + pipelined)
+        fresh.next_event()  # the stand-in request,
+        fresh.next_event()  # and its end: the machine now waits for our response
+        down.h11 = fresh
 
     def _access_line(self, started: float, sent_before: int, received_before: int) -> None:
         record, down = self.record, self.down
@@ -479,6 +656,30 @@ class Exchange(Responder):
         settle_bytes(record, sent_before, down.bytes_sent)
         record.bytes_received = down.bytes_received - received_before
         self.ctx.log_access(record)
+
+
+def _has_body(method: bytes, status: int) -> bool:
+    return method != b"HEAD" and status not in (204, 304)
+
+
+def _chunked(headers: Headers) -> Headers:
+    """A request's fields re-framed as chunked: its body's length is the hooks' to decide."""
+    kept = [
+        (k, v) for k, v in headers if k.lower() not in (b"content-length", b"transfer-encoding")
+    ]
+    return [*kept, (b"Transfer-Encoding", b"chunked")]
+
+
+def _note_rules(notes: ExchangeNotes, decision: Decision) -> None:
+    """For the journal: the rules whose answer or actions applied, and the hooks run."""
+    triggered = decision.actions
+    rules = dict.fromkeys((*(t.rule for t in triggered), *filter(None, [decision.rule])))
+    notes.rules = tuple(rules)
+    notes.hooks = tuple(t.action.label for t in triggered if isinstance(t.action, HookAction))
+
+
+def _fault_states(actions: tuple[Triggered, ...]) -> tuple[FaultState, ...]:
+    return tuple(triggered.fault for triggered in actions if triggered.fault is not None)
 
 
 def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
@@ -491,6 +692,8 @@ def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
     record.x_forwarded_for = noted.get(b"x-forwarded-for", b"")
     record.true_client_ip = noted.get(b"true-client-ip", b"")
     record.section_io_id = noted.get(b"section-io-id", b"")
+    if b"traceparent" in noted:  # W3C trace context: the access line joins the trace
+        record.trace_id, record.span_id = trace_ids(plan.headers) or (b"", b"")
 
 
 def _failure(exc: ProxyError) -> str:

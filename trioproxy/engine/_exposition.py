@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ._metrics import _ALWAYS_SHOWN_CLASSES, _CLASS_LABELS, MetricsSnapshot
+from ._metrics import _ALWAYS_SHOWN_CLASSES, _CLASS_LABELS, HOOK_FAMILIES, MetricsSnapshot
 
 if TYPE_CHECKING:
     from ._collector import ProxyCollector
@@ -86,6 +86,10 @@ def render(snapshot: MetricsSnapshot) -> bytes:
         name = scalar.removesuffix("_total") + "_total" if kind == "counter" else scalar
         _family(out, name, documentation, kind)
         out.append(f"{name} {_value(value)}\n")
+    for name, documentation, index in HOOK_FAMILIES if snapshot.hooks else ():
+        _family(out, name, documentation, "counter")
+        for series in snapshot.hooks:
+            out.append(f'{name}{{hook="{_label(series[0])}"}} {_value(series[1:][index])}\n')
     return "".join(out).encode("utf-8")
 
 

@@ -159,7 +159,9 @@ class RequestMetrics:
                 self._hostnames.add(host)
         return self.section.setdefault((host, status), [0, 0])
 
-    def snapshot(self, scalars: tuple[Scalar, ...] = ()) -> MetricsSnapshot:
+    def snapshot(
+        self, scalars: tuple[Scalar, ...] = (), hooks: tuple[HookSeries, ...] = ()
+    ) -> MetricsSnapshot:
         """A copy of every counter, plus ``scalars``. Call it on the event loop (where the
         counters change); the copy can then be read anywhere, e.g. formatted in a thread."""
         return MetricsSnapshot(
@@ -173,7 +175,20 @@ class RequestMetrics:
                 for (host, status), counts in self.section.items()
             ),
             scalars=scalars,
+            hooks=hooks,
         )
+
+
+# One hook's counters: (label, calls, errors, timeouts, slow steps, seconds in calls).
+HookSeries = tuple[str, int, int, int, int, float]
+# (family name, help, index among the counts after the label) of the per-hook families.
+HOOK_FAMILIES = (
+    ("trioproxy_hook_calls_total", "Calls of each hook's points", 0),
+    ("trioproxy_hook_errors_total", "Hook calls that raised (on_error applied)", 1),
+    ("trioproxy_hook_timeouts_total", "Hook calls past their timeout_s (on_error applied)", 2),
+    ("trioproxy_hook_slow_steps_total", "Steps of hook code that held the event loop 50 ms+", 3),
+    ("trioproxy_hook_seconds_total", "Time spent in hook calls", 4),
+)
 
 
 # A proxy-wide number read at scrape time: (type, name, help, value), type "counter" or "gauge".
@@ -192,6 +207,7 @@ class MetricsSnapshot:
     upstream_duration: _HistogramCopy
     section: tuple[tuple[bytes, int, int, int], ...]  # host, status, requests, bytes
     scalars: tuple[Scalar, ...] = ()
+    hooks: tuple[HookSeries, ...] = ()  # only when the configuration has hooks
 
     def as_tuple(self) -> tuple[Any, ...]:
         """Plain values only (for the worker channel); `from_tuple` makes it a snapshot again."""
@@ -233,6 +249,12 @@ class MetricsSnapshot:
         for kind, name, documentation, value in self.scalars:
             family = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             yield family(name, documentation, value=value)
+        if self.hooks:
+            for name, documentation, index in HOOK_FAMILIES:
+                counter = CounterMetricFamily(name, documentation, labels=["hook"])
+                for series in self.hooks:
+                    counter.add_metric([series[0]], series[1:][index])
+                yield counter
 
     def _histogram(
         self, name: str, documentation: str, histogram: _HistogramCopy
@@ -310,6 +332,19 @@ def merge_snapshots(
         ),
         section=tuple((host, status, c[0], c[1]) for (host, status), c in section.items()),
         scalars=(*scalars.values(), *extra),
+        hooks=_merge_hooks(s.hooks for s in snapshots),
+    )
+
+
+def _merge_hooks(per_worker: Iterable[tuple[HookSeries, ...]]) -> tuple[HookSeries, ...]:
+    merged: dict[str, list[float]] = {}
+    for hooks in per_worker:
+        for label, *values in hooks:
+            known = merged.setdefault(label, [0] * len(values))
+            merged[label] = [a + b for a, b in zip(known, values, strict=True)]
+    return tuple(
+        (label, int(v[0]), int(v[1]), int(v[2]), int(v[3]), float(v[4]))
+        for label, v in merged.items()
     )
 
 

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
+from ..config._settings import Limits
 from ..core._errors import (
     ClientError,
     ClientGone,
@@ -135,6 +136,11 @@ class Wire:
                 return False
             self._sending = self._sending[sent:]
             self.bytes_sent += sent
+
+    def discard_queued(self) -> None:
+        """Forget what is queued; only for bytes none of which has been sent."""
+        self._out.clear()
+        self._sending = _NOTHING
 
     async def send_all(self, data: bytes, timeout_s: float) -> None:
         """Send raw bytes outside h11 (a tunnel's payload)."""
@@ -248,6 +254,17 @@ class Wire:
             while received < max_bytes and (data := await self.recv(math.inf)):
                 received += len(data)
 
+    def drop_arrived(self, max_bytes: int) -> None:
+        """Read and drop what the peer has sent already, without waiting, before a close
+        with no linger: closing with bytes unread sends a reset, which can destroy the
+        answer before the peer reads it. Synchronous, so no task runs in between; on TCP a
+        byte the kernel takes after it still meets a reset (only a linger rules that out)."""
+        with contextlib.suppress(OSError):
+            received = 0
+            while received < max_bytes and (data := self.transport.read_nowait(RECEIVE_SIZE)):
+                received += len(data)
+                self.bytes_received += len(data)
+
     def close(self) -> None:
         """Close at once (synchronously, so it is safe in ``finally`` under cancellation)."""
         self.transport.close()
@@ -306,6 +323,13 @@ class Peer(Wire):
 
     def _name(self) -> str:
         raise NotImplementedError
+
+
+def server_h11(limits: Limits) -> h11.Connection:
+    """A new server state machine for a client connection between requests (both sides
+    IDLE, so it knows nothing the old one did not): the one recipe for every machine a
+    `Downstream` gets, its first, after skipped empty lines, and a taken-back response's."""
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
 
 
 class Downstream(Peer):

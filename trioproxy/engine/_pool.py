@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import trio
 
 from ..core._addr import format_host_port
-from ..core._errors import PoolTimeout, UpstreamConnectError, UpstreamTimeout
+from ..core._errors import OutOfSockets, PoolTimeout, UpstreamConnectError, UpstreamTimeout
+from ._breakerhook import NextHopBreaker
 from ._h11 import h11
 from ._peer import UpstreamConnection
 from ._resolver import Resolver, SockAddr
@@ -47,6 +48,8 @@ class PoolLimits:
     max_response_head_bytes: int = 65536
     max_connections: int = 0  # all connections, busy included; 0: no cap
     max_age_s: float = 300.0
+    breaker_failures: int = 5  # connect failures in a row that open the breaker; 0: off
+    breaker_cooldown_s: float = 10.0
 
 
 @dataclass(slots=True)
@@ -70,6 +73,7 @@ class UpstreamPool:
         self._open = 0  # idle + in use + connecting
         self._slot_freed = trio.lowlevel.ParkingLot()
         self._closed = False
+        self.breaker = NextHopBreaker(format_host_port(resolver.host, resolver.port))
 
     @property
     def open_count(self) -> int:
@@ -187,9 +191,8 @@ class UpstreamPool:
     def _worth_keeping(self, conn: UpstreamConnection) -> bool:
         now = trio.current_time()
         self.resolver.refresh_if_stale()
-        return (
-            now - conn.connected_at < self.limits.max_age_s
-            and self.resolver.is_current(conn.sockaddr)
+        return now - conn.connected_at < self.limits.max_age_s and self.resolver.is_current(
+            conn.sockaddr
         )
 
     def _take_idle(self) -> UpstreamConnection | None:
@@ -224,13 +227,16 @@ class UpstreamPool:
         if not self._has_room():  # taken while we resolved
             conn, _, _ = await self.acquire()
             return conn
+        self.breaker.admit(self.limits)  # while the next hop refuses: 503 at once
         self._open += 1
         try:
             conn = await self._connect(addresses, deadline)
-        except BaseException:
+        except BaseException as exc:
             self._open -= 1
             self._slot_freed.unpark()
+            self.breaker.record(self.limits, exc)
             raise
+        self.breaker.record(self.limits, None)
         self.stats.opened += 1
         conn.uses = 1
         log.debug("pool: new connection to %s: %r", conn.address, self)
@@ -247,7 +253,7 @@ class UpstreamPool:
                 raise UpstreamTimeout(f"connect to upstream {address} timed out") from None
             except OSError as exc:
                 if exc.errno in _OUT_OF_DESCRIPTORS:
-                    raise UpstreamConnectError(f"cannot open a socket: {exc}") from exc
+                    raise OutOfSockets(f"cannot open a socket: {exc}") from exc
                 errors.append(f"{address}: {os.strerror(exc.errno) if exc.errno else exc}")
                 continue
             conn = h11.Connection(

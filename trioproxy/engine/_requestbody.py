@@ -8,24 +8,31 @@ the rate floor the exchange sets and one total deadline.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..config._settings import Settings, Timeouts
+from ..core._bodylimit import body_limit, check_body_size
 from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientError, ClientGone, UpstreamError
 from ..core._headers import BodyKind, RequestPlan, header_value, trailer_headers
-from ._h11 import h11
+from ._h11 import NextEvent, h11
 from ._peer import Downstream, UpstreamConnection
-from ._slices import check_chunks, move_data
+from ._slices import check_chunks, move_data, take_data
+
+if TYPE_CHECKING:
+    from ._hooks import Transform
 
 
 @dataclass(slots=True)
 class RequestBody:
-    """A request body on its way: its framing checker and its one total deadline."""
+    """A request body on its way: its framing checker, its one total deadline, and its
+    size limit (0: none)."""
 
     chunks: ChunkedChecker | None
     deadline: float
+    limit: int = 0
 
 
 async def buffer_request_body(
@@ -47,11 +54,14 @@ async def buffer_request_body(
     body = RequestBody(
         ChunkedChecker() if plan.body is BodyKind.CHUNKED else None,
         trio.current_time() + timeouts.client_body_total_s,
+        body_limit(limits.max_request_body_bytes, plan.max_body_bytes),
     )
     length = int(header_value(plan.headers, b"content-length") or 0)
+    # Over the body limit: 413 before any byte goes upstream, and before any 100 Continue.
+    check_body_size(length, body.limit, chunked=False)
     held = down.h11.trailing_data[0]
     if body.chunks is not None:
-        await check_chunks(body.chunks, held, _client_framing_error)
+        await _check_chunks(body, held)
     buffered = len(held)
     if down.h11.they_are_waiting_for_100_continue:
         if length > limits.request_buffer_bytes:
@@ -68,7 +78,7 @@ async def buffer_request_body(
         if not data:
             raise ClientGone("client closed the connection mid-body")
         if body.chunks is not None:
-            await check_chunks(body.chunks, data, _client_framing_error)
+            await _check_chunks(body, data)
         buffered += len(data)
     return body
 
@@ -91,14 +101,22 @@ def expect_end_of_request(down: Downstream) -> None:
 
 
 async def upload_body(
-    down: Downstream, up: UpstreamConnection, body: RequestBody, timeouts: Timeouts
+    down: Downstream,
+    up: UpstreamConnection,
+    body: RequestBody,
+    timeouts: Timeouts,
+    transform: Transform | None = None,
 ) -> None:
     """Send the body upstream: what is buffered, then the rest as it arrives (a body larger
-    than the buffer, under the rate floor and the total deadline)."""
+    than the buffer, under the rate floor and the total deadline). With a hook's
+    ``transform``, each slice goes through it first (the request head said chunked)."""
     try:
         while True:
             try:
-                event, _ = move_data(down, up)
+                if transform is None:
+                    event, _ = move_data(down, up)
+                else:
+                    event = await _transformed(down, up, transform)
             except h11.RemoteProtocolError as exc:
                 if down.h11.trailing_data[1]:  # EOF mid-body: the client gave up
                     raise ClientGone("client closed the connection mid-body") from exc
@@ -110,8 +128,10 @@ async def upload_body(
                 data = await down.recv(_body_wait_s(body, timeouts.client_body_s))
                 down.h11.receive_data(data)  # recorded before any checkpoint
                 if body.chunks is not None:
-                    await check_chunks(body.chunks, data, _client_framing_error)
+                    await _check_chunks(body, data)
             elif isinstance(event, h11.EndOfMessage):
+                if transform is not None and (tail := await transform(b"", True)):
+                    up.queue(h11.Data(data=tail))
                 up.queue(h11.EndOfMessage(headers=trailer_headers(event.headers.raw_items())))
                 await up.flush(timeouts.upstream_send_s)
                 return
@@ -121,6 +141,24 @@ async def upload_body(
         # The origin stopped reading: it may have answered early and closed. The relay
         # reports that answer, or the failure if there is none.
         return
+
+
+async def _transformed(
+    down: Downstream, up: UpstreamConnection, transform: Transform
+) -> NextEvent | None:
+    event, data = take_data(down)
+    if data and (out := await transform(data, False)):
+        up.queue(h11.Data(data=out))
+    return event
+
+
+async def _check_chunks(body: RequestBody, data: bytes | bytearray) -> None:
+    """The strict framing check, then the body limit on the chunk sizes announced so far:
+    before h11 parses the chunk, so no byte past the limit is forwarded. Mid-upload the
+    exchange then ends: a 413 if no response head went out yet, else the connections close."""
+    assert body.chunks is not None
+    await check_chunks(body.chunks, data, _client_framing_error)
+    check_body_size(body.chunks.declared, body.limit, chunked=True)
 
 
 def _client_framing_error(message: str, *, status: int) -> Exception:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -25,7 +26,10 @@ from ._context import ProxyContext
 from ._h11 import NextEvent, h11
 from ._peer import Downstream, UpstreamConnection
 from ._race import with_side_task
-from ._slices import check_chunks, move_data
+from ._slices import check_chunks, move_data, take_data
+
+if TYPE_CHECKING:
+    from ._hooks import Transform
 
 # A response head slower than this starts a watch on the client's socket.
 _WATCH_CLIENT_AFTER_S = 1.0
@@ -142,15 +146,21 @@ async def relay_body(
     settings: Settings,
     *,
     keep_trailers: bool,
+    transform: Transform | None = None,
 ) -> None:
     """Relay the response body, whose head (``head``: the origin's header fields) the client
     has been sent, to its end; the last bytes stay queued for the exchange to flush after
-    the connection went back to the pool. ``received``: its first bytes, already read."""
+    the connection went back to the pool. ``received``: its first bytes, already read.
+    With a hook's ``transform``, each slice goes through it first (the head the client got
+    has no Content-Length: h11 frames what the hook returns)."""
     chunks = ChunkedChecker() if header_value(head, b"transfer-encoding") else None
     if chunks is not None and received:
         await check_chunks(chunks, received, _upstream_framing_error)
     while True:
-        event = _next_upstream_data(up, down, record)
+        if transform is None:
+            event = _next_upstream_data(up, down, record)
+        else:
+            event = await _transformed(up, down, record, transform)
         if event is None:
             await trio.lowlevel.checkpoint()  # a slice done: let others run
         elif event is h11.NEED_DATA:
@@ -159,6 +169,9 @@ async def relay_body(
             if chunks is not None:  # (h11 parses nothing the checker has not passed)
                 await check_chunks(chunks, data, _upstream_framing_error)
         elif isinstance(event, h11.EndOfMessage):
+            if transform is not None and (tail := await transform(b"", True)):
+                down.queue(h11.Data(data=tail))
+                record.body_bytes_sent += len(tail)
             trailers = trailer_headers(event.headers.raw_items(), head) if keep_trailers else []
             down.queue(h11.EndOfMessage(headers=trailers))
             return
@@ -174,6 +187,19 @@ def _next_upstream_data(
     except h11.RemoteProtocolError as exc:
         raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
     record.body_bytes_sent += moved
+    return event
+
+
+async def _transformed(
+    up: UpstreamConnection, down: Downstream, record: AccessRecord, transform: Transform
+) -> NextEvent | None:
+    try:
+        event, data = take_data(up)
+    except h11.RemoteProtocolError as exc:
+        raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
+    if data and (out := await transform(data, False)):
+        down.queue(h11.Data(data=out))
+        record.body_bytes_sent += len(out)
     return event
 
 

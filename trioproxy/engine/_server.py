@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -25,12 +25,14 @@ import trio
 from ..config._settings import Settings
 from ..core._accesslog import AccessRecord
 from ..core._addr import format_host_port
+from ..core._faulttable import FaultTable
 from ..core._headers import ForwardingRules
 from ..core._ruleengine import BucketsFactory, RuleEngine, local_buckets
 from ..core._rulemodel import trusted_networks
 from ._collector import ProxyCollector
 from ._connection import serve_connection
 from ._context import ProxyContext
+from ._journal import LiveJournal, recording
 from ._listen import accept_forever, as_listener
 from ._metrics import RequestMetrics, observing
 from ._pool import Connector, PoolLimits, UpstreamPool
@@ -39,6 +41,7 @@ from ._transport import Listener, Transport, connect_socket
 
 if TYPE_CHECKING:  # imported when the admin listener is on: 0.6 MiB less for the rest
     from ._admin import AdminServer
+    from ._hooks import HookSet, HookStats
 
 log = logging.getLogger("trioproxy")
 
@@ -55,6 +58,8 @@ class ProxyServer:
         count_requests: bool | None = None,
         lookup: Lookup = system_lookup,
         connect: Connector = connect_socket,
+        journal_size: int | None = None,
+        hooks: Mapping[str, object] | None = None,
     ) -> None:
         """``count_requests``: feed the /metrics counters from every access record; by
         default when ``settings.admin.listen`` is set. A worker whose supervisor serves
@@ -62,8 +67,19 @@ class ProxyServer:
         Decided here, once: the context's access-log sink is never swapped afterwards.
 
         ``lookup`` and ``connect`` reach the upstream: the system resolver and TCP, or a
-        `MemoryNetwork` in engine tests."""
+        `MemoryNetwork` in engine tests.
+
+        ``hooks``: hook objects by name, for rules whose hook names no file (embedding).
+        Raises `HookLoadError` when a hook cannot be loaded.
+
+        ``journal_size``: exchanges the journal keeps (by default ``admin.journal_size``);
+        0 keeps no journal, and the access-log sink stays as it was."""
         self.settings = settings
+        self._embedded_hooks = hooks
+        self.hook_stats: dict[str, HookStats] = {}
+        self._nursery: trio.Nursery | None = None  # the outer one, for hooks' lifespans
+        self._watching = False  # the blocking watch's thread is running
+        self._last_hooks: HookSet | None = None  # its watch is reused by every later set
         self.upstream = upstream
         # Admin listener: its bound address once run() has started it, and where
         # the count of dropped access-log lines comes from (the CLI's writer thread).
@@ -83,6 +99,8 @@ class ProxyServer:
         # request, and only those, without a call in the connection code.
         self._counting = bool(settings.admin.listen) if count_requests is None else count_requests
         metrics = RequestMetrics()
+        size = settings.admin.journal_size if journal_size is None else journal_size
+        self.journal = LiveJournal(size) if size else None
         self.ctx = ProxyContext(
             settings=settings,
             pool=pool,
@@ -91,7 +109,9 @@ class ProxyServer:
             forwarding=_forwarding(settings),
             rule_engine=RuleEngine(settings.rules, buckets=buckets),
             metrics=metrics,
+            hooks=self._load_hooks(settings, None),
         )
+        self.ctx.shared.journal = self.journal is not None
         self._buckets = buckets
         self._slots = trio.Semaphore(settings.limits.max_connections)
         self._accepting = trio.CancelScope()
@@ -100,8 +120,12 @@ class ProxyServer:
         """Requests that start from now on use ``settings`` and log through ``access_log``;
         requests in flight finish with what they took (`ProxyContext.now`). The caller keeps
         the restart-only keys (`_reload.applicable`); the pool and the resolver take the new
-        timeouts at their next use. Rate limits unchanged keep their buckets."""
+        timeouts at their next use. Rate limits unchanged keep their buckets.
+
+        Hooks are loaded first: one that fails raises `HookLoadError` and nothing changes.
+        The old hooks' lifespans are cancelled; requests in flight keep the hooks they took."""
         old = self.ctx.now()
+        hooks = self._load_hooks(settings, old.hooks)
         self.pool.limits = replace(_pool_limits(settings), size=self.pool.limits.size)
         self.pool.resolver.retime(
             ttl_s=settings.upstream.dns_ttl_s,
@@ -117,12 +141,41 @@ class ProxyServer:
             rule_engine=RuleEngine(
                 settings.rules, buckets=old.rule_engine.keeping_buckets(self._buckets)
             ),
+            hooks=hooks,
         )
+        if old.hooks is not None:  # its lifespans end when its last request is done
+            old.hooks.stop(grace_s=settings.timeouts.drain_s)
+        if hooks is not None and self._nursery is not None:
+            self._nursery.start_soon(hooks.run_lifespans)
+            self._start_watch(self._nursery, hooks)
+
+    def _start_watch(self, nursery: trio.Nursery, hooks: HookSet) -> None:
+        if not self._watching:
+            self._watching = True
+            nursery.start_soon(hooks.watch.run)
+
+    def _load_hooks(self, settings: Settings, old: HookSet | None) -> HookSet | None:
+        if not settings.rules.has_hooks:
+            return None  # no hook rule: the hook machinery is not even imported
+        from ._hooks import HookSet
+
+        previous = old or self._last_hooks
+        watch = previous.watch if previous is not None else None
+        self._last_hooks = HookSet.load(
+            settings.rules, embedded=self._embedded_hooks, stats=self.hook_stats, watch=watch
+        )
+        return self._last_hooks
 
     def _sink(
         self, metrics: RequestMetrics, access_log: Callable[[AccessRecord], None]
     ) -> Callable[[AccessRecord], None]:
-        return observing(metrics, access_log) if self._counting else access_log
+        sink = observing(metrics, access_log) if self._counting else access_log
+        return recording(self.journal, sink) if self.journal is not None else sink
+
+    @property
+    def faults(self) -> FaultTable:
+        """The faults added while running; every context version shares them."""
+        return self.ctx.shared.faults
 
     @property
     def pool(self) -> UpstreamPool:
@@ -166,6 +219,11 @@ class ProxyServer:
                 self.admin_address = admin_listener.socket.getsockname()[:2]
             async with trio.open_nursery() as outer:
                 await outer.start(self.pool.run)
+                self._nursery = outer
+                hooks = self.ctx.now().hooks
+                if hooks is not None:
+                    await outer.start(hooks.run_lifespans)
+                    self._start_watch(outer, hooks)
                 if admin_listener is not None:
                     await outer.start(self._admin_server().serve, admin_listener)
                 async with trio.open_nursery() as handlers:
@@ -183,6 +241,8 @@ class ProxyServer:
                 admin_listener.socket.close()
 
     def _admin_server(self) -> AdminServer:
+        from ..config._faultconfig import parse_runtime_fault
+        from ..core._admincontrol import AdminControl
         from ._admin import AdminServer
 
         collector = ProxyCollector(self.ctx, self._access_log_dropped)
@@ -190,6 +250,9 @@ class ProxyServer:
             is_draining=lambda: self.draining,
             upstream=self.upstream,
             metrics_snapshot=collector.snapshot,
+            control=AdminControl(
+                self.journal, self.faults, parse_runtime_fault, self.settings.admin.faults
+            ),
         )
 
     def _drain(self, handlers: trio.Nursery) -> None:
@@ -236,6 +299,8 @@ def _pool_limits(settings: Settings) -> PoolLimits:
         max_response_head_bytes=settings.limits.max_header_bytes,
         max_connections=settings.upstream.max_connections,
         max_age_s=settings.upstream.max_connection_age_s,
+        breaker_failures=settings.upstream.breaker_failures,
+        breaker_cooldown_s=settings.upstream.breaker_cooldown_s,
     )
 
 

@@ -34,19 +34,33 @@ def move_data(source: Peer, sink: Peer) -> tuple[NextEvent | None, int]:
     or None when the slice ended first; and how many body bytes moved.
     """
     parts: list[bytes | bytearray] = []
-    event: NextEvent | None = None
     try:
-        for _ in range(_EVENTS_PER_SLICE):
-            event = source.h11.next_event()
-            if type(event) is not h11.Data:
-                break
-            parts.append(cast(_ReceivedData, event).data)
-            event = None
+        event = _take(source, parts)
     finally:
         moved = b"".join(parts)
         if moved:
             sink.queue(h11.Data(data=moved))
     return event, len(moved)
+
+
+def take_data(source: Peer) -> tuple[NextEvent | None, bytes]:
+    """`move_data` without the sink: the slice's bytes, for a hook to transform before they
+    are queued. (An invalid body raises and ends the exchange: what this slice took is
+    dropped with it, as the exchange is.)"""
+    parts: list[bytes | bytearray] = []
+    event = _take(source, parts)
+    return event, b"".join(parts)
+
+
+def _take(source: Peer, parts: list[bytes | bytearray]) -> NextEvent | None:
+    event: NextEvent | None = None
+    for _ in range(_EVENTS_PER_SLICE):
+        event = source.h11.next_event()
+        if type(event) is not h11.Data:
+            break
+        parts.append(cast(_ReceivedData, event).data)
+        event = None
+    return event
 
 
 async def check_chunks(

@@ -1,0 +1,343 @@
+"""What a hook sees and what it may ask for: frozen views, and the exchange's edit requests.
+
+Pure (no trio): a hook's requests are checked here when it makes them, so a hook can never
+break framing or the smuggling defences. It cannot set ``Content-Length``,
+``Transfer-Encoding`` or a hop-by-hop field, cannot put a control character in a value, and
+an answer it makes is framed by the proxy. A refused request raises `HookError` in the hook,
+naming what was refused; left uncaught, it is the hook's error (``on_error`` applies).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from ..core._accesslog import ACCESS_LOG_FIELDS
+from ..core._answers import text_response
+from ..core._headers import HOP_BY_HOP
+from ..core._rulemodel import HeaderOp, OpKind, Response
+
+__all__ = ["Exchange", "HookError", "Request", "ResponseHead"]
+
+Fields = tuple[tuple[str, str], ...]
+
+
+class HookError(ValueError):
+    """A hook asked for something the proxy refuses (the message says what, and why)."""
+
+
+def _lookup(headers: Fields, name: str) -> str | None:
+    lname = name.lower()
+    for key, value in headers:
+        if key.lower() == lname:
+            return value
+    return None
+
+
+_NO_CAPTURES: Mapping[str, str] = MappingProxyType({})
+
+
+class Request:
+    """The request as the rules saw it, after the strict checks (immutable).
+
+    ``path`` is normalised the way origins read it (``/a/%2e%2e//admin`` is ``/admin``);
+    ``target`` is exactly as received. ``headers`` are the ``(name, value)`` pairs as received,
+    in order. ``client`` is the client's address after the trusted-proxy logic
+    (True-Client-IP from a trusted peer, else the TCP peer); ``scheme`` is "https" when
+    X-Forwarded-Proto says so. ``captures`` holds the rule's ``match.path_regex`` groups, by
+    number ("0", "1", ...) and by name. Text is decoded as Latin-1, so every byte received is
+    kept. (The proxy makes one per hook call and decodes only what the hook reads.)
+    """
+
+    __slots__ = ("_match", "_values", "_view")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        target: str,
+        headers: Fields,
+        client: str,
+        scheme: str,
+        request_id: str,
+        captures: Mapping[str, str] = _NO_CAPTURES,
+    ) -> None:
+        self._view: Any = None
+        self._match: re.Match[bytes] | None = None
+        self._values: dict[str, Any] = {
+            "method": method,
+            "path": path,
+            "target": target,
+            "headers": tuple(headers),
+            "client": client,
+            "scheme": scheme,
+            "request_id": request_id,
+            "captures": MappingProxyType(dict(captures)),
+        }
+
+    @classmethod
+    def _of(cls, view: Any, match: re.Match[bytes] | None, request_id: str) -> Request:
+        """From the rules' `RequestView`, decoding nothing until it is read."""
+        request = cls.__new__(cls)
+        request._view, request._match = view, match
+        request._values = {"client": view.client_ip, "request_id": request_id}
+        return request
+
+    def _get(self, name: str) -> Any:
+        values = self._values
+        if name not in values:
+            values[name] = _DECODE[name](self._view, self._match)
+        return values[name]
+
+    @property
+    def method(self) -> str:
+        return str(self._get("method"))
+
+    @property
+    def path(self) -> str:
+        """Normalised, without the query."""
+        return str(self._get("path"))
+
+    @property
+    def target(self) -> str:
+        """As received."""
+        return str(self._get("target"))
+
+    @property
+    def headers(self) -> Fields:
+        """``(name, value)`` pairs, in order, as received."""
+        headers: Fields = self._get("headers")
+        return headers
+
+    @property
+    def client(self) -> str:
+        """The client's address, after the trusted-proxy logic."""
+        return str(self._get("client"))
+
+    @property
+    def scheme(self) -> str:
+        return str(self._get("scheme"))
+
+    @property
+    def request_id(self) -> str:
+        return str(self._get("request_id"))
+
+    @property
+    def captures(self) -> Mapping[str, str]:
+        """The rule's ``match.path_regex`` groups, by number and by name."""
+        captures: Mapping[str, str] = self._get("captures")
+        return captures
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target[:80]!r} from {self.client}>"
+
+    @property
+    def query(self) -> str:
+        """After the "?" of the target; "" when there is none."""
+        return self.target.partition("?")[2]
+
+    def header(self, name: str) -> str | None:
+        """The first field of this name (any case), or None."""
+        return _lookup(self.headers, name)
+
+    def cookie(self, name: str) -> str | None:
+        """A cookie's value from the Cookie fields, or None."""
+        for key, value in self.headers:
+            if key.lower() == "cookie":
+                for pair in value.split(";"):
+                    cookie, equals, found = pair.strip().partition("=")
+                    if equals and cookie == name:
+                        return found
+        return None
+
+
+def _texts(headers: Any) -> Fields:
+    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers)
+
+
+def _captures(match: re.Match[bytes] | None) -> Mapping[str, str]:
+    if match is None:
+        return _NO_CAPTURES
+    groups = {str(i): (match.group(i) or b"").decode("latin-1") for i in range(match.re.groups + 1)}
+    groups.update((k, (v or b"").decode("latin-1")) for k, v in match.groupdict().items())
+    return MappingProxyType(groups)
+
+
+_DECODE: dict[str, Callable[[Any, re.Match[bytes] | None], Any]] = {
+    "method": lambda view, _: view.method.decode("latin-1"),
+    "path": lambda view, _: view.path.decode("latin-1"),
+    "target": lambda view, _: view.target.decode("latin-1"),
+    "headers": lambda view, _: _texts(view.headers),
+    "scheme": lambda view, _: view.scheme.decode("latin-1"),
+    "captures": lambda _, match: _captures(match),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    """The response head from the origin, as the client would get it (immutable)."""
+
+    status: int
+    headers: Fields
+
+    def header(self, name: str) -> str | None:
+        return _lookup(self.headers, name)
+
+
+# RFC 9110 5.6.2 and 5.5: a field name is a token; no control character but HTAB in a value.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_MANAGED = HOP_BY_HOP | {b"content-length"}
+_LOG_FIELD = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_TARGET = re.compile(r"/[\x21-\x7e]*")
+_MAX_BODY = 1 << 20
+_MAX_VALUE = 8192
+
+
+def _name(name: str, *, request: bool, kind: OpKind) -> bytes:
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        raise HookError(f"header name {name!r} is not a token (RFC 9110 5.6.2)")
+    lname = name.lower().encode("ascii")
+    if lname in _MANAGED:
+        raise HookError(f"{name} is managed by the proxy (framing, hop-by-hop)")
+    if lname == b"host" and (not request or kind is not OpKind.SET):
+        raise HookError("Host can only be set, on the request")
+    return name.encode("ascii")
+
+
+def _value(name: str, value: str) -> bytes:
+    if not isinstance(value, str):
+        raise HookError(f"{name}: the value must be a str, found {type(value).__name__}")
+    if _CONTROL.search(value) or len(value) > _MAX_VALUE:
+        raise HookError(f"{name}: a value has no control characters and at most 8192 characters")
+    try:
+        return value.strip(" \t").encode("latin-1")
+    except UnicodeEncodeError:
+        raise HookError(f"{name}: a value must be Latin-1 text (percent-encode the rest)") from None
+
+
+class Exchange:
+    """One request's passage through one hook: what the hook points of that hook receive.
+
+    ``request`` is the immutable view; ``state`` a dict the hook may use to carry values from
+    one of its hook points to the next for this request. The methods ask the proxy to do
+    something; each checks its arguments at once and raises `HookError` if refused.
+    """
+
+    __slots__ = (
+        "_answer",
+        "_fields",
+        "_phase",
+        "_request_ops",
+        "_response_ops",
+        "_target",
+        "hook",
+        "request",
+        "state",
+    )
+
+    def __init__(self, request: Request, hook: str = "") -> None:
+        self.request = request
+        self.hook = hook
+        self.state: dict[str, Any] = {}
+        self._answer: Response | None = None
+        self._target: bytes | None = None
+        self._request_ops: list[HeaderOp] = []
+        self._response_ops: list[HeaderOp] = []
+        self._fields: dict[str, str] = {}
+        self._phase = "request"  # then "response", then "access"
+
+    def __repr__(self) -> str:
+        return f"<Exchange {self.hook} {self.request.method} {self.request.target[:80]!r}>"
+
+    # --- answering ---
+
+    def respond(
+        self,
+        status: int,
+        body: bytes | str = b"",
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Answer with this instead of the origin (on the request: the origin is not asked;
+        on the response head: its response is dropped). A str body is sent as UTF-8 with
+        ``Content-Type: text/plain; charset=utf-8`` unless ``headers`` give a type. The
+        proxy adds the framing (Content-Length) itself."""
+        if self._phase == "access":
+            raise HookError("respond() on the access line: the response has been sent")
+        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+            raise HookError(f"status must be an int from 200 to 599, found {status!r}")
+        fields = []
+        items = headers.items() if isinstance(headers, Mapping) else headers
+        for name, value in items:
+            fields.append((_name(name, request=False, kind=OpKind.ADD), _value(name, value)))
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+            if not any(name.lower() == b"content-type" for name, _ in fields):
+                fields.append((b"Content-Type", b"text/plain; charset=utf-8"))
+        if not isinstance(body, bytes) or len(body) > _MAX_BODY:
+            raise HookError("body must be bytes or str of at most 1 MiB")
+        if status in (204, 304) and body:
+            raise HookError(f"a {status} response has no body")
+        self._answer = text_response(status, tuple(fields), body)
+
+    # --- the request on its way ---
+
+    def rewrite(self, target: str) -> None:
+        """Forward to this origin-form target ("/path?query") instead of the received one."""
+        self._before_forwarding("rewrite()")
+        if not isinstance(target, str) or not _TARGET.fullmatch(target) or len(target) > 8192:
+            raise HookError(f"target must be origin-form printable ASCII ('/...'): {target!r}")
+        self._target = target.encode("ascii")
+
+    def set_request_header(self, name: str, value: str) -> None:
+        """Replace every field of the name with this one (or add it)."""
+        self._request(OpKind.SET, name, value)
+
+    def add_request_header(self, name: str, value: str) -> None:
+        self._request(OpKind.ADD, name, value)
+
+    def remove_request_header(self, name: str) -> None:
+        self._request(OpKind.REMOVE, name, "")
+
+    # --- the response on its way ---
+
+    def set_response_header(self, name: str, value: str) -> None:
+        self._response(OpKind.SET, name, value)
+
+    def add_response_header(self, name: str, value: str) -> None:
+        self._response(OpKind.ADD, name, value)
+
+    def remove_response_header(self, name: str) -> None:
+        self._response(OpKind.REMOVE, name, "")
+
+    # --- the access line ---
+
+    def log(self, name: str, value: str) -> None:
+        """Add a field to this request's access line (lower-case name; not a built-in one)."""
+        if not isinstance(name, str) or not _LOG_FIELD.fullmatch(name):
+            raise HookError(f"log field {name!r}: expected [a-z][a-z0-9_]*, at most 64")
+        if name in ACCESS_LOG_FIELDS:
+            raise HookError(f"log field {name!r} is one of the proxy's own fields")
+        if not isinstance(value, str) or len(value) > _MAX_VALUE:
+            raise HookError(f"log field {name}: the value must be a str of at most 8192")
+        self._fields[name] = value
+
+    # --- what the engine reads ---
+
+    def _before_forwarding(self, what: str) -> None:
+        if self._phase != "request":
+            raise HookError(f"{what} on the {self._phase}: the request has been forwarded")
+
+    def _request(self, kind: OpKind, name: str, value: str) -> None:
+        self._before_forwarding(f"editing request header {name}")
+        encoded = _name(name, request=True, kind=kind)
+        self._request_ops.append(HeaderOp(kind, encoded, _value(name, value)))
+
+    def _response(self, kind: OpKind, name: str, value: str) -> None:
+        if self._phase == "access":
+            raise HookError(f"editing response header {name} on the access line: already sent")
+        encoded = _name(name, request=False, kind=kind)
+        self._response_ops.append(HeaderOp(kind, encoded, _value(name, value)))

@@ -1,0 +1,188 @@
+"""Name the hook that blocks the event loop: each step of hook code is timed, and a watchdog
+thread speaks while a step is still running.
+
+A deadline per call cannot catch ``time.sleep(1)`` in a hook: the loop is stopped, so no
+deadline fires until the call returns. Timing every step does. A hook's coroutine is driven
+through `BlockingWatch.timed`, which notes when each of its steps starts (a step: from
+being resumed to its next suspension, as trio's ``Instrument.before/after_task_step`` would
+see it, but for the hook's own code only); the watchdog, an OS thread, so it runs while the
+loop is stuck, writes one diagnostics line naming the hook and the request as soon as a step
+has run for `threshold_s`, and the step's whole length is counted when it ends.
+
+Why not a trio Instrument: one installed for the hooks' sake costs every task's every step,
+hooked or not, and adding and removing one around each call cost 34 µs a call here (a
+request takes a few hundred); timing the hook's own steps costs about a microsecond a step
+and nothing at all for requests that trigger no hook.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, TypeVar
+
+import trio
+
+__all__ = ["CURRENT_HOOK", "BlockingWatch"]
+
+log = logging.getLogger("trioproxy")
+
+T = TypeVar("T")
+
+# (hook label, request ID) while a task runs a hook's code; None otherwise. (For the hook's
+# own use, and for diagnostics; the watch keeps its own note of the running step.)
+CURRENT_HOOK: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "trioproxy_current_hook", default=None
+)
+
+# A step longer than this is a blocking call (a hook's honest work takes well under a
+# millisecond a step): 50 ms is what a client would notice.
+DEFAULT_THRESHOLD_S = 0.05
+
+# The step running now: (hook label, request ID, when it started), or None.
+_Step = tuple[str, str, float]
+
+
+class BlockingWatch:
+    """Counts and reports steps of hook code longer than ``threshold_s``.
+
+    ``on_slow(label, request_id, seconds)`` is called on the event loop after each slow step
+    (the hook's metrics). Await hook code through `timed`; `run` is the watchdog."""
+
+    def __init__(
+        self,
+        on_slow: Callable[[str, str, float], None],
+        threshold_s: float = DEFAULT_THRESHOLD_S,
+    ) -> None:
+        self.threshold_s = threshold_s
+        self._on_slow = on_slow
+        self._step: _Step | None = None
+        self._reported: _Step | None = None  # the step the watchdog already named
+
+    def timed(
+        self,
+        label: str,
+        request_id: str,
+        coro: Coroutine[Any, Any, T],
+        *,
+        scope: trio.CancelScope | None = None,
+        deadline: float = math.inf,
+    ) -> Awaitable[T]:
+        """``coro`` (a hook's), with each of its steps timed. ``scope`` (entered around this)
+        takes ``deadline`` only when the hook first waits: a hook that returns without waiting
+        cannot be cancelled anyway, and spares the deadline's bookkeeping."""
+        return _Timed(self, (label, request_id), coro, scope, deadline)
+
+    def nursery(self, nursery: trio.Nursery, label: str) -> _TimedNursery:
+        """A nursery for a hook's lifespan: the tasks it starts are timed as the hook."""
+        return _TimedNursery(nursery, self, label)
+
+    def _finished(self, step: _Step) -> None:
+        self._step = None
+        took = time.perf_counter() - step[2]
+        if took >= self.threshold_s:
+            if self._reported is not step:
+                _report(step, took, done=True)
+            self._on_slow(step[0], step[1], took)
+
+    # --- the watchdog ---
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Watch from a thread until cancelled (start it in the server's nursery). A plain
+        thread, not trio.to_thread: it never wakes the event loop (not even to say it has
+        ended), so a run on a virtual clock stays the same run however the machine is."""
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._watch, args=(stop,), name="trioproxy hook watch", daemon=True
+        )
+        thread.start()
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            stop.set()  # it ends within half a threshold; nothing waits for it
+
+    def _watch(self, stop: threading.Event) -> None:
+        while not stop.wait(self.threshold_s / 2):
+            step = self._step
+            if step is None or step is self._reported:
+                continue
+            took = time.perf_counter() - step[2]
+            if took >= self.threshold_s and self._step is step:
+                self._reported = step
+                _report(step, took, done=False)
+
+
+class _Timed:
+    """Drives a hook's coroutine, step by step, noting each step on the watch."""
+
+    __slots__ = ("_coro", "_deadline", "_hook", "_scope", "_watch")
+
+    def __init__(
+        self,
+        watch: BlockingWatch,
+        hook: tuple[str, str],
+        coro: Coroutine[Any, Any, Any],
+        scope: trio.CancelScope | None,
+        deadline: float,
+    ) -> None:
+        self._watch, self._hook, self._coro = watch, hook, coro
+        self._scope, self._deadline = scope, deadline
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        watch, (label, request_id), coro = self._watch, self._hook, self._coro
+        scope = self._scope
+        sent: Any = None
+        thrown: BaseException | None = None
+        while True:
+            step = watch._step = (label, request_id, time.perf_counter())
+            try:
+                yielded = coro.send(sent) if thrown is None else coro.throw(thrown)
+            except StopIteration as done:
+                watch._finished(step)
+                return done.value
+            except BaseException:
+                watch._finished(step)
+                raise
+            watch._finished(step)
+            if scope is not None:  # about to wait for the first time: now the deadline counts
+                scope.deadline = self._deadline
+                scope = None
+            try:
+                sent, thrown = (yield yielded), None
+            except BaseException as exc:  # thrown into us: pass it on to the hook
+                sent, thrown = None, exc
+
+
+class _TimedNursery:
+    """What a hook's lifespan gets as its nursery: ``start_soon`` times the tasks it starts;
+    everything else is the nursery's own."""
+
+    def __init__(self, nursery: trio.Nursery, watch: BlockingWatch, label: str) -> None:
+        self._nursery, self._watch, self._label = nursery, watch, label
+
+    def start_soon(self, function: Callable[..., Any], *args: Any, name: object = None) -> None:
+        self._nursery.start_soon(self._run, function, args, name=name or function)
+
+    async def _run(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        await self._watch.timed(self._label, "lifespan", function(*args))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._nursery, name)
+
+
+def _report(step: _Step, took: float, *, done: bool) -> None:
+    label, request_id, _ = step
+    state = "blocked" if done else "is blocking"
+    log.warning(
+        "hook %s %s the event loop for %.3fs (request %s): every connection waits;"
+        " await instead, or use trioproxy.hooks.run_blocking",
+        label,
+        state,
+        took,
+        request_id,
+    )
