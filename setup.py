@@ -19,47 +19,49 @@ from pathlib import Path
 
 from setuptools import setup
 
-# The request path: every module of these packages except those named below.
-COMPILED_PACKAGES = ("trioproxy/core", "trioproxy/engine")
-INTERPRETED = {
-    # Picks h11 or h11-mypyc at import under `if TYPE_CHECKING: ... else:`; mypy deems the
-    # else branch unreachable, so compiled, it would raise at import.
-    "trioproxy/engine/_h11.py": "the parser is chosen in a branch mypy deems unreachable",
-    # Exception classes with class-level `status` defaults overridden per subclass: compiled,
-    # a subclass's default is not seen (AttributeError: no attribute 'status'). Raised
-    # rarely; interpreted, they cost nothing on the request path.
-    "trioproxy/core/_errors.py": "class-attribute defaults of exceptions",
-    # Compiled calls between compiled modules and methods of compiled classes are direct, so
-    # a test that replaces one sees nothing; these stay interpreted until the tests (and the
-    # simulation) get seams of their own: the memory transport's reads are metered
-    # (test_mem_isolation), Responder.queue_head is spied on (test_response_heads), move_data
-    # is metered where _requestbody and _response call it (test_mem_isolation), and the
-    # simulation wraps UpstreamPool.detach on its pool.
-    "trioproxy/engine/_memory.py": "tests meter MemoryTransport.read_nowait",
-    # (The exchange's retry loop also has a `continue` inside a try/finally, which mypyc
-    # refuses; the pool's wait loop was restructured.)
-    "trioproxy/engine/_exchange.py": "tests spy on Responder.queue_head",
-    "trioproxy/engine/_requestbody.py": "tests meter its move_data",
-    "trioproxy/engine/_response.py": "tests meter its move_data",
-    "trioproxy/engine/_pool.py": "the simulation wraps UpstreamPool.detach",
-    # Tests find the server's tasks by name (ProxyServer.run, ProxyServer._handle); trio names
-    # a task by its function's __qualname__, which a compiled method lacks. Per connection,
-    # not per request.
-    "trioproxy/engine/_server.py": "tests find its tasks by their names",
-    "trioproxy/core/__init__.py": "a package marker",
-    "trioproxy/engine/__init__.py": "a package marker",
-}
-
-
-def compiled_modules(root: Path) -> list[str]:
-    """The source files mypyc compiles, relative to ``root`` (the project directory)."""
-    files = []
-    for package in COMPILED_PACKAGES:
-        for path in sorted((root / package).glob("*.py")):
-            relative = path.relative_to(root).as_posix()
-            if relative not in INTERPRETED:
-                files.append(relative)
-    return files
+# The modules compiled: the request path, named one by one, so that a module added later
+# stays interpreted until it is shown to work compiled (scripts/test-compiled) and is added
+# here. Everything else in core/ and engine/ is interpreted; some must be:
+# - engine/_h11 picks h11 or h11-mypyc under `if TYPE_CHECKING: ... else:`; mypy deems the
+#   else branch unreachable, so compiled, it raises at import;
+# - exception classes with class-level `status` defaults overridden by subclasses
+#   (core/_errors, core/_bodylimit): a compiled subclass's default is not seen (an
+#   AttributeError, or the base class's 400 for a 413);
+# - core/_journal's VerificationError subclasses AssertionError (mypyc cannot), and
+#   engine/_journal subclasses its Journal, which has __slots__;
+# - compiled calls and methods are direct, so a test replacing one sees nothing: the engine
+#   tests meter MemoryTransport.read_nowait (engine/_memory) and move_data where
+#   engine/_requestbody and engine/_response call it, spy on Responder.queue_head
+#   (engine/_exchange, whose retry loop also has a `continue` in a try/finally, which mypyc
+#   refuses), the simulation wraps UpstreamPool.detach (engine/_pool), and tests find the
+#   server's tasks by name (engine/_server: trio names a task by __qualname__, which a
+#   compiled method lacks);
+# - hooks and faults (core/_hookspec, engine/_hooks, core/_faults, engine/_faultrun, ...)
+#   run user code and only when configured: interpreted, they cost nothing when they are not.
+COMPILED = (
+    "trioproxy/core/_accesslog.py",
+    "trioproxy/core/_addr.py",
+    "trioproxy/core/_answers.py",
+    "trioproxy/core/_chunked.py",
+    "trioproxy/core/_headers.py",
+    "trioproxy/core/_headreader.py",
+    "trioproxy/core/_ratelimit.py",
+    "trioproxy/core/_requestview.py",
+    "trioproxy/core/_ruleengine.py",
+    "trioproxy/core/_rulemodel.py",
+    "trioproxy/core/_strict.py",
+    "trioproxy/engine/_admin.py",  # (its client wire subclasses _peer.Wire: compiled too)
+    "trioproxy/engine/_connection.py",
+    "trioproxy/engine/_context.py",
+    "trioproxy/engine/_diagnostics.py",
+    "trioproxy/engine/_fairness.py",
+    "trioproxy/engine/_peer.py",
+    "trioproxy/engine/_race.py",
+    "trioproxy/engine/_resolver.py",
+    "trioproxy/engine/_slices.py",
+    "trioproxy/engine/_transport.py",
+    "trioproxy/engine/_tunnel.py",
+)
 
 
 def _ext_modules() -> list[object]:
@@ -74,7 +76,7 @@ def _ext_modules() -> list[object]:
         )
     root = Path(__file__).resolve().parent
     os.chdir(root)  # mypycify takes paths relative to the working directory
-    modules: list[object] = mypycify(compiled_modules(root), opt_level="3")
+    modules: list[object] = mypycify(list(COMPILED), opt_level="3")
     return modules
 
 
