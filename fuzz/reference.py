@@ -33,6 +33,12 @@ def h11_request(data: bytes) -> Read | None:
     """The first request h11 reads from ``data``: its head, and its body if complete."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_BIG)
     conn.receive_data(data)
+    return _h11_read(conn)
+
+
+def _h11_read(conn: h11.Connection) -> Read | None:
+    """The first message (request, or final response) ``conn`` reads: its head, and its body
+    if complete; None if h11 rejects the bytes."""
     read: Read | None = None
     body = bytearray()
     try:
@@ -44,6 +50,8 @@ def h11_request(data: bytes) -> Read | None:
                 return read
             if isinstance(event, h11.Request):
                 read = Read((event.method, event.target), _lower(list(event.headers.raw_items())))
+            elif isinstance(event, h11.Response):
+                read = Read((b"%d" % event.status_code,), _lower(list(event.headers.raw_items())))
             elif isinstance(event, h11.Data):
                 body += event.data
             elif isinstance(event, h11.EndOfMessage) and read is not None:
@@ -116,27 +124,7 @@ def h11_response(data: bytes, *, eof: bool = True) -> Read | None:
     conn.receive_data(data)
     if eof:
         conn.receive_data(b"")
-    read: Read | None = None
-    body = bytearray()
-    try:
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
-                return (
-                    None
-                    if read is None
-                    else Read(read.start, read.fields, bytes(body), complete=False)
-                )
-            if isinstance(event, h11.Response):
-                read = Read((b"%d" % event.status_code,), _lower(list(event.headers.raw_items())))
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage) and read is not None:
-                read.body = bytes(body)
-                read.trailers = _lower(list(event.headers.raw_items()))
-                return read
-    except h11.RemoteProtocolError:
-        return None
+    return _h11_read(conn)
 
 
 def llhttp_response(data: bytes) -> Read | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -12,6 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
+
+from .support import Client
 
 # The proxy's own ready line (with --workers, the supervisor's: workers tag theirs), as text
 # ("trioproxy: listening on ...") or JSON ("message": "listening on ...").
@@ -30,6 +33,13 @@ class ProxyProcess:
         """Wait until ``predicate()`` holds, checking each time the process writes."""
         while not predicate():
             await self.output.wait()
+
+    async def reload(self, marker: bytes, timeout_s: float = 10) -> None:
+        """SIGHUP, then wait for one more ``marker`` on stderr (the reload's outcome line)."""
+        before = self.stderr.count(marker)
+        self.process.send_signal(signal.SIGHUP)
+        with trio.fail_after(timeout_s):
+            await self.wait_for_output(lambda: self.stderr.count(marker) > before)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -105,10 +115,40 @@ async def _cli_proxy(
             proc.port = int(match.group(2))
             yield proc
         finally:
-            if process.poll() is None:
-                process.kill()
-            with trio.move_on_after(5):
-                await process.wait()
+            await _ended(process)
+
+
+@asynccontextmanager
+async def command_process(command: Sequence[str]) -> AsyncIterator[trio.Process]:
+    """``command`` running with its stderr piped (TRIOPROXY_ variables unset); killed at the
+    end of the block if it still runs."""
+    process = await trio.lowlevel.open_process(command, stderr=subprocess.PIPE, env=_env())
+    try:
+        yield process
+    finally:
+        await _ended(process)
+        if process.stderr is not None:
+            await process.stderr.aclose()
+
+
+async def _ended(process: trio.Process) -> None:
+    """Killed if it still runs, and waited for (a bounded wait)."""
+    if process.poll() is None:
+        process.kill()
+    with trio.move_on_after(5):
+        await process.wait()
+
+
+async def stderr_until_ready(process: trio.Process) -> bytearray:
+    """What ``process`` wrote on stderr up to the proxy's ready line (AssertionError, with
+    that output, if it closed stderr first)."""
+    assert process.stderr is not None
+    seen = bytearray()
+    while not READY.search(seen):
+        chunk = await process.stderr.receive_some(65536)
+        assert chunk, seen.decode()
+        seen += chunk
+    return seen
 
 
 async def run_cli(
@@ -134,3 +174,44 @@ def _env() -> dict[str, str]:
 async def wait_for_exit(process: trio.Process, timeout_s: float = 10) -> int:
     with trio.fail_after(timeout_s):
         return await process.wait()
+
+
+@dataclass
+class ReloadLoad:
+    """Keep-alive clients of a proxy being reloaded (SIGHUP). Every answer to ``GET /load``
+    must be the echo origin's 200 with an ``X-Generation`` header no older than ``returned``:
+    the generation whose reload line the test has seen. Failures are collected, not raised,
+    so the load runs on to the end; ``done`` counts the requests answered."""
+
+    returned: int = 0
+    done: int = 0
+    failures: list[str] = field(default_factory=list)
+    stop: trio.Event = field(default_factory=trio.Event)
+    _changed: trio.Event = field(default_factory=trio.Event)
+
+    async def client(self, address: tuple[str, int]) -> None:
+        """One client until ``stop``: a new connection whenever the proxy closes one (as
+        browsers do), requests one after another on each."""
+        while not self.stop.is_set():
+            async with Client.connect(address) as client:
+                while not self.stop.is_set():
+                    floor = self.returned
+                    try:
+                        reply = await client.request(b"GET", b"/load")
+                    except Exception as exc:  # truncated, reset, malformed: all count
+                        self.failures.append(f"request failed: {exc!r}")
+                        return
+                    seen = int(reply.header(b"x-generation") or b"-1")
+                    if reply.status != 200 or seen < floor or reply.json()["path"] != "/load":
+                        self.failures.append(f"status {reply.status}, generation {seen} < {floor}")
+                    self.done += 1
+                    self._changed.set()
+                    self._changed = trio.Event()
+                    if reply.header(b"connection") == b"close":
+                        break  # keepalive_requests reached: a new connection
+
+    async def wait_for_more(self, count: int) -> None:
+        """Until ``count`` more requests have been answered."""
+        target = self.done + count
+        while self.done < target:
+            await self._changed.wait()

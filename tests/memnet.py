@@ -9,9 +9,11 @@ every time.
 
 One handle: ``async with memory_proxy(settings, origin=handler, seed=0) as proxy`` starts the
 origin and the proxy; ``proxy.client()`` / ``proxy.open()`` / ``proxy.exchange_raw()`` are its
-clients (`support.running_proxy` is the same handle over loopback sockets). The simulation in
-fuzz/ serves its origin with the same accept loop (`serve_memory`). Meant to become the public
-``trioproxy.testing`` memory world; kept here until then.
+clients (`support.running_proxy` is the same handle over loopback sockets);
+``scripted_proxy(section__key=value, ...)`` is the usual case, that handle in front of a fresh
+`ScriptedOrigin`. The simulation in fuzz/ serves its origin with the same accept loop
+(`serve_memory`). Meant to become the public ``trioproxy.testing`` memory world; kept here
+until then.
 
 What a test checks with: `MemoryProxy.upstream` (every upstream connection opened, so the
 pool's counts can be compared with what is open), `check_no_leak`, `handler_tasks`,
@@ -29,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import h11
 import trio
@@ -42,7 +45,7 @@ from trioproxy.engine._server import ProxyServer
 from trioproxy.engine._transport import Transport
 from trioproxy.testing import MemoryStream, seed_scheduler
 
-from .support import Client, read_until_closed
+from .support import Client, make_settings, read_until_closed
 
 # The kit's names (MemoryNetwork too, for tests that build a network of their own).
 __all__ = [
@@ -60,9 +63,11 @@ __all__ = [
     "counting_steps",
     "fixed_lookup",
     "handler_tasks",
+    "in_flight",
     "memory_origin",
     "memory_proxy",
     "same_schedule",
+    "scripted_proxy",
     "sent_by_hand",
     "serve_memory",
     "wait_until",
@@ -278,6 +283,27 @@ async def memory_proxy(
                 yield proxy
         finally:
             nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def scripted_proxy(
+    settings: Settings | None = None, *, network: MemoryNetwork | None = None, **overrides: Any
+) -> AsyncIterator[tuple[MemoryProxy, ScriptedOrigin]]:
+    """The engine tests' usual world: `memory_proxy` in front of a fresh `ScriptedOrigin`,
+    with ``settings``, or settings from ``overrides`` (``section__key=value``, as
+    `support.make_settings`); on ``network`` if given (one with small pipes, say)."""
+    assert settings is None or not overrides, "settings, or overrides: not both"
+    origin = ScriptedOrigin()
+    settings = settings or make_settings(**overrides)
+    async with memory_proxy(settings, network, origin=origin) as proxy:
+        yield proxy, origin
+
+
+async def in_flight(client: Client, origin: ScriptedOrigin, target: bytes) -> None:
+    """Send ``GET target`` on ``client`` and wait until ``origin`` has it: an exchange that
+    holds its connections (``/slow/S``: for S seconds) until ``client.read_reply()``."""
+    await client.stream.send_all(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target)
+    await wait_until(lambda: target in origin.targets)
 
 
 async def wait_until(condition: Callable[[], object]) -> None:

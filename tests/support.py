@@ -43,6 +43,26 @@ def make_settings(**overrides: Any) -> Settings:
     return settings
 
 
+def access_record(
+    host: bytes = b"h.example",
+    status: int = 200,
+    sent: int = 100,
+    duration_s: float = 0.001,
+    upstream_s: float = -1.0,
+    peer: str = "127.0.0.1",
+) -> AccessRecord:
+    """An exchange's access record with what the request metrics count."""
+    return AccessRecord(
+        start_wall=0.0,
+        peer=peer,
+        host=host,
+        status=status,
+        bytes_sent=sent,
+        duration_s=duration_s,
+        upstream_duration_s=upstream_s,
+    )
+
+
 RawHandler = Callable[[trio.SocketStream], Awaitable[None]]
 
 
@@ -96,12 +116,33 @@ async def raw_origin(handler: RawHandler) -> AsyncIterator[tuple[str, int]]:
             nursery.cancel_scope.cancel()
 
 
-def answering(data: bytes) -> Callable[[trio.abc.Stream], Awaitable[None]]:
-    """A raw origin that reads a request head, sends ``data`` as it is, and closes."""
+def answering(data: bytes, *, hold: bool = False) -> Callable[[trio.abc.Stream], Awaitable[None]]:
+    """A raw origin that reads a request head, sends ``data`` as it is, and closes; with
+    ``hold``, it keeps the connection open instead, reading no more (closing is the proxy's)."""
 
     async def answer(stream: trio.abc.Stream) -> None:
         await read_head(stream)
         await stream.send_all(data)
+        if hold:
+            await trio.sleep_forever()
+
+    return answer
+
+
+def answering_every(data: bytes) -> Callable[[trio.abc.Stream], Awaitable[None]]:
+    """A raw keep-alive origin: ``data`` for each request head, until the peer closes (heads
+    that came in one read each get theirs; request bodies are not read)."""
+
+    async def answer(stream: trio.abc.Stream) -> None:
+        received = b""
+        while True:
+            while b"\r\n\r\n" not in received:
+                more = await stream.receive_some(65536)
+                if not more:
+                    return
+                received += more
+            _, _, received = received.partition(b"\r\n\r\n")
+            await stream.send_all(data)
 
     return answer
 
@@ -136,20 +177,27 @@ async def read_head(stream: trio.abc.ReceiveStream) -> bytes:
 @dataclass
 class HeldOrigin:
     """A raw origin (on any trio stream: a socket, or a memory one) that holds each answer
-    until ``release`` is set; ``arrived`` is set as the first request head has come."""
+    until ``release`` is set; ``arrived`` is set as the first request head has come. With
+    ``early``, the head and that many bytes of the body go out before the hold."""
 
     body: bytes = b"ok"
     heads: list[bytes] = field(default_factory=list)
     arrived: trio.Event = field(default_factory=trio.Event)
     release: trio.Event = field(default_factory=trio.Event)
+    early: int | None = None
 
     async def __call__(self, stream: trio.abc.Stream) -> None:
         while head := await read_head(stream):
             self.heads.append(head)
             self.arrived.set()
-            await self.release.wait()
             framing = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(self.body)
-            await stream.send_all(framing + self.body)
+            if self.early is not None:
+                await stream.send_all(framing + self.body[: self.early])
+            await self.release.wait()
+            if self.early is None:
+                await stream.send_all(framing + self.body)
+            else:
+                await stream.send_all(self.body[self.early :])
 
 
 @dataclass

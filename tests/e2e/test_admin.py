@@ -34,6 +34,7 @@ from trioproxy.engine._server import ProxyServer
 from ..support import (
     Client,
     Reply,
+    access_record,
     exchange_raw,
     make_settings,
     running_proxy,
@@ -385,24 +386,6 @@ def test_bad_admin_addresses_are_refused_clearly(address: str, message: str) -> 
 # --- The counters, without sockets ------------------------------------------------------------
 
 
-def record(
-    host: bytes = b"h.example",
-    status: int = 200,
-    sent: int = 100,
-    duration_s: float = 0.001,
-    upstream_s: float = -1.0,
-) -> AccessRecord:
-    return AccessRecord(
-        start_wall=0.0,
-        peer="127.0.0.1",
-        host=host,
-        status=status,
-        bytes_sent=sent,
-        duration_s=duration_s,
-        upstream_duration_s=upstream_s,
-    )
-
-
 def families_text(metrics: RequestMetrics) -> Samples:
     return parse(exposition(metrics.snapshot()).decode())
 
@@ -410,7 +393,7 @@ def families_text(metrics: RequestMetrics) -> Samples:
 def test_histogram_buckets_are_inclusive_upper_bounds() -> None:
     metrics = RequestMetrics()
     for seconds in (0.005, 0.0050001, 0.0, 500.0):
-        metrics.observe(record(duration_s=seconds, upstream_s=seconds))
+        metrics.observe(access_record(duration_s=seconds, upstream_s=seconds))
     samples = families_text(metrics)
     bucket = "trioproxy_request_duration_seconds_bucket"
     assert value(samples, bucket, le="0.001") == 1  # 0.0
@@ -426,8 +409,8 @@ def test_histogram_buckets_are_inclusive_upper_bounds() -> None:
 
 def test_requests_without_an_upstream_exchange_stay_out_of_the_upstream_histogram() -> None:
     metrics = RequestMetrics()
-    metrics.observe(record(upstream_s=-1.0))
-    metrics.observe(record(upstream_s=0.0))  # a 0 s exchange is still an exchange
+    metrics.observe(access_record(upstream_s=-1.0))
+    metrics.observe(access_record(upstream_s=0.0))  # a 0 s exchange is still an exchange
     samples = families_text(metrics)
     assert value(samples, "trioproxy_upstream_duration_seconds_count") == 1
     assert value(samples, "trioproxy_request_duration_seconds_count") == 2
@@ -436,8 +419,8 @@ def test_requests_without_an_upstream_exchange_stay_out_of_the_upstream_histogra
 def test_hostnames_beyond_the_cap_are_folded_into_other() -> None:
     metrics = RequestMetrics(max_hostnames=2)
     for host in (b"a", b"b", b"c", b"d", b"a", b"c"):
-        metrics.observe(record(host=host, sent=10))
-    metrics.observe(record(host=b"d", status=404, sent=1))
+        metrics.observe(access_record(host=host, sent=10))
+    metrics.observe(access_record(host=b"d", status=404, sent=1))
     samples = families_text(metrics)
     count = "section_http_request_count_total"
     assert value(samples, count, hostname="a", status="200") == 2
@@ -454,8 +437,8 @@ def test_hostnames_beyond_the_cap_are_folded_into_other() -> None:
 
 def test_no_status_and_odd_bytes_are_labelled_as_the_access_log_writes_them() -> None:
     metrics = RequestMetrics()
-    metrics.observe(record(host=b"", status=0))
-    metrics.observe(record(host=b'we"ird\\host\xe9', status=200))
+    metrics.observe(access_record(host=b"", status=0))
+    metrics.observe(access_record(host=b'we"ird\\host\xe9', status=200))
     samples = families_text(metrics)
     assert value(samples, "trioproxy_requests_total", code_class="none") == 1
     assert value(samples, "section_http_request_count_total", hostname="-", status="-") == 1

@@ -9,21 +9,20 @@ from typing import Any
 
 import trio
 
-from ..support import Client, Reply, exchange_raw, make_settings, raw_origin, running_proxy
+from ..support import (
+    Client,
+    Reply,
+    answering_every,
+    exchange_raw,
+    make_settings,
+    raw_origin,
+    running_proxy,
+)
 
 HARNESS = make_settings(admin__listen="127.0.0.1:0", admin__journal_size=10, admin__faults=True)
 
 
-async def _ok_origin(stream: trio.SocketStream) -> None:
-    data = b""
-    while True:
-        while b"\r\n\r\n" not in data:
-            more = await stream.receive_some(65536)
-            if not more:
-                return
-            data += more
-        _, _, data = data.partition(b"\r\n\r\n")
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+_ok_origin = answering_every(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
 async def _admin(

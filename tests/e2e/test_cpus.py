@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import trio
 
 from trioproxy.app._cpus import cpu_max_texts, parse_cpu_max, usable_cpus
 
-from ..cli_support import READY, run_cli
+from ..cli_support import command_process, run_cli, stderr_until_ready
 
 
 @pytest.mark.parametrize(
@@ -66,24 +65,11 @@ async def _ready_line_on(cpus: set[int], origin: tuple[str, int], config_dir: Pa
     )
     command = [sys.executable, "-c", pin, "--listen", "127.0.0.1:0", "--workers", "auto"]
     command += ["--upstream", f"{origin[0]}:{origin[1]}", "--config-dir", str(config_dir)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIOPROXY_")}
-    process = await trio.lowlevel.open_process(command, stderr=subprocess.PIPE, env=env)
-    assert process.stderr is not None
-    seen = bytearray()
-    try:
+    async with command_process(command) as process:
         with trio.fail_after(15):
-            while not READY.search(seen):
-                chunk = await process.stderr.receive_some(65536)
-                assert chunk, seen.decode()
-                seen += chunk
+            seen = await stderr_until_ready(process)
             process.terminate()
             assert await process.wait() == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            with trio.move_on_after(5):
-                await process.wait()
-        await process.stderr.aclose()
     return bytes(seen)
 
 

@@ -16,7 +16,7 @@ import trio
 import trioproxy
 
 from ..cli_support import cli_proxy, wait_for_exit
-from ..support import Client, HeldOrigin, raw_origin, read_head, running_proxy
+from ..support import Client, HeldOrigin, raw_origin, running_proxy
 from .test_admin import ADMIN_ON, admin_request
 from .test_workers import _free_port
 
@@ -30,17 +30,7 @@ async def test_shutdown_drains_and_serve_returns(origin: tuple[str, int]) -> Non
 
 
 async def test_sigterm_drains_an_in_flight_response_then_exits_0() -> None:
-    request_arrived = trio.Event()
-    finish = trio.Event()
-
-    async def slow(stream: trio.SocketStream) -> None:
-        await read_head(stream)
-        request_arrived.set()
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhello")
-        await finish.wait()
-        await stream.send_all(b"world")
-        await trio.sleep_forever()
-
+    slow = HeldOrigin(body=b"helloworld", early=len(b"hello"))
     async with raw_origin(slow) as upstream, cli_proxy(upstream) as proxy:
         async with Client.connect(proxy.address) as idle_client, trio.open_nursery() as nursery:
             replies = []
@@ -52,11 +42,11 @@ async def test_sigterm_drains_an_in_flight_response_then_exits_0() -> None:
                     assert await client.stream.receive_some(1) == b""
 
             nursery.start_soon(in_flight)
-            await request_arrived.wait()
+            await slow.arrived.wait()
             proxy.process.send_signal(signal.SIGTERM)
             # An idle keep-alive connection is closed at once, not kept for the drain.
             assert await idle_client.stream.receive_some(1) == b""
-            finish.set()
+            slow.release.set()
         assert await wait_for_exit(proxy.process) == 0
     assert replies[0].status == 200
     assert replies[0].body == b"helloworld"

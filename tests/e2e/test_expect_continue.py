@@ -8,7 +8,7 @@ import trio
 
 from trioproxy.config._settings import Settings
 
-from ..support import make_settings, raw_origin, running_proxy
+from ..support import answering, exchange_raw, make_settings, raw_origin, running_proxy
 
 HEAD = b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n"
 # A request buffer smaller than the 11-byte body: the expectation goes to the origin, which
@@ -61,6 +61,14 @@ async def _next_response_event(stream: trio.SocketStream, conn: h11.Connection) 
         conn.receive_data(await stream.receive_some(65536))
 
 
+async def _send_head_and_get_100(stream: trio.SocketStream, conn: h11.Connection) -> None:
+    """Send HEAD without the body, as a client that waits; the next event must be the 100."""
+    await stream.send_all(HEAD)
+    informational = await _next_response_event(stream, conn)
+    assert isinstance(informational, h11.InformationalResponse)
+    assert informational.status_code == 100
+
+
 async def test_a_body_that_fits_the_buffer_is_taken_before_the_origin_hears_of_it() -> None:
     """No upstream connection waits for a client that may never send its body: the proxy
     answers 100 itself, and the origin gets the request whole, without the expectation."""
@@ -76,10 +84,7 @@ async def test_a_body_that_fits_the_buffer_is_taken_before_the_origin_hears_of_i
     async with raw_origin(origin_handler) as origin, running_proxy(origin) as proxy:
         stream, conn = await _client(proxy.address)
         async with stream:
-            await stream.send_all(HEAD)
-            informational = await _next_response_event(stream, conn)
-            assert isinstance(informational, h11.InformationalResponse)
-            assert informational.status_code == 100
+            await _send_head_and_get_100(stream, conn)
             assert not heads  # nothing went upstream yet
             assert proxy.server.pool.open_count == 0
             await stream.send_all(b"hello world")
@@ -97,10 +102,7 @@ async def test_client_waits_for_100_then_sends_body(settings: Settings | None) -
     async with raw_origin(_continuing_origin) as origin, running_proxy(origin, settings) as proxy:
         stream, conn = await _client(proxy.address)
         async with stream:
-            await stream.send_all(HEAD)
-            informational = await _next_response_event(stream, conn)
-            assert isinstance(informational, h11.InformationalResponse)
-            assert informational.status_code == 100
+            await _send_head_and_get_100(stream, conn)
             await stream.send_all(b"hello world")
             final = await _next_response_event(stream, conn)
             assert isinstance(final, h11.Response) and final.status_code == 200
@@ -133,12 +135,7 @@ async def test_early_final_answer_is_relayed_and_the_body_never_read() -> None:
         raw_origin(rejects) as origin,
         running_proxy(origin, LARGER_THAN_THE_BUFFER) as proxy,
     ):
-        stream = await trio.open_tcp_stream(*proxy.address)
-        async with stream:
-            await stream.send_all(HEAD)
-            received = b""
-            while chunk := await stream.receive_some(65536):  # until the proxy closes
-                received += chunk
+        received = await exchange_raw(proxy.address, HEAD)  # until the proxy closes
     assert received.startswith(b"HTTP/1.1 401 Unauthorized")
     assert received.endswith(b"log in")
     assert b"100 Continue" not in received
@@ -146,20 +143,13 @@ async def test_early_final_answer_is_relayed_and_the_body_never_read() -> None:
 
 
 async def test_417_from_origin_is_relayed() -> None:
-    async def refuses_expectation(stream: trio.SocketStream) -> None:
-        await _read_head(stream, bytearray())
-        await stream.send_all(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n")
-        await trio.sleep_forever()
-
+    refuses_expectation = answering(
+        b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n", hold=True
+    )
     async with (
         raw_origin(refuses_expectation) as origin,
         running_proxy(origin, LARGER_THAN_THE_BUFFER) as proxy,
     ):
-        stream = await trio.open_tcp_stream(*proxy.address)
-        async with stream:
-            await stream.send_all(HEAD)
-            received = b""
-            while chunk := await stream.receive_some(65536):
-                received += chunk
+        received = await exchange_raw(proxy.address, HEAD)  # until the proxy closes
     assert received.startswith(b"HTTP/1.1 417 ")
     assert proxy.records[-1].status == 417

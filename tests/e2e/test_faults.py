@@ -13,23 +13,13 @@ import trio
 from trioproxy import running
 
 from ..cli_support import cli_proxy
-from ..support import Client, raw_origin
+from ..support import Client, answering_every, raw_origin
 from .test_workers import _free_port
 
 GET = b"GET %s HTTP/1.1\r\nHost: test.example\r\n\r\n"
 
 
-async def _origin(stream: trio.SocketStream) -> None:
-    data = b""
-    while True:
-        while b"\r\n\r\n" not in data:
-            more = await stream.receive_some(65536)
-            if not more:
-                return
-            data += more
-        _, _, data = data.partition(b"\r\n\r\n")
-        body = b"o" * 20_000
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n" + body)
+_origin = answering_every(b"HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n" + b"o" * 20_000)
 
 
 async def _raw(address: tuple[str, int], data: bytes) -> tuple[bytes, str]:

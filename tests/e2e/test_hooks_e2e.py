@@ -18,7 +18,7 @@ import trio.lowlevel
 import trioproxy
 from trioproxy.hooks import Exchange
 
-from ..cli_support import ProxyProcess, cli_proxy, wait_for_exit
+from ..cli_support import ReloadLoad, cli_proxy, wait_for_exit
 from ..support import Client
 
 VALIDATE = Path(__file__).resolve().parents[2] / "scripts" / "validate"
@@ -65,64 +65,37 @@ def _write(tmp_path: Path, generation: int) -> None:
     )
 
 
-async def _hup_and_wait(proxy: ProxyProcess, marker: bytes) -> None:
-    before = proxy.stderr.count(marker)
-    proxy.process.send_signal(signal.SIGHUP)
-    with trio.fail_after(20):
-        await proxy.wait_for_output(lambda: proxy.stderr.count(marker) > before)
-
-
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_hooks_through_the_command_reloaded_under_load(
     origin: tuple[str, int], tmp_path: Path, workers: str
 ) -> None:
     _write(tmp_path, 0)
-    failures: list[str] = []
-    done = 0
-    returned = 0
-    stop = trio.Event()
-
-    async def keep_alive_client(address: tuple[str, int]) -> None:
-        nonlocal done
-        async with Client.connect(address) as client:
-            while not stop.is_set():
-                floor = returned
-                try:
-                    reply = await client.request(b"GET", b"/load")
-                except Exception as exc:  # truncated, reset, malformed: all count
-                    failures.append(f"request failed: {exc!r}")
-                    return
-                seen = int(reply.header(b"x-generation") or b"-1")
-                if reply.status != 200 or seen < floor or reply.json()["path"] != "/load":
-                    failures.append(f"status {reply.status}, generation {seen} < {floor}")
-                done += 1
-                await trio.lowlevel.checkpoint()
-
+    load = ReloadLoad()
     async with cli_proxy(origin, "--workers", workers, config_dir=str(tmp_path)) as proxy:
         async with Client.connect(proxy.address) as client:
             assert (await client.request(b"GET", b"/secret")).status == 401
         with trio.fail_after(90):
             async with trio.open_nursery() as nursery:
                 for _ in range(4):
-                    nursery.start_soon(keep_alive_client, proxy.address)
+                    nursery.start_soon(load.client, proxy.address)
                 for generation in (1, 2):
                     await trio.sleep(0.3)
                     if generation == 2:  # a hook file that fails to import: rejected
                         broken = "import no_such_module\n" + _generation_hook(9)
                         (tmp_path / "hooks" / "tag.py").write_text(broken)
-                        await _hup_and_wait(proxy, b": rejected (")
+                        await proxy.reload(b": rejected (", timeout_s=20)
                     _write(tmp_path, generation)
-                    await _hup_and_wait(proxy, b": ok, ")
-                    returned = generation
+                    await proxy.reload(b": ok, ", timeout_s=20)
+                    load.returned = generation
                     async with Client.connect(proxy.address) as fresh:
                         reply = await fresh.request(b"GET", b"/")
                     assert reply.header(b"x-generation") == str(generation).encode()
                 await trio.sleep(0.3)
-                stop.set()
+                load.stop.set()
         proxy.process.send_signal(signal.SIGTERM)
         assert await wait_for_exit(proxy.process) == 0, proxy.stderr.decode()
-    assert failures == []
-    assert done > 20
+    assert load.failures == []
+    assert load.done > 20
     stderr = proxy.stderr.decode()
     assert "hooks/tag.py:1: importing failed: ModuleNotFoundError" in stderr, stderr
     lines = [json.loads(line) for line in proxy.stdout.decode().splitlines()]

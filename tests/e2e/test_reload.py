@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import trio
 from trioproxy.config._settings import Forwarding, Settings, Upstream
 from trioproxy.engine._server import ProxyServer
 
-from ..cli_support import ProxyProcess, cli_proxy, wait_for_exit
+from ..cli_support import ReloadLoad, cli_proxy, wait_for_exit
 from ..support import Client, raw_origin, read_head
 from .test_workers import _children
 
@@ -38,30 +37,6 @@ def _generation(reply_header: bytes | None) -> int:
     return int(reply_header) if reply_header is not None else -1
 
 
-class Progress:
-    """Requests completed by the load clients, with an event to wait on."""
-
-    def __init__(self) -> None:
-        self.done = 0
-        self.changed = trio.Event()
-
-    def tick(self) -> None:
-        self.done += 1
-        self.changed.set()
-        self.changed = trio.Event()
-
-    async def wait_for(self, predicate: Callable[[], bool]) -> None:
-        while not predicate():
-            await self.changed.wait()
-
-
-async def _hup_and_wait(proxy: ProxyProcess, marker: bytes) -> None:
-    before = proxy.stderr.count(marker)
-    proxy.process.send_signal(signal.SIGHUP)
-    with trio.fail_after(10):
-        await proxy.wait_for_output(lambda: proxy.stderr.count(marker) > before)
-
-
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_reloads_under_load_fail_nothing_and_apply_at_once(
     origin: tuple[str, int], tmp_path: Path, workers: str
@@ -71,59 +46,37 @@ async def test_reloads_under_load_fail_nothing_and_apply_at_once(
     # default 1000, whether one reached it depended on the machine's speed).
     keepalive = "\n[limits]\nkeepalive_requests = 100\n"
     config.write_text(_rules(0) + keepalive)
-    progress = Progress()
-    returned = 0  # the generation whose reload line has been printed
-    failures: list[str] = []
-    stop = trio.Event()
-
-    async def keep_alive_client(address: tuple[str, int]) -> None:
-        while not stop.is_set():
-            async with Client.connect(address) as client:
-                while not stop.is_set():
-                    floor = returned
-                    try:
-                        reply = await client.request(b"GET", b"/load")
-                    except Exception as exc:  # truncated, reset, malformed: all count
-                        failures.append(f"request failed: {exc!r}")
-                        return
-                    seen = _generation(reply.header(b"x-generation"))
-                    if reply.status != 200 or seen < floor or reply.json()["path"] != "/load":
-                        failures.append(f"status {reply.status}, generation {seen} < {floor}")
-                    progress.tick()
-                    if reply.header(b"connection") == b"close":
-                        break  # keepalive_requests reached: a new connection
+    load = ReloadLoad()
 
     async with cli_proxy(origin, "--workers", workers, config_dir=str(tmp_path)) as proxy:
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
                 for _ in range(6):
-                    nursery.start_soon(keep_alive_client, proxy.address)
+                    nursery.start_soon(load.client, proxy.address)
                 for generation in range(1, 6):
-                    target = progress.done + 200
-                    await progress.wait_for(lambda t=target: progress.done >= t)  # type: ignore[misc]
+                    await load.wait_for_more(200)
                     if generation == 3:  # an invalid file in between: rejected, nothing changes
                         config.write_text('[[rules]]\nmatch.path = "no-slash"\n')
-                        await _hup_and_wait(proxy, REJECTED)
+                        await proxy.reload(REJECTED)
                     config.write_text(_rules(generation) + keepalive)
-                    await _hup_and_wait(proxy, OK)
-                    returned = generation
+                    await proxy.reload(OK)
+                    load.returned = generation
                     async with Client.connect(proxy.address) as fresh:
                         reply = await fresh.request(b"GET", b"/")
                     assert _generation(reply.header(b"x-generation")) == generation
                     await trio.sleep(0.5)  # pacing: the load runs for seconds, not a sync
-                target = progress.done + 200
-                await progress.wait_for(lambda: progress.done >= target)
-                stop.set()
+                await load.wait_for_more(200)
+                load.stop.set()
         proxy.process.send_signal(signal.SIGTERM)
         assert await wait_for_exit(proxy.process) == 0, proxy.stderr.decode()
-    assert failures == []
+    assert load.failures == []
     stderr = proxy.stderr.decode()
     assert stderr.count(": ok, changed rules") == 5, stderr
     assert stderr.count("rejected (1 problem(s) above)") == 1
     assert "path: expected" in stderr or "match.path" in stderr  # the problem itself, named
-    assert progress.done >= 1200
+    assert load.done >= 1200
     # Every request logged once, whole: nothing was dropped across the swaps.
-    assert proxy.stdout.count(b"\n") == progress.done + 5
+    assert proxy.stdout.count(b"\n") == load.done + 5
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -156,7 +109,7 @@ async def test_a_request_in_flight_finishes_under_the_old_configuration(
                 nursery.start_soon(slow_request)
                 await arrived.wait()
                 config.write_text(_rules(2, log_format="ltsv"))
-                await _hup_and_wait(proxy, OK)
+                await proxy.reload(OK)
                 async with Client.connect(proxy.address) as fresh:
                     after = await fresh.request(b"GET", b"/fast")
                 release.set()
@@ -189,7 +142,7 @@ async def test_restart_only_settings_are_named_and_kept(
         config.write_text(
             f'[admin]\nlisten = "127.0.0.1:{ports[1]}"\n[timeouts]\nclient_idle_s = 5\n'
         )
-        await _hup_and_wait(proxy, OK)
+        await proxy.reload(OK)
         async with Client.connect(("127.0.0.1", ports[0])) as admin:
             assert (await admin.request(b"GET", b"/healthz")).status == 200
         proxy.process.send_signal(signal.SIGTERM)
@@ -206,9 +159,9 @@ async def test_a_worker_restarted_after_a_rejected_reload_runs_the_last_good_one
     config.write_text(_rules(1))
     async with cli_proxy(origin, "--workers", "2", config_dir=str(tmp_path)) as proxy:
         config.write_text(_rules(2))
-        await _hup_and_wait(proxy, OK)
+        await proxy.reload(OK)
         config.write_text('[[rules]]\nmatch.path = "no-slash"\n')
-        await _hup_and_wait(proxy, REJECTED)
+        await proxy.reload(REJECTED)
         victim = min(_children(proxy.process.pid))
         os.kill(victim, signal.SIGKILL)
         with trio.fail_after(10):  # the replacement is ready

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ import trio
 from ..cli_support import ProxyProcess, cli_proxy, wait_for_exit
 from ..support import Client
 from .test_admin import admin_request
-from .test_reload import OK, _hup_and_wait
+from .test_reload import OK
 from .test_workers import _free_port
 
 WORKERS = pytest.mark.parametrize("workers", ["1", "2"])
@@ -51,19 +53,29 @@ async def _storm(
         await trio.sleep(0.02)
 
 
+@asynccontextmanager
+async def _proxy_with_admin(
+    origin: tuple[str, int], config_dir: Path, workers: str, generation: int
+) -> AsyncIterator[tuple[ProxyProcess, Path, int]]:
+    """The command with its admin listener on a free port and the rules of ``generation``:
+    the proxy, its configuration file and the admin port."""
+    admin_port = await _free_port()
+    config = config_dir / "trioproxy.toml"
+    config.write_text(_config(admin_port, generation))
+    async with cli_proxy(origin, "--workers", workers, config_dir=str(config_dir)) as proxy:
+        yield proxy, config, admin_port
+
+
 @WORKERS
 async def test_a_sighup_storm_leaves_healthz_prompt_and_ends_on_the_last_file(
     origin: tuple[str, int], tmp_path: Path, workers: str
 ) -> None:
-    admin_port = await _free_port()
-    admin = ("127.0.0.1", admin_port)
-    config = tmp_path / "trioproxy.toml"
-    config.write_text(_config(admin_port, 0))
-    async with cli_proxy(origin, "--workers", workers, config_dir=str(tmp_path)) as proxy:
+    async with _proxy_with_admin(origin, tmp_path, workers, 0) as (proxy, config, admin_port):
+        admin = ("127.0.0.1", admin_port)
         # One reload alone, timed: the storm's /healthz must never wait for one.
         started = time.monotonic()
         config.write_text(_config(admin_port, 1))
-        await _hup_and_wait(proxy, OK)
+        await proxy.reload(OK)
         one_reload_s = time.monotonic() - started
         reloads_before = proxy.stderr.count(OK)
         answers: list[tuple[int, float]] = []
@@ -104,10 +116,7 @@ async def test_a_sighup_storm_leaves_healthz_prompt_and_ends_on_the_last_file(
 async def test_sigterm_during_a_sighup_storm_exits_within_drain_s(
     origin: tuple[str, int], tmp_path: Path, workers: str
 ) -> None:
-    admin_port = await _free_port()
-    config = tmp_path / "trioproxy.toml"
-    config.write_text(_config(admin_port, 0))
-    async with cli_proxy(origin, "--workers", workers, config_dir=str(tmp_path)) as proxy:
+    async with _proxy_with_admin(origin, tmp_path, workers, 0) as (proxy, config, admin_port):
         await _storm(proxy, config, admin_port, 1, 60)  # seconds of reloads, one by one
         proxy.process.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
@@ -125,12 +134,12 @@ async def test_a_reload_line_counts_the_changes_since_the_last_reload(
     config.write_text("[upstream]\npool_size = 8\n")
     async with cli_proxy(origin, "--workers", workers, config_dir=str(tmp_path)) as proxy:
         config.write_text("[upstream]\npool_size = 8\n[timeouts]\nclient_idle_s = 5\n")
-        await _hup_and_wait(proxy, OK)
+        await proxy.reload(OK)
         config.write_text(
             "[upstream]\npool_size = 9\n[timeouts]\nclient_idle_s = 5\nclient_body_s = 5\n"
         )
-        await _hup_and_wait(proxy, OK)
-        await _hup_and_wait(proxy, OK)  # the same file again
+        await proxy.reload(OK)
+        await proxy.reload(OK)  # the same file again
         proxy.process.send_signal(signal.SIGTERM)
         assert await wait_for_exit(proxy.process) == 0
     lines = [line for line in proxy.stderr.decode().splitlines() if ": ok, " in line]
@@ -147,15 +156,12 @@ async def test_a_reload_line_counts_the_changes_since_the_last_reload(
 async def test_a_reload_that_finds_no_file_keeps_the_running_configuration(
     origin: tuple[str, int], tmp_path: Path, workers: str
 ) -> None:
-    admin_port = await _free_port()
-    config = tmp_path / "trioproxy.toml"
-    config.write_text(_config(admin_port, 1))
-    async with cli_proxy(origin, "--workers", workers, config_dir=str(tmp_path)) as proxy:
+    async with _proxy_with_admin(origin, tmp_path, workers, 1) as (proxy, config, admin_port):
         config.unlink()
-        await _hup_and_wait(proxy, b"the file is missing")
+        await proxy.reload(b"the file is missing")
         assert await _generation(proxy) == b"1"  # the rules still apply
         config.write_text(_config(admin_port, 2))  # back: the next reload takes it
-        await _hup_and_wait(proxy, OK)
+        await proxy.reload(OK)
         assert await _generation(proxy) == b"2"
         proxy.process.send_signal(signal.SIGTERM)
         assert await wait_for_exit(proxy.process) == 0
@@ -176,7 +182,7 @@ async def test_a_reload_keeps_what_clients_spent_of_their_rate_limit(
             async with Client.connect(proxy.address) as client:
                 statuses.append((await client.request(b"GET", b"/")).status)
         config.write_text("[timeouts]\nclient_idle_s = 5\n\n" + limited)  # the rule unchanged
-        await _hup_and_wait(proxy, OK)
+        await proxy.reload(OK)
         for _ in range(3):
             async with Client.connect(proxy.address) as client:
                 statuses.append((await client.request(b"GET", b"/")).status)

@@ -18,7 +18,14 @@ from trio_websocket import (
     serve_websocket,
 )
 
-from ..support import exchange_raw, fields, make_settings, raw_origin, running_proxy
+from ..support import (
+    answering_every,
+    exchange_raw,
+    fields,
+    make_settings,
+    raw_origin,
+    running_proxy,
+)
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -148,17 +155,7 @@ async def test_client_bytes_right_after_the_request_are_spliced_too() -> None:
 
 
 async def test_refused_upgrade_is_an_ordinary_response_and_keeps_alive() -> None:
-    async def refuses(stream: trio.SocketStream) -> None:
-        data = b""
-        while True:
-            while b"\r\n\r\n" not in data:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
-                    return
-                data += chunk
-            _, _, data = data.partition(b"\r\n\r\n")
-            await stream.send_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
-
+    refuses = answering_every(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
     headers = [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket")]
     async with raw_origin(refuses) as origin, running_proxy(origin) as proxy:
         async with proxy.client() as client:

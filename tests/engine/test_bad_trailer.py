@@ -16,10 +16,8 @@ import trio
 import trio.testing
 
 from ..memnet import (
-    MemoryNetwork,
     MemoryStream,
     ScriptedOrigin,
-    memory_origin,
     memory_proxy,
     sent_by_hand,
 )
@@ -52,17 +50,15 @@ def origin_with_bad_trailer(
 async def test_a_buffered_response_with_a_bad_trailer_is_answered_with_a_502(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_origin(network, origin_with_bad_trailer(100)):
-        async with memory_proxy(network=network) as proxy:
-            async with proxy.client() as client:
-                with trio.fail_after(10):
-                    reply = await client.request(b"GET", b"/")
-                assert reply.status == 502 and reply.header(b"connection") is None
-                assert reply.body == b"502 Bad Gateway\n"
-                await proxy.logged(1)
-                # The connection goes on: the request had been read whole.
-                assert (await client.request(b"GET", b"/small")).status == 200
+    async with memory_proxy(origin=origin_with_bad_trailer(100)) as proxy:
+        async with proxy.client() as client:
+            with trio.fail_after(10):
+                reply = await client.request(b"GET", b"/")
+            assert reply.status == 502 and reply.header(b"connection") is None
+            assert reply.body == b"502 Bad Gateway\n"
+            await proxy.logged(1)
+            # The connection goes on: the request had been read whole.
+            assert (await client.request(b"GET", b"/small")).status == 200
     (record, _) = proxy.records
     assert record.status == 502 and record.upstream_status == 200
     assert record.body_bytes_sent == len(b"502 Bad Gateway\n")
@@ -71,18 +67,11 @@ async def test_a_buffered_response_with_a_bad_trailer_is_answered_with_a_502(
 async def test_a_streamed_response_with_a_bad_trailer_is_cut_and_logged_as_sent(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
     size = 300_000  # past limits.response_buffer_bytes: its head leaves before its end
-    async with memory_origin(network, origin_with_bad_trailer(size)):
-        async with memory_proxy(network=network) as proxy:
-            stream = proxy.open()
-            async with stream:
-                await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                received = bytearray()
-                with trio.fail_after(10):
-                    while chunk := await stream.receive_some(65536):
-                        received += chunk
-            await proxy.logged(1)
+    async with memory_proxy(origin=origin_with_bad_trailer(size)) as proxy:
+        with trio.fail_after(10):
+            received = await proxy.exchange_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await proxy.logged(1)
     assert received.startswith(b"HTTP/1.1 200 ")
     assert not received.endswith(b"0\r\n\r\n")  # cut: the client can tell
     (record,) = proxy.records
@@ -93,17 +82,15 @@ async def test_a_streamed_response_with_a_bad_trailer_is_cut_and_logged_as_sent(
 async def test_a_request_pipelined_behind_it_is_answered_after_the_502(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_origin(network, origin_with_bad_trailer(100)):
-        async with memory_proxy(network=network) as proxy:
-            async with proxy.client() as client:
-                get = b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n"
-                await client.stream.send_all(get % b"bad" + get % b"small")
-                sent_by_hand(client, b"GET", b"/bad")
-                with trio.fail_after(10):
-                    first = await client.read_reply()
-                    sent_by_hand(client, b"GET", b"/small")
-                    second = await client.read_reply()
+    async with memory_proxy(origin=origin_with_bad_trailer(100)) as proxy:
+        async with proxy.client() as client:
+            get = b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n"
+            await client.stream.send_all(get % b"bad" + get % b"small")
+            sent_by_hand(client, b"GET", b"/bad")
+            with trio.fail_after(10):
+                first = await client.read_reply()
+                sent_by_hand(client, b"GET", b"/small")
+                second = await client.read_reply()
     assert (first.status, second.status, second.body) == (502, 200, b"ok")
     assert [r.status for r in proxy.records] == [502, 200]
 
@@ -113,17 +100,15 @@ async def test_after_a_relayed_1xx_the_bad_response_still_becomes_a_502(
 ) -> None:
     # A 103 has left, but it is no part of the final response (RFC 9110 15.2): the 502
     # follows it, and the connection goes on.
-    network = MemoryNetwork()
     early = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
-    async with memory_origin(network, origin_with_bad_trailer(100, before=early)):
-        async with memory_proxy(network=network) as proxy:
-            async with proxy.client() as client:
-                with trio.fail_after(10):
-                    reply = await client.request(b"GET", b"/")
-                    assert [info.status_code for info in reply.informational] == [103]
-                    assert (reply.status, reply.body) == (502, b"502 Bad Gateway\n")
-                    assert (await client.request(b"GET", b"/small")).status == 200
-                await proxy.logged(2)
+    async with memory_proxy(origin=origin_with_bad_trailer(100, before=early)) as proxy:
+        async with proxy.client() as client:
+            with trio.fail_after(10):
+                reply = await client.request(b"GET", b"/")
+                assert [info.status_code for info in reply.informational] == [103]
+                assert (reply.status, reply.body) == (502, b"502 Bad Gateway\n")
+                assert (await client.request(b"GET", b"/small")).status == 200
+            await proxy.logged(2)
     record = proxy.records[0]
     assert record.status == 502 and record.body_bytes_sent == len(b"502 Bad Gateway\n")
 
@@ -131,15 +116,10 @@ async def test_after_a_relayed_1xx_the_bad_response_still_becomes_a_502(
 async def test_a_client_that_asked_to_close_gets_the_502_and_the_close(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_origin(network, origin_with_bad_trailer(100)):
-        async with memory_proxy(network=network) as proxy:
-            stream = proxy.open()
-            async with stream:
-                await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                received = bytearray()
-                with trio.fail_after(10):  # the client idle timeout is 75 s
-                    while chunk := await stream.receive_some(65536):
-                        received += chunk
+    async with memory_proxy(origin=origin_with_bad_trailer(100)) as proxy:
+        with trio.fail_after(10):  # the client idle timeout is 75 s
+            received = await proxy.exchange_raw(
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
     assert received.startswith(b"HTTP/1.1 502 "), bytes(received)
     assert b"\r\nconnection: close\r\n" in received.lower()

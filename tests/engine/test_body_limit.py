@@ -11,10 +11,17 @@ import trio.testing
 
 from trioproxy.config._config import settings_from_bytes
 
-from ..memnet import MemoryNetwork, MemoryStream, ScriptedOrigin, memory_origin, memory_proxy
+from ..memnet import (
+    MemoryStream,
+    memory_proxy,
+    scripted_proxy,
+)
 from ..support import make_settings, parse_responses, read_head, read_until_closed
 
 LIMITED = make_settings(limits__max_request_body_bytes=1000)
+# Larger bodies than the request buffer: the origin has the head and the first bytes when
+# the limit is passed.
+STREAMED = make_settings(limits__max_request_body_bytes=10_000, limits__request_buffer_bytes=1024)
 
 
 def post_head(*fields: bytes, target: bytes = b"/upload") -> bytes:
@@ -28,8 +35,7 @@ def chunk(data: bytes) -> bytes:
 async def test_a_content_length_over_the_limit_gets_413_before_any_upstream_byte(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(LIMITED, network) as proxy:
+    async with scripted_proxy(LIMITED) as (proxy, origin):
         async with proxy.client() as client:
             await client.stream.send_all(post_head(b"Content-Length: 1001") + b"x" * 1001)
             [reply] = parse_responses(await read_until_closed(client.stream), method=b"POST")
@@ -42,8 +48,7 @@ async def test_a_content_length_over_the_limit_gets_413_before_any_upstream_byte
 
 
 async def test_a_body_at_the_limit_passes(autojump_clock: trio.testing.MockClock) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(LIMITED, network) as proxy:
+    async with scripted_proxy(LIMITED) as (proxy, _origin):
         async with proxy.client() as client:
             chunked = await client.request(b"POST", b"/", body=[b"x" * 500, b"y" * 500])
             length = await client.request(b"POST", b"/", body=b"x" * 1000)
@@ -54,8 +59,7 @@ async def test_a_body_at_the_limit_passes(autojump_clock: trio.testing.MockClock
 async def test_a_client_expecting_100_continue_gets_the_413_and_no_100(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(LIMITED, network) as proxy:
+    async with scripted_proxy(LIMITED) as (proxy, origin):
         async with proxy.open() as stream:
             await stream.send_all(post_head(b"Content-Length: 5000", b"Expect: 100-continue"))
             with trio.fail_after(5):
@@ -68,8 +72,7 @@ async def test_a_client_expecting_100_continue_gets_the_413_and_no_100(
 async def test_a_buffered_chunked_body_past_the_limit_gets_413_with_nothing_upstream(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    async with memory_origin(network, origin), memory_proxy(LIMITED, network) as proxy:
+    async with scripted_proxy(LIMITED) as (proxy, origin):
         async with proxy.client() as client:
             body = chunk(b"x" * 600) + chunk(b"y" * 600) + b"0\r\n\r\n"
             await client.stream.send_all(post_head(b"Transfer-Encoding: chunked") + body)
@@ -85,7 +88,6 @@ async def test_a_streamed_chunked_body_is_stopped_at_the_limit_with_413(
 ) -> None:
     """Larger than the request buffer, so the origin has the head and the first bytes when
     the limit is passed: it gets no byte past the limit, and its connection is cut."""
-    network = MemoryNetwork()
     received = bytearray()
     origin_done = trio.Event()
 
@@ -96,10 +98,7 @@ async def test_a_streamed_chunked_body_is_stopped_at_the_limit_with_413(
         finally:
             origin_done.set()
 
-    settings = make_settings(
-        limits__max_request_body_bytes=10_000, limits__request_buffer_bytes=1024
-    )
-    async with memory_origin(network, reads_everything), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(STREAMED, origin=reads_everything) as proxy:
         async with proxy.client() as client:
             await client.stream.send_all(post_head(b"Transfer-Encoding: chunked"))
             for _ in range(30):
@@ -119,7 +118,6 @@ async def test_past_the_limit_after_the_response_head_both_connections_are_cut(
 ) -> None:
     """An origin that answers while the body streams: the client has a response head, so no
     413 can be sent; the response is cut short (never completed with a wrong framing)."""
-    network = MemoryNetwork()
     origin_done = trio.Event()
 
     async def answers_early(stream: MemoryStream) -> None:
@@ -132,10 +130,7 @@ async def test_past_the_limit_after_the_response_head_both_connections_are_cut(
         finally:
             origin_done.set()
 
-    settings = make_settings(
-        limits__max_request_body_bytes=10_000, limits__request_buffer_bytes=1024
-    )
-    async with memory_origin(network, answers_early), memory_proxy(settings, network) as proxy:
+    async with memory_proxy(STREAMED, origin=answers_early) as proxy:
         async with proxy.client() as client:
             await client.stream.send_all(post_head(b"Transfer-Encoding: chunked"))
             await client.stream.send_all(chunk(b"z" * 2000))
@@ -180,9 +175,8 @@ max_request_body_bytes = 10
 async def test_a_rule_limit_overrides_the_global_one_both_ways(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
     settings = settings_from_bytes(RULES, file="trioproxy.toml")
-    async with memory_origin(network, origin), memory_proxy(settings, network) as proxy:
+    async with scripted_proxy(settings) as (proxy, origin):
         async with proxy.client() as client:
             lifted = await client.request(b"POST", b"/upload/big", body=b"x" * 5000)
         async with proxy.client() as client:

@@ -14,7 +14,7 @@ from trioproxy.engine._collector import ProxyCollector
 from trioproxy.engine._transport import Transport
 
 from ..memnet import MemoryNetwork, MemoryStream, ScriptedOrigin, memory_origin, memory_proxy
-from ..support import make_settings, read_head
+from ..support import Client, make_settings, read_head
 
 FAST = make_settings(upstream__breaker_failures=3, upstream__breaker_cooldown_s=10.0)
 
@@ -25,6 +25,12 @@ def breaker_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
         for r in caplog.records
         if r.getMessage().startswith("circuit breaker") and r.levelno >= logging.INFO
     ]
+
+
+async def with_no_origin(client: Client, count: int = 3) -> list[int]:
+    """``count`` requests while no origin listens, their statuses: each connect is refused
+    (a 502) until the breaker opens (FAST: at the third), then a 503 without a connect."""
+    return [(await client.request(b"GET", b"/")).status for _ in range(count)]
 
 
 async def hangs_forever(family: int, sockaddr: object) -> Transport:
@@ -38,7 +44,7 @@ async def test_refused_connects_open_it_and_then_nothing_is_tried_during_the_coo
     network, origin = MemoryNetwork(), ScriptedOrigin()
     async with memory_proxy(FAST, network) as proxy:
         async with proxy.client() as client:
-            refused = [(await client.request(b"GET", b"/")).status for _ in range(3)]
+            refused = await with_no_origin(client)
             async with memory_origin(network, origin):  # back, but the breaker is open
                 await trio.sleep(4.5)
                 reply = await client.request(b"GET", b"/")
@@ -60,8 +66,7 @@ async def test_after_the_cooldown_one_probe_goes_and_its_success_closes_it(
     network, origin = MemoryNetwork(), ScriptedOrigin()
     async with memory_proxy(FAST, network) as proxy:
         async with proxy.client() as client:
-            for _ in range(3):
-                await client.request(b"GET", b"/")
+            await with_no_origin(client)
             await trio.sleep(10.0)
             async with memory_origin(network, origin):
                 probe = await client.request(b"GET", b"/small")
@@ -78,11 +83,9 @@ async def test_after_the_cooldown_one_probe_goes_and_its_success_closes_it(
 async def test_a_failed_probe_opens_it_for_another_cooldown(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_proxy(FAST, network) as proxy:
+    async with memory_proxy(FAST) as proxy:
         async with proxy.client() as client:
-            for _ in range(3):
-                await client.request(b"GET", b"/")
+            await with_no_origin(client)
             await trio.sleep(10.0)
             probe = await client.request(b"GET", b"/")
             refused = await client.request(b"GET", b"/")
@@ -135,11 +138,9 @@ async def test_zero_failures_turns_it_off(autojump_clock: trio.testing.MockClock
 async def test_metrics_show_the_state_the_openings_and_the_refusals(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_proxy(FAST, network) as proxy:
+    async with memory_proxy(FAST) as proxy:
         async with proxy.client() as client:
-            for _ in range(5):
-                await client.request(b"GET", b"/")
+            assert await with_no_origin(client, 5) == [502, 502, 502, 503, 503]
         scalars = {s[1]: s[3] for s in ProxyCollector(proxy.server.ctx).snapshot().scalars}
     assert scalars["trioproxy_upstream_breaker_open"] == 1
     assert scalars["trioproxy_upstream_breaker_opens"] == 1

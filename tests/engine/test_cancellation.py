@@ -9,12 +9,14 @@ no task, and exactly one access record per request started.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Mapping
 
 import h11
 import pytest
 import trio
 import trio.testing
 
+from trioproxy.config._settings import Settings
 from trioproxy.engine._memory import MemoryNetwork
 
 from ..memnet import (
@@ -137,7 +139,82 @@ async def sweep_points() -> range:
             async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
                 await exchanges(proxy, [])
     assert sorted(r.status for r in proxy.records) == [101] + [200] * 6
-    return range(1, counter.total + 20, max(1, counter.total // SWEEP_RUNS))
+    return sweep_over(counter.total)
+
+
+def sweep_over(total_steps: int) -> range:
+    return range(1, total_steps + 20, max(1, total_steps // SWEEP_RUNS))
+
+
+async def run_with_clients_reset(
+    at: int, settings: Settings = CANCEL_SETTINGS, hooks: Mapping[str, object] | None = None
+) -> MemoryProxy:
+    """A run of `exchanges` whose client connections are all reset as the ``at``-th scheduler
+    step begins; then nothing may be left behind, and every request has one record."""
+    streams: list[MemoryStream] = []
+
+    def reset_clients() -> None:
+        for stream in streams:
+            stream.reset()
+
+    network = MemoryNetwork(capacity=4096)
+    async with memory_proxy(settings, network, origin=ScriptedOrigin(), hooks=hooks) as proxy:
+        with counting_steps(at, reset_clients), trio.fail_after(60):
+            await exchanges(proxy, streams)
+            await proxy.settled()
+        proxy.check_no_leak()
+        check_one_record_per_request(proxy)
+    return proxy
+
+
+async def run_with_clients_leaving(
+    at_s: float, prepare: Callable[[MemoryProxy], object] | None = None, settle_s: float = 60
+) -> MemoryProxy:
+    """A run of `exchanges` (after ``prepare(proxy)``) whose clients leave ``at_s`` into it
+    (their own deadline cancels them, and they close); then, settled within ``settle_s``,
+    nothing may be left behind, and every request has one record."""
+    network = MemoryNetwork(capacity=4096)
+    async with memory_proxy(CANCEL_SETTINGS, network, origin=ScriptedOrigin()) as proxy:
+        if prepare is not None:
+            prepare(proxy)
+        with trio.move_on_at(trio.current_time() + at_s):
+            await exchanges(proxy, [])
+        with trio.fail_after(settle_s):
+            await proxy.settled()
+        proxy.check_no_leak()
+        check_one_record_per_request(proxy)
+    return proxy
+
+
+async def run_with_server_cancelled(
+    at: int,
+    settings: Settings = CANCEL_SETTINGS,
+    hooks: Mapping[str, object] | None = None,
+    prepare: Callable[[MemoryProxy], object] | None = None,
+) -> MemoryProxy | None:
+    """A run of `exchanges` with the proxy (and its clients) cancelled as the ``at``-th
+    scheduler step begins: then every upstream connection is closed (the origin saw each
+    close), the pool counts none, no handler task is left, and every request that started
+    was logged once. None if it was cancelled while it started: nothing to check."""
+    network = MemoryNetwork(capacity=4096)
+    origin = ScriptedOrigin()
+    started: list[MemoryProxy] = []
+    async with memory_origin(network, origin):
+        with trio.CancelScope() as scope, counting_steps(at, scope.cancel):
+            async with memory_proxy(settings, network, hooks=hooks) as proxy:
+                started.append(proxy)
+                if prepare is not None:
+                    prepare(proxy)
+                await exchanges(proxy, [])
+        if not started:
+            return None
+        proxy = started[0]
+        assert proxy.upstream_open == proxy.server.pool.open_count == 0
+        assert proxy.server.ctx.stats.connections_open == 0
+        assert handler_tasks() == 0
+        assert len(proxy.records) == proxy.server.ctx.stats.requests
+        await wait_until(lambda: origin.open == 0)
+    return proxy
 
 
 async def test_clients_reset_at_every_point_of_their_exchanges_leave_nothing_behind(
@@ -147,21 +224,8 @@ async def test_clients_reset_at_every_point_of_their_exchanges_leave_nothing_beh
     step begins, for N over a whole run."""
     outcomes = set()
     for at in await sweep_points():
-        network = MemoryNetwork(capacity=4096)
-        streams: list[MemoryStream] = []
-
-        def reset_clients(streams: list[MemoryStream] = streams) -> None:
-            for stream in streams:
-                stream.reset()
-
-        async with memory_origin(network, ScriptedOrigin()):
-            async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
-                with counting_steps(at, reset_clients), trio.fail_after(60):
-                    await exchanges(proxy, streams)
-                    await proxy.settled()
-                proxy.check_no_leak()
-                check_one_record_per_request(proxy)
-                outcomes.add(len(proxy.records))
+        proxy = await run_with_clients_reset(at)
+        outcomes.add(len(proxy.records))
     assert len(outcomes) > 3  # the resets fell at many different points
 
 
@@ -172,16 +236,8 @@ async def test_clients_leaving_at_every_moment_of_their_exchanges_leave_nothing_
     virtual time over a run: while waiting for a slow head, mid-body, between requests."""
     outcomes = set()
     for fifth in range(30):
-        network = MemoryNetwork(capacity=4096)
-        async with memory_origin(network, ScriptedOrigin()):
-            async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
-                with trio.move_on_at(trio.current_time() + fifth / 5):
-                    await exchanges(proxy, [])
-                with trio.fail_after(60):
-                    await proxy.settled()
-                proxy.check_no_leak()
-                check_one_record_per_request(proxy)
-                outcomes.add(tuple(r.status for r in proxy.records))
+        proxy = await run_with_clients_leaving(fifth / 5)
+        outcomes.add(tuple(r.status for r in proxy.records))
     assert any(sorted(statuses) == [101] + [200] * 6 for statuses in outcomes)
     assert any(499 in statuses for statuses in outcomes)
 
@@ -234,26 +290,7 @@ async def test_the_server_cancelled_at_every_point_leaves_no_connection_and_no_t
     between must not ask it for a lookup)."""
     outcomes = set()
     for at in await sweep_points():
-        network = MemoryNetwork(capacity=4096)
-        origin = ScriptedOrigin()
-        started: list[MemoryProxy] = []
-        async with memory_origin(network, origin):
-            with trio.CancelScope() as scope, counting_steps(at, scope.cancel):
-                async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
-                    started.append(proxy)
-                    await exchanges(proxy, [])
-            if not started:
-                continue  # cancelled while it started: nothing to check
-            proxy = started[0]
-            assert proxy.upstream_open == proxy.server.pool.open_count == 0
-            assert proxy.server.ctx.stats.connections_open == 0
-            assert handler_tasks() == 0
-            assert len(proxy.records) == proxy.server.ctx.stats.requests
-
-            def all_closed(origin: ScriptedOrigin = origin) -> bool:
-                return origin.open == 0
-
-            await wait_until(all_closed)  # it saw every one close
+        if (proxy := await run_with_server_cancelled(at)) is not None:
             outcomes.add(len(proxy.records))
     assert len(outcomes) > 3
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []

@@ -10,7 +10,12 @@ import pytest
 import trio
 import trio.testing
 
-from ..memnet import ScriptedOrigin, memory_proxy, wait_until
+from ..memnet import (
+    in_flight,
+    memory_proxy,
+    scripted_proxy,
+    wait_until,
+)
 from ..support import make_settings, parse_responses, read_until_closed
 
 GET = b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -19,8 +24,7 @@ GET = b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
 async def test_pipelined_requests_are_answered_in_order_over_one_upstream_connection(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         async with proxy.open() as stream:
             requests = b"".join(
                 b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % name for name in (b"a", b"b", b"c")
@@ -38,8 +42,7 @@ async def test_pipelined_requests_are_answered_in_order_over_one_upstream_connec
 async def test_an_idle_keep_alive_connection_is_closed_after_client_idle_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    settings = make_settings(timeouts__client_idle_s=75.0)
-    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
+    async with scripted_proxy(timeouts__client_idle_s=75.0) as (proxy, _origin):
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/small")).status == 200
             answered = trio.current_time()
@@ -95,8 +98,7 @@ async def test_a_head_trickled_past_its_deadline_gets_a_408(
 async def test_keepalive_requests_closes_the_connection_after_the_last_one(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    settings = make_settings(limits__keepalive_requests=2)
-    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
+    async with scripted_proxy(limits__keepalive_requests=2) as (proxy, _origin):
         async with proxy.client() as client:
             first = await client.request(b"GET", b"/small")
             second = await client.request(b"GET", b"/small")
@@ -110,8 +112,10 @@ async def test_keepalive_requests_closes_the_connection_after_the_last_one(
 async def test_at_the_connection_limit_the_oldest_idle_connection_makes_room(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    settings = make_settings(limits__max_connections=2, timeouts__client_idle_s=600.0)
-    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
+    async with scripted_proxy(limits__max_connections=2, timeouts__client_idle_s=600.0) as (
+        proxy,
+        _origin,
+    ):
         async with proxy.client() as oldest, proxy.client() as younger:
             assert (await oldest.request(b"GET", b"/small")).status == 200
             assert (await younger.request(b"GET", b"/small")).status == 200
@@ -127,12 +131,9 @@ async def test_at_the_connection_limit_the_oldest_idle_connection_makes_room(
 async def test_a_newcomer_waits_while_every_connection_is_busy(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(limits__max_connections=1)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(limits__max_connections=1) as (proxy, origin):
         async with proxy.client() as busy, proxy.client() as newcomer:
-            await busy.stream.send_all(b"GET /slow/30 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await wait_until(lambda: origin.targets == [b"/slow/30"])
+            await in_flight(busy, origin, b"/slow/30")
             started = trio.current_time()
             with trio.fail_after(60):
                 async with trio.open_nursery() as nursery:
@@ -147,7 +148,7 @@ async def test_a_newcomer_waits_while_every_connection_is_busy(
 async def test_empty_lines_before_a_request_are_ignored(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with memory_proxy(origin=ScriptedOrigin()) as proxy:
+    async with scripted_proxy() as (proxy, _origin):
         stream = proxy.open()
         async with stream:
             # Before the first request, and between requests (a stray CRLF after a body).
@@ -168,11 +169,10 @@ async def test_an_oversized_request_line_gets_a_414_and_a_close(
 ) -> None:
     settings = make_settings(limits__max_request_line_bytes=100)
     async with memory_proxy(settings) as proxy:
-        stream = proxy.open()
-        async with stream:
-            await stream.send_all(b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-            with trio.fail_after(5):
-                answer = await read_until_closed(stream)
+        with trio.fail_after(5):
+            answer = await proxy.exchange_raw(
+                b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+            )
     assert answer.startswith(b"HTTP/1.1 414 ")
     assert [r.status for r in proxy.records] == [414]
 

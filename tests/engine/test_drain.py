@@ -18,9 +18,10 @@ from ..memnet import (
     MemoryNetwork,
     MemoryStream,
     ScriptedOrigin,
+    in_flight,
     memory_origin,
     memory_proxy,
-    wait_until,
+    scripted_proxy,
 )
 from ..support import HeldOrigin, read_until_closed
 
@@ -28,12 +29,10 @@ from ..support import HeldOrigin, read_until_closed
 async def test_draining_closes_idle_connections_at_once_and_lets_busy_ones_finish(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         async with proxy.client() as idle, proxy.client() as busy:
             assert (await idle.request(b"GET", b"/small")).status == 200
-            await busy.stream.send_all(b"GET /slow/5 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await wait_until(lambda: origin.targets == [b"/small", b"/slow/5"])
+            await in_flight(busy, origin, b"/slow/5")
             started = trio.current_time()
             proxy.server.shutdown()
             with trio.fail_after(1):

@@ -1,6 +1,6 @@
 """One exchange without sockets, on the autojump clock: request bodies buffered or streamed,
-100-continue, early answers, the stale-connection retry, 1xx, the response deadline, the
-client watch, and responses read ahead or streamed under backpressure."""
+100-continue, early answers, 1xx, the response deadline, the client watch, and responses
+read ahead or streamed under backpressure. (The stale-connection retry: `test_retry`.)"""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ from trioproxy.engine._memory import MemoryNetwork
 
 from ..memnet import (
     MemoryStream,
-    ScriptedOrigin,
-    StreamHandler,
     memory_proxy,
+    scripted_proxy,
     sent_by_hand,
     wait_until,
 )
-from ..support import make_settings, read_head
+from ..support import Client, Reply, answering, make_settings, read_head
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -29,50 +28,47 @@ def post_head(length: int, *extra: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
+async def rest_of_upload(client: Client, rest: bytes, length: int) -> Reply:
+    """Send the ``rest`` of a ``post_head(length)`` body the test began by hand; the reply."""
+    await client.stream.send_all(rest)
+    sent_by_hand(client, b"POST", b"/upload", length)
+    return await client.read_reply()
+
+
 async def test_a_body_that_fits_the_buffer_is_read_whole_before_the_origin_hears_of_it(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         async with proxy.client() as client:
             await client.stream.send_all(post_head(1000) + b"x" * 500)
             await trio.testing.wait_all_tasks_blocked()
             assert origin.accepted == 0 and proxy.upstream == []  # no connection held for it
-            await client.stream.send_all(b"x" * 500)
-            sent_by_hand(client, b"POST", b"/upload", 1000)
-            reply = await client.read_reply()
+            reply = await rest_of_upload(client, b"x" * 500, 1000)
     assert (reply.status, reply.body) == (200, b"1000")
 
 
 async def test_a_body_larger_than_the_buffer_streams_while_it_arrives(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(limits__request_buffer_bytes=1024)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(limits__request_buffer_bytes=1024) as (proxy, origin):
         async with proxy.client() as client:
             await client.stream.send_all(post_head(100_000) + b"x" * 50_000)
             await wait_until(lambda: origin.targets == [b"/upload"])  # before the body ended
-            await client.stream.send_all(b"x" * 50_000)
-            sent_by_hand(client, b"POST", b"/upload", 100_000)
-            reply = await client.read_reply()
+            reply = await rest_of_upload(client, b"x" * 50_000, 100_000)
     assert (reply.status, reply.body) == (200, b"100000")
 
 
 async def test_expect_100_continue_is_answered_by_the_proxy_for_a_small_body(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         async with proxy.client() as client:
             await client.stream.send_all(post_head(10, b"Expect: 100-continue"))
             with trio.fail_after(5):
                 interim = await client.stream.receive_some(65536)
             assert interim.startswith(b"HTTP/1.1 100 ")
             assert origin.accepted == 0  # answered by the proxy, not the origin
-            await client.stream.send_all(b"0123456789")
-            sent_by_hand(client, b"POST", b"/upload", 10)
-            reply = await client.read_reply()
+            reply = await rest_of_upload(client, b"0123456789", 10)
     assert (reply.status, reply.body) == (200, b"10")
     assert all(name.lower() != b"expect" for name, _ in origin.heads[0].headers)
 
@@ -80,11 +76,7 @@ async def test_expect_100_continue_is_answered_by_the_proxy_for_a_small_body(
 async def test_an_early_answer_from_the_origin_is_relayed_and_says_close(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async def refuses(stream: MemoryStream) -> None:
-        await read_head(stream)
-        await stream.send_all(b"HTTP/1.1 413 Too Large\r\nContent-Length: 4\r\n\r\nbig!")
-        await trio.sleep_forever()  # reading no more of the body
-
+    refuses = answering(b"HTTP/1.1 413 Too Large\r\nContent-Length: 4\r\n\r\nbig!", hold=True)
     settings = make_settings(limits__request_buffer_bytes=1024)
     async with memory_proxy(settings, origin=refuses) as proxy:
         async with proxy.client() as client, trio.open_nursery() as nursery:
@@ -103,48 +95,6 @@ async def test_an_early_answer_from_the_origin_is_relayed_and_says_close(
         assert proxy.upstream_open == proxy.server.pool.open_count == 0  # not reusable
     assert (reply.status, reply.body) == (413, b"big!")
     assert reply.header(b"connection") == b"close"
-
-
-def stale_after_first_answer() -> tuple[list[int], StreamHandler]:
-    """An origin whose first connection answers once, then reads the next request and
-    hangs up without a byte (the keep-alive race); later connections answer everything."""
-    connections: list[int] = []
-
-    async def handler(stream: MemoryStream) -> None:
-        connections.append(0)
-        first = len(connections) == 1
-        while await read_head(stream):
-            if first and connections[0]:
-                return
-            connections[-1] += 1
-            await stream.send_all(OK)
-
-    return connections, handler
-
-
-async def test_a_stale_reused_connection_is_retried_once_for_a_get(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    connections, handler = stale_after_first_answer()
-    async with memory_proxy(origin=handler) as proxy:
-        async with proxy.client() as client:
-            assert (await client.request(b"GET", b"/")).status == 200
-            assert (await client.request(b"GET", b"/")).status == 200
-    assert connections == [1, 1]
-    assert proxy.server.ctx.stats.retries == 1
-    assert [r.status for r in proxy.records] == [200, 200]
-
-
-async def test_a_stale_reused_connection_is_never_retried_for_a_post(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    connections, handler = stale_after_first_answer()
-    async with memory_proxy(origin=handler) as proxy:
-        async with proxy.client() as client:
-            assert (await client.request(b"GET", b"/")).status == 200
-            assert (await client.request(b"POST", b"/", body=b"x")).status == 502
-    assert connections == [1]
-    assert proxy.server.ctx.stats.retries == 0
 
 
 async def test_informational_responses_are_relayed_before_the_final_one(
@@ -171,11 +121,7 @@ async def test_informational_responses_are_relayed_before_the_final_one(
 async def test_a_flood_of_informational_responses_is_capped_with_a_502(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async def flood(stream: MemoryStream) -> None:
-        await read_head(stream)
-        await stream.send_all(b"HTTP/1.1 103 Early Hints\r\n\r\n" * 5000)
-        await trio.sleep_forever()
-
+    flood = answering(b"HTTP/1.1 103 Early Hints\r\n\r\n" * 5000, hold=True)
     async with memory_proxy(origin=flood) as proxy:
         async with proxy.client() as client:
             with trio.fail_after(5):
@@ -208,8 +154,7 @@ async def test_endless_slow_informational_responses_meet_the_response_deadline_5
 async def test_a_client_that_leaves_during_a_slow_answer_ends_the_exchange(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         stream = proxy.open()
         await stream.send_all(b"GET /slow/600 HTTP/1.1\r\nHost: x\r\n\r\n")
         await wait_until(lambda: origin.targets == [b"/slow/600"])
@@ -226,8 +171,7 @@ async def test_a_client_that_leaves_during_a_slow_answer_ends_the_exchange(
 async def test_a_response_that_fits_the_buffer_frees_its_upstream_before_the_client_reads(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
-    async with memory_proxy(network=network, origin=origin) as proxy:
+    async with scripted_proxy(network=MemoryNetwork(capacity=4096)) as (proxy, _origin):
         async with proxy.client() as client:
             await client.stream.send_all(b"GET /big/50000 HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: proxy.server.pool.idle_count == 1)  # nothing read yet
@@ -241,8 +185,7 @@ async def test_a_response_past_the_buffer_streams_under_backpressure(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     size = 2_000_000
-    network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
-    async with memory_proxy(network=network, origin=origin) as proxy:
+    async with scripted_proxy(network=MemoryNetwork(capacity=4096)) as (proxy, origin):
         async with proxy.client() as client:
             await client.stream.send_all(b"GET /big/%d HTTP/1.1\r\nHost: x\r\n\r\n" % size)
             await wait_until(lambda: origin.sent)
@@ -264,8 +207,7 @@ async def test_a_streamed_body_trickled_inside_each_timeout_is_cut_by_the_rate_f
     """Past the buffer the body streams (an upstream connection held); a byte every 50 s
     beats the 60 s inactivity timeout but not the 1 KiB/s floor after it: 408, and the
     upstream connection, mid-request, is closed."""
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         stream = proxy.open()
         async with stream, trio.open_nursery() as nursery:
             started = trio.current_time()
@@ -294,10 +236,8 @@ async def test_a_streamed_body_trickled_inside_each_timeout_is_cut_by_the_rate_f
 async def test_a_client_that_never_reads_a_large_response_is_cut_after_client_send_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
-    async with memory_proxy(network=network, origin=origin) as proxy:
-        stream = proxy.open()
-        async with stream:
+    async with scripted_proxy(network=MemoryNetwork(capacity=4096)) as (proxy, _origin):
+        async with proxy.open() as stream:
             started = trio.current_time()
             await stream.send_all(b"GET /big/10000000 HTTP/1.1\r\nHost: x\r\n\r\n")
             with trio.fail_after(600):
@@ -314,10 +254,8 @@ async def test_a_client_reading_a_large_response_too_slowly_is_cut_by_the_rate_f
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """512 bytes every 30 s keeps the inactivity timeout at bay, not the 1 KiB/s floor."""
-    network, origin = MemoryNetwork(capacity=4096), ScriptedOrigin()
-    async with memory_proxy(network=network, origin=origin) as proxy:
-        stream = proxy.open()
-        async with stream:
+    async with scripted_proxy(network=MemoryNetwork(capacity=4096)) as (proxy, _origin):
+        async with proxy.open() as stream:
             await stream.send_all(b"GET /big/10000000 HTTP/1.1\r\nHost: x\r\n\r\n")
             with trio.fail_after(600), contextlib.suppress(trio.BrokenResourceError):
                 for _ in range(100):  # the slow reader

@@ -10,11 +10,10 @@ import trio
 import trio.testing
 
 from trioproxy.core._faults import Direction, Fault, FaultKind, Point, Selection
-from trioproxy.engine._memory import MemoryNetwork
 from trioproxy.testing import memory_world
 
-from ..memnet import ScriptedOrigin, counting_steps, handler_tasks, memory_origin, memory_proxy
-from .test_cancellation import CANCEL_SETTINGS, check_one_record_per_request, exchanges
+from ..memnet import MemoryProxy
+from .test_cancellation import run_with_clients_leaving, run_with_server_cancelled
 
 # Faults at every seam, in both directions, chosen in turn so that each run mixes them.
 FAULTS = (
@@ -32,9 +31,9 @@ FAULTS = (
 )
 
 
-def with_faults(server_faults: object) -> None:
+def with_faults(proxy: MemoryProxy) -> None:
     for fault in FAULTS:
-        server_faults.add(fault)  # type: ignore[attr-defined]
+        proxy.server.faults.add(fault)
 
 
 async def test_clients_leaving_at_every_moment_of_faulted_exchanges_leave_nothing_behind(
@@ -42,18 +41,9 @@ async def test_clients_leaving_at_every_moment_of_faulted_exchanges_leave_nothin
 ) -> None:
     outcomes = set()
     for tenth in range(40):
-        network = MemoryNetwork(capacity=4096)
-        async with memory_origin(network, ScriptedOrigin()):
-            async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
-                with_faults(proxy.server.faults)
-                with trio.move_on_at(trio.current_time() + tenth / 10):
-                    await exchanges(proxy, [])
-                with trio.fail_after(3600):
-                    await proxy.settled()
-                proxy.check_no_leak()
-                check_one_record_per_request(proxy)
-                assert [f.name for f in proxy.server.faults] == [f.name for f in FAULTS]
-                outcomes.add(tuple(sorted(r.status for r in proxy.records)))
+        proxy = await run_with_clients_leaving(tenth / 10, with_faults, settle_s=3600)
+        assert [f.name for f in proxy.server.faults] == [f.name for f in FAULTS]
+        outcomes.add(tuple(sorted(r.status for r in proxy.records)))
     assert len(outcomes) > 3
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
 
@@ -63,22 +53,7 @@ async def test_the_server_cancelled_at_every_step_of_faulted_exchanges_leaves_no
 ) -> None:
     outcomes = set()
     for at in range(1, 400, 9):
-        network = MemoryNetwork(capacity=4096)
-        origin = ScriptedOrigin()
-        started = []
-        async with memory_origin(network, origin):
-            with trio.CancelScope() as scope, counting_steps(at, scope.cancel):
-                async with memory_proxy(CANCEL_SETTINGS, network) as proxy:
-                    started.append(proxy)
-                    with_faults(proxy.server.faults)
-                    await exchanges(proxy, [])
-            if not started:
-                continue
-            proxy = started[0]
-            assert proxy.upstream_open == proxy.server.pool.open_count == 0
-            assert proxy.server.ctx.stats.connections_open == 0
-            assert handler_tasks() == 0
-            assert len(proxy.records) == proxy.server.ctx.stats.requests
+        if (proxy := await run_with_server_cancelled(at, prepare=with_faults)) is not None:
             outcomes.add(len(proxy.records))
     assert len(outcomes) > 3
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []

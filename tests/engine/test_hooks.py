@@ -7,7 +7,7 @@ import logging
 import textwrap
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,14 @@ async def hooked(
     origin = ScriptedOrigin()
     async with memory_proxy(settings, origin=origin, hooks=hooks) as proxy:
         yield proxy, origin
+
+
+def one_hook(
+    name: str, hook: object, **action: Any
+) -> AbstractAsyncContextManager[tuple[MemoryProxy, ScriptedOrigin]]:
+    """`hooked` with one embedded hook, ``name``, on every request (``action``: its
+    ``timeout_s``, ``on_error``)."""
+    return hooked(embedded((name, {}), **action), {name: hook})
 
 
 def embedded(*rules: tuple[str, dict[str, Any]], **hook: Any) -> Settings:
@@ -118,8 +126,7 @@ class Computed:
 async def test_the_response_head_is_edited_or_replaced_and_the_access_line_extended(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    hooks = {"computed": Computed()}
-    async with hooked(embedded(("computed", {})), hooks) as (proxy, _origin):
+    async with one_hook("computed", Computed()) as (proxy, _origin):
         async with proxy.client() as client:
             edited = await client.request(b"GET", b"/small", [(b"User-Agent", b"curl/8")])
             replaced = await client.request(b"GET", b"/replace")
@@ -355,7 +362,7 @@ async def test_a_failed_hook_with_on_error_pass_leaves_no_half_made_edit(
         exchange.rewrite("/elsewhere")
         raise RuntimeError("after the edits")
 
-    async with hooked(embedded(("half", {})), {"half": half}) as (proxy, origin):
+    async with one_hook("half", half) as (proxy, origin):
         async with proxy.client() as client:
             reply = await client.request(b"GET", b"/small")
     assert reply.status == 200 and reply.header(b"x-half") is None
@@ -369,7 +376,7 @@ async def test_a_hooks_answer_to_head_is_the_head_alone(
     async def answers(exchange: Exchange) -> None:
         exchange.respond(200, "made by the hook\n")
 
-    async with hooked(embedded(("answers", {})), {"answers": answers}) as (proxy, origin):
+    async with one_hook("answers", answers) as (proxy, origin):
         async with proxy.client() as client:
             head = await client.request(b"HEAD", b"/")
             get = await client.request(b"GET", b"/")  # in step: no stray body before it
@@ -448,7 +455,7 @@ async def test_a_lifespan_task_that_blocks_is_named_too(caplog: pytest.LogCaptur
         async def request(self, exchange: Exchange) -> None:
             pass
 
-    async with hooked(embedded(("refresher", {})), {"refresher": Refresher()}) as (proxy, _):
+    async with one_hook("refresher", Refresher()) as (proxy, _):
         await done.wait()
     lines = [r.getMessage() for r in caplog.records if "event loop" in r.getMessage()]
     assert lines and lines[0].startswith("hook refresher is blocking the event loop"), lines

@@ -10,7 +10,7 @@ import trio.testing
 
 from trioproxy.hooks import Exchange, whole_body
 
-from .test_hooks import embedded, hooked
+from .test_hooks import one_hook
 
 
 class Upper:
@@ -33,7 +33,7 @@ async def test_request_and_response_bodies_are_transformed_and_reframed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     upper = Upper()
-    async with hooked(embedded(("upper", {})), {"upper": upper}) as (proxy, origin):
+    async with one_hook("upper", upper) as (proxy, origin):
         async with proxy.client() as client:
             posted = await client.request(b"POST", b"/upload", body=b"abc" * 1000)
             got = await client.request(b"GET", b"/small")
@@ -62,8 +62,7 @@ async def test_a_body_streams_through_a_transformer_with_backpressure(
             seen += len(chunk)
             return chunk
 
-    settings = embedded(("count", {}))
-    async with hooked(settings, {"count": Count()}) as (proxy, origin):
+    async with one_hook("count", Count()) as (proxy, origin):
         async with proxy.client() as client:
             await client.stream.send_all(b"GET /big/2000000 HTTP/1.1\r\nHost: x\r\n\r\n")
             await trio.sleep(1)
@@ -82,7 +81,7 @@ class Rewrite:
 async def test_a_whole_body_view_up_to_max_bytes_and_unchanged_beyond(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with hooked(embedded(("rewrite", {})), {"rewrite": Rewrite()}) as (proxy, _origin):
+    async with one_hook("rewrite", Rewrite()) as (proxy, _origin):
         async with proxy.client() as client:
             small = await client.request(b"GET", b"/small")
             large = await client.request(b"GET", b"/big/1000")
@@ -106,8 +105,7 @@ class FailsOnRequest:
 async def test_a_body_hook_that_fails_with_pass_lets_the_body_through_unchanged(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    hooks = {"h": FailsOnResponse()}
-    async with hooked(embedded(("h", {})), hooks) as (proxy, _origin):
+    async with one_hook("h", FailsOnResponse()) as (proxy, _origin):
         async with proxy.client() as client:
             reply = await client.request(b"GET", b"/big/5000")
     assert reply.body == b"b" * 5000
@@ -117,8 +115,7 @@ async def test_a_body_hook_that_fails_with_pass_lets_the_body_through_unchanged(
 async def test_a_request_body_hook_that_fails_with_503_answers_503(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    settings = embedded(("h", {}), on_error=503)
-    async with hooked(settings, {"h": FailsOnRequest()}) as (proxy, _origin):
+    async with one_hook("h", FailsOnRequest(), on_error=503) as (proxy, _origin):
         async with proxy.client() as client:
             reply = await client.request(b"POST", b"/upload", body=b"x" * 10)
     assert reply.status == 503

@@ -6,7 +6,6 @@ is left behind: no connection, no task, one access record per request, no intern
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 
 import pytest
 import trio
@@ -17,19 +16,17 @@ from trioproxy.hooks import Exchange, ResponseHead
 
 from ..memnet import (
     MemoryNetwork,
-    MemoryStream,
     ScriptedOrigin,
     counting_steps,
-    handler_tasks,
     memory_origin,
     memory_proxy,
-    wait_until,
 )
 from .test_cancellation import (
     CANCEL_SETTINGS,
-    SWEEP_RUNS,
-    check_one_record_per_request,
     exchanges,
+    run_with_clients_reset,
+    run_with_server_cancelled,
+    sweep_over,
 )
 
 
@@ -93,7 +90,7 @@ def hooks() -> dict[str, object]:
     return {"awaits": Awaits(), "slow": too_slow, "fails": Fails()}
 
 
-async def steps_of_a_whole_run() -> int:
+async def sweep_points_with_hooks() -> range:
     network = MemoryNetwork(capacity=4096)
     async with memory_origin(network, ScriptedOrigin()):
         with counting_steps() as counter:
@@ -103,30 +100,16 @@ async def steps_of_a_whole_run() -> int:
     assert all(("hooked", str(r.status)) in r.extra for r in proxy.records)
     stats = proxy.server.hook_stats
     assert (stats["slow"].timeouts, stats["fails"].errors) == (1, 1)
-    return counter.total
+    return sweep_over(counter.total)
 
 
 async def test_clients_reset_at_every_point_with_hooks_leave_nothing_behind(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    total = await steps_of_a_whole_run()
     outcomes = set()
-    for at in range(1, total + 20, max(1, total // SWEEP_RUNS)):
-        network = MemoryNetwork(capacity=4096)
-        streams: list[MemoryStream] = []
-
-        def reset_clients(streams: list[MemoryStream] = streams) -> None:
-            for stream in streams:
-                stream.reset()
-
-        async with memory_origin(network, ScriptedOrigin()):
-            async with memory_proxy(SETTINGS, network, hooks=hooks()) as proxy:
-                with counting_steps(at, reset_clients), trio.fail_after(60):
-                    await exchanges(proxy, streams)
-                    await proxy.settled()
-                proxy.check_no_leak()
-                check_one_record_per_request(proxy)
-                outcomes.add(len(proxy.records))
+    for at in await sweep_points_with_hooks():
+        proxy = await run_with_clients_reset(at, SETTINGS, hooks())
+        outcomes.add(len(proxy.records))
     assert len(outcomes) > 3
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
 
@@ -134,27 +117,13 @@ async def test_clients_reset_at_every_point_with_hooks_leave_nothing_behind(
 async def test_the_server_cancelled_at_every_point_with_hooks_leaves_no_task(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    total = await steps_of_a_whole_run()
     outcomes = set()
-    for at in range(1, total + 20, max(1, total // SWEEP_RUNS)):
-        network = MemoryNetwork(capacity=4096)
-        origin = ScriptedOrigin()
+    for at in await sweep_points_with_hooks():
         given = hooks()
-        started = []
-        async with memory_origin(network, origin):
-            with trio.CancelScope() as scope, counting_steps(at, scope.cancel):
-                async with memory_proxy(SETTINGS, network, hooks=given) as proxy:
-                    started.append(proxy)
-                    await exchanges(proxy, [])
-            if not started:
-                continue
-            proxy = started[0]
-            assert proxy.upstream_open == proxy.server.pool.open_count == 0
-            assert handler_tasks() == 0
-            assert len(proxy.records) == proxy.server.ctx.stats.requests
-            awaits = given["awaits"]
-            assert isinstance(awaits, Awaits) and awaits.background == 0  # lifespan gone too
-            await wait_until(partial(lambda o: o.open == 0, origin))
-            outcomes.add(len(proxy.records))
+        if (proxy := await run_with_server_cancelled(at, SETTINGS, given)) is None:
+            continue
+        awaits = given["awaits"]
+        assert isinstance(awaits, Awaits) and awaits.background == 0  # lifespan gone too
+        outcomes.add(len(proxy.records))
     assert len(outcomes) > 3
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []

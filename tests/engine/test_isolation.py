@@ -27,10 +27,11 @@ from ..memnet import (
     MemoryProxy,
     ScriptedOrigin,
     memory_proxy,
+    scripted_proxy,
     sent_by_hand,
     wait_until,
 )
-from ..support import Client, make_settings
+from ..support import Client
 
 CHUNKS = 12_000  # one-byte chunks in a flood
 CHUNKS_PER_SLICE = 64  # trioproxy.engine._slices._EVENTS_PER_SLICE
@@ -208,8 +209,7 @@ async def test_slow_request_heads_delay_nobody_and_meet_their_deadline(
 ) -> None:
     """Fifty connections each hold half a request head (slowloris); another client is
     answered at once, in virtual time zero, and each slow one gets its 408 at the deadline."""
-    settings = make_settings(timeouts__client_header_s=10.0)
-    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
+    async with scripted_proxy(timeouts__client_header_s=10.0) as (proxy, _origin):
         slow = [proxy.open() for _ in range(50)]
         for stream in slow:
             await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Half: ")
@@ -248,8 +248,7 @@ async def test_clients_that_never_send_their_body_hold_no_upstream_connection(
 ) -> None:
     """Expect: 100-continue and never the body, or a body cut short: the proxy holds such
     requests itself; the pool stays empty and a normal request is answered."""
-    settings = make_settings(upstream__pool_size=2, timeouts__pool_wait_s=30)
-    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
+    async with scripted_proxy(upstream__pool_size=2, timeouts__pool_wait_s=30) as (proxy, _origin):
         unfinished = []
         for i in range(9):
             expect = b"Expect: 100-continue\r\n" if i % 2 else b""
@@ -270,7 +269,7 @@ async def test_clients_that_never_read_release_the_upstream_connection(
 ) -> None:
     """A response that fits the buffer is read whole and the connection goes back to the
     pool, however slowly (here: never) the client reads it."""
-    async with memory_proxy(origin=ScriptedOrigin()) as proxy:
+    async with scripted_proxy() as (proxy, _origin):
         # Pipelined: the second response waits for the client to read the first.
         async with attackers(proxy, [b"GET /big/40000 HTTP/1.1\r\nHost: x\r\n\r\n" * 30] * 6):
             pool = proxy.server.pool
@@ -284,8 +283,10 @@ async def test_a_newcomer_gets_a_slot_from_the_oldest_idle_connection(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """The attacker keeps all but its oldest connection busy; the newcomer gets a slot."""
-    settings = make_settings(limits__max_connections=3, timeouts__client_idle_s=60)
-    async with memory_proxy(settings, origin=ScriptedOrigin()) as proxy:
+    async with scripted_proxy(limits__max_connections=3, timeouts__client_idle_s=60) as (
+        proxy,
+        _origin,
+    ):
         async with trio.open_nursery() as nursery:
             clients: list[Client] = []
             for _ in range(3):

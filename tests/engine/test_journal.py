@@ -3,25 +3,35 @@ polling (virtual time passes only for the deadline), and nothing kept when it is
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 import trio.testing
 
 from trioproxy.core._journal import ExchangeMatch, VerificationError
+from trioproxy.engine._journal import LiveJournal
 
-from ..memnet import MemoryNetwork, ScriptedOrigin, memory_origin, memory_proxy
+from ..memnet import MemoryProxy, scripted_proxy
 from ..support import make_settings
 
 JOURNAL = make_settings(admin__journal_size=3)
 
 
+@asynccontextmanager
+async def journaled() -> AsyncIterator[tuple[MemoryProxy, LiveJournal]]:
+    """The usual proxy and origin, with a journal of 3 entries: the proxy and its journal."""
+    async with scripted_proxy(JOURNAL) as (proxy, _origin):
+        journal = proxy.server.journal
+        assert journal is not None
+        yield proxy, journal
+
+
 async def test_each_exchange_is_recorded_when_it_ends(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(JOURNAL, network) as proxy:
-        journal = proxy.server.journal
-        assert journal is not None
+    async with journaled() as (proxy, journal):
         async with proxy.client() as client:
             started = trio.current_time()
             await client.request(b"GET", b"/small?x=1")
@@ -43,10 +53,7 @@ async def test_each_exchange_is_recorded_when_it_ends(
 async def test_wait_for_returns_when_the_count_is_reached_and_no_sooner(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(JOURNAL, network) as proxy:
-        journal = proxy.server.journal
-        assert journal is not None
+    async with journaled() as (proxy, journal):
 
         async def requests() -> None:
             async with proxy.client() as client:
@@ -66,10 +73,7 @@ async def test_wait_for_returns_when_the_count_is_reached_and_no_sooner(
 async def test_wait_for_gives_up_at_its_deadline_with_the_near_misses(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(JOURNAL, network) as proxy:
-        journal = proxy.server.journal
-        assert journal is not None
+    async with journaled() as (proxy, journal):
         async with proxy.client() as client:
             await client.request(b"GET", b"/small")
         started = trio.current_time()
@@ -87,8 +91,7 @@ async def test_wait_for_gives_up_at_its_deadline_with_the_near_misses(
 async def test_without_a_journal_size_nothing_is_kept(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(network=network) as proxy:
+    async with scripted_proxy() as (proxy, _origin):
         assert proxy.server.journal is None
         # The access-log sink is the caller's own: no wrapper on the hot path.
         assert proxy.server.ctx.log_access is proxy.log
@@ -97,10 +100,7 @@ async def test_without_a_journal_size_nothing_is_kept(
 async def test_an_entry_shows_the_heads_as_received_forwarded_and_sent(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(JOURNAL, network) as proxy:
-        journal = proxy.server.journal
-        assert journal is not None
+    async with journaled() as (proxy, journal):
         async with proxy.client() as client:
             await client.request(b"GET", b"/slow/1", [(b"X-Mine", b"a")])
             await client.request(b"GET", b"/small")
@@ -119,8 +119,7 @@ async def test_an_entry_shows_the_heads_as_received_forwarded_and_sent(
 async def test_without_a_journal_no_exchange_collects_notes(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network = MemoryNetwork()
-    async with memory_origin(network, ScriptedOrigin()), memory_proxy(network=network) as proxy:
+    async with scripted_proxy() as (proxy, _origin):
         async with proxy.client() as client:
             await client.request(b"GET", b"/small")
         assert proxy.records[0].notes is None

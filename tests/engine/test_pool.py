@@ -9,7 +9,10 @@ connections an origin poisoned by sending past its framing (from e2e/test_harden
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -23,12 +26,15 @@ from trioproxy.engine._pool import PoolLimits, UpstreamPool
 from trioproxy.engine._resolver import Resolver, SockAddr
 
 from ..memnet import (
+    ORIGIN_ADDRESS,
     MemoryNetwork,
     MemoryStream,
     ScriptedOrigin,
     fixed_lookup,
+    in_flight,
     memory_origin,
     memory_proxy,
+    scripted_proxy,
     wait_until,
 )
 from ..support import make_settings, read_head
@@ -37,8 +43,7 @@ from ..support import make_settings, read_head
 async def test_one_upstream_connection_serves_client_connections_in_turn(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         for _ in range(3):
             async with proxy.client() as client:
                 assert (await client.request(b"GET", b"/small")).status == 200
@@ -51,9 +56,10 @@ async def test_one_upstream_connection_serves_client_connections_in_turn(
 async def test_pool_size_bounds_the_idle_connections_kept(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(upstream__pool_size=2, upstream__idle_timeout_s=600.0)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(upstream__pool_size=2, upstream__idle_timeout_s=600.0) as (
+        proxy,
+        origin,
+    ):
         async with trio.open_nursery() as nursery:
             for _ in range(4):
 
@@ -68,49 +74,43 @@ async def test_pool_size_bounds_the_idle_connections_kept(
         await wait_until(lambda: origin.open == 2)  # the other two were closed
 
 
-async def test_max_connections_makes_a_request_wait_then_503_after_pool_wait_s(
+@pytest.mark.parametrize(
+    ("busy_s", "status", "waited_s", "targets"),
+    [
+        pytest.param(2, 200, 2.0, [b"/slow/2", b"/small"], id="served-the-moment-it-is-freed"),
+        pytest.param(30, 503, 5.0, [b"/slow/30"], id="503-after-pool_wait_s"),
+    ],
+)
+async def test_max_connections_makes_a_request_wait_for_a_freed_connection_up_to_pool_wait_s(
     autojump_clock: trio.testing.MockClock,
+    busy_s: int,
+    status: int,
+    waited_s: float,
+    targets: list[bytes],
 ) -> None:
-    origin = ScriptedOrigin()
     settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=5.0)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(settings) as (proxy, origin):
         async with proxy.client() as holder, proxy.client() as waiter:
-            await holder.stream.send_all(b"GET /slow/30 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await wait_until(lambda: origin.targets == [b"/slow/30"])
+            await in_flight(holder, origin, b"/slow/%d" % busy_s)
             started = trio.current_time()
             reply = await waiter.request(b"GET", b"/small")
-            assert reply.status == 503
-            assert 5.0 <= trio.current_time() - started < 6.0
+            assert reply.status == status
+            assert trio.current_time() - started == waited_s
             assert proxy.server.pool.waiting_count == 0
             assert (await holder.read_reply()).status == 200
         assert proxy.upstream_open == proxy.server.pool.idle_count == 1
-    assert origin.targets == [b"/slow/30"]
-    assert proxy.upstream_open == proxy.server.pool.open_count == 0  # closed with the server
-
-
-async def test_a_waiting_request_gets_the_connection_as_soon_as_it_is_freed(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=5.0)
-    async with memory_proxy(settings, origin=origin) as proxy:
-        async with proxy.client() as holder, proxy.client() as waiter:
-            await holder.stream.send_all(b"GET /slow/2 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await wait_until(lambda: origin.targets == [b"/slow/2"])
-            started = trio.current_time()
-            reply = await waiter.request(b"GET", b"/small")
-            assert reply.status == 200
-            assert trio.current_time() - started == 2.0  # the moment the first one ended
+    assert origin.targets == targets
     assert origin.accepted == 1
     assert proxy.server.pool.stats.waited >= 1
+    assert proxy.upstream_open == proxy.server.pool.open_count == 0  # closed with the server
 
 
 async def test_a_connection_older_than_max_connection_age_s_is_not_reused(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(upstream__max_connection_age_s=5.0, upstream__idle_timeout_s=600.0)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(
+        upstream__max_connection_age_s=5.0, upstream__idle_timeout_s=600.0
+    ) as (proxy, origin):
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/small")).status == 200
             await trio.sleep(3.0)  # virtual: younger than its maximum age
@@ -125,9 +125,7 @@ async def test_a_connection_older_than_max_connection_age_s_is_not_reused(
 async def test_idle_upstream_connections_expire_after_idle_timeout_s(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(upstream__idle_timeout_s=4.0)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(upstream__idle_timeout_s=4.0) as (proxy, origin):
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/small")).status == 200
             released = trio.current_time()
@@ -141,8 +139,7 @@ async def test_idle_upstream_connections_expire_after_idle_timeout_s(
 async def test_a_connection_the_origin_closed_while_idle_is_not_reused(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    async with memory_proxy(origin=origin) as proxy:
+    async with scripted_proxy() as (proxy, origin):
         async with proxy.client() as client:
             # /close: the origin answers (keep-alive by its headers), then hangs up.
             assert (await client.request(b"GET", b"/close")).status == 200
@@ -195,12 +192,12 @@ async def test_a_server_being_cancelled_asks_its_stopped_resolver_for_nothing(
 async def test_a_client_that_left_while_waiting_for_a_slot_is_never_sent_upstream(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    origin = ScriptedOrigin()
-    settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=30.0)
-    async with memory_proxy(settings, origin=origin) as proxy:
+    async with scripted_proxy(upstream__max_connections=1, timeouts__pool_wait_s=30.0) as (
+        proxy,
+        origin,
+    ):
         async with proxy.client() as holder:
-            await holder.stream.send_all(b"GET /slow/5 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await wait_until(lambda: origin.targets == [b"/slow/5"])
+            await in_flight(holder, origin, b"/slow/5")
             leaver = proxy.open()
             await leaver.send_all(b"GET /left HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: proxy.server.pool.waiting_count == 1)
@@ -218,6 +215,28 @@ async def test_a_client_that_left_while_waiting_for_a_slot_is_never_sent_upstrea
 
 def resolver(ttl_s: float) -> Resolver:
     return Resolver("next-hop", 80, ttl_s=ttl_s, lookup=fixed_lookup)
+
+
+@asynccontextmanager
+async def running_pool(
+    limits: PoolLimits, resolver: Resolver, *addresses: tuple[str, int]
+) -> AsyncIterator[UpstreamPool]:
+    """The pool alone, running, connecting through a memory network to origins (at
+    ``addresses``; by default the one the fixed lookup answers) that keep every connection
+    open and say nothing."""
+
+    async def keeps_open(stream: MemoryStream) -> None:
+        await trio.sleep_forever()
+
+    network = MemoryNetwork()
+    async with contextlib.AsyncExitStack() as origins:
+        for address in addresses or (ORIGIN_ADDRESS,):
+            await origins.enter_async_context(memory_origin(network, keeps_open, address))
+        pool = UpstreamPool(resolver, limits, network.connect)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pool.run)
+            yield pool
+            nursery.cancel_scope.cancel()
 
 
 async def test_pool_never_opens_more_than_its_size(
@@ -371,53 +390,34 @@ async def test_cancelling_requests_midway_keeps_the_pool_consistent(
 
 async def test_idle_connections_expire(autojump_clock: trio.testing.MockClock) -> None:
     """The reaper closes idle connections after idle_timeout_s, on the (mock) clock."""
-    server_side: list[MemoryStream] = []
-
-    async def keeps_open(stream: MemoryStream) -> None:
-        server_side.append(stream)
-        await trio.sleep_forever()
-
-    network = MemoryNetwork()
-    async with memory_origin(network, keeps_open):
-        pool = UpstreamPool(resolver(ttl_s=5), PoolLimits(idle_timeout_s=4.0), network.connect)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(pool.run)
-            conn, reused, _ = await pool.acquire()
-            assert not reused
-            # A connection that finished an exchange (both sides DONE) is kept:
-            _finish_exchange(conn)
-            pool.release(conn)
-            assert pool.idle_count == 1
-            await trio.sleep(3.0)
-            assert pool.idle_count == 1
-            await trio.sleep(2.5)
-            assert pool.idle_count == 0
-            assert pool.open_count == 0
-            assert pool.stats.expired == 1
-            nursery.cancel_scope.cancel()
+    async with running_pool(PoolLimits(idle_timeout_s=4.0), resolver(ttl_s=5)) as pool:
+        conn, reused, _ = await pool.acquire()
+        assert not reused
+        # A connection that finished an exchange (both sides DONE) is kept:
+        _finish_exchange(conn)
+        pool.release(conn)
+        assert pool.idle_count == 1
+        await trio.sleep(3.0)
+        assert pool.idle_count == 1
+        await trio.sleep(2.5)
+        assert pool.idle_count == 0
+        assert pool.open_count == 0
+        assert pool.stats.expired == 1
 
 
 async def test_acquire_times_out_when_full(autojump_clock: trio.testing.MockClock) -> None:
-    async def keeps_open(stream: MemoryStream) -> None:
-        await trio.sleep_forever()
-
-    network = MemoryNetwork()
-    async with memory_origin(network, keeps_open):
-        limits = PoolLimits(max_connections=1, wait_timeout_s=2)
-        pool = UpstreamPool(resolver(ttl_s=5), limits, network.connect)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(pool.run)
-            conn, _, _ = await pool.acquire()
-            started = trio.current_time()
-            try:
-                await pool.acquire()
-            except PoolTimeout:
-                assert trio.current_time() - started == 2
-            else:
-                raise AssertionError("acquire should have timed out")
-            pool.discard(conn)
-            assert pool.open_count == 0
-            nursery.cancel_scope.cancel()
+    limits = PoolLimits(max_connections=1, wait_timeout_s=2)
+    async with running_pool(limits, resolver(ttl_s=5)) as pool:
+        conn, _, _ = await pool.acquire()
+        started = trio.current_time()
+        try:
+            await pool.acquire()
+        except PoolTimeout:
+            assert trio.current_time() - started == 2
+        else:
+            raise AssertionError("acquire should have timed out")
+        pool.discard(conn)
+        assert pool.open_count == 0
 
 
 def _finish_exchange(conn: object) -> None:
@@ -447,62 +447,43 @@ class MovingAnswer:
 async def test_a_connection_whose_address_left_the_answer_is_closed_when_it_comes_back(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async def keeps_open(stream: MemoryStream) -> None:
-        await trio.sleep_forever()
-
-    network = MemoryNetwork()
     old, new = ("192.0.2.81", 80), ("192.0.2.82", 80)
-    async with memory_origin(network, keeps_open, old), memory_origin(network, keeps_open, new):
-        dns = MovingAnswer(old)
-        pool = UpstreamPool(
-            Resolver("next-hop", 80, ttl_s=1, lookup=dns),
-            PoolLimits(idle_timeout_s=60),
-            network.connect,
-        )
-        async with trio.open_nursery() as nursery:
-            await nursery.start(pool.run)
-            conn, _, _ = await pool.acquire()
-            _finish_exchange(conn)
-            pool.release(conn)
-            dns.address = new  # next-hop moves
-            await trio.sleep(2)  # past the answer's TTL
-            conn, reused, _ = await pool.acquire()  # busy connections are still reused...
-            assert reused and conn.address.startswith(old[0])
-            await trio.testing.wait_all_tasks_blocked()  # ...while the answer is refreshed
-            _finish_exchange(conn)
-            pool.release(conn)  # ...but not kept once their address left the answer
-            assert conn.closed and pool.idle_count == 0 and pool.open_count == 0
-            conn, reused, _ = await pool.acquire()
-            assert not reused and conn.address.startswith(new[0])
-            pool.discard(conn)
-            nursery.cancel_scope.cancel()
+    dns = MovingAnswer(old)
+    next_hop = Resolver("next-hop", 80, ttl_s=1, lookup=dns)
+    async with running_pool(PoolLimits(idle_timeout_s=60), next_hop, old, new) as pool:
+        conn, _, _ = await pool.acquire()
+        _finish_exchange(conn)
+        pool.release(conn)
+        dns.address = new  # next-hop moves
+        await trio.sleep(2)  # past the answer's TTL
+        conn, reused, _ = await pool.acquire()  # busy connections are still reused...
+        assert reused and conn.address.startswith(old[0])
+        await trio.testing.wait_all_tasks_blocked()  # ...while the answer is refreshed
+        _finish_exchange(conn)
+        pool.release(conn)  # ...but not kept once their address left the answer
+        assert conn.closed and pool.idle_count == 0 and pool.open_count == 0
+        conn, reused, _ = await pool.acquire()
+        assert not reused and conn.address.startswith(new[0])
+        pool.discard(conn)
 
 
 async def test_a_connection_older_than_its_maximum_age_is_not_reused(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async def keeps_open(stream: MemoryStream) -> None:
-        await trio.sleep_forever()
-
-    network = MemoryNetwork()
-    async with memory_origin(network, keeps_open):
-        limits = PoolLimits(idle_timeout_s=60, max_age_s=10)
-        pool = UpstreamPool(resolver(ttl_s=3600), limits, network.connect)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(pool.run)
-            first, _, _ = await pool.acquire()
-            _finish_exchange(first)
-            pool.release(first)
-            await trio.sleep(5)
-            again, reused, _ = await pool.acquire()
-            assert reused and again is first  # young enough
-            _finish_exchange(again)
-            pool.release(again)
-            await trio.sleep(6)  # 11 s old now
-            fresh, reused, _ = await pool.acquire()
-            assert not reused and fresh is not first and first.closed
-            pool.discard(fresh)
-            nursery.cancel_scope.cancel()
+    limits = PoolLimits(idle_timeout_s=60, max_age_s=10)
+    async with running_pool(limits, resolver(ttl_s=3600)) as pool:
+        first, _, _ = await pool.acquire()
+        _finish_exchange(first)
+        pool.release(first)
+        await trio.sleep(5)
+        again, reused, _ = await pool.acquire()
+        assert reused and again is first  # young enough
+        _finish_exchange(again)
+        pool.release(again)
+        await trio.sleep(6)  # 11 s old now
+        fresh, reused, _ = await pool.acquire()
+        assert not reused and fresh is not first and first.closed
+        pool.discard(fresh)
 
 
 # --- Poisoned connections (from the former e2e/test_hardening.py) -------------------------------

@@ -13,23 +13,27 @@ from trioproxy.engine._h11 import h11
 from trioproxy.engine._memory import memory_transport_pair
 from trioproxy.engine._peer import Downstream, UpstreamConnection
 
-from ..memnet import MemoryNetwork, ScriptedOrigin, memory_origin, memory_proxy, wait_until
-from ..support import make_settings
+from ..memnet import (
+    in_flight,
+    memory_proxy,
+    scripted_proxy,
+    wait_until,
+)
 
 
 async def test_the_pool_shows_requests_active_and_queued_and_connections_active_and_idle(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), ScriptedOrigin()
-    settings = make_settings(upstream__max_connections=1, timeouts__pool_wait_s=30.0)
-    async with memory_origin(network, origin), memory_proxy(settings, network) as proxy:
+    async with scripted_proxy(upstream__max_connections=1, timeouts__pool_wait_s=30.0) as (
+        proxy,
+        origin,
+    ):
         pool = proxy.server.pool
         assert repr(pool) == (
             "<UpstreamPool [requests: 0 active, 0 queued | connections: 0 active, 0 idle]>"
         )
         async with proxy.client() as holder, proxy.client() as waiter:
-            await holder.stream.send_all(b"GET /slow/5 HTTP/1.1\r\nHost: x\r\n\r\n")
-            await wait_until(lambda: origin.targets == [b"/slow/5"])
+            await in_flight(holder, origin, b"/slow/5")
             await waiter.stream.send_all(b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n")
             await wait_until(lambda: pool.waiting_count == 1)
             assert repr(pool) == (

@@ -1,131 +1,90 @@
-"""The stale-connection retry, where it must not happen: a request is retried once on a
-fresh connection only when its reused one died before any response byte, and it is
-idempotent with no body (nginx's and Varnish's rule). The cases where it does retry are in
-`test_exchange`.
+"""The stale-connection retry: a request is retried once on a fresh connection only when its
+reused one died (closed, or reset) before any response byte, and it is idempotent with no
+body (nginx's and Varnish's rule); otherwise the client gets a 502 and the origin never sees
+the request twice.
 
 From the former e2e/test_promises.py (README promises that mutation testing showed no test
-pinned down), on loopback there.
+pinned down, on loopback there), the former test_stale_reset.py (a *reset* is judged by what
+was received on it), and test_exchange.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import pytest
 import trio
 import trio.testing
 
-from ..memnet import MemoryNetwork, MemoryStream, memory_origin, memory_proxy
+from ..memnet import MemoryStream, memory_proxy
 from ..support import read_head
 
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
+@dataclass
+class StaleOrigin:
+    """Loses the keep-alive race: its first connection answers once, then reads the next
+    request, sends ``partial`` of a response and hangs up (closes, or with ``reset`` resets
+    once the proxy has read it); later connections answer everything. ``answered`` counts
+    the answers given on each connection, ``heads`` every request head it read."""
 
-async def test_a_bodyless_post_is_never_retried_on_a_stale_connection(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    """`POST /logout` with no body: not idempotent, so a reused connection that dies before
-    any response byte is a 502, never a second POST (the retry rule: idempotent AND no body)."""
-    seen: list[bytes] = []
+    partial: bytes = b""
+    reset: bool = False
+    answered: list[int] = field(default_factory=list)
+    heads: list[bytes] = field(default_factory=list)
 
-    async def stale_after_first(stream: MemoryStream) -> None:
-        seen.append(await read_head(stream))
-        await stream.send_all(OK)
-        seen.append(await read_head(stream))  # the POST arrives, then the origin hangs up
-
-    async with memory_proxy(origin=stale_after_first) as proxy:
-        async with proxy.client() as client:
-            assert (await client.request(b"GET", b"/")).status == 200
-            reply = await client.request(b"POST", b"/logout")
-    assert reply.status == 502
-    assert [head.split(b" ", 1)[0] for head in seen] == [b"GET", b"POST"]  # one POST only
-    assert proxy.server.ctx.stats.retries == 0
-
-
-async def _fin(stream: MemoryStream) -> None:
-    await stream.aclose()
-
-
-async def _reset(stream: MemoryStream) -> None:
-    stream.reset()
-    await trio.lowlevel.checkpoint()
-
-
-@pytest.mark.parametrize("hang_up", [_reset, _fin], ids=["reset", "fin"])
-async def test_no_retry_once_the_origin_sent_part_of_a_response(
-    autojump_clock: trio.testing.MockClock,
-    hang_up: Callable[[MemoryStream], Awaitable[None]],
-) -> None:
-    """A GET on a reused connection whose origin sends part of a response head, then resets
-    or closes: bytes came back, so the request may have been acted on; 502, no retry."""
-    connections: list[int] = []
-
-    async def partial_then_hang_up(stream: MemoryStream) -> None:
-        connections.append(1)
-        await read_head(stream)
-        await stream.send_all(OK)
-        await read_head(stream)
-        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Le")
-        await hang_up(stream)
-
-    async with memory_proxy(origin=partial_then_hang_up) as proxy:
-        async with proxy.client() as client:
-            assert (await client.request(b"GET", b"/")).status == 200
-            reply = await client.request(b"GET", b"/")
-    assert reply.status == 502
-    assert len(connections) == 1
-    assert proxy.server.ctx.stats.retries == 0
-
-
-# From the former test_stale_reset.py: An upstream *reset* on a reused connection is judged by
-# what was received on it.
-
-OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-def resetting_on_second_request(partial: bytes) -> tuple[list[int], object]:
-    """An origin whose first connection answers once, then takes the next request, sends
-    ``partial`` of a response and resets; later connections answer everything."""
-    answered: list[int] = []
-
-    async def handler(stream: MemoryStream) -> None:
-        answered.append(0)
-        first = len(answered) == 1
-        while await read_head(stream):
-            if first and answered[0]:
-                if partial:
-                    await stream.send_all(partial)
-                await trio.testing.wait_all_tasks_blocked()  # the proxy has read it
-                stream.reset()
+    async def __call__(self, stream: MemoryStream) -> None:
+        self.answered.append(0)
+        first = len(self.answered) == 1
+        while head := await read_head(stream):
+            self.heads.append(head)
+            if first and self.answered[0]:
+                if self.partial:
+                    await stream.send_all(self.partial)
+                if self.reset:
+                    await trio.testing.wait_all_tasks_blocked()
+                    stream.reset()
                 return
-            answered[-1] += 1
-            await stream.send_all(OK)
-
-    return answered, handler
+            self.answered[-1] += 1
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
 
-async def test_a_reset_before_any_response_byte_on_a_reused_connection_is_retried(
+PART_OF_A_HEAD = b"HTTP/1.1 200 OK\r\nContent-Le"
+
+# (method, body, what the origin sends of the second answer before it hangs up, whether it
+# resets, the second request's status, the answers given on each connection, retries)
+CASES = [
+    pytest.param(b"GET", b"", b"", False, 200, [1, 1], 1, id="get-closed-retried-once"),
+    pytest.param(b"GET", b"", b"", True, 200, [1, 1], 1, id="get-reset-retried-once"),
+    pytest.param(b"POST", b"x", b"", False, 502, [1], 0, id="post-with-a-body-never"),
+    # Not idempotent even without a body (`POST /logout`): never a second POST.
+    pytest.param(b"POST", b"", b"", False, 502, [1], 0, id="bodyless-post-never"),
+    # Bytes came back, so the request may have been acted on.
+    pytest.param(b"GET", b"", b"HTTP/1.1 200 OK\r\n", True, 502, [1], 0, id="reset-after-a-line"),
+    pytest.param(b"GET", b"", PART_OF_A_HEAD, True, 502, [1], 0, id="reset-mid-head"),
+    pytest.param(b"GET", b"", PART_OF_A_HEAD, False, 502, [1], 0, id="closed-mid-head"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "partial", "reset", "status", "answered", "retries"), CASES
+)
+async def test_a_dead_reused_connection_is_retried_only_if_idempotent_bodyless_and_unanswered(
     autojump_clock: trio.testing.MockClock,
+    method: bytes,
+    body: bytes,
+    partial: bytes,
+    reset: bool,
+    status: int,
+    answered: list[int],
+    retries: int,
 ) -> None:
-    network = MemoryNetwork()
-    answered, handler = resetting_on_second_request(b"")
-    async with memory_origin(network, handler), memory_proxy(network=network) as proxy:  # type: ignore[arg-type]
+    origin = StaleOrigin(partial, reset)
+    async with memory_proxy(origin=origin) as proxy:
         async with proxy.client() as client:
             assert (await client.request(b"GET", b"/")).status == 200
-            assert (await client.request(b"GET", b"/")).status == 200
-    assert answered == [1, 1]  # the second answer came from a fresh connection
-    assert proxy.server.ctx.stats.retries == 1
-    assert [r.status for r in proxy.records] == [200, 200]
-
-
-async def test_a_reset_after_a_response_byte_is_a_502_and_not_retried(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    network = MemoryNetwork()
-    answered, handler = resetting_on_second_request(b"HTTP/1.1 200 OK\r\n")
-    async with memory_origin(network, handler), memory_proxy(network=network) as proxy:  # type: ignore[arg-type]
-        async with proxy.client() as client:
-            assert (await client.request(b"GET", b"/")).status == 200
-            assert (await client.request(b"GET", b"/")).status == 502
-    assert answered == [1]
-    assert proxy.server.ctx.stats.retries == 0
+            assert (await client.request(method, b"/", body=body)).status == status
+    assert origin.answered == answered  # [1, 1]: the second answer came from a fresh connection
+    # The request reached the origin, and a second time only if retried.
+    assert [head.split(b" ", 1)[0] for head in origin.heads] == [b"GET"] + [method] * (1 + retries)
+    assert proxy.server.ctx.stats.retries == retries
+    assert [r.status for r in proxy.records] == [200, status]

@@ -68,30 +68,30 @@ class Origin:
                 return None
 
 
-async def send_then_read_all(proxy: MemoryProxy, data: bytes, *, eof: bool = True) -> bytes:
-    """Send ``data`` (then an EOF), and read until the proxy closes."""
-    received = bytearray()
-    async with proxy.open() as stream:
-        await stream.send_all(data)
-        if eof:
-            await stream.send_eof()
-        with trio.fail_after(100):  # far below any idle timeout: the proxy closed
-            while chunk := await stream.receive_some(65536):
-                received += chunk
-    return bytes(received)
+async def sent_through(data: bytes, *, eof: bool = True) -> tuple[bytes, MemoryProxy, Origin]:
+    """``data`` sent (then an EOF) to a proxy in front of an `Origin`, read until the proxy
+    closes, the proxy settled: what came back, the proxy and the origin."""
+    origin = Origin()
+    async with memory_proxy(origin=origin) as proxy:
+        received = bytearray()
+        async with proxy.open() as stream:
+            await stream.send_all(data)
+            if eof:
+                await stream.send_eof()
+            with trio.fail_after(100):  # far below any idle timeout: the proxy closed
+                while chunk := await stream.receive_some(65536):
+                    received += chunk
+        await proxy.settled()
+    return bytes(received), proxy, origin
 
 
 async def test_after_the_proxys_own_100_continue_the_bad_response_becomes_a_502(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), Origin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
-        received = await send_then_read_all(
-            proxy,
-            b"POST /bad HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
-            b"abcGET /next HTTP/1.1\r\nHost: x\r\n\r\n",
-        )
-        await proxy.settled()
+    received, proxy, _origin = await sent_through(
+        b"POST /bad HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+        b"abcGET /next HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
     assert received.startswith(b"HTTP/1.1 100 ")
     final = received[received.index(b"\r\n\r\n") + 4 :]
     assert final.startswith(b"HTTP/1.1 502 "), received  # not a close after the 100
@@ -106,20 +106,16 @@ async def test_what_was_pipelined_behind_it_is_answered_once_in_order_bodies_as_
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
-    network, origin = MemoryNetwork(), Origin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
-        received = await send_then_read_all(
-            proxy,
-            b"GET /bad HTTP/1.1\r\nHost: x\r\n\r\n"
-            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-            % len(smuggled)
-            + smuggled
-            + b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-            b"%x\r\n%s\r\n0\r\n\r\n"
-            % (len(smuggled), smuggled)
-            + b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n",
-        )
-        await proxy.settled()
+    received, proxy, origin = await sent_through(
+        b"GET /bad HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+        % len(smuggled)
+        + smuggled
+        + b"POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"%x\r\n%s\r\n0\r\n\r\n"
+        % (len(smuggled), smuggled)
+        + b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
     assert [(r.status, r.body) for r in parse_responses(received, limit=4)] == [
         (502, b"502 Bad Gateway\n"),
         (200, b"POST /a " + smuggled),
@@ -133,12 +129,9 @@ async def test_what_was_pipelined_behind_it_is_answered_once_in_order_bodies_as_
 async def test_an_http_10_client_gets_the_502_and_the_close(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    network, origin = MemoryNetwork(), Origin()
-    async with memory_origin(network, origin), memory_proxy(network=network) as proxy:
-        received = await send_then_read_all(
-            proxy, b"GET /bad HTTP/1.0\r\n\r\nGET /next HTTP/1.0\r\n\r\n", eof=False
-        )
-        await proxy.settled()
+    received, _proxy, origin = await sent_through(
+        b"GET /bad HTTP/1.0\r\n\r\nGET /next HTTP/1.0\r\n\r\n", eof=False
+    )
     (reply,) = parse_responses(received)
     assert (reply.status, reply.header(b"connection")) == (502, b"close")
     assert [target for _, target, _ in origin.seen] == [b"/bad"]  # never the next one

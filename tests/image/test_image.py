@@ -246,19 +246,28 @@ def _context(tmp_path: Path, *, wheelhouse: bool) -> Path:
     return context
 
 
+def _offline_build_fails_saying(docker: Docker, context: Path, tag: str, hint: str) -> None:
+    """A build of ``context`` with no network fails, and its output says ``hint``."""
+    proc = docker(
+        "build", "--network", "none", "--force-rm", "--tag", tag, str(context),
+        timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert hint in proc.stdout + proc.stderr
+
+
 def test_a_wheelhouse_built_from_other_sources_fails_the_build_with_a_hint(
     docker: Docker, image: str, tmp_path: Path
 ) -> None:
     context = _context(tmp_path, wheelhouse=True)  # the `image` fixture built the wheelhouse
     with (context / "trioproxy" / "_version.py").open("a") as edited:
         edited.write("# edited after scripts/build-wheels\n")
-    proc = docker(
-        "build", "--network", "none", "--force-rm", "--tag", "trioproxy:stale-test",
-        str(context), timeout=600, check=False,
-    )  # fmt: skip
-    assert proc.returncode != 0
-    hint = "build/wheelhouse was built from other sources than these: run scripts/build-wheels"
-    assert hint in proc.stdout + proc.stderr
+    _offline_build_fails_saying(
+        docker,
+        context,
+        "trioproxy:stale-test",
+        "build/wheelhouse was built from other sources than these: run scripts/build-wheels",
+    )
 
 
 def test_a_clean_clone_without_network_fails_with_a_hint(
@@ -267,13 +276,12 @@ def test_a_clean_clone_without_network_fails_with_a_hint(
     """A clean clone takes the index path (no wheelhouse to COPY is no error); with no network
     to reach the index, the build says what to do instead."""
     context = _context(tmp_path, wheelhouse=False)
-    proc = docker(
-        "build", "--network", "none", "--force-rm", "--tag", "trioproxy:no-network-test",
-        str(context), timeout=600, check=False,
-    )  # fmt: skip
-    assert proc.returncode != 0
-    hint = "no build/wheelhouse, and installing from the package index failed"
-    assert hint in proc.stdout + proc.stderr
+    _offline_build_fails_saying(
+        docker,
+        context,
+        "trioproxy:no-network-test",
+        "no build/wheelhouse, and installing from the package index failed",
+    )
 
 
 def test_a_clean_clone_builds_from_the_index(docker: Docker, tmp_path: Path) -> None:

@@ -117,16 +117,20 @@ def parse_ltsv(line: str) -> dict[str, str]:
     return dict(pairs)
 
 
+# Every field set, and none: each format writes the same values.
+FULL_AND_EMPTY = pytest.mark.parametrize(
+    ("record", "expected"),
+    [(full_record(), EXPECTED_FULL), (AccessRecord(START, "10.0.0.9"), EXPECTED_EMPTY)],
+    ids=["full", "empty"],
+)
+
+
 def test_field_table_matches_settings() -> None:
     assert tuple(FIELD_GETTERS) == ACCESS_LOG_FIELDS
     assert set(EXPECTED_FULL) == set(ACCESS_LOG_FIELDS)
 
 
-@pytest.mark.parametrize(
-    ("record", "expected"),
-    [(full_record(), EXPECTED_FULL), (AccessRecord(START, "10.0.0.9"), EXPECTED_EMPTY)],
-    ids=["full", "empty"],
-)
+@FULL_AND_EMPTY
 def test_every_field_json(record: AccessRecord, expected: dict[str, str]) -> None:
     line = make_formatter("json", ACCESS_LOG_FIELDS)(record)
     assert "\n" not in line
@@ -137,11 +141,7 @@ def test_every_field_json(record: AccessRecord, expected: dict[str, str]) -> Non
     assert all(isinstance(value, str) for value in parsed.values())
 
 
-@pytest.mark.parametrize(
-    ("record", "expected"),
-    [(full_record(), EXPECTED_FULL), (AccessRecord(START, "10.0.0.9"), EXPECTED_EMPTY)],
-    ids=["full", "empty"],
-)
+@FULL_AND_EMPTY
 def test_every_field_ltsv(record: AccessRecord, expected: dict[str, str]) -> None:
     line = make_formatter("ltsv", ACCESS_LOG_FIELDS)(record)
     assert parse_ltsv(line) == expected

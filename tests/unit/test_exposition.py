@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from trioproxy.core._accesslog import AccessRecord
 from trioproxy.engine._exposition import exposition
 from trioproxy.engine._metrics import MetricsSnapshot, RequestMetrics
+
+from ..support import access_record
 
 
 def _reference(snapshot: MetricsSnapshot) -> bytes:
@@ -22,17 +23,7 @@ def _reference(snapshot: MetricsSnapshot) -> bytes:
 def _snapshot(records: list[tuple[bytes, int, int, float, float]]) -> MetricsSnapshot:
     metrics = RequestMetrics(max_hostnames=3)
     for host, status, sent, duration, upstream in records:
-        metrics.observe(
-            AccessRecord(
-                start_wall=0.0,
-                peer="-",
-                host=host,
-                status=status,
-                bytes_sent=sent,
-                duration_s=duration,
-                upstream_duration_s=upstream,
-            )
-        )
+        metrics.observe(access_record(host, status, sent, duration, upstream, peer="-"))
     scalars = (
         ("gauge", "trioproxy_downstream_connections_open", "Client connections open now", 3),
         ("counter", "trioproxy_upstream_retries", "Retries \\ with a\nnewline", 12345678.0),

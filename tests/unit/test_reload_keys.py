@@ -32,6 +32,7 @@ def test_the_restart_only_keys_are_these_and_exist() -> None:
     expected = {
         "admin.listen",
         "admin.journal_size",  # the journal is made once, with the server
+        "admin.journal_body_bytes",  # with it
         "admin.faults",  # as the admin listener is
         "upstream.pool_size",  # the pool is sized once: a reload must not claim to apply it
         "limits.max_connections",

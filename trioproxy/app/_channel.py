@@ -4,7 +4,8 @@ Each worker has one Unix stream socket to the supervisor (a socketpair made at s
 worker says ``("ready",)`` once it listens; then it answers the supervisor's questions, one at
 a time, in order: ``("ping",)`` gets ``("pong",)``, ``("metrics",)`` gets ``("metrics",
 snapshot)``, ``("reload", file, raw)`` gets ``("reloaded", problem)`` (``""`` when it took the
-new configuration). The socket is also
+new configuration), ``("control", method, target, body)`` gets ``("controlled", status,
+content_type, body, clock_offset_s)``. The socket is also
 the worker's lifeline: end of file means the supervisor is gone. Only plain values cross it
 (tuples, bytes, str, numbers), so `marshal` is enough and cheap, and nothing is ever executed.
 """

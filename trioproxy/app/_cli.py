@@ -116,6 +116,7 @@ def _supervise(args: argparse.Namespace) -> int:
     listening socket (no SO_REUSEPORT: a second instance cannot join the port)."""
     from ..core._sharedbuckets import create
     from ._superadmin import SupervisorAdmin
+    from ._supercontrol import merge
     from ._supervisor import Config, ReloadCheck, Reloaded, Supervisor
 
     count = args.workers
@@ -208,6 +209,9 @@ def _supervise(args: argparse.Namespace) -> int:
         )
         return exposition(merge_snapshots(snapshots, extra))
 
+    def control(method: bytes, target: bytes, body: bytes) -> tuple[int, bytes, bytes]:
+        return merge(method, target, supervisor.control(method, target, body))
+
     admin = None
     if admin_listener is not None:
         server = SupervisorAdmin(
@@ -215,6 +219,7 @@ def _supervise(args: argparse.Namespace) -> int:
             healthy=lambda: supervisor.healthy,
             upstream=args.upstream,
             metrics=metrics,
+            control=control,
         )
         admin = (admin_listener, server.serve_one)
         where = format_host_port(*admin_listener.getsockname()[:2])

@@ -91,6 +91,7 @@ async def serve(
     access_log: AccessLogSink | None = None,
     capture_access_log: bool = False,
     journal_size: int | None = None,
+    journal_body_bytes: int | None = None,
     hooks: Mapping[str, object] | None = None,
     hook: object | None = None,
     task_status: trio.TaskStatus[RunningProxy] = trio.TASK_STATUS_IGNORED,
@@ -114,13 +115,21 @@ async def serve(
         proxy = await nursery.start(partial(trioproxy.serve, upstream, hook=check))
 
     ``journal_size`` keeps the last N exchanges on ``proxy.journal`` (by default
-    ``admin.journal_size``: none).
+    ``admin.journal_size``: none); ``journal_body_bytes`` the first N bytes of each request
+    body in them (by default ``admin.journal_body_bytes``: none).
     """
     settings, hooks = _with_hook(settings or Settings(), hooks, hook)
     listener = open_listener(*listen)
     lines: list[dict[str, str]] = []
     sink = access_log or (_capture(settings, lines) if capture_access_log else _discard)
-    server = ProxyServer(settings, upstream, sink, hooks=hooks, journal_size=journal_size)
+    server = ProxyServer(
+        settings,
+        upstream,
+        sink,
+        hooks=hooks,
+        journal_size=journal_size,
+        journal_body_bytes=journal_body_bytes,
+    )
     host, port = listener.socket.getsockname()[:2]
     handle = RunningProxy(server, host, port, lines)
     async with trio.open_nursery() as nursery:
@@ -137,6 +146,7 @@ async def running(
     access_log: AccessLogSink | None = None,
     capture_access_log: bool = False,
     journal_size: int | None = None,
+    journal_body_bytes: int | None = None,
     hooks: Mapping[str, object] | None = None,
     hook: object | None = None,
 ) -> AsyncIterator[RunningProxy]:
@@ -152,6 +162,7 @@ async def running(
                 access_log=access_log,
                 capture_access_log=capture_access_log,
                 journal_size=journal_size,
+                journal_body_bytes=journal_body_bytes,
                 hooks=hooks,
                 hook=hook,
             )

@@ -21,7 +21,7 @@ import trio
 
 from ..config._config import ConfigError, settings_from_bytes
 from ..config._reload import applicable, changed_keys, missing, rejected, summary
-from ..config._settings import Admin, Settings
+from ..config._settings import Settings
 from ..core._accesslog import AccessRecord, make_formatter
 from ..core._addr import format_host_port
 from ..core._errors import UpstreamError
@@ -36,7 +36,7 @@ from ._command import check_config, diagnostic_line, log
 from ._lean import trim
 from ._logwriter import AccessLogWriter
 from ._memlimit import fitted
-from ._workers import Channel, serve_supervisor, worker_channel
+from ._workers import Channel, answer_off_loop, serve_supervisor, worker_channel
 
 __all__ = ["access_log_sink", "run_proxy", "run_single", "run_with_access_log"]
 
@@ -142,7 +142,7 @@ async def run_proxy(
     # supervisor, which asks for them over the channel.
     counting = bool(settings.admin.listen) or admin_listener is not None
     if channel is not None:  # a worker: the supervisor owns the admin listener
-        settings = replace(settings, admin=Admin())
+        settings = replace(settings, admin=replace(settings.admin, listen=""))
     server = ProxyServer(
         settings,
         upstream,
@@ -183,6 +183,7 @@ async def run_proxy(
                         metrics=lambda: collector.snapshot().as_tuple(),
                         reload=reloader.from_bytes,
                         shutdown=server.shutdown,
+                        control=partial(answer_off_loop, server.admin_control()),
                     )
                 )
             await _wait_for_upstream_name(server)

@@ -6,7 +6,8 @@ that must stay small: no trio, no h11. What both decide alike (the head reader, 
 the answers) is `core._adminanswers`; this module is the blocking I/O around it. The
 supervisor's loop accepts (`serve_one`); each connection is served in a thread of its own, at
 most `MAX_CONNECTIONS` at once (one more is closed unanswered, as a full backlog would), with
-a deadline on every read and write.
+a deadline on every read and write. The harness endpoints (/faults, /journal) are relayed to
+the workers (``control``: `Supervisor.control`, then `_supercontrol.merge`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..core import _adminanswers as answers
 from ..core._addr import format_host_port
 from ..core._strict import FramingError
 from ..engine._adminbind import MAX_CONNECTIONS
+from ._supercontrol import error
 
 __all__ = ["SupervisorAdmin", "check_upstream"]
 
@@ -38,11 +40,15 @@ class SupervisorAdmin:
         healthy: Callable[[], bool],
         upstream: tuple[str, int],
         metrics: Callable[[], bytes],
+        control: Callable[[bytes, bytes, bytes], answers.Answer] | None = None,
     ) -> None:
+        """``control`` answers the harness endpoints (/faults, /journal) for the whole
+        container: (method, target, body) relayed to every worker (`_supercontrol`)."""
         self.listener = listener
         self._healthy = healthy
         self._upstream = upstream
         self._metrics = metrics
+        self._control = control
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         listener.setblocking(False)
 
@@ -73,18 +79,28 @@ class SupervisorAdmin:
             conn.close()
 
     def _serve(self, conn: socket.socket) -> None:
-        method = b""
+        method, allow = b"", b"GET, HEAD"
+        deadline = time.monotonic() + answers.IO_TIMEOUT_S
         try:
-            head = _read_head(conn, time.monotonic() + answers.IO_TIMEOUT_S)
+            head, rest = _read_head(conn, deadline)
         except FramingError as exc:  # malformed or oversized (400, 414, 431)
             answer = answers.bad_request(exc)
         else:
             if head is None:
                 return  # closed early, or silent past the deadline: nobody to answer
-            method, endpoint = answers.route(head)
-            answer = self._answer(endpoint) if isinstance(endpoint, bytes) else endpoint
+            method, target, _ = head[: head.index(b"\r\n")].split(b" ", 2)
+            path = target.partition(b"?")[0]
+            if self._control is not None and answers.is_control_path(path):
+                allow = answers.control_allowed(path)
+                body = _read_body(conn, head, rest, deadline)
+                if body is None:
+                    return  # closed early, or silent past the deadline
+                answer = body if isinstance(body, tuple) else self._control(method, target, body)
+            else:
+                method, endpoint = answers.route(head)
+                answer = self._answer(endpoint) if isinstance(endpoint, bytes) else endpoint
         conn.settimeout(answers.IO_TIMEOUT_S)
-        conn.sendall(answers.render(answer, head_only=method == b"HEAD"))
+        conn.sendall(answers.render(answer, head_only=method == b"HEAD", allow=allow))
         conn.shutdown(socket.SHUT_WR)
         _linger(conn)
 
@@ -142,23 +158,49 @@ def check_upstream(
     return answers.unreachable(upstream, errors)
 
 
-def _read_head(conn: socket.socket, deadline: float) -> bytes | None:
-    """The request head, strictly checked, read one byte beyond the limit at most; None if
-    the client closed first or was silent past the deadline. FramingError if refused."""
+def _read_head(conn: socket.socket, deadline: float) -> tuple[bytes | None, bytes]:
+    """The request head, strictly checked, read one byte beyond the limit at most, and the
+    bytes read past it; None if the client closed first or was silent past the deadline.
+    FramingError if refused."""
     reader = answers.head_reader()
     while (end := reader.head_end()) < 0:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        conn.settimeout(left)
-        try:
-            data = conn.recv(answers.MAX_REQUEST_HEAD_BYTES + 1 - len(reader.buffer))
-        except TimeoutError:
-            return None
+        data = _recv(conn, answers.MAX_REQUEST_HEAD_BYTES + 1 - len(reader.buffer), deadline)
+        if not data:
+            return None, b""
+        reader.add(data)
+    return bytes(reader.buffer[:end]), bytes(reader.buffer[end:])
+
+
+def _read_body(
+    conn: socket.socket, head: bytes, rest: bytes, deadline: float
+) -> bytes | answers.Answer | None:
+    """A harness endpoint's request body (Content-Length framed, at most `MAX_BODY_BYTES`),
+    or the answer refusing it; None if the client closed first or was silent past the
+    deadline (as `_admin._receive_body`)."""
+    length = answers.body_length(head)
+    if length < 0:
+        return error(411, "send the body with Content-Length, not chunked")
+    if length > answers.MAX_BODY_BYTES:
+        return error(413, f"a body of {length} bytes; at most {answers.MAX_BODY_BYTES}")
+    body = bytearray(rest[:length])
+    while len(body) < length:
+        data = _recv(conn, length - len(body), deadline)
         if not data:
             return None
-        reader.add(data)
-    return bytes(reader.buffer[:end])
+        body += data
+    return bytes(body)
+
+
+def _recv(conn: socket.socket, size: int, deadline: float) -> bytes:
+    """Up to ``size`` bytes; b"" at end of file or past the deadline."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return b""
+    conn.settimeout(left)
+    try:
+        return conn.recv(size)
+    except TimeoutError:
+        return b""
 
 
 def _linger(conn: socket.socket) -> None:

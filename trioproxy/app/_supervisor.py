@@ -27,7 +27,9 @@ Each worker has one channel to the supervisor, a Unix socketpair (`_channel`; th
 supervisor's end and each worker's state are in `_workerlink`): the worker says when it is
 ready; the supervisor pings it every `PING_INTERVAL_S` (a worker with a question unanswered
 for `HUNG_AFTER_S` is hung: it is killed and replaced), asks it for a metrics snapshot when
-``/metrics`` is scraped and hands it a new configuration on SIGHUP. Requests never touch it.
+``/metrics`` is scraped, relays the harness endpoints to it (/faults, /journal:
+`Supervisor.control`, `_supercontrol`) and hands it a new configuration on SIGHUP. Requests
+never touch it.
 When the supervisor goes, even by SIGKILL, the channel reads end of file and the worker
 drains. A worker is also handed the configuration the others run (a memfd of its bytes) when
 it starts, never the file as it is then, so a restart after a rejected reload runs the last
@@ -55,7 +57,8 @@ from functools import partial
 from typing import Any
 
 from ._channel import Message
-from ._workerlink import ASK_TIMEOUT_S, Worker, WorkerChannel
+from ._supercontrol import FaultLedger
+from ._workerlink import ASK_TIMEOUT_S, CONTROL_TIMEOUT_S, Worker, WorkerChannel
 
 __all__ = ["Config", "ReloadCheck", "Reloaded", "Supervisor"]
 
@@ -144,6 +147,8 @@ class Supervisor:
         # Work other threads (admin probes) hand to the loop, and the loop's doorbell.
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._doorbell: socket.socket | None = None
+        # The runtime faults every worker has (POST /faults), for workers that start later.
+        self.faults = FaultLedger()
 
     @property
     def healthy(self) -> bool:
@@ -168,6 +173,27 @@ class Supervisor:
     def snapshots(self) -> list[Any]:
         """From another thread (an admin probe): each accepting worker's metrics snapshot
         (plain tuples), in slot order, asked of all of them at once by the loop."""
+        got = self._ask_every(("metrics",))
+        return [a[1] for _, a in got if a is not None and a[0] == "metrics"]
+
+    def control(self, method: bytes, target: bytes, body: bytes) -> list[tuple[int, Any]]:
+        """From another thread (an admin request to /faults or /journal): relay it to every
+        accepting worker and return, in slot order, each one's answer (``("controlled",
+        status, content_type, body, clock_offset_s)``), or None where none came. A fault
+        change every worker took is kept (`FaultLedger`) and handed to a worker that starts
+        later, as a reloaded configuration is."""
+        message = ("control", method, target, body)
+        return self._ask_every(message, partial(self._controlled, message), CONTROL_TIMEOUT_S)
+
+    def _ask_every(
+        self,
+        message: Message,
+        on_done: Callable[[list[Worker], dict[int, Message | None]], None] | None = None,
+        timeout_s: float = ASK_TIMEOUT_S,
+    ) -> list[tuple[int, Message | None]]:
+        """From another thread: ``message`` asked of every accepting worker at once by the
+        loop, and each one's answer (None if none came in time), in slot order. ``on_done``
+        runs on the loop once every worker asked has answered (or failed to)."""
         done = threading.Event()
         lock = threading.Lock()
         answers: dict[int, Message | None] = {}
@@ -176,21 +202,37 @@ class Supervisor:
             workers = sorted((w for w in self.workers.values() if w.accepting), key=_slot)
             if not workers:
                 done.set()
+                if on_done is not None:
+                    on_done(workers, {})
 
             def answered(slot: int, answer: Message | None) -> None:
                 with lock:
                     answers[slot] = answer
-                    if len(answers) == len(workers):
-                        done.set()
+                    finished = len(answers) == len(workers)
+                if finished:
+                    if on_done is not None:
+                        on_done(workers, dict(answers))
+                    done.set()
 
             for worker in workers:
-                self._ask(worker, ("metrics",), partial(answered, worker.slot))
+                self._ask(worker, message, partial(answered, worker.slot), timeout_s)
 
         if self.call_soon(ask_all):
-            done.wait(ASK_TIMEOUT_S + 1.0)
+            done.wait(timeout_s + 1.0)
         with lock:
-            got = [answers[slot] for slot in sorted(answers)]
-        return [a[1] for a in got if a is not None and a[0] == "metrics"]
+            return [(slot, answers[slot]) for slot in sorted(answers)]
+
+    def _controlled(
+        self, message: Message, asked: list[Worker], answers: dict[int, Message | None]
+    ) -> None:
+        """On the loop: a relayed fault change has been answered by every worker asked. If
+        each took it, the ledger keeps it, and a worker that became ready meanwhile (not
+        asked, and not in the ledger when it was handed the faults) is handed it now."""
+        if not self.faults.note(message, [answers.get(w.slot) for w in asked]):
+            return
+        for worker in self.workers.values():
+            if worker.accepting and worker not in asked:
+                self._ask(worker, message, _nothing_with)
 
     def run(
         self,
@@ -451,8 +493,14 @@ class Supervisor:
 
     # --- Workers ------------------------------------------------------------------------------
 
-    def _ask(self, worker: Worker, message: Message, on_answer: Callable[[Any], None]) -> None:
-        worker.channel.ask(message, on_answer, now=time.monotonic())
+    def _ask(
+        self,
+        worker: Worker,
+        message: Message,
+        on_answer: Callable[[Any], None],
+        timeout_s: float = ASK_TIMEOUT_S,
+    ) -> None:
+        worker.channel.ask(message, on_answer, now=time.monotonic(), timeout_s=timeout_s)
         self._watch(worker)
 
     def _watch(self, worker: Worker) -> None:
@@ -480,6 +528,8 @@ class Supervisor:
         worker.next_ping = time.monotonic() + PING_INTERVAL_S
         if worker.generation != self.config.generation:  # a reload came while it started
             self._ask(worker, self._reload_message(), partial(self._took, worker))
+        for message in self.faults.replay():  # the runtime faults the others have
+            self._ask(worker, message, _nothing_with)
 
     def _forget(self, worker: Worker) -> None:
         """Its channel is closed or useless: stop watching it; its questions get None."""
@@ -500,6 +550,8 @@ class Supervisor:
             # A worker taking a new configuration answers nothing else until it has (a
             # thousand rules: a third of a second): the reload's own deadline applies.
             limit = ASK_TIMEOUT_S if worker.channel.reloading else HUNG_AFTER_S
+            if worker.channel.controlling:  # so does a journal being rendered
+                limit = CONTROL_TIMEOUT_S
             if since is not None and now - since >= limit:
                 self._kill_hung(worker, now - since)
             elif since is None and now >= worker.next_ping:

@@ -19,7 +19,10 @@ from ._channel import ChannelError, FrameBuffer, Message, frame
 
 # A worker answers a question on its channel between two requests: milliseconds.
 ASK_TIMEOUT_S = 5.0
-_ANSWERS = {"metrics": "metrics", "reload": "reloaded", "ping": "pong"}
+# A harness endpoint relayed (/journal): a journal of 10,000 entries takes a second to render
+# (in a thread of the worker's; 100,000 take ten).
+CONTROL_TIMEOUT_S = 30.0
+_ANSWERS = {"metrics": "metrics", "reload": "reloaded", "ping": "pong", "control": "controlled"}
 
 OnAnswer = Callable[[Message | None], None]
 
@@ -117,6 +120,11 @@ class WorkerChannel:
     def reloading(self) -> bool:
         """A new configuration handed over is not yet taken (parsing it takes a while)."""
         return any(q.expected == "reloaded" and not q.done for q in self.questions)
+
+    @property
+    def controlling(self) -> bool:
+        """A harness endpoint relayed is not yet answered (a journal takes a while)."""
+        return any(q.expected == "controlled" and not q.done for q in self.questions)
 
     def waiting_since(self) -> float | None:
         """When the oldest question still unanswered was asked (timed out or not)."""

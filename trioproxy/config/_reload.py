@@ -21,6 +21,7 @@ RESTART_ONLY = frozenset(
     {
         "admin.listen",
         "admin.journal_size",
+        "admin.journal_body_bytes",
         "admin.faults",
         "upstream.pool_size",
         "limits.max_connections",

@@ -168,6 +168,9 @@ class Admin:
     # Exchanges GET /journal keeps, newest last (a ring, for test harnesses); 0 keeps none,
     # and then recording costs the proxy nothing.
     journal_size: int = _num(0, 0, 100_000, "exchanges the journal keeps")
+    # The first bytes of each request body the journal keeps (as received, before any hook
+    # transform); 0 keeps none. Memory: at most this times journal_size.
+    journal_body_bytes: int = _num(0, 0, 1 << 20, "request body bytes each journal entry keeps")
     # POST /faults and DELETE /faults/NAME change what the proxy does: for test harnesses
     # only, so off unless asked for (GET /faults lists the faults either way).
     faults: bool = False

@@ -119,6 +119,7 @@ class ExchangeNotes:
     upstream_reused: bool | None = None
     rules: tuple[str, ...] = ()  # labels of the rules whose answer or actions applied
     hooks: tuple[str, ...] = ()  # labels of the hooks the rules ran
+    request_body: bytearray | None = None  # its first bytes, when the journal keeps them
 
 
 def settle_bytes(record: AccessRecord, sent_before: int, sent_now: int) -> None:

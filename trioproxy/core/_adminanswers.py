@@ -8,6 +8,7 @@ nor h11. They keep only the I/O: read a head (`head_reader`), answer, close.
 from __future__ import annotations
 
 import os
+import re
 
 from ._headers import TEXT_PLAIN, reason_phrase
 from ._headreader import FixedLimits, HeadReader, RequestHeadReader
@@ -23,8 +24,11 @@ __all__ = [
     "READY_TIMEOUT_S",
     "Answer",
     "bad_request",
+    "body_length",
     "connect_error",
+    "control_allowed",
     "head_reader",
+    "is_control_path",
     "render",
     "route",
     "text",
@@ -52,6 +56,33 @@ ENDPOINTS = (b"/healthz", b"/readyz", b"/metrics")
 METRICS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 Answer = tuple[int, bytes, bytes]  # status, content type, body
+
+# The harness endpoints (`_admincontrol`): a fault as JSON is a few hundred bytes; a body
+# beyond this is not one.
+MAX_BODY_BYTES = 65536
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]+)[ \t]*\r\n", re.IGNORECASE)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding:", re.IGNORECASE)
+
+
+def is_control_path(path: bytes) -> bool:
+    """A harness endpoint's path: /journal, /faults, /faults/NAME."""
+    return path in (b"/journal", b"/faults") or path.startswith(b"/faults/")
+
+
+def control_allowed(path: bytes) -> bytes:
+    """The methods a harness endpoint's path takes (the 405's Allow)."""
+    if path == b"/faults":
+        return b"GET, HEAD, POST, DELETE"
+    return b"GET, HEAD, DELETE" if path == b"/journal" else b"DELETE"
+
+
+def body_length(head: bytes) -> int:
+    """The request body's length from a strictly checked head (its Content-Length, one at
+    most by then); -1 for a chunked body, which the admin endpoints do not take."""
+    if _CHUNKED.search(head):
+        return -1
+    found = _CONTENT_LENGTH.search(head + b"\r\n")
+    return int(found.group(1)) if found else 0
 
 
 def head_reader() -> HeadReader:

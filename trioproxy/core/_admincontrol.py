@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from ._adminanswers import MAX_BODY_BYTES, body_length, control_allowed, is_control_path
 from ._faults import Fault
 from ._faulttable import FaultTable
 from ._journal import ExchangeMatch, Journal
@@ -28,8 +29,6 @@ from ._rulemodel import Match
 
 __all__ = ["MAX_BODY_BYTES", "AdminControl", "body_length"]
 
-# A fault as JSON is a few hundred bytes; a body beyond this is not one.
-MAX_BODY_BYTES = 65536
 JSON = b"application/json"
 
 Answer = tuple[int, bytes, bytes]  # status, content type, body (as `_adminanswers`)
@@ -39,18 +38,7 @@ FaultParser = Callable[
     [Any, Callable[[str, str], None]], "tuple[Fault, Match, dict[str, Any]] | None"
 ]
 
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]+)[ \t]*\r\n", re.IGNORECASE)
-_CHUNKED = re.compile(rb"\r\ntransfer-encoding:", re.IGNORECASE)
 _QUERY_KEYS = ("method", "path", "path_prefix", "path_regex", "status", "fault", "hook", "rule")
-
-
-def body_length(head: bytes) -> int:
-    """The request body's length from a strictly checked head (its Content-Length, one at
-    most by then); -1 for a chunked body, which the admin endpoints do not take."""
-    if _CHUNKED.search(head):
-        return -1
-    found = _CONTENT_LENGTH.search(head + b"\r\n")
-    return int(found.group(1)) if found else 0
 
 
 def json_answer(status: int, value: Any) -> Answer:
@@ -68,16 +56,8 @@ class AdminControl:
     parse: FaultParser
     writable: bool = False  # admin.faults: POST and DELETE allowed
 
-    @staticmethod
-    def handles(path: bytes) -> bool:
-        return path in (b"/journal", b"/faults") or path.startswith(b"/faults/")
-
-    @staticmethod
-    def allowed(path: bytes) -> bytes:
-        """The methods a path takes (the 405's Allow)."""
-        if path == b"/faults":
-            return b"GET, HEAD, POST, DELETE"
-        return b"GET, HEAD, DELETE" if path == b"/journal" else b"DELETE"
+    handles = staticmethod(is_control_path)
+    allowed = staticmethod(control_allowed)
 
     def answer(self, method: bytes, target: bytes, body: bytes) -> Answer:
         path, _, query = target.partition(b"?")

@@ -120,6 +120,8 @@ def entry_from_access(seq: int, record: AccessRecord, start_s: float) -> Entry:
         entry.upstream_reused = notes.upstream_reused
         entry.rules = notes.rules
         entry.hooks = notes.hooks
+        if notes.request_body:
+            entry.request_body_prefix = bytes(notes.request_body)
     return entry
 
 
@@ -278,6 +280,14 @@ class Journal:
             self.dropped += 1
         self._entries.append(entry)
         self.recorded += 1
+
+    def copy(self) -> Journal:
+        """A journal holding the same entries and counts (entries are not changed once
+        recorded): to read in another thread while this one goes on recording."""
+        copied = Journal(self.size)
+        copied._entries.extend(self._entries)
+        copied.recorded, copied.dropped = self.recorded, self.dropped
+        return copied
 
     def next_seq(self) -> int:
         return self.recorded + 1

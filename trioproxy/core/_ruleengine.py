@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import Final, NamedTuple, Protocol
 
 from ._answers import FORBIDDEN, _too_many_requests, text_response
-from ._faults import FaultState
+from ._faults import Fault, FaultState
 from ._headers import RequestPlan
 from ._ratelimit import TokenBuckets, retry_after_s
 from ._requestview import RequestView, client_address
@@ -144,9 +144,21 @@ class RuleEngine:
 
     __slots__ = ("_rules",)
 
-    def __init__(self, rules: RuleSet, *, buckets: BucketsFactory = local_buckets) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        *,
+        buckets: BucketsFactory = local_buckets,
+        faults: FaultStates | None = None,
+    ) -> None:
+        """``faults``: fault states to keep (`keeping_faults`), by rule index, action index
+        and fault; any other fault action starts afresh."""
         self._rules = tuple(
-            _Compiled(rule, _buckets(index, rule.rate_limit, buckets))
+            _Compiled(
+                rule,
+                _buckets(index, rule.rate_limit, buckets),
+                _fault_states(index, rule, faults),
+            )
             for index, rule in enumerate(rules.rules)
         )
 
@@ -163,6 +175,16 @@ class RuleEngine:
             return kept.get((index, limit)) or make(index, limit)
 
         return reuse
+
+    def keeping_faults(self) -> FaultStates:
+        """The fault actions' states for a reloaded rule set: a fault unchanged at the same
+        place (rule and action index) keeps its counts (``first``/``every``) and its seeded
+        generator, as a rate limit keeps its buckets; a changed or moved one starts afresh."""
+        return {
+            (index, action, state.fault): state
+            for index, c in enumerate(self._rules)
+            for action, state in c.faults.items()
+        }
 
     def __bool__(self) -> bool:
         return bool(self._rules)
@@ -231,7 +253,7 @@ class _Compiled:
 
     __slots__ = ("buckets", "edit", "faults", "rule", "stops", "test")
 
-    def __init__(self, rule: Rule, buckets: Buckets | None) -> None:
+    def __init__(self, rule: Rule, buckets: Buckets | None, faults: dict[int, FaultState]) -> None:
         self.rule = rule
         request_conditions = replace(rule.match, statuses=None)
         # No condition: skip the call (rules that edit every response are common).
@@ -240,11 +262,20 @@ class _Compiled:
         self.edit = rule.response_edit()
         self.stops = rule.allow is not None or self.buckets is not None or _answers(rule)
         # A fault action's state by its place among the actions: one per rule per process.
-        self.faults = {
-            index: FaultState(action.fault)
-            for index, action in enumerate(rule.actions)
-            if isinstance(action, FaultAction)
-        }
+        self.faults = faults
+
+
+# A fault action's state by (rule index, action index, fault): what a reload keeps.
+FaultStates = dict[tuple[int, int, Fault], FaultState]
+
+
+def _fault_states(index: int, rule: Rule, kept: FaultStates | None) -> dict[int, FaultState]:
+    states = {}
+    for place, action in enumerate(rule.actions):
+        if isinstance(action, FaultAction):
+            found = kept.get((index, place, action.fault)) if kept else None
+            states[place] = found or FaultState(action.fault)
+    return states
 
 
 def _triggered(compiled: _Compiled, found: re.Match[bytes] | None) -> Iterator[Triggered]:

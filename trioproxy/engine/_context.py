@@ -43,6 +43,8 @@ class Shared:
     faults: FaultTable = field(default_factory=FaultTable)
     # A journal is kept: exchanges collect the heads it shows (`AccessRecord.notes`).
     journal: bool = False
+    # Request body bytes each journal entry keeps (0: none).
+    journal_body_bytes: int = 0
 
 
 @dataclass(slots=True, frozen=True)

@@ -74,7 +74,13 @@ from ._faultrun import FaultClosed, FaultRun
 from ._h11 import h11
 from ._peer import Downstream, RateFloor, UpstreamConnection, server_h11
 from ._race import with_side_task
-from ._requestbody import RequestBody, buffer_request_body, expect_end_of_request, upload_body
+from ._requestbody import (
+    RequestBody,
+    buffer_request_body,
+    expect_end_of_request,
+    keep_prefix,
+    upload_body,
+)
 from ._response import read_response_head, relay_body
 from ._tunnel import splice
 
@@ -403,6 +409,8 @@ class Exchange(Responder):
         if plan.body is not BodyKind.NONE:
             self._start_receive_floor()
         self.body = await buffer_request_body(self.down, plan, self.ctx.settings)
+        if self.body is not None and record.notes is not None:
+            keep_prefix(self.body, record.notes, self.ctx.shared.journal_body_bytes)
         up, reused, waited = await pool.acquire()
         # Left while we waited? Then the origin never hears of it. (No checkpoint between the
         # acquire and the loop below: a cancellation cannot leak the connection.)

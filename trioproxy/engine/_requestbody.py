@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..config._settings import Settings, Timeouts
+from ..core._accesslog import ExchangeNotes
 from ..core._bodylimit import body_limit, check_body_size
 from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientError, ClientGone, UpstreamError
@@ -33,6 +34,24 @@ class RequestBody:
     chunks: ChunkedChecker | None
     deadline: float
     limit: int = 0
+    # The journal's copy of the body's first bytes, while it wants more (`keep_prefix`).
+    prefix: bytearray | None = None
+    prefix_bytes: int = 0
+
+
+def keep_prefix(body: RequestBody, notes: ExchangeNotes, size: int) -> None:
+    """Keep the body's first ``size`` bytes for the journal (as received, before any hook's
+    transform); 0 keeps none, and the upload moves the bytes as it would without a journal."""
+    if size > 0:
+        body.prefix = notes.request_body = bytearray()
+        body.prefix_bytes = size
+
+
+def _note(body: RequestBody, data: bytes) -> None:
+    assert body.prefix is not None
+    body.prefix += data[: body.prefix_bytes - len(body.prefix)]
+    if len(body.prefix) >= body.prefix_bytes:
+        body.prefix = None  # full: the rest moves untouched
 
 
 async def buffer_request_body(
@@ -113,10 +132,12 @@ async def upload_body(
     try:
         while True:
             try:
-                if transform is None:
+                if transform is None and body.prefix is None:
                     event, _ = move_data(down, up)
+                elif transform is None:
+                    event = _kept(down, up, body)
                 else:
-                    event = await _transformed(down, up, transform)
+                    event = await _transformed(down, up, transform, body)
             except h11.RemoteProtocolError as exc:
                 if down.h11.trailing_data[1]:  # EOF mid-body: the client gave up
                     raise ClientGone("client closed the connection mid-body") from exc
@@ -143,10 +164,21 @@ async def upload_body(
         return
 
 
+def _kept(down: Downstream, up: UpstreamConnection, body: RequestBody) -> NextEvent | None:
+    """`move_data`, noting the bytes for the journal."""
+    event, data = take_data(down)
+    if data:
+        _note(body, data)
+        up.queue(h11.Data(data=data))
+    return event
+
+
 async def _transformed(
-    down: Downstream, up: UpstreamConnection, transform: Transform
+    down: Downstream, up: UpstreamConnection, transform: Transform, body: RequestBody
 ) -> NextEvent | None:
     event, data = take_data(down)
+    if data and body.prefix is not None:
+        _note(body, data)
     if data and (out := await transform(data, False)):
         up.queue(h11.Data(data=out))
     return event

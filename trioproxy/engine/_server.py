@@ -40,6 +40,7 @@ from ._resolver import Lookup, Resolver, system_lookup
 from ._transport import Listener, Transport, connect_socket
 
 if TYPE_CHECKING:  # imported when the admin listener is on: 0.6 MiB less for the rest
+    from ..core._admincontrol import AdminControl
     from ._admin import AdminServer
     from ._hooks import HookSet, HookStats
 
@@ -59,6 +60,7 @@ class ProxyServer:
         lookup: Lookup = system_lookup,
         connect: Connector = connect_socket,
         journal_size: int | None = None,
+        journal_body_bytes: int | None = None,
         hooks: Mapping[str, object] | None = None,
     ) -> None:
         """``count_requests``: feed the /metrics counters from every access record; by
@@ -73,7 +75,8 @@ class ProxyServer:
         Raises `HookLoadError` when a hook cannot be loaded.
 
         ``journal_size``: exchanges the journal keeps (by default ``admin.journal_size``);
-        0 keeps no journal, and the access-log sink stays as it was."""
+        0 keeps no journal, and the access-log sink stays as it was. ``journal_body_bytes``:
+        the request body bytes each entry keeps (by default ``admin.journal_body_bytes``)."""
         self.settings = settings
         self._embedded_hooks = hooks
         self.hook_stats: dict[str, HookStats] = {}
@@ -112,6 +115,11 @@ class ProxyServer:
             hooks=self._load_hooks(settings, None),
         )
         self.ctx.shared.journal = self.journal is not None
+        if journal_body_bytes is None:
+            journal_body_bytes = settings.admin.journal_body_bytes
+        if journal_body_bytes < 0:
+            raise ValueError(f"journal_body_bytes must be 0 or more, not {journal_body_bytes}")
+        self.ctx.shared.journal_body_bytes = journal_body_bytes
         self._buckets = buckets
         self._slots = trio.Semaphore(settings.limits.max_connections)
         self._accepting = trio.CancelScope()
@@ -139,7 +147,9 @@ class ProxyServer:
             log_access=self._sink(self.ctx.metrics, access_log),
             forwarding=_forwarding(settings),
             rule_engine=RuleEngine(
-                settings.rules, buckets=old.rule_engine.keeping_buckets(self._buckets)
+                settings.rules,
+                buckets=old.rule_engine.keeping_buckets(self._buckets),
+                faults=old.rule_engine.keeping_faults(),
             ),
             hooks=hooks,
         )
@@ -241,8 +251,6 @@ class ProxyServer:
                 admin_listener.socket.close()
 
     def _admin_server(self) -> AdminServer:
-        from ..config._faultconfig import parse_runtime_fault
-        from ..core._admincontrol import AdminControl
         from ._admin import AdminServer
 
         collector = ProxyCollector(self.ctx, self._access_log_dropped)
@@ -250,9 +258,17 @@ class ProxyServer:
             is_draining=lambda: self.draining,
             upstream=self.upstream,
             metrics_snapshot=collector.snapshot,
-            control=AdminControl(
-                self.journal, self.faults, parse_runtime_fault, self.settings.admin.faults
-            ),
+            control=self.admin_control(),
+        )
+
+    def admin_control(self) -> AdminControl:
+        """The harness endpoints (/journal, /faults) on this server's journal and faults: its
+        admin listener's, or its supervisor's, which relays them to every worker."""
+        from ..config._faultconfig import parse_runtime_fault
+        from ..core._admincontrol import AdminControl
+
+        return AdminControl(
+            self.journal, self.faults, parse_runtime_fault, self.settings.admin.faults
         )
 
     def _drain(self, handlers: trio.Nursery) -> None:

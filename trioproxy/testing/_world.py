@@ -283,6 +283,7 @@ async def memory_world(
     seed: int | None = 0,
     autojump: bool = True,
     journal_size: int = JOURNAL_SIZE,
+    journal_body_bytes: int | None = None,
     check_leaks: bool = True,
 ) -> AsyncIterator[MemoryWorld]:
     """The real proxy in front of ``app`` (an ASGI app; default: a JSON echo) or ``origin``
@@ -291,7 +292,8 @@ async def memory_world(
 
     ``autojump``: time jumps whenever every task waits (trio must run on a `MockClock`:
     pytest-trio's ``autojump_clock`` fixture, or `trioproxy.testing.run`). ``seed``: the
-    scheduler's seed (None: unseeded). ``journal_size``: exchanges ``world.journal`` keeps.
+    scheduler's seed (None: unseeded). ``journal_size``: exchanges ``world.journal`` keeps;
+    ``journal_body_bytes``: request body bytes each keeps (default: the settings', none).
     ``check_leaks``: raise `LeakError` when the block leaves something behind.
     """
     if app is not None and origin is not None:
@@ -310,6 +312,7 @@ async def memory_world(
         lookup=_fixed_lookup,
         connect=partial(_connect, network, upstream),
         journal_size=journal_size,
+        journal_body_bytes=journal_body_bytes,
     )
     if seed is not None:  # request IDs from the seed too: the same seed, the same journal
         ids = random.Random(seed)
