@@ -33,8 +33,8 @@ def bind_admin_socket(address: str) -> socket.socket:
         raise AdminListenError(f"admin.listen {address!r}: {exc}") from exc
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except OSError as exc:
-        raise AdminListenError(f"cannot listen on {address} (admin.listen): {exc}") from exc
+    except OSError as error:  # (not `exc` again: mypyc types a shared name by its first use)
+        raise AdminListenError(f"cannot listen on {address} (admin.listen): {error}") from error
     public = sorted({str(info[4][0]) for info in infos if not is_loopback(str(info[4][0]))})
     if public:
         raise AdminListenError(_refusal(address, ", ".join(public)))

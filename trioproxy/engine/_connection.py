@@ -127,8 +127,9 @@ async def _read_request_head(
     while True:
         try:
             end = reader.head_end()
-        except HeadTooLarge as exc:
-            raise ClientError(str(exc), status=exc.status) from exc
+        # (One name per handler type: mypyc types a name shared by two handlers by the first.)
+        except HeadTooLarge as too_large:
+            raise ClientError(str(too_large), status=too_large.status) from too_large
         except FramingError as exc:
             raise ClientError(f"malformed request: {exc}", status=exc.status) from exc
         finally:

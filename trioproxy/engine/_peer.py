@@ -13,7 +13,9 @@ either transport (`_transport`: a socket, or memory in tests):
   that completed is never reported failed.
 * **Fairness.** One event loop serves every client, so a task whose sockets are always ready
   must still let the others run: after a syscall that completed without waiting, the task
-  yields (a wait is a yield already). Work per received buffer is bounded by the callers
+  yields (a wait is a yield already). After a write, unless nothing else is runnable
+  (`_fairness`: at most one such yield per step is skipped); after a read, always, so a
+  step never reads more than one buffer. Work per received buffer is bounded by the callers
   (`_slices` walks h11 events in slices).
 * **Coalesced writes.** Events are queued as bytes and flushed in one write just before we
   would wait for input, so a small response's head, body and end go out in one segment.
@@ -37,6 +39,7 @@ from ..core._errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from ._fairness import may_skip_yield
 from ._h11 import h11
 from ._transport import Transport
 
@@ -105,7 +108,8 @@ class Wire:
         so a caller that raced it against something else can go on later."""
         await checkpoint_if_cancelled()
         if self.send_queued_nowait():
-            await cancel_shielded_checkpoint()  # fairness: everything went out at once
+            if not may_skip_yield():
+                await cancel_shielded_checkpoint()  # fairness: everything went out at once
             return
         wait = self.transport.wait_writable
         while True:  # (waiting outside any handler, as in recv; the wait is the yield)

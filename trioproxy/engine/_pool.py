@@ -113,10 +113,11 @@ class UpstreamPool:
                 return await self._open_new(), False, waited
             self.stats.waited += 1
             waited = True
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(deadline) as scope:
                 await self._slot_freed.park()
-                continue
-            raise PoolTimeout(f"all {self.limits.max_connections} upstream connections busy")
+            # (No `continue` inside the `with`: mypyc cannot compile one in a try/finally.)
+            if scope.cancelled_caught:
+                raise PoolTimeout(f"all {self.limits.max_connections} upstream connections busy")
 
     async def connect_fresh(self) -> tuple[UpstreamConnection, bool]:
         """A new connection regardless of idle ones (the stale-connection retry), and

@@ -63,8 +63,11 @@ async def read_response_head(
     while True:
         try:
             end = reader.head_end()
-        except HeadTooLarge as exc:
-            raise UpstreamError(f"response head from upstream {up.address} too large") from exc
+        # (One name per handler type: mypyc types a name shared by two handlers by the first.)
+        except HeadTooLarge as too_large:
+            raise UpstreamError(
+                f"response head from upstream {up.address} too large"
+            ) from too_large
         except FramingError as exc:
             raise UpstreamError(f"malformed response from upstream {up.address}: {exc}") from exc
         if end < 0:

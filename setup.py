@@ -1,0 +1,84 @@
+"""The optional compiled build: ``TRIOPROXY_MYPYC=1`` compiles the request path with mypyc.
+
+Everything else about the package is in pyproject.toml. Without the variable the wheel is
+pure Python, as always; with it, the modules below become C extensions (as h11-mypyc does
+for h11), and the wheel is for this interpreter and platform only. mypy (with mypyc) must be
+importable by the build, so build without isolation, in an environment that has it::
+
+    TRIOPROXY_MYPYC=1 pip wheel --no-build-isolation --no-deps .   # or scripts/build-compiled
+
+The interpreted sources stay in the wheel beside the extensions (an extension module wins
+over a source file of the same name).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from setuptools import setup
+
+# The modules compiled: the request path, named one by one, so that a module added later
+# stays interpreted until it is shown to work compiled (scripts/test-compiled) and is added
+# here. Everything else in core/ and engine/ is interpreted; some must be:
+# - engine/_h11 picks h11 or h11-mypyc under `if TYPE_CHECKING: ... else:`; mypy deems the
+#   else branch unreachable, so compiled, it raises at import;
+# - exception classes with class-level `status` defaults overridden by subclasses
+#   (core/_errors, core/_bodylimit): a compiled subclass's default is not seen (an
+#   AttributeError, or the base class's 400 for a 413);
+# - core/_journal's VerificationError subclasses AssertionError (mypyc cannot), and
+#   engine/_journal subclasses its Journal, which has __slots__;
+# - compiled calls and methods are direct, so a test replacing one sees nothing: the engine
+#   tests meter MemoryTransport.read_nowait (engine/_memory) and move_data where
+#   engine/_requestbody and engine/_response call it, spy on Responder.queue_head
+#   (engine/_exchange, whose retry loop also has a `continue` in a try/finally, which mypyc
+#   refuses), the simulation wraps UpstreamPool.detach (engine/_pool), and tests find the
+#   server's tasks by name (engine/_server: trio names a task by __qualname__, which a
+#   compiled method lacks);
+# - hooks and faults (core/_hookspec, engine/_hooks, core/_faults, engine/_faultrun, ...)
+#   run user code and only when configured: interpreted, they cost nothing when they are not.
+COMPILED = (
+    "trioproxy/core/_accesslog.py",
+    "trioproxy/core/_addr.py",
+    "trioproxy/core/_answers.py",
+    "trioproxy/core/_chunked.py",
+    "trioproxy/core/_headers.py",
+    "trioproxy/core/_headreader.py",
+    "trioproxy/core/_ratelimit.py",
+    "trioproxy/core/_requestview.py",
+    "trioproxy/core/_ruleengine.py",
+    "trioproxy/core/_rulemodel.py",
+    "trioproxy/core/_strict.py",
+    "trioproxy/engine/_admin.py",  # (its client wire subclasses _peer.Wire: compiled too)
+    "trioproxy/engine/_connection.py",
+    "trioproxy/engine/_context.py",
+    "trioproxy/engine/_diagnostics.py",
+    "trioproxy/engine/_fairness.py",
+    "trioproxy/engine/_peer.py",
+    "trioproxy/engine/_race.py",
+    "trioproxy/engine/_resolver.py",
+    "trioproxy/engine/_slices.py",
+    "trioproxy/engine/_transport.py",
+    "trioproxy/engine/_tunnel.py",
+)
+
+
+def _ext_modules() -> list[object]:
+    if os.environ.get("TRIOPROXY_MYPYC", "") not in ("1", "yes", "true"):
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        sys.exit(
+            "TRIOPROXY_MYPYC=1: mypyc is not importable by this build; install mypy and build "
+            "without isolation (pip wheel --no-build-isolation .)"
+        )
+    root = Path(__file__).resolve().parent
+    os.chdir(root)  # mypycify takes paths relative to the working directory
+    modules: list[object] = mypycify(list(COMPILED), opt_level="3")
+    return modules
+
+
+if __name__ == "__main__":
+    setup(ext_modules=_ext_modules())

@@ -1,0 +1,67 @@
+"""When a fairness yield may be skipped: nobody else is runnable, and this task has done no
+other unyielded syscall since it last went through the scheduler.
+
+A syscall that completed without waiting is followed by a yield (`_peer`), so one connection
+whose sockets are always ready cannot hold the loop. When no other task is queued to run, that
+yield is a whole scheduler pass for nothing: most requests make two of them (the request sent
+upstream, the response sent to the client), each followed by a real wait soon after. So the
+first such yield in a task's step is skipped when trio's run queue is empty; a second one in
+the same step always yields. Work between two yields thus stays bounded (two syscalls and
+what follows them instead of one), tasks waiting on I/O that the loop has not polled yet wait
+at most that much longer, and a flood (pipelined requests answered by rules, an always-ready
+body) still yields at every other syscall.
+
+This reads two trio internals, the run queue (``Runner.runq``) and a task's count of passes
+through the scheduler (``Task._schedule_points``), checked at import: a trio without them
+fails here with a clear message instead of silently losing the fairness (the trio pin in
+pyproject.toml is the range known to have them).
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from types import ModuleType
+
+import trio
+from trio._core import _run
+
+_KNOWN = "trio 0.27 to 0.35"
+
+
+def check_internals(run: ModuleType = _run) -> None:
+    """Raise ImportError, naming what is missing, unless ``run`` (trio's ``_core._run``)
+    has the internals `may_skip_yield` reads."""
+    wanted = (("", "GLOBAL_RUN_CONTEXT"), ("Runner", "runq"), ("Task", "_schedule_points"))
+    missing = [
+        f"{owner}.{name}" if owner else name
+        for owner, name in wanted
+        if not hasattr(getattr(run, owner) if owner else run, name)
+    ]
+    if missing:
+        raise ImportError(
+            f"trioproxy reads trio's scheduler internals ({', '.join(missing)}), which trio "
+            f"{trio.__version__} does not have; known to work: {_KNOWN}. Install a trio in "
+            "that range, or adapt trioproxy/engine/_fairness.py"
+        )
+
+
+check_internals()
+
+_CONTEXT = _run.GLOBAL_RUN_CONTEXT
+# The step (the task's count of scheduler passes) in which this task last skipped a yield.
+# Task-local, and a number: a global holding a task's id would make runs differ by where
+# tasks happen to be allocated (the simulation replays runs and compares them).
+_SKIPPED_IN_STEP: ContextVar[int] = ContextVar("trioproxy_skipped_yield_in_step", default=-1)
+
+
+def may_skip_yield() -> bool:
+    """True (and noted) if the caller may go on without the fairness yield: trio's run queue
+    is empty and the current task skipped no yield since it last went through the
+    scheduler. Call only from inside a trio task, just where the yield would be."""
+    if _CONTEXT.runner.runq:
+        return False
+    step: int = _CONTEXT.task._schedule_points
+    if _SKIPPED_IN_STEP.get() == step:
+        return False
+    _SKIPPED_IN_STEP.set(step)
+    return True
