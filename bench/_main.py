@@ -203,6 +203,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "main: 'OTHER/.venv/bin/python -m trioproxy'): rows previous[PARSER] beside ours",
     )
     p.add_argument(
+        "--also",
+        action="append",
+        metavar="NAME=CMD",
+        help="another build of trioproxy to measure beside ours, rows NAME[PARSER] (repeatable; "
+        "e.g. 'compiled=env PYTHONPATH=build/compiled .venv/bin/python -m trioproxy')",
+    )
+    p.add_argument(
         "--record",
         action="store_true",
         help="write the run's quotable figures to bench/measured.json, the one source the "
@@ -445,12 +452,14 @@ def main(argv: list[str] | None = None) -> int:
     proxy_cmd = shlex.split(args.proxy_cmd) if args.proxy_cmd else default_trioproxy_cmd()
     layout = choose_layout(args.no_pin)
     lineup = make_lineup(kinds, *resolved, layout, proxy_cmd, args.peers_venv)
-    if args.previous_cmd:
-        # Another build of trioproxy (a checkout of the previous main, say), one row per parser
-        # beside ours, interleaved with them: "unchanged within noise" is judged in one run.
-        previous = tuple(shlex.split(args.previous_cmd))
+    # Other builds of trioproxy (a checkout of the previous main, the compiled build), one row
+    # per parser beside ours, interleaved with them: "unchanged within noise" is one run's.
+    others = [f"previous={args.previous_cmd}"] if args.previous_cmd else []
+    for other in others + (args.also or []):
+        name, _, command = other.partition("=")
         for parser in resolved[0]:
-            lineup.specs.append(Spec(pretty("previous", parser), "trioproxy", parser, cmd=previous))
+            spec = Spec(pretty(name, parser), "trioproxy", parser, cmd=tuple(shlex.split(command)))
+            lineup.specs.append(spec)
 
     reg = ProcessRegistry()
     workdir = Path(tempfile.mkdtemp(prefix="trioproxy-bench-"))
