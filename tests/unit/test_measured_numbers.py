@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MEASURED: dict[str, Any] = json.loads((ROOT / "bench" / "measured.json").read_text())
 MYPYC = "c50-1k trioproxy[h11-mypyc]"
+HOOKED = "c50-1k trioproxy+hook[h11-mypyc]"
 
 # (file, a pattern whose one group quotes a figure, where the figure is in measured.json)
 QUOTES: list[tuple[str, str, tuple[str, ...]]] = [
@@ -36,6 +37,8 @@ QUOTES: list[tuple[str, str, tuple[str, ...]]] = [
     ),
     ("docs/how-to/workers-and-reload.md", r"each worker ([\d.]+) MiB", ("idle_rss_mib", "worker")),
     ("bench/README.md", r"\*\*trioproxy, h11-mypyc\*\* \| ([\d,]+) \|", ("rps", MYPYC)),
+    ("README.md", r"costs throughput today \(([\d,]+) against", ("rps", HOOKED)),
+    ("README.md", r"against\s+([\d,]+) requests per second", ("rps", MYPYC)),
     ("bench/README.md", r"\*\*trioproxy, h11\*\* \| ([\d,]+) \|", ("rps", "c50-1k trioproxy[h11]")),
     ("bench/README.md", r"nginx 1\.\d+ \| ([\d,]+) \|", ("rps", "c50-1k nginx")),
     ("bench/README.md", r"idle RSS ([\d.]+) MiB", ("idle_rss_mib", "single")),
