@@ -71,7 +71,7 @@ from ..core._rulemodel import HookAction, Response
 from ..core._tracecontext import trace_ids
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
-from ._faultrun import FaultClosed, FaultRun
+from ._faultrun import FaultClosed, FaultRun, pause, read_whole
 from ._h11 import h11
 from ._peer import Downstream, RateFloor, UpstreamConnection, server_h11
 from ._race import with_side_task
@@ -226,7 +226,7 @@ class Exchange(Responder):
     """One request's life, and the state that travels with it: the request and its plan,
     the upstream connection while one is held, the body on its way."""
 
-    __slots__ = ("body", "faults", "hooks", "plan", "request", "up")
+    __slots__ = ("body", "delay_s", "faults", "hooks", "plan", "request", "up")
 
     plan: RequestPlan  # made by the first phase, `_start`
 
@@ -245,6 +245,7 @@ class Exchange(Responder):
         self.up: UpstreamConnection | None = None  # while one is held
         self.body: RequestBody | None = None  # a request body still to send upstream
         self.faults: FaultRun | None = None  # faults selected for this exchange, if any
+        self.delay_s = 0.0  # a latency fault's, once the upstream connection is back
         self.hooks: HookCalls | None = None  # the hooks the rules triggered, once run
 
     @property
@@ -445,6 +446,8 @@ class Exchange(Responder):
                 record.upstream_duration_s = trio.current_time() - started
             # The upstream is done with: back to the pool before the client's last bytes go out.
             pool.release(up)
+            if self.delay_s:
+                await self._delay_response()
             await self.flush_to_client()
             return
 
@@ -520,7 +523,7 @@ class Exchange(Responder):
         record.section_io_tag = header_value(raw, b"section-io-tag")
         faults = self.faults
         if faults is not None:
-            await faults.before_head(Direction.CLIENT, down, down, self._let_go_upstream)
+            await self._faults_before_head(faults, response, received)
         if faults is None or not faults.paces(Direction.CLIENT):
             self._start_send_floor()
         transform = None
@@ -550,6 +553,42 @@ class Exchange(Responder):
             keep_trailers=keep_trailers,
             transform=transform,
         )
+
+    async def _faults_before_head(
+        self, faults: FaultRun, response: h11.Response, received: bytearray
+    ) -> None:
+        """A latency alone at the head waits until the response, read whole, is queued and
+        its upstream connection back in the pool (`_delay_response`): a delayed client holds
+        no connection under ``upstream.max_connections``. A response over
+        ``response_buffer_bytes`` waits here, holding it, as it will while it streams."""
+        delay_s = faults.head_delay_s(Direction.CLIENT)
+        if delay_s is not None:
+            whole = await read_whole(
+                self.upstream,
+                response,
+                received,
+                method=self.request.method,
+                limit=self.limits.response_buffer_bytes,
+                timeout_s=self.timeouts.upstream_read_s,
+            )
+            if whole:  # (the relay then reads and sends nothing more)
+                self.delay_s = delay_s
+            else:
+                await pause(self.down, delay_s)
+            return
+        await faults.before_head(Direction.CLIENT, self.down, self.down, self._let_go_upstream)
+
+    async def _delay_response(self) -> None:
+        """The latency of `_faults_before_head`, before anything of the response goes out
+        (a client that leaves meanwhile got nothing: logged as such); the send floor then
+        starts afresh."""
+        try:
+            await pause(self.down, self.delay_s)
+        except FaultClosed:
+            self.record.status = FAULT_CLOSED
+            raise
+        if self.down.send_floor is not None:
+            self._start_send_floor()
 
     def _let_go_upstream(self) -> None:
         """A fault hangs this exchange's response: nothing more is relayed, so its upstream

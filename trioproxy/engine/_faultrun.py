@@ -29,14 +29,17 @@ from collections.abc import Callable, Iterator
 import trio
 
 from ..core._answers import text_response
+from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientGone, UpstreamError
 from ..core._faults import Direction, FaultKind, FaultState, Point
+from ..core._headers import header_value
 from ..core._rulemodel import Response
+from ..core._strict import FramingError
 from ._h11 import h11
 from ._peer import Downstream, UpstreamConnection, Wire
 from ._transport import Transport
 
-__all__ = ["HANG_S", "FaultClosed", "FaultRun", "FaultyTransport"]
+__all__ = ["HANG_S", "FaultClosed", "FaultRun", "FaultyTransport", "pause", "read_whole"]
 
 # A hang ends when the client leaves, or after this (every wait has a deadline): longer than
 # any test waits, and nothing under the autojump clock.
@@ -133,17 +136,33 @@ class FaultRun:
         for state in self._at(direction, point):
             kind = state.fault.kind
             if kind is FaultKind.LATENCY:
-                await _pause(down, state.sample_delay_s())
+                await pause(down, state.sample_delay_s())
             elif kind is FaultKind.HANG:
                 if let_go is not None:
                     let_go()
-                await _pause(down, HANG_S)
+                await pause(down, HANG_S)
                 raise FaultClosed("fault: hung until the client left")
             elif kind is FaultKind.RESET:
                 reset(peer.transport)
                 raise _ended(peer, f"fault {state.fault.label}: connection reset")
             elif kind is FaultKind.MALFORMED and isinstance(peer, Downstream):
                 await _garbage_then_close(peer, state.fault.garbage, send_timeout_s)
+
+    def head_delay_s(self, direction: Direction) -> float | None:
+        """The delay of the latencies before the head toward ``direction`` when nothing else
+        acts at that head (before or after it), sampled now; else None. Such a delay may come
+        later, just before the head goes: once the response was read whole and its upstream
+        connection went back to the pool, a delayed client holds none."""
+        at_head = [
+            s
+            for s in self.states
+            if s.fault.direction is direction
+            and s.fault.point in (Point.BEFORE_HEAD, Point.AFTER_HEAD)
+            and s.fault.kind is not FaultKind.INFORMATIONAL  # (sent before forwarding)
+        ]
+        if not at_head or any(s.fault.kind is not FaultKind.LATENCY for s in at_head):
+            return None
+        return sum(s.sample_delay_s() for s in at_head)  # in rule order, as `_act` samples
 
     # --- After the response ------------------------------------------------------------------
 
@@ -178,7 +197,44 @@ def _ended(peer: Wire, message: str) -> Exception:
     return FaultClosed(message)
 
 
-async def _pause(down: Downstream, seconds: float) -> None:
+async def read_whole(
+    up: UpstreamConnection,
+    response: h11.Response,
+    received: bytearray,
+    *,
+    method: bytes,
+    limit: int,
+    timeout_s: float,
+) -> bool:
+    """Read the response body ahead into ``up``'s h11 (and onto ``received``, which the
+    relay's strict chunked check still sees), until it is whole (True) or over ``limit``
+    bytes (False: it streams, and holds its connection while it does)."""
+    chunks = ChunkedChecker() if header_value(response.headers, b"transfer-encoding") else None
+    length = header_value(response.headers, b"content-length")
+    if method == b"HEAD" or response.status_code in (204, 304):
+        return True
+    fresh: bytes | bytearray = received
+    while True:
+        try:
+            if chunks is not None:
+                chunks.feed(fresh)
+                if chunks.done:
+                    return True
+            elif length and len(received) >= int(length):
+                return True
+        except (FramingError, ValueError):
+            return True  # the relay reports it, on what was read
+        if len(received) > limit:
+            return False
+        data = await up.recv(timeout_s)
+        up.h11.receive_data(data)  # recorded before any checkpoint: nothing read is lost
+        if not data:
+            return True  # the end of file: whole (close-delimited), or cut (the relay says)
+        received += data
+        fresh = data
+
+
+async def pause(down: Downstream, seconds: float) -> None:
     """Wait ``seconds``, or until the client leaves (then `FaultClosed`: nobody to delay)."""
     with trio.move_on_after(seconds):
         await down.wait_readable()
