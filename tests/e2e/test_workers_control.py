@@ -28,7 +28,7 @@ async def _admin(address: tuple[str, int], method: bytes, target: bytes, body: A
 
 
 async def _statuses(proxy: ProxyProcess, path: bytes, count: int, body: bytes = b"") -> list[int]:
-    """``count`` requests, one connection each (so both workers take some)."""
+    """``count`` requests, one connection each (so either worker may take any of them)."""
     statuses = []
     for _ in range(count):
         async with Client.connect(proxy.address) as client:
@@ -65,7 +65,10 @@ async def test_a_fault_reaches_every_worker_and_the_journal_gathers_them_all(
         journal = (await _admin(admin, b"GET", b"/journal")).json()
         entries = journal["entries"]
         assert (journal["workers"], journal["recorded"], len(entries)) == (2, 30, 30)
-        assert {e["worker"] for e in entries} == {0, 1}  # both took some (one connection each)
+        # Which worker accepts a connection is the kernel's choice on the one shared socket (a
+        # run may give every connection to one): that both workers answered the read is what
+        # shows it gathered them all (the merge itself: unit/test_supercontrol.py).
+        assert {e["worker"] for e in entries} <= {0, 1}
         ends = [e["end_s"] for e in entries]
         assert ends == sorted(ends)  # one clock for every worker: in the order they ended
         assert [e["target"] for e in entries] == ["/tea/pot"] * 20 + ["/other"] * 10
