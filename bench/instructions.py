@@ -7,9 +7,10 @@ Wall-clock throughput means nothing on a shared machine; the number of instructi
 proxy executes per request barely moves with the load around it. The proxy runs under
 ``valgrind --tool=callgrind`` (defaults: an empty configuration directory, so every default
 feature is on, and the JSON access log to /dev/null, as in bench/run.py; ``--config-dir``
-measures a configuration of your own, copied for each run: a rule with a hook, say); this script is the
-origin (a 1 KiB keep-alive answer, from a thread: its instructions are not counted) and the
-client (C keep-alive connections, each sending its share of the requests one after another).
+measures a configuration of your own, copied for each run: a rule with a hook, say); this
+script is the origin (a 1 KiB keep-alive answer, from a thread: its instructions are not
+counted) and the client (C keep-alive connections, each sending its share of the requests
+one after another).
 
 Two runs, ``--warmup`` requests and ``--warmup + N`` requests: the difference, divided by N,
 cancels start-up, imports and shutdown. Compare numbers only from the same machine, Python
