@@ -1,14 +1,16 @@
 """Instructions per request through trioproxy, counted by valgrind's callgrind.
 
 ``python bench/instructions.py [--requests N] [--connections C] [--parser h11|h11-mypyc]
-[--baseline]``
+[--baseline] [--config-dir DIR]``
 
 Wall-clock throughput means nothing on a shared machine; the number of instructions the
 proxy executes per request barely moves with the load around it. The proxy runs under
 ``valgrind --tool=callgrind`` (defaults: an empty configuration directory, so every default
-feature is on, and the JSON access log to /dev/null, as in bench/run.py); this script is the
-origin (a 1 KiB keep-alive answer, from a thread: its instructions are not counted) and the
-client (C keep-alive connections, each sending its share of the requests one after another).
+feature is on, and the JSON access log to /dev/null, as in bench/run.py; ``--config-dir``
+measures a configuration of your own, copied for each run: a rule with a hook, say); this
+script is the origin (a 1 KiB keep-alive answer, from a thread: its instructions are not
+counted) and the client (C keep-alive connections, each sending its share of the requests
+one after another).
 
 Two runs, ``--warmup`` requests and ``--warmup + N`` requests: the difference, divided by N,
 cancels start-up, imports and shutdown. Compare numbers only from the same machine, Python
@@ -23,6 +25,7 @@ import argparse
 import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -113,7 +116,10 @@ def _one_run(args: argparse.Namespace, origin_port: int, requests: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         config = Path(tmp) / "config"
-        config.mkdir()
+        if args.config_dir is not None:
+            shutil.copytree(args.config_dir, config)
+        else:
+            config.mkdir()
         # No bytecode written: a first run that wrote it would make the second one's imports
         # cheaper, and the difference would no longer be the requests' alone.
         env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
@@ -188,6 +194,9 @@ def main() -> None:
     parser.add_argument("--parser", choices=("h11", "h11-mypyc"), help="TRIOPROXY_PARSER")
     parser.add_argument(
         "--baseline", action="store_true", help="measure bench/baseline.py, not trioproxy"
+    )
+    parser.add_argument(
+        "--config-dir", type=Path, help="the proxy's configuration directory (default: empty)"
     )
     parser.add_argument(
         "--valgrind-arg", action="append", default=[], help="an extra valgrind option"

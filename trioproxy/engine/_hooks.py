@@ -8,7 +8,9 @@ or the `HookCalls` that carry the rest of the request's hook points: the respons
 triggered no hook never reaches this module.
 
 Every call runs under its rule's ``timeout_s`` (set when the hook first waits), with each
-of its steps timed by the blocking watch (`hooks._watch`) and `CURRENT_HOOK` set; an
+of its steps timed by the blocking watch (`hooks._watch`) and `CURRENT_HOOK` set; a hook
+whose code has no await (`cannot_wait`) cannot reach a deadline, so it runs as one timed
+step without the cancel scope (most of a call's cost); an
 exception or a timeout is one diagnostics line with the hook's name and the request ID,
 counted, and then ``on_error``: "pass" forgets what the hook asked for, 502/503 answers with
 that status. The body points (`HookCalls.body_transform`) are chained in rule order.
@@ -32,7 +34,7 @@ from ..core._ruleengine import Decision
 from ..core._rulemodel import Headers, HookAction, Response, RuleSet, apply_header_ops
 from ..hooks._api import Exchange, HookError, Request, ResponseHead
 from ..hooks._load import LoadedHook, load_hooks
-from ..hooks._watch import CURRENT_HOOK, BlockingWatch
+from ..hooks._watch import CURRENT_HOOK, BlockingWatch, cannot_wait
 
 __all__ = ["HookCalls", "HookSet", "HookStats", "Transform"]
 
@@ -299,6 +301,9 @@ class HookCalls:
         token = CURRENT_HOOK.set((label, self.request_id))
         started = trio.current_time()
         try:
+            if cannot_wait(function):  # the usual hook: a cancel scope would be most of its cost
+                watch.run_step(label, self.request_id, function(*args))
+                return True
             with trio.CancelScope() as scope:
                 deadline = started + call.action.timeout_s
                 coro = function(*args)

@@ -18,16 +18,20 @@ and nothing at all for requests that trigger no hook.
 from __future__ import annotations
 
 import contextvars
+import dis
+import inspect
 import logging
 import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from functools import lru_cache
+from types import CodeType, FunctionType, MethodType
 from typing import Any, TypeVar
 
 import trio
 
-__all__ = ["CURRENT_HOOK", "BlockingWatch"]
+__all__ = ["CURRENT_HOOK", "BlockingWatch", "cannot_wait"]
 
 log = logging.getLogger("trioproxy")
 
@@ -77,6 +81,22 @@ class BlockingWatch:
         cannot be cancelled anyway, and spares the deadline's bookkeeping."""
         return _Timed(self, (label, request_id), coro, scope, deadline)
 
+    def run_step(self, label: str, request_id: str, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro``, of a function that `cannot_wait`, to its end in this one step, timed
+        as `timed` times a step. It needs no cancel scope: with no checkpoint in it, no
+        deadline could interrupt it anyway (trio cancels only at checkpoints)."""
+        step = self._step = (label, request_id, time.perf_counter())
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        finally:
+            self._finished(step)
+        # Unreachable for a function `cannot_wait` passed; refused rather than left unbounded.
+        coro.close()
+        raise RuntimeError(f"hook {label} waited, though its code has no await")
+
     def nursery(
         self, nursery: trio.Nursery, label: str, on_error: Callable[[BaseException], None]
     ) -> _TimedNursery:
@@ -118,6 +138,23 @@ class BlockingWatch:
             if took >= self.threshold_s and self._step is step:
                 self._reported = step
                 _report(step, took, done=False)
+
+
+def cannot_wait(function: object) -> bool:
+    """Whether calling ``function`` makes a coroutine that ends in its first step: a plain
+    ``async def`` (or a method of one) with no await, ``async for`` or ``async with`` in its
+    own code, so nothing in it can suspend (a coroutine's frame suspends only where its code
+    yields). Anything else - a callable object, a partial - is assumed to wait."""
+    if type(function) is MethodType:
+        function = function.__func__
+    return type(function) is FunctionType and _never_yields(function.__code__)
+
+
+@lru_cache(maxsize=1024)  # by code object: a hook's code is looked at once, not per call
+def _never_yields(code: CodeType) -> bool:
+    if not code.co_flags & inspect.CO_COROUTINE:
+        return False
+    return all(instruction.opname != "YIELD_VALUE" for instruction in dis.get_instructions(code))
 
 
 class _Timed:
