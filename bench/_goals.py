@@ -66,6 +66,14 @@ def _cell(cells: Sequence[Cell], target: str) -> Cell | None:
     return next((c for c in cells if c.load == LOAD and c.target == target), None)
 
 
+def _rps_ratio(cells: Sequence[Cell], top: str, bottom: str) -> float | None:
+    """``top``'s median rps over ``bottom``'s at LOAD; None when either was not measured."""
+    above, below = _cell(cells, top), _cell(cells, bottom)
+    if above is None or below is None or not below.rps_median:
+        return None
+    return above.rps_median / below.rps_median
+
+
 def judge(
     cells: Sequence[Cell],
     parsers: Sequence[str],
@@ -107,22 +115,17 @@ def judge(
                 Goal("isolation", f"{LOAD} baseline[{parser}] p99/p50", base.p99_over_p50, "", None)
             )
     if w1 is not None and w2 is not None:
-        one, two = _cell(cells, w1), _cell(cells, w2)
-        scaling = two.rps_median / one.rps_median if one and two and one.rps_median else None
+        scaling = _rps_ratio(cells, w2, w1)
         goals.append(
             Goal("process model", f"{LOAD} scaling {w2} / {w1}", scaling, ">=", SCALING_MIN)
         )
     if auto_pair is not None:
-        ours, theirs = (_cell(cells, n) for n in auto_pair)
-        ok = ours and theirs and theirs.rps_median
-        ratio = ours.rps_median / theirs.rps_median if ours and theirs and ok else None
+        ratio = _rps_ratio(cells, *auto_pair)
         goals.append(
             Goal("process model", f"{LOAD} rps {auto_pair[0]} / {auto_pair[1]}", ratio, "", None)
         )
     if hook_pair is not None:
-        hooked, plain = (_cell(cells, n) for n in hook_pair)
-        ok = hooked and plain and plain.rps_median
-        ratio = hooked.rps_median / plain.rps_median if hooked and plain and ok else None
+        ratio = _rps_ratio(cells, *hook_pair)
         goals.append(
             Goal("hooks", f"{LOAD} rps {hook_pair[0]} / {hook_pair[1]}", ratio, ">=", HOOK_RPS_MIN)
         )
