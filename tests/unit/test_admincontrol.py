@@ -8,7 +8,7 @@ from typing import Any
 
 from trioproxy.config._faultconfig import parse_runtime_fault
 from trioproxy.core._admincontrol import AdminControl, body_length
-from trioproxy.core._faulttable import FaultTable
+from trioproxy.core._faulttable import MAX_RUNTIME_FAULTS, FaultTable
 from trioproxy.core._journal import Entry, Journal
 from trioproxy.core._requestview import request_view
 
@@ -78,6 +78,17 @@ def test_two_faults_of_one_name_conflict_and_an_unknown_name_is_named() -> None:
     status, answer = _ask(control, b"DELETE", b"/faults/nope")
     assert (status, answer["error"]) == (404, "no fault named 'nope'; active: h")
     assert _ask(control, b"DELETE", b"/faults") == (200, {"removed": ["h"]})
+
+
+def test_the_runtime_fault_table_is_bounded() -> None:
+    # Every request is tested against every runtime fault: the table's size bounds that work.
+    control = _control()
+    for n in range(MAX_RUNTIME_FAULTS):
+        assert _ask(control, b"POST", b"/faults", {"kind": "hang", "name": f"f{n}"})[0] == 201
+    status, answer = _ask(control, b"POST", b"/faults", {"kind": "hang", "name": "one more"})
+    assert status == 409 and answer["error"].startswith(f"{MAX_RUNTIME_FAULTS} runtime faults")
+    assert _ask(control, b"DELETE", b"/faults/f0")[0] == 200
+    assert _ask(control, b"POST", b"/faults", {"kind": "hang", "name": "one more"})[0] == 201
 
 
 def test_changing_faults_needs_admin_faults_on() -> None:

@@ -16,9 +16,14 @@ from ._faults import Fault, FaultKind, FaultState, Selection
 from ._requestview import RequestView
 from ._rulemodel import Match
 
-__all__ = ["FaultTable", "RuntimeFault", "fault_json"]
+__all__ = ["MAX_RUNTIME_FAULTS", "FaultTable", "RuntimeFault", "fault_json"]
 
 _ANY = Match()
+
+# Every request is tested against every runtime fault, so the table's size bounds per-request
+# work; a test suite that needs more at once is leaking them (each `proxy.fault` block removes
+# its own).
+MAX_RUNTIME_FAULTS = 64
 
 
 @dataclass(slots=True)
@@ -60,10 +65,16 @@ class FaultTable:
         self, fault: Fault, match: Match = _ANY, match_json: Mapping[str, Any] | None = None
     ) -> RuntimeFault:
         """Add ``fault`` under its name (its label when it has none); `KeyError` if a fault of
-        that name is there already (remove it first: two of a name could not be told apart)."""
+        that name is there already (remove it first: two of a name could not be told apart) or
+        the table holds `MAX_RUNTIME_FAULTS` already."""
         name = fault.name or fault.label
         if name in self._faults:
             raise KeyError(f"a fault named {name!r} is active already; remove it first")
+        if len(self._faults) >= MAX_RUNTIME_FAULTS:
+            raise KeyError(
+                f"{MAX_RUNTIME_FAULTS} runtime faults are active already (the most there can "
+                "be); remove one first"
+            )
         added = RuntimeFault(name, match, FaultState(fault), dict(match_json or {}))
         self._faults[name] = added
         return added
