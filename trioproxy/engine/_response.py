@@ -57,10 +57,22 @@ async def read_response_head(
     Returns it with the bytes received past it (the start of the body), which the strict
     chunked check still has to see.
     """
-    deadline = trio.current_time() + ctx.settings.timeouts.upstream_response_s
+    started = trio.current_time()
+    deadline = started + ctx.settings.timeouts.upstream_response_s
+    now: float | None = started  # (read once for the first bytes; later ones read it again)
     reader = ResponseHeadReader(bytearray(), ctx.settings.limits)
     informational = 0
+    end = -1  # (nothing received yet: no need to look)
     while True:
+        if end < 0:
+            data = await _receive_head_bytes(down, up, deadline, now, watch_client=watch_client)
+            now = None
+            if not data:  # EOF: before any byte, the stale keep-alive race; else a cut head
+                raise up.failure(
+                    f"upstream {up.address} closed the connection",
+                    f"upstream {up.address} closed mid-response-head",
+                )
+            reader.add(data)
         try:
             end = reader.head_end()
         # (One name per handler type: mypyc types a name shared by two handlers by the first.)
@@ -71,13 +83,6 @@ async def read_response_head(
         except FramingError as exc:
             raise UpstreamError(f"malformed response from upstream {up.address}: {exc}") from exc
         if end < 0:
-            data = await _receive_head_bytes(down, up, deadline, watch_client=watch_client)
-            if not data:  # EOF: before any byte, the stale keep-alive race; else a cut head
-                raise up.failure(
-                    f"upstream {up.address} closed the connection",
-                    f"upstream {up.address} closed mid-response-head",
-                )
-            reader.add(data)
             continue
         reader.drop(end)
         event = _next_upstream_event(up)
@@ -99,17 +104,23 @@ async def read_response_head(
 
 
 async def _receive_head_bytes(
-    down: Downstream, up: UpstreamConnection, deadline: float, *, watch_client: bool
+    down: Downstream,
+    up: UpstreamConnection,
+    deadline: float,
+    now: float | None,
+    *,
+    watch_client: bool,
 ) -> bytes:
     """The upstream's next bytes of a response head, by ``deadline``, which holds however
-    many bytes keep arriving (an origin sending 1xx without end).
+    many bytes keep arriving (an origin sending 1xx without end). ``now``: the time, if the
+    caller has just read it.
 
     With ``watch_client`` (a body-less request leaves nobody reading the client's socket),
     an answer slower than ``_WATCH_CLIENT_AFTER_S`` is awaited while watching the client: a
     client that gave up ends the exchange (and the upstream connection with it). Nothing is
     read from either socket while both are watched, so giving up loses no byte.
     """
-    left_s = deadline - trio.current_time()
+    left_s = deadline - (trio.current_time() if now is None else now)
     if left_s <= 0:
         raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
     if not watch_client or left_s <= _WATCH_CLIENT_AFTER_S:
