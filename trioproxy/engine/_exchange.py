@@ -63,6 +63,7 @@ from ..core._headers import (
     header_value,
     plan_request,
     reason_phrase,
+    response_fields,
     response_headers,
 )
 from ..core._requestview import RequestView, request_view
@@ -514,9 +515,11 @@ class Exchange(Responder):
         raw = response.headers.raw_items()
         if record.notes is not None:
             record.notes.upstream_headers = raw
-        headers = response_headers(
+        # (One pass over the origin's fields gives the client's and what the record takes.)
+        fields = response_fields(
             raw, response.http_version, rules=ctx.forwarding, request_id=record.request_id
         )
+        headers = fields.headers
         if plan.edit_response is not None:  # response-header rules
             headers = plan.edit_response(response.status_code, headers)
         record.upstream_status = response.status_code
@@ -527,7 +530,7 @@ class Exchange(Responder):
                 # (`UpstreamConnection.reusable`), and the answer is flushed on return.
                 self._queue_answer(replacement, validated=False)
                 return
-        record.section_io_tag = header_value(raw, b"section-io-tag")
+        record.section_io_tag = fields.section_io_tag
         faults = self.faults
         if faults is not None:
             await self._faults_before_head(faults, response, received)
@@ -538,18 +541,18 @@ class Exchange(Responder):
             transform = self.hooks.body_transform("response_body")
             if transform is not None:  # the hook decides the length: h11 frames it
                 headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
-        content_type = header_value(raw, b"content-type")
         self.queue_head(
-            response.status_code, headers, reason=response.reason, content_type=content_type
+            response.status_code, headers, reason=response.reason, content_type=fields.content_type
         )
         if faults is not None:
             await faults.after_head(
                 Direction.CLIENT, down, down, self.timeouts.client_send_s, self._let_go_upstream
             )
         # Trailers survive only where the downstream framing is chunked too.
-        keep_trailers = self.request.http_version != b"1.0" and not header_value(
-            headers, b"content-length"
-        )
+        has_length = fields.has_length
+        if plan.edit_response is not None or self.hooks is not None:  # (they may change it)
+            has_length = bool(header_value(headers, b"content-length"))
+        keep_trailers = self.request.http_version != b"1.0" and not has_length
         await relay_body(
             down,
             up,
@@ -557,6 +560,7 @@ class Exchange(Responder):
             raw,
             received,
             ctx.settings,
+            chunked=fields.chunked,
             keep_trailers=keep_trailers,
             transform=transform,
         )

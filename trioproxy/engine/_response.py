@@ -19,7 +19,7 @@ from ..config._settings import Settings
 from ..core._accesslog import AccessRecord
 from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientGone, UpstreamError, UpstreamTimeout
-from ..core._headers import header_value, response_headers, trailer_headers
+from ..core._headers import response_headers, trailer_headers
 from ..core._headreader import HeadTooLarge, ResponseHeadReader
 from ..core._strict import FramingError
 from ._context import ProxyContext
@@ -156,15 +156,17 @@ async def relay_body(
     received: bytearray,
     settings: Settings,
     *,
+    chunked: bool,
     keep_trailers: bool,
     transform: Transform | None = None,
 ) -> None:
     """Relay the response body, whose head (``head``: the origin's header fields) the client
     has been sent, to its end; the last bytes stay queued for the exchange to flush after
-    the connection went back to the pool. ``received``: its first bytes, already read.
+    the connection went back to the pool. ``received``: its first bytes, already read;
+    ``chunked``: the head has a Transfer-Encoding (checked strictly as it arrives).
     With a hook's ``transform``, each slice goes through it first (the head the client got
     has no Content-Length: h11 frames what the hook returns)."""
-    chunks = ChunkedChecker() if header_value(head, b"transfer-encoding") else None
+    chunks = ChunkedChecker() if chunked else None
     if chunks is not None and received:
         await check_chunks(chunks, received, _upstream_framing_error)
     while True:
