@@ -125,6 +125,9 @@ NOTED_REQUEST_HEADERS = frozenset(
 _CLIENT_CLAIMS = frozenset({b"true-client-ip", b"x-forwarded-for"})
 
 
+_NO_OPTIONS: frozenset[bytes] = frozenset()
+
+
 def connection_options(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """The lower-cased names listed in every ``Connection`` field (RFC 9110 7.6.1)."""
     names: set[bytes] = set()
@@ -132,7 +135,7 @@ def connection_options(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[byte
         if name.lower() == b"connection":
             names.update(token.strip().lower() for token in value.split(b","))
     names.discard(b"")
-    return frozenset(names - _NEVER_HOP_BY_HOP)
+    return frozenset(names - _NEVER_HOP_BY_HOP) if names else _NO_OPTIONS
 
 
 def plan_request(
@@ -157,8 +160,10 @@ def plan_request(
     if method == b"CONNECT":
         raise MethodNotAllowed("CONNECT: this is a reverse proxy, not a forward proxy")
     options = connection_options(headers)
-    dropped = options | HOP_BY_HOP
-    trusted = rules.trusts(peer_ip.decode("latin-1"))
+    # (Most requests have no Connection options, and most proxies no trusted_proxies: then
+    # no set is built and no address decoded.)
+    dropped = options | HOP_BY_HOP if options else HOP_BY_HOP
+    trusted = rules.trusted_proxies is None or rules.trusts(peer_ip.decode("latin-1"))
     if not trusted:
         # Claims about the client from a peer we do not trust go no further: the upstream
         # hears of the TCP peer only (the access log still shows what was received).
@@ -209,14 +214,16 @@ def plan_request(
         raise ClientError("both Content-Length and Transfer-Encoding")
     if len(hosts) > 1:
         raise ClientError("more than one Host header")
-    target, host = _origin_form(target, hosts[0] if hosts else None)
+    host = b""  # the authority an absolute-form target names
+    if not target.startswith(b"/"):  # (origin-form, nearly every request: nothing to do)
+        target, host = _origin_form(target, hosts[0] if hosts else None)
     if not hosts:
         if http_version != b"1.0":
             raise ClientError("missing Host header")  # h11 rejects it first; belt and braces
         out.insert(0, (b"Host", host or upstream_authority))
 
     request_id = request_ids[0] if len(request_ids) == 1 else b""
-    if not _REQUEST_ID.fullmatch(request_id):
+    if not (request_id and _REQUEST_ID.fullmatch(request_id)):
         request_id = make_request_id()
     if request_id_index >= 0:
         out[request_id_index] = (out[request_id_index][0], request_id)
