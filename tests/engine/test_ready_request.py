@@ -4,8 +4,7 @@ and the eviction find it, only when nothing is there yet."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import cast
+import dataclasses
 
 import trio
 import trio.testing
@@ -15,8 +14,7 @@ from trioproxy.engine._context import ProxyContext
 from trioproxy.engine._memory import MemoryTransport, memory_transport_pair
 from trioproxy.engine._peer import Downstream, server_h11
 
-from ..memnet import wait_until
-from ..support import make_settings
+from ..memnet import memory_proxy, wait_until
 
 GET = b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -31,21 +29,24 @@ class _ScopesSeen(dict[trio.CancelScope, None]):
         super().__setitem__(scope, value)
 
 
-def _connection() -> tuple[Downstream, ProxyContext, _ScopesSeen, MemoryTransport]:
-    settings = make_settings()
+def _connection(
+    server_ctx: ProxyContext,
+) -> tuple[Downstream, ProxyContext, _ScopesSeen, MemoryTransport]:
+    """A client connection beside the server's, served under a copy of its context whose
+    idle scopes are counted."""
     client, server = memory_transport_pair()
     scopes = _ScopesSeen()
-    ctx = SimpleNamespace(settings=settings, draining=False, idle_scopes=scopes)
-    down = Downstream(server, server_h11(settings.limits))
-    return down, cast(ProxyContext, ctx), scopes, client
+    ctx = dataclasses.replace(server_ctx, idle_scopes=scopes)
+    return Downstream(server, server_h11(ctx.settings.limits)), ctx, scopes, client
 
 
 async def test_a_request_already_there_is_read_without_the_idle_scope(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    down, ctx, scopes, client = _connection()
-    client.write_nowait(memoryview(GET))
-    request = await _read_request(down, ctx, first=False)
+    async with memory_proxy() as proxy:
+        down, ctx, scopes, client = _connection(proxy.server.ctx)
+        client.write_nowait(memoryview(GET))
+        request = await _read_request(down, ctx, first=False)
     assert request is not None and request.target == b"/small"
     assert scopes.registered == 0
 
@@ -53,9 +54,9 @@ async def test_a_request_already_there_is_read_without_the_idle_scope(
 async def test_a_request_not_there_yet_is_awaited_in_the_idle_scope(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    down, ctx, scopes, client = _connection()
-    async with trio.open_nursery() as nursery:
-        got: list[object] = []
+    got: list[object] = []
+    async with memory_proxy() as proxy, trio.open_nursery() as nursery:
+        down, ctx, scopes, client = _connection(proxy.server.ctx)
 
         async def read() -> None:
             got.append(await _read_request(down, ctx, first=False))
