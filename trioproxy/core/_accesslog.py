@@ -257,9 +257,14 @@ def _header(attribute: str) -> str:
 _FIELDS: dict[str, tuple[str, bool]] = {
     "time": ("_time(r)", False),
     "time_taken_ms": ("str(round(r.duration_s * 1000))", False),
-    "request": ("_request(r)", True),
+    # (The short ones inline, not calls: a line runs every expression once per request.)
+    "request": (
+        '(f\'{r.method.decode("latin-1")} {r.target.decode("latin-1")} '
+        'HTTP/{r.http_version.decode("latin-1")}\' if r.method else "-")',
+        True,
+    ),
     "method": (_header("method"), True),
-    "path": ("_path(r)", True),
+    "path": ('(r.target.partition(b"?")[0].decode("latin-1") or "-")', True),
     "status": ('(str(r.status) if r.status else "-")', False),
     "bytes": ("str(r.bytes_sent)", False),
     "response_body_bytes": ("str(r.body_bytes_sent)", False),
@@ -269,11 +274,17 @@ _FIELDS: dict[str, tuple[str, bool]] = {
     "referrer": (_header("referrer"), True),
     "useragent": (_header("user_agent"), True),
     "http_x_forwarded_proto": (_header("x_forwarded_proto"), True),
-    "remote_addr": ("_remote_addr(r)", True),
+    "remote_addr": (
+        '(r.true_client_ip.decode("latin-1") if r.true_client_ip else r.peer or "-")',
+        True,
+    ),
     "x_forwarded_for": (_header("x_forwarded_for"), True),
     "upstream_status": ('(str(r.upstream_status) if r.upstream_status else "-")', False),
     "upstream_addr": ('(r.upstream_addr or "-")', True),
-    "upstream_time_ms": ("_upstream_time_ms(r)", False),
+    "upstream_time_ms": (
+        '("-" if r.upstream_duration_s < 0 else str(round(r.upstream_duration_s * 1000)))',
+        False,
+    ),
     "section_io_id": (_header("section_io_id"), True),
     "request_id": (_header("request_id"), True),
     "section_io_tag": (_header("section_io_tag"), True),
@@ -300,42 +311,10 @@ def _time(record: AccessRecord) -> str:
     return f"{stamp}.{millisecond:03d}{offset}"
 
 
-def _request(record: AccessRecord) -> str:
-    # nginx's $request: the request line as received ("-" when none was parsed).
-    if not record.method:
-        return MISSING
-    method, target = record.method.decode("latin-1"), record.target.decode("latin-1")
-    return f"{method} {target} HTTP/{record.http_version.decode('latin-1')}"
-
-
-def _path(record: AccessRecord) -> str:
-    # The request target up to its query string, as received (nginx's $uri would be
-    # percent-decoded and normalised; the full target is in "request").
-    path = record.target.partition(b"?")[0]
-    return path.decode("latin-1") if path else MISSING
-
-
-def _remote_addr(record: AccessRecord) -> str:
-    # The platform puts the real client (taken from X-Forwarded-For) in True-Client-IP; the TCP
-    # peer is the previous proxy in the chain.
-    if record.true_client_ip:
-        return record.true_client_ip.decode("latin-1")
-    return record.peer or MISSING
-
-
-def _upstream_time_ms(record: AccessRecord) -> str:
-    seconds = record.upstream_duration_s
-    return MISSING if seconds < 0 else str(round(seconds * 1000))
-
-
 _NAMESPACE: dict[str, Any] = {
     "_json": encode_basestring_ascii,
     "_ltsv": ltsv_escape,
     "_time": _time,
-    "_request": _request,
-    "_path": _path,
-    "_remote_addr": _remote_addr,
-    "_upstream_time_ms": _upstream_time_ms,
     "_json_extra": _json_extra,
     "_ltsv_extra": _ltsv_extra,
 }

@@ -73,9 +73,19 @@ class ForwardingRules:
     append_x_forwarded_for: bool = True
     # Peers whose True-Client-IP and X-Forwarded-For are believed; None: every peer.
     trusted_proxies: CidrSet | None = None
+    _via_11: bytes = field(init=False, repr=False, compare=False, default=b"")
 
     def trusts(self, peer_ip: str) -> bool:
         return self.trusted_proxies is None or self.trusted_proxies.contains(peer_ip)
+
+    def via_value(self, http_version: bytes) -> bytes:
+        """Our Via field's value for a message of ``http_version`` ("1.1 trioproxy")."""
+        if http_version == b"1.1":  # (nearly every message: made once, not per message)
+            return self._via_11
+        return b"%s %s" % (http_version, self.via)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_via_11", b"1.1 " + self.via)  # (frozen: set once, here)
 
 
 @dataclass(slots=True)
@@ -115,6 +125,9 @@ NOTED_REQUEST_HEADERS = frozenset(
 _CLIENT_CLAIMS = frozenset({b"true-client-ip", b"x-forwarded-for"})
 
 
+_NO_OPTIONS: frozenset[bytes] = frozenset()
+
+
 def connection_options(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """The lower-cased names listed in every ``Connection`` field (RFC 9110 7.6.1)."""
     names: set[bytes] = set()
@@ -122,7 +135,7 @@ def connection_options(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[byte
         if name.lower() == b"connection":
             names.update(token.strip().lower() for token in value.split(b","))
     names.discard(b"")
-    return frozenset(names - _NEVER_HOP_BY_HOP)
+    return frozenset(names - _NEVER_HOP_BY_HOP) if names else _NO_OPTIONS
 
 
 def plan_request(
@@ -147,8 +160,10 @@ def plan_request(
     if method == b"CONNECT":
         raise MethodNotAllowed("CONNECT: this is a reverse proxy, not a forward proxy")
     options = connection_options(headers)
-    dropped = options | HOP_BY_HOP
-    trusted = rules.trusts(peer_ip.decode("latin-1"))
+    # (Most requests have no Connection options, and most proxies no trusted_proxies: then
+    # no set is built and no address decoded.)
+    dropped = options | HOP_BY_HOP if options else HOP_BY_HOP
+    trusted = rules.trusted_proxies is None or rules.trusts(peer_ip.decode("latin-1"))
     if not trusted:
         # Claims about the client from a peer we do not trust go no further: the upstream
         # hears of the TCP peer only (the access log still shows what was received).
@@ -199,14 +214,16 @@ def plan_request(
         raise ClientError("both Content-Length and Transfer-Encoding")
     if len(hosts) > 1:
         raise ClientError("more than one Host header")
-    target, host = _origin_form(target, hosts[0] if hosts else None)
+    host = b""  # the authority an absolute-form target names
+    if not target.startswith(b"/"):  # (origin-form, nearly every request: nothing to do)
+        target, host = _origin_form(target, hosts[0] if hosts else None)
     if not hosts:
         if http_version != b"1.0":
             raise ClientError("missing Host header")  # h11 rejects it first; belt and braces
         out.insert(0, (b"Host", host or upstream_authority))
 
     request_id = request_ids[0] if len(request_ids) == 1 else b""
-    if not _REQUEST_ID.fullmatch(request_id):
+    if not (request_id and _REQUEST_ID.fullmatch(request_id)):
         request_id = make_request_id()
     if request_id_index >= 0:
         out[request_id_index] = (out[request_id_index][0], request_id)
@@ -223,7 +240,7 @@ def plan_request(
         out.append((b"True-Client-IP", peer_ip))
         noted.pop(b"true-client-ip", None)  # not believed: remote_addr is the peer
     if rules.via:
-        out.append((b"Via", b"%s %s" % (http_version, rules.via)))
+        out.append((b"Via", rules.via_value(http_version)))
 
     # Only WebSocket is tunnelled (RFC 6455 4.1: a GET over HTTP/1.1); other protocols
     # (h2c, ...) lose their Upgrade and the request goes on as plain HTTP/1.1.
@@ -284,6 +301,75 @@ def _origin_form(target: bytes, host: bytes | None) -> tuple[bytes, bytes]:
     return origin.encode("ascii"), authority
 
 
+class ResponseFields:
+    """A response head as the client gets it (`headers`), and what the exchange reads of the
+    origin's fields: its content type and section-io-tag (for the access line), and its
+    framing (``chunked``; ``has_length``: a Content-Length, which stays in ``headers``)."""
+
+    __slots__ = ("chunked", "content_type", "has_length", "headers", "section_io_tag")
+
+    def __init__(
+        self,
+        headers: Headers,
+        content_type: bytes,
+        section_io_tag: bytes,
+        *,
+        chunked: bool,
+        has_length: bool,
+    ) -> None:
+        self.headers = headers
+        self.content_type = content_type
+        self.section_io_tag = section_io_tag
+        self.chunked = chunked
+        self.has_length = has_length
+
+
+def response_fields(
+    headers: Sequence[tuple[bytes, bytes]],
+    http_version: bytes,
+    *,
+    rules: ForwardingRules,
+    request_id: bytes = b"",
+    switching: bool = False,
+) -> ResponseFields:
+    """The upstream response's end-to-end headers, plus our Via; with what the exchange
+    reads of them, found in the same pass (a response runs this once).
+
+    Raises UpstreamError for framing a downstream parser could read two ways.
+    """
+    out: Headers = []
+    content_type = section_io_tag = b""
+    has_length = chunked = False
+    listed: list[bytes] = []  # the values of Connection fields
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"content-length":
+            has_length = True
+        elif lname == b"transfer-encoding":
+            chunked = True
+        elif lname == b"content-type":
+            content_type = content_type or value
+        elif lname == b"section-io-tag":
+            section_io_tag = section_io_tag or value
+        elif lname == b"connection":
+            listed.append(value)
+        if lname not in HOP_BY_HOP and not (request_id and lname == b"x-request-id"):
+            out.append((name, value))
+    if has_length and chunked:
+        raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
+    if listed:  # (usually "keep-alive" or "close": hop-by-hop already)
+        options = connection_options((b"connection", value) for value in listed)
+        if options - HOP_BY_HOP:
+            out = [(name, value) for name, value in out if name.lower() not in options]
+    if switching:  # a 101 for our WebSocket upgrade: the switch itself is end-to-end
+        out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
+    if request_id:  # the client learns the ID its request is logged under
+        out.append((b"X-Request-ID", request_id))
+    if rules.via:
+        out.append((b"Via", rules.via_value(http_version)))
+    return ResponseFields(out, content_type, section_io_tag, chunked=chunked, has_length=has_length)
+
+
 def response_headers(
     headers: Sequence[tuple[bytes, bytes]],
     http_version: bytes,
@@ -292,28 +378,10 @@ def response_headers(
     request_id: bytes = b"",
     switching: bool = False,
 ) -> Headers:
-    """The upstream response's end-to-end headers, plus our Via.
-
-    Raises UpstreamError for framing a downstream parser could read two ways.
-    """
-    dropped = connection_options(headers) | HOP_BY_HOP
-    out: Headers = []
-    framings = 0
-    for name, value in headers:
-        lname = name.lower()
-        if lname in (b"content-length", b"transfer-encoding"):
-            framings |= 1 if lname == b"content-length" else 2
-        if lname not in dropped and not (request_id and lname == b"x-request-id"):
-            out.append((name, value))
-    if framings == 3:
-        raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
-    if switching:  # a 101 for our WebSocket upgrade: the switch itself is end-to-end
-        out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
-    if request_id:  # the client learns the ID its request is logged under
-        out.append((b"X-Request-ID", request_id))
-    if rules.via:
-        out.append((b"Via", b"%s %s" % (http_version, rules.via)))
-    return out
+    """`response_fields`' headers alone (interim responses, the 101)."""
+    return response_fields(
+        headers, http_version, rules=rules, request_id=request_id, switching=switching
+    ).headers
 
 
 def trailer_headers(

@@ -74,28 +74,18 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
     head = bytearray(down.h11.trailing_data[0])  # pipelined: already in h11's buffer
     fed = len(head)
     if not head:
-        # Wait for a first byte: on a new connection no longer than for a whole head (a
-        # silent connection is the cheapest slowloris), between requests as long as
-        # keep-alive allows; and give up at once if the proxy starts draining, or if a new
-        # client needs the slot (the oldest idle connection goes first, as in nginx).
-        # The idle scope carries the deadline itself: an idle connection holds one cancel
-        # scope, not two (idle keep-alive connections are what a proxy holds most of).
-        wait_s = timeouts.client_header_s if first else timeouts.client_idle_s
-        with trio.CancelScope(deadline=trio.current_time() + wait_s) as idle:
-            ctx.idle_scopes[idle] = None
-            try:
-                if ctx.draining:
-                    return None
-                head += await down.recv(math.inf)
-                if not head:
-                    return None  # the client closed between requests
-            finally:
-                del ctx.idle_scopes[idle]
-        if idle.cancelled_caught:  # keep-alive expired, draining or evicted: close quietly
+        if ctx.draining:
             return None
+        # Under load the next request is usually there already: read it without the idle
+        # scope (entering and leaving a cancel scope costs more than the read).
+        ready = await down.recv_if_ready()
+        if ready is None:
+            ready = await _wait_for_request(down, ctx, first=first)
+        if not ready:
+            return None  # the client closed between requests, or it idled out
+        head += ready
     try:
-        deadline = trio.current_time() + timeouts.client_header_s
-        await _read_request_head(down, head, fed, ctx.settings.limits, deadline)
+        await _read_request_head(down, head, fed, ctx.settings.limits, timeouts.client_header_s)
         return _parsed_request(down)
     except ClientError as exc:  # malformed, oversized, or too slow to arrive (slowloris: 408)
         await reject(down, ctx, exc)
@@ -112,18 +102,41 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         return None
 
 
+async def _wait_for_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> bytes | None:
+    """Wait for a first byte: on a new connection no longer than for a whole head (a silent
+    connection is the cheapest slowloris), between requests as long as keep-alive allows;
+    and give up (None) at once if the proxy starts draining, or if a new client needs the
+    slot (the oldest idle connection goes first, as in nginx). The idle scope carries the
+    deadline itself: an idle connection holds one cancel scope, not two (idle keep-alive
+    connections are what a proxy holds most of)."""
+    timeouts = ctx.settings.timeouts
+    wait_s = timeouts.client_header_s if first else timeouts.client_idle_s
+    with trio.CancelScope(deadline=trio.current_time() + wait_s) as idle:
+        ctx.idle_scopes[idle] = None
+        try:
+            if ctx.draining:
+                return None
+            await down.wait_readable()
+            return await down.recv_after_wait(math.inf)
+        finally:
+            del ctx.idle_scopes[idle]
+    return None  # keep-alive expired, draining or evicted: close quietly
+
+
 class _Closed(Exception):
     """The client closed the connection between requests."""
 
 
 async def _read_request_head(
-    down: Downstream, head: bytearray, fed: int, limits: Limits, deadline: float
+    down: Downstream, head: bytearray, fed: int, limits: Limits, timeout_s: float
 ) -> None:
-    """Receive until ``head`` holds a whole request head that passes the strict checks, by
-    the deadline (usually it is all there already: then nothing waits), then give h11 the
-    bytes it does not have yet (the first ``fed`` it has). Partial heads are held once, here,
-    not also in h11's buffer: they are what a slowloris makes the proxy hold."""
+    """Receive until ``head`` holds a whole request head that passes the strict checks,
+    within ``timeout_s`` (usually it is all there already: then nothing waits, and the clock
+    is not even read), then give h11 the bytes it does not have yet (the first ``fed`` it
+    has). Partial heads are held once, here, not also in h11's buffer: they are what a
+    slowloris makes the proxy hold."""
     reader = RequestHeadReader(head, limits)
+    deadline: float | None = None  # set when the head first turns out incomplete
     while True:
         try:
             end = reader.head_end()
@@ -144,7 +157,10 @@ async def _read_request_head(
             return
         # Checked here too, not only while waiting: bytes that keep coming (empty lines
         # without end) must not keep the head open past its deadline.
-        left_s = deadline - trio.current_time()
+        now = trio.current_time()
+        if deadline is None:
+            deadline = now + timeout_s
+        left_s = deadline - now
         if left_s <= 0:
             raise ClientError("client too slow", status=408)
         if fed:  # a pipelined head not whole yet: hold it here only, not also in h11's buffer

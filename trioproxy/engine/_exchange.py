@@ -63,6 +63,7 @@ from ..core._headers import (
     header_value,
     plan_request,
     reason_phrase,
+    response_fields,
     response_headers,
 )
 from ..core._requestview import RequestView, request_view
@@ -175,7 +176,8 @@ class Responder:
                 status_code=101, headers=headers, reason=reason, _parsed=validated
             )
         else:
-            if close or self.last_on_connection:
+            # (`last_on_connection`, inline: this runs for every response)
+            if close or self.ctx.draining or down.closing or down.h11.their_state is h11.SEND_BODY:
                 headers.append((b"Connection", b"close"))
             head = h11.Response(
                 status_code=status,
@@ -218,8 +220,9 @@ class Responder:
             return
         await self.flush_to_client()
 
-    async def flush_to_client(self) -> None:
-        await self.down.flush(self.ctx.settings.timeouts.client_send_s)
+    def flush_to_client(self) -> Coroutine[None, None, None]:
+        # Not a coroutine itself: one frame less to resume at every wait of the flush.
+        return self.down.flush(self.ctx.settings.timeouts.client_send_s)
 
 
 class Exchange(Responder):
@@ -240,7 +243,11 @@ class Exchange(Responder):
         )
         if ctx.shared.journal:
             record.notes = ExchangeNotes(request.headers.raw_items())
-        super().__init__(down, ctx, record)
+        # (Responder's fields set here, not through its __init__: one call less per request.)
+        self.down = down
+        self.ctx = ctx
+        self.record = record
+        self.head_at = -1
         self.request = request
         self.up: UpstreamConnection | None = None  # while one is held
         self.body: RequestBody | None = None  # a request body still to send upstream
@@ -400,56 +407,57 @@ class Exchange(Responder):
         only when the reused connection ended before any response byte arrived (the error is
         then `UpstreamClosed`: `UpstreamConnection.failure` decides which).
         """
+        # (One coroutine frame, not two: every frame of the chain is resumed at every wait.)
         try:
-            await self._forward_on_pooled_connection()
+            pool, plan, record = self.ctx.pool, self.plan, self.record
+            if plan.body is not BodyKind.NONE:
+                self._start_receive_floor()
+            self.body = await buffer_request_body(self.down, plan, self.ctx.settings)
+            if self.body is not None and record.notes is not None:
+                keep_prefix(self.body, record.notes, self.ctx.shared.journal_body_bytes)
+            up, reused, waited = await pool.acquire()
+            # Left while we waited? Then the origin never hears of it. (No checkpoint between
+            # the acquire and the loop below: a cancellation cannot leak the connection.)
+            if waited and self.down.peer_closed():
+                pool.give_back(up)
+                raise ClientGone(
+                    "client closed the connection while waiting for an upstream connection"
+                )
+            while True:
+                self.up = up
+                record.upstream_addr = up.address
+                if record.notes is not None:
+                    record.notes.upstream_reused = reused
+                started = trio.current_time()
+                try:
+                    await self._send_and_relay()
+                except UpstreamClosed as exc:
+                    pool.discard(up)
+                    if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
+                        raise
+                    log.info(
+                        "retrying on a fresh connection: %s", exc, extra=request_fields(record)
+                    )
+                    self.ctx.stats.retries += 1
+                    up, reused = await pool.connect_fresh()
+                    continue
+                except BaseException:
+                    pool.discard(up)
+                    raise
+                finally:
+                    self.up = None
+                    record.upstream_duration_s = trio.current_time() - started
+                # The upstream is done with: back to the pool before the client's last bytes
+                # go out.
+                pool.release(up)
+                if self.delay_s:
+                    await self._delay_response()
+                await self.flush_to_client()
+                return
         finally:  # the rate floors are this request's only, however it ends
             self.down.send_floor = self.down.receive_floor = None
             if self.faults is not None:
                 FaultRun.restore(self.down)
-
-    async def _forward_on_pooled_connection(self) -> None:
-        pool, plan, record = self.ctx.pool, self.plan, self.record
-        if plan.body is not BodyKind.NONE:
-            self._start_receive_floor()
-        self.body = await buffer_request_body(self.down, plan, self.ctx.settings)
-        if self.body is not None and record.notes is not None:
-            keep_prefix(self.body, record.notes, self.ctx.shared.journal_body_bytes)
-        up, reused, waited = await pool.acquire()
-        # Left while we waited? Then the origin never hears of it. (No checkpoint between the
-        # acquire and the loop below: a cancellation cannot leak the connection.)
-        if waited and self.down.peer_closed():
-            pool.give_back(up)
-            raise ClientGone(
-                "client closed the connection while waiting for an upstream connection"
-            )
-        while True:
-            self.up = up
-            record.upstream_addr = up.address
-            if record.notes is not None:
-                record.notes.upstream_reused = reused
-            started = trio.current_time()
-            try:
-                await self._send_and_relay()
-            except UpstreamClosed as exc:
-                pool.discard(up)
-                if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
-                    raise
-                log.info("retrying on a fresh connection: %s", exc, extra=request_fields(record))
-                self.ctx.stats.retries += 1
-                up, reused = await pool.connect_fresh()
-                continue
-            except BaseException:
-                pool.discard(up)
-                raise
-            finally:
-                self.up = None
-                record.upstream_duration_s = trio.current_time() - started
-            # The upstream is done with: back to the pool before the client's last bytes go out.
-            pool.release(up)
-            if self.delay_s:
-                await self._delay_response()
-            await self.flush_to_client()
-            return
 
     async def _send_and_relay(self) -> None:
         """The request head and body upstream, the response back (once)."""
@@ -478,7 +486,7 @@ class Exchange(Responder):
                 )
             if self.body is None:
                 up.queue(h11.EndOfMessage())
-                await up.flush(self.timeouts.upstream_send_s)
+                await up.flush(self.ctx.settings.timeouts.upstream_send_s)
                 await self._relay_response()
                 return
             # A complete response ends the exchange; an unfinished upload is then abandoned
@@ -507,9 +515,11 @@ class Exchange(Responder):
         raw = response.headers.raw_items()
         if record.notes is not None:
             record.notes.upstream_headers = raw
-        headers = response_headers(
+        # (One pass over the origin's fields gives the client's and what the record takes.)
+        fields = response_fields(
             raw, response.http_version, rules=ctx.forwarding, request_id=record.request_id
         )
+        headers = fields.headers
         if plan.edit_response is not None:  # response-header rules
             headers = plan.edit_response(response.status_code, headers)
         record.upstream_status = response.status_code
@@ -520,7 +530,7 @@ class Exchange(Responder):
                 # (`UpstreamConnection.reusable`), and the answer is flushed on return.
                 self._queue_answer(replacement, validated=False)
                 return
-        record.section_io_tag = header_value(raw, b"section-io-tag")
+        record.section_io_tag = fields.section_io_tag
         faults = self.faults
         if faults is not None:
             await self._faults_before_head(faults, response, received)
@@ -531,18 +541,18 @@ class Exchange(Responder):
             transform = self.hooks.body_transform("response_body")
             if transform is not None:  # the hook decides the length: h11 frames it
                 headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
-        content_type = header_value(raw, b"content-type")
         self.queue_head(
-            response.status_code, headers, reason=response.reason, content_type=content_type
+            response.status_code, headers, reason=response.reason, content_type=fields.content_type
         )
         if faults is not None:
             await faults.after_head(
                 Direction.CLIENT, down, down, self.timeouts.client_send_s, self._let_go_upstream
             )
         # Trailers survive only where the downstream framing is chunked too.
-        keep_trailers = self.request.http_version != b"1.0" and not header_value(
-            headers, b"content-length"
-        )
+        has_length = fields.has_length
+        if plan.edit_response is not None or self.hooks is not None:  # (they may change it)
+            has_length = bool(header_value(headers, b"content-length"))
+        keep_trailers = self.request.http_version != b"1.0" and not has_length
         await relay_body(
             down,
             up,
@@ -550,6 +560,7 @@ class Exchange(Responder):
             raw,
             received,
             ctx.settings,
+            chunked=fields.chunked,
             keep_trailers=keep_trailers,
             transform=transform,
         )

@@ -19,7 +19,7 @@ from ..config._settings import Settings
 from ..core._accesslog import AccessRecord
 from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientGone, UpstreamError, UpstreamTimeout
-from ..core._headers import header_value, response_headers, trailer_headers
+from ..core._headers import response_headers, trailer_headers
 from ..core._headreader import HeadTooLarge, ResponseHeadReader
 from ..core._strict import FramingError
 from ._context import ProxyContext
@@ -57,10 +57,22 @@ async def read_response_head(
     Returns it with the bytes received past it (the start of the body), which the strict
     chunked check still has to see.
     """
-    deadline = trio.current_time() + ctx.settings.timeouts.upstream_response_s
+    started = trio.current_time()
+    deadline = started + ctx.settings.timeouts.upstream_response_s
+    now: float | None = started  # (read once for the first bytes; later ones read it again)
     reader = ResponseHeadReader(bytearray(), ctx.settings.limits)
     informational = 0
+    end = -1  # (nothing received yet: no need to look)
     while True:
+        if end < 0:
+            data = await _receive_head_bytes(down, up, deadline, now, watch_client=watch_client)
+            now = None
+            if not data:  # EOF: before any byte, the stale keep-alive race; else a cut head
+                raise up.failure(
+                    f"upstream {up.address} closed the connection",
+                    f"upstream {up.address} closed mid-response-head",
+                )
+            reader.add(data)
         try:
             end = reader.head_end()
         # (One name per handler type: mypyc types a name shared by two handlers by the first.)
@@ -71,13 +83,6 @@ async def read_response_head(
         except FramingError as exc:
             raise UpstreamError(f"malformed response from upstream {up.address}: {exc}") from exc
         if end < 0:
-            data = await _receive_head_bytes(down, up, deadline, watch_client=watch_client)
-            if not data:  # EOF: before any byte, the stale keep-alive race; else a cut head
-                raise up.failure(
-                    f"upstream {up.address} closed the connection",
-                    f"upstream {up.address} closed mid-response-head",
-                )
-            reader.add(data)
             continue
         reader.drop(end)
         event = _next_upstream_event(up)
@@ -99,17 +104,23 @@ async def read_response_head(
 
 
 async def _receive_head_bytes(
-    down: Downstream, up: UpstreamConnection, deadline: float, *, watch_client: bool
+    down: Downstream,
+    up: UpstreamConnection,
+    deadline: float,
+    now: float | None,
+    *,
+    watch_client: bool,
 ) -> bytes:
     """The upstream's next bytes of a response head, by ``deadline``, which holds however
-    many bytes keep arriving (an origin sending 1xx without end).
+    many bytes keep arriving (an origin sending 1xx without end). ``now``: the time, if the
+    caller has just read it.
 
     With ``watch_client`` (a body-less request leaves nobody reading the client's socket),
     an answer slower than ``_WATCH_CLIENT_AFTER_S`` is awaited while watching the client: a
     client that gave up ends the exchange (and the upstream connection with it). Nothing is
     read from either socket while both are watched, so giving up loses no byte.
     """
-    left_s = deadline - trio.current_time()
+    left_s = deadline - (trio.current_time() if now is None else now)
     if left_s <= 0:
         raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
     if not watch_client or left_s <= _WATCH_CLIENT_AFTER_S:
@@ -145,20 +156,26 @@ async def relay_body(
     received: bytearray,
     settings: Settings,
     *,
+    chunked: bool,
     keep_trailers: bool,
     transform: Transform | None = None,
 ) -> None:
     """Relay the response body, whose head (``head``: the origin's header fields) the client
     has been sent, to its end; the last bytes stay queued for the exchange to flush after
-    the connection went back to the pool. ``received``: its first bytes, already read.
+    the connection went back to the pool. ``received``: its first bytes, already read;
+    ``chunked``: the head has a Transfer-Encoding (checked strictly as it arrives).
     With a hook's ``transform``, each slice goes through it first (the head the client got
     has no Content-Length: h11 frames what the hook returns)."""
-    chunks = ChunkedChecker() if header_value(head, b"transfer-encoding") else None
+    chunks = ChunkedChecker() if chunked else None
     if chunks is not None and received:
         await check_chunks(chunks, received, _upstream_framing_error)
     while True:
-        if transform is None:
-            event = _next_upstream_data(up, down, record)
+        if transform is None:  # (`_next_upstream_data`, inline: once per slice of every body)
+            try:
+                event, moved = move_data(up, down)
+            except h11.RemoteProtocolError as exc:
+                raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
+            record.body_bytes_sent += moved
         else:
             event = await _transformed(up, down, record, transform)
         if event is None:
@@ -177,17 +194,6 @@ async def relay_body(
             return
         else:
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
-
-
-def _next_upstream_data(
-    up: UpstreamConnection, down: Downstream, record: AccessRecord
-) -> NextEvent | None:
-    try:
-        event, moved = move_data(up, down)
-    except h11.RemoteProtocolError as exc:
-        raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
-    record.body_bytes_sent += moved
-    return event
 
 
 async def _transformed(
