@@ -38,6 +38,27 @@ from setuptools import setup
 #   compiled method lacks);
 # - hooks and faults (core/_hookspec, engine/_hooks, core/_faults, engine/_faultrun, ...)
 #   run user code and only when configured: interpreted, they cost nothing when they are not.
+#
+# What it gives is little, and only when modules are compiled together. Measured 2026-12-06
+# (bench/instructions.py --connections 50 --parser h11-mypyc, with callgrind's cache and
+# branch simulation; instructions per request, level-1 instruction-cache misses): interpreted
+# 836k (24.8k); this list 804k (26.7k, -3.8 %); its core/ modules alone 833k; its engine/
+# modules alone 847k and _strict, _headers, _headreader, _accesslog, _chunked alone 846k,
+# both more than interpreted; this list plus engine/_exchange, _response, _requestbody and
+# _pool 764k (26.1k, -8.6 %; _exchange needs its retry `continue` moved out of the
+# try/finally, and the tests' spies above stop seeing calls; compiled so, a client that
+# leaves is logged as an internal error in 10 engine and simulation tests: not yet known why).
+# CPU time per request under wrk -c50 (user + sys from /proc, medians of 3, four interleaved
+# rounds on a busy machine): this list 8 to 14 % above interpreted in three rounds (269 vs 292
+# us in the quietest), 13 % below in the busiest: fewer instructions, not less time. Why: CPython
+# 3.11 specialises attribute loads and method calls with inline caches, while compiled code
+# does them through the generic C API (type and dict lookups, bound-method calls) whenever
+# the object's class is not compiled in the same build: trio's, h11's, the configuration's
+# dataclasses, the interpreted engine classes. The interpreter dispatch saved is mostly spent
+# again there, and the larger machine code misses the instruction cache more (+8 %; the
+# iTLB, likely worse too, is not simulated, and this VM has no hardware counters). A
+# compiled coroutine awaiting one of trio's goes through a coroutine wrapper and a "send"
+# method call, but that is about 3k instructions per request: not the cause.
 COMPILED = (
     "trioproxy/core/_accesslog.py",
     "trioproxy/core/_addr.py",
