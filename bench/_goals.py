@@ -3,9 +3,11 @@
 Isolation, per parser: at c50-1k trioproxy's p99 <= 4 x its p50, and its
 throughput >= 0.95 x the baseline forwarder's on the same parser. The process model:
 1 -> 2 workers scaling >= 1.7 x at c50-1k; idle RSS <= 24 MiB for a single process (admin
-listener off, as the bench runs it) and <= 16 MiB for the supervisor; <= 8 KiB per idle
-keep-alive connection. ``--workers auto`` against nginx ``worker_processes auto`` has no
-target: it is printed as information. Pure: no I/O.
+listener off, as the bench runs it) and <= 16 MiB for the supervisor; <= 6 KiB per idle
+keep-alive connection (was 8 KiB), <= 12 KiB per request parked on a slow origin; and 500
+requests arriving together delay another client's GET by <= 60 ms (the 64 KiB POST burst
+is printed as information). ``--workers auto`` against nginx ``worker_processes auto`` has
+no target: it is printed as information, as nginx's figures are. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench._connmem import GET, POST, ConnMeasures
 from bench._memory import IdleConnMemory
 from bench._report import Cell
 
@@ -22,7 +25,9 @@ SCALING_MIN = 1.7
 HOOK_RPS_MIN = 0.95  # a no-op hook on every request: at most 5 % fewer requests per second
 SINGLE_RSS_MAX_MIB = 24.0
 SUPERVISOR_RSS_MAX_MIB = 16.0
-PER_CONNECTION_MAX_KIB = 8.0
+PER_CONNECTION_MAX_KIB = 6.0
+PER_PARKED_REQUEST_MAX_KIB = 12.0
+BURST_DELAY_MAX_MS = 60.0  # 500 requests arriving together, another client's GET meanwhile
 LOAD = "c50-1k"
 
 
@@ -84,6 +89,7 @@ def judge(
     hook_pair: tuple[str, str] | None = None,
     rss: Sequence[ProcRss],
     memory: Sequence[IdleConnMemory],
+    conn: Sequence[ConnMeasures] = (),
 ) -> list[Goal]:
     """``w1``/``w2``: the 1- and 2-worker rows for the scaling; ``auto_pair``: the
     (trioproxy auto, nginx auto) rows."""
@@ -151,6 +157,34 @@ def judge(
                     "<=",
                     PER_CONNECTION_MAX_KIB,
                     " KiB",
+                )
+            )
+    for c in conn:
+        ours = c.target.startswith("trioproxy")  # nginx: for reference, no target
+        if c.parked is not None:
+            goals.append(
+                Goal(
+                    "process model",
+                    f"RSS per request parked on a silent origin {c.target}",
+                    c.parked.per_request_bytes / 1024,
+                    "<=" if ours else "",
+                    PER_PARKED_REQUEST_MAX_KIB if ours else None,
+                    " KiB",
+                )
+            )
+        for method in (GET, POST):
+            if (delay := c.burst_delay_ms(method)) is None:
+                continue
+            target = ours and method == GET
+            goals.append(
+                Goal(
+                    "isolation",
+                    f"a burst of {c.bursts[0].requests} {method}: another client's delay "
+                    f"{c.target}",
+                    delay,
+                    "<=" if target else "",
+                    BURST_DELAY_MAX_MS if target else None,
+                    " ms",
                 )
             )
     return goals

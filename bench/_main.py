@@ -4,7 +4,8 @@ Phases, all in one run, all on 127.0.0.1:
 1. start the origin (nginx, static 1 KiB / 64 KiB) and every target, each pinned; the idle
    RSS of each trioproxy process (single, supervisor, each worker) before its first request;
 2. memory: RSS per idle keep-alive connection (trioproxy, and nginx for reference),
-   on the freshly started processes;
+   on the freshly started processes; then, on processes of their own, RSS per request
+   parked on a silent origin and the 500-burst (`_connmem`);
 3. loads: for each load, a warm-up run per target, then the repetitions interleaved
    (rep 1 of every target, then rep 2, ...) so that drift hits all targets alike;
 4. growth: RSS over a count-bounded wrk run against trioproxy (1 worker);
@@ -44,7 +45,16 @@ from pathlib import Path
 from typing import Any
 
 from bench import _peers, nginx
+from bench._connmem import (
+    ConnMeasures,
+    Starter,
+    measure_target,
+    nginx_starter,
+    trioproxy_env,
+    trioproxy_starter,
+)
 from bench._goals import Goal, ProcRss, judge
+from bench._http import HttpError
 from bench._measured import MEASURED, measured_numbers, write_measured
 from bench._memory import Growth, IdleConnMemory, growth_check, idle_connection_memory
 from bench._procs import CpuTimes, ProcessRegistry, install_signal_exit, load_average_1min
@@ -99,6 +109,9 @@ class Plan:
     warmup_s: int  # 0: no warm-up run
     idle_connections: int
     growth_requests: int
+    parked_requests: int = 500  # requests parked on a silent origin (0: not measured)
+    burst_requests: int = 500  # the burst's size (0: not measured)
+    burst_reps: int = 3  # bursts of each kind (GET; 64 KiB POST unless quick)
 
     def loads(self) -> list[Load]:
         return [
@@ -147,6 +160,8 @@ class Plan:
         )
         startup = 1.0 * len(specs)
         memory = 2 * (1.5 + self.idle_connections / 500)
+        memory += 2 * (3 + self.parked_requests / 200)  # trioproxy and nginx
+        memory += 2 * (2 if self.mode != "quick" else 1) * self.burst_reps * 2.5
         growth = self.growth_requests / expected_growth_rps + 2
         return runs + startup + memory + growth
 
@@ -260,7 +275,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     if args.quick:
-        base = Plan("quick", 1, 1, 1, 0, 50, 2_000)
+        base = Plan("quick", 1, 1, 1, 0, 50, 2_000, 50, 100, 1)
     elif args.full:
         base = Plan("full", 3, 10, 10, 2, 1_000, 1_000_000)
     else:
@@ -277,6 +292,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         warmup_s=base.warmup_s,
         idle_connections=max(0, pick(args.idle_connections, base.idle_connections)),
         growth_requests=max(0, pick(args.growth_requests, base.growth_requests)),
+        parked_requests=base.parked_requests,
+        burst_requests=base.burst_requests,
+        burst_reps=base.burst_reps,
     )
 
 
@@ -613,6 +631,15 @@ def _run(
             memory.append(m)
             problems.extend(f"memory check on {t.name}: {p}" for p in m.problems)
 
+    conn: list[ConnMeasures] = []
+    if origin is not None and (plan.parked_requests or plan.burst_requests):
+        names = {t.name for t in targets}
+        conn = _conn_measures(plan, layout, lineup, proxy_cmd, reg, workdir, origin.port, names)
+        for c in conn:
+            (problems if c.target != "nginx" else warnings).extend(
+                f"connection measures on {c.target}: {p}" for p in c.problems
+            )
+
     # --- phase 3: loads --------------------------------------------------------------------
     records: list[RunRecord] = []
     live = list(targets)
@@ -756,7 +783,49 @@ def _run(
         growth,
         warnings,
         problems,
+        conn=conn,
     )
+
+
+def _conn_measures(
+    plan: Plan,
+    layout: Layout,
+    lineup: Lineup,
+    proxy_cmd: list[str],
+    reg: ProcessRegistry,
+    workdir: Path,
+    origin_port: int,
+    names: set[str],
+) -> list[ConnMeasures]:
+    """Parked requests and the burst, on trioproxy (the primary parser) and nginx, each on
+    processes of their own (the parked one's upstream is a silent origin)."""
+    starters: list[tuple[str, Starter]] = []
+    single = pretty("trioproxy", lineup.primary)
+    if lineup.primary is not None and single in names:
+        env = trioproxy_env(lineup.primary)
+        starters.append((single, trioproxy_starter(proxy_cmd, workdir, layout.proxy_cpus, env)))
+    if "nginx" in names and plan.mode != "quick":  # (quick: within its time budget)
+        starters.append(("nginx", nginx_starter(workdir, layout.proxy_cpus)))
+    out: list[ConnMeasures] = []
+    for name, start in starters:
+        try:
+            out.append(
+                measure_target(
+                    reg,
+                    origin_port,
+                    name,
+                    start,
+                    connections=0,  # measured on the started targets (phase 2)
+                    parked=plan.parked_requests,
+                    burst=plan.burst_requests,
+                    reps=plan.burst_reps,
+                    post=plan.mode != "quick",
+                    say=say,
+                )
+            )
+        except (OSError, ValueError, HttpError, TargetError) as exc:
+            out.append(ConnMeasures(name, failed=f"{type(exc).__name__}: {exc}"))
+    return out
 
 
 def _finish(
@@ -778,7 +847,10 @@ def _finish(
     growth: Growth | None,
     warnings: list[str],
     problems: list[str],
+    *,
+    conn: list[ConnMeasures] | None = None,
 ) -> int:
+    conn = conn or []
     _, steal = CpuTimes.read().since(steal_start)
     if steal > STEAL_WARN_PCT:
         warnings.append(f"hypervisor steal time {steal:.1f}% during the run: a noisy host")
@@ -804,6 +876,10 @@ def _finish(
         say("memory: RSS (/proc/PID/status VmRSS) idle and with idle keep-alive connections")
         say(format_memory(memory))
         say()
+    if conn:
+        say("per connection: parked requests (RSS) and the burst (another client's delay)")
+        say("\n".join(f"  {line}" for m in conn for line in m.lines()))
+        say()
     if idle_rss:
         say("idle RSS of each trioproxy process, before its first request:")
         say(format_idle_rss(idle_rss))
@@ -820,6 +896,7 @@ def _finish(
         hook_pair=lineup.hook_pair,
         rss=idle_rss,
         memory=memory,
+        conn=conn,
     )
     say("the project's targets (judged on this run; a missed target is not a failure):")
     for goal in goals:
@@ -889,6 +966,7 @@ def _finish(
         "loads": loads,
         "summary": cells,
         "memory": memory,
+        "connmem": conn,
         "idle_rss": idle_rss,
         "goals": [_goal_json(g) for g in goals],
         "growth": growth,

@@ -134,7 +134,8 @@ class Wire:
                 raise self._gone(exc) from exc
             if sent is None:
                 return False
-            self._sending = self._sending[sent:]
+            # All sent: drop the view, or it keeps the last buffer alive while idle.
+            self._sending = _NOTHING if sent == len(self._sending) else self._sending[sent:]
             self.bytes_sent += sent
 
     def discard_queued(self) -> None:

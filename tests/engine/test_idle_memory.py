@@ -1,0 +1,62 @@
+"""What an idle connection holds: no buffer of its last response, and a shallow wait (the
+RSS figures are bench/connmem.py's; these are the properties behind them)."""
+
+from __future__ import annotations
+
+import types
+
+import h11
+import trio
+import trio.testing
+
+from tests.memnet import scripted_proxy
+from trioproxy.engine._memory import memory_transport_pair
+from trioproxy.engine._peer import Downstream
+
+
+async def test_a_wire_keeps_no_view_of_what_it_has_sent() -> None:
+    near, far = memory_transport_pair()
+    down = Downstream(near, h11.Connection(h11.SERVER))
+    down.queue(h11.Response(status_code=200, headers=[("Content-Length", "5")]))
+    down.queue(h11.Data(data=b"hello"))
+    await down.send_queued(1.0)
+    # An empty slice of the sent buffer would still keep the whole buffer alive.
+    assert not down.has_queued
+    assert down._sending.obj is None or len(down._sending.obj) == 0  # type: ignore[arg-type]
+    assert far.read_nowait(1000) is not None
+
+
+def _awaiting(task: trio.lowlevel.Task) -> list[str]:
+    """The names of the coroutines a task is suspended in, outermost first."""
+    names: list[str] = []
+    coro: object = task.coro
+    while isinstance(coro, types.CoroutineType):
+        names.append(coro.cr_code.co_name)
+        coro = coro.cr_await
+    return names
+
+
+async def test_an_idle_connection_waits_without_a_read_in_progress(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with scripted_proxy() as (proxy, _origin), proxy.client() as client:
+        assert (await client.request(b"GET", b"/small")).status == 200
+        await trio.testing.wait_all_tasks_blocked()
+        stacks = [_awaiting(t) for t in _tasks() if "serve_connection" in _awaiting(t)]
+        assert len(stacks) == 1
+        idle = stacks[0]
+        assert "_read_request" in idle and "wait_readable" in idle
+        assert not {"recv", "_recv_after_waiting", "_wait"} & set(idle), idle
+        assert (await client.request(b"GET", b"/small")).status == 200  # and it still serves
+
+
+def _tasks() -> list[trio.lowlevel.Task]:
+    out: list[trio.lowlevel.Task] = []
+    todo = [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        if task is None:
+            continue
+        out.append(task)
+        todo += [t for n in task.child_nurseries for t in n.child_tasks]
+    return out
