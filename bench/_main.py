@@ -984,6 +984,7 @@ def _finish(
             cells=cells,
             memory=memory,
             idle_rss=idle_rss,
+            conn=conn,
         )
         write_measured(numbers)
         say(f"recorded: {MEASURED}")

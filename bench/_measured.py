@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench._connmem import GET, POST, ConnMeasures
 from bench._goals import ProcRss
 from bench._memory import IdleConnMemory
 from bench._report import Cell
@@ -27,6 +28,7 @@ def measured_numbers(
     cells: Sequence[Cell],
     memory: Sequence[IdleConnMemory],
     idle_rss: Sequence[ProcRss],
+    conn: Sequence[ConnMeasures] = (),
 ) -> dict[str, Any]:
     """The figures worth quoting, rounded as they are quoted (rps whole, sizes to 0.1)."""
     rss: dict[str, float] = {}
@@ -38,7 +40,18 @@ def measured_numbers(
         for m in memory
         if m.target.startswith("trioproxy")
     ]
+    per_target: dict[str, dict[str, float]] = {}
+    for c in conn:
+        figures: dict[str, float] = {}
+        if c.parked is not None:
+            figures["parked_request_kib"] = round(c.parked.per_request_bytes / 1024, 1)
+        for method, key in ((GET, "burst_get_delay_ms"), (POST, "burst_post_delay_ms")):
+            if (delay := c.burst_delay_ms(method)) is not None:
+                figures[key] = round(delay)
+        if figures:
+            per_target[c.target] = figures
     return {
+        "connection_measures": per_target,
         "date": date,
         "commit": commit,
         "idle_rss_mib": rss,
