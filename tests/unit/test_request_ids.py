@@ -23,7 +23,7 @@ def test_request_ids_do_not_repeat_across_draws() -> None:
 
 def test_the_kernel_is_asked_once_per_batch_not_once_per_request() -> None:
     _headers._drawn_ids.clear()
-    with mock.patch.object(_headers.os, "urandom", wraps=os.urandom) as urandom:
+    with mock.patch("os.urandom", wraps=os.urandom) as urandom:
         for _ in range(3 * _headers._IDS_PER_DRAW):
             new_request_id()
     assert urandom.call_count == 3

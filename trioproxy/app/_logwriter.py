@@ -11,6 +11,13 @@ Several worker processes may share one stdout pipe. POSIX makes a write of at mo
 bytes to a pipe atomic, so each ``os.write`` carries whole lines and at most ``PIPE_BUF`` bytes;
 lines from different processes then never interleave mid-line. (A single line longer than that is
 written alone; it may interleave, but nothing better is possible.)
+
+Handing every line to a thread costs the event loop the thread's wake-ups and the GIL passed
+back and forth. So the event loop gathers its lines (`LoopLines`) and writes each batch itself
+while the output takes it without waiting: through a non-blocking description of its own on
+the same pipe (a write of at most ``PIPE_BUF`` bytes is then whole or refused, never partial
+and never waiting), or to /dev/null. Only a batch the pipe refuses goes to the thread, and the
+batches after it too until the thread has written them all, so the lines keep their order.
 """
 
 from __future__ import annotations
@@ -22,11 +29,19 @@ import logging
 import os
 import queue
 import select
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["PIPE_BUF", "AccessLogWriter", "StderrHandler", "pack_lines", "stderr_handler"]
+__all__ = [
+    "PIPE_BUF",
+    "AccessLogWriter",
+    "LoopLines",
+    "StderrHandler",
+    "pack_lines",
+    "stderr_handler",
+]
 
 # POSIX guarantees at least 512; Linux and macOS both use 4096.
 PIPE_BUF: int = getattr(select, "PIPE_BUF", 4096)
@@ -87,7 +102,7 @@ class AccessLogWriter:
         self._diagnostic_line = diagnostic_line or (lambda level, message: f"trioproxy: {message}")
         self._max_queued = max_queued_lines
         self._report_interval_s = report_interval_s
-        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[str | bytes | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="trioproxy-access-log", daemon=True)
         self._closing = False
         # Counted on separate sides so that no counter is written by two threads.
@@ -98,6 +113,10 @@ class AccessLogWriter:
         self._last_report = time.monotonic()
         self._gone = False  # the reader has gone for good (EPIPE, EBADF)
         self._last_batch = 0  # lines in the thread's last batch
+        # Lines queued (by the caller) and done with (written or dropped, by the thread):
+        # equal when the thread holds none, and only then may the caller write itself.
+        self._queued = 0
+        self._done = 0
 
     @property
     def dropped(self) -> int:
@@ -107,13 +126,37 @@ class AccessLogWriter:
     def start(self) -> None:
         self._thread.start()
 
-    def write(self, line: str) -> None:
-        """Queue one line (without its newline; the writer adds it)."""
+    def write(self, line: str | bytes) -> None:
+        """Queue one line (without its newline; the writer adds it), or bytes ready to write
+        as they are (whole lines with their newlines)."""
         # qsize() is approximate with concurrent readers, which is fine for a bound.
         if self._closing or self._gone or self._queue.qsize() >= self._max_queued:
             self._dropped_full += 1
             return
+        self._queued += 1
         self._queue.put(line)
+
+    @property
+    def holds_lines(self) -> bool:
+        """Whether the thread has lines queued or in hand (then it must write the next ones
+        too, or they would overtake them)."""
+        return self._queued != self._done
+
+    def loop_fd(self) -> int | None:
+        """A descriptor to the same output on which a write never waits, for `LoopLines`: a
+        description of its own, non-blocking, on a pipe (the shared one keeps its flags), or
+        /dev/null; None for anything else (a file, a terminal, a socket: the thread writes)."""
+        try:
+            st = os.fstat(self._fd)
+            if stat.S_ISFIFO(st.st_mode):
+                # Reopening a pipe through /proc gives a new description of the same pipe.
+                flags = os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC
+                return os.open(f"/proc/self/fd/{self._fd}", flags)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.stat(os.devnull).st_rdev:
+                return os.dup(self._fd)
+        except OSError:  # no /proc, or nobody reads the named pipe (ENXIO): the thread it is
+            pass
+        return None
 
     def close(self, timeout_s: float = 5.0) -> bool:
         """Write what is queued, waiting at most ``timeout_s``; True if everything was written.
@@ -169,13 +212,13 @@ class AccessLogWriter:
         lines, more = self._take_batch(first)
         self._last_batch = len(lines)
         if lines:
-            encoded = (line.encode("utf-8", "backslashreplace") + b"\n" for line in lines)
-            for chunk, count in pack_lines(encoded):
+            for chunk, count in pack_lines(map(_encoded, lines)):
                 self._write_chunk(chunk, count)
+            self._done += len(lines)
         return more
 
-    def _take_batch(self, first: str | None) -> tuple[list[str], bool]:
-        lines: list[str] = []
+    def _take_batch(self, first: str | bytes | None) -> tuple[list[str | bytes], bool]:
+        lines: list[str | bytes] = []
         item = first
         while item is not None:  # None is _CLOSE
             lines.append(item)
@@ -237,6 +280,84 @@ class AccessLogWriter:
         with contextlib.suppress(OSError):  # nowhere left to complain to
             line = self._diagnostic_line(logging.WARNING, message)
             os.write(self._diagnostic_fd, f"{line}\n".encode())
+
+
+def _encoded(line: str | bytes) -> bytes:
+    if isinstance(line, bytes):
+        return line
+    return line.encode("utf-8", "backslashreplace") + b"\n"
+
+
+class LoopLines:
+    """Access lines gathered in the event loop and written from it while the output takes
+    them at once; handed to the writer's thread only when it would wait (see above).
+
+    Not thread-safe: one event loop adds and flushes. A batch is written when it reaches
+    ``PIPE_BUF`` bytes, and by `flush`, which the loop calls soon after the first line of a
+    batch (``gather_s`` later: the proxy's flusher task) and at the end.
+    """
+
+    __slots__ = ("_fd", "_lines", "_size", "_writer", "wake")
+
+    gather_s = _GATHER_S
+
+    def __init__(self, writer: AccessLogWriter) -> None:
+        self._writer = writer
+        self._fd = writer.loop_fd()  # None: every line goes to the thread
+        self._lines: list[str] = []
+        self._size = 0  # characters: bytes too, unless a line is not ASCII
+        self.wake: Callable[[], object] = lambda: None  # called for a batch's first line
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._lines)
+
+    def write(self, line: str) -> None:
+        """Keep one line (without its newline); write the batch if it is full."""
+        if self._fd is None:
+            self._writer.write(line)
+            return
+        if self._size + len(line) >= PIPE_BUF:
+            self.flush()
+        if not self._lines:
+            self.wake()
+        self._lines.append(line)
+        self._size += len(line) + 1
+
+    def flush(self) -> None:
+        """Write the lines kept, without waiting: here if the output takes them whole now,
+        else through the thread. Never raises."""
+        lines, self._lines, self._size = self._lines, [], 0
+        if not lines:
+            return
+        if self._fd is not None and not self._writer.holds_lines:
+            data = ("\n".join(lines) + "\n").encode("utf-8", "backslashreplace")
+            if len(data) <= PIPE_BUF:  # (not ASCII, or one long line: the thread cuts it)
+                try:
+                    written = os.write(self._fd, data)
+                except BlockingIOError:  # the pipe is full: the thread waits for room
+                    written = 0
+                except OSError:  # gone or broken: the thread finds out and says so
+                    self._stop_writing()
+                    written = 0
+                if written == len(data):
+                    return
+                if written:  # (never for a pipe: a write up to PIPE_BUF is whole or refused)
+                    self._writer.write(data[written:])
+                    return
+        for line in lines:
+            self._writer.write(line)
+
+    def _stop_writing(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def close(self) -> None:
+        """Write what is kept (or hand it to the thread) and stop; the writer's own `close`
+        then waits for the thread."""
+        self.flush()
+        self._stop_writing()
 
 
 # --- Diagnostics ---------------------------------------------------------------------------------

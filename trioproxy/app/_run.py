@@ -34,7 +34,7 @@ from ..engine._listen import bound_address
 from ..engine._server import ProxyServer
 from ._command import check_config, diagnostic_line, log
 from ._lean import trim
-from ._logwriter import AccessLogWriter
+from ._logwriter import AccessLogWriter, LoopLines
 from ._memlimit import fitted
 from ._workers import Channel, answer_off_loop, serve_supervisor, worker_channel
 
@@ -97,13 +97,40 @@ def run_with_access_log(
     # Its complaints go through the queued diagnostics: closing never waits on stderr.
     writer = AccessLogWriter(diagnostic_line=diagnostic_line, diagnose=partial(log.warning, "%s"))
     writer.start()
+    lines = LoopLines(writer)  # written from the loop while stdout takes them at once
     try:
-        trio.run(main, access_log_sink(settings, writer), lambda: writer.dropped)
+        sink = access_log_sink(settings, lines)
+        trio.run(_with_flusher, lines, main, sink, lambda: writer.dropped)
     finally:
+        lines.close()
         writer.close(timeout_s=2.0)
 
 
-def access_log_sink(settings: Settings, writer: AccessLogWriter) -> AccessLogSink:
+async def _with_flusher(
+    lines: LoopLines,
+    main: Callable[[Callable[[AccessRecord], None], Callable[[], int]], Awaitable[None]],
+    sink: Callable[[AccessRecord], None],
+    dropped: Callable[[], int],
+) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_flush_access_lines, lines)
+        await main(sink, dropped)
+        nursery.cancel_scope.cancel()
+
+
+async def _flush_access_lines(lines: LoopLines) -> None:
+    """Write each batch of access lines at most ``gather_s`` after its first line (a full
+    batch is written at once); asleep while there is none."""
+    first_line = trio.lowlevel.ParkingLot()
+    lines.wake = first_line.unpark
+    while True:
+        if not lines.pending:
+            await first_line.park()
+        await trio.sleep(lines.gather_s)
+        lines.flush()
+
+
+def access_log_sink(settings: Settings, writer: AccessLogWriter | LoopLines) -> AccessLogSink:
     return AccessLogSink(settings, writer)
 
 
@@ -112,7 +139,7 @@ class AccessLogSink:
 
     __slots__ = ("_render", "_writer")
 
-    def __init__(self, settings: Settings, writer: AccessLogWriter) -> None:
+    def __init__(self, settings: Settings, writer: AccessLogWriter | LoopLines) -> None:
         self._render = make_formatter(settings.access_log.format, settings.access_log.fields)
         self._writer = writer
 
