@@ -98,8 +98,11 @@ class BlockingWatch:
         except StopIteration as done:
             value: T = done.value
             return value
-        finally:
-            self._finished(step)
+        finally:  # `_finished`, inline: this runs once per hook call
+            self._step = None
+            took = time.perf_counter() - step[2]
+            if took >= self.threshold_s:
+                self._slow(step, took)
         # Unreachable for a function `cannot_wait` passed; refused rather than left unbounded.
         coro.close()
         raise RuntimeError(f"hook {label} waited, though its code has no await")
@@ -115,9 +118,12 @@ class BlockingWatch:
         self._step = None
         took = time.perf_counter() - step[2]
         if took >= self.threshold_s:
-            if self._reported is not step:
-                _report(step, took, done=True)
-            self._on_slow(step[0], step[1], took)
+            self._slow(step, took)
+
+    def _slow(self, step: _Step, took: float) -> None:
+        if self._reported is not step:
+            _report(step, took, done=True)
+        self._on_slow(step[0], step[1], took)
 
     # --- the watchdog ---
 
