@@ -182,17 +182,38 @@ class HookSet:
         Returns the answer that ends the request (a hook's, an on_error status, or the
         decision's own), and the calls whose edits and later points apply: None when no hook
         asked for anything and none has a later point (the request then goes on as if it had
-        triggered no hook, and pays for nothing more)."""
+        triggered no hook, and pays for nothing more). One coroutine, and a hook that cannot
+        wait is called without one of ours: each would be a frame made per request."""
         calls: list[_Call] = []
         rid = request_id.decode("ascii", "replace")
+        by_action = self.by_action
         self.users += 1
         try:
-            answer = await self._request_points(calls, decision, view, rid)
+            for triggered in decision.actions:
+                hook = by_action.get(id(triggered.action)) or self._find(triggered.action)
+                if hook is None:
+                    continue
+                loaded = hook.loaded
+                exchange = Exchange(Request._of(view, triggered.captures, rid), loaded.label)
+                call = _Call(hook, exchange)
+                calls.append(call)
+                if loaded.request is None:
+                    continue
+                if hook.request_sync:
+                    done = self.run_step(call, rid, "request", loaded.request, exchange)
+                else:
+                    done = await self.run_point(call, rid, "request", loaded.request, exchange)
+                if not done:
+                    if hook.action.on_error:
+                        return text_response(hook.action.on_error), HookCalls(self, rid, calls)
+                    _forget(exchange)
+                if exchange._answer is not None:
+                    return exchange._answer, HookCalls(self, rid, calls)
         except BaseException:
             self._released()
             raise
-        if answer is not None:
-            return answer, HookCalls(self, rid, calls)
+        for call in calls:
+            call.exchange._phase = "response"
         for call in calls:
             if call.carried():
                 return decision.response, HookCalls(self, rid, calls)
@@ -201,35 +222,33 @@ class HookSet:
         self._released()
         return decision.response, None
 
-    async def _request_points(
-        self, calls: list[_Call], decision: Decision, view: RequestView, request_id: str
-    ) -> Response | None:
-        """A hook's answer, or its on_error status; None when the request goes on."""
-        by_action = self.by_action
-        for triggered in decision.actions:
-            hook = by_action.get(id(triggered.action)) or self._find(triggered.action)
-            if hook is None:
-                continue
-            loaded = hook.loaded
-            request = Request._of(view, triggered.captures, request_id)
-            exchange = Exchange(request, loaded.label)
-            call = _Call(hook, exchange)
-            calls.append(call)
-            if loaded.request is None:
-                continue
-            if not await self.run_point(
-                call, request_id, "request", loaded.request, hook.request_sync, exchange
-            ):
-                if hook.action.on_error:
-                    return text_response(hook.action.on_error)
-                _forget(exchange)
-            if exchange._answer is not None:
-                return exchange._answer
-        for call in calls:
-            call.exchange._phase = "response"
-        return None
-
     # --- one call ---
+
+    def run_step(
+        self,
+        call: _Call,
+        request_id: str,
+        point: str,
+        function: Callable[..., Coroutine[Any, Any, Any]],
+        *args: Any,
+    ) -> bool:
+        """Run one hook point whose function `cannot_wait`, as one timed step: no deadline
+        could interrupt it (trio cancels only at checkpoints), so it has no cancel scope, most
+        of what a call would cost. False when it failed."""
+        hook = call.hook
+        label, stats = hook.loaded.label, hook.stats
+        stats.calls += 1
+        token = CURRENT_HOOK.set((label, request_id))
+        started = time.perf_counter()  # (trio's clock costs three calls a read)
+        try:
+            self.watch.run_step(label, request_id, function(*args))
+            return True
+        except (Exception, SystemExit) as exc:  # sys.exit() in a hook is its error too
+            self._failed(hook, point, request_id, exc)
+            return False
+        finally:
+            stats.seconds += time.perf_counter() - started
+            CURRENT_HOOK.reset(token)
 
     async def run_point(
         self,
@@ -237,22 +256,15 @@ class HookSet:
         request_id: str,
         point: str,
         function: Callable[..., Coroutine[Any, Any, Any]],
-        sync: bool,
         *args: Any,
     ) -> bool:
-        """Run one hook point under its deadline; False when it failed or timed out.
-        ``sync``: the function `cannot_wait` (it runs as one timed step, with no deadline)."""
+        """Run one hook point under its deadline; False when it failed or timed out."""
         hook = call.hook
         label, stats = hook.loaded.label, hook.stats
         stats.calls += 1
         token = CURRENT_HOOK.set((label, request_id))
-        # The step's own clock when it runs as one step (trio's costs three calls a read).
-        clock = time.perf_counter if sync else trio.current_time
-        started = clock()
+        started = trio.current_time()
         try:
-            if sync:  # the usual hook: a cancel scope would be most of its cost
-                self.watch.run_step(label, request_id, function(*args))
-                return True
             with trio.CancelScope() as scope:
                 deadline = started + hook.action.timeout_s
                 coro = function(*args)
@@ -270,19 +282,22 @@ class HookSet:
                 return False
             return True
         except (Exception, SystemExit) as exc:  # sys.exit() in a hook is its error too
-            stats.errors += 1
-            log.warning(
-                "hook %s: %s failed (request %s): %s; on_error: %s",
-                label,
-                point,
-                request_id,
-                _describe(exc),
-                hook.action.on_error or "pass",
-            )
+            self._failed(hook, point, request_id, exc)
             return False
         finally:
-            stats.seconds += clock() - started
+            stats.seconds += trio.current_time() - started
             CURRENT_HOOK.reset(token)
+
+    def _failed(self, hook: _Hook, point: str, request_id: str, exc: BaseException) -> None:
+        hook.stats.errors += 1
+        log.warning(
+            "hook %s: %s failed (request %s): %s; on_error: %s",
+            hook.loaded.label,
+            point,
+            request_id,
+            _describe(exc),
+            hook.action.on_error or "pass",
+        )
 
 
 @dataclass(slots=True)
@@ -418,9 +433,9 @@ class HookCalls:
         self, call: _Call, point: str, function: Callable[..., Coroutine[Any, Any, Any]], *args: Any
     ) -> bool:
         """Run one hook point under its deadline; False when it failed or timed out."""
-        return await self.hooks.run_point(
-            call, self.request_id, point, function, cannot_wait(function), *args
-        )
+        if cannot_wait(function):
+            return self.hooks.run_step(call, self.request_id, point, function, *args)
+        return await self.hooks.run_point(call, self.request_id, point, function, *args)
 
 
 def _slow(stats: dict[str, HookStats], label: str, took: float) -> None:
