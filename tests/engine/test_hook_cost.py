@@ -34,7 +34,7 @@ def scopes_entered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[trio.Cancel
 
 async def _request(
     hook: object, entered: list[trio.CancelScope], **action: Any
-) -> tuple[Response | None, HookCalls, HookSet]:
+) -> tuple[Response | None, HookCalls | None, HookSet]:
     """The hook's request point run on a request; ``entered`` then holds only the scopes
     entered by the call (the test runner's own are left out)."""
     rules = RuleSet((Rule(position=1, actions=(HookAction("", "hook", **action),)),))
@@ -58,7 +58,7 @@ async def test_a_hook_that_cannot_wait_runs_without_a_cancel_scope(
     answer, calls, hooks = await _request(edits, scopes_entered)
     assert scopes_entered == []
     assert answer is None and seen == [("hook", "rid-1")]
-    assert calls.request_headers([]) == [(b"x-hooked", b"1")]
+    assert calls is not None and calls.request_headers([]) == [(b"x-hooked", b"1")]
     assert hooks.stats["hook"].calls == 1 and hooks.stats["hook"].errors == 0
 
 

@@ -226,8 +226,10 @@ class RuleEngine:
             if rule.actions:
                 if compiled.faults:
                     actions += _triggered(compiled, found)
+                elif found is None:
+                    actions += compiled.triggered
                 else:
-                    actions += (Triggered(action, found, rule.label) for action in rule.actions)
+                    actions += (t._replace(captures=found) for t in compiled.triggered)
             if compiled.edit is not None:
                 edits.append(compiled.edit)
             if rule.rewrite is not None and target is None:
@@ -238,20 +240,16 @@ class RuleEngine:
                 body_limit = rule.max_request_body_bytes
         if target is None and not request_ops and not edits and body_limit is None and not actions:
             return PASS
+        # Positional: a named tuple built from keywords costs twice as much.
         return Decision(
-            None,
-            target,
-            tuple(request_ops),
-            tuple(edits),
-            max_request_body_bytes=body_limit,
-            actions=tuple(actions),
+            None, target, tuple(request_ops), tuple(edits), "", body_limit, tuple(actions)
         )
 
 
 class _Compiled:
     """A rule with what evaluation needs precomputed, so that each request does less."""
 
-    __slots__ = ("buckets", "edit", "faults", "rule", "stops", "test")
+    __slots__ = ("buckets", "edit", "faults", "rule", "stops", "test", "triggered")
 
     def __init__(self, rule: Rule, buckets: Buckets | None, faults: dict[int, FaultState]) -> None:
         self.rule = rule
@@ -263,6 +261,9 @@ class _Compiled:
         self.stops = rule.allow is not None or self.buckets is not None or _answers(rule)
         # A fault action's state by its place among the actions: one per rule per process.
         self.faults = faults
+        # Its actions as a request without captures triggers them (the label made once).
+        label = rule.label
+        self.triggered = tuple(Triggered(action, None, label) for action in rule.actions)
 
 
 # A fault action's state by (rule index, action index, fault): what a reload keeps.

@@ -333,7 +333,8 @@ class Exchange(Responder):
         )
         ctx = self.ctx
         decision = ctx.rule_engine.evaluate(view, trio.current_time()) if ctx.rule_engine else PASS
-        log.debug("rules: %s", describe_decision(decision), extra=request_fields(self.record))
+        if log.isEnabledFor(logging.DEBUG):  # (its fields are a dict made per request)
+            log.debug("rules: %s", describe_decision(decision), extra=request_fields(self.record))
         if self.record.notes is not None and (decision.actions or decision.rule):
             _note_rules(self.record.notes, decision)
         answer = decision.response

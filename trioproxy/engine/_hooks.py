@@ -5,7 +5,10 @@ in rule order); `HookSet.on_request` runs their request points after the rules' 
 and returns either an answer (the first hook that answers wins, over any later rule's answer)
 or the `HookCalls` that carry the rest of the request's hook points: the response head
 (`HookCalls.on_response`) and the access line (`HookCalls.on_access`). A request that
-triggered no hook never reaches this module.
+triggered no hook never reaches this module; one whose hooks asked for nothing and define no
+later point leaves it after the request points, with no `HookCalls` to carry (what a hook
+needs per call, its stats and whether its code can wait, is looked up once per configuration,
+in `_Hook`).
 
 Every call runs under its rule's ``timeout_s`` (set when the hook first waits), with each
 of its steps timed by the blocking watch (`hooks._watch`) and `CURRENT_HOOK` set; a hook
@@ -19,6 +22,7 @@ that status. The body points (`HookCalls.body_transform`) are chained in rule or
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -60,6 +64,25 @@ def hook_actions(rules: RuleSet) -> list[HookAction]:
 
 
 @dataclass(slots=True)
+class _Hook:
+    """One rule's hook action with what each call needs, looked up once per configuration."""
+
+    action: HookAction
+    loaded: LoadedHook
+    stats: HookStats
+    request_sync: bool  # its request point `cannot_wait`: one timed step, no cancel scope
+    later: bool  # it has a point after the request one: the request carries it further
+
+
+def _hook(action: HookAction, loaded: LoadedHook, stats: HookStats) -> _Hook:
+    later = any(getattr(loaded, point) is not None for point in _LATER_POINTS)
+    return _Hook(action, loaded, stats, cannot_wait(loaded.request), later)
+
+
+_LATER_POINTS = ("response", "access", "request_body", "response_body")
+
+
+@dataclass(slots=True)
 class HookSet:
     """The hooks of one configuration, loaded; shared by every request that started under it."""
 
@@ -71,6 +94,9 @@ class HookSet:
     # a replaced set's lifespans end when the last of them is done.
     users: int = 0
     stopping: bool = False
+    # By the identity of each rule's action object (kept alive here): a request looks its
+    # hooks up without hashing the action's fields (its source bytes among them).
+    by_action: dict[int, _Hook] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -85,10 +111,20 @@ class HookSet:
         stats = {} if stats is None else stats
         if watch is None:
             watch = BlockingWatch(lambda label, _rid, took: _slow(stats, label, took))
-        hooks = load_hooks(hook_actions(rules), embedded)
+        actions = hook_actions(rules)
+        hooks = load_hooks(actions, embedded)
         for loaded in hooks.values():
             stats.setdefault(loaded.label, HookStats())
-        return cls(hooks, stats, watch)
+        by_action = {id(a): _hook(a, hooks[a], stats[hooks[a].label]) for a in actions}
+        return cls(hooks, stats, watch, by_action=by_action)
+
+    def _find(self, action: object) -> _Hook | None:
+        """The hook of a triggered action; None for an action that is no hook (a fault)."""
+        hook = self.by_action.get(id(action))
+        if hook is None and isinstance(action, HookAction):  # not one of the rules' objects
+            loaded = self.hooks[action]
+            hook = _hook(action, loaded, self.stats.setdefault(loaded.label, HookStats()))
+        return hook
 
     def __bool__(self) -> bool:
         return bool(self.hooks)
@@ -140,49 +176,152 @@ class HookSet:
 
     async def on_request(
         self, decision: Decision, view: RequestView, request_id: bytes
-    ) -> tuple[Response | None, HookCalls]:
+    ) -> tuple[Response | None, HookCalls | None]:
         """Run the request points of the hooks the decision triggered, in rule order.
 
         Returns the answer that ends the request (a hook's, an on_error status, or the
-        decision's own), and the calls whose edits and later points apply."""
-        calls = HookCalls(self, request_id.decode("ascii", "replace"))
+        decision's own), and the calls whose edits and later points apply: None when no hook
+        asked for anything and none has a later point (the request then goes on as if it had
+        triggered no hook, and pays for nothing more). One coroutine, and a hook that cannot
+        wait is called without one of ours: each would be a frame made per request."""
+        calls: list[_Call] = []
+        rid = request_id.decode("ascii", "replace")
+        by_action = self.by_action
         self.users += 1
         try:
-            return await self._request_points(calls, decision, view)
+            for triggered in decision.actions:
+                hook = by_action.get(id(triggered.action)) or self._find(triggered.action)
+                if hook is None:
+                    continue
+                loaded = hook.loaded
+                exchange = Exchange(Request._of(view, triggered.captures, rid), loaded.label)
+                call = _Call(hook, exchange)
+                calls.append(call)
+                if loaded.request is None:
+                    continue
+                if hook.request_sync:
+                    done = self.run_step(call, rid, "request", loaded.request, exchange)
+                else:
+                    done = await self.run_point(call, rid, "request", loaded.request, exchange)
+                if not done:
+                    if hook.action.on_error:
+                        return text_response(hook.action.on_error), HookCalls(self, rid, calls)
+                    _forget(exchange)
+                if exchange._answer is not None:
+                    return exchange._answer, HookCalls(self, rid, calls)
         except BaseException:
-            calls.release()
+            self._released()
             raise
-
-    async def _request_points(
-        self, calls: HookCalls, decision: Decision, view: RequestView
-    ) -> tuple[Response | None, HookCalls]:
-        for triggered in decision.actions:
-            action = triggered.action
-            if not isinstance(action, HookAction):
-                continue
-            loaded = self.hooks[action]
-            request = Request._of(view, triggered.captures, calls.request_id)
-            exchange = Exchange(request, loaded.label)
-            call = _Call(action, loaded, exchange)
-            calls.calls.append(call)
-            if loaded.request is None:
-                continue
-            if not await calls.call(call, "request", loaded.request, exchange):
-                if action.on_error:
-                    return text_response(action.on_error), calls
-                _forget(exchange)
-            if exchange._answer is not None:
-                return exchange._answer, calls
-        for call in calls.calls:
+        for call in calls:
             call.exchange._phase = "response"
-        return decision.response, calls
+        for call in calls:
+            if call.carried():
+                return decision.response, HookCalls(self, rid, calls)
+        for call in calls:  # (an edit asked for from elsewhere now is refused)
+            call.exchange._phase = "access"
+        self._released()
+        return decision.response, None
+
+    # --- one call ---
+
+    def run_step(
+        self,
+        call: _Call,
+        request_id: str,
+        point: str,
+        function: Callable[..., Coroutine[Any, Any, Any]],
+        *args: Any,
+    ) -> bool:
+        """Run one hook point whose function `cannot_wait`, as one timed step: no deadline
+        could interrupt it (trio cancels only at checkpoints), so it has no cancel scope, most
+        of what a call would cost. False when it failed."""
+        hook = call.hook
+        label, stats = hook.loaded.label, hook.stats
+        stats.calls += 1
+        token = CURRENT_HOOK.set((label, request_id))
+        started = time.perf_counter()  # (trio's clock costs three calls a read)
+        try:
+            self.watch.run_step(label, request_id, function(*args))
+            return True
+        except (Exception, SystemExit) as exc:  # sys.exit() in a hook is its error too
+            self._failed(hook, point, request_id, exc)
+            return False
+        finally:
+            stats.seconds += time.perf_counter() - started
+            CURRENT_HOOK.reset(token)
+
+    async def run_point(
+        self,
+        call: _Call,
+        request_id: str,
+        point: str,
+        function: Callable[..., Coroutine[Any, Any, Any]],
+        *args: Any,
+    ) -> bool:
+        """Run one hook point under its deadline; False when it failed or timed out."""
+        hook = call.hook
+        label, stats = hook.loaded.label, hook.stats
+        stats.calls += 1
+        token = CURRENT_HOOK.set((label, request_id))
+        started = trio.current_time()
+        try:
+            with trio.CancelScope() as scope:
+                deadline = started + hook.action.timeout_s
+                coro = function(*args)
+                await self.watch.timed(label, request_id, coro, scope=scope, deadline=deadline)
+            if scope.cancelled_caught:
+                stats.timeouts += 1
+                log.warning(
+                    "hook %s: %s timed out after %gs (request %s); on_error: %s",
+                    label,
+                    point,
+                    hook.action.timeout_s,
+                    request_id,
+                    hook.action.on_error or "pass",
+                )
+                return False
+            return True
+        except (Exception, SystemExit) as exc:  # sys.exit() in a hook is its error too
+            self._failed(hook, point, request_id, exc)
+            return False
+        finally:
+            stats.seconds += trio.current_time() - started
+            CURRENT_HOOK.reset(token)
+
+    def _failed(self, hook: _Hook, point: str, request_id: str, exc: BaseException) -> None:
+        hook.stats.errors += 1
+        log.warning(
+            "hook %s: %s failed (request %s): %s; on_error: %s",
+            hook.loaded.label,
+            point,
+            request_id,
+            _describe(exc),
+            hook.action.on_error or "pass",
+        )
 
 
 @dataclass(slots=True)
 class _Call:
-    action: HookAction
-    loaded: LoadedHook
+    hook: _Hook
     exchange: Exchange
+
+    @property
+    def action(self) -> HookAction:
+        return self.hook.action
+
+    @property
+    def loaded(self) -> LoadedHook:
+        return self.hook.loaded
+
+    def carried(self) -> bool:
+        """Whether the request must carry this call on: a later point, or something asked."""
+        exchange = self.exchange
+        return (
+            self.hook.later
+            or exchange._answer is not None
+            or exchange._target is not None
+            or bool(exchange._request_ops or exchange._response_ops or exchange._fields)
+        )
 
 
 @dataclass(slots=True)
@@ -294,46 +433,9 @@ class HookCalls:
         self, call: _Call, point: str, function: Callable[..., Coroutine[Any, Any, Any]], *args: Any
     ) -> bool:
         """Run one hook point under its deadline; False when it failed or timed out."""
-        label = call.loaded.label
-        stats = self.hooks.stats[label]
-        stats.calls += 1
-        watch = self.hooks.watch
-        token = CURRENT_HOOK.set((label, self.request_id))
-        started = trio.current_time()
-        try:
-            if cannot_wait(function):  # the usual hook: a cancel scope would be most of its cost
-                watch.run_step(label, self.request_id, function(*args))
-                return True
-            with trio.CancelScope() as scope:
-                deadline = started + call.action.timeout_s
-                coro = function(*args)
-                await watch.timed(label, self.request_id, coro, scope=scope, deadline=deadline)
-            if scope.cancelled_caught:
-                stats.timeouts += 1
-                log.warning(
-                    "hook %s: %s timed out after %gs (request %s); on_error: %s",
-                    label,
-                    point,
-                    call.action.timeout_s,
-                    self.request_id,
-                    call.action.on_error or "pass",
-                )
-                return False
-            return True
-        except (Exception, SystemExit) as exc:  # sys.exit() in a hook is its error too
-            stats.errors += 1
-            log.warning(
-                "hook %s: %s failed (request %s): %s; on_error: %s",
-                label,
-                point,
-                self.request_id,
-                _describe(exc),
-                call.action.on_error or "pass",
-            )
-            return False
-        finally:
-            stats.seconds += trio.current_time() - started
-            CURRENT_HOOK.reset(token)
+        if cannot_wait(function):
+            return self.hooks.run_step(call, self.request_id, point, function, *args)
+        return await self.hooks.run_point(call, self.request_id, point, function, *args)
 
 
 def _slow(stats: dict[str, HookStats], label: str, took: float) -> None:

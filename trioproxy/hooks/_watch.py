@@ -6,8 +6,9 @@ deadline fires until the call returns. Timing every step does. A hook's coroutin
 through `BlockingWatch.timed`, which notes when each of its steps starts (a step: from
 being resumed to its next suspension, as trio's ``Instrument.before/after_task_step`` would
 see it, but for the hook's own code only); the watchdog, an OS thread, so it runs while the
-loop is stuck, writes one diagnostics line naming the hook and the request as soon as a step
-has run for `threshold_s`, and the step's whole length is counted when it ends.
+loop is stuck, writes one diagnostics line naming the hook and the request once a step has
+run for `threshold_s` (it looks then, or every `IDLE_S` while no step runs: each wake takes the
+GIL from the loop), and the step's whole length is counted when it ends.
 
 Why not a trio Instrument: one installed for the hooks' sake costs every task's every step,
 hooked or not, and adding and removing one around each call cost 34 µs a call here (a
@@ -47,6 +48,9 @@ CURRENT_HOOK: contextvars.ContextVar[tuple[str, str] | None] = contextvars.Conte
 # millisecond a step): 50 ms is what a client would notice.
 DEFAULT_THRESHOLD_S = 0.05
 
+# How often the watchdog looks while no hook step runs (10 wakes a second, not 40).
+IDLE_S = 0.1
+
 # The step running now: (hook label, request ID, when it started), or None.
 _Step = tuple[str, str, float]
 
@@ -63,6 +67,9 @@ class BlockingWatch:
         threshold_s: float = DEFAULT_THRESHOLD_S,
     ) -> None:
         self.threshold_s = threshold_s
+        # The watchdog's sleep while no step is running: a step that blocks is named within
+        # this (or the threshold, if longer) of its start, so well within the second.
+        self.idle_s = max(threshold_s, IDLE_S)
         self._on_slow = on_slow
         self._step: _Step | None = None
         self._reported: _Step | None = None  # the step the watchdog already named
@@ -91,8 +98,11 @@ class BlockingWatch:
         except StopIteration as done:
             value: T = done.value
             return value
-        finally:
-            self._finished(step)
+        finally:  # `_finished`, inline: this runs once per hook call
+            self._step = None
+            took = time.perf_counter() - step[2]
+            if took >= self.threshold_s:
+                self._slow(step, took)
         # Unreachable for a function `cannot_wait` passed; refused rather than left unbounded.
         coro.close()
         raise RuntimeError(f"hook {label} waited, though its code has no await")
@@ -108,9 +118,12 @@ class BlockingWatch:
         self._step = None
         took = time.perf_counter() - step[2]
         if took >= self.threshold_s:
-            if self._reported is not step:
-                _report(step, took, done=True)
-            self._on_slow(step[0], step[1], took)
+            self._slow(step, took)
+
+    def _slow(self, step: _Step, took: float) -> None:
+        if self._reported is not step:
+            _report(step, took, done=True)
+        self._on_slow(step[0], step[1], took)
 
     # --- the watchdog ---
 
@@ -118,7 +131,8 @@ class BlockingWatch:
         """Watch from a thread until cancelled (start it in the server's nursery). A plain
         thread, not trio.to_thread: it never wakes the event loop (not even to say it has
         ended), so a run on a virtual clock stays the same run however the machine is."""
-        stop = threading.Event()
+        stop = threading.Lock()
+        stop.acquire()  # released to stop the thread: its waits are on this lock
         thread = threading.Thread(
             target=self._watch, args=(stop,), name="trioproxy hook watch", daemon=True
         )
@@ -127,17 +141,27 @@ class BlockingWatch:
         try:
             await trio.sleep_forever()
         finally:
-            stop.set()  # it ends within half a threshold; nothing waits for it
+            stop.release()  # it ends at its next wake; nothing waits for it
 
-    def _watch(self, stop: threading.Event) -> None:
-        while not stop.wait(self.threshold_s / 2):
-            step = self._step
-            if step is None or step is self._reported:
-                continue
-            took = time.perf_counter() - step[2]
-            if took >= self.threshold_s and self._step is step:
-                self._reported = step
-                _report(step, took, done=False)
+    def _watch(self, stop: threading.Lock) -> None:
+        # A wake takes the GIL from the loop (a context switch each way): wake when a running
+        # step would reach the threshold, else every `idle_s`, not at a fixed short period.
+        wait_s = self.idle_s
+        while not stop.acquire(timeout=wait_s):
+            wait_s = self._check()
+
+    def _check(self) -> float:
+        """Report the running step if it is slow; how long to sleep until the next look."""
+        step = self._step
+        if step is None or step is self._reported:
+            return self.idle_s
+        took = time.perf_counter() - step[2]
+        if took < self.threshold_s:
+            return self.threshold_s - took  # it is slow if it still runs then
+        if self._step is step:
+            self._reported = step
+            _report(step, took, done=False)
+        return self.idle_s
 
 
 def cannot_wait(function: object) -> bool:
