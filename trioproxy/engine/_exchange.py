@@ -652,10 +652,11 @@ class Exchange(Responder):
 
     def _start_send_floor(self) -> None:
         """From here to the response's end the client must take it at ``min_send_rate``."""
-        min_rate, down = self.limits.min_send_rate_bytes_per_s, self.down
+        settings, down = self.ctx.settings, self.down  # (not the properties: every response)
+        min_rate = settings.limits.min_send_rate_bytes_per_s
         if min_rate:
             down.send_floor = RateFloor(
-                min_rate, self.timeouts.client_send_s, trio.current_time(), down.bytes_sent
+                min_rate, settings.timeouts.client_send_s, trio.current_time(), down.bytes_sent
             )
 
     # --- Error answer, access line -----------------------------------------------------------
