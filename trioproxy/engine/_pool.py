@@ -40,9 +40,8 @@ _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # An origin closes an idle connection after its keep-alive timeout (seconds: Node's and
 # Apache's 5 s, gunicorn's 2 s), so one idle for less than this is not looked at before a
 # request that may be retried: the look is a syscall per request under load, and a
-# connection that died anyway (an origin restarting) costs that request one retry. (5 ms
-# still left half the looks on a busy machine, where a process waits that long for a CPU.)
-_FRESH_S = 0.1
+# connection that died anyway (an origin restarting) costs that request one retry.
+_FRESH_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
