@@ -416,9 +416,7 @@ class Exchange(Responder):
             self.body = await buffer_request_body(self.down, plan, self.ctx.settings)
             if self.body is not None and record.notes is not None:
                 keep_prefix(self.body, record.notes, self.ctx.shared.journal_body_bytes)
-            up, reused, waited = await pool.acquire(
-                retryable=plan.idempotent and plan.body is BodyKind.NONE
-            )
+            up, reused, waited = await pool.acquire()
             # Left while we waited? Then the origin never hears of it. (No checkpoint between
             # the acquire and the loop below: a cancellation cannot leak the connection.)
             if waited and self.down.peer_closed():

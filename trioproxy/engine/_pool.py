@@ -37,11 +37,6 @@ log = logging.getLogger("trioproxy")
 Connector = Callable[[int, object], Awaitable[Transport]]
 # Out of a resource, not "this address refuses": no use trying the next address.
 _OUT_OF_DESCRIPTORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-# An origin closes an idle connection after its keep-alive timeout (seconds: Node's and
-# Apache's 5 s, gunicorn's 2 s), so one idle for less than this is not looked at before a
-# request that may be retried: the look is a syscall per request under load, and a
-# connection that died anyway (an origin restarting) costs that request one retry.
-_FRESH_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +96,13 @@ class UpstreamPool:
             f"connections: {active} active, {len(self._idle)} idle]>"
         )
 
-    async def acquire(self, *, retryable: bool = False) -> tuple[UpstreamConnection, bool, bool]:
+    async def acquire(self) -> tuple[UpstreamConnection, bool, bool]:
         """A connection for one exchange, whether it was reused from the pool, and whether
-        the request had to wait for a slot (its client may have left meanwhile);
-        ``retryable``: the request may be sent again if a reused connection turns out dead."""
+        the request had to wait for a slot (its client may have left meanwhile)."""
         deadline = trio.current_time() + self.limits.wait_timeout_s
         waited = False
         while True:
-            conn = self._take_idle(retryable)
+            conn = self._take_idle()
             if conn is not None:
                 self.stats.reused += 1
                 log.debug(
@@ -201,12 +195,11 @@ class UpstreamPool:
             conn.sockaddr
         )
 
-    def _take_idle(self, retryable: bool = False) -> UpstreamConnection | None:
+    def _take_idle(self) -> UpstreamConnection | None:
         self._expire_idle()
         while self._idle:
             conn = self._idle.pop()
-            fresh = retryable and trio.current_time() - conn.idle_since < _FRESH_S
-            if (not fresh and conn.looks_dead()) or not self._worth_keeping(conn):
+            if conn.looks_dead() or not self._worth_keeping(conn):
                 self._close_idle(conn)
                 continue
             conn.bytes_received = 0
