@@ -37,7 +37,7 @@ QUOTES: list[tuple[str, str, tuple[str, ...]]] = [
     ),
     ("docs/how-to/workers-and-reload.md", r"each worker ([\d.]+) MiB", ("idle_rss_mib", "worker")),
     ("bench/README.md", r"\*\*trioproxy, h11-mypyc\*\* \| ([\d,]+) \|", ("rps", MYPYC)),
-    ("bench/README.md", r"with a no-op hook on every request, h11-mypyc \| ([\d,]+) \|", ("rps", HOOKED)),
+    ("bench/README.md", r"hook on every request, h11-mypyc \| ([\d,]+) \|", ("rps", HOOKED)),
     ("bench/README.md", r"\*\*trioproxy, h11\*\* \| ([\d,]+) \|", ("rps", "c50-1k trioproxy[h11]")),
     ("bench/README.md", r"nginx 1\.\d+ \| ([\d,]+) \|", ("rps", "c50-1k nginx")),
     ("bench/README.md", r"idle RSS ([\d.]+) MiB", ("idle_rss_mib", "single")),
