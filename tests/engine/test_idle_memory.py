@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.memnet import scripted_proxy
+from tests.memnet import all_tasks, scripted_proxy
 from trioproxy.engine import _connection
 from trioproxy.engine._memory import memory_transport_pair
 from trioproxy.engine._peer import Downstream
@@ -48,21 +48,9 @@ async def test_an_idle_connection_waits_without_a_read_in_progress(
     async with scripted_proxy() as (proxy, _origin), proxy.client() as client:
         assert (await client.request(b"GET", b"/small")).status == 200
         await trio.testing.wait_all_tasks_blocked()
-        stacks = [_awaiting(t) for t in _tasks() if "serve_connection" in _awaiting(t)]
+        stacks = [_awaiting(t) for t in all_tasks() if "serve_connection" in _awaiting(t)]
         assert len(stacks) == 1
         idle = stacks[0]
         assert "_read_request" in idle and "wait_readable" in idle
         assert not {"recv", "_recv_after_waiting", "_wait"} & set(idle), idle
         assert (await client.request(b"GET", b"/small")).status == 200  # and it still serves
-
-
-def _tasks() -> list[trio.lowlevel.Task]:
-    out: list[trio.lowlevel.Task] = []
-    todo = [trio.lowlevel.current_root_task()]
-    while todo:
-        task = todo.pop()
-        if task is None:
-            continue
-        out.append(task)
-        todo += [t for n in task.child_nurseries for t in n.child_tasks]
-    return out
