@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from trioproxy.config._settings import Forwarding, Settings, Upstream
+from trioproxy.config._settings import Forwarding, Limits, Settings, Upstream
+from trioproxy.engine._memory import memory_transport_pair
+from trioproxy.engine._peer import Downstream, server_h11
 from trioproxy.engine._server import ProxyServer
 
 from ..cli_support import ReloadLoad, cli_proxy, wait_for_exit
@@ -184,8 +186,8 @@ async def test_a_reload_shares_the_connection_state_and_takes_the_new_pool_caps(
     server = ProxyServer(Settings(), ("127.0.0.1", 9), lambda record: None)
     first = server.ctx
     assert first.now() is first and first.forwarding.trusts("192.0.2.1")
-    older, newer = trio.CancelScope(), trio.CancelScope()
-    first.idle_scopes[older] = None
+    older, newer = (Downstream(memory_transport_pair()[0], server_h11(Limits())) for _ in "ab")
+    first.idle.add(older, 75.0)
     upstream = Upstream(
         pool_size=8, max_connections=5, max_connection_age_s=7.0, dns_negative_ttl_s=3.0
     )
@@ -197,8 +199,8 @@ async def test_a_reload_shares_the_connection_state_and_takes_the_new_pool_caps(
     assert server.pool.limits.size == Settings().upstream.pool_size
     assert server.pool.resolver.negative_ttl_s == 3.0
     assert current.forwarding.trusts("10.1.2.3") and not current.forwarding.trusts("192.0.2.1")
-    current.idle_scopes[newer] = None
-    assert first.idle_scopes is current.idle_scopes
-    assert current.close_oldest_idle() and older.cancel_called and not newer.cancel_called
+    current.idle.add(newer, 5.0)  # a shorter wait does not make it the older one
+    assert first.idle is current.idle
+    assert current.close_oldest_idle() and older.closed and not newer.closed
     first.start_draining()
-    assert current.draining and newer.cancel_called
+    assert current.draining and newer.closed

@@ -1,6 +1,6 @@
 """The connection loop reads a request that has already arrived without entering the idle
-wait (its cancel scope costs more than the read), and waits in that scope, where the drain
-and the eviction find it, only when nothing is there yet."""
+wait, and waits registered in `IdleConnections`, where the deadline, the drain and the
+eviction find it, only when nothing is there yet."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from trioproxy.engine._connection import _read_request
-from trioproxy.engine._context import ProxyContext
+from trioproxy.engine._context import IdleConnections, ProxyContext
 from trioproxy.engine._memory import MemoryTransport, memory_transport_pair
 from trioproxy.engine._peer import Downstream, server_h11
 
@@ -19,50 +19,50 @@ from ..memnet import memory_proxy, wait_until
 GET = b"GET /small HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-class _ScopesSeen(dict[trio.CancelScope, None]):
-    """`ProxyContext.idle_scopes`, counting the scopes ever registered."""
+class _IdleSeen(IdleConnections):
+    """`ProxyContext.idle`, counting the connections ever registered."""
 
     registered = 0
 
-    def __setitem__(self, scope: trio.CancelScope, value: None) -> None:
+    def add(self, down: Downstream, wait_s: float) -> None:
         self.registered += 1
-        super().__setitem__(scope, value)
+        super().add(down, wait_s)
 
 
 def _connection(
     server_ctx: ProxyContext,
-) -> tuple[Downstream, ProxyContext, _ScopesSeen, MemoryTransport]:
+) -> tuple[Downstream, ProxyContext, _IdleSeen, MemoryTransport]:
     """A client connection beside the server's, served under a copy of its context whose
-    idle scopes are counted."""
+    idle connections are counted."""
     client, server = memory_transport_pair()
-    scopes = _ScopesSeen()
-    ctx = dataclasses.replace(server_ctx, idle_scopes=scopes)
-    return Downstream(server, server_h11(ctx.settings.limits)), ctx, scopes, client
+    idle = _IdleSeen()
+    ctx = dataclasses.replace(server_ctx, idle=idle)
+    return Downstream(server, server_h11(ctx.settings.limits)), ctx, idle, client
 
 
-async def test_a_request_already_there_is_read_without_the_idle_scope(
+async def test_a_request_already_there_is_read_without_entering_the_idle_registry(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with memory_proxy() as proxy:
-        down, ctx, scopes, client = _connection(proxy.server.ctx)
+        down, ctx, idle, client = _connection(proxy.server.ctx)
         client.write_nowait(memoryview(GET))
         request = await _read_request(down, ctx, first=False)
     assert request is not None and request.target == b"/small"
-    assert scopes.registered == 0
+    assert idle.registered == 0
 
 
-async def test_a_request_not_there_yet_is_awaited_in_the_idle_scope(
+async def test_a_request_not_there_yet_is_awaited_in_the_idle_registry(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     got: list[object] = []
     async with memory_proxy() as proxy, trio.open_nursery() as nursery:
-        down, ctx, scopes, client = _connection(proxy.server.ctx)
+        down, ctx, idle, client = _connection(proxy.server.ctx)
 
         async def read() -> None:
             got.append(await _read_request(down, ctx, first=False))
 
         nursery.start_soon(read)
-        await wait_until(lambda: scopes)  # waiting where the drain and the eviction see it
+        await wait_until(lambda: idle)  # waiting where the drain and the eviction see it
         client.write_nowait(memoryview(GET))
-    assert scopes.registered == 1 and not scopes  # registered while waiting, then removed
+    assert idle.registered == 1 and not idle  # registered while waiting, then removed
     assert len(got) == 1 and got[0] is not None

@@ -71,21 +71,41 @@ def _kept_alive_then_drained(down: Downstream, ctx: ProxyContext) -> bool:
 async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> h11.Request | None:
     """The next request head, or None when the connection should simply close."""
     timeouts = ctx.settings.timeouts
-    head = bytearray(down.h11.trailing_data[0])  # pipelined: already in h11's buffer
+    head = down.h11.trailing_data[0]  # pipelined: already in h11's buffer
     fed = len(head)
-    if not head:
+    if not fed:
         if ctx.draining:
             return None
-        # Under load the next request is usually there already: read it without the idle
-        # scope (entering and leaving a cancel scope costs more than the read).
+        # Under load the next request is usually there already: read it without entering
+        # the idle registry.
         ready = await down.recv_if_ready()
         if ready is None:
-            ready = await _wait_for_request(down, ctx, first=first)
+            # Wait for a first byte: on a new connection no longer than for a whole head (a
+            # silent connection is the cheapest slowloris), between requests as long as
+            # keep-alive allows. `IdleConnections` closes the connection at that deadline, at
+            # once when the proxy starts draining, or when a new client needs the slot (the
+            # oldest idle connection goes first, as in nginx); the close ends this wait. The
+            # wait is inline and trio's own: an idle connection holds no frame it need not.
+            # (No checkpoint since `draining` was read: the drain finds it registered.)
+            wait_s = timeouts.client_header_s if first else timeouts.client_idle_s
+            idle = ctx.idle
+            idle.add(down, wait_s)
+            try:
+                await down.transport.wait_readable()
+            except (trio.ClosedResourceError, OSError):
+                pass  # closed by `idle` (then `discard` says so), or broken (the read says so)
+            finally:
+                waited = idle.discard(down, wait_s)
+            if not waited:
+                return None  # keep-alive expired, draining or evicted: close quietly
+            ready = await down.recv_after_wait(math.inf)
         if not ready:
-            return None  # the client closed between requests, or it idled out
-        head += ready
+            return None  # the client closed between requests
+        head = ready
     try:
-        await _read_request_head(down, head, fed, ctx.settings.limits, timeouts.client_header_s)
+        await _read_request_head(
+            down, bytearray(head), fed, ctx.settings.limits, timeouts.client_header_s
+        )
         return _parsed_request(down)
     except ClientError as exc:  # malformed, oversized, or too slow to arrive (slowloris: 408)
         await reject(down, ctx, exc)
@@ -100,27 +120,6 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         return None
     except _Closed:
         return None
-
-
-async def _wait_for_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> bytes | None:
-    """Wait for a first byte: on a new connection no longer than for a whole head (a silent
-    connection is the cheapest slowloris), between requests as long as keep-alive allows;
-    and give up (None) at once if the proxy starts draining, or if a new client needs the
-    slot (the oldest idle connection goes first, as in nginx). The idle scope carries the
-    deadline itself: an idle connection holds one cancel scope, not two (idle keep-alive
-    connections are what a proxy holds most of)."""
-    timeouts = ctx.settings.timeouts
-    wait_s = timeouts.client_header_s if first else timeouts.client_idle_s
-    with trio.CancelScope(deadline=trio.current_time() + wait_s) as idle:
-        ctx.idle_scopes[idle] = None
-        try:
-            if ctx.draining:
-                return None
-            await down.wait_readable()
-            return await down.recv_after_wait(math.inf)
-        finally:
-            del ctx.idle_scopes[idle]
-    return None  # keep-alive expired, draining or evicted: close quietly
 
 
 class _Closed(Exception):

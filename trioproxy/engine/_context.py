@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from ._pool import UpstreamPool
 
 if TYPE_CHECKING:
     from ._hooks import HookSet
+    from ._peer import Downstream
 
 
 @dataclass(slots=True)
@@ -29,6 +31,90 @@ class ProxyStats:
     retries: int = 0
     tunnels_open: int = 0
     bodies_too_large: int = 0  # requests stopped by a body limit (413 or cut)
+
+
+class IdleConnections:
+    """Client connections waiting for their next (or first) request, each until its deadline,
+    oldest first. One task per server (`reap`) closes each at its deadline; the drain closes
+    them all at once, and a newcomer at the connection limit the oldest. Closing a transport
+    wakes the task waiting on it, so an idle connection holds one entry here and a deadline,
+    not a cancel scope of its own (idle keep-alive connections are what a proxy holds most of)."""
+
+    __slots__ = ("_lanes", "_wake")
+
+    def __init__(self) -> None:
+        # One lane per wait (client_header_s, client_idle_s, and what reloads set): within a
+        # lane deadlines come in arrival order, so each lane's first entry expires next.
+        self._lanes: dict[float, dict[Downstream, float]] = {}
+        # The reaper's sleep, which ends no later than any deadline here (it may end earlier:
+        # a connection that left meanwhile is not looked for).
+        self._wake = trio.CancelScope()
+
+    def add(self, down: Downstream, wait_s: float) -> None:
+        """``down`` waits, at most ``wait_s`` from now."""
+        deadline = trio.current_time() + wait_s
+        lane = self._lanes.get(wait_s)
+        if lane is None:
+            lane = self._lanes[wait_s] = {}
+        lane[down] = deadline
+        # Set only when earlier (rarely: a lane was empty): setting a deadline costs.
+        if deadline < self._wake.deadline:  # noqa: PLR1730
+            self._wake.deadline = deadline
+
+    def discard(self, down: Downstream, wait_s: float) -> bool:
+        """``down`` waits no more; False if it was closed meanwhile (expired, drained or
+        evicted): its wait may have ended for a request that arrived just then."""
+        lane = self._lanes.get(wait_s)
+        return lane is not None and lane.pop(down, None) is not None
+
+    def __len__(self) -> int:
+        return sum(map(len, self._lanes.values()))
+
+    async def reap(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Close each connection at its deadline, for as long as the server runs."""
+        task_status.started()
+        while True:
+            self._wake = trio.CancelScope(deadline=self._expire(trio.current_time()))
+            with self._wake:
+                await trio.sleep_forever()
+
+    def _expire(self, now: float) -> float:
+        """Close the connections past their deadline; the next deadline (inf: none)."""
+        nearest = math.inf
+        for wait_s, lane in list(self._lanes.items()):
+            expired = []
+            for down, deadline in lane.items():
+                if deadline > now:
+                    nearest = min(nearest, deadline)
+                    break
+                expired.append(down)
+            for down in expired:
+                del lane[down]
+                down.close()
+            if not lane:
+                del self._lanes[wait_s]
+        return nearest
+
+    def close_all(self) -> None:
+        for lane in self._lanes.values():
+            for down in lane:
+                down.close()
+            lane.clear()
+
+    def close_oldest(self) -> bool:
+        """Close the connection that has waited longest; False if none waits."""
+        oldest: tuple[float, Downstream, dict[Downstream, float]] | None = None
+        for wait_s, lane in self._lanes.items():
+            for down, deadline in lane.items():  # each lane's first is its oldest
+                if oldest is None or deadline - wait_s < oldest[0]:
+                    oldest = (deadline - wait_s, down, lane)
+                break
+        if oldest is None:
+            return False
+        _, down, lane = oldest
+        del lane[down]
+        down.close()
+        return True
 
 
 @dataclass(slots=True)
@@ -52,7 +138,7 @@ class ProxyContext:
     """Built whole when the server starts (and again by each reload, with `replace`), never
     changed afterwards: the access-log sink, with or without the metrics observer, is decided
     at construction. What changes while serving lives in the mutable parts it holds
-    (``stats``, ``metrics``, ``shared``, ``idle_scopes``, the pool)."""
+    (``stats``, ``metrics``, ``shared``, ``idle``, the pool)."""
 
     settings: Settings
     pool: UpstreamPool
@@ -68,10 +154,10 @@ class ProxyContext:
     # through `log_access` only when it was built to count (`ProxyServer`'s count_requests).
     metrics: RequestMetrics = field(default_factory=RequestMetrics)
     shared: Shared = field(default_factory=Shared)
-    # Connections waiting for their next (or first) request, oldest first: cancelled at once
-    # when draining begins, and one by one when a new client needs a connection slot. Every
-    # version of the context (`now()`, `dataclasses.replace`) holds this same dict.
-    idle_scopes: dict[trio.CancelScope, None] = field(default_factory=dict)
+    # Connections waiting for their next (or first) request: closed at their deadline, at
+    # once when draining begins, and oldest first when a new client needs a connection slot.
+    # Every version of the context (`now()`, `dataclasses.replace`) holds this same one.
+    idle: IdleConnections = field(default_factory=IdleConnections)
     # Makes the ID of a request that brings none (a seam: the simulation counts them).
     new_request_id: Callable[[], bytes] = new_request_id
 
@@ -85,14 +171,9 @@ class ProxyContext:
 
     def start_draining(self) -> None:
         self.shared.draining = True
-        for scope in self.idle_scopes:
-            scope.cancel()
+        self.idle.close_all()
 
     def close_oldest_idle(self) -> bool:
         """Close the connection that has idled longest (nginx reuses such connections when
         it runs out); False if every connection is busy."""
-        for scope in self.idle_scopes:
-            if not scope.cancel_called:
-                scope.cancel()
-                return True
-        return False
+        return self.idle.close_oldest()

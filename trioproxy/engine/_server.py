@@ -3,7 +3,8 @@
 Task tree (every task has an owner)::
 
     ProxyServer.run
-    └── outer nursery ── pool (reaper, resolver lookups), admin listener (when on: `_admin`)
+    └── outer nursery ── pool (reaper, resolver lookups), idle connections' reaper,
+        │                admin listener (when on: `_admin`)
         └── handlers nursery ── one serve_connection task per client
             └── accept nursery ── one accept loop per listener
 
@@ -229,6 +230,7 @@ class ProxyServer:
                 self.admin_address = admin_listener.socket.getsockname()[:2]
             async with trio.open_nursery() as outer:
                 await outer.start(self.pool.run)
+                await outer.start(self.ctx.idle.reap)
                 self._nursery = outer
                 hooks = self.ctx.now().hooks
                 if hooks is not None:
