@@ -64,6 +64,7 @@ async def accept_forever(
     ``handle``). When they are all taken and a client is waiting, ``make_room`` may close an
     idle connection for it; when it cannot, clients wait in the kernel's backlog. Running
     out of file descriptors pauses accepting instead of ending it."""
+    task_name = _task_name(handle)
     while True:
         if make_room is not None:
             await _wait_for_slot(listener, slots, make_room)
@@ -80,7 +81,13 @@ async def accept_forever(
         except BaseException:
             slots.release()
             raise
-        handlers.start_soon(handle, transport)
+        handlers.start_soon(handle, transport, name=task_name)
+
+
+def _task_name(handle: object) -> str:
+    """The name trio gives ``handle``'s tasks, made once: trio would format one string per
+    task, which each idle connection would hold."""
+    return f"{getattr(handle, '__module__', None)}.{getattr(handle, '__qualname__', handle)}"
 
 
 # While every slot is busy, how often a waiting newcomer looks again for a connection that
