@@ -70,6 +70,14 @@ class IdleConnections:
     def __len__(self) -> int:
         return sum(map(len, self._lanes.values()))
 
+    @property
+    def wakes_at(self) -> float:
+        """When the reaper looks next (inf: nothing has waited since it last looked)."""
+        return self._wake.deadline
+
+    def __repr__(self) -> str:
+        return f"<IdleConnections [{len(self)} waiting | reaper wakes at {self.wakes_at:.1f}]>"
+
     async def reap(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Close each connection at its deadline, for as long as the server runs."""
         task_status.started()
