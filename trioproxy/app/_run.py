@@ -33,6 +33,7 @@ from ..engine._h11 import PARSER
 from ..engine._listen import bound_address
 from ..engine._server import ProxyServer
 from ._command import check_config, diagnostic_line, log
+from ._gcsettle import settle_gc
 from ._lean import trim
 from ._logwriter import AccessLogWriter, LoopLines
 from ._memlimit import fitted
@@ -194,6 +195,7 @@ async def run_proxy(
             addresses = ", ".join(bound_address(listener) for listener in listeners)
             log.info("listening on %s, upstream %s", addresses, format_host_port(*upstream))
             trim()
+            settle_gc()  # after trim's collection: only startup's live objects frozen
             reload = None
             if config_dir is not None:
                 reloads = _Reloads(partial(reloader.from_disk, config_dir))
