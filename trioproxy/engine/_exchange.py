@@ -742,7 +742,11 @@ def _note_rules(notes: ExchangeNotes, decision: Decision) -> None:
 
 
 def _fault_states(actions: tuple[Triggered, ...]) -> tuple[FaultState, ...]:
-    return tuple(triggered.fault for triggered in actions if triggered.fault is not None)
+    found: tuple[FaultState, ...] = ()
+    for triggered in actions:  # (a loop: no generator made for a hook rule's actions)
+        if triggered.fault is not None:
+            found += (triggered.fault,)
+    return found
 
 
 def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
