@@ -281,6 +281,10 @@ class Exchange:
             state = self._state = {}
         return state
 
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        self._state = value
+
     def __repr__(self) -> str:
         return f"<Exchange {self.hook} {self.request.method} {self.request.target[:80]!r}>"
 
