@@ -48,7 +48,7 @@ async def test_a_hook_with_a_later_point_is_carried_though_it_asked_for_nothing(
             seen.append(status)
 
     _answer, calls, _hooks = await _request(Hook())
-    assert calls is not None and calls.calls[0].exchange._phase == "response"
+    assert calls is not None and calls.calls[0]._phase == "response"
 
 
 async def test_a_dropped_hooks_exchange_refuses_later_edits() -> None:

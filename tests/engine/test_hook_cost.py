@@ -16,7 +16,7 @@ from trioproxy.core._ruleengine import RuleEngine
 from trioproxy.core._rulemodel import HookAction, Response, Rule, RuleSet
 from trioproxy.engine._hooks import HookCalls, HookSet
 from trioproxy.hooks import Exchange
-from trioproxy.hooks._watch import CURRENT_HOOK
+from trioproxy.hooks._watch import BlockingWatch
 
 
 @pytest.fixture
@@ -33,12 +33,15 @@ def scopes_entered(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[trio.Cancel
 
 
 async def _request(
-    hook: object, entered: list[trio.CancelScope], **action: Any
+    hook: object,
+    entered: list[trio.CancelScope],
+    watch: BlockingWatch | None = None,
+    **action: Any,
 ) -> tuple[Response | None, HookCalls | None, HookSet]:
     """The hook's request point run on a request; ``entered`` then holds only the scopes
     entered by the call (the test runner's own are left out)."""
     rules = RuleSet((Rule(position=1, actions=(HookAction("", "hook", **action),)),))
-    hooks = HookSet.load(rules, embedded={"hook": hook})
+    hooks = HookSet.load(rules, embedded={"hook": hook}, watch=watch)
     view = request_view(b"GET", b"/a", [(b"Host", b"x")], "192.0.2.1")
     decision = RuleEngine(rules).evaluate(view, 0.0)
     entered.clear()
@@ -50,14 +53,15 @@ async def test_a_hook_that_cannot_wait_runs_without_a_cancel_scope(
     scopes_entered: list[trio.CancelScope],
 ) -> None:
     seen: list[object] = []
+    watch = BlockingWatch(lambda *slow: None)
 
     async def edits(exchange: Exchange) -> None:
-        seen.append(CURRENT_HOOK.get())
+        seen.append(watch._step and watch._step[:2])  # the step running: the watch's note
         exchange.set_request_header("x-hooked", "1")
 
-    answer, calls, hooks = await _request(edits, scopes_entered)
+    answer, calls, hooks = await _request(edits, scopes_entered, watch)
     assert scopes_entered == []
-    assert answer is None and seen == [("hook", "rid-1")]
+    assert answer is None and seen == [("hook", b"rid-1")] and watch._step is None
     assert calls is not None and calls.request_headers([]) == [(b"x-hooked", b"1")]
     assert hooks.stats["hook"].calls == 1 and hooks.stats["hook"].errors == 0
 

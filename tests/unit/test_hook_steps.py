@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
@@ -90,20 +89,18 @@ def test_anything_that_may_wait_or_is_not_a_plain_async_def_is_assumed_to_wait(
     assert not cannot_wait(function)
 
 
-def test_run_step_runs_the_coroutine_to_its_end_and_times_the_step() -> None:
-    slow: list[tuple[str, str, float]] = []
+def test_a_step_noted_and_ended_is_timed_and_counted_when_slow() -> None:
+    slow: list[tuple[object, ...]] = []
     watch = BlockingWatch(lambda *step: slow.append(step), threshold_s=0.0)
-    ran: list[str] = []
-    assert watch.run_step("hook", "rid", returns(ran)) is None
-    assert ran == ["ran"]
-    assert [step[:2] for step in slow] == [("hook", "rid")]  # every step is "slow" at 0 s
-    assert watch._step is None
+    step = watch.step("hook", b"rid")
+    assert watch._step is step  # what the watchdog thread looks at while the step runs
+    took = watch.ended(step)
+    assert took >= 0.0 and watch._step is None
+    assert [found[:2] for found in slow] == [("hook", b"rid")]  # every step is slow at 0 s
 
 
-def test_run_step_refuses_a_coroutine_that_waits_rather_than_run_it_unbounded() -> None:
-    watch = BlockingWatch(lambda *step: None)
-    coro = awaits(None)
-    with pytest.raises(RuntimeError, match="hook h waited"):
-        watch.run_step("h", "rid", coro)
-    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # not left suspended
-    assert watch._step is None
+def test_a_quick_step_is_not_counted() -> None:
+    slow: list[tuple[object, ...]] = []
+    watch = BlockingWatch(lambda *step: slow.append(step), threshold_s=10.0)
+    watch.ended(watch.step("hook", b"rid"))
+    assert slow == [] and watch._step is None

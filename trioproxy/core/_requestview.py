@@ -10,26 +10,87 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import NamedTuple
 
 __all__ = ["RequestView", "client_address", "normalize_escapes", "normalize_path", "request_view"]
 
 
-class RequestView(NamedTuple):
-    """One request head, as the rules see it. Build it with `request_view`.
+class RequestView:
+    """One request head, as the rules see it (read-only: nothing assigns to it once made).
+    Build it with `request_view`.
 
-    A named tuple rather than a frozen dataclass: it is made for every request, and a frozen
-    dataclass pays for one object.__setattr__ per field.
+    Made for every request that meets a rule, and most rules read only the path: the fields
+    that come from the headers (host, client_ip, scheme) are found by one pass over them
+    when one of them is first read, not before.
     """
+
+    __slots__ = (
+        "_client_ip",
+        "_host",
+        "_peer_ip",
+        "_peer_trusted",
+        "_scheme",
+        "headers",
+        "method",
+        "path",
+        "query",
+        "target",
+    )
 
     method: bytes
     target: bytes  # as received, origin-form: `$request_uri`
     path: bytes  # normalised (`normalize_path`), without the query
     query: bytes  # after "?", b"" when there is none
-    host: bytes  # Host, lower-case, without port or trailing dot; b"" when missing or odd
     headers: Sequence[tuple[bytes, bytes]]  # as received: conditions look names up
-    client_ip: str  # True-Client-IP from a trusted peer, else the TCP peer
-    scheme: bytes  # b"https" when X-Forwarded-Proto says so, else b"http"
+    _peer_ip: str
+    _peer_trusted: bool
+    _host: bytes | None  # None: not read from the headers yet (nor client_ip, scheme)
+    _client_ip: str
+    _scheme: bytes
+
+    @property
+    def host(self) -> bytes:
+        """Host, lower-case, without port or trailing dot; b"" when missing or odd."""
+        host = self._host
+        return self._read_headers() if host is None else host
+
+    @property
+    def client_ip(self) -> str:
+        """True-Client-IP from a trusted peer, else the TCP peer."""
+        if self._host is None:
+            self._read_headers()
+        return self._client_ip
+
+    @property
+    def scheme(self) -> bytes:
+        """b"https" when X-Forwarded-Proto says so, else b"http"."""
+        if self._host is None:
+            self._read_headers()
+        return self._scheme
+
+    def __repr__(self) -> str:
+        return f"<RequestView {self.method.decode('latin-1')} {self.target[:80]!r}>"
+
+    def _read_headers(self) -> bytes:
+        """Find host, client_ip and scheme in the headers (one pass); returns the host."""
+        host = true_client_ip = forwarded_proto = b""
+        for name, value in self.headers:
+            # Only three names matter here; comparing lengths first spares lower() on the rest.
+            if len(name) in _VIEW_NAME_LENGTHS:
+                lname = name.lower()
+                if lname == b"host":
+                    host = value
+                elif lname == b"true-client-ip" and not true_client_ip:
+                    true_client_ip = value
+                elif lname == b"x-forwarded-proto" and not forwarded_proto:
+                    forwarded_proto = value
+        # The platform sets True-Client-IP to the client it vouches for; the TCP peer is the
+        # previous proxy in the chain (docs/reference/access-log.md).
+        if true_client_ip and self._peer_trusted:
+            self._client_ip = true_client_ip.decode("latin-1").strip()
+        if forwarded_proto.strip().lower() == b"https":
+            self._scheme = b"https"
+        self._host = host = _clean_host(host)
+        return host
 
 
 def request_view(
@@ -44,27 +105,18 @@ def request_view(
 
     From a peer outside ``forwarding.trusted_proxies`` True-Client-IP is not believed.
     """
-    host = true_client_ip = forwarded_proto = b""
-    for name, value in headers:
-        # Only three names matter here; comparing lengths first spares lower() on the rest.
-        if len(name) in _VIEW_NAME_LENGTHS:
-            lname = name.lower()
-            if lname == b"host":
-                host = value
-            elif lname == b"true-client-ip" and not true_client_ip:
-                true_client_ip = value
-            elif lname == b"x-forwarded-proto" and not forwarded_proto:
-                forwarded_proto = value
-    raw_path, _, query = target.partition(b"?")
-    # The platform sets True-Client-IP to the client it vouches for; the TCP peer is the
-    # previous proxy in the chain (docs/reference/access-log.md).
-    believed = true_client_ip and peer_trusted
-    client_ip = true_client_ip.decode("latin-1").strip() if believed else peer_ip
-    scheme = b"https" if forwarded_proto.strip().lower() == b"https" else b"http"
-    # Positional: a named tuple built from keywords costs twice as much.
-    path, host = normalize_path(raw_path), _clean_host(host)
-    return RequestView(method, target, path, query, host, headers, client_ip, scheme)
+    # Filled in here, not by an __init__: calling a class costs more than a function does
+    # (and a class called with a keyword builds a dict for it).
+    view = _new(RequestView)
+    view.method, view.target, view.headers = method, target, headers
+    raw_path, _, view.query = target.partition(b"?")
+    view.path = normalize_path(raw_path)
+    view._peer_ip, view._peer_trusted = peer_ip, peer_trusted
+    view._host, view._client_ip, view._scheme = None, peer_ip, b"http"
+    return view
 
+
+_new = object.__new__
 
 _VIEW_NAME_LENGTHS = frozenset({len(b"host"), len(b"true-client-ip"), len(b"x-forwarded-proto")})
 

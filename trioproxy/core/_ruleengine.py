@@ -31,7 +31,7 @@ from ._answers import FORBIDDEN, _too_many_requests, text_response
 from ._faults import Fault, FaultState
 from ._headers import RequestPlan
 from ._ratelimit import TokenBuckets, retry_after_s
-from ._requestview import RequestView, client_address
+from ._requestview import RequestView, client_address, request_view
 from ._rulemodel import (
     _ANY,
     Action,
@@ -142,7 +142,7 @@ def local_buckets(index: int, limit: RateLimit) -> Buckets:
 class RuleEngine:
     """The rules with their run-time state (rate-limit buckets): one per proxy process."""
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_constant", "_rules")
 
     def __init__(
         self,
@@ -161,6 +161,11 @@ class RuleEngine:
             )
             for index, rule in enumerate(rules.rules)
         )
+        self._constant: Decision | None = None
+        if all(_same_for_all(c) for c in self._rules):
+            # Rules that test nothing, never answer and rewrite nothing (a hook, or a header
+            # edit, on every request) decide the same for every request: decided once, here.
+            self._constant = self.evaluate(request_view(b"GET", b"/", (), ""), 0.0)
 
     def keeping_buckets(self, make: BucketsFactory = local_buckets) -> BucketsFactory:
         """A factory for a reloaded rule set: a rate limit unchanged at the same place keeps
@@ -202,10 +207,14 @@ class RuleEngine:
             # Health checks: checked on the normalised path, so that ".../aee-hc/../../admin"
             # is /admin. Not origin-form (OPTIONS *): no path for rules to talk about.
             return PASS
+        if self._constant is not None:
+            return self._constant
         target: bytes | None = None
-        request_ops: list[HeaderOp] = []
-        edits: list[ResponseEdit] = []
-        actions: list[Triggered] = []
+        # Tuples, not lists: most requests meet one or two rules, and a tuple added to an
+        # empty one is that tuple (no list made, no copy into the Decision).
+        request_ops: tuple[HeaderOp, ...] = ()
+        edits: tuple[ResponseEdit, ...] = ()
+        actions: tuple[Triggered, ...] = ()
         body_limit: int | None = None
         for compiled in self._rules:
             found: re.Match[bytes] | None = None
@@ -220,18 +229,18 @@ class RuleEngine:
                 answer = _gate(rule, compiled.buckets, view, now_s) or _answer(rule, view, found)
                 if answer is not None:
                     if compiled.edit is not None:
-                        edits.append(compiled.edit)
+                        edits += (compiled.edit,)
                     response = _finish(answer, view, edits)
-                    return Decision(response, rule=rule.label, actions=tuple(actions))
+                    return Decision(response, rule=rule.label, actions=actions)
             if rule.actions:
                 if compiled.faults:
-                    actions += _triggered(compiled, found)
+                    actions += tuple(_triggered(compiled, found))
                 elif found is None:
                     actions += compiled.triggered
                 else:
-                    actions += (t._replace(captures=found) for t in compiled.triggered)
+                    actions += tuple(t._replace(captures=found) for t in compiled.triggered)
             if compiled.edit is not None:
-                edits.append(compiled.edit)
+                edits += (compiled.edit,)
             if rule.rewrite is not None and target is None:
                 target = rule.rewrite.expand(view, found) + _query_part(view)
             if rule.request_ops:
@@ -241,9 +250,7 @@ class RuleEngine:
         if target is None and not request_ops and not edits and body_limit is None and not actions:
             return PASS
         # Positional: a named tuple built from keywords costs twice as much.
-        return Decision(
-            None, target, tuple(request_ops), tuple(edits), "", body_limit, tuple(actions)
-        )
+        return Decision(None, target, request_ops, edits, "", body_limit, actions)
 
 
 class _Compiled:
@@ -288,6 +295,16 @@ def _triggered(compiled: _Compiled, found: re.Match[bytes] | None) -> Iterator[T
             yield Triggered(action, found, label)
         elif state.select():
             yield Triggered(action, found, label, state)
+
+
+def _same_for_all(compiled: _Compiled) -> bool:
+    """Whether the rule does the same to every request it may see (its Decision's part)."""
+    return (
+        compiled.test is None
+        and not compiled.stops
+        and not compiled.faults
+        and compiled.rule.rewrite is None
+    )
 
 
 def _answers(rule: Rule) -> bool:
@@ -350,7 +367,7 @@ def _ops_for(edits: Sequence[ResponseEdit], status: int) -> list[HeaderOp]:
     return ops
 
 
-def _finish(answer: Response, view: RequestView, edits: list[ResponseEdit]) -> Response:
+def _finish(answer: Response, view: RequestView, edits: Sequence[ResponseEdit]) -> Response:
     ops = _ops_for(edits, answer.status)
     body = b"" if view.method == b"HEAD" else answer.body  # Content-Length stays the GET's
     if not ops and body is answer.body:

@@ -66,7 +66,7 @@ from ..core._headers import (
     response_fields,
     response_headers,
 )
-from ..core._requestview import RequestView, request_view
+from ..core._requestview import request_view
 from ..core._ruleengine import HEALTH_CHECK_PREFIX, PASS, Decision, Triggered, apply_decision
 from ..core._rulemodel import HookAction, Response
 from ..core._tracecontext import trace_ids
@@ -338,8 +338,11 @@ class Exchange(Responder):
         if self.record.notes is not None and (decision.actions or decision.rule):
             _note_rules(self.record.notes, decision)
         answer = decision.response
-        if decision.actions and self.ctx.hooks is not None:
-            answer = await self._run_hooks(decision, view)
+        if decision.actions and ctx.hooks is not None:
+            # The hooks' request points: the answer that ends the request (a hook's, an
+            # on_error status, or the rules' own), else None. (Here, not in a method: one
+            # coroutine less per hooked request.)
+            answer, self.hooks = await ctx.hooks.on_request(decision, view, plan.request_id)
             if answer is not None and decision.response is None:  # a hook's own answer
                 headers = decision.response_headers(answer.status, answer.headers)
                 answer = Response(answer.status, tuple(headers), answer.body)
@@ -358,13 +361,6 @@ class Exchange(Responder):
             return await self._faults_before_forwarding(self.faults)
         await self._answer_from_rules(answer)
         return True
-
-    async def _run_hooks(self, decision: Decision, view: RequestView) -> Response | None:
-        """The request points of the hooks the rules triggered; the answer that ends the
-        request (a hook's, an on_error status, or the rules' own), else None."""
-        assert self.ctx.hooks is not None
-        answer, self.hooks = await self.ctx.hooks.on_request(decision, view, self.plan.request_id)
-        return answer
 
     async def _faults_before_forwarding(self, faults: FaultRun) -> bool:
         """A fault's own answer instead of the origin's (True), or its 1xx first."""
@@ -746,7 +742,11 @@ def _note_rules(notes: ExchangeNotes, decision: Decision) -> None:
 
 
 def _fault_states(actions: tuple[Triggered, ...]) -> tuple[FaultState, ...]:
-    return tuple(triggered.fault for triggered in actions if triggered.fault is not None)
+    found: tuple[FaultState, ...] = ()
+    for triggered in actions:  # (a loop: no generator made for a hook rule's actions)
+        if triggered.fault is not None:
+            found += (triggered.fault,)
+    return found
 
 
 def _note_request(record: AccessRecord, plan: RequestPlan) -> None:

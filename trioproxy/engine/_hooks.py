@@ -11,9 +11,10 @@ needs per call, its stats and whether its code can wait, is looked up once per c
 in `_Hook`).
 
 Every call runs under its rule's ``timeout_s`` (set when the hook first waits), with each
-of its steps timed by the blocking watch (`hooks._watch`) and `CURRENT_HOOK` set; a hook
-whose code has no await (`cannot_wait`) cannot reach a deadline, so it runs as one timed
-step without the cancel scope (most of a call's cost); an
+of its steps timed by the blocking watch (`hooks._watch`); a hook whose code has no await
+(`cannot_wait`) cannot reach a deadline, so it runs as one timed step without the cancel
+scope (most of a call's cost), awaited directly; one `Exchange` per hook per request holds
+what the hook asked for and the request view, made only if the hook reads it. An
 exception or a timeout is one diagnostics line with the hook's name and the request ID,
 counted, and then ``on_error``: "pass" forgets what the hook asked for, 502/503 answers with
 that status. The body points (`HookCalls.body_transform`) are chained in rule order.
@@ -22,7 +23,6 @@ that status. The body points (`HookCalls.body_transform`) are chained in rule or
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,9 +36,9 @@ from ..core._errors import ProxyError
 from ..core._requestview import RequestView
 from ..core._ruleengine import Decision
 from ..core._rulemodel import Headers, HookAction, Response, RuleSet, apply_header_ops
-from ..hooks._api import Exchange, HookError, Request, ResponseHead
+from ..hooks._api import Exchange, HookError, ResponseHead
 from ..hooks._load import LoadedHook, load_hooks
-from ..hooks._watch import CURRENT_HOOK, BlockingWatch, cannot_wait
+from ..hooks._watch import BlockingWatch, cannot_wait
 
 __all__ = ["HookCalls", "HookSet", "HookStats", "Transform"]
 
@@ -70,13 +70,14 @@ class _Hook:
     action: HookAction
     loaded: LoadedHook
     stats: HookStats
+    label: str
     request_sync: bool  # its request point `cannot_wait`: one timed step, no cancel scope
     later: bool  # it has a point after the request one: the request carries it further
 
 
 def _hook(action: HookAction, loaded: LoadedHook, stats: HookStats) -> _Hook:
     later = any(getattr(loaded, point) is not None for point in _LATER_POINTS)
-    return _Hook(action, loaded, stats, cannot_wait(loaded.request), later)
+    return _Hook(action, loaded, stats, loaded.label, cannot_wait(loaded.request), later)
 
 
 _LATER_POINTS = ("response", "access", "request_body", "response_body")
@@ -145,7 +146,6 @@ class HookSet:
 
     async def _lifespan(self, loaded: LoadedHook, nursery: trio.Nursery) -> None:
         assert loaded.lifespan is not None
-        CURRENT_HOOK.set((loaded.label, "lifespan"))  # this task's own context
         watch, label = self.watch, loaded.label
         try:
             timed = watch.nursery(nursery, label, partial(self._lifespan_failed, label))
@@ -183,9 +183,9 @@ class HookSet:
         decision's own), and the calls whose edits and later points apply: None when no hook
         asked for anything and none has a later point (the request then goes on as if it had
         triggered no hook, and pays for nothing more). One coroutine, and a hook that cannot
-        wait is called without one of ours: each would be a frame made per request."""
-        calls: list[_Call] = []
-        rid = request_id.decode("ascii", "replace")
+        wait is awaited directly in one timed step (`BlockingWatch.step`): no coroutine or
+        cancel scope of ours per call, one object (the `Exchange`) per hook."""
+        exchanges: list[Exchange] = []
         by_action = self.by_action
         self.users += 1
         try:
@@ -193,90 +193,87 @@ class HookSet:
                 hook = by_action.get(id(triggered.action)) or self._find(triggered.action)
                 if hook is None:
                     continue
-                loaded = hook.loaded
-                exchange = Exchange(Request._of(view, triggered.captures, rid), loaded.label)
-                call = _Call(hook, exchange)
-                calls.append(call)
-                if loaded.request is None:
+                exchange = Exchange((view, triggered.captures, request_id), hook.label, hook)
+                exchanges.append(exchange)
+                function = hook.loaded.request
+                if function is None:
                     continue
-                if hook.request_sync:
-                    done = self.run_step(call, rid, "request", loaded.request, exchange)
+                if hook.request_sync:  # `call`'s first half, inline: every request runs it
+                    hook.stats.calls += 1
+                    step = self.watch.step(hook.label, request_id)
+                    try:
+                        await function(exchange)  # (not `send`: no StopIteration made)
+                        done = True
+                    except (Exception, SystemExit) as exc:  # sys.exit() is its error too
+                        self._failed(hook, "request", request_id, exc)
+                        done = False
+                    finally:
+                        hook.stats.seconds += self.watch.ended(step)
                 else:
-                    done = await self.run_point(call, rid, "request", loaded.request, exchange)
+                    done = await self.call(exchange, request_id, "request", function, exchange)
                 if not done:
                     if hook.action.on_error:
-                        return text_response(hook.action.on_error), HookCalls(self, rid, calls)
-                    _forget(exchange)
+                        answer = text_response(hook.action.on_error)
+                        return answer, HookCalls(self, request_id, exchanges)
+                    exchange._forget()
                 if exchange._answer is not None:
-                    return exchange._answer, HookCalls(self, rid, calls)
+                    return exchange._answer, HookCalls(self, request_id, exchanges)
         except BaseException:
             self._released()
             raise
-        for call in calls:
-            call.exchange._phase = "response"
-        for call in calls:
-            if call.carried():
-                return decision.response, HookCalls(self, rid, calls)
-        for call in calls:  # (an edit asked for from elsewhere now is refused)
-            call.exchange._phase = "access"
-        self._released()
-        return decision.response, None
+        for exchange in exchanges:
+            if exchange._hook.later or exchange._asked():
+                break
+        else:  # nothing to carry: an edit asked for from elsewhere now is refused
+            for exchange in exchanges:
+                exchange._phase = "access"
+            self._released()
+            return decision.response, None
+        for exchange in exchanges:
+            exchange._phase = "response"
+        return decision.response, HookCalls(self, request_id, exchanges)
 
     # --- one call ---
 
-    def run_step(
+    async def call(
         self,
-        call: _Call,
-        request_id: str,
+        exchange: Exchange,
+        request_id: bytes,
         point: str,
         function: Callable[..., Coroutine[Any, Any, Any]],
         *args: Any,
     ) -> bool:
-        """Run one hook point whose function `cannot_wait`, as one timed step: no deadline
-        could interrupt it (trio cancels only at checkpoints), so it has no cancel scope, most
-        of what a call would cost. False when it failed."""
-        hook = call.hook
-        label, stats = hook.loaded.label, hook.stats
+        """Run one hook point; False when it failed or timed out. A function that
+        `cannot_wait` runs as one timed step: no deadline could interrupt it (trio cancels
+        only at checkpoints), so it has no cancel scope, most of what a call would cost.
+        Any other runs under its deadline."""
+        hook: _Hook = exchange._hook
+        stats = hook.stats
         stats.calls += 1
-        token = CURRENT_HOOK.set((label, request_id))
-        started = time.perf_counter()  # (trio's clock costs three calls a read)
-        try:
-            self.watch.run_step(label, request_id, function(*args))
-            return True
-        except (Exception, SystemExit) as exc:  # sys.exit() in a hook is its error too
-            self._failed(hook, point, request_id, exc)
-            return False
-        finally:
-            stats.seconds += time.perf_counter() - started
-            CURRENT_HOOK.reset(token)
-
-    async def run_point(
-        self,
-        call: _Call,
-        request_id: str,
-        point: str,
-        function: Callable[..., Coroutine[Any, Any, Any]],
-        *args: Any,
-    ) -> bool:
-        """Run one hook point under its deadline; False when it failed or timed out."""
-        hook = call.hook
-        label, stats = hook.loaded.label, hook.stats
-        stats.calls += 1
-        token = CURRENT_HOOK.set((label, request_id))
+        if cannot_wait(function):
+            step = self.watch.step(hook.label, request_id)
+            try:
+                await function(*args)
+                return True
+            except (Exception, SystemExit) as exc:
+                self._failed(hook, point, request_id, exc)
+                return False
+            finally:
+                stats.seconds += self.watch.ended(step)
         started = trio.current_time()
         try:
             with trio.CancelScope() as scope:
                 deadline = started + hook.action.timeout_s
                 coro = function(*args)
-                await self.watch.timed(label, request_id, coro, scope=scope, deadline=deadline)
+                await self.watch.timed(hook.label, request_id, coro, scope=scope, deadline=deadline)
             if scope.cancelled_caught:
                 stats.timeouts += 1
                 log.warning(
                     "hook %s: %s timed out after %gs (request %s); on_error: %s",
-                    label,
+                    hook.label,
                     point,
                     hook.action.timeout_s,
-                    request_id,
+                    _text(request_id),
                     hook.action.on_error or "pass",
                 )
                 return False
@@ -286,51 +283,27 @@ class HookSet:
             return False
         finally:
             stats.seconds += trio.current_time() - started
-            CURRENT_HOOK.reset(token)
 
-    def _failed(self, hook: _Hook, point: str, request_id: str, exc: BaseException) -> None:
+    def _failed(self, hook: _Hook, point: str, request_id: bytes, exc: BaseException) -> None:
         hook.stats.errors += 1
         log.warning(
             "hook %s: %s failed (request %s): %s; on_error: %s",
-            hook.loaded.label,
+            hook.label,
             point,
-            request_id,
+            _text(request_id),
             _describe(exc),
             hook.action.on_error or "pass",
         )
 
 
 @dataclass(slots=True)
-class _Call:
-    hook: _Hook
-    exchange: Exchange
-
-    @property
-    def action(self) -> HookAction:
-        return self.hook.action
-
-    @property
-    def loaded(self) -> LoadedHook:
-        return self.hook.loaded
-
-    def carried(self) -> bool:
-        """Whether the request must carry this call on: a later point, or something asked."""
-        exchange = self.exchange
-        return (
-            self.hook.later
-            or exchange._answer is not None
-            or exchange._target is not None
-            or bool(exchange._request_ops or exchange._response_ops or exchange._fields)
-        )
-
-
-@dataclass(slots=True)
 class HookCalls:
-    """The hooks one request triggered, carried with it to its response head and access line."""
+    """The hooks one request triggered, carried with it to its response head and access line:
+    an `Exchange` per hook, in rule order."""
 
     hooks: HookSet
-    request_id: str
-    calls: list[_Call] = field(default_factory=list)
+    request_id: bytes
+    calls: list[Exchange] = field(default_factory=list)
     released: bool = False
 
     def release(self) -> None:
@@ -344,37 +317,38 @@ class HookCalls:
     def target(self) -> bytes | None:
         """The last rewrite asked for (hooks run in rule order: the later one decides)."""
         found = None
-        for call in self.calls:
-            found = call.exchange._target or found
+        for exchange in self.calls:
+            found = exchange._target or found
         return found
 
     def request_headers(self, headers: Headers) -> Headers:
-        ops = [op for call in self.calls for op in call.exchange._request_ops]
+        ops = [op for exchange in self.calls for op in exchange._request_ops]
         return apply_header_ops(headers, ops) if ops else headers
 
     def response_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
-        ops = [op for call in self.calls for op in call.exchange._response_ops]
+        ops = [op for exchange in self.calls for op in exchange._response_ops]
         return apply_header_ops(headers, ops) if ops else list(headers)
 
     # --- the response head ---
 
     async def on_response(self, status: int, headers: Headers) -> tuple[Response | None, Headers]:
         """Run the response points; a replacement answer, or the headers edited."""
-        for call in self.calls:
-            respond = call.loaded.response
+        for exchange in self.calls:
+            hook: _Hook = exchange._hook
+            respond = hook.loaded.response
             if respond is None:
                 continue
-            exchange = call.exchange
             head = ResponseHead(status, _texts(self.response_headers(headers)))
-            if not await self.call(call, "response", respond, exchange, head):
-                if call.action.on_error:
-                    return text_response(call.action.on_error), headers
-                exchange._response_ops.clear()
+            rid = self.request_id
+            if not await self.hooks.call(exchange, rid, "response", respond, exchange, head):
+                if hook.action.on_error:
+                    return text_response(hook.action.on_error), headers
+                exchange._response_ops = ()
                 exchange._answer = None
             if exchange._answer is not None:
                 return exchange._answer, headers
-        for call in self.calls:
-            call.exchange._phase = "access"
+        for exchange in self.calls:
+            exchange._phase = "access"
         return None, self.response_headers(headers)
 
     # --- the bodies ---
@@ -382,72 +356,57 @@ class HookCalls:
     def body_transform(self, point: str) -> Transform | None:
         """The hooks' transformer of the request or response body (``point``), chained in
         rule order; None when no hook this request triggered has one."""
-        calls = [call for call in self.calls if getattr(call.loaded, point) is not None]
+        calls = [e for e in self.calls if getattr(e._hook.loaded, point) is not None]
         if not calls:
             return None
         failed: set[int] = set()
 
         async def transform(chunk: bytes, end: bool) -> bytes:
-            for index, call in enumerate(calls):
+            for index, exchange in enumerate(calls):
                 if index not in failed:
-                    chunk = await self._transform(call, point, chunk, end, failed, index)
+                    chunk = await self._transform(exchange, point, chunk, end, failed, index)
             return chunk
 
         return transform
 
     async def _transform(
-        self, call: _Call, point: str, chunk: bytes, end: bool, failed: set[int], index: int
+        self, exchange: Exchange, point: str, chunk: bytes, end: bool, failed: set[int], index: int
     ) -> bytes:
-        function = getattr(call.loaded, point)
+        hook: _Hook = exchange._hook
+        function = getattr(hook.loaded, point)
         out: list[bytes] = []
 
         async def run() -> None:
-            value = await function(call.exchange, chunk, end)
+            value = await function(exchange, chunk, end)
             if not isinstance(value, bytes | bytearray | memoryview):
                 raise HookError(f"{point} must return bytes, returned {type(value).__name__}")
             out.append(bytes(value))
 
-        if await self.call(call, point, run):
+        if await self.hooks.call(exchange, self.request_id, point, run):
             return out[0]
-        if call.action.on_error:  # mid-body the status cannot change: the exchange ends
-            raise ProxyError(
-                f"hook {call.loaded.label}: {point} failed", status=call.action.on_error
-            )
+        if hook.action.on_error:  # mid-body the status cannot change: the exchange ends
+            raise ProxyError(f"hook {hook.label}: {point} failed", status=hook.action.on_error)
         failed.add(index)  # "pass": this slice and the rest go on as they came
         return chunk
 
     # --- the access line ---
 
     async def on_access(self, record: AccessRecord) -> None:
-        for call in self.calls:
-            call.exchange._phase = "access"
-            if call.loaded.access is not None:
-                await self.call(call, "access", call.loaded.access, call.exchange, record.status)
-        fields = [item for call in self.calls for item in call.exchange._fields.items()]
+        for exchange in self.calls:
+            exchange._phase = "access"
+            access = exchange._hook.loaded.access
+            if access is not None:
+                await self.hooks.call(
+                    exchange, self.request_id, "access", access, exchange, record.status
+                )
+        fields = [item for exchange in self.calls for item in exchange._fields.items()]
         if fields:
             record.extra = tuple(fields)
-
-    # --- one call ---
-
-    async def call(
-        self, call: _Call, point: str, function: Callable[..., Coroutine[Any, Any, Any]], *args: Any
-    ) -> bool:
-        """Run one hook point under its deadline; False when it failed or timed out."""
-        if cannot_wait(function):
-            return self.hooks.run_step(call, self.request_id, point, function, *args)
-        return await self.hooks.run_point(call, self.request_id, point, function, *args)
 
 
 def _slow(stats: dict[str, HookStats], label: str, took: float) -> None:
     if label in stats:
         stats[label].slow_steps += 1
-
-
-def _forget(exchange: Exchange) -> None:
-    """A failed hook with on_error "pass": as if it had asked for nothing."""
-    exchange._answer = exchange._target = None
-    exchange._request_ops.clear()
-    exchange._response_ops.clear()
 
 
 def _describe(exc: BaseException) -> str:
@@ -457,6 +416,10 @@ def _describe(exc: BaseException) -> str:
         where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
         tb = tb.tb_next
     return f"{exc!r}{where}"
+
+
+def _text(request_id: bytes) -> str:
+    return request_id.decode("ascii", "replace")
 
 
 def _texts(headers: Sequence[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:

@@ -38,6 +38,7 @@ def _lookup(headers: Fields, name: str) -> str | None:
 
 
 _NO_CAPTURES: Mapping[str, str] = MappingProxyType({})
+_NO_FIELDS: Mapping[str, str] = MappingProxyType({})
 
 
 class Request:
@@ -49,10 +50,11 @@ class Request:
     (True-Client-IP from a trusted peer, else the TCP peer); ``scheme`` is "https" when
     X-Forwarded-Proto says so. ``captures`` holds the rule's ``match.path_regex`` groups, by
     number ("0", "1", ...) and by name. Text is decoded as Latin-1, so every byte received is
-    kept. (The proxy makes one per hook call and decodes only what the hook reads.)
+    kept. (The proxy makes one only when a hook reads ``exchange.request``, and decodes only
+    what the hook reads.)
     """
 
-    __slots__ = ("_match", "_values", "_view")
+    __slots__ = ("_source", "_values")
 
     def __init__(
         self,
@@ -65,8 +67,7 @@ class Request:
         request_id: str,
         captures: Mapping[str, str] = _NO_CAPTURES,
     ) -> None:
-        self._view: Any = None
-        self._match: re.Match[bytes] | None = None
+        self._source: RequestSource | None = None
         self._values: dict[str, Any] = {
             "method": method,
             "path": path,
@@ -79,17 +80,16 @@ class Request:
         }
 
     @classmethod
-    def _of(cls, view: Any, match: re.Match[bytes] | None, request_id: str) -> Request:
+    def _of(cls, source: RequestSource) -> Request:
         """From the rules' `RequestView`, decoding nothing until it is read."""
         request = cls.__new__(cls)
-        request._view, request._match = view, match
-        request._values = {"client": view.client_ip, "request_id": request_id}
+        request._source, request._values = source, {}
         return request
 
     def _get(self, name: str) -> Any:
         values = self._values
         if name not in values:
-            values[name] = _DECODE[name](self._view, self._match)
+            values[name] = _DECODE[name](self._source)
         return values[name]
 
     @property
@@ -166,13 +166,19 @@ def _captures(match: re.Match[bytes] | None) -> Mapping[str, str]:
     return MappingProxyType(groups)
 
 
-_DECODE: dict[str, Callable[[Any, re.Match[bytes] | None], Any]] = {
-    "method": lambda view, _: view.method.decode("latin-1"),
-    "path": lambda view, _: view.path.decode("latin-1"),
-    "target": lambda view, _: view.target.decode("latin-1"),
-    "headers": lambda view, _: _texts(view.headers),
-    "scheme": lambda view, _: view.scheme.decode("latin-1"),
-    "captures": lambda _, match: _captures(match),
+# What a `Request` is made of when the proxy makes it: the rules' `RequestView`, the rule's
+# path_regex match, and the request ID (as bytes).
+RequestSource = tuple[Any, "re.Match[bytes] | None", bytes]
+
+_DECODE: dict[str, Callable[[Any], Any]] = {
+    "method": lambda source: source[0].method.decode("latin-1"),
+    "path": lambda source: source[0].path.decode("latin-1"),
+    "target": lambda source: source[0].target.decode("latin-1"),
+    "headers": lambda source: _texts(source[0].headers),
+    "client": lambda source: source[0].client_ip,
+    "scheme": lambda source: source[0].scheme.decode("latin-1"),
+    "request_id": lambda source: source[2].decode("ascii", "replace"),
+    "captures": lambda source: _captures(source[1]),
 }
 
 
@@ -231,31 +237,69 @@ class Exchange:
     something; each checks its arguments at once and raises `HookError` if refused.
     """
 
+    # The proxy makes one per hook call on the request path: what a hook may never ask for
+    # (the request view, the state dict, the edit lists) is made only when first used.
     __slots__ = (
         "_answer",
         "_fields",
+        "_hook",
         "_phase",
+        "_req",
         "_request_ops",
         "_response_ops",
+        "_state",
         "_target",
         "hook",
-        "request",
-        "state",
     )
 
-    def __init__(self, request: Request, hook: str = "") -> None:
-        self.request = request
+    def __init__(self, request: Request | RequestSource, hook: str = "", _hook: Any = None) -> None:
+        """``request``, or (from the proxy) what it is made of, when first read; ``_hook``
+        is the proxy's note of the hook this exchange runs."""
+        self._req = request
         self.hook = hook
-        self.state: dict[str, Any] = {}
+        self._hook = _hook
+        self._state: dict[str, Any] | None = None
         self._answer: Response | None = None
         self._target: bytes | None = None
-        self._request_ops: list[HeaderOp] = []
-        self._response_ops: list[HeaderOp] = []
-        self._fields: dict[str, str] = {}
+        self._request_ops: tuple[HeaderOp, ...] = ()
+        self._response_ops: tuple[HeaderOp, ...] = ()
+        self._fields: Mapping[str, str] = _NO_FIELDS
         self._phase = "request"  # then "response", then "access"
+
+    @property
+    def request(self) -> Request:
+        request = self._req
+        if type(request) is tuple:
+            request = self._req = Request._of(request)
+        assert isinstance(request, Request)
+        return request
+
+    @property
+    def state(self) -> dict[str, Any]:
+        state = self._state
+        if state is None:
+            state = self._state = {}
+        return state
+
+    @state.setter
+    def state(self, value: dict[str, Any]) -> None:
+        self._state = value
 
     def __repr__(self) -> str:
         return f"<Exchange {self.hook} {self.request.method} {self.request.target[:80]!r}>"
+
+    def _asked(self) -> bool:
+        """Whether the hook asked for anything (an answer, a rewrite, an edit, a log field)."""
+        return (
+            self._answer is not None
+            or self._target is not None
+            or bool(self._request_ops or self._response_ops or self._fields)
+        )
+
+    def _forget(self) -> None:
+        """A failed hook with on_error "pass": as if it had asked for nothing."""
+        self._answer = self._target = None
+        self._request_ops = self._response_ops = ()
 
     # --- answering ---
 
@@ -333,7 +377,7 @@ class Exchange:
                 f"log field {name}: a request's hooks add at most {MAX_LOG_FIELDS} fields"
                 f" of {MAX_LOG_BYTES} characters in all"
             )
-        self._fields[name] = value
+        self._fields = fields
 
     # --- what the engine reads ---
 
@@ -344,10 +388,10 @@ class Exchange:
     def _request(self, kind: OpKind, name: str, value: str) -> None:
         self._before_forwarding(f"editing request header {name}")
         encoded = _name(name, request=True, kind=kind)
-        self._request_ops.append(HeaderOp(kind, encoded, _value(name, value)))
+        self._request_ops += (HeaderOp(kind, encoded, _value(name, value)),)
 
     def _response(self, kind: OpKind, name: str, value: str) -> None:
         if self._phase == "access":
             raise HookError(f"editing response header {name} on the access line: already sent")
         encoded = _name(name, request=False, kind=kind)
-        self._response_ops.append(HeaderOp(kind, encoded, _value(name, value)))
+        self._response_ops += (HeaderOp(kind, encoded, _value(name, value)),)

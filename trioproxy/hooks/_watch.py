@@ -18,7 +18,6 @@ and nothing at all for requests that trigger no hook.
 
 from __future__ import annotations
 
-import contextvars
 import dis
 import inspect
 import logging
@@ -32,17 +31,11 @@ from typing import Any, TypeVar
 
 import trio
 
-__all__ = ["CURRENT_HOOK", "BlockingWatch", "cannot_wait"]
+__all__ = ["BlockingWatch", "RequestId", "cannot_wait"]
 
 log = logging.getLogger("trioproxy")
 
 T = TypeVar("T")
-
-# (hook label, request ID) while a task runs a hook's code; None otherwise. (For the hook's
-# own use, and for diagnostics; the watch keeps its own note of the running step.)
-CURRENT_HOOK: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
-    "trioproxy_current_hook", default=None
-)
 
 # A step longer than this is a blocking call (a hook's honest work takes well under a
 # millisecond a step): 50 ms is what a client would notice.
@@ -51,8 +44,12 @@ DEFAULT_THRESHOLD_S = 0.05
 # How often the watchdog looks while no hook step runs (10 wakes a second, not 40).
 IDLE_S = 0.1
 
+# A request's ID, as the proxy holds it (bytes: decoded only for a diagnostics line), or
+# what a step of a lifespan's is noted with ("lifespan").
+RequestId = bytes | str
+
 # The step running now: (hook label, request ID, when it started), or None.
-_Step = tuple[str, str, float]
+_Step = tuple[str, RequestId, float]
 
 
 class BlockingWatch:
@@ -63,7 +60,7 @@ class BlockingWatch:
 
     def __init__(
         self,
-        on_slow: Callable[[str, str, float], None],
+        on_slow: Callable[[str, RequestId, float], None],
         threshold_s: float = DEFAULT_THRESHOLD_S,
     ) -> None:
         self.threshold_s = threshold_s
@@ -77,7 +74,7 @@ class BlockingWatch:
     def timed(
         self,
         label: str,
-        request_id: str,
+        request_id: RequestId,
         coro: Coroutine[Any, Any, T],
         *,
         scope: trio.CancelScope | None = None,
@@ -88,24 +85,20 @@ class BlockingWatch:
         cannot be cancelled anyway, and spares the deadline's bookkeeping."""
         return _Timed(self, (label, request_id), coro, scope, deadline)
 
-    def run_step(self, label: str, request_id: str, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro``, of a function that `cannot_wait`, to its end in this one step, timed
-        as `timed` times a step. It needs no cancel scope: with no checkpoint in it, no
-        deadline could interrupt it anyway (trio cancels only at checkpoints)."""
+    def step(self, label: str, request_id: RequestId) -> _Step:
+        """Note the start of a step of hook code run without `timed`: a call of a function
+        that `cannot_wait`, awaited directly (no coroutine of ours, no cancel scope: with no
+        checkpoint in it, no deadline could interrupt it anyway). End it with `ended`."""
         step = self._step = (label, request_id, time.perf_counter())
-        try:
-            coro.send(None)
-        except StopIteration as done:
-            value: T = done.value
-            return value
-        finally:  # `_finished`, inline: this runs once per hook call
-            self._step = None
-            took = time.perf_counter() - step[2]
-            if took >= self.threshold_s:
-                self._slow(step, took)
-        # Unreachable for a function `cannot_wait` passed; refused rather than left unbounded.
-        coro.close()
-        raise RuntimeError(f"hook {label} waited, though its code has no await")
+        return step
+
+    def ended(self, step: _Step) -> float:
+        """The step noted by `step` is over: how long it took (counted if slow)."""
+        self._step = None
+        took = time.perf_counter() - step[2]
+        if took >= self.threshold_s:
+            self._slow(step, took)
+        return took
 
     def nursery(
         self, nursery: trio.Nursery, label: str, on_error: Callable[[BaseException], None]
@@ -113,12 +106,6 @@ class BlockingWatch:
         """A nursery for a hook's lifespan: the tasks it starts are timed as the hook, and
         one that raises is ``on_error``'s, not the nursery's (it would end the proxy)."""
         return _TimedNursery(nursery, self, label, on_error)
-
-    def _finished(self, step: _Step) -> None:
-        self._step = None
-        took = time.perf_counter() - step[2]
-        if took >= self.threshold_s:
-            self._slow(step, took)
 
     def _slow(self, step: _Step, took: float) -> None:
         if self._reported is not step:
@@ -189,7 +176,7 @@ class _Timed:
     def __init__(
         self,
         watch: BlockingWatch,
-        hook: tuple[str, str],
+        hook: tuple[str, RequestId],
         coro: Coroutine[Any, Any, Any],
         scope: trio.CancelScope | None,
         deadline: float,
@@ -207,12 +194,12 @@ class _Timed:
             try:
                 yielded = coro.send(sent) if thrown is None else coro.throw(thrown)
             except StopIteration as done:
-                watch._finished(step)
+                watch.ended(step)
                 return done.value
             except BaseException:
-                watch._finished(step)
+                watch.ended(step)
                 raise
-            watch._finished(step)
+            watch.ended(step)
             if scope is not None:  # about to wait for the first time: now the deadline counts
                 scope.deadline = self._deadline
                 scope = None
@@ -283,6 +270,8 @@ class _Started:
 
 def _report(step: _Step, took: float, *, done: bool) -> None:
     label, request_id, _ = step
+    if isinstance(request_id, bytes):
+        request_id = request_id.decode("ascii", "replace")
     state = "blocked" if done else "is blocking"
     log.warning(
         "hook %s %s the event loop for %.3fs (request %s): every connection waits;"
