@@ -314,6 +314,15 @@ def _origin_form(target: bytes, host: bytes | None) -> tuple[bytes, bytes]:
     return origin.encode("ascii"), authority
 
 
+# The response fields `response_fields` reads or drops; any other passes on untouched.
+_READ_IN_RESPONSES = HOP_BY_HOP | {
+    b"content-length",
+    b"content-type",
+    b"section-io-tag",
+    b"x-request-id",
+}
+
+
 class ResponseFields:
     """A response head as the client gets it (`headers`), and what the exchange reads of the
     origin's fields: its content type and section-io-tag (for the access line), and its
@@ -356,6 +365,9 @@ def response_fields(
     listed: list[bytes] = []  # the values of Connection fields
     for name, value in headers:
         lname = name.lower()
+        if lname not in _READ_IN_RESPONSES:  # (most fields: Date, Server, ETag...)
+            out.append((name, value))
+            continue
         if lname == b"content-length":
             has_length = True
         elif lname == b"transfer-encoding":
