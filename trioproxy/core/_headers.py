@@ -322,6 +322,8 @@ _READ_IN_RESPONSES = HOP_BY_HOP | {
     b"x-request-id",
 }
 
+_USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
+
 
 class ResponseFields:
     """A response head as the client gets it (`headers`), and what the exchange reads of the
@@ -382,7 +384,8 @@ def response_fields(
             out.append((name, value))
     if has_length and chunked:
         raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
-    if listed:  # (usually "keep-alive" or "close": hop-by-hop already)
+    # (Usually one "keep-alive" or "close", hop-by-hop already: then nothing more to drop.)
+    if listed and (len(listed) > 1 or listed[0].lower() not in _USUAL_CONNECTION):
         options = connection_options((b"connection", value) for value in listed)
         if options - HOP_BY_HOP:
             out = [(name, value) for name, value in out if name.lower() not in options]
