@@ -142,7 +142,7 @@ def local_buckets(index: int, limit: RateLimit) -> Buckets:
 class RuleEngine:
     """The rules with their run-time state (rate-limit buckets): one per proxy process."""
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_rules", "has_rules")
 
     def __init__(
         self,
@@ -161,6 +161,8 @@ class RuleEngine:
             )
             for index, rule in enumerate(rules.rules)
         )
+        # Read by every request (an attribute, not a `__bool__` call): whether any rule is there.
+        self.has_rules = bool(self._rules)
 
     def keeping_buckets(self, make: BucketsFactory = local_buckets) -> BucketsFactory:
         """A factory for a reloaded rule set: a rate limit unchanged at the same place keeps

@@ -279,7 +279,9 @@ class Exchange(Responder):
         sent_before = down.bytes_sent
         try:
             self._start()
-            if (self.ctx.rule_engine or self.ctx.shared.faults) and await self._rules():
+            if (self.ctx.rule_engine.has_rules or self.ctx.shared.faults.has_faults) and (
+                await self._rules()
+            ):
                 return  # a rule (or a fault) answered
             await self._forward()
             if self.faults is not None and self.faults.close_after():
