@@ -197,15 +197,17 @@ class UpstreamPool:
         return not self.limits.max_connections or self._open < self.limits.max_connections
 
     def _worth_keeping(self, conn: UpstreamConnection, now: float) -> bool:
-        self.resolver.refresh_if_stale(now)
-        return now - conn.connected_at < self.limits.max_age_s and self.resolver.is_current(
-            conn.sockaddr
+        return (
+            self.resolver.still_current(conn.sockaddr, now)
+            and now - conn.connected_at < self.limits.max_age_s
         )
 
     def _take_idle(self, now: float) -> UpstreamConnection | None:
-        self._expire_idle(now)
-        while self._idle:
-            conn = self._idle.pop()
+        idle = self._idle
+        if idle and idle[0].idle_since <= now - self.limits.idle_timeout_s:  # (rarely)
+            self._expire_idle(now)
+        while idle:
+            conn = idle.pop()
             if conn.looks_dead() or not self._worth_keeping(conn, now):
                 self._close_idle(conn)
                 continue

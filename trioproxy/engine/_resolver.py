@@ -78,8 +78,12 @@ class Resolver:
         self.negative_ttl_s = negative_ttl_s
         self.lookup_timeout_s = lookup_timeout_s  # the connect deadline: nobody waits longer
 
-    def is_current(self, sockaddr: object) -> bool:
-        """Whether an address is still in the answer (True before there is any answer)."""
+    def still_current(self, sockaddr: object, now: float) -> bool:
+        """Whether an address is still in the answer (True before there is any answer); an
+        answer expired at ``now`` is refreshed in the background first (`refresh_if_stale`).
+        One call for the pool's two questions about every connection it takes or keeps."""
+        if now >= self._expires_at:
+            self.refresh_if_stale(now)
         return not self._current or sockaddr in self._current
 
     def refresh_if_stale(self, now: float) -> None:
