@@ -182,7 +182,7 @@ class Responder:
             head = h11.Response(
                 status_code=status,
                 headers=headers,
-                reason=reason_phrase(status, reason),
+                reason=reason or reason_phrase(status, b""),  # (origins nearly always give one)
                 _parsed=validated,
             )
         self.head_at = down.bytes_sent + down.queued_bytes
@@ -767,6 +767,8 @@ def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
     noted = plan.noted
     record.host = plan.host
     record.request_id = plan.request_id
+    if not noted:  # (none of them: the record's defaults are right)
+        return
     record.referrer = noted.get(b"referer", b"")
     record.user_agent = noted.get(b"user-agent", b"")
     record.x_forwarded_proto = noted.get(b"x-forwarded-proto", b"")
