@@ -181,7 +181,8 @@ async def test_a_server_being_cancelled_asks_its_stopped_resolver_for_nothing(
             scope.cancel()
             with trio.CancelScope(shield=True):
                 await trio.testing.wait_all_tasks_blocked()  # resolver.run has ended
-            resolver.refresh_if_stale()  # (a connection given back): nothing to do
+            # (a connection given back): nothing to do
+            resolver.refresh_if_stale(trio.current_time())
             with pytest.raises(trio.Cancelled):
                 await resolver.resolve(trio.current_time() + 10.0)
                 pytest.fail("resolved while the server was being cancelled")

@@ -167,7 +167,14 @@ def _json_pieces(fields: tuple[str, ...]) -> list[_Piece]:
     for index, name in enumerate(fields):
         expression, may_need_escaping = _FIELDS[name]
         pieces.append((False, ("{" if index == 0 else ",") + f'"{name}":'))
-        if may_need_escaping:
+        attribute = _HEADER_FIELDS.get(name)
+        if attribute is not None:
+            # Most of them are absent from most requests: "-" is written ready-quoted, not
+            # encoded each time.
+            pieces.append(
+                (True, f'(_json(r.{attribute}.decode("latin-1")) if r.{attribute} else \'"-"\')')
+            )
+        elif may_need_escaping:
             # The C-accelerated JSON string encoder quotes the text and escapes everything
             # outside printable ASCII, so a line is always one line of valid ASCII JSON.
             pieces.append((True, f"_json({expression})"))
@@ -249,6 +256,22 @@ def _header(attribute: str) -> str:
     # A request header kept as bytes: latin-1 maps every byte to one character, so decoding
     # never fails; "-" when the request had none.
     return f'(r.{attribute}.decode("latin-1") if r.{attribute} else "-")'
+
+
+# The fields that are one bytes attribute of the record, by field name: `_header`'s shape,
+# which the JSON line writes in a shape of its own (`_json_pieces`).
+_HEADER_FIELDS = {
+    "method": "method",
+    "content_type": "content_type",
+    "hostname": "host",
+    "referrer": "referrer",
+    "useragent": "user_agent",
+    "http_x_forwarded_proto": "x_forwarded_proto",
+    "x_forwarded_for": "x_forwarded_for",
+    "section_io_id": "section_io_id",
+    "request_id": "request_id",
+    "section_io_tag": "section_io_tag",
+}
 
 
 # Each field: a Python expression over the record `r` giving the value's text ("-" when there is

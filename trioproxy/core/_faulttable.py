@@ -3,7 +3,8 @@ table of named faults, each with the requests it is for, kept across reloads (pu
 
 A rule's ``fault`` lives and dies with the configuration; these live until removed. The engine
 asks the table, after the rules, which of its faults a request selects (`FaultTable.select`):
-an empty table answers at once, so a proxy without runtime faults pays one truth test.
+an empty table answers at once, so a proxy without runtime faults pays one attribute test
+(``has_faults``).
 """
 
 from __future__ import annotations
@@ -47,10 +48,12 @@ class RuntimeFault:
 class FaultTable:
     """Named runtime faults in the order they were added. Not thread-safe (one event loop)."""
 
-    __slots__ = ("_faults",)
+    __slots__ = ("_faults", "has_faults")
 
     def __init__(self) -> None:
         self._faults: dict[str, RuntimeFault] = {}
+        # Kept with the table: every request reads it (an attribute, not a `__bool__` call).
+        self.has_faults = False
 
     def __bool__(self) -> bool:
         return bool(self._faults)
@@ -77,10 +80,13 @@ class FaultTable:
             )
         added = RuntimeFault(name, match, FaultState(fault), dict(match_json or {}))
         self._faults[name] = added
+        self.has_faults = True
         return added
 
     def remove(self, name: str) -> RuntimeFault | None:
-        return self._faults.pop(name, None)
+        removed = self._faults.pop(name, None)
+        self.has_faults = bool(self._faults)
+        return removed
 
     def select(self, view: RequestView) -> tuple[FaultState, ...]:
         """The faults that apply to this request, in the order they were added (each matching

@@ -314,6 +314,17 @@ def _origin_form(target: bytes, host: bytes | None) -> tuple[bytes, bytes]:
     return origin.encode("ascii"), authority
 
 
+# The response fields `response_fields` reads or drops; any other passes on untouched.
+_READ_IN_RESPONSES = HOP_BY_HOP | {
+    b"content-length",
+    b"content-type",
+    b"section-io-tag",
+    b"x-request-id",
+}
+
+_USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
+
+
 class ResponseFields:
     """A response head as the client gets it (`headers`), and what the exchange reads of the
     origin's fields: its content type and section-io-tag (for the access line), and its
@@ -356,6 +367,9 @@ def response_fields(
     listed: list[bytes] = []  # the values of Connection fields
     for name, value in headers:
         lname = name.lower()
+        if lname not in _READ_IN_RESPONSES:  # (most fields: Date, Server, ETag...)
+            out.append((name, value))
+            continue
         if lname == b"content-length":
             has_length = True
         elif lname == b"transfer-encoding":
@@ -370,7 +384,8 @@ def response_fields(
             out.append((name, value))
     if has_length and chunked:
         raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
-    if listed:  # (usually "keep-alive" or "close": hop-by-hop already)
+    # (Usually one "keep-alive" or "close", hop-by-hop already: then nothing more to drop.)
+    if listed and (len(listed) > 1 or listed[0].lower() not in _USUAL_CONNECTION):
         options = connection_options((b"connection", value) for value in listed)
         if options - HOP_BY_HOP:
             out = [(name, value) for name, value in out if name.lower() not in options]

@@ -142,7 +142,7 @@ def local_buckets(index: int, limit: RateLimit) -> Buckets:
 class RuleEngine:
     """The rules with their run-time state (rate-limit buckets): one per proxy process."""
 
-    __slots__ = ("_constant", "_rules")
+    __slots__ = ("_constant", "_rules", "has_rules")
 
     def __init__(
         self,
@@ -161,6 +161,8 @@ class RuleEngine:
             )
             for index, rule in enumerate(rules.rules)
         )
+        # Read by every request (an attribute, not a `__bool__` call): whether any rule is there.
+        self.has_rules = bool(self._rules)
         self._constant: Decision | None = None
         if all(_same_for_all(c) for c in self._rules):
             # Rules that test nothing, never answer and rewrite nothing (a hook, or a header

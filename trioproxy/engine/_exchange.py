@@ -182,7 +182,7 @@ class Responder:
             head = h11.Response(
                 status_code=status,
                 headers=headers,
-                reason=reason_phrase(status, reason),
+                reason=reason or reason_phrase(status, b""),  # (origins nearly always give one)
                 _parsed=validated,
             )
         self.head_at = down.bytes_sent + down.queued_bytes
@@ -279,7 +279,9 @@ class Exchange(Responder):
         sent_before = down.bytes_sent
         try:
             self._start()
-            if (self.ctx.rule_engine or self.ctx.shared.faults) and await self._rules():
+            if (self.ctx.rule_engine.has_rules or self.ctx.shared.faults.has_faults) and (
+                await self._rules()
+            ):
                 return  # a rule (or a fault) answered
             await self._forward()
             if self.faults is not None and self.faults.close_after():
@@ -427,7 +429,15 @@ class Exchange(Responder):
                     record.notes.upstream_reused = reused
                 started = trio.current_time()
                 try:
-                    await self._send_and_relay()
+                    if self.body is None and self.faults is None:
+                        # (`_send_and_relay`'s plain case, inline: one coroutine frame less
+                        # to resume at every wait of the response.)
+                        self._queue_request_head(self.plan.headers)
+                        up.queue(h11.EndOfMessage())
+                        await up.flush(self.ctx.settings.timeouts.upstream_send_s)
+                        await self._relay_response()
+                    else:
+                        await self._send_and_relay()
                 except UpstreamClosed as exc:
                     pool.discard(up)
                     if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
@@ -466,16 +476,7 @@ class Exchange(Responder):
                 headers = _chunked(headers)  # the hooks decide the body's length
         if faults is not None:
             await faults.before_head(Direction.ORIGIN, self.down, up)
-        # _parsed=True: h11 skips re-validating what its own parser already validated (and the
-        # few fields we add are valid by construction): a third of the per-request parse cost.
-        up.queue(
-            h11.Request(
-                method=self.request.method, target=plan.target, headers=headers, _parsed=True
-            )
-        )
-        if self.record.notes is not None:
-            self.record.notes.forwarded_target = plan.target
-            self.record.notes.forwarded_headers = headers
+        self._queue_request_head(headers)
         try:
             if faults is not None:
                 await faults.after_head(
@@ -493,6 +494,19 @@ class Exchange(Responder):
         finally:
             if faults is not None:
                 FaultRun.restore(up)
+
+    def _queue_request_head(self, headers: Headers) -> None:
+        plan = self.plan
+        # _parsed=True: h11 skips re-validating what its own parser already validated (and the
+        # few fields we add are valid by construction): a third of the per-request parse cost.
+        self.upstream.queue(
+            h11.Request(
+                method=self.request.method, target=plan.target, headers=headers, _parsed=True
+            )
+        )
+        if self.record.notes is not None:
+            self.record.notes.forwarded_target = plan.target
+            self.record.notes.forwarded_headers = headers
 
     async def _relay_response(self) -> None:
         """The response head, rewritten for the client, then its body; or, after a 101, the
@@ -753,6 +767,8 @@ def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
     noted = plan.noted
     record.host = plan.host
     record.request_id = plan.request_id
+    if not noted:  # (none of them: the record's defaults are right)
+        return
     record.referrer = noted.get(b"referer", b"")
     record.user_agent = noted.get(b"user-agent", b"")
     record.x_forwarded_proto = noted.get(b"x-forwarded-proto", b"")

@@ -78,15 +78,22 @@ class Resolver:
         self.negative_ttl_s = negative_ttl_s
         self.lookup_timeout_s = lookup_timeout_s  # the connect deadline: nobody waits longer
 
-    def is_current(self, sockaddr: object) -> bool:
-        """Whether an address is still in the answer (True before there is any answer)."""
+    def still_current(self, sockaddr: object, now: float) -> bool:
+        """Whether an address is still in the answer (True before there is any answer); an
+        answer expired at ``now`` is refreshed in the background first (`refresh_if_stale`).
+        One call for the pool's two questions about every connection it takes or keeps."""
+        if now >= self._expires_at:
+            self.refresh_if_stale(now)
         return not self._current or sockaddr in self._current
 
-    def refresh_if_stale(self) -> None:
-        """Start a lookup in the background if the answer has expired: connections that are
-        only ever reused must still learn that the answer changed. Not once `run` has ended
-        (a server being cancelled gives connections back after its lookups' nursery is gone)."""
-        if self._nursery is not None and self._may_ask(trio.current_time()):
+    def refresh_if_stale(self, now: float) -> None:
+        """Start a lookup in the background if the answer has expired at ``now``: connections
+        that are only ever reused must still learn that the answer changed. Not once `run` has
+        ended (a server being cancelled gives connections back after its lookups' nursery is
+        gone)."""
+        # (The answer's expiry first: nearly always still ahead, and the pool asks twice a
+        # request.)
+        if now >= self._expires_at and self._nursery is not None and self._may_ask(now):
             self._start_lookup()
 
     async def resolve(self, deadline: float) -> list[SockAddr]:
