@@ -35,8 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return validate_main(args[1:])
     if args[:1] == ["config"]:
         from ..config._validate import config_main
+        from ._memlimit import fitted_for_config
 
-        return config_main(args[1:])
+        return config_main(args[1:], fit=fitted_for_config)
     if args[:1] == ["demo"]:
         try:
             from ._demo import main as demo_main

@@ -17,7 +17,13 @@ from pathlib import Path
 from ..config._memfit import binding_limit, fit_settings
 from ..config._settings import Settings
 
-__all__ = ["fitted", "memory_limit", "memory_limit_texts", "sets_max_connections"]
+__all__ = [
+    "fitted",
+    "fitted_for_config",
+    "memory_limit",
+    "memory_limit_texts",
+    "sets_max_connections",
+]
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Set by the --workers supervisor for its workers, which share the container's memory.
@@ -88,3 +94,23 @@ def fitted(settings: Settings, raw: bytes | None) -> tuple[Settings, str, bool]:
         workers=workers,
         explicit=sets_max_connections(raw),
     )
+
+
+def fitted_for_config(settings: Settings, explicit: bool) -> tuple[Settings, str]:
+    """For ``trioproxy config``: ``settings`` as a proxy started here with the same
+    environment would run them, each process's ``limits.max_connections`` fitted to its share
+    of the memory limit (``TRIOPROXY_WORKERS``, as the proxy reads it: ``config`` has no
+    ``--workers``), and the line saying so ("" when nothing changed or needs saying)."""
+    from ..config._options import OptionError, resolve
+    from ._cpus import auto_workers
+
+    try:
+        workers = resolve({"workers": None}, os.environ)[0]["workers"]
+    except OptionError:  # the proxy would refuse it and say so; here it changes nothing
+        workers = 1
+    if workers is None:  # auto
+        workers = auto_workers()
+    fitted_settings, line, _ = fit_settings(
+        settings, limit_bytes=memory_limit(), workers=workers, explicit=explicit
+    )
+    return fitted_settings, line

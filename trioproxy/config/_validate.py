@@ -15,11 +15,20 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._config import ConfigError, load_config, load_settings, read_config
 from ._options import DEFAULT_CONFIG_DIR, OptionError, directory_problem, resolve
 
-__all__ = ["DEFAULT_CONFIG_DIR", "config_main", "main"]
+if TYPE_CHECKING:
+    from ._settings import Settings
+
+__all__ = ["DEFAULT_CONFIG_DIR", "Fit", "config_main", "main"]
+
+# How the running proxy would adjust a file's settings (`limits.max_connections` fitted to the
+# memory limit), given whether the file sets it: the settings and a line saying so ("": none).
+# The command supplies it, since reading cgroups is not this layer's business.
+Fit = Callable[["Settings", bool], tuple["Settings", str]]
 
 _HELP = {
     "validate": "\nCheck DIR/trioproxy.toml the way the proxy reads it at startup. Prints nothing"
@@ -36,10 +45,16 @@ def main(argv: list[str] | None = None) -> int:
     return _guarded("validate", _run, sys.argv[1:] if argv is None else argv)
 
 
-def config_main(argv: list[str]) -> int:
+def config_main(argv: list[str], *, fit: Fit | None = None) -> int:
     """``trioproxy config [DIR]``: the effective configuration as TOML on stdout, defaults
-    included (nginx's ``-T``); an invalid one is reported as ``validate`` reports it."""
-    return _guarded("config", _config, argv)
+    included (nginx's ``-T``), adjusted by ``fit`` as the running proxy would adjust it (what
+    it changed said in a comment first); an invalid one is reported as ``validate`` reports
+    it."""
+
+    def run(command: str, arguments: list[str]) -> int:
+        return _config(command, arguments, fit)
+
+    return _guarded("config", run, argv)
 
 
 def _guarded(command: str, run: Callable[[str, list[str]], int], argv: list[str]) -> int:
@@ -107,7 +122,7 @@ def _run(command: str, argv: list[str]) -> int:
     return 0
 
 
-def _config(command: str, argv: list[str]) -> int:
+def _config(command: str, argv: list[str], fit: Fit | None) -> int:
     config_dir = _directory(command, argv)
     if isinstance(config_dir, int):
         return config_dir
@@ -118,7 +133,13 @@ def _config(command: str, argv: list[str]) -> int:
         return 1
     from ._configdump import render_toml
 
-    sys.stdout.write(render_toml(settings, data.get("rules", [])))
+    said = ""
+    if fit is not None:
+        limits = data.get("limits")
+        explicit = isinstance(limits, dict) and "max_connections" in limits
+        settings, said = fit(settings, explicit)
+    comment = f"# {said}\n" if said else ""
+    sys.stdout.write(comment + render_toml(settings, data.get("rules", [])))
     return 0
 
 
