@@ -95,8 +95,10 @@ async def test_a_stderr_nobody_reads_stops_neither_traffic_nor_sigterm(
                 bad = await exchange_raw(proxy.address, b"GARBAGE\r\n\r\n")  # an INFO line each
                 assert bad.startswith(b"HTTP/1.1 400 ")
             samples = await scrape(admin)
-        # Nobody reads the page: it is too full for the next batch (pipe writes are atomic).
-        assert proxy.unread_bytes() >= 2048
+        # Nobody reads the page: it holds what was written, and is too full for the next batch
+        # (pipe writes are atomic, and a batch may take up to a page, so how full it stopped
+        # says nothing more); lines were dropped, so the writer is stuck, not idle.
+        assert proxy.unread_bytes() > 0
         assert total(samples, "trioproxy_diagnostics_dropped_total") > 0
         proxy.process.send_signal(signal.SIGTERM)
         with trio.fail_after(2 + 3):  # drain_s, and the writer threads' second at exit
