@@ -12,7 +12,7 @@ import trio.testing
 
 from trioproxy.config._settings import Limits
 from trioproxy.engine._context import IdleConnections
-from trioproxy.engine._memory import memory_transport_pair
+from trioproxy.engine._memory import MemoryTransport, memory_transport_pair
 from trioproxy.engine._peer import Downstream, server_h11
 
 from ..memnet import scripted_proxy, wait_until
@@ -105,3 +105,40 @@ async def test_an_idle_connection_holds_no_cancel_scope(
                 before = _cancel_scopes()
         # (The test's own clients hold none per connection either.)
         assert _cancel_scopes() - before < 20
+
+
+class _FailingClose(MemoryTransport):
+    """A transport whose close reports an error, as `close(2)` may (the fd is gone anyway).
+    (The transport, not Downstream, is subclassed: the compiled build's classes allow none.)"""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        super().close()
+        raise OSError(5, "Input/output error")
+
+
+async def test_a_close_that_fails_ends_one_connection_not_the_server(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    idle = IdleConnections()
+    failing = [Downstream(_failing_transport(), server_h11(Limits())) for _ in range(3)]
+    after = _downstream()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(idle.reap)
+        started = trio.current_time()
+        idle.add(failing[0], 1.0)  # the reaper's
+        idle.add(after, 2.0)
+        assert await _closed_at(after, started) == 2.0  # the reaper went on
+        idle.add(failing[1], 5.0)
+        assert idle.close_oldest()  # the accept loop's
+        idle.add(failing[2], 5.0)
+        idle.close_all()  # the drain's
+        assert all(down.closed for down in failing)
+        nursery.cancel_scope.cancel()
+
+
+def _failing_transport() -> MemoryTransport:
+    transport = memory_transport_pair()[0]
+    transport.__class__ = _FailingClose  # the same slots: only close() differs
+    return transport

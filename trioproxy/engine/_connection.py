@@ -4,7 +4,6 @@ keep alive while allowed, linger when closing on a client still sending."""
 from __future__ import annotations
 
 import logging
-import math
 
 import trio
 
@@ -98,7 +97,10 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
                 waited = idle.discard(down, wait_s)
             if not waited:
                 return None  # keep-alive expired, draining or evicted: close quietly
-            ready = await down.recv_after_wait(math.inf)
+            try:  # (a read that would block after all waits again, for a head's time at most)
+                ready = await down.recv_after_wait(timeouts.client_header_s)
+            except ClientError:
+                return None  # readable, yet nothing came for that long: close quietly
         if not ready:
             return None  # the client closed between requests
         head = ready

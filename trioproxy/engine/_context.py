@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ class IdleConnections:
                 expired.append(down)
             for down in expired:
                 del lane[down]
-                down.close()
+                _close_quietly(down)
             if not lane:
                 del self._lanes[wait_s]
         return nearest
@@ -106,7 +107,7 @@ class IdleConnections:
     def close_all(self) -> None:
         for lane in self._lanes.values():
             for down in lane:
-                down.close()
+                _close_quietly(down)
             lane.clear()
 
     def close_oldest(self) -> bool:
@@ -121,8 +122,15 @@ class IdleConnections:
             return False
         _, down, lane = oldest
         del lane[down]
-        down.close()
+        _close_quietly(down)
         return True
+
+
+def _close_quietly(down: Downstream) -> None:
+    # Closed from the reaper, the drain or the accept loop, where an error would end the
+    # server rather than one connection (`close(2)` can report an error; the fd is gone).
+    with contextlib.suppress(OSError):
+        down.close()
 
 
 @dataclass(slots=True)

@@ -101,8 +101,8 @@ async def _wait_for_slot(
     """Return once a slot is free, closing idle connections for a client that waits."""
     while slots.value == 0:
         await listener.wait_pending()  # a newcomer is in the backlog
-        # The closed connection's task frees its slot as it ends; but one closed just as its
-        # next request arrived serves that request first. Never wait on it alone: look again.
+        # The closed connection's task frees its slot as it ends, which may take a moment
+        # (it may be finishing a request that had arrived): never wait on it alone, look again.
         make_room()
         with trio.move_on_after(_ROOM_RECHECK_S):
             await slots.acquire()
