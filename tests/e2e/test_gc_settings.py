@@ -4,6 +4,7 @@ program that embeds trioproxy keeps its own settings."""
 from __future__ import annotations
 
 import gc
+import signal
 import sys
 
 import trio
@@ -35,6 +36,24 @@ async def test_the_commands_process_freezes_startup_and_raises_the_young_thresho
                 seen += chunk
             assert await process.wait() == 0
     assert f"gc {YOUNG_THRESHOLD} True".encode() in seen, seen.decode()
+
+
+async def test_a_reload_thaws_what_startup_froze() -> None:
+    """The replaced configuration (its hook modules are cycles) must be collectable."""
+    command = [sys.executable, "-c", REPORTING, "--listen", "127.0.0.1:0", "--workers", "1"]
+    command += ["--upstream", "127.0.0.1:9"]
+    async with command_process(command) as process:
+        assert process.stderr is not None
+        with trio.fail_after(15):
+            seen = await stderr_until_ready(process)
+            process.send_signal(signal.SIGHUP)
+            while b": ok, " not in seen:  # the reload's outcome line
+                seen += await process.stderr.receive_some(65536)
+            process.terminate()
+            while chunk := await process.stderr.receive_some(65536):
+                seen += chunk
+            assert await process.wait() == 0
+    assert f"gc {YOUNG_THRESHOLD} False".encode() in seen, seen.decode()
 
 
 async def test_serving_embedded_leaves_the_programs_collector_alone(

@@ -33,7 +33,7 @@ from ..engine._h11 import PARSER
 from ..engine._listen import bound_address
 from ..engine._server import ProxyServer
 from ._command import check_config, diagnostic_line, log
-from ._gcsettle import settle_gc
+from ._gcsettle import settle_gc, thaw
 from ._lean import trim
 from ._logwriter import AccessLogWriter, LoopLines
 from ._memlimit import fitted
@@ -253,6 +253,7 @@ class _Reloader:
             log.error("config: %s", exc)
             log.error("%s", rejected(file, 1))
             return
+        thaw()  # the replaced configuration may hold cycles (`_gcsettle`)
         warn, line = summary(file, changed)
         log.log(logging.WARNING if warn else logging.INFO, "%s", line)
 
@@ -269,6 +270,7 @@ class _Reloader:
             self.apply(fitted(new, raw)[0])  # as at startup, so an unchanged file changes nothing
         except HookLoadError as exc:  # checked by the supervisor, but imports can differ
             return str(exc)
+        thaw()  # the replaced configuration may hold cycles (`_gcsettle`)
         return ""
 
 
