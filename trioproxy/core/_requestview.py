@@ -67,6 +67,21 @@ class RequestView:
             self._read_headers()
         return self._scheme
 
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        path: bytes,
+        query: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        peer_ip: str,
+        peer_trusted: bool,
+    ) -> None:
+        self.method, self.target, self.path, self.query = method, target, path, query
+        self.headers = headers
+        self._peer_ip, self._peer_trusted = peer_ip, peer_trusted
+        self._host, self._client_ip, self._scheme = None, peer_ip, b"http"
+
     def __repr__(self) -> str:
         return f"<RequestView {self.method.decode('latin-1')} {self.target[:80]!r}>"
 
@@ -105,18 +120,11 @@ def request_view(
 
     From a peer outside ``forwarding.trusted_proxies`` True-Client-IP is not believed.
     """
-    # Filled in here, not by an __init__: calling a class costs more than a function does
-    # (and a class called with a keyword builds a dict for it).
-    view = _new(RequestView)
-    view.method, view.target, view.headers = method, target, headers
-    raw_path, _, view.query = target.partition(b"?")
-    view.path = normalize_path(raw_path)
-    view._peer_ip, view._peer_trusted = peer_ip, peer_trusted
-    view._host, view._client_ip, view._scheme = None, peer_ip, b"http"
-    return view
-
-
-_new = object.__new__
+    raw_path, _, query = target.partition(b"?")
+    # (Positional: a class called with a keyword builds a dict for it.)
+    return RequestView(
+        method, target, normalize_path(raw_path), query, headers, peer_ip, peer_trusted
+    )
 
 _VIEW_NAME_LENGTHS = frozenset({len(b"host"), len(b"true-client-ip"), len(b"x-forwarded-proto")})
 
