@@ -7,7 +7,10 @@ Phases, all in one run, all on 127.0.0.1:
    on the freshly started processes; then, on processes of their own, RSS per request
    parked on a silent origin and the 500-burst (`_connmem`);
 3. loads: for each load, a warm-up run per target, then the repetitions interleaved
-   (rep 1 of every target, then rep 2, ...) so that drift hits all targets alike;
+   (rep 1 of every target, then rep 2, ...) so that drift hits all targets alike, the order
+   reversed in every other rep so that no target always runs first; the targets of a
+   paired comparison (trioproxy and the baseline on one parser, trioproxy with and without
+   the hook) are neighbours, so each rep runs them back to back;
 4. growth: RSS over a count-bounded wrk run against trioproxy (1 worker);
 5. a final body check on every target; tables, the project's targets (met or missed),
    warnings, JSON; exit 1 on any failure (a missed target is not a failure).
@@ -42,7 +45,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench import _peers, nginx
 from bench._connmem import (
@@ -61,11 +64,14 @@ from bench._procs import CpuTimes, ProcessRegistry, install_signal_exit, load_av
 from bench._report import (
     Cell,
     Load,
+    Pair,
     RunRecord,
     format_growth,
     format_load_table,
     format_memory,
+    format_pairs,
     noise_warnings,
+    pair_up,
     summarize,
     write_json,
 )
@@ -98,6 +104,7 @@ BUSY_BEFORE_WARN_PCT = 10.0
 LOADAVG_WARN = 0.5
 STEAL_WARN_PCT = 5.0
 PER_RUN_OVERHEAD_S = 0.3  # wrk start-up and teardown, CPU snapshots
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -361,6 +368,17 @@ class Lineup:
     def primary(self) -> str | None:
         return self.parsers[0] if self.parsers else None
 
+    def paired(self) -> list[tuple[str, str]]:
+        """The (top, bottom) rows compared repetition by repetition: trioproxy against the
+        baseline on each parser, and the hook's pair."""
+        names = {spec.name for spec in self.specs}
+        out = [
+            (pretty("trioproxy", p), pretty("baseline", p))
+            for p in self.parsers
+            if {pretty("trioproxy", p), pretty("baseline", p)} <= names
+        ]
+        return out + ([self.hook_pair] if self.hook_pair else [])
+
     def baselines(self) -> dict[str, str]:
         """Each row's baseline: the same parser's, else the primary parser's."""
         out: dict[str, str] = {}
@@ -403,13 +421,13 @@ def make_lineup(
         for kind in ("baseline", "trioproxy"):
             if kind in kinds:
                 specs.append(Spec(pretty(kind, parser), kind, parser))
-    if "hooked" in kinds and primary is not None:
-        # Same parser and layout as the trioproxy row: the ratio between them is the hook's.
-        specs.append(
-            Spec(pretty("trioproxy+hook", primary), "trioproxy", primary, config=NOOP_HOOK_CONFIG)
-        )
-        if "trioproxy" in kinds:
-            lineup.hook_pair = (pretty("trioproxy+hook", primary), pretty("trioproxy", primary))
+        if "hooked" in kinds and parser == primary:
+            # Same parser and layout as the trioproxy row, and its neighbour in the schedule:
+            # the ratio between them is the hook's.
+            hooked = pretty("trioproxy+hook", parser)
+            specs.append(Spec(hooked, "trioproxy", parser, config=NOOP_HOOK_CONFIG))
+            if "trioproxy" in kinds:
+                lineup.hook_pair = (hooked, pretty("trioproxy", parser))
     if "workers" in kinds:
         n = layout.auto_n
         if n < 2:
@@ -650,9 +668,7 @@ def _run(
     if origin is not None:
         for load in loads:
             these = [t for t in live if t.spec is None or runs_load(t.spec, load, primary)]
-            schedule = [(-1, t) for t in these] if plan.warmup_s else []
-            schedule += [(rep, t) for rep in range(plan.reps) for t in these]
-            for rep, t in schedule:
+            for rep, t in interleave(these, plan.reps, warmup=plan.warmup_s > 0):
                 if t.failed:
                     continue
                 if not t.alive():
@@ -703,6 +719,8 @@ def _run(
                     done += 1
                 label = "warm-up" if rep < 0 else f"rep {rep + 1}/{plan.reps}"
                 cpu = " ".join(f"{k} {v:.0f}%" for k, v in result.cpu_pct.items())
+                if (us := result.cpu_us_per_request.get("proxy")) is not None:
+                    cpu += f", proxy {us:.0f}us per request"
                 status = "ok" if result.clean else "PROBLEM: " + "; ".join(result.problems)
                 say(
                     f"[{done}/{total_runs}] {load.name} {label} {t.name}: "
@@ -787,6 +805,16 @@ def _run(
     )
 
 
+def interleave(targets: list[T], reps: int, *, warmup: bool) -> list[tuple[int, T]]:
+    """The order of one load's runs as (rep, target), rep -1 for a warm-up: the warm-ups,
+    then each rep over every target, every other rep in reverse order, so that neighbours
+    in ``targets`` run back to back in every rep and neither always first."""
+    schedule = [(-1, t) for t in targets] if warmup else []
+    for rep in range(reps):
+        schedule += [(rep, t) for t in (targets if rep % 2 == 0 else targets[::-1])]
+    return schedule
+
+
 def _conn_measures(
     plan: Plan,
     layout: Layout,
@@ -855,6 +883,12 @@ def _finish(
     if steal > STEAL_WARN_PCT:
         warnings.append(f"hypervisor steal time {steal:.1f}% during the run: a noisy host")
     warnings.extend(noise_warnings(cells))
+    pairs: list[Pair] = [
+        pair_up(records, cells, load.name, top, bottom)
+        for load in loads
+        for top, bottom in lineup.paired()
+        if {top, bottom} <= {c.target for c in cells if c.load == load.name}
+    ]
     elapsed = time.monotonic() - started
     budget = QUICK_BUDGET_S if plan.mode == "quick" else DEFAULT_BUDGET_S
     if plan.mode != "full" and elapsed > budget:
@@ -872,6 +906,14 @@ def _finish(
         if any(c.load == load.name for c in cells):
             say(format_load_table(load, cells))
             say()
+    if pairs:
+        say(
+            "paired: per repetition (each ran both back to back) and medians; rps = the first "
+            "row's rps over the second's; req/CPU-s = the second's CPU per request over the "
+            "first's"
+        )
+        say(format_pairs(pairs))
+        say()
     if memory:
         say("memory: RSS (/proc/PID/status VmRSS) idle and with idle keep-alive connections")
         say(format_memory(memory))
@@ -897,6 +939,7 @@ def _finish(
         rss=idle_rss,
         memory=memory,
         conn=conn,
+        pairs=pairs,
     )
     say("the project's targets (judged on this run; a missed target is not a failure):")
     for goal in goals:
@@ -965,6 +1008,7 @@ def _finish(
         ],
         "loads": loads,
         "summary": cells,
+        "pairs": pairs,
         "memory": memory,
         "connmem": conn,
         "idle_rss": idle_rss,
@@ -985,6 +1029,7 @@ def _finish(
             memory=memory,
             idle_rss=idle_rss,
             conn=conn,
+            pairs=pairs,
         )
         write_measured(numbers)
         say(f"recorded: {MEASURED}")
@@ -1006,6 +1051,12 @@ def _goal_json(goal: Goal) -> dict[str, Any]:
         "limit": goal.limit,
         "unit": goal.unit.strip(),
         "met": goal.met,
+        # Paired throughput goals: the per-repetition ratios the value is the median of, the
+        # ratio of the rps medians, and the ratio by CPU time per request with its verdict.
+        "pairs": list(goal.pairs),
+        "rps_ratio_of_medians": goal.of_medians,
+        "cpu_ratio": goal.cpu_value,
+        "cpu_met": goal.cpu_met,
     }
 
 

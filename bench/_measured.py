@@ -16,7 +16,7 @@ from typing import Any
 from bench._connmem import GET, POST, ConnMeasures
 from bench._goals import ProcRss
 from bench._memory import IdleConnMemory
-from bench._report import Cell
+from bench._report import Cell, Pair
 
 MEASURED = Path(__file__).resolve().parent / "measured.json"
 
@@ -29,8 +29,10 @@ def measured_numbers(
     memory: Sequence[IdleConnMemory],
     idle_rss: Sequence[ProcRss],
     conn: Sequence[ConnMeasures] = (),
+    pairs: Sequence[Pair] = (),
 ) -> dict[str, Any]:
-    """The figures worth quoting, rounded as they are quoted (rps whole, sizes to 0.1)."""
+    """The figures worth quoting, rounded as they are quoted (rps whole, sizes to 0.1, CPU
+    microseconds whole, ratios to 0.01)."""
     rss: dict[str, float] = {}
     for r in idle_rss:
         role = "worker" if r.role.startswith("worker") else r.role
@@ -57,12 +59,32 @@ def measured_numbers(
         "idle_rss_mib": rss,
         "idle_connection_kib": max(per_connection) if per_connection else None,
         "rps": {f"{c.load} {c.target}": round(c.rps_median) for c in cells},
+        # The proxy's user + sys CPU time per request, median over the repetitions
+        "cpu_us_per_request": {
+            f"{c.load} {c.target}": round(c.cpu_us_per_request)
+            for c in cells
+            if c.cpu_us_per_request is not None
+        },
+        # "LOAD TOP / BOTTOM": the paired throughput ratios (bench/README.md, "Paired goals")
+        "paired": {
+            f"{p.load} {p.top} / {p.bottom}": {
+                "rps_pairs": [round(v, 2) for v in p.rps_ratios],
+                "rps_pairs_median": _two(p.rps_ratio),
+                "rps_medians_ratio": _two(p.rps_ratio_of_medians),
+                "cpu_ratio": _two(p.cpu_ratio),
+            }
+            for p in pairs
+        },
         "p99_over_p50": {
             f"{c.load} {c.target}": round(c.p99_over_p50, 2)
             for c in cells
             if c.p99_over_p50 is not None
         },
     }
+
+
+def _two(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def write_measured(numbers: dict[str, Any], path: Path = MEASURED) -> None:

@@ -171,12 +171,18 @@ def _stat_fields(pid: int) -> list[str] | None:
     return text[text.rindex(")") + 2 :].split()
 
 
-def cpu_ticks(pid: int) -> int | None:
-    """utime + stime of one process, in clock ticks."""
+def cpu_user_sys_ticks(pid: int) -> tuple[int, int] | None:
+    """(utime, stime) of one process, all its threads (the exited ones too), in clock ticks."""
     f = _stat_fields(pid)
     if f is None:
         return None
-    return int(f[11]) + int(f[12])  # fields 14 and 15 of proc(5), counted from 3 here
+    return int(f[11]), int(f[12])  # fields 14 and 15 of proc(5), counted from 3 here
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """utime + stime of one process, in clock ticks."""
+    ticks = cpu_user_sys_ticks(pid)
+    return None if ticks is None else ticks[0] + ticks[1]
 
 
 def process_tree(root: int) -> list[int]:
@@ -210,23 +216,35 @@ def children(pid: int) -> list[int]:
     return sorted(set(out))
 
 
-def tree_cpu_snapshot(root: int) -> dict[int, int]:
-    snap: dict[int, int] = {}
+CpuSnapshot = Mapping[int, tuple[int, int]]  # pid -> (utime, stime) ticks
+
+
+def tree_cpu_snapshot(root: int) -> dict[int, tuple[int, int]]:
+    snap: dict[int, tuple[int, int]] = {}
     for pid in process_tree(root):
-        ticks = cpu_ticks(pid)
+        ticks = cpu_user_sys_ticks(pid)
         if ticks is not None:
             snap[pid] = ticks
     return snap
 
 
-def cpu_percent(before: Mapping[int, int], after: Mapping[int, int], wall_s: float) -> float:
-    """CPU used by a process tree between two snapshots, in % of one core.
+def cpu_used_s(before: CpuSnapshot, after: CpuSnapshot) -> tuple[float, float]:
+    """(user, sys) seconds a process tree used between two snapshots.
 
     A process born in between counts from zero; one that died in between is lost (its time
     goes to its parent only once reaped, as Linux accounts it).
     """
-    ticks = sum(max(0, t - before.get(pid, 0)) for pid, t in after.items())
-    return 100.0 * ticks / CLK_TCK / wall_s if wall_s > 0 else 0.0
+    user = sys = 0
+    for pid, (u, s) in after.items():
+        u0, s0 = before.get(pid, (0, 0))
+        user += max(0, u - u0)
+        sys += max(0, s - s0)
+    return user / CLK_TCK, sys / CLK_TCK
+
+
+def cpu_percent(before: CpuSnapshot, after: CpuSnapshot, wall_s: float) -> float:
+    """CPU used by a process tree between two snapshots, in % of one core."""
+    return 100.0 * sum(cpu_used_s(before, after)) / wall_s if wall_s > 0 else 0.0
 
 
 def rss_kib(pid: int) -> int | None:

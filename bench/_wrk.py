@@ -30,6 +30,7 @@ from bench._procs import (
     CpuTimes,
     ProcessRegistry,
     cpu_percent,
+    cpu_used_s,
     machine_task_percent,
     tree_cpu_snapshot,
 )
@@ -93,6 +94,11 @@ class WrkResult:
     # label -> % of one core; "wrk", and "other": every process not ours (noise)
     cpu_pct: dict[str, float]
     problems: list[str] = field(default_factory=list)
+    # Each watched tree's CPU time over the run (from before wrk starts to after it exits:
+    # connection set-up and teardown included), and user + sys per completed request.
+    cpu_user_s: dict[str, float] = field(default_factory=dict)
+    cpu_sys_s: dict[str, float] = field(default_factory=dict)
+    cpu_us_per_request: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # worth saying, not failures
     stdout: str = ""  # wrk's own text, kept only when something went wrong
 
@@ -140,10 +146,12 @@ def run_wrk(
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     self_before = resource.getrusage(resource.RUSAGE_SELF)
     with out_path.open("wb") as out:
-        proc = reg.spawn("wrk", argv, cpus=cpus, stdout=out)
-        t0 = time.monotonic()
+        # Snapshots before wrk starts (reading /proc takes milliseconds, in which wrk would
+        # already be sending): every request wrk counts falls inside the CPU window.
         snaps = {label: tree_cpu_snapshot(pid) for label, pid in watch.items()}
         machine_before = CpuTimes.read()
+        t0 = time.monotonic()
+        proc = reg.spawn("wrk", argv, cpus=cpus, stdout=out)
         interrupted = timed_out = False
         next_tick = t0 + tick_s
         try:
@@ -170,6 +178,7 @@ def run_wrk(
         children_after.ru_stime - children_before.ru_stime
     )
     cpu = {label: cpu_percent(snaps[label], after[label], wall) for label in watch}
+    used = {label: cpu_used_s(snaps[label], after[label]) for label in watch}
     cpu["wrk"] = 100.0 * wrk_cpu_s / wall if wall > 0 else 0.0
     self_after = resource.getrusage(resource.RUSAGE_SELF)
     self_s = (self_after.ru_utime - self_before.ru_utime) + (
@@ -182,6 +191,12 @@ def run_wrk(
     text = out_path.read_text(errors="replace")
     result = _parse(text, url, connections, duration_s, request_limit, wall, cpu, expected_body)
     result.command = shlex.join(proc.argv)
+    result.cpu_user_s = {label: round(u, 3) for label, (u, _) in used.items()}
+    result.cpu_sys_s = {label: round(s, 3) for label, (_, s) in used.items()}
+    if result.requests:
+        result.cpu_us_per_request = {
+            label: round(1e6 * (u + s) / result.requests, 1) for label, (u, s) in used.items()
+        }
     if timed_out:
         result.problems.append(f"wrk did not finish within {hard_deadline_s:.0f} s; killed")
     elif proc.popen.returncode not in (0, None) and not interrupted:
