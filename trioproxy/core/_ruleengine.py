@@ -62,6 +62,8 @@ __all__ = [
 
 # The platform probes every proxy in the chain here; a rule must never answer for the origin.
 HEALTH_CHECK_PREFIX: Final = b"/.well-known/section-io/aee-hc/"
+# `RuleEngine.constant` leaves every target with this prefix to `evaluate`, which passes it.
+assert maybe_abnormal(HEALTH_CHECK_PREFIX) is not None
 
 
 class Triggered(NamedTuple):
@@ -207,14 +209,13 @@ class RuleEngine:
         return sum(c.buckets.evictions for c in self._rules if c.buckets is not None)
 
     def constant(self, target: bytes) -> Decision | None:
-        """The decision for a request with this (origin-form) target when the rules decide
-        the same for every request and the target needs no normalising, so that no view is
-        made for them: what `evaluate` would return. None: ask `evaluate`."""
+        """The decision for a request with this target when the rules decide the same for
+        every request and the target is origin-form and needs no normalising, so that no
+        view is made for them: what `evaluate` would return. None: ask `evaluate` (a health
+        check always goes there: its prefix has a dot segment)."""
         decision = self._constant
-        if decision is None or maybe_abnormal(target) is not None:
+        if decision is None or maybe_abnormal(target) is not None or target[:1] != b"/":
             return None
-        if target[:1] != b"/" or target.startswith(HEALTH_CHECK_PREFIX):
-            return PASS  # (as in `evaluate`: its path is the target's, normalised already)
         return decision
 
     def evaluate(self, view: RequestView, now_s: float) -> Decision:

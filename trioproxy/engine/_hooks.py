@@ -191,11 +191,10 @@ class HookSet:
         `BlockingWatch.step` and `ended`, inline): no coroutine or cancel scope of ours per
         call, one object (the `Exchange`) per hook."""
         exchanges: list[Exchange] = []
-        by_action, watch = self.by_action, self.watch
         self.users += 1
         try:
             for triggered in decision.actions:
-                hook = by_action.get(id(triggered.action)) or self._find(triggered.action)
+                hook = self.by_action.get(id(triggered.action)) or self._find(triggered.action)
                 if hook is None:
                     continue
                 exchange = Exchange((view, triggered.captures, request_id), hook.label, hook)
@@ -204,8 +203,10 @@ class HookSet:
                 if function is None:
                     continue
                 if hook.request_sync:  # `call`'s first half, inline: every request runs it
-                    hook.stats.calls += 1
-                    step = watch._step = (hook.label, request_id, perf_counter())
+                    stats, watch = hook.stats, self.watch
+                    stats.calls += 1
+                    started = perf_counter()
+                    watch._step = step = (hook.label, request_id, started)
                     try:
                         await function(exchange)  # (not `send`: no StopIteration made)
                         done = True
@@ -214,8 +215,8 @@ class HookSet:
                         done = False
                     finally:
                         watch._step = None
-                        took = perf_counter() - step[2]
-                        hook.stats.seconds += took
+                        took = perf_counter() - started
+                        stats.seconds += took
                         if took >= watch.threshold_s:
                             watch._slow(step, took)
                 else:
@@ -232,17 +233,16 @@ class HookSet:
             raise
         for exchange in exchanges:
             if exchange._asks or exchange._hook.later:
-                break
-        else:  # nothing to carry: an edit asked for from elsewhere now is refused
-            for exchange in exchanges:
-                exchange._phase = "access"
-            self.users -= 1  # (`_released`, inline)
-            if self.stopping and not self.users:
-                self.lifespans.cancel()
-            return decision.response, None
+                for carried in exchanges:
+                    carried._phase = "response"
+                return decision.response, HookCalls(self, request_id, exchanges)
+        # Nothing to carry: an edit asked for from elsewhere now is refused.
         for exchange in exchanges:
-            exchange._phase = "response"
-        return decision.response, HookCalls(self, request_id, exchanges)
+            exchange._phase = "access"
+        self.users -= 1  # (`_released`, inline)
+        if self.stopping and not self.users:
+            self.lifespans.cancel()
+        return decision.response, None
 
     # --- one call ---
 
