@@ -2,7 +2,9 @@
 
 Pure: no I/O and no trio. The engine builds a `RequestView` from a request head, asks
 `RuleEngine.evaluate` for a `Decision`, and carries it out: answer at once, or forward with
-the rewritten target and edited request headers, then edit the response headers.
+the rewritten target and edited request headers, then edit the response headers. Rules that
+test nothing (a hook or a header edit on every request) decide from the target alone
+(`RuleEngine.constant`), and no view is made unless something else reads it.
 
 Semantics, in one place:
 
