@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
-__all__ = ["RequestView", "client_address", "normalize_escapes", "normalize_path", "request_view"]
+__all__ = [
+    "RequestView",
+    "ViewSource",
+    "client_address",
+    "maybe_abnormal",
+    "normalize_escapes",
+    "normalize_path",
+    "request_view",
+    "view_of",
+]
 
 
 class RequestView:
@@ -126,6 +135,22 @@ def request_view(
         method, target, normalize_path(raw_path), query, headers, peer_ip, peer_trusted
     )
 
+
+# What a view is made of, for one made only if something reads it (most requests that meet
+# only rules that test nothing, with a hook that never reads the request, need none):
+# (method, target in origin-form, a function returning the headers as received, peer IP,
+# whether the peer is trusted). A tuple: cheaper to make than the view, or a partial.
+ViewSource = tuple[bytes, bytes, Callable[[], Sequence[tuple[bytes, bytes]]], str, bool]
+
+
+def view_of(source: RequestView | ViewSource) -> RequestView:
+    """The view itself, made from its `ViewSource` if it was not made yet."""
+    if isinstance(source, RequestView):
+        return source
+    method, target, headers, peer_ip, peer_trusted = source
+    return request_view(method, target, headers(), peer_ip, peer_trusted=peer_trusted)
+
+
 _VIEW_NAME_LENGTHS = frozenset({len(b"host"), len(b"true-client-ip"), len(b"x-forwarded-proto")})
 
 # Host names and IP literals only: `$host` goes into Location headers, so nothing else may
@@ -141,6 +166,9 @@ def _clean_host(value: bytes) -> bytes:
 
 _PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
 _MAYBE_ABNORMAL = re.compile(rb"%|/\.|//").search
+# None when a target's path is its own normalised form: no escape, dot segment or double
+# slash in the whole target (a "%" in the query is a false alarm, never a miss).
+maybe_abnormal = _MAYBE_ABNORMAL
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 

@@ -2,7 +2,9 @@
 
 Pure: no I/O and no trio. The engine builds a `RequestView` from a request head, asks
 `RuleEngine.evaluate` for a `Decision`, and carries it out: answer at once, or forward with
-the rewritten target and edited request headers, then edit the response headers.
+the rewritten target and edited request headers, then edit the response headers. Rules that
+test nothing (a hook or a header edit on every request) decide from the target alone
+(`RuleEngine.constant`), and no view is made unless something else reads it.
 
 Semantics, in one place:
 
@@ -31,7 +33,7 @@ from ._answers import FORBIDDEN, _too_many_requests, text_response
 from ._faults import Fault, FaultState
 from ._headers import RequestPlan
 from ._ratelimit import TokenBuckets, retry_after_s
-from ._requestview import RequestView, client_address, request_view
+from ._requestview import RequestView, client_address, maybe_abnormal, request_view
 from ._rulemodel import (
     _ANY,
     Action,
@@ -62,6 +64,8 @@ __all__ = [
 
 # The platform probes every proxy in the chain here; a rule must never answer for the origin.
 HEALTH_CHECK_PREFIX: Final = b"/.well-known/section-io/aee-hc/"
+# `RuleEngine.constant` leaves every target with this prefix to `evaluate`, which passes it.
+assert maybe_abnormal(HEALTH_CHECK_PREFIX) is not None
 
 
 class Triggered(NamedTuple):
@@ -142,7 +146,7 @@ def local_buckets(index: int, limit: RateLimit) -> Buckets:
 class RuleEngine:
     """The rules with their run-time state (rate-limit buckets): one per proxy process."""
 
-    __slots__ = ("_constant", "_rules", "has_rules")
+    __slots__ = ("_constant", "_rules", "clocked", "has_fault_actions", "has_rules")
 
     def __init__(
         self,
@@ -163,6 +167,10 @@ class RuleEngine:
         )
         # Read by every request (an attribute, not a `__bool__` call): whether any rule is there.
         self.has_rules = bool(self._rules)
+        # Whether `evaluate` reads its clock (a rate limit), and whether a Decision may carry
+        # a fault's state: what a request need not ask for when the configuration says no.
+        self.clocked = any(c.buckets is not None for c in self._rules)
+        self.has_fault_actions = any(c.faults for c in self._rules)
         self._constant: Decision | None = None
         if all(_same_for_all(c) for c in self._rules):
             # Rules that test nothing, never answer and rewrite nothing (a hook, or a header
@@ -201,6 +209,16 @@ class RuleEngine:
         """Clients whose partly spent bucket was forgotten for room (for metrics): non-zero
         means a rate limit's max_clients is too small for the traffic."""
         return sum(c.buckets.evictions for c in self._rules if c.buckets is not None)
+
+    def constant(self, target: bytes) -> Decision | None:
+        """The decision for a request with this target when the rules decide the same for
+        every request and the target is origin-form and needs no normalising, so that no
+        view is made for them: what `evaluate` would return. None: ask `evaluate` (a health
+        check always goes there: its prefix has a dot segment)."""
+        decision = self._constant
+        if decision is None or maybe_abnormal(target) is not None or target[:1] != b"/":
+            return None
+        return decision
 
     def evaluate(self, view: RequestView, now_s: float) -> Decision:
         """Decide for one request; ``now_s`` is a monotonic clock, for the rate limits."""

@@ -66,7 +66,7 @@ from ..core._headers import (
     response_fields,
     response_headers,
 )
-from ..core._requestview import request_view
+from ..core._requestview import RequestView, ViewSource, request_view, view_of
 from ..core._ruleengine import HEALTH_CHECK_PREFIX, PASS, Decision, Triggered, apply_decision
 from ..core._rulemodel import HookAction, Response
 from ..core._tracecontext import trace_ids
@@ -324,17 +324,30 @@ class Exchange(Responder):
     async def _rules(self) -> bool:
         """Let the [[rules]] decide; True if one answered (nothing goes upstream), else the
         plan now says what the decision does to the request."""
-        request, plan = self.request, self.plan
-        # Conditions see the client's own headers, not our X-Forwarded-For or Via.
-        view = request_view(
-            request.method,
-            plan.target,
-            request.headers.raw_items(),
-            self.down.peer_ip,
-            peer_trusted=plan.peer_trusted,
-        )
-        ctx = self.ctx
-        decision = ctx.rule_engine.evaluate(view, trio.current_time()) if ctx.rule_engine else PASS
+        request, plan, ctx = self.request, self.plan, self.ctx
+        engine = ctx.rule_engine
+        # Conditions see the client's own headers, not our X-Forwarded-For or Via. Rules that
+        # test nothing decide without looking (`RuleEngine.constant`): a view is then made
+        # only if a runtime fault or a hook reads the request (from its `ViewSource`).
+        view: RequestView | ViewSource
+        decision = engine.constant(plan.target)
+        if decision is None:
+            view = request_view(
+                request.method,
+                plan.target,
+                request.headers.raw_items(),
+                self.down.peer_ip,
+                peer_trusted=plan.peer_trusted,
+            )
+            decision = engine.evaluate(view, trio.current_time() if engine.clocked else 0.0)
+        else:
+            view = (
+                request.method,
+                plan.target,
+                request.headers.raw_items,
+                self.down.peer_ip,
+                plan.peer_trusted,
+            )
         if log.isEnabledFor(logging.DEBUG):  # (its fields are a dict made per request)
             log.debug("rules: %s", describe_decision(decision), extra=request_fields(self.record))
         if self.record.notes is not None and (decision.actions or decision.rule):
@@ -349,13 +362,21 @@ class Exchange(Responder):
                 headers = decision.response_headers(answer.status, answer.headers)
                 answer = Response(answer.status, tuple(headers), answer.body)
         if answer is None:
-            apply_decision(plan, decision)
+            if decision is not PASS and (  # (most decisions change nothing: no call)
+                decision.target is not None
+                or decision.request_ops
+                or decision.response_edits
+                or decision.max_request_body_bytes is not None
+            ):
+                apply_decision(plan, decision)
             if self.hooks is not None:  # the hooks' edits, after the rules'
                 plan.target = self.hooks.target() or plan.target
                 plan.headers = self.hooks.request_headers(plan.headers)
-            faults = _fault_states(decision.actions) if decision.actions else ()
-            if ctx.shared.faults and not view.path.startswith(HEALTH_CHECK_PREFIX):
-                faults += ctx.shared.faults.select(view)
+            faults = _fault_states(decision.actions) if engine.has_fault_actions else ()
+            if ctx.shared.faults.has_faults:
+                view = view_of(view)
+                if not view.path.startswith(HEALTH_CHECK_PREFIX):
+                    faults += ctx.shared.faults.select(view)
             if not faults:
                 return False
             self.faults = FaultRun(faults)

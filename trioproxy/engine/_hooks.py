@@ -26,6 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from time import perf_counter
 from typing import Any
 
 import trio
@@ -33,7 +34,7 @@ import trio
 from ..core._accesslog import AccessRecord
 from ..core._answers import text_response
 from ..core._errors import ProxyError
-from ..core._requestview import RequestView
+from ..core._requestview import RequestView, ViewSource
 from ..core._ruleengine import Decision
 from ..core._rulemodel import Headers, HookAction, Response, RuleSet, apply_header_ops
 from ..hooks._api import Exchange, HookError, ResponseHead
@@ -71,13 +72,15 @@ class _Hook:
     loaded: LoadedHook
     stats: HookStats
     label: str
+    request: Callable[..., Any] | None  # its request point, if any
     request_sync: bool  # its request point `cannot_wait`: one timed step, no cancel scope
     later: bool  # it has a point after the request one: the request carries it further
 
 
 def _hook(action: HookAction, loaded: LoadedHook, stats: HookStats) -> _Hook:
     later = any(getattr(loaded, point) is not None for point in _LATER_POINTS)
-    return _Hook(action, loaded, stats, loaded.label, cannot_wait(loaded.request), later)
+    request = loaded.request
+    return _Hook(action, loaded, stats, loaded.label, request, cannot_wait(request), later)
 
 
 _LATER_POINTS = ("response", "access", "request_body", "response_body")
@@ -175,32 +178,35 @@ class HookSet:
     # --- the request ---
 
     async def on_request(
-        self, decision: Decision, view: RequestView, request_id: bytes
+        self, decision: Decision, view: RequestView | ViewSource, request_id: bytes
     ) -> tuple[Response | None, HookCalls | None]:
         """Run the request points of the hooks the decision triggered, in rule order.
 
-        Returns the answer that ends the request (a hook's, an on_error status, or the
-        decision's own), and the calls whose edits and later points apply: None when no hook
-        asked for anything and none has a later point (the request then goes on as if it had
-        triggered no hook, and pays for nothing more). One coroutine, and a hook that cannot
-        wait is awaited directly in one timed step (`BlockingWatch.step`): no coroutine or
-        cancel scope of ours per call, one object (the `Exchange`) per hook."""
+        ``view`` is the rules' view of the request, or what to make it of if a hook reads
+        the request (`ViewSource`). Returns the answer that ends the request (a hook's, an
+        on_error status, or the decision's own), and the calls whose edits and later points
+        apply: None when no hook asked for anything and none has a later point (the request
+        then goes on as if it had triggered no hook, and pays for nothing more). One
+        coroutine, and a hook that cannot wait is awaited directly in one timed step (as
+        `BlockingWatch.step` and `ended`, inline): no coroutine or cancel scope of ours per
+        call, one object (the `Exchange`) per hook."""
         exchanges: list[Exchange] = []
-        by_action = self.by_action
         self.users += 1
         try:
             for triggered in decision.actions:
-                hook = by_action.get(id(triggered.action)) or self._find(triggered.action)
+                hook = self.by_action.get(id(triggered.action)) or self._find(triggered.action)
                 if hook is None:
                     continue
                 exchange = Exchange((view, triggered.captures, request_id), hook.label, hook)
                 exchanges.append(exchange)
-                function = hook.loaded.request
+                function = hook.request
                 if function is None:
                     continue
                 if hook.request_sync:  # `call`'s first half, inline: every request runs it
-                    hook.stats.calls += 1
-                    step = self.watch.step(hook.label, request_id)
+                    stats, watch = hook.stats, self.watch
+                    stats.calls += 1
+                    started = perf_counter()
+                    watch._step = step = (hook.label, request_id, started)
                     try:
                         await function(exchange)  # (not `send`: no StopIteration made)
                         done = True
@@ -208,7 +214,11 @@ class HookSet:
                         self._failed(hook, "request", request_id, exc)
                         done = False
                     finally:
-                        hook.stats.seconds += self.watch.ended(step)
+                        watch._step = None
+                        took = perf_counter() - started
+                        stats.seconds += took
+                        if took >= watch.threshold_s:
+                            watch._slow(step, took)
                 else:
                     done = await self.call(exchange, request_id, "request", function, exchange)
                 if not done:
@@ -222,16 +232,17 @@ class HookSet:
             self._released()
             raise
         for exchange in exchanges:
-            if exchange._hook.later or exchange._asked():
-                break
-        else:  # nothing to carry: an edit asked for from elsewhere now is refused
-            for exchange in exchanges:
-                exchange._phase = "access"
-            self._released()
-            return decision.response, None
+            if exchange._asks or exchange._hook.later:
+                for carried in exchanges:
+                    carried._phase = "response"
+                return decision.response, HookCalls(self, request_id, exchanges)
+        # Nothing to carry: an edit asked for from elsewhere now is refused.
         for exchange in exchanges:
-            exchange._phase = "response"
-        return decision.response, HookCalls(self, request_id, exchanges)
+            exchange._phase = "access"
+        self.users -= 1  # (`_released`, inline)
+        if self.stopping and not self.users:
+            self.lifespans.cancel()
+        return decision.response, None
 
     # --- one call ---
 

@@ -133,8 +133,9 @@ class BlockingWatch:
     def _watch(self, stop: threading.Lock) -> None:
         # A wake takes the GIL from the loop (a context switch each way): wake when a running
         # step would reach the threshold, else every `idle_s`, not at a fixed short period.
+        # (`acquire`'s arguments positional: a keyword is parsed, as a new str, every wake.)
         wait_s = self.idle_s
-        while not stop.acquire(timeout=wait_s):
+        while not stop.acquire(True, wait_s):
             wait_s = self._check()
 
     def _check(self) -> float:
