@@ -1,8 +1,7 @@
 """Waiting for an origin's response head without a cancel scope (`OriginWaits`): the request
 sits in the server's registry, whose reaper wakes it at the client-watch mark; a quick answer
 just leaves. The wake closes nothing and loses no byte, the deadlines stay as documented, and
-the registry holds nothing once the wait ends, however it ends. And right after a request
-went, with nothing else runnable, the wait begins without a read that would find nothing."""
+the registry holds nothing once the wait ends, however it ends."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import trio
 import trio.testing
 
 from trioproxy.engine._context import OriginWaits
-from trioproxy.engine._fairness import may_skip_yield, skipped_yield_in_this_step
 from trioproxy.engine._h11 import h11
 from trioproxy.engine._memory import memory_transport_pair
 from trioproxy.engine._peer import UpstreamConnection
@@ -172,16 +170,3 @@ async def test_a_woken_wait_loses_no_byte_and_closes_nothing(
 
 def _client_h11() -> h11.Connection:
     return h11.Connection(h11.CLIENT)
-
-
-async def test_a_read_is_not_tried_right_after_an_unyielded_write() -> None:
-    """`skipped_yield_in_this_step`: true from a skipped fairness yield until the task next
-    goes through the scheduler; never when another task was runnable (no yield skipped)."""
-    assert not skipped_yield_in_this_step()
-    await trio.testing.wait_all_tasks_blocked()
-    assert may_skip_yield() and skipped_yield_in_this_step()
-    await trio.lowlevel.checkpoint()
-    assert not skipped_yield_in_this_step()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(trio.sleep, 0)  # runnable: the yield is not skipped
-        assert not may_skip_yield() and not skipped_yield_in_this_step()

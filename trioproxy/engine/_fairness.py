@@ -65,10 +65,3 @@ def may_skip_yield() -> bool:
         return False
     _SKIPPED_IN_STEP.set(step)
     return True
-
-
-def skipped_yield_in_this_step() -> bool:
-    """Whether the current task skipped a yield (`may_skip_yield`) and has not been through
-    the scheduler since: nothing else has run since its write, so a peer's answer to what
-    it wrote can hardly be there yet (a read would most likely find nothing)."""
-    return _SKIPPED_IN_STEP.get() == _CONTEXT.task._schedule_points

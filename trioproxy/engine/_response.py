@@ -23,7 +23,6 @@ from ..core._headers import response_headers, trailer_headers
 from ..core._headreader import HeadTooLarge, ResponseHeadReader
 from ..core._strict import FramingError
 from ._context import ProxyContext
-from ._fairness import skipped_yield_in_this_step
 from ._h11 import NextEvent, h11
 from ._peer import Downstream, UpstreamConnection
 from ._race import with_side_task
@@ -78,14 +77,10 @@ async def read_response_head(
                 raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
             if not watch_client or left_s <= _WATCH_CLIENT_AFTER_S:
                 data = await up.recv(left_s)
-            elif (
-                not skipped_yield_in_this_step() and (ready := await up.recv_if_ready()) is not None
-            ):
-                # Under load the answer is usually there already; not when nothing else ran
-                # since the request went (one connection: a failed read, then the wait).
-                data = ready
+            elif (ready := await up.recv_if_ready()) is not None:
+                data = ready  # under load the answer is usually there already
             elif await up.wait_readable_or_woken(ctx.origin_waits, now + _WATCH_CLIENT_AFTER_S):
-                # Waiting, with no cancel scope entered (`OriginWaits`).
+                # (Most answers come within the second: no cancel scope entered, `OriginWaits`.)
                 data = await up.recv_after_wait(deadline - trio.current_time())
             else:
                 data = await _receive_watching_client(down, up, deadline)
