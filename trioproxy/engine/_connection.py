@@ -49,7 +49,6 @@ async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
         log.debug("%s", exc, extra={"peer": peer_ip})
         down.close()
     finally:
-        down.log_unlogged()  # the last request's line
         try:
             if not down.closed and (
                 down.h11.their_state in (h11.SEND_BODY, h11.ERROR)  # answered, it had more
@@ -80,7 +79,6 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         # the idle registry.
         ready = await down.recv_if_ready()
         if ready is None:
-            down.log_unlogged()  # no request yet: the last one's line, before waiting
             # Wait for a first byte: on a new connection no longer than for a whole head (a
             # silent connection is the cheapest slowloris), between requests as long as
             # keep-alive allows. `IdleConnections` closes the connection at that deadline, at
@@ -169,7 +167,6 @@ async def _read_request_head(
         if fed:  # a pipelined head not whole yet: hold it here only, not also in h11's buffer
             down.h11 = server_h11(limits)
             fed = 0
-        down.log_unlogged()  # the last request's line, before waiting for the rest
         data = await down.recv(left_s)
         if not data:
             if head:

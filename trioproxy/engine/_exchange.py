@@ -118,7 +118,6 @@ async def reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
         await Responder(down, ctx, record).answer_error(exc)
     finally:
         settle_bytes(record, sent_before, down.bytes_sent)
-        down.log_unlogged()  # the request before it, first
         ctx.log_access(record)
 
 
@@ -733,11 +732,7 @@ class Exchange(Responder):
         record.duration_s = trio.current_time() - started
         settle_bytes(record, sent_before, down.bytes_sent)
         record.bytes_received = down.bytes_received - received_before
-        # Complete, but handed to the sink later (`Downstream.log_unlogged`): on a busy
-        # keep-alive connection the next request is usually there already, and it goes
-        # upstream first; the line is made while that origin answers. The one before, first.
-        down.log_unlogged()
-        down.unlogged = (self.ctx.log_access, record)
+        self.ctx.log_access(record)
 
 
 def _has_body(method: bytes, status: int) -> bool:

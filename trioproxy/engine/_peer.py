@@ -32,7 +32,6 @@ import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from ..config._settings import Limits
-from ..core._accesslog import AccessRecord
 from ..core._errors import (
     ClientError,
     ClientGone,
@@ -365,23 +364,12 @@ def server_h11(limits: Limits) -> h11.Connection:
 class Downstream(Peer):
     """The client's connection; ``h11`` is in the SERVER role."""
 
-    __slots__ = ("closing", "peer_ip", "unlogged")
+    __slots__ = ("closing", "peer_ip")
 
     def __init__(self, transport: Transport, conn: h11.Connection) -> None:
         super().__init__(transport, conn)
         self.peer_ip = transport.peer_ip
         self.closing = False  # the current response is the connection's last
-        # The last exchange's access record and its sink, not yet handed over (`log_unlogged`).
-        self.unlogged: tuple[Callable[[AccessRecord], None], AccessRecord] | None = None
-
-    def log_unlogged(self) -> None:
-        """Hand the last exchange's access record to its sink if it is still held: it is held
-        while the next request, already there, goes upstream (`_exchange`), and logged where
-        this connection would wait anyway (for its origin, for a request, or at its end)."""
-        unlogged = self.unlogged
-        if unlogged is not None:
-            self.unlogged = None
-            unlogged[0](unlogged[1])
 
     def _name(self) -> str:
         return f"client {self.peer_ip}" + (", closing" if self.closing else "")

@@ -57,8 +57,6 @@ async def read_response_head(
     Returns it with the bytes received past it (the start of the body), which the strict
     chunked check still has to see.
     """
-    # The request has gone: the connection's last line is made while the origin answers.
-    down.log_unlogged()
     started = trio.current_time()
     deadline = started + ctx.settings.timeouts.upstream_response_s
     now: float | None = started  # (read once for the first bytes; later ones read it again)
