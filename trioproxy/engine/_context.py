@@ -21,7 +21,7 @@ from ._pool import UpstreamPool
 
 if TYPE_CHECKING:
     from ._hooks import HookSet
-    from ._peer import Downstream
+    from ._peer import Downstream, Wire
 
 
 @dataclass(slots=True)
@@ -126,6 +126,64 @@ class IdleConnections:
         return True
 
 
+class OriginWaits:
+    """Requests waiting for their origin's answer while nobody reads their client's socket
+    (`_response`: a response head awaited for a request without a body), each until its
+    wake time, in arrival order. One task per server (`reap`) wakes each still waiting then
+    (`Wire.wait_readable_or_woken`: its transport's waits are interrupted, nothing closed),
+    and that request goes on to watch its client too, under a scope of its own. Most
+    answers come long before: the wait just leaves, having held an entry here instead of a
+    cancel scope with a deadline (trio re-registers a scope's deadline as it is entered and
+    left: several times the work of this dict's insert and pop)."""
+
+    __slots__ = ("_waiting", "_wake")
+
+    def __init__(self) -> None:
+        # Each wire's wake time; callers wait a constant delay, so in arrival order.
+        self._waiting: dict[Wire, float] = {}
+        self._wake = trio.CancelScope()  # the reaper's sleep (as in `IdleConnections`)
+
+    def add(self, wire: Wire, at: float) -> None:
+        """``wire``'s waiter is to be woken at ``at`` (later than every earlier entry's)."""
+        self._waiting[wire] = at
+        if at < self._wake.deadline:  # noqa: PLR1730 (rarely: setting a deadline costs)
+            self._wake.deadline = at
+
+    def discard(self, wire: Wire) -> bool:
+        """``wire``'s waiter waits no more; False if it was woken (or is being woken)."""
+        return self._waiting.pop(wire, None) is not None
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def __repr__(self) -> str:
+        wakes_at = self._wake.deadline
+        return f"<OriginWaits [{len(self)} waiting | reaper wakes at {wakes_at:.1f}]>"
+
+    async def reap(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Wake each waiter at its time, for as long as the server runs."""
+        task_status.started()
+        while True:
+            self._wake = trio.CancelScope(deadline=self._expire(trio.current_time()))
+            with self._wake:
+                await trio.sleep_forever()
+
+    def _expire(self, now: float) -> float:
+        """Wake the waiters whose time has come; the next wake time (inf: none)."""
+        nearest = math.inf
+        woken = []
+        for wire, at in self._waiting.items():
+            if at > now:
+                nearest = at
+                break
+            woken.append(wire)
+        for wire in woken:
+            del self._waiting[wire]
+            with contextlib.suppress(OSError):
+                wire.transport.wake_waiters()
+        return nearest
+
+
 def _close_quietly(down: Downstream) -> None:
     # Closed from the reaper, the drain or the accept loop, where an error would end the
     # server rather than one connection (`close(2)` can report an error; the fd is gone).
@@ -174,6 +232,9 @@ class ProxyContext:
     # once when draining begins, and oldest first when a new client needs a connection slot.
     # Every version of the context (`now()`, `dataclasses.replace`) holds this same one.
     idle: IdleConnections = field(default_factory=IdleConnections)
+    # Requests waiting for their origin's response head: woken to watch their client too.
+    # Shared by every version of the context, as ``idle`` is.
+    origin_waits: OriginWaits = field(default_factory=OriginWaits)
     # Makes the ID of a request that brings none (a seam: the simulation counts them).
     new_request_id: Callable[[], bytes] = new_request_id
 

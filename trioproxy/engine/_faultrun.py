@@ -299,6 +299,9 @@ class FaultyTransport:
     def readable_now(self) -> bool:
         return self.inner.readable_now()
 
+    def wake_waiters(self) -> None:
+        self.inner.wake_waiters()
+
     def peer_closed(self) -> bool:
         return self.inner.peer_closed()
 

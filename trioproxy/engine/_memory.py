@@ -52,7 +52,7 @@ class _Pipe:
 class MemoryTransport:
     """One end of an in-memory connection; see `memory_transport_pair`."""
 
-    __slots__ = ("_closed", "_incoming", "_outgoing", "_reading", "_writing", "peer_ip")
+    __slots__ = ("_closed", "_incoming", "_outgoing", "_reading", "_wakes", "_writing", "peer_ip")
 
     def __init__(self, incoming: _Pipe, outgoing: _Pipe, peer_ip: str) -> None:
         self._incoming = incoming
@@ -60,6 +60,7 @@ class MemoryTransport:
         self._closed = False
         self._reading = False  # a task waits in wait_readable
         self._writing = False  # a task waits in wait_writable
+        self._wakes = 0  # wake_waiters calls: a waiter that sees it change was woken
         self.peer_ip = peer_ip
 
     def read_nowait(self, max_bytes: int) -> bytes | None:
@@ -100,11 +101,13 @@ class MemoryTransport:
         if self._reading:
             raise trio.BusyResourceError("another task is already reading from this connection")
         self._reading = True
+        wakes = self._wakes
         try:
             if self.readable_now():
                 await checkpoint()
             while not self.readable_now():
                 await self._incoming.wake_reader.park()
+                self._check_woken(wakes)
         finally:
             self._reading = False
         self._check_waitable()
@@ -114,14 +117,26 @@ class MemoryTransport:
             raise trio.BusyResourceError("another task is already writing to this connection")
         pipe = self._outgoing
         self._writing = True
+        wakes = self._wakes
         try:
             if self._writable():
                 await checkpoint()
             while not self._writable():
                 await pipe.wake_writer.park()
+                self._check_woken(wakes)
         finally:
             self._writing = False
         self._check_waitable()
+
+    def wake_waiters(self) -> None:
+        # As trio's notify_closing: only the tasks waiting now; the connection stays open.
+        self._wakes += 1
+        self._incoming.wake_reader.unpark_all()
+        self._outgoing.wake_writer.unpark_all()
+
+    def _check_woken(self, wakes: int) -> None:
+        if self._wakes != wakes and not self._closed:
+            raise trio.ClosedResourceError("woken while waiting (the connection stays open)")
 
     def _writable(self) -> bool:
         pipe = self._outgoing

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
@@ -66,6 +67,16 @@ class RateFloor:
         """When the transfer falls below the floor unless more bytes move."""
         moved = transferred - self.start_bytes
         return self.started + self.grace_s + moved / self.bytes_per_s
+
+
+class Wakes(Protocol):
+    """Where a waiter holding no cancel scope of its own is woken at a time
+    (`_context.OriginWaits`)."""
+
+    def add(self, wire: Wire, at: float) -> None: ...
+
+    def discard(self, wire: Wire) -> bool:
+        """False if the wire was woken (or is being woken) meanwhile."""
 
 
 class Wire:
@@ -204,6 +215,23 @@ class Wire:
             await self.transport.wait_readable()
         except (trio.ClosedResourceError, OSError) as exc:
             raise self._gone(exc) from exc
+
+    async def wait_readable_or_woken(self, waits: Wakes, at: float) -> bool:
+        """Wait, with no deadline or cancel scope of its own, until a read would not block
+        (True) or ``waits`` wakes this wire at ``at`` (False; nothing read, nothing closed).
+        The wire's entry there is gone however the wait ends."""
+        waits.add(self, at)
+        try:
+            await self.transport.wait_readable()
+        except (trio.ClosedResourceError, OSError) as exc:
+            if waits.discard(self):  # not woken: closed by another task, or broken
+                raise self._gone(exc) from exc
+            return False
+        except BaseException:
+            waits.discard(self)
+            raise
+        waits.discard(self)  # (readable: if it was woken just now too, that changes nothing)
+        return True
 
     def readable_now(self) -> bool:
         """Whether a read would not block: bytes, an EOF or an error wait (nothing is read)."""

@@ -68,16 +68,21 @@ async def read_response_head(
             # The upstream's next bytes of the head, by ``deadline``, which holds however many
             # bytes keep arriving (an origin sending 1xx without end). (Inline but for the
             # slow watch: a coroutine frame less to resume at every wait of every head.)
-            left_s = deadline - (trio.current_time() if now is None else now)
-            now = None
+            if now is None:
+                now = trio.current_time()
+            left_s = deadline - now
             if left_s <= 0:
                 raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
             if not watch_client or left_s <= _WATCH_CLIENT_AFTER_S:
                 data = await up.recv(left_s)
             elif (ready := await up.recv_if_ready()) is not None:
                 data = ready  # under load the answer is usually there already
+            elif await up.wait_readable_or_woken(ctx.origin_waits, now + _WATCH_CLIENT_AFTER_S):
+                # (Most answers come within the second: no cancel scope entered, `OriginWaits`.)
+                data = await up.recv_after_wait(deadline - trio.current_time())
             else:
                 data = await _receive_watching_client(down, up, deadline)
+            now = None
             up.h11.receive_data(data)
             if not data:  # EOF: before any byte, the stale keep-alive race; else a cut head
                 raise up.failure(
@@ -118,19 +123,17 @@ async def read_response_head(
 async def _receive_watching_client(
     down: Downstream, up: UpstreamConnection, deadline: float
 ) -> bytes:
-    """The upstream's next bytes of a response head, by ``deadline``, when none are there
-    yet for a request without a body (`read_response_head`'s ``watch_client``): nobody
-    reads the client's socket then, so an answer slower than ``_WATCH_CLIENT_AFTER_S`` is
-    awaited while watching the client: a client that gave up ends the exchange (and the
-    upstream connection with it). Nothing is read from either socket while both are
-    watched, so giving up loses no byte."""
-    with trio.move_on_after(_WATCH_CLIENT_AFTER_S) as quick:
-        await up.wait_readable()
-    if quick.cancelled_caught:
-        with trio.move_on_at(deadline) as slow:
-            await with_side_task(up.wait_readable, partial(_watch_client, down))
-        if slow.cancelled_caught:
-            raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
+    """The upstream's next bytes of a response head, by ``deadline``, once they have been
+    awaited for ``_WATCH_CLIENT_AFTER_S`` for a request without a body
+    (`read_response_head`'s ``watch_client``): nobody reads the client's socket then, so
+    the rest of the wait watches the client too: a client that gave up ends the exchange
+    (and the upstream connection with it). Nothing is read from either socket while both
+    are watched, so giving up loses no byte. (A scope here is no cost: few answers are
+    this slow.)"""
+    with trio.move_on_at(deadline) as slow:
+        await with_side_task(up.wait_readable, partial(_watch_client, down))
+    if slow.cancelled_caught:
+        raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
     return await up.recv_after_wait(deadline - trio.current_time())
 
 

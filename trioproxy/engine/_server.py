@@ -4,7 +4,7 @@ Task tree (every task has an owner)::
 
     ProxyServer.run
     └── outer nursery ── pool (reaper, resolver lookups), idle connections' reaper,
-        │                admin listener (when on: `_admin`)
+        │                origin waits' reaper, admin listener (when on: `_admin`)
         └── handlers nursery ── one serve_connection task per client
             └── accept nursery ── one accept loop per listener
 
@@ -231,6 +231,7 @@ class ProxyServer:
             async with trio.open_nursery() as outer:
                 await outer.start(self.pool.run)
                 await outer.start(self.ctx.idle.reap)
+                await outer.start(self.ctx.origin_waits.reap)
                 self._nursery = outer
                 hooks = self.ctx.now().hooks
                 if hooks is not None:

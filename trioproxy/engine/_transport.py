@@ -37,6 +37,11 @@ class Transport(Protocol):
 
     async def wait_writable(self) -> None: ...
 
+    def wake_waiters(self) -> None:
+        """Wake the tasks waiting on it with trio.ClosedResourceError, leaving it open (trio's
+        ``notify_closing`` without the close): a registry's deadline reaching a waiter that
+        holds no cancel scope (`OriginWaits`), which then looks why it woke."""
+
     def readable_now(self) -> bool:
         """Whether a read would not wait (bytes, EOF, an error, urgent data), without reading."""
 
@@ -98,6 +103,11 @@ class SocketTransport:
 
     async def wait_writable(self) -> None:
         await trio.lowlevel.wait_writable(self._open_fd())
+
+    def wake_waiters(self) -> None:
+        fd = self.socket.fileno()
+        if fd >= 0:  # (epoll forgets the fd; the next wait registers it again)
+            trio.lowlevel.notify_closing(fd)
 
     def _open_fd(self) -> int:
         fd = self.socket.fileno()
