@@ -81,3 +81,22 @@ async def test_a_later_point_reads_the_target_received_not_the_rewrite(
     origin = await _through(_on_every_request("rewrites", "later"), hooks, b"/page")
     assert origin.targets == [b"/small?rewritten"]
     assert [s[1:3] for s in seen] == [("/page", "/page")]
+
+
+async def test_odd_targets_reach_a_hook_on_every_request_as_the_rules_see_them(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    seen: list[tuple[str, ...]] = []
+
+    async def reads(exchange: Exchange) -> None:
+        seen.append(_seen(exchange)[1:3])
+
+    targets = (
+        b"http://test.example/a/./b?q=%2e",  # absolute-form: the origin-form it names
+        b"http://test.example/plain",
+        b"/.well-known/section-io/aee-hc/x",  # a health check: no rule, so no hook
+        b"/.well-known/x/../section-io/aee-hc/x",
+    )
+    for target in targets:
+        await _through(_on_every_request("reads"), {"reads": reads}, target)
+    assert seen == [("/a/./b?q=%2e", "/a/b"), ("/plain", "/plain")]

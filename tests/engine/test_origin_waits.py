@@ -170,3 +170,34 @@ async def test_a_woken_wait_loses_no_byte_and_closes_nothing(
 
 def _client_h11() -> h11.Connection:
     return h11.Connection(h11.CLIENT)
+
+
+async def test_a_reused_connection_closed_after_the_mark_is_retried_on_a_fresh_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    connections = 0
+
+    async def closes_its_first_connection_late(stream: MemoryStream) -> None:
+        nonlocal connections
+        connections += 1
+        first = connections == 1
+        answers = 0
+        while await read_head(stream):
+            if first and answers == 1:  # the reused connection's request: no answer
+                await trio.sleep(1.3)  # past the mark: the wait was woken, the client watched
+                await stream.aclose()
+                return
+            await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            answers += 1
+
+    async with memory_proxy(make_settings(), origin=closes_its_first_connection_late) as proxy:
+        async with proxy.client() as client:
+            first = await client.request(b"GET", b"/")
+            started = trio.current_time()
+            second = await client.request(b"GET", b"/")
+            assert 1.3 <= trio.current_time() - started < 1.5
+        assert (first.status, second.status, second.body) == (200, 200, b"ok")
+        assert proxy.server.ctx.stats.retries == 1 and connections == 2
+        assert len(proxy.server.ctx.origin_waits) == 0
+        await wait_until(lambda: proxy.server.ctx.stats.connections_open == 0)
+        proxy.check_no_leak()
