@@ -38,9 +38,7 @@ def measured_numbers(
         role = "worker" if r.role.startswith("worker") else r.role
         rss.setdefault(role, round(r.rss_kib / 1024, 1))
     per_connection = [
-        round(m.per_connection_bytes / 1024, 1)
-        for m in memory
-        if m.target.startswith("trioproxy")
+        round(m.per_connection_bytes / 1024, 1) for m in memory if m.target.startswith("trioproxy")
     ]
     per_target: dict[str, dict[str, float]] = {}
     for c in conn:

@@ -174,8 +174,17 @@ def main() -> int:
         config = tempfile.mkdtemp(prefix="flood-")
         proxy = registry.spawn(
             "trioproxy",
-            [sys.executable, "-m", "trioproxy", "--listen", "127.0.0.1:0", "--upstream",
-             f"127.0.0.1:{port}", "--config-dir", config],
+            [
+                sys.executable,
+                "-m",
+                "trioproxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                f"127.0.0.1:{port}",
+                "--config-dir",
+                config,
+            ],
             cpus="1",
             env=env,
         )

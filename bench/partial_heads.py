@@ -56,8 +56,17 @@ def main() -> int:
         config = tempfile.mkdtemp(prefix="heads-")
         proxy = registry.spawn(
             "trioproxy",
-            [sys.executable, "-m", "trioproxy", "--listen", "127.0.0.1:0", "--upstream",
-             f"127.0.0.1:{free_port()}", "--config-dir", config],
+            [
+                sys.executable,
+                "-m",
+                "trioproxy",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                f"127.0.0.1:{free_port()}",
+                "--config-dir",
+                config,
+            ],
             cpus=None,
         )
         ready = proxy.wait_for_line(re.compile(r"listening on 127\.0\.0\.1:(\d+)"), 20)

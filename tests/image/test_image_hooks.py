@@ -27,7 +27,7 @@ hook = { file = "hooks/stamp.py", name = "Stamp", timeout_s = 0.5, on_error = 50
 
 # A class with two hook points: an answer for one path, and a response header and an access
 # field for the others; with an example validate.sh runs through the real engine.
-HOOK = '''
+HOOK = """
 from trioproxy.hooks import Example
 
 
@@ -42,7 +42,7 @@ class Stamp:
 
 
 EXAMPLES = [Example("GET /hooked/teapot", expect_status=418)]
-'''
+"""
 
 BLOCKING_HOOK = """
 import time
