@@ -434,11 +434,7 @@ class Exchange(Responder):
                         # to resume at every wait of the response.)
                         self._queue_request_head(self.plan.headers)
                         up.queue(h11.EndOfMessage())
-                        # (The response head's read follows at once, and it yields: the
-                        # request's write needs no fairness yield of its own.)
-                        await up.flush(
-                            self.ctx.settings.timeouts.upstream_send_s, read_follows=True
-                        )
+                        await up.flush(self.ctx.settings.timeouts.upstream_send_s)
                         await self._relay_response()
                     else:
                         await self._send_and_relay()
@@ -463,13 +459,7 @@ class Exchange(Responder):
                 pool.release(up)
                 if self.delay_s:
                     await self._delay_response()
-                # Nothing pipelined and no hook to run: this connection's next step is the
-                # read of its next request, which yields (or its close), so the write needs
-                # no fairness yield of its own. (Pipelined bytes are parsed without a read.)
-                await self.down.flush(
-                    self.ctx.settings.timeouts.client_send_s,
-                    read_follows=self.hooks is None and not self.down.h11.trailing_data[0],
-                )
+                await self.flush_to_client()
                 return
         finally:  # the rate floors are this request's only, however it ends
             self.down.send_floor = self.down.receive_floor = None

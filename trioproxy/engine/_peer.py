@@ -14,9 +14,8 @@ either transport (`_transport`: a socket, or memory in tests):
 * **Fairness.** One event loop serves every client, so a task whose sockets are always ready
   must still let the others run: after a syscall that completed without waiting, the task
   yields (a wait is a yield already). After a write, unless nothing else is runnable
-  (`_fairness`: at most one such yield per step is skipped) or the caller reads next, at
-  once (``read_follows``: that read yields); after a read, always, so a step never reads
-  more than one buffer. Work per received buffer is bounded by the callers
+  (`_fairness`: at most one such yield per step is skipped); after a read, always, so a
+  step never reads more than one buffer. Work per received buffer is bounded by the callers
   (`_slices` walks h11 events in slices).
 * **Coalesced writes.** Events are queued as bytes and flushed in one write just before we
   would wait for input, so a small response's head, body and end go out in one segment.
@@ -104,15 +103,12 @@ class Wire:
 
     # --- Writing -----------------------------------------------------------------------------
 
-    async def send_queued(self, timeout_s: float, *, read_follows: bool = False) -> None:
+    async def send_queued(self, timeout_s: float) -> None:
         """Send everything queued. Cancelled while waiting, it keeps what is unsent queued,
-        so a caller that raced it against something else can go on later. ``read_follows``:
-        the caller's next syscall is a read, which yields (it waits, or yields after
-        reading), so a write that completes needs no fairness yield of its own: the step
-        holds this write and that read, no more."""
+        so a caller that raced it against something else can go on later."""
         await checkpoint_if_cancelled()
         if self.send_queued_nowait():
-            if not read_follows and not may_skip_yield():
+            if not may_skip_yield():
                 await cancel_shielded_checkpoint()  # fairness: everything went out at once
             return
         wait = self.transport.wait_writable
@@ -304,13 +300,13 @@ class Peer(Wire):
         if data:
             self._out.append(data)
 
-    async def flush(self, timeout_s: float, *, read_follows: bool = False) -> None:
+    async def flush(self, timeout_s: float) -> None:
         """Send everything queued; an error or a cancellation leaves this h11 side unusable
-        (the peer got an unknown prefix). ``read_follows``: as for `send_queued`."""
+        (the peer got an unknown prefix)."""
         if not self.has_queued:
             return
         try:
-            await self.send_queued(timeout_s, read_follows=read_follows)
+            await self.send_queued(timeout_s)
         except BaseException:
             self.h11.send_failed()
             raise
