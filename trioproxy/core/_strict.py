@@ -18,8 +18,10 @@ of this against both parsers. Chunked bodies are checked beside h11 by `_chunked
 Hot path: a valid head costs one full-match of a compiled grammar regex, a lower-cased copy
 and a few ``find`` calls for the framing fields (about 4 us for a 300-byte browser head);
 find_head_end judges new bytes with one ``translate`` and one ``count`` (about 1.5 us for
-the same head at once, O(new bytes) when it arrives in pieces). The slow, line-by-line
-``_diagnose`` runs only once a head has failed, to say why in the log.
+the same head at once, O(new bytes) when it arrives in pieces), except those of a head it
+finds whole when asked not to (``judge_whole=False``): the head reader leaves them to the
+grammar, which refuses them too. The slow, line-by-line ``_diagnose`` runs only once a head
+has failed, to say why in the log.
 
 Status choices (answers to a client; a malformed *response* becomes a 502 at the call site):
 - 400 for anything malformed or ambiguous, as llhttp and nginx do;
