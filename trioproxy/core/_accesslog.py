@@ -152,7 +152,8 @@ def make_formatter(fmt: str, fields: tuple[str, ...] = ACCESS_LOG_FIELDS) -> For
     if unknown:
         raise ValueError(f"unknown access-log fields: {', '.join(unknown)}")
     if fmt == "json":
-        return _compile(_json_pieces(fields), "_json_extra")
+        memos: dict[str, Any] = {}
+        return _compile(_json_pieces(fields, memos), "_json_extra", memos)
     if fmt == "ltsv":
         return _compile(_ltsv_pieces(fields), "_ltsv_extra")
     raise ValueError(f"unknown access-log format {fmt!r}; expected 'json' or 'ltsv'")
@@ -162,13 +163,20 @@ def make_formatter(fmt: str, fields: tuple[str, ...] = ACCESS_LOG_FIELDS) -> For
 _Piece = tuple[bool, str]  # (is_expression, text)
 
 
-def _json_pieces(fields: tuple[str, ...]) -> list[_Piece]:
+def _json_pieces(fields: tuple[str, ...], memos: dict[str, Any]) -> list[_Piece]:
+    """The JSON line's pieces; the memos their expressions use are added to ``memos``."""
     pieces: list[_Piece] = []
     for index, name in enumerate(fields):
         expression, may_need_escaping = _FIELDS[name]
         pieces.append((False, ("{" if index == 0 else ",") + f'"{name}":'))
+        memoized = _json_memoized(name, f"_m{index}", f"_v{index}")
         attribute = _HEADER_FIELDS.get(name)
-        if attribute is not None:
+        if memoized is not None:
+            if name != "time":
+                memos[f"_m{index}"] = {}
+            text, quoted = memoized
+            pieces += [(True, text)] if quoted else [(False, '"'), (True, text), (False, '"')]
+        elif attribute is not None:
             # Most of them are absent from most requests: "-" is written ready-quoted, not
             # encoded each time.
             pieces.append(
@@ -184,6 +192,74 @@ def _json_pieces(fields: tuple[str, ...]) -> list[_Piece]:
     return pieces
 
 
+# Memos: most of a line's values repeat from request to request (the method, host, user agent,
+# content type, status, sizes, the peer's and the upstream's addresses), and formatting one
+# (decode, escape, str) costs a few calls. The JSON line looks each up in a memo of its own,
+# inline (no call at all while it is kept), and formats it only when it is new; the time is
+# kept for its millisecond (`_time`). Bounded: a memo holds at most _MEMO_ENTRIES values
+# (when full it starts over), each kept only if its key and text are at most _MEMO_LENGTH
+# long (a longer one is formatted every time): values that never repeat (an attacker's, a
+# crawl's targets) cost one lookup more than before, and a memo holds at most ~15 KiB. Each
+# formatter has its own: a reload starts afresh. (Request and trace IDs and durations rarely
+# repeat: formatted every time.)
+_MEMO_ENTRIES = 32
+_MEMO_LENGTH = 160
+
+
+def _keep(memo: dict[Any, str], key: object, text: str, length: int = 0) -> str:
+    """``text``, kept in ``memo`` as ``key``'s if both are short (``length``: the key's)."""
+    if length <= _MEMO_LENGTH and len(text) <= _MEMO_LENGTH:
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = text
+    return text
+
+
+def _memo_lookup(memo: str, first_key: str, key: str, make: str, length: str = "0") -> str:
+    # ``first_key`` is evaluated first (the membership test), and may bind ``key``.
+    return f"({memo}[{key}] if {first_key} in {memo} else _keep({memo}, {key}, {make}, {length}))"
+
+
+def _json_memoized(name: str, memo: str, var: str) -> tuple[str, bool] | None:
+    """The JSON line's expression for field ``name`` looked up in ``memo`` (``var``: a name
+    it may bind), and whether it gives the value quoted; None for a field formatted afresh."""
+    attribute = _HEADER_FIELDS.get(name)
+    if name == "time":  # (`_time` keeps the last one, with its millisecond)
+        return (
+            f"({var}[1] if ({var} := _last_time[0])[0] == r.start_wall * 1000 // 1 else _time(r))",
+            False,
+        )
+    if attribute is not None and name != "request_id":
+        value = f"r.{attribute}"
+        make = f'_json({value}.decode("latin-1"))'
+        lookup = _memo_lookup(memo, value, value, make, f"len({value})")
+        return f"({lookup} if {value} else '\"-\"')", True
+    if name == "request":
+        key = "(r.method, r.target, r.http_version)"
+        make = f"_json({_FIELDS[name][0]})"
+        lookup = _memo_lookup(memo, f"({var} := {key})", var, make, "len(r.target)")
+        return f"({lookup} if r.method else '\"-\"')", True
+    if name == "path":
+        return _memo_lookup(
+            memo, "r.target", "r.target", f"_json({_FIELDS[name][0]})", "len(r.target)"
+        ), True
+    if name == "remote_addr":  # (a True-Client-IP is rarer, and is formatted afresh)
+        peer = _memo_lookup(memo, "r.peer", "r.peer", '_json(r.peer or "-")', "len(r.peer)")
+        return f'(_json(r.true_client_ip.decode("latin-1")) if r.true_client_ip else {peer})', True
+    if name == "upstream_addr":
+        addr = "r.upstream_addr"
+        return _memo_lookup(memo, addr, addr, f'_json({addr} or "-")', f"len({addr})"), True
+    if name in ("status", "upstream_status"):
+        value = f"r.{name}"
+        return _memo_lookup(memo, value, value, f'(str({value}) if {value} else "-")'), False
+    if name in ("bytes", "response_body_bytes", "request_length"):
+        value = {"bytes": "r.bytes_sent", "response_body_bytes": "r.body_bytes_sent"}.get(
+            name, "r.bytes_received"
+        )
+        return _memo_lookup(memo, value, value, f"str({value})"), False
+    return None
+
+
 def _ltsv_pieces(fields: tuple[str, ...]) -> list[_Piece]:
     pieces: list[_Piece] = []
     for index, name in enumerate(fields):
@@ -193,13 +269,14 @@ def _ltsv_pieces(fields: tuple[str, ...]) -> list[_Piece]:
     return pieces
 
 
-def _compile(pieces: list[_Piece], extra: str) -> Formatter:
+def _compile(pieces: list[_Piece], extra: str, memos: dict[str, Any] | None = None) -> Formatter:
     items = [text if is_expression else repr(text) for is_expression, text in _merged(pieces)]
     source = (
         f"def render(r):\n    line = ''.join(({', '.join(items)},))\n"
         f"    return {extra}(line, r) if r.extra else line\n"
     )
     namespace = dict(_NAMESPACE)
+    namespace.update(memos or {})
     exec(source, namespace)
     # Taken out of its own globals: left in, function and namespace form a cycle that only a
     # full collection frees, and every reload made one (RSS crept until it ran).
@@ -327,17 +404,28 @@ def _second_and_offset(second: int) -> tuple[str, str]:
     return time.strftime("%Y-%m-%dT%H:%M:%S", local), f"{sign}{hours:02d}:{minutes:02d}"
 
 
+# The last time formatted, with its millisecond (``start_wall * 1000 // 1``, the floor `_time`
+# takes): requests logged within one millisecond share it, and the JSON line looks it up
+# inline. One tuple, replaced whole: a reader never pairs one's millisecond with another's text.
+_last_time: list[tuple[float, str]] = [(-1.0, "")]
+
+
 def _time(record: AccessRecord) -> str:
     # ISO 8601 local time with milliseconds and offset: 2026-11-26T14:41:13.123+00:00.
-    second, millisecond = divmod(int(record.start_wall * 1000), 1000)
+    millis = record.start_wall * 1000 // 1
+    second, millisecond = divmod(int(millis), 1000)
     stamp, offset = _second_and_offset(second)
-    return f"{stamp}.{millisecond:03d}{offset}"
+    text = f"{stamp}.{millisecond:03d}{offset}"
+    _last_time[0] = (millis, text)
+    return text
 
 
 _NAMESPACE: dict[str, Any] = {
     "_json": encode_basestring_ascii,
     "_ltsv": ltsv_escape,
     "_time": _time,
+    "_last_time": _last_time,
+    "_keep": _keep,
     "_json_extra": _json_extra,
     "_ltsv_extra": _ltsv_extra,
 }

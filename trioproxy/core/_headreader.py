@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from typing import NamedTuple, Protocol
 
-from ._strict import FramingError, check_request_head, check_response_head, find_head_end
+from ._strict import (
+    FramingError,
+    check_request_head,
+    check_response_head,
+    find_head_end,
+    judge_head_bytes,
+)
 
 __all__ = [
     "FixedLimits",
@@ -75,22 +81,32 @@ class HeadReader:
         bytes are needed. Raises FramingError (``status`` 400 or 501) for malformed bytes,
         HeadTooLarge (414 for a request line, 431 for a head) for oversized ones."""
         buffer, limits, request = self.buffer, self._limits, self._REQUEST
-        if request and buffer[:2] == b"\r\n":
+        if request and buffer.startswith(b"\r\n"):
             self._skip_empty_lines()
-        end = find_head_end(buffer, self._searched)
+        searched = self._searched
+        end = find_head_end(buffer, searched, judge_whole=False)
         if end >= 0:
-            if end > limits.max_header_bytes:
-                if request:  # the line first, as when the same bytes come in pieces
-                    self._check_request_line()
-                raise HeadTooLarge(f"{self._KIND} head too large", status=431)
-            if request:
-                check_request_head(
-                    buffer[:end],
-                    max_request_line_bytes=limits.max_request_line_bytes,
-                    max_header_count=limits.max_header_count,
-                )
-            else:
-                check_response_head(buffer[:end])
+            # A whole head's bytes are judged by its grammar check, which refuses every byte
+            # find_head_end would (CTLs, a lone CR or LF), not in a scan of their own; only
+            # where a size limit answers before the grammar are they judged first, as when
+            # the same bytes come in pieces, so that any split fails alike.
+            try:
+                if end > limits.max_header_bytes:
+                    raise HeadTooLarge(f"{self._KIND} head too large", status=431)
+                if request:
+                    check_request_head(
+                        buffer[:end],
+                        max_request_line_bytes=limits.max_request_line_bytes,
+                        max_header_count=limits.max_header_count,
+                    )
+                else:
+                    check_response_head(buffer[:end])
+            except FramingError as refused:
+                if refused.status in (414, 431):  # (sizes: a 400 for the bytes comes first)
+                    judge_head_bytes(buffer, searched, end)
+                    if request and end > limits.max_header_bytes:
+                        self._check_request_line()  # (then the line, as in pieces)
+                raise
             return end
         if request:
             self._check_request_line()

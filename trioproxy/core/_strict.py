@@ -18,8 +18,10 @@ of this against both parsers. Chunked bodies are checked beside h11 by `_chunked
 Hot path: a valid head costs one full-match of a compiled grammar regex, a lower-cased copy
 and a few ``find`` calls for the framing fields (about 4 us for a 300-byte browser head);
 find_head_end judges new bytes with one ``translate`` and one ``count`` (about 1.5 us for
-the same head at once, O(new bytes) when it arrives in pieces). The slow, line-by-line
-``_diagnose`` runs only once a head has failed, to say why in the log.
+the same head at once, O(new bytes) when it arrives in pieces), except those of a head it
+finds whole when asked not to (``judge_whole=False``): the head reader leaves them to the
+grammar, which refuses them too. The slow, line-by-line ``_diagnose`` runs only once a head
+has failed, to say why in the log.
 
 Status choices (answers to a client; a malformed *response* becomes a 502 at the call site):
 - 400 for anything malformed or ambiguous, as llhttp and nginx do;
@@ -99,20 +101,31 @@ class FramingError(ValueError):
         self.status = status
 
 
-def find_head_end(buffer: bytes | bytearray, start: int) -> int:
+def find_head_end(buffer: bytes | bytearray, start: int, *, judge_whole: bool = True) -> int:
     """Index just past the head's terminating blank line, or -1 if it is not complete yet.
 
     ``start`` is where the previous call stopped looking (0 at first); raises FramingError
     as soon as the bytes so far cannot begin a strictly valid head (e.g. a bare LF).
     Each call looks only at the bytes added since the last one (and the three before, where a
-    CRLF CRLF or a CR's partner may straddle the boundary).
+    CRLF CRLF or a CR's partner may straddle the boundary). ``judge_whole=False``: the bytes
+    of a head found whole are left to the caller (`judge_head_bytes`, or a grammar check,
+    which refuses all that this does).
     """
     index = buffer.find(b"\r\n\r\n", max(0, start - 3))
+    if index >= 0 and not judge_whole:
+        return index + 4
     stop = len(buffer) if index < 0 else index + 4
     # Re-read a CR left pending at the end of the previous bytes, with its successor now.
     low = start - 1 if start > 0 and buffer[start - 1] == 0x0D else start
     _check_line_bytes(buffer, low, stop, complete=index >= 0)
     return -1 if index < 0 else stop
+
+
+def judge_head_bytes(buffer: bytes | bytearray, start: int, end: int) -> None:
+    """What `find_head_end` (called with ``start``) did not judge of the whole head ending at
+    ``end`` (``judge_whole=False``)."""
+    low = start - 1 if start > 0 and buffer[start - 1] == 0x0D else start
+    _check_line_bytes(buffer, low, end, complete=True)
 
 
 def _check_line_bytes(buffer: bytes | bytearray, low: int, stop: int, *, complete: bool) -> None:
@@ -212,10 +225,10 @@ def _length_fields(
     of a head that passed the grammar; raises on a repeated or malformed Content-Length."""
     value = _field_value(head, lower, b"\ncontent-length:")
     content_length = None
-    if value is not None:
-        if _CONTENT_LENGTH.fullmatch(value) is None or int(value) > _MAX_LENGTH:
-            raise FramingError(f"invalid Content-Length {readable(value[:40])}")
-        content_length = int(value)
+    if value is not None and (
+        _CONTENT_LENGTH.fullmatch(value) is None or (content_length := int(value)) > _MAX_LENGTH
+    ):
+        raise FramingError(f"invalid Content-Length {readable(value[:40])}")
     return content_length, _field_value(head, lower, b"\ntransfer-encoding:")
 
 
