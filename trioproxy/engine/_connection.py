@@ -158,7 +158,7 @@ async def _read_request_head(
             return
         # Checked here too, not only while waiting: bytes that keep coming (empty lines
         # without end) must not keep the head open past its deadline.
-        now = trio.current_time()
+        now = down.clock.current_time()
         if deadline is None:
             deadline = now + timeout_s
         left_s = deadline - now

@@ -191,7 +191,7 @@ class Responder:
         record.body_start = down.bytes_sent + down.queued_bytes
         if record.notes is not None:
             record.notes.response_headers = headers
-            record.notes.first_byte_s = trio.current_time()
+            record.notes.first_byte_s = down.clock.current_time()
 
     async def answer_error(self, exc: ProxyError) -> None:
         """A short plain-text answer, if no response head went out yet. Client errors close
@@ -448,7 +448,7 @@ class Exchange(Responder):
                 record.upstream_addr = up.address
                 if record.notes is not None:
                     record.notes.upstream_reused = reused
-                started = trio.current_time()
+                started = up.clock.current_time()
                 try:
                     if self.body is None and self.faults is None:
                         # (`_send_and_relay`'s plain case, inline: one coroutine frame less
@@ -474,7 +474,7 @@ class Exchange(Responder):
                     raise
                 finally:
                     self.up = None
-                    record.upstream_duration_s = trio.current_time() - started
+                    record.upstream_duration_s = up.clock.current_time() - started
                 # The upstream is done with: back to the pool before the client's last bytes
                 # go out.
                 pool.release(up)
@@ -675,7 +675,7 @@ class Exchange(Responder):
             down.receive_floor = RateFloor(
                 limits.min_body_rate_bytes_per_s,
                 self.timeouts.client_body_s,
-                trio.current_time(),
+                down.clock.current_time(),
                 down.bytes_received,
             )
 
@@ -685,7 +685,10 @@ class Exchange(Responder):
         min_rate = settings.limits.min_send_rate_bytes_per_s
         if min_rate:
             down.send_floor = RateFloor(
-                min_rate, settings.timeouts.client_send_s, trio.current_time(), down.bytes_sent
+                min_rate,
+                settings.timeouts.client_send_s,
+                down.clock.current_time(),
+                down.bytes_sent,
             )
 
     # --- Error answer, access line -----------------------------------------------------------

@@ -139,7 +139,7 @@ class UpstreamPool:
     def release(self, conn: UpstreamConnection) -> None:
         """Return a connection after an exchange; kept only if both sides finished cleanly,
         it is not too old, its address is still in the answer and there is idle room."""
-        now = trio.current_time()
+        now = conn.clock.current_time()
         if self._closed or not conn.reusable or not self._worth_keeping(conn, now):
             self.discard(conn)
             return
@@ -158,7 +158,7 @@ class UpstreamPool:
         if self._closed or conn.h11.our_state is not h11.IDLE or conn.has_queued:
             self.discard(conn)
             return
-        self._keep_idle(conn, trio.current_time())
+        self._keep_idle(conn, conn.clock.current_time())
 
     def discard(self, conn: UpstreamConnection) -> None:
         conn.close()

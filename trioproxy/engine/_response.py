@@ -57,7 +57,7 @@ async def read_response_head(
     Returns it with the bytes received past it (the start of the body), which the strict
     chunked check still has to see.
     """
-    started = trio.current_time()
+    started = up.clock.current_time()
     deadline = started + ctx.settings.timeouts.upstream_response_s
     now: float | None = started  # (read once for the first bytes; later ones read it again)
     reader = ResponseHeadReader(bytearray(), ctx.settings.limits)
@@ -69,7 +69,7 @@ async def read_response_head(
             # bytes keep arriving (an origin sending 1xx without end). (Inline but for the
             # slow watch: a coroutine frame less to resume at every wait of every head.)
             if now is None:
-                now = trio.current_time()
+                now = up.clock.current_time()
             left_s = deadline - now
             if left_s <= 0:
                 raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
@@ -79,7 +79,7 @@ async def read_response_head(
                 data = ready  # under load the answer is usually there already
             elif await up.wait_readable_or_woken(ctx.origin_waits, now + _WATCH_CLIENT_AFTER_S):
                 # (Most answers come within the second: no cancel scope entered, `OriginWaits`.)
-                data = await up.recv_after_wait(deadline - trio.current_time())
+                data = await up.recv_after_wait(deadline - up.clock.current_time())
             else:
                 data = await _receive_watching_client(down, up, deadline)
             now = None
