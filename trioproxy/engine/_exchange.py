@@ -753,7 +753,7 @@ class Exchange(Responder):
 
     def _access_line(self, started: float, sent_before: int, received_before: int) -> None:
         record, down = self.record, self.down
-        record.duration_s = trio.current_time() - started
+        record.duration_s = down.clock.current_time() - started
         settle_bytes(record, sent_before, down.bytes_sent)
         record.bytes_received = down.bytes_received - received_before
         self.ctx.log_access(record)
