@@ -337,10 +337,10 @@ class ResponseFields:
         headers: Headers,
         content_type: bytes,
         section_io_tag: bytes,
-        *,
         chunked: bool,
         has_length: bool,
     ) -> None:
+        # (No keyword-only parameters: a keyword call through the class builds a dict.)
         self.headers = headers
         self.content_type = content_type
         self.section_io_tag = section_io_tag
@@ -395,7 +395,7 @@ def response_fields(
         out.append((b"X-Request-ID", request_id))
     if rules.via:
         out.append((b"Via", rules.via_value(http_version)))
-    return ResponseFields(out, content_type, section_io_tag, chunked=chunked, has_length=has_length)
+    return ResponseFields(out, content_type, section_io_tag, chunked, has_length)
 
 
 def response_headers(

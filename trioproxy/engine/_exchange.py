@@ -234,12 +234,10 @@ class Exchange(Responder):
     plan: RequestPlan  # made by the first phase, `_start`
 
     def __init__(self, down: Downstream, ctx: ProxyContext, request: h11.Request) -> None:
+        # start_wall, peer, method, target, http_version: positional, as a keyword call
+        # through the class costs a dict and half the construction again (~0.5 us).
         record = AccessRecord(
-            start_wall=time.time(),
-            peer=down.peer_ip,
-            method=request.method,
-            target=request.target,
-            http_version=request.http_version,
+            time.time(), down.peer_ip, request.method, request.target, request.http_version
         )
         if ctx.shared.journal:
             record.notes = ExchangeNotes(request.headers.raw_items())
