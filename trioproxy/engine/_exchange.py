@@ -273,7 +273,7 @@ class Exchange(Responder):
     async def serve(self, received_before: int) -> None:
         """The phases, in order: start, rules, answer or forward, error answer, access line."""
         down, record = self.down, self.record
-        started = trio.current_time()
+        started = down.clock.current_time()  # (the same clock as `_access_line`'s)
         sent_before = down.bytes_sent
         try:
             self._start()
