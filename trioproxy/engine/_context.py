@@ -34,22 +34,57 @@ class ProxyStats:
     bodies_too_large: int = 0  # requests stopped by a body limit (413 or cut)
 
 
-class IdleConnections:
+class _Reaped:
+    """A registry of waits with deadlines and the one task per server (`reap`) that acts on
+    each at its deadline: the waits hold an entry here instead of a cancel scope with a
+    deadline of their own (trio re-registers a scope's deadline as it is entered and left:
+    several times the work of a dict's insert and pop). `_expire` says what acting is."""
+
+    __slots__ = ("_wake",)
+
+    def __init__(self) -> None:
+        # The reaper's sleep, which ends no later than any deadline here (it may end earlier:
+        # an entry that left meanwhile is not looked for).
+        self._wake = trio.CancelScope()
+
+    def _wake_by(self, deadline: float) -> None:
+        # Set only when earlier (rarely: an empty registry, or an empty lane): setting a
+        # deadline costs.
+        if deadline < self._wake.deadline:  # noqa: PLR1730
+            self._wake.deadline = deadline
+
+    @property
+    def wakes_at(self) -> float:
+        """When the reaper looks next (inf: nothing has waited since it last looked)."""
+        return self._wake.deadline
+
+    async def reap(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Act on each entry at its deadline, for as long as the server runs."""
+        task_status.started()
+        while True:
+            self._wake = trio.CancelScope(deadline=self._expire(trio.current_time()))
+            with self._wake:
+                await trio.sleep_forever()
+
+    def _expire(self, now: float) -> float:
+        """Act on the entries past their deadline; the next deadline (inf: none)."""
+        raise NotImplementedError
+
+
+class IdleConnections(_Reaped):
     """Client connections waiting for their next (or first) request, each until its deadline,
     oldest first. One task per server (`reap`) closes each at its deadline; the drain closes
     them all at once, and a newcomer at the connection limit the oldest. Closing a transport
     wakes the task waiting on it, so an idle connection holds one entry here and a deadline,
     not a cancel scope of its own (idle keep-alive connections are what a proxy holds most of)."""
 
-    __slots__ = ("_lanes", "_wake")
+    __slots__ = ("_lanes",)
 
     def __init__(self) -> None:
+        super().__init__()
         # One lane per wait (client_header_s, client_idle_s, and what reloads set): within a
         # lane deadlines come in arrival order, so each lane's first entry expires next.
         self._lanes: dict[float, dict[Downstream, float]] = {}
-        # The reaper's sleep, which ends no later than any deadline here (it may end earlier:
-        # a connection that left meanwhile is not looked for).
-        self._wake = trio.CancelScope()
 
     def add(self, down: Downstream, wait_s: float) -> None:
         """``down`` waits, at most ``wait_s`` from now."""
@@ -58,9 +93,7 @@ class IdleConnections:
         if lane is None:
             lane = self._lanes[wait_s] = {}
         lane[down] = deadline
-        # Set only when earlier (rarely: a lane was empty): setting a deadline costs.
-        if deadline < self._wake.deadline:  # noqa: PLR1730
-            self._wake.deadline = deadline
+        self._wake_by(deadline)
 
     def discard(self, down: Downstream, wait_s: float) -> bool:
         """``down`` waits no more; False if it was closed meanwhile (expired, drained or
@@ -71,21 +104,8 @@ class IdleConnections:
     def __len__(self) -> int:
         return sum(map(len, self._lanes.values()))
 
-    @property
-    def wakes_at(self) -> float:
-        """When the reaper looks next (inf: nothing has waited since it last looked)."""
-        return self._wake.deadline
-
     def __repr__(self) -> str:
         return f"<IdleConnections [{len(self)} waiting | reaper wakes at {self.wakes_at:.1f}]>"
-
-    async def reap(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Close each connection at its deadline, for as long as the server runs."""
-        task_status.started()
-        while True:
-            self._wake = trio.CancelScope(deadline=self._expire(trio.current_time()))
-            with self._wake:
-                await trio.sleep_forever()
 
     def _expire(self, now: float) -> float:
         """Close the connections past their deadline; the next deadline (inf: none)."""
@@ -126,28 +146,26 @@ class IdleConnections:
         return True
 
 
-class OriginWaits:
+class OriginWaits(_Reaped):
     """Requests waiting for their origin's answer while nobody reads their client's socket
     (`_response`: a response head awaited for a request without a body), each until its
     wake time, in arrival order. One task per server (`reap`) wakes each still waiting then
     (`Wire.wait_readable_or_woken`: its transport's waits are interrupted, nothing closed),
     and that request goes on to watch its client too, under a scope of its own. Most
     answers come long before: the wait just leaves, having held an entry here instead of a
-    cancel scope with a deadline (trio re-registers a scope's deadline as it is entered and
-    left: several times the work of this dict's insert and pop)."""
+    cancel scope with a deadline."""
 
-    __slots__ = ("_waiting", "_wake")
+    __slots__ = ("_waiting",)
 
     def __init__(self) -> None:
+        super().__init__()
         # Each wire's wake time; callers wait a constant delay, so in arrival order.
         self._waiting: dict[Wire, float] = {}
-        self._wake = trio.CancelScope()  # the reaper's sleep (as in `IdleConnections`)
 
     def add(self, wire: Wire, at: float) -> None:
         """``wire``'s waiter is to be woken at ``at`` (later than every earlier entry's)."""
         self._waiting[wire] = at
-        if at < self._wake.deadline:  # noqa: PLR1730 (rarely: setting a deadline costs)
-            self._wake.deadline = at
+        self._wake_by(at)
 
     def discard(self, wire: Wire) -> bool:
         """``wire``'s waiter waits no more; False if it was woken (or is being woken)."""
@@ -157,16 +175,7 @@ class OriginWaits:
         return len(self._waiting)
 
     def __repr__(self) -> str:
-        wakes_at = self._wake.deadline
-        return f"<OriginWaits [{len(self)} waiting | reaper wakes at {wakes_at:.1f}]>"
-
-    async def reap(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Wake each waiter at its time, for as long as the server runs."""
-        task_status.started()
-        while True:
-            self._wake = trio.CancelScope(deadline=self._expire(trio.current_time()))
-            with self._wake:
-                await trio.sleep_forever()
+        return f"<OriginWaits [{len(self)} waiting | reaper wakes at {self.wakes_at:.1f}]>"
 
     def _expire(self, now: float) -> float:
         """Wake the waiters whose time has come; the next wake time (inf: none)."""
