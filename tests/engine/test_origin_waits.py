@@ -78,6 +78,9 @@ async def test_a_client_gone_before_the_watch_mark_is_seen_at_the_mark(
         assert 1.0 <= trio.current_time() - asked < 1.5  # woken at the mark, then it looks
         assert proxy.records[0].status == 499
         assert len(proxy.server.ctx.origin_waits) == 0
+        assert proxy.upstream_open == 0 and proxy.server.pool.open_count == 0  # discarded
+        await wait_until(lambda: proxy.server.ctx.stats.connections_open == 0)
+        proxy.check_no_leak()
         proxy.check_no_leak()
 
 
