@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -88,7 +88,17 @@ class AdminControl:
         match = _query_match(query.decode("latin-1"))
         if isinstance(match, str):
             return error(400, match)
-        return json_answer(200, self.journal.as_json(match))
+        return 200, JSON, b"".join(_json_pieces(self.journal.json_slices(match)))
+
+    def journal_read(self, method: bytes, target: bytes) -> Iterator[bytes] | None:
+        """The body of `answer`'s 200 (`JSON`) to a journal read, in pieces of bounded work
+        for an event loop to yield between (a full journal takes seconds); None if ``method``
+        and ``target`` are anything else, or a read `answer` refuses."""
+        path, _, query = target.partition(b"?")
+        if path != b"/journal" or method not in (b"GET", b"HEAD") or self.journal is None:
+            return None
+        match = _query_match(query.decode("latin-1"))
+        return None if isinstance(match, str) else _json_pieces(self.journal.json_slices(match))
 
     def _add(self, body: bytes) -> Answer:
         try:
@@ -116,6 +126,13 @@ class AdminControl:
             active = ", ".join(f.name for f in self.faults) or "none"
             return error(404, f"no fault named {name!r}; active: {active}")
         return json_answer(200, gone.as_json())
+
+
+def _json_pieces(slices: Iterator[str]) -> Iterator[bytes]:
+    """A journal's JSON slices as `json_answer` writes the whole."""
+    for text in slices:
+        yield text.encode("ascii")
+    yield b"\n"
 
 
 def _query_match(query: str) -> ExchangeMatch | str | None:

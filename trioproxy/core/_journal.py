@@ -9,6 +9,7 @@ misses). Waiting for exchanges needs an event loop: `engine._journal` adds it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,6 +29,12 @@ __all__ = [
 
 DEFAULT_SIZE = 1000  # exchanges kept when a size is not given: a test's worth
 _NEAR_MISSES = 3  # exchanges a failed verify shows
+# A journal as JSON comes in slices (`Journal.json_slices`) so that an event loop serves others
+# between them: a slice ends once it holds this many characters or has looked at this many
+# entries, matched or not. An ordinary entry is ~1.7k characters and ~50 us to render (json's
+# indented encoder is pure Python), ~3 us to match: a slice is about half a millisecond.
+SLICE_CHARS = 16384
+SLICE_ENTRIES = 64
 
 
 Headers = tuple[tuple[str, str], ...]
@@ -356,12 +363,48 @@ class Journal:
         return scored[:limit]
 
     def as_json(self, match: ExchangeMatch | None = None) -> dict[str, Any]:
+        return self._counts([entry.as_json() for entry in self.find(match)])
+
+    def json_slices(self, match: ExchangeMatch | None = None) -> Iterator[str]:
+        """``json.dumps(self.as_json(match), indent=1)`` in slices that join to exactly that
+        text, each a bounded amount of work (`SLICE_CHARS`, `SLICE_ENTRIES`, and one entry at
+        most past them): a full journal takes seconds to render. The entries are those of
+        now (a copy of the references: a millisecond for 100,000): an exchange recorded, or a
+        `clear`, while the slices are taken changes nothing."""
+        opening = json.dumps(self._counts([]), indent=1)
+        return _json_slices(opening[: -len(_NO_ENTRIES)], tuple(self._entries), match)
+
+    def _counts(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "size": self.size,
             "recorded": self.recorded,
             "dropped": self.dropped,
-            "entries": [entry.as_json() for entry in self.find(match)],
+            "entries": entries,
         }
+
+
+_NO_ENTRIES = "[]\n}"  # how `json_slices`' opening (the counts, "entries" empty) ends
+
+
+def _json_slices(
+    opening: str, entries: tuple[Entry, ...], match: ExchangeMatch | None
+) -> Iterator[str]:
+    # Each entry is dumped alone, then indented by the two levels it has in the whole: every
+    # line break in json's output is its own (one inside a string is written as "\\n").
+    parts, chars, looked = [opening], 0, 0
+    separator = "[\n  "
+    for entry in entries:
+        looked += 1
+        if match is None or match.matches(entry):
+            text = json.dumps(entry.as_json(), indent=1).replace("\n", "\n  ")
+            parts += (separator, text)
+            chars += len(text)
+            separator = ",\n  "
+        if chars >= SLICE_CHARS or looked >= SLICE_ENTRIES:
+            yield "".join(parts)
+            parts, chars, looked = [], 0, 0
+    parts.append(_NO_ENTRIES if separator == "[\n  " else "\n ]\n}")
+    yield "".join(parts)
 
 
 def _expected(
