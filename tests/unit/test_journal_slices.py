@@ -1,6 +1,6 @@
-"""The journal as JSON in slices (`Journal.json_slices`, `AdminControl.journal_read`): the same
+"""The journal as JSON in slices (`Journal.json_slices`, `AdminControl.in_slices`): the same
 bytes as the whole journal dumped at once, each slice a bounded amount of work, the journal
-as it was when asked."""
+as it was when asked; and a clear's memory let go of in slices."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import pytest
 
 from trioproxy.core._admincontrol import AdminControl, json_answer
 from trioproxy.core._faulttable import FaultTable
-from trioproxy.core._journal import SLICE_CHARS, SLICE_ENTRIES, Entry, ExchangeMatch, Journal
+from trioproxy.core._journal import (
+    FREE_SLICE,
+    SLICE_CHARS,
+    SLICE_ENTRIES,
+    Entry,
+    ExchangeMatch,
+    Journal,
+)
 
 ODD = 'a "quoted" \\ back\nslash\r\t\x00\x1f\x7f caf\u00e9 \u00ff \u2028'  # what json escapes
 
@@ -85,22 +92,21 @@ def test_the_admin_answer_is_the_same_bytes_in_pieces_or_whole() -> None:
     for target in (b"/journal", b"/journal?path_prefix=/odd", b"/journal?status=999"):
         match = ExchangeMatch(path_prefix="/odd") if b"odd" in target else None
         match = ExchangeMatch(status=999) if b"999" in target else match
-        pieces = control.journal_read(b"GET", target)
+        pieces = control.in_slices(b"GET", target)
         assert pieces is not None
         assert b"".join(pieces) == _whole(journal, match)
         assert control.answer(b"GET", target, b"") == json_answer(200, journal.as_json(match))
-        head = control.journal_read(b"HEAD", target)
+        head = control.in_slices(b"HEAD", target)
         assert head is not None and b"".join(head) == _whole(journal, match)
 
 
-def test_what_is_not_a_journal_read_is_left_to_answer() -> None:
+def test_what_is_not_a_journal_read_or_clear_is_left_to_answer() -> None:
     control = _control(_journal(VARIED))
-    assert control.journal_read(b"DELETE", b"/journal") is None
-    assert control.journal_read(b"POST", b"/journal") is None
-    assert control.journal_read(b"GET", b"/faults") is None
-    assert control.journal_read(b"GET", b"/journal?color=red") is None  # a 400, from answer
+    assert control.in_slices(b"POST", b"/journal") is None
+    assert control.in_slices(b"GET", b"/faults") is None
+    assert control.in_slices(b"GET", b"/journal?color=red") is None  # a 400, from answer
     assert control.answer(b"GET", b"/journal?color=red", b"")[0] == 400
-    assert _control(None).journal_read(b"GET", b"/journal") is None  # a 404, from answer
+    assert _control(None).in_slices(b"GET", b"/journal") is None  # a 404, from answer
 
 
 def test_a_slice_looks_at_a_bounded_number_of_entries() -> None:
@@ -128,3 +134,18 @@ def test_the_slices_show_the_journal_as_it_was_when_asked() -> None:
     journal.record(_entry(4, "/later"))  # drops the oldest
     journal.clear()
     assert "".join(slices) == before
+
+
+def test_a_clear_forgets_at_once_and_lets_go_of_the_entries_in_slices() -> None:
+    count = 10 * FREE_SLICE + 1
+    journal = _journal([_entry(n) for n in range(count)], size=count)
+    pieces = _control(journal).in_slices(b"DELETE", b"/journal")
+    assert pieces is not None
+    assert len(journal) == 0 and journal.recorded == count  # forgotten before the first step
+    journal.record(_entry(count + 1))  # recorded meanwhile: kept
+    body = list(pieces)
+    assert len(body) == 11 + 1  # the slices, then the answer
+    twin = _journal([_entry(n) for n in range(count)], size=count)
+    assert b"".join(body) == _control(twin).answer(b"DELETE", b"/journal", b"")[2]
+    assert b"".join(body) == json_answer(200, {"cleared": count})[2]
+    assert [e.seq for e in journal] == [count + 1]

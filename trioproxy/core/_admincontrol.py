@@ -90,12 +90,18 @@ class AdminControl:
             return error(400, match)
         return 200, JSON, b"".join(_json_pieces(self.journal.json_slices(match)))
 
-    def journal_read(self, method: bytes, target: bytes) -> Iterator[bytes] | None:
-        """The body of `answer`'s 200 (`JSON`) to a journal read, in pieces of bounded work
-        for an event loop to yield between (a full journal takes seconds); None if ``method``
-        and ``target`` are anything else, or a read `answer` refuses."""
+    def in_slices(self, method: bytes, target: bytes) -> Iterator[bytes] | None:
+        """The body of `answer`'s 200 (`JSON`) to a journal read or clear, in pieces of
+        bounded work for an event loop to yield between (a full journal takes seconds to
+        render, a quarter of one to free); None if ``method`` and ``target`` are anything
+        else, or a request `answer` refuses. A clear is done now; its memory goes piecemeal."""
         path, _, query = target.partition(b"?")
-        if path != b"/journal" or method not in (b"GET", b"HEAD") or self.journal is None:
+        if path != b"/journal" or self.journal is None:
+            return None
+        if method == b"DELETE":
+            cleared, freeing = self.journal.clear_in_slices()
+            return _after(freeing, json_answer(200, {"cleared": cleared})[2])
+        if method not in (b"GET", b"HEAD"):
             return None
         match = _query_match(query.decode("latin-1"))
         return None if isinstance(match, str) else _json_pieces(self.journal.json_slices(match))
@@ -133,6 +139,12 @@ def _json_pieces(slices: Iterator[str]) -> Iterator[bytes]:
     for text in slices:
         yield text.encode("ascii")
     yield b"\n"
+
+
+def _after(work: Iterator[None], body: bytes) -> Iterator[bytes]:
+    for _ in work:
+        yield b""
+    yield body
 
 
 def _query_match(query: str) -> ExchangeMatch | str | None:

@@ -190,8 +190,9 @@ class AdminServer:
         body = await _receive_body(client, head, rest)
         if isinstance(body, tuple):
             return body
-        # A journal read is rendered later (`_journal_answer`), outside the read's deadline.
-        pieces = self._control.journal_read(method, target)
+        # A journal read (or clear) is rendered later (`_journal_answer`), outside the read's
+        # deadline.
+        pieces = self._control.in_slices(method, target)
         return pieces if pieces is not None else self._control.answer(method, target, body)
 
     async def _healthz(self) -> answers.Answer:
@@ -227,9 +228,10 @@ class _AdminClient(Wire):
 
 
 async def _journal_answer(pieces: Iterator[bytes], *, head_only: bool) -> list[bytes]:
-    """A journal read's answer, head first. A full journal takes seconds to render, and one
-    step that long would stall every other client: the body is rendered a piece (a bounded
-    amount of work) at a time, with a checkpoint after each, then measured for the head."""
+    """A journal read's (or clear's) answer, head first. A full journal takes seconds to
+    render, and one step that long would stall every other client: the body is rendered a
+    piece (a bounded amount of work) at a time, with a checkpoint after each, then measured
+    for the head."""
     body: list[bytes] = []
     for piece in pieces:
         body.append(piece)
