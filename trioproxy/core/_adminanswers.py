@@ -30,6 +30,7 @@ __all__ = [
     "head_reader",
     "is_control_path",
     "render",
+    "render_head",
     "route",
     "text",
     "timed_out",
@@ -140,13 +141,21 @@ def render(answer: Answer, *, head_only: bool, allow: bytes = b"GET, HEAD") -> b
     """The whole response, head and body (none for HEAD), on a connection that closes after;
     ``allow`` is a 405's Allow."""
     status, content_type, body = answer
+    head = render_head(status, content_type, len(body), allow)
+    return head if head_only else head + body
+
+
+def render_head(
+    status: int, content_type: bytes, length: int, allow: bytes = b"GET, HEAD"
+) -> bytes:
+    """`render`'s head alone, for a body of ``length`` bytes sent after it."""
     lines = [
         b"HTTP/1.1 %d %s" % (status, reason_phrase(status, b"")),
         b"Content-Type: " + content_type,
-        b"Content-Length: %d" % len(body),
+        b"Content-Length: %d" % length,
         b"Cache-Control: no-store",
         b"Connection: close",
     ]
     if status == 405:
         lines.append(b"Allow: " + allow)
-    return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head_only else body)
+    return b"\r\n".join(lines) + b"\r\n\r\n"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -88,7 +88,23 @@ class AdminControl:
         match = _query_match(query.decode("latin-1"))
         if isinstance(match, str):
             return error(400, match)
-        return json_answer(200, self.journal.as_json(match))
+        return 200, JSON, b"".join(_json_pieces(self.journal.json_slices(match)))
+
+    def in_slices(self, method: bytes, target: bytes) -> Iterator[bytes] | None:
+        """The body of `answer`'s 200 (`JSON`) to a journal read or clear, in pieces of
+        bounded work for an event loop to yield between (a full journal takes seconds to
+        render, a quarter of one to free); None if ``method`` and ``target`` are anything
+        else, or a request `answer` refuses. A clear is done now; its memory goes piecemeal."""
+        path, _, query = target.partition(b"?")
+        if path != b"/journal" or self.journal is None:
+            return None
+        if method == b"DELETE":
+            cleared, freeing = self.journal.clear_in_slices()
+            return _after(freeing, json_answer(200, {"cleared": cleared})[2])
+        if method not in (b"GET", b"HEAD"):
+            return None
+        match = _query_match(query.decode("latin-1"))
+        return None if isinstance(match, str) else _json_pieces(self.journal.json_slices(match))
 
     def _add(self, body: bytes) -> Answer:
         try:
@@ -116,6 +132,19 @@ class AdminControl:
             active = ", ".join(f.name for f in self.faults) or "none"
             return error(404, f"no fault named {name!r}; active: {active}")
         return json_answer(200, gone.as_json())
+
+
+def _json_pieces(slices: Iterator[str]) -> Iterator[bytes]:
+    """A journal's JSON slices as `json_answer` writes the whole."""
+    for text in slices:
+        yield text.encode("ascii")
+    yield b"\n"
+
+
+def _after(work: Iterator[None], body: bytes) -> Iterator[bytes]:
+    for _ in work:
+        yield b""
+    yield body
 
 
 def _query_match(query: str) -> ExchangeMatch | str | None:

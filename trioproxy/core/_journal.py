@@ -9,6 +9,7 @@ misses). Waiting for exchanges needs an event loop: `engine._journal` adds it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,6 +29,14 @@ __all__ = [
 
 DEFAULT_SIZE = 1000  # exchanges kept when a size is not given: a test's worth
 _NEAR_MISSES = 3  # exchanges a failed verify shows
+# A journal as JSON comes in slices (`Journal.json_slices`) so that an event loop serves others
+# between them: a slice ends once it holds this many characters or has looked at this many
+# entries, matched or not. An ordinary entry is ~1.7k characters and ~50 us to render (json's
+# indented encoder is pure Python), ~3 us to match: a slice is about half a millisecond.
+SLICE_CHARS = 16384
+SLICE_ENTRIES = 64
+# Entries let go of at a time by `Journal.clear_in_slices`: ~2.5 us each to free.
+FREE_SLICE = 256
 
 
 Headers = tuple[tuple[str, str], ...]
@@ -303,6 +312,13 @@ class Journal:
         an earlier one)."""
         self._entries.clear()
 
+    def clear_in_slices(self) -> tuple[int, Iterator[None]]:
+        """`clear` at once, with the memory let go of a slice (`FREE_SLICE` entries) at each
+        step of the iterator: freeing 100,000 entries takes a quarter of a second. How many
+        were forgotten, and that iterator."""
+        forgotten, self._entries = self._entries, deque(maxlen=self.size)
+        return len(forgotten), _let_go(forgotten)
+
     def find(self, match: ExchangeMatch | None = None) -> list[Entry]:
         return [e for e in self._entries if match is None or match.matches(e)]
 
@@ -356,12 +372,56 @@ class Journal:
         return scored[:limit]
 
     def as_json(self, match: ExchangeMatch | None = None) -> dict[str, Any]:
+        return self._counts([entry.as_json() for entry in self.find(match)])
+
+    def json_slices(self, match: ExchangeMatch | None = None) -> Iterator[str]:
+        """``json.dumps(self.as_json(match), indent=1)`` in slices that join to exactly that
+        text, each a bounded amount of work (`SLICE_CHARS`, `SLICE_ENTRIES`, and one entry at
+        most past them): a full journal takes seconds to render. The entries are those of
+        now (a copy of the references: a millisecond or two for 100,000): an exchange recorded,
+        or a `clear`, while the slices are taken changes nothing."""
+        opening = json.dumps(self._counts([]), indent=1)
+        return _json_slices(opening[: -len(_NO_ENTRIES)], deque(self._entries), match)
+
+    def _counts(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "size": self.size,
             "recorded": self.recorded,
             "dropped": self.dropped,
-            "entries": [entry.as_json() for entry in self.find(match)],
+            "entries": entries,
         }
+
+
+_NO_ENTRIES = "[]\n}"  # how `json_slices`' opening (the counts, "entries" empty) ends
+
+
+def _json_slices(opening: str, entries: deque[Entry], match: ExchangeMatch | None) -> Iterator[str]:
+    # Each entry is dumped alone, then indented by the two levels it has in the whole: every
+    # line break in json's output is its own (one inside a string is written as "\\n").
+    # Taken off the copy as it goes: if the journal was cleared meanwhile, each entry is freed
+    # within its slice, not all of them at the end.
+    parts, chars, looked = [opening], 0, 0
+    separator = "[\n  "
+    while entries:
+        entry = entries.popleft()
+        looked += 1
+        if match is None or match.matches(entry):
+            text = json.dumps(entry.as_json(), indent=1).replace("\n", "\n  ")
+            parts += (separator, text)
+            chars += len(text)
+            separator = ",\n  "
+        if chars >= SLICE_CHARS or looked >= SLICE_ENTRIES:
+            yield "".join(parts)
+            parts, chars, looked = [], 0, 0
+    parts.append(_NO_ENTRIES if separator == "[\n  " else "\n ]\n}")
+    yield "".join(parts)
+
+
+def _let_go(entries: deque[Entry]) -> Iterator[None]:
+    while entries:
+        for _ in range(min(FREE_SLICE, len(entries))):
+            entries.pop()
+        yield None
 
 
 def _expected(

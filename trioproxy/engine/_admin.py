@@ -29,7 +29,7 @@ import inspect
 import logging
 import math
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -37,7 +37,7 @@ import trio
 
 from ..core import _adminanswers as answers
 from ..core._addr import format_host_port
-from ..core._admincontrol import MAX_BODY_BYTES, AdminControl, body_length, error
+from ..core._admincontrol import JSON, MAX_BODY_BYTES, AdminControl, body_length, error
 from ..core._errors import ClientError, ClientGone, ProxyError
 from ..core._strict import FramingError
 from ._adminbind import MAX_CONNECTIONS, AdminListenError, bind_admin_socket
@@ -152,7 +152,7 @@ class AdminServer:
     async def _serve_one(self, transport: Transport) -> None:
         client = _AdminClient(transport)
         method, head, allow = b"", None, b"GET, HEAD"
-        answer: answers.Answer | None = None
+        answer: answers.Answer | Iterator[bytes] | None = None  # (a journal read: its body)
         try:
             with trio.move_on_after(self._io_timeout_s) as reading:
                 head, rest = await _receive_head(client)
@@ -171,20 +171,29 @@ class AdminServer:
                 method, endpoint = answers.route(head)
                 # /readyz bounds its own wait
                 answer = await self._routes[endpoint]() if isinstance(endpoint, bytes) else endpoint
-        data = answers.render(answer, head_only=method == b"HEAD", allow=allow)
+        if isinstance(answer, tuple):
+            out = [answers.render(answer, head_only=method == b"HEAD", allow=allow)]
+        else:
+            out = await _journal_answer(answer, head_only=method == b"HEAD")
         # One deadline for the whole answer: a reader taking a byte now and then must not
         # hold one of the few admin slots for ever (each wait alone would restart it).
         with trio.move_on_after(self._io_timeout_s) as sending:
-            await client.send_all(data, math.inf)
+            for data in out:
+                await client.send_all(data, math.inf)
         if not sending.cancelled_caught:
             await client.linger(answers.LINGER_S, answers.LINGER_MAX_BYTES)
 
     async def _control_answer(
         self, client: _AdminClient, method: bytes, target: bytes, head: bytes, rest: bytes
-    ) -> answers.Answer:
+    ) -> answers.Answer | Iterator[bytes]:
         assert self._control is not None
         body = await _receive_body(client, head, rest)
-        return body if isinstance(body, tuple) else self._control.answer(method, target, body)
+        if isinstance(body, tuple):
+            return body
+        # A journal read (or clear) is rendered later (`_journal_answer`), outside the read's
+        # deadline.
+        pieces = self._control.in_slices(method, target)
+        return pieces if pieces is not None else self._control.answer(method, target, body)
 
     async def _healthz(self) -> answers.Answer:
         return answers.text(503, "draining") if self._is_draining() else answers.text(200, "ok")
@@ -216,6 +225,19 @@ class _AdminClient(Wire):
 
     def _too_slow(self, doing: str) -> Exception:
         return ClientError(f"admin client too slow {doing}", status=408)
+
+
+async def _journal_answer(pieces: Iterator[bytes], *, head_only: bool) -> list[bytes]:
+    """A journal read's (or clear's) answer, head first. A full journal takes seconds to
+    render, and one step that long would stall every other client: the body is rendered a
+    piece (a bounded amount of work) at a time, with a checkpoint after each, then measured
+    for the head."""
+    body: list[bytes] = []
+    for piece in pieces:
+        body.append(piece)
+        await trio.lowlevel.checkpoint()
+    head = answers.render_head(200, JSON, sum(map(len, body)))
+    return [head] if head_only else [head, *body]
 
 
 async def _receive_head(client: _AdminClient) -> tuple[bytes | None, bytes]:

@@ -266,7 +266,7 @@ class Exchange:
         self._state: dict[str, Any] | None = None
         self._answer: Response | None = None
         self._target: bytes | None = None
-        self._request_ops: tuple[HeaderOp, ...] = ()
+        self._request_ops: list[HeaderOp] | tuple[()] = ()  # a list from the first edit
         self._response_ops: tuple[HeaderOp, ...] = ()
         self._fields: Mapping[str, str] = _NO_FIELDS
         self._phase = "request"  # then "response", then "access"
@@ -393,7 +393,12 @@ class Exchange:
     def _request(self, kind: OpKind, name: str, value: str) -> None:
         self._before_forwarding(f"editing request header {name}")
         encoded = _name(name, request=True, kind=kind)
-        self._request_ops += (HeaderOp(kind, encoded, _value(name, value)),)
+        op = HeaderOp(kind, encoded, _value(name, value))
+        ops = self._request_ops
+        if isinstance(ops, list):
+            ops.append(op)  # (not a new tuple per edit: a hook's many edits stay linear)
+        else:
+            self._request_ops = [op]
         self._asks = True
 
     def _response(self, kind: OpKind, name: str, value: str) -> None:
