@@ -1,6 +1,7 @@
 """A worker's side of the relayed harness endpoints (`_workers`): a journal read is rendered
 in a thread from a copy (the same answer as on the loop), an answer too large for the channel
-is refused with what to do, and every answer carries the worker's clock offset."""
+is refused with what to do, every answer carries the worker's clock offset, and a cleared
+journal's memory is let go of in slices with checkpoints between."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import trio
 from trioproxy.app import _workers
 from trioproxy.app._workers import _controlled, answer_off_loop
 from trioproxy.core._admincontrol import AdminControl
+from trioproxy.core._faulttable import FaultTable
+from trioproxy.core._journal import FREE_SLICE, Entry, Journal
 from trioproxy.testing import memory_world
 
 from ..support import Client
@@ -51,3 +54,26 @@ async def test_an_answer_too_large_for_the_channel_is_refused_with_what_to_do(
         control = world.proxy.server.admin_control()
         message = await _controlled(partial_off_loop(control), b"GET", b"/journal", b"")
     assert message[1] == 507 and b"lower admin.journal_size" in message[3]
+
+
+async def test_a_worker_frees_a_cleared_journal_in_slices_between_checkpoints() -> None:
+    journal = Journal(FREE_SLICE * 8)
+    for seq in range(FREE_SLICE * 8):
+        journal.record(Entry(seq, "GET", "/x"))
+    control = AdminControl(journal, FaultTable(), lambda raw, problem: None)
+    steps = 0
+
+    async def other_client() -> None:  # scheduled at every checkpoint of the clear
+        nonlocal steps
+        while True:
+            steps += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_client)
+        await trio.lowlevel.checkpoint()
+        answer = await answer_off_loop(control, b"DELETE", b"/journal", b"")
+        nursery.cancel_scope.cancel()
+    assert answer == (200, b"application/json", b'{\n "cleared": %d\n}\n' % (FREE_SLICE * 8))
+    assert len(journal) == 0
+    assert steps >= 8  # the old code freed all in one step: the other task ran once

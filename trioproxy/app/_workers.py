@@ -114,6 +114,14 @@ async def answer_off_loop(
         # A copy: abandoned on cancellation (a drain), the thread harms nothing.
         answer = partial(copied.answer, method, target, body)
         return await trio.to_thread.run_sync(answer, abandon_on_cancel=True)
+    if method == b"DELETE" and (freeing := control.in_slices(method, target)) is not None:
+        # A clear is done at once; freeing a full journal's entries (a quarter of a second
+        # at 100,000) goes in slices with a checkpoint between, as a single proxy does it.
+        pieces = []
+        for piece in freeing:
+            pieces.append(piece)
+            await trio.lowlevel.checkpoint()
+        return 200, b"application/json", b"".join(pieces)
     return control.answer(method, target, body)
 
 
