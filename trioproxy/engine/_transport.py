@@ -116,28 +116,26 @@ class SocketTransport:
         return fd
 
     # Closed by us, a connection reads as gone: a read fails at once, the peer is no more.
+    # (The fd is asked for once per check: the pool checks every connection it reuses.)
 
     def readable_now(self) -> bool:
-        return self.closed or self._poll(select.POLLIN | select.POLLPRI)
+        fd = self.socket.fileno()
+        return fd < 0 or _poll_now(fd, _READABLE)
 
     def peer_closed(self) -> bool:
-        if self.closed:
+        fd = self.socket.fileno()
+        if fd < 0:
             return True
-        if not self._poll(select.POLLIN | select.POLLRDHUP):  # not urgent data
+        if not _poll_now(fd, _CLOSED_OR_READABLE):  # not urgent data
             return False
         # A peek that cannot wait, on a duplicate: trio's own recv would wait.
         try:
-            with socket.fromfd(self.socket.fileno(), socket.AF_INET, socket.SOCK_STREAM) as dup:
+            with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as dup:
                 return not dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
             return False
         except OSError:
             return True
-
-    def _poll(self, events: int) -> bool:
-        poller = select.poll()  # a zero-timeout poll: nothing read, nothing lost
-        poller.register(self.socket.fileno(), events)
-        return bool(poller.poll(0))
 
     def shutdown_write(self) -> None:
         self.socket.shutdown(socket.SHUT_WR)
@@ -178,6 +176,16 @@ async def connect_socket(family: int, sockaddr: object) -> Transport:
         sock.close()
         raise
     return SocketTransport(sock)
+
+
+_READABLE = select.POLLIN | select.POLLPRI
+_CLOSED_OR_READABLE = select.POLLIN | select.POLLRDHUP
+
+
+def _poll_now(fd: int, events: int) -> bool:
+    poller = select.poll()  # a zero-timeout poll: nothing read, nothing lost
+    poller.register(fd, events)
+    return bool(poller.poll(0))
 
 
 def _peer_ip(sock: trio.socket.SocketType) -> str:
