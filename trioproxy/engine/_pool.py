@@ -151,7 +151,7 @@ class UpstreamPool:
         self._idle.append(conn)
         if len(self._idle) > self.limits.size:
             self._close_idle(self._idle.pop(0))  # the longest idle goes
-        self._slot_freed.unpark()
+        self._slot_was_freed()
 
     def give_back(self, conn: UpstreamConnection) -> None:
         """Return a connection that was taken but never used (its client left first)."""
@@ -165,7 +165,7 @@ class UpstreamPool:
         self.stats.discarded += 1
         if not conn.detached:
             self._open -= 1
-            self._slot_freed.unpark()
+            self._slot_was_freed()
 
     def detach(self, conn: UpstreamConnection) -> None:
         """Take a connection out of the pool's count for good (a WebSocket tunnel): long-lived
@@ -173,7 +173,7 @@ class UpstreamPool:
         if not conn.detached:
             conn.detached = True
             self._open -= 1
-            self._slot_freed.unpark()
+            self._slot_was_freed()
 
     def close(self) -> None:
         self._closed = True
@@ -192,6 +192,12 @@ class UpstreamPool:
                     self._expire_idle(trio.current_time())
         finally:
             self.close()
+
+    def _slot_was_freed(self) -> None:
+        # Nobody waits for a slot without `max_connections`: trio's unpark would still cost
+        # a generator and a list on every release.
+        if self._slot_freed:
+            self._slot_freed.unpark()
 
     def _has_room(self) -> bool:
         return not self.limits.max_connections or self._open < self.limits.max_connections
@@ -227,7 +233,7 @@ class UpstreamPool:
     def _close_idle(self, conn: UpstreamConnection) -> None:
         conn.close()
         self._open -= 1
-        self._slot_freed.unpark()
+        self._slot_was_freed()
 
     async def _open_new(self) -> UpstreamConnection:
         # The name is resolved before a slot is taken: a slow resolver holds no slot.
@@ -242,7 +248,7 @@ class UpstreamPool:
             conn = await self._connect(addresses, deadline)
         except BaseException as exc:
             self._open -= 1
-            self._slot_freed.unpark()
+            self._slot_was_freed()
             self.breaker.record(self.limits, exc)
             raise
         self.breaker.record(self.limits, None)

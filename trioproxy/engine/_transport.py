@@ -76,24 +76,27 @@ class SocketTransport:
     """A connected TCP socket, read and written with ``os.read``/``os.write`` on its fd
     (trio's SocketStream goes through the scheduler twice per call)."""
 
-    __slots__ = ("peer_ip", "socket")
+    __slots__ = ("_fds", "peer_ip", "socket")
 
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self.socket = sock
+        self._fds = _stdlib_socket(sock)
         self.peer_ip = _peer_ip(sock)
 
     # The fd is asked for on every call, never cached: after a close its number may already
-    # belong to another connection, and -1 makes the next syscall fail instead.
+    # belong to another connection, and -1 makes the next syscall fail instead. It is asked
+    # of the stdlib socket under trio's: a C call, where trio's adds a Python frame (five
+    # times a request).
 
     def read_nowait(self, max_bytes: int) -> bytes | None:
         try:
-            return os.read(self.socket.fileno(), max_bytes)
+            return os.read(self._fds.fileno(), max_bytes)
         except BlockingIOError:
             return None
 
     def write_nowait(self, data: memoryview) -> int | None:
         try:
-            return os.write(self.socket.fileno(), data)
+            return os.write(self._fds.fileno(), data)
         except BlockingIOError:
             return None
 
@@ -105,39 +108,37 @@ class SocketTransport:
         await trio.lowlevel.wait_writable(self._open_fd())
 
     def wake_waiters(self) -> None:
-        fd = self.socket.fileno()
+        fd = self._fds.fileno()
         if fd >= 0:  # (epoll forgets the fd; the next wait registers it again)
             trio.lowlevel.notify_closing(fd)
 
     def _open_fd(self) -> int:
-        fd = self.socket.fileno()
+        fd = self._fds.fileno()
         if fd < 0:  # (-1 would reach epoll as a ValueError)
             raise trio.ClosedResourceError("this connection is closed")
         return fd
 
     # Closed by us, a connection reads as gone: a read fails at once, the peer is no more.
+    # (The fd is asked for once per check: the pool checks every connection it reuses.)
 
     def readable_now(self) -> bool:
-        return self.closed or self._poll(select.POLLIN | select.POLLPRI)
+        fd = self._fds.fileno()
+        return fd < 0 or _poll_now(fd, _READABLE)
 
     def peer_closed(self) -> bool:
-        if self.closed:
+        fd = self._fds.fileno()
+        if fd < 0:
             return True
-        if not self._poll(select.POLLIN | select.POLLRDHUP):  # not urgent data
+        if not _poll_now(fd, _CLOSED_OR_READABLE):  # not urgent data
             return False
         # A peek that cannot wait, on a duplicate: trio's own recv would wait.
         try:
-            with socket.fromfd(self.socket.fileno(), socket.AF_INET, socket.SOCK_STREAM) as dup:
+            with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as dup:
                 return not dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
             return False
         except OSError:
             return True
-
-    def _poll(self, events: int) -> bool:
-        poller = select.poll()  # a zero-timeout poll: nothing read, nothing lost
-        poller.register(self.socket.fileno(), events)
-        return bool(poller.poll(0))
 
     def shutdown_write(self) -> None:
         self.socket.shutdown(socket.SHUT_WR)
@@ -147,7 +148,7 @@ class SocketTransport:
 
     @property
     def closed(self) -> bool:
-        return self.socket.fileno() < 0
+        return self._fds.fileno() < 0
 
 
 class SocketListenerSource:
@@ -178,6 +179,23 @@ async def connect_socket(family: int, sockaddr: object) -> Transport:
         sock.close()
         raise
     return SocketTransport(sock)
+
+
+_READABLE = select.POLLIN | select.POLLPRI
+_CLOSED_OR_READABLE = select.POLLIN | select.POLLRDHUP
+
+
+def _poll_now(fd: int, events: int) -> bool:
+    poller = select.poll()  # a zero-timeout poll: nothing read, nothing lost
+    poller.register(fd, events)
+    return bool(poller.poll(0))
+
+
+def _stdlib_socket(sock: trio.socket.SocketType) -> socket.socket | trio.socket.SocketType:
+    """The stdlib socket trio's wraps (closed with it: its fileno is then -1 too), or trio's
+    own where there is none."""
+    inner = getattr(sock, "_sock", None)  # (trio's private attribute: hence the fallback)
+    return inner if isinstance(inner, socket.socket) else sock
 
 
 def _peer_ip(sock: trio.socket.SocketType) -> str:
