@@ -57,6 +57,10 @@ _FORBIDDEN_IN_TRAILERS = HOP_BY_HOP | {b"content-length", b"host"}
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._~:+/=@-]{1,128}")
 
 
+# A Host value made of the configured upstream address: visible ASCII.
+_AUTHORITY = re.compile(rb"[\x21-\x7e]+")
+
+
 # Request IDs are drawn from the kernel's CSPRNG this many at a time: one getrandom() per
 # request was a syscall per request; drawn ahead, they are as random and as unguessable.
 _IDS_PER_DRAW = 64
@@ -233,6 +237,9 @@ def plan_request(
     if not hosts:
         if http_version != b"1.0":
             raise ClientError("missing Host header")  # h11 rejects it first; belt and braces
+        if not (host or _AUTHORITY.fullmatch(upstream_authority)):
+            # The upstream address as configured: fields go upstream unchecked by h11.
+            raise UpstreamError(f"upstream address {upstream_authority!r} cannot be a Host")
         out.insert(0, (b"Host", host or upstream_authority))
 
     request_id = request_ids[0] if len(request_ids) == 1 else b""
