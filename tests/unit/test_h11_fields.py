@@ -21,7 +21,12 @@ from hypothesis import strategies as st
 from trioproxy.config._ruleactions import _assignments, _removals
 from trioproxy.config._rulevalues import _Invalid
 from trioproxy.core._errors import ClientError, UpstreamError
-from trioproxy.core._headers import ForwardingRules, plan_request, response_fields
+from trioproxy.core._headers import (
+    ForwardingRules,
+    plan_request,
+    response_fields,
+    response_fields_of,
+)
 from trioproxy.core._rulemodel import HeaderOp, OpKind, apply_header_ops
 from trioproxy.engine._h11 import END_OF_MESSAGE, Fields, h11, sendable
 from trioproxy.hooks._api import Exchange, HookError, Request
@@ -240,11 +245,20 @@ def test_a_forwarded_response_head_sends_the_same_bytes_both_ways(
     response = _parsed_head(parser, b"HTTP/1.1 200 OK\r\n", fields, client=False)
     assume(type(response).__name__ == "Response")
     try:
-        out = response_fields(
-            response.headers.raw_items(), b"1.1", rules=ForwardingRules(), request_id=b"0" * 32
+        # (As the exchange does: from h11's own fields, their lower-case names included.)
+        out = response_fields_of(
+            response.headers._full_items, b"1.1", rules=ForwardingRules(), request_id=b"0" * 32
         )
     except UpstreamError:
         return
+    # Unedited, the fields go out as `lowered`: the same fields, lower-case names added.
+    assert out.lowered == [(name, name.lower(), value) for name, value in out.headers]
+    assert (
+        out.headers
+        == response_fields(
+            response.headers.raw_items(), b"1.1", rules=ForwardingRules(), request_id=b"0" * 32
+        ).headers
+    )
     headers = _edited(
         out.headers, _config_edits(config, request=False), _hook_edits(hooks, request=False)
     )
@@ -313,3 +327,30 @@ def test_an_upstream_address_that_cannot_be_a_host_is_refused_not_sent() -> None
             upstream_authority=b"bad host:80",
             max_header_count=100,
         )
+
+
+@pytest.mark.parametrize("switching", [False, True])
+def test_the_lowered_fields_are_the_clients_fields_whatever_is_dropped_or_added(
+    switching: bool,
+) -> None:
+    origin = [
+        (b"X-Foo", b"1"),
+        (b"Connection", b"X-Foo, close"),
+        (b"Keep-Alive", b"timeout=5"),
+        (b"X-Request-ID", b"theirs"),
+        (b"ETag", b'"e"'),
+    ]
+    out = response_fields_of(
+        [(name, name.lower(), value) for name, value in origin],
+        b"1.1",
+        rules=ForwardingRules(),
+        request_id=b"ours",
+        switching=switching,
+    )
+    assert out.lowered == [(name, name.lower(), value) for name, value in out.headers]
+    assert [name for name, _ in out.headers] == [
+        b"ETag",
+        *([b"Connection", b"Upgrade"] if switching else []),
+        b"X-Request-ID",
+        b"Via",
+    ]

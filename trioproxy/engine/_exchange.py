@@ -58,12 +58,13 @@ from ..core._faults import Direction, FaultState
 from ..core._headers import (
     TEXT_PLAIN,
     BodyKind,
+    Field,
     Headers,
     RequestPlan,
     header_value,
     plan_request,
     reason_phrase,
-    response_fields,
+    response_fields_of,
     response_headers,
 )
 from ..core._requestview import RequestView, ViewSource, request_view, view_of
@@ -73,7 +74,7 @@ from ..core._tracecontext import trace_ids
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
 from ._faultrun import FaultClosed, FaultRun, pause, read_whole
-from ._h11 import END_OF_MESSAGE, h11, sendable
+from ._h11 import END_OF_MESSAGE, Fields, fields_of, h11, sendable
 from ._peer import Downstream, RateFloor, UpstreamConnection, server_h11
 from ._race import with_side_task
 from ._requestbody import (
@@ -163,6 +164,7 @@ class Responder:
         content_type: bytes = b"",
         close: bool = False,
         validated: bool = True,
+        lowered: list[Field] | None = None,
     ) -> None:
         """Queue the response head: the only place one is written (a rule's answer, an error
         answer, the origin's response, a 101). ``Connection: close`` is added when this is
@@ -182,7 +184,8 @@ class Responder:
         (`text_response`: digits). Content-Length and Transfer-Encoding come only from h11
         (normalised) or from us. Anything else (an error answer's fields, the 101's, a
         hook's replacement of the origin's response: all rare) is ``validated=False``,
-        and h11 checks it."""
+        and h11 checks it. ``lowered``: the same ``headers`` with their lower-case names
+        (`response_fields_of`), sent as they are."""
         down, record = self.down, self.record
         record.content_type = content_type
         if status == 101:  # the connection switches protocols: no keep-alive to end
@@ -196,9 +199,17 @@ class Responder:
             # (`last_on_connection`, inline: this runs for every response)
             if close or self.ctx.draining or down.closing or down.h11.their_state is h11.SEND_BODY:
                 headers.append((b"Connection", b"close"))
+                if lowered is not None:
+                    lowered.append((b"Connection", b"connection", b"close"))
             head = h11.Response(
                 status_code=status,
-                headers=sendable(headers) if validated else headers,
+                headers=(
+                    headers
+                    if not validated
+                    else sendable(headers)
+                    if lowered is None
+                    else Fields(lowered)
+                ),
                 reason=reason or reason_phrase(status, b""),  # (origins nearly always give one)
                 _parsed=validated,
             )
@@ -572,8 +583,11 @@ class Exchange(Responder):
         if record.notes is not None:
             record.notes.upstream_headers = raw
         # (One pass over the origin's fields gives the client's and what the record takes.)
-        fields = response_fields(
-            raw, response.http_version, rules=ctx.forwarding, request_id=record.request_id
+        fields = response_fields_of(
+            fields_of(response.headers),
+            response.http_version,
+            rules=ctx.forwarding,
+            request_id=record.request_id,
         )
         headers = fields.headers
         if plan.edit_response is not None:  # response-header rules
@@ -598,7 +612,11 @@ class Exchange(Responder):
             if transform is not None:  # the hook decides the length: h11 frames it
                 headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         self.queue_head(
-            response.status_code, headers, reason=response.reason, content_type=fields.content_type
+            response.status_code,
+            headers,
+            reason=response.reason,
+            content_type=fields.content_type,
+            lowered=fields.lowered if headers is fields.headers else None,  # (none edited them)
         )
         if faults is not None:
             await faults.after_head(

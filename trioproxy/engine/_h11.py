@@ -61,8 +61,23 @@ def sendable(headers: Iterable[tuple[bytes, bytes]]) -> Fields:
     return Fields([(name, name.lower(), value) for name, value in headers])
 
 
+def fields_of(headers: h11._headers.Headers) -> list[tuple[bytes, bytes, bytes]]:
+    """A parsed message's fields with their lower-case names, as h11 holds them (not a copy:
+    read, never change)."""
+    return headers._full_items
+
+
 # Events are frozen, and h11 reads the events it sends without changing or keeping them:
 # one end of a message without trailers serves every message.
 END_OF_MESSAGE = h11.EndOfMessage()
 
-__all__ = ["END_OF_MESSAGE", "PARSER", "PARSER_PROBLEM", "Fields", "NextEvent", "h11", "sendable"]
+__all__ = [
+    "END_OF_MESSAGE",
+    "PARSER",
+    "PARSER_PROBLEM",
+    "Fields",
+    "NextEvent",
+    "fields_of",
+    "h11",
+    "sendable",
+]
