@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from ._rulemodel import CidrSet
 
 Headers = list[tuple[bytes, bytes]]
+# A field with its lower-case name, as h11 holds one: (name as spelled, lower-case name, value).
+Field = tuple[bytes, bytes, bytes]
 
 # RFC 9110 7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection) and the proxy
 # credentials, which are meant for us, not the next hop (RFC 9110 11.7).
@@ -55,6 +57,10 @@ _FORBIDDEN_IN_TRAILERS = HOP_BY_HOP | {b"content-length", b"host"}
 # An incoming X-Request-ID is kept when it looks like an ID (UUIDs, hex, base64, ULIDs...),
 # replaced when it does not: it lands in logs and other systems verbatim.
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._~:+/=@-]{1,128}")
+
+
+# A Host value made of the configured upstream address: visible ASCII.
+_AUTHORITY = re.compile(rb"[\x21-\x7e]+")
 
 
 # Request IDs are drawn from the kernel's CSPRNG this many at a time: one getrandom() per
@@ -233,6 +239,9 @@ def plan_request(
     if not hosts:
         if http_version != b"1.0":
             raise ClientError("missing Host header")  # h11 rejects it first; belt and braces
+        if not (host or _AUTHORITY.fullmatch(upstream_authority)):
+            # The upstream address as configured: fields go upstream unchecked by h11.
+            raise UpstreamError(f"upstream address {upstream_authority!r} cannot be a Host")
         out.insert(0, (b"Host", host or upstream_authority))
 
     request_id = request_ids[0] if len(request_ids) == 1 else b""
@@ -328,13 +337,16 @@ _USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
 class ResponseFields:
     """A response head as the client gets it (`headers`), and what the exchange reads of the
     origin's fields: its content type and section-io-tag (for the access line), and its
-    framing (``chunked``; ``has_length``: a Content-Length, which stays in ``headers``)."""
+    framing (``chunked``; ``has_length``: a Content-Length, which stays in ``headers``).
+    ``lowered``: the same fields with their lower-case names, as h11 takes them to send
+    without normalising them again."""
 
-    __slots__ = ("chunked", "content_type", "has_length", "headers", "section_io_tag")
+    __slots__ = ("chunked", "content_type", "has_length", "headers", "lowered", "section_io_tag")
 
     def __init__(
         self,
         headers: Headers,
+        lowered: list[Field],
         content_type: bytes,
         section_io_tag: bytes,
         chunked: bool,
@@ -342,6 +354,7 @@ class ResponseFields:
     ) -> None:
         # (No keyword-only parameters: a keyword call through the class builds a dict.)
         self.headers = headers
+        self.lowered = lowered
         self.content_type = content_type
         self.section_io_tag = section_io_tag
         self.chunked = chunked
@@ -356,19 +369,40 @@ def response_fields(
     request_id: bytes = b"",
     switching: bool = False,
 ) -> ResponseFields:
+    """`response_fields_of` for fields without their lower-case names."""
+    return response_fields_of(
+        [(name, name.lower(), value) for name, value in headers],
+        http_version,
+        rules=rules,
+        request_id=request_id,
+        switching=switching,
+    )
+
+
+def response_fields_of(
+    fields: Iterable[Field],
+    http_version: bytes,
+    *,
+    rules: ForwardingRules,
+    request_id: bytes = b"",
+    switching: bool = False,
+) -> ResponseFields:
     """The upstream response's end-to-end headers, plus our Via; with what the exchange
-    reads of them, found in the same pass (a response runs this once).
+    reads of them, found in the same pass (a response runs this once). ``fields``: as h11
+    parsed them, with their lower-case names (no lower-casing here).
 
     Raises UpstreamError for framing a downstream parser could read two ways.
     """
     out: Headers = []
+    lowered: list[Field] = []
     content_type = section_io_tag = b""
     has_length = chunked = False
     listed: list[bytes] = []  # the values of Connection fields
-    for name, value in headers:
-        lname = name.lower()
+    for item in fields:
+        name, lname, value = item
         if lname not in _READ_IN_RESPONSES:  # (most fields: Date, Server, ETag...)
             out.append((name, value))
+            lowered.append(item)
             continue
         if lname == b"content-length":
             has_length = True
@@ -382,20 +416,29 @@ def response_fields(
             listed.append(value)
         if lname not in HOP_BY_HOP and not (request_id and lname == b"x-request-id"):
             out.append((name, value))
+            lowered.append(item)
     if has_length and chunked:
         raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
     # (Usually one "keep-alive" or "close", hop-by-hop already: then nothing more to drop.)
     if listed and (len(listed) > 1 or listed[0].lower() not in _USUAL_CONNECTION):
         options = connection_options((b"connection", value) for value in listed)
         if options - HOP_BY_HOP:
-            out = [(name, value) for name, value in out if name.lower() not in options]
+            lowered = [item for item in lowered if item[1] not in options]
+            out = [(name, value) for name, _, value in lowered]
     if switching:  # a 101 for our WebSocket upgrade: the switch itself is end-to-end
         out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
+        lowered += [
+            (b"Connection", b"connection", b"upgrade"),
+            (b"Upgrade", b"upgrade", b"websocket"),
+        ]
     if request_id:  # the client learns the ID its request is logged under
         out.append((b"X-Request-ID", request_id))
+        lowered.append((b"X-Request-ID", b"x-request-id", request_id))
     if rules.via:
-        out.append((b"Via", rules.via_value(http_version)))
-    return ResponseFields(out, content_type, section_io_tag, chunked, has_length)
+        via = rules.via_value(http_version)
+        out.append((b"Via", via))
+        lowered.append((b"Via", b"via", via))
+    return ResponseFields(out, lowered, content_type, section_io_tag, chunked, has_length)
 
 
 def response_headers(

@@ -58,12 +58,13 @@ from ..core._faults import Direction, FaultState
 from ..core._headers import (
     TEXT_PLAIN,
     BodyKind,
+    Field,
     Headers,
     RequestPlan,
     header_value,
     plan_request,
     reason_phrase,
-    response_fields,
+    response_fields_of,
     response_headers,
 )
 from ..core._requestview import RequestView, ViewSource, request_view, view_of
@@ -73,7 +74,7 @@ from ..core._tracecontext import trace_ids
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
 from ._faultrun import FaultClosed, FaultRun, pause, read_whole
-from ._h11 import h11
+from ._h11 import END_OF_MESSAGE, Fields, fields_of, h11, sendable
 from ._peer import Downstream, RateFloor, UpstreamConnection, server_h11
 from ._race import with_side_task
 from ._requestbody import (
@@ -163,25 +164,52 @@ class Responder:
         content_type: bytes = b"",
         close: bool = False,
         validated: bool = True,
+        lowered: list[Field] | None = None,
     ) -> None:
         """Queue the response head: the only place one is written (a rule's answer, an error
         answer, the origin's response, a 101). ``Connection: close`` is added when this is
         the connection's last response (or ``close``: the stream may be out of sync); the
         record takes the status, where the body starts and its content type.
-        ``validated``: the fields are known valid (parsed by h11, or checked at load)."""
+
+        ``validated``: every field is known valid, so h11 sends them without checking them
+        again (`sendable`). Where they come from, and who checked them: the origin's fields
+        (h11's parser, then `core._strict`'s head checks; `response_fields` only drops some
+        and adds constants, our X-Request-ID (`plan_request`: the client's only if it is a
+        plain ID, else hex digits) and Via (a token, checked at load)); the rules' answers
+        and response-header edits (config validation: names are tokens, values have no
+        control character nor outer whitespace, no framing or hop-by-hop name; a redirect's
+        Location is visible ASCII: its literal parts are checked at load, its variables are
+        the cleaned host and the target h11 checked); a hook's edits and answers
+        (`hooks._api`: the same checks, when the hook asks); the text answers' framing
+        (`text_response`: digits). Content-Length and Transfer-Encoding come only from h11
+        (normalised) or from us. Anything else (an error answer's fields, the 101's, a
+        hook's replacement of the origin's response: all rare) is ``validated=False``,
+        and h11 checks it. ``lowered``: the same ``headers`` with their lower-case names
+        (`response_fields_of`), sent as they are."""
         down, record = self.down, self.record
         record.content_type = content_type
         if status == 101:  # the connection switches protocols: no keep-alive to end
             head: h11.Response | h11.InformationalResponse = h11.InformationalResponse(
-                status_code=101, headers=headers, reason=reason, _parsed=validated
+                status_code=101,
+                headers=sendable(headers) if validated else headers,
+                reason=reason,
+                _parsed=validated,
             )
         else:
             # (`last_on_connection`, inline: this runs for every response)
             if close or self.ctx.draining or down.closing or down.h11.their_state is h11.SEND_BODY:
                 headers.append((b"Connection", b"close"))
+                if lowered is not None:
+                    lowered.append((b"Connection", b"connection", b"close"))
             head = h11.Response(
                 status_code=status,
-                headers=headers,
+                headers=(
+                    headers
+                    if not validated
+                    else sendable(headers)
+                    if lowered is None
+                    else Fields(lowered)
+                ),
                 reason=reason or reason_phrase(status, b""),  # (origins nearly always give one)
                 _parsed=validated,
             )
@@ -215,7 +243,7 @@ class Responder:
             record.body_bytes_sent = 0 if head_only else len(answer.body)
             if not head_only:
                 down.queue(h11.Data(data=answer.body))
-            down.queue(h11.EndOfMessage())
+            down.queue(END_OF_MESSAGE)
         except ProxyError:  # h11 will not send it in this state: the connection just closes
             return
         await self.flush_to_client()
@@ -412,7 +440,7 @@ class Exchange(Responder):
         body = b"" if self.request.method == b"HEAD" else answer.body
         if body:
             down.queue(h11.Data(data=body))
-        down.queue(h11.EndOfMessage())
+        down.queue(END_OF_MESSAGE)
         self.record.body_bytes_sent = len(body)
 
     # --- Forward -----------------------------------------------------------------------------
@@ -452,7 +480,7 @@ class Exchange(Responder):
                         # (`_send_and_relay`'s plain case, inline: one coroutine frame less
                         # to resume at every wait of the response.)
                         self._queue_request_head(self.plan.headers)
-                        up.queue(h11.EndOfMessage())
+                        up.queue(END_OF_MESSAGE)
                         await up.flush(self.ctx.settings.timeouts.upstream_send_s)
                         await self._relay_response()
                     else:
@@ -502,7 +530,7 @@ class Exchange(Responder):
                     Direction.ORIGIN, self.down, up, self.timeouts.upstream_send_s
                 )
             if self.body is None:
-                up.queue(h11.EndOfMessage())
+                up.queue(END_OF_MESSAGE)
                 await up.flush(self.ctx.settings.timeouts.upstream_send_s)
                 await self._relay_response()
                 return
@@ -516,11 +544,20 @@ class Exchange(Responder):
 
     def _queue_request_head(self, headers: Headers) -> None:
         plan = self.plan
-        # _parsed=True: h11 skips re-validating what its own parser already validated (and the
-        # few fields we add are valid by construction): a third of the per-request parse cost.
+        # Sent as known valid (`sendable`): the client's fields as h11's parser and our strict
+        # head checks passed them, less the hop-by-hop ones; the ones `plan_request` adds
+        # (Host: the target's authority h11 checked, or the upstream address, checked there;
+        # X-Request-ID: the client's if a plain ID, else hex; X-Forwarded-For: the client's
+        # values and the peer's address; Via: a token checked at load; constants); the rules'
+        # and the hooks' edits (checked at load, and by `hooks._api` when a hook asks: tokens,
+        # no control character nor outer whitespace, never a framing or hop-by-hop field,
+        # Host only set). h11 still checks the method, the target and the one Host.
         self.upstream.queue(
             h11.Request(
-                method=self.request.method, target=plan.target, headers=headers, _parsed=True
+                method=self.request.method,
+                target=plan.target,
+                headers=sendable(headers),
+                _parsed=True,
             )
         )
         if self.record.notes is not None:
@@ -546,8 +583,11 @@ class Exchange(Responder):
         if record.notes is not None:
             record.notes.upstream_headers = raw
         # (One pass over the origin's fields gives the client's and what the record takes.)
-        fields = response_fields(
-            raw, response.http_version, rules=ctx.forwarding, request_id=record.request_id
+        fields = response_fields_of(
+            fields_of(response.headers),
+            response.http_version,
+            rules=ctx.forwarding,
+            request_id=record.request_id,
         )
         headers = fields.headers
         if plan.edit_response is not None:  # response-header rules
@@ -572,7 +612,11 @@ class Exchange(Responder):
             if transform is not None:  # the hook decides the length: h11 frames it
                 headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         self.queue_head(
-            response.status_code, headers, reason=response.reason, content_type=fields.content_type
+            response.status_code,
+            headers,
+            reason=response.reason,
+            content_type=fields.content_type,
+            lowered=fields.lowered if headers is fields.headers else None,  # (none edited them)
         )
         if faults is not None:
             await faults.after_head(

@@ -18,12 +18,15 @@ from ..core._bodylimit import body_limit, check_body_size
 from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientError, ClientGone, UpstreamError
 from ..core._headers import BodyKind, RequestPlan, header_value, trailer_headers
-from ._h11 import NextEvent, h11
+from ._h11 import END_OF_MESSAGE, NextEvent, h11, sendable
 from ._peer import Downstream, UpstreamConnection
 from ._slices import check_chunks, move_data, take_data
 
 if TYPE_CHECKING:
     from ._hooks import Transform
+
+# The proxy's own answer to an expectation (events are frozen: one serves every request).
+_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
 
 
 @dataclass(slots=True)
@@ -88,7 +91,7 @@ async def buffer_request_body(
         # nginx's way (RFC 9110 10.1.1 lets a proxy answer for the origin): answer the
         # expectation ourselves and take the body, so no upstream connection waits for a
         # client that may never send it. A chunked body is taken up to the buffer too.
-        down.queue(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+        down.queue(_CONTINUE)
         await down.flush(timeouts.client_send_s)
         plan.headers = [(k, v) for k, v in plan.headers if k.lower() != b"expect"]
     while buffered < limits.request_buffer_bytes and not _complete(body, buffered, length):
@@ -153,7 +156,13 @@ async def upload_body(
             elif isinstance(event, h11.EndOfMessage):
                 if transform is not None and (tail := await transform(b"", True)):
                     up.queue(h11.Data(data=tail))
-                up.queue(h11.EndOfMessage(headers=trailer_headers(event.headers.raw_items())))
+                # (The client's trailers as h11 parsed them, less framing and hop-by-hop fields.)
+                trailers = trailer_headers(event.headers.raw_items())
+                up.queue(
+                    h11.EndOfMessage(headers=sendable(trailers), _parsed=True)
+                    if trailers
+                    else END_OF_MESSAGE
+                )
                 await up.flush(timeouts.upstream_send_s)
                 return
             else:

@@ -23,7 +23,7 @@ from ..core._headers import response_headers, trailer_headers
 from ..core._headreader import HeadTooLarge, ResponseHeadReader
 from ..core._strict import FramingError
 from ._context import ProxyContext
-from ._h11 import NextEvent, h11
+from ._h11 import END_OF_MESSAGE, NextEvent, h11, sendable
 from ._peer import Downstream, UpstreamConnection
 from ._race import with_side_task
 from ._slices import check_chunks, move_data, take_data
@@ -116,7 +116,12 @@ async def read_response_head(
             headers = response_headers(
                 event.headers.raw_items(), event.http_version, rules=ctx.forwarding
             )
-            down.queue(h11.InformationalResponse(status_code=event.status_code, headers=headers))
+            # (The origin's fields as h11 parsed them, less hop-by-hop ones, and our Via.)
+            down.queue(
+                h11.InformationalResponse(
+                    status_code=event.status_code, headers=sendable(headers), _parsed=True
+                )
+            )
             await down.flush(ctx.settings.timeouts.client_send_s)
 
 
@@ -187,7 +192,12 @@ async def relay_body(
                 down.queue(h11.Data(data=tail))
                 record.body_bytes_sent += len(tail)
             trailers = trailer_headers(event.headers.raw_items(), head) if keep_trailers else []
-            down.queue(h11.EndOfMessage(headers=trailers))
+            # (The origin's trailers, as h11 parsed them, less framing and hop-by-hop fields.)
+            down.queue(
+                h11.EndOfMessage(headers=sendable(trailers), _parsed=True)
+                if trailers
+                else END_OF_MESSAGE
+            )
             return
         else:
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
