@@ -1,7 +1,7 @@
 """Rules that decide the same for every request decide from the target alone, with no view
-made (`RuleEngine.constant`): only for a target that needs no normalising, and never for a
-health check; what else a configuration needs per request is decided once (`clocked`,
-`has_fault_actions`)."""
+made (`RuleEngine.constant`): only for a target that cannot normalise to a health check (no
+escape, no "/."), and never for a health check; what else a configuration needs per request
+is decided once (`clocked`, `has_fault_actions`)."""
 
 from __future__ import annotations
 
@@ -22,15 +22,28 @@ def test_a_plain_target_gets_the_decision_evaluate_gives() -> None:
 
 
 @pytest.mark.parametrize(
-    "target", [b"/a/../admin", b"/a//b", b"/%61", b"/a/./b", b"/x?q=%20", b"/./"]
+    "target", [b"/a/../admin", b"/%61", b"/a/./b", b"/x?q=%20", b"/./", b"/a//.b"]
 )
 def test_a_target_that_may_need_normalising_is_left_to_evaluate(target: bytes) -> None:
     assert engine(EVERY_REQUEST).constant(target) is None
 
 
+@pytest.mark.parametrize("target", [b"/a//b", b"//a", b"/a.b//c.d", b"/a/b.c?d=/e"])
+def test_a_target_whose_normalising_only_merges_slashes_gets_what_evaluate_gives(
+    target: bytes,
+) -> None:
+    rules = engine(EVERY_REQUEST)
+    decision = rules.constant(target)
+    assert decision is not None and decision is rules.evaluate(view(target.decode()), 0.0)
+
+
 @pytest.mark.parametrize(
     "target",
-    [b"/.well-known/section-io/aee-hc/healthz?ts=1", b"/.well-known/x/../section-io/aee-hc/h"],
+    [
+        b"//.well-known/section-io/aee-hc/healthz",
+        b"/.well-known/section-io/aee-hc/healthz?ts=1",
+        b"/.well-known/x/../section-io/aee-hc/h",
+    ],
 )
 def test_a_health_check_never_gets_the_rules_decision(target: bytes) -> None:
     # (Its path has a dot segment: left to `evaluate`, which passes it untouched.)

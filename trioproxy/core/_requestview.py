@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Protocol
 
 __all__ = [
     "RequestView",
     "ViewSource",
     "client_address",
-    "maybe_abnormal",
     "normalize_escapes",
     "normalize_path",
     "request_view",
@@ -136,19 +136,21 @@ def request_view(
     )
 
 
-# What a view is made of, for one made only if something reads it (most requests that meet
-# only rules that test nothing, with a hook that never reads the request, need none):
-# (method, target in origin-form, a function returning the headers as received, peer IP,
-# whether the peer is trusted). A tuple: cheaper to make than the view, or a partial.
-ViewSource = tuple[bytes, bytes, Callable[[], Sequence[tuple[bytes, bytes]]], str, bool]
+class ViewSource(Protocol):
+    """What makes the view of a request only if something reads it (most requests that meet
+    only rules that test nothing, with a hook that never reads the request, need none): the
+    engine's exchange itself, so that a request that needs no view makes nothing for it."""
+
+    def received_view(self) -> RequestView:
+        """The view of the request as received (its target origin-form)."""
+        ...
 
 
 def view_of(source: RequestView | ViewSource) -> RequestView:
     """The view itself, made from its `ViewSource` if it was not made yet."""
     if isinstance(source, RequestView):
         return source
-    method, target, headers, peer_ip, peer_trusted = source
-    return request_view(method, target, headers(), peer_ip, peer_trusted=peer_trusted)
+    return source.received_view()
 
 
 _VIEW_NAME_LENGTHS = frozenset({len(b"host"), len(b"true-client-ip"), len(b"x-forwarded-proto")})
@@ -165,10 +167,8 @@ def _clean_host(value: bytes) -> bytes:
 
 
 _PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
+# None when a path is its own normalised form: no escape, dot segment or double slash.
 _MAYBE_ABNORMAL = re.compile(rb"%|/\.|//").search
-# None when a target's path is its own normalised form: no escape, dot segment or double
-# slash in the whole target (a "%" in the query is a false alarm, never a miss).
-maybe_abnormal = _MAYBE_ABNORMAL
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 

@@ -331,6 +331,19 @@ class Exchange(Responder):
 
     # --- Start, rules ------------------------------------------------------------------------
 
+    def received_view(self) -> RequestView:
+        """The rules' view of the request as received, for a hook or a runtime fault that
+        reads it where the rules needed none (`_rules` hands this exchange out as the view's
+        source only when the plan's target is the one received: origin-form)."""
+        request = self.request
+        return request_view(
+            request.method,
+            request.target,
+            request.headers.raw_items(),
+            self.down.peer_ip,
+            peer_trusted=self.plan.peer_trusted,
+        )
+
     def _start(self) -> None:
         """The forwarding plan (it may refuse the request), and what the record notes of it."""
         request, down, ctx = self.request, self.down, self.ctx
@@ -354,10 +367,12 @@ class Exchange(Responder):
         engine = ctx.rule_engine
         # Conditions see the client's own headers, not our X-Forwarded-For or Via. Rules that
         # test nothing decide without looking (`RuleEngine.constant`): a view is then made
-        # only if a runtime fault or a hook reads the request (from its `ViewSource`).
+        # only if a runtime fault or a hook reads the request (`received_view`).
         view: RequestView | ViewSource
         decision = engine.constant(plan.target)
-        if decision is None:
+        if decision is not None and plan.target is request.target:  # (not absolute-form)
+            view = self  # (nothing made: most hooks never read the request)
+        else:
             view = request_view(
                 request.method,
                 plan.target,
@@ -365,15 +380,8 @@ class Exchange(Responder):
                 self.down.peer_ip,
                 peer_trusted=plan.peer_trusted,
             )
-            decision = engine.evaluate(view, trio.current_time() if engine.clocked else 0.0)
-        else:
-            view = (
-                request.method,
-                plan.target,
-                request.headers.raw_items,
-                self.down.peer_ip,
-                plan.peer_trusted,
-            )
+            if decision is None:
+                decision = engine.evaluate(view, trio.current_time() if engine.clocked else 0.0)
         if log.isEnabledFor(logging.DEBUG):  # (its fields are a dict made per request)
             log.debug("rules: %s", describe_decision(decision), extra=request_fields(self.record))
         if self.record.notes is not None and (decision.actions or decision.rule):

@@ -23,6 +23,7 @@ that status. The body points (`HookCalls.body_transform`) are chained in rule or
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -35,7 +36,7 @@ from ..core._accesslog import AccessRecord
 from ..core._answers import text_response
 from ..core._errors import ProxyError
 from ..core._requestview import RequestView, ViewSource
-from ..core._ruleengine import Decision
+from ..core._ruleengine import Decision, Triggered
 from ..core._rulemodel import Headers, HookAction, Response, RuleSet, apply_header_ops
 from ..hooks._api import Exchange, HookError, ResponseHead
 from ..hooks._load import LoadedHook, load_hooks
@@ -101,6 +102,10 @@ class HookSet:
     # By the identity of each rule's action object (kept alive here): a request looks its
     # hooks up without hashing the action's fields (its source bytes among them).
     by_action: dict[int, _Hook] = field(default_factory=dict)
+    # The hooks of the last decision's actions, with their captures (`_resolve`): rules that
+    # decide the same for every request hand every request the same actions tuple.
+    last_actions: tuple[Triggered, ...] = ()
+    last_hooks: tuple[tuple[_Hook, re.Match[bytes] | None], ...] = ()
 
     @classmethod
     def load(
@@ -121,6 +126,19 @@ class HookSet:
             stats.setdefault(loaded.label, HookStats())
         by_action = {id(a): _hook(a, hooks[a], stats[hooks[a].label]) for a in actions}
         return cls(hooks, stats, watch, by_action=by_action)
+
+    def _resolve(
+        self, actions: tuple[Triggered, ...]
+    ) -> tuple[tuple[_Hook, re.Match[bytes] | None], ...]:
+        """The hooks of a decision's actions, in rule order, each with its rule's captures
+        (a fault is no hook); looked up once while the decisions' actions are the same."""
+        found = []
+        for triggered in actions:
+            hook = self._find(triggered.action)
+            if hook is not None:
+                found.append((hook, triggered.captures))
+        self.last_actions, self.last_hooks = actions, tuple(found)
+        return self.last_hooks
 
     def _find(self, action: object) -> _Hook | None:
         """The hook of a triggered action; None for an action that is no hook (a fault)."""
@@ -193,11 +211,10 @@ class HookSet:
         exchanges: list[Exchange] = []
         self.users += 1
         try:
-            for triggered in decision.actions:
-                hook = self.by_action.get(id(triggered.action)) or self._find(triggered.action)
-                if hook is None:
-                    continue
-                exchange = Exchange((view, triggered.captures, request_id), hook.label, hook)
+            actions = decision.actions
+            hooks = self.last_hooks if actions is self.last_actions else self._resolve(actions)
+            for hook, captures in hooks:
+                exchange = Exchange((view, captures, request_id), hook.label, hook)
                 exchanges.append(exchange)
                 function = hook.request
                 if function is None:
@@ -231,14 +248,15 @@ class HookSet:
         except BaseException:
             self._released()
             raise
+        carry = False
         for exchange in exchanges:
-            if exchange._asks or exchange._hook.later:
-                for carried in exchanges:
-                    carried._phase = "response"
-                return decision.response, HookCalls(self, request_id, exchanges)
-        # Nothing to carry: an edit asked for from elsewhere now is refused.
+            carry = carry or exchange._asks or exchange._hook.later
+        # Carried to the response; else an edit asked for from elsewhere now is refused.
+        phase = "response" if carry else "access"
         for exchange in exchanges:
-            exchange._phase = "access"
+            exchange._phase = phase
+        if carry:
+            return decision.response, HookCalls(self, request_id, exchanges)
         self.users -= 1  # (`_released`, inline)
         if self.stopping and not self.users:
             self.lifespans.cancel()
