@@ -1,5 +1,5 @@
-"""A hook's request header edits (`Exchange.set_request_header` and its kin): kept in the
-order asked, each added without copying those before it.
+"""A hook's header edits (`Exchange.set_request_header`, `set_response_header` and their
+kin): kept in the order asked, each added without copying those before it.
 
 Found in review: each edit made a new tuple of all the edits so far, so a hook making N edits
 copied N²/2 of them.
@@ -26,6 +26,16 @@ def test_many_edits_are_added_to_one_list_not_copied_each_time() -> None:
     for n in range(1, EDITS):
         exchange.add_request_header("X-Edit", str(n))
     assert exchange._request_ops is kept  # the same object all along: no copy per edit
+    assert [op.value for op in kept] == [b"%d" % n for n in range(EDITS)]
+
+
+def test_many_response_edits_are_added_to_one_list_not_copied_each_time() -> None:
+    exchange = _exchange()
+    exchange.set_response_header("X-Edit", "0")
+    kept = exchange._response_ops
+    for n in range(1, EDITS):
+        exchange.add_response_header("X-Edit", str(n))
+    assert exchange._response_ops is kept
     assert [op.value for op in kept] == [b"%d" % n for n in range(EDITS)]
 
 

@@ -267,7 +267,7 @@ class Exchange:
         self._answer: Response | None = None
         self._target: bytes | None = None
         self._request_ops: list[HeaderOp] | tuple[()] = ()  # a list from the first edit
-        self._response_ops: tuple[HeaderOp, ...] = ()
+        self._response_ops: list[HeaderOp] | tuple[()] = ()  # a list from the first edit
         self._fields: Mapping[str, str] = _NO_FIELDS
         self._phase = "request"  # then "response", then "access"
         # Whether it asked for anything (an answer, a rewrite, an edit, a log field): set by
@@ -405,5 +405,10 @@ class Exchange:
         if self._phase == "access":
             raise HookError(f"editing response header {name} on the access line: already sent")
         encoded = _name(name, request=False, kind=kind)
-        self._response_ops += (HeaderOp(kind, encoded, _value(name, value)),)
+        op = HeaderOp(kind, encoded, _value(name, value))
+        ops = self._response_ops
+        if isinstance(ops, list):
+            ops.append(op)  # (linear, as the request's edits)
+        else:
+            self._response_ops = [op]
         self._asks = True
