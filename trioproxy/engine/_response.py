@@ -167,12 +167,8 @@ async def relay_body(
     if chunks is not None and received:
         await check_chunks(chunks, received, _upstream_framing_error)
     while True:
-        if transform is None:  # (`_next_upstream_data`, inline: once per slice of every body)
-            try:
-                event, moved = move_data(up, down)
-            except h11.RemoteProtocolError as exc:
-                raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
-            record.body_bytes_sent += moved
+        if transform is None:
+            event = relay_slice(down, up, record)
         else:
             event = await _transformed(up, down, record, transform)
         if event is None:
@@ -186,11 +182,38 @@ async def relay_body(
             if transform is not None and (tail := await transform(b"", True)):
                 down.queue(h11.Data(data=tail))
                 record.body_bytes_sent += len(tail)
-            trailers = trailer_headers(event.headers.raw_items(), head) if keep_trailers else []
-            down.queue(h11.EndOfMessage(headers=trailers))
+            queue_end(down, event, head, keep_trailers=keep_trailers)
             return
         else:
-            raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
+            raise unexpected_event(up, event)
+
+
+def relay_slice(down: Downstream, up: UpstreamConnection, record: AccessRecord) -> NextEvent | None:
+    """Move a slice of the response body h11 holds to the client, counted in the record; the
+    event that ended it, which the caller handles (None: the slice's size did). Usually
+    the whole body, read with its head: then that is all its relay does (`_exchange`)."""
+    try:
+        event, moved = move_data(up, down)
+    except h11.RemoteProtocolError as exc:
+        raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
+    record.body_bytes_sent += moved
+    return event
+
+
+def queue_end(
+    down: Downstream,
+    end: h11.EndOfMessage,
+    head: Sequence[tuple[bytes, bytes]],
+    *,
+    keep_trailers: bool,
+) -> None:
+    """Queue the response's end, with the trailers that may pass on if ``keep_trailers``."""
+    trailers = trailer_headers(end.headers.raw_items(), head) if keep_trailers else []
+    down.queue(h11.EndOfMessage(headers=trailers))
+
+
+def unexpected_event(up: UpstreamConnection, event: NextEvent) -> UpstreamError:
+    return UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
 
 
 async def _transformed(
