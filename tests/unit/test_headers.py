@@ -18,6 +18,7 @@ from trioproxy.core._headers import (
     RequestPlan,
     connection_options,
     header_value,
+    lowered,
     plan_request,
     reason_phrase,
     response_headers,
@@ -47,7 +48,7 @@ def plan(
     return plan_request(
         method,
         target,
-        headers,
+        lowered(headers),
         version,
         peer_ip=peer,
         rules=rules or ForwardingRules(),

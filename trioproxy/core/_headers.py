@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from ._rulemodel import CidrSet
 
 Headers = list[tuple[bytes, bytes]]
+# A parsed head's fields as h11 holds them: (name as sent, its lower-case form, value). Read
+# that way, no name is lower-cased a second time; `lowered` makes them from (name, value).
+Fields = Sequence[tuple[bytes, bytes, bytes]]
 
 # RFC 9110 7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection) and the proxy
 # credentials, which are meant for us, not the next hop (RFC 9110 11.7).
@@ -141,12 +144,21 @@ _CLIENT_CLAIMS = frozenset({b"true-client-ip", b"x-forwarded-for"})
 _NO_OPTIONS: frozenset[bytes] = frozenset()
 
 
+def lowered(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes, bytes]]:
+    """`Fields` from (name, value) pairs."""
+    return [(name, name.lower(), value) for name, value in headers]
+
+
 def connection_options(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """The lower-cased names listed in every ``Connection`` field (RFC 9110 7.6.1)."""
+    return _listed_options([value for name, value in headers if name.lower() == b"connection"])
+
+
+def _listed_options(listed: Iterable[bytes]) -> frozenset[bytes]:
+    """`connection_options` from the Connection fields' values."""
     names: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            names.update(token.strip().lower() for token in value.split(b","))
+    for value in listed:
+        names.update(token.strip().lower() for token in value.split(b","))
     names.discard(b"")
     return frozenset(names - _NEVER_HOP_BY_HOP) if names else _NO_OPTIONS
 
@@ -154,7 +166,7 @@ def connection_options(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[byte
 def plan_request(
     method: bytes,
     target: bytes,
-    headers: Sequence[tuple[bytes, bytes]],
+    fields: Fields,
     http_version: bytes,
     *,
     peer_ip: bytes,
@@ -168,11 +180,12 @@ def plan_request(
     Raises ClientError for requests that must not be forwarded because a parser further up
     the chain could read them differently (RFC 9112 6.3, 3.2).
     """
-    if len(headers) > max_header_count:
+    if len(fields) > max_header_count:
         raise ClientError(f"more than {max_header_count} header fields", status=431)
     if method == b"CONNECT":
         raise MethodNotAllowed("CONNECT: this is a reverse proxy, not a forward proxy")
-    options = connection_options(headers)
+    listed = [value for _, lname, value in fields if lname == b"connection"]
+    options = _listed_options(listed) if listed else _NO_OPTIONS
     # (Most requests have no Connection options, and most proxies no trusted_proxies: then
     # no set is built and no address decoded.)
     dropped = options | HOP_BY_HOP if options else HOP_BY_HOP
@@ -191,8 +204,7 @@ def plan_request(
     request_id_index = -1
     content_length: bytes | None = None
     chunked = False
-    for name, value in headers:
-        lname = name.lower()
+    for name, lname, value in fields:
         if lname in NOTED_REQUEST_HEADERS and lname not in noted:
             noted[lname] = value
         if lname == b"transfer-encoding":
@@ -349,7 +361,7 @@ class ResponseFields:
 
 
 def response_fields(
-    headers: Sequence[tuple[bytes, bytes]],
+    fields: Fields,
     http_version: bytes,
     *,
     rules: ForwardingRules,
@@ -365,8 +377,7 @@ def response_fields(
     content_type = section_io_tag = b""
     has_length = chunked = False
     listed: list[bytes] = []  # the values of Connection fields
-    for name, value in headers:
-        lname = name.lower()
+    for name, lname, value in fields:
         if lname not in _READ_IN_RESPONSES:  # (most fields: Date, Server, ETag...)
             out.append((name, value))
             continue
@@ -386,7 +397,7 @@ def response_fields(
         raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
     # (Usually one "keep-alive" or "close", hop-by-hop already: then nothing more to drop.)
     if listed and (len(listed) > 1 or listed[0].lower() not in _USUAL_CONNECTION):
-        options = connection_options((b"connection", value) for value in listed)
+        options = _listed_options(listed)
         if options - HOP_BY_HOP:
             out = [(name, value) for name, value in out if name.lower() not in options]
     if switching:  # a 101 for our WebSocket upgrade: the switch itself is end-to-end
@@ -406,9 +417,10 @@ def response_headers(
     request_id: bytes = b"",
     switching: bool = False,
 ) -> Headers:
-    """`response_fields`' headers alone (interim responses, the 101)."""
+    """`response_fields`' headers alone, from (name, value) pairs (interim responses, the
+    101)."""
     return response_fields(
-        headers, http_version, rules=rules, request_id=request_id, switching=switching
+        lowered(headers), http_version, rules=rules, request_id=request_id, switching=switching
     ).headers
 
 

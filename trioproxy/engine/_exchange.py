@@ -315,7 +315,7 @@ class Exchange(Responder):
         self.plan = plan = plan_request(
             request.method,
             request.target,
-            request.headers.raw_items(),
+            request.headers._full_items,  # (names lower-cased by h11 already: `Fields`)
             request.http_version,
             peer_ip=down.peer_ip.encode("ascii"),
             rules=ctx.forwarding,
@@ -548,12 +548,15 @@ class Exchange(Responder):
         if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
             await self._tunnel(response)
             return
-        raw = response.headers.raw_items()
         if record.notes is not None:
-            record.notes.upstream_headers = raw
-        # (One pass over the origin's fields gives the client's and what the record takes.)
+            record.notes.upstream_headers = response.headers.raw_items()
+        # (One pass over the origin's fields gives the client's and what the record takes;
+        # their names lower-cased by h11 already: `Fields`.)
         fields = response_fields(
-            raw, response.http_version, rules=ctx.forwarding, request_id=record.request_id
+            response.headers._full_items,
+            response.http_version,
+            rules=ctx.forwarding,
+            request_id=record.request_id,
         )
         headers = fields.headers
         if plan.edit_response is not None:  # response-header rules
@@ -594,7 +597,7 @@ class Exchange(Responder):
             # with no coroutine of `relay_body`'s to make. (Chunked ones are checked first.)
             event = relay_slice(down, up, record)
             if type(event) is h11.EndOfMessage:
-                queue_end(down, event, raw, keep_trailers=keep_trailers)
+                queue_end(down, event, response.headers, keep_trailers=keep_trailers)
                 return
             if event is None:  # a slice moved: let others run before the next
                 await trio.lowlevel.checkpoint()
@@ -604,7 +607,7 @@ class Exchange(Responder):
             down,
             up,
             record,
-            raw,
+            response.headers,  # (for its Connection field: names lower-case are as good)
             received,
             ctx.settings,
             chunked=fields.chunked,
