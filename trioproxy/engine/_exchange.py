@@ -434,11 +434,15 @@ class Exchange(Responder):
         # (One coroutine frame, not two: every frame of the chain is resumed at every wait.)
         try:
             pool, plan, record = self.ctx.pool, self.plan, self.record
-            if plan.body is not BodyKind.NONE:
+            if plan.body is BodyKind.NONE:
+                # (`buffer_request_body`'s first step, the only one for most requests: no
+                # coroutine made for it.)
+                expect_end_of_request(self.down)
+            else:
                 self._start_receive_floor()
-            self.body = await buffer_request_body(self.down, plan, self.ctx.settings)
-            if self.body is not None and record.notes is not None:
-                keep_prefix(self.body, record.notes, self.ctx.shared.journal_body_bytes)
+                self.body = await buffer_request_body(self.down, plan, self.ctx.settings)
+                if self.body is not None and record.notes is not None:
+                    keep_prefix(self.body, record.notes, self.ctx.shared.journal_body_bytes)
             up, reused, waited = await pool.acquire()
             # Left while we waited? Then the origin never hears of it. (No checkpoint between
             # the acquire and the loop below: a cancellation cannot leak the connection.)
