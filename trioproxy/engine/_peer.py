@@ -40,7 +40,7 @@ from ..core._errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from ._fairness import may_skip_yield
+from ._fairness import checkpoint_due, may_skip_yield
 from ._h11 import h11
 from ._transport import Transport
 
@@ -121,7 +121,8 @@ class Wire:
     async def send_queued(self, timeout_s: float) -> None:
         """Send everything queued. Cancelled while waiting, it keeps what is unsent queued,
         so a caller that raced it against something else can go on later."""
-        await checkpoint_if_cancelled()
+        if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
+            await checkpoint_if_cancelled()
         if self.send_queued_nowait():
             if not may_skip_yield():
                 await cancel_shielded_checkpoint()  # fairness: everything went out at once
@@ -185,7 +186,8 @@ class Wire:
 
     async def recv_if_ready(self) -> bytes | None:
         """Read once if bytes (or an EOF) are there already; None if a read would wait."""
-        await checkpoint_if_cancelled()
+        if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
+            await checkpoint_if_cancelled()
         try:
             data = self.transport.read_nowait(RECEIVE_SIZE)
         except OSError as exc:
@@ -198,7 +200,8 @@ class Wire:
 
     async def recv_after_wait(self, timeout_s: float) -> bytes:
         """Read once, just after waiting for readability (the wait was the yield)."""
-        await checkpoint_if_cancelled()
+        if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
+            await checkpoint_if_cancelled()
         return await self._recv_after_waiting(timeout_s, waited=True)
 
     async def _recv_after_waiting(self, timeout_s: float, *, waited: bool = False) -> bytes:
@@ -344,7 +347,8 @@ class Peer(Wire):
         # (`send_queued`, inline: every request flushes twice, and a coroutine less is one
         # frame less to make and to resume at the fairness yield.)
         try:
-            await checkpoint_if_cancelled()
+            if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
+                await checkpoint_if_cancelled()
             if not self.send_queued_nowait():
                 await self._send_waiting(timeout_s)
             elif not may_skip_yield():
