@@ -179,9 +179,12 @@ class Wire:
     async def recv(self, timeout_s: float) -> bytes:
         """Read once (up to RECEIVE_SIZE); b"" is EOF. Not fed to h11: the caller does, at
         once, in as many slices as it likes."""
-        data = await self.recv_if_ready()
+        if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
+            await checkpoint_if_cancelled()
+        data = self._read_nowait()  # (`recv_if_ready`, inline: one coroutine less a read)
         if data is None:  # (waiting outside any handler: an idle wait holds no traceback)
             return await self._recv_after_waiting(timeout_s)
+        await cancel_shielded_checkpoint()  # fairness: the bytes are recorded, now yield
         return data
 
     async def recv_if_ready(self) -> bytes | None:
@@ -202,23 +205,28 @@ class Wire:
         """Read once, just after waiting for readability (the wait was the yield)."""
         if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
             await checkpoint_if_cancelled()
-        return await self._recv_after_waiting(timeout_s, waited=True)
+        data = self._read_nowait()  # (here, not in a coroutine of its own: one less a read)
+        if data is None:  # woken, yet nothing to read after all: wait again
+            return await self._recv_after_waiting(timeout_s)
+        return data
 
-    async def _recv_after_waiting(self, timeout_s: float, *, waited: bool = False) -> bytes:
+    async def _recv_after_waiting(self, timeout_s: float) -> bytes:
+        wait = self.transport.wait_readable
         while True:
-            if not waited:
-                await self._wait(
-                    self.transport.wait_readable, timeout_s, self.receive_floor, "receiving"
-                )
-            waited = False
-            try:
-                data = self.transport.read_nowait(RECEIVE_SIZE)
-            except OSError as exc:
-                raise self._gone(exc) from exc
-            if data is None:
-                continue
+            await self._wait(wait, timeout_s, self.receive_floor, "receiving")
+            data = self._read_nowait()
+            if data is not None:
+                return data  # the wait was the yield
+
+    def _read_nowait(self) -> bytes | None:
+        """Read once if a read would not wait, and record it (no checkpoint in between)."""
+        try:
+            data = self.transport.read_nowait(RECEIVE_SIZE)
+        except OSError as exc:
+            raise self._gone(exc) from exc
+        if data is not None:
             self.bytes_received += len(data)
-            return data  # the wait was the yield
+        return data
 
     async def wait_readable(self) -> None:
         """Wait, with no deadline of its own, until a read would not block."""
