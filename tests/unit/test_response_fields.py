@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from trioproxy.core._errors import UpstreamError
-from trioproxy.core._headers import ForwardingRules, lowered, response_fields, response_headers
+from trioproxy.core._headers import ForwardingRules, response_fields, response_headers
 
 ORIGIN = [
     (b"Content-Type", b"text/html"),
@@ -20,7 +20,7 @@ ORIGIN = [
 
 
 def test_the_fields_the_exchange_reads_come_with_the_clients_fields() -> None:
-    fields = response_fields(lowered(ORIGIN), b"1.1", rules=ForwardingRules(), request_id=b"ours")
+    fields = response_fields(ORIGIN, b"1.1", rules=ForwardingRules(), request_id=b"ours")
     assert fields.content_type == b"text/html"
     assert fields.section_io_tag == b"blue"
     assert fields.has_length and not fields.chunked
@@ -41,7 +41,7 @@ def test_the_first_content_type_and_tag_are_the_ones_read() -> None:
         (b"Section-IO-Tag", b"y"),
         (b"Transfer-Encoding", b"chunked"),
     ]
-    fields = response_fields(lowered(origin), b"1.1", rules=ForwardingRules())
+    fields = response_fields(origin, b"1.1", rules=ForwardingRules())
     assert (fields.content_type, fields.section_io_tag) == (b"a/b", b"x")
     assert fields.chunked and not fields.has_length
     assert fields.headers[-1] == (b"Via", b"1.1 trioproxy")  # (chunked: h11 frames it again)
@@ -50,7 +50,7 @@ def test_the_first_content_type_and_tag_are_the_ones_read() -> None:
 
 def test_fields_a_connection_field_names_are_dropped_as_before() -> None:
     origin = [(b"X-Secret", b"1"), (b"Connection", b"close, X-Secret"), (b"Content-Length", b"0")]
-    fields = response_fields(lowered(origin), b"1.0", rules=ForwardingRules())
+    fields = response_fields(origin, b"1.0", rules=ForwardingRules())
     assert fields.headers == [(b"Content-Length", b"0"), (b"Via", b"1.0 trioproxy")]
     assert response_headers(origin, b"1.0", rules=ForwardingRules()) == fields.headers
 
@@ -58,7 +58,7 @@ def test_fields_a_connection_field_names_are_dropped_as_before() -> None:
 def test_both_framings_are_refused() -> None:
     with pytest.raises(UpstreamError, match="both Content-Length and Transfer-Encoding"):
         response_fields(
-            lowered([(b"Content-Length", b"3"), (b"Transfer-Encoding", b"chunked")]),
+            [(b"Content-Length", b"3"), (b"Transfer-Encoding", b"chunked")],
             b"1.1",
             rules=ForwardingRules(),
         )

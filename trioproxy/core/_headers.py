@@ -23,9 +23,8 @@ if TYPE_CHECKING:
     from ._rulemodel import CidrSet
 
 Headers = list[tuple[bytes, bytes]]
-# A parsed head's fields as h11 holds them: (name as sent, its lower-case form, value). Read
-# that way, no name is lower-cased a second time; `lowered` makes them from (name, value).
-Fields = Sequence[tuple[bytes, bytes, bytes]]
+# A field with its lower-case name, as h11 holds one: (name as spelled, lower-case name, value).
+Field = tuple[bytes, bytes, bytes]
 
 # RFC 9110 7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection) and the proxy
 # credentials, which are meant for us, not the next hop (RFC 9110 11.7).
@@ -144,8 +143,8 @@ _CLIENT_CLAIMS = frozenset({b"true-client-ip", b"x-forwarded-for"})
 _NO_OPTIONS: frozenset[bytes] = frozenset()
 
 
-def lowered(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes, bytes]]:
-    """`Fields` from (name, value) pairs."""
+def lowered(headers: Iterable[tuple[bytes, bytes]]) -> list[Field]:
+    """Fields with their lower-case names, from (name, value) pairs."""
     return [(name, name.lower(), value) for name, value in headers]
 
 
@@ -166,7 +165,7 @@ def _listed_options(listed: Iterable[bytes]) -> frozenset[bytes]:
 def plan_request(
     method: bytes,
     target: bytes,
-    fields: Fields,
+    fields: Sequence[Field],
     http_version: bytes,
     *,
     peer_ip: bytes,
@@ -175,7 +174,8 @@ def plan_request(
     max_header_count: int,
     make_request_id: Callable[[], bytes] = new_request_id,
 ) -> RequestPlan:
-    """Decide the upstream request for a downstream one, in one pass over its headers.
+    """Decide the upstream request for a downstream one, in one pass over its ``fields``, as
+    h11 parsed them, with their lower-case names (none is lower-cased here again).
 
     Raises ClientError for requests that must not be forwarded because a parser further up
     the chain could read them differently (RFC 9112 6.3, 3.2).
@@ -361,7 +361,7 @@ class ResponseFields:
 
 
 def response_fields(
-    fields: Fields,
+    headers: Sequence[tuple[bytes, bytes]],
     http_version: bytes,
     *,
     rules: ForwardingRules,
@@ -377,7 +377,8 @@ def response_fields(
     content_type = section_io_tag = b""
     has_length = chunked = False
     listed: list[bytes] = []  # the values of Connection fields
-    for name, lname, value in fields:
+    for name, value in headers:
+        lname = name.lower()
         if lname not in _READ_IN_RESPONSES:  # (most fields: Date, Server, ETag...)
             out.append((name, value))
             continue
@@ -397,7 +398,7 @@ def response_fields(
         raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
     # (Usually one "keep-alive" or "close", hop-by-hop already: then nothing more to drop.)
     if listed and (len(listed) > 1 or listed[0].lower() not in _USUAL_CONNECTION):
-        options = _listed_options(listed)
+        options = connection_options((b"connection", value) for value in listed)
         if options - HOP_BY_HOP:
             out = [(name, value) for name, value in out if name.lower() not in options]
     if switching:  # a 101 for our WebSocket upgrade: the switch itself is end-to-end
@@ -417,10 +418,9 @@ def response_headers(
     request_id: bytes = b"",
     switching: bool = False,
 ) -> Headers:
-    """`response_fields`' headers alone, from (name, value) pairs (interim responses, the
-    101)."""
+    """`response_fields`' headers alone (interim responses, the 101)."""
     return response_fields(
-        lowered(headers), http_version, rules=rules, request_id=request_id, switching=switching
+        headers, http_version, rules=rules, request_id=request_id, switching=switching
     ).headers
 
 

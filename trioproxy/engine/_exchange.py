@@ -83,13 +83,7 @@ from ._requestbody import (
     keep_prefix,
     upload_body,
 )
-from ._response import (
-    queue_end,
-    read_response_head,
-    relay_body,
-    relay_slice,
-    unexpected_event,
-)
+from ._response import read_response_head, relay_body, relay_slice, unexpected_event
 from ._tunnel import splice
 
 if TYPE_CHECKING:
@@ -315,7 +309,7 @@ class Exchange(Responder):
         self.plan = plan = plan_request(
             request.method,
             request.target,
-            request.headers._full_items,  # (names lower-cased by h11 already: `Fields`)
+            request.headers._full_items,  # (h11's own: names lower-cased already, `Field`s)
             request.http_version,
             peer_ip=down.peer_ip.encode("ascii"),
             rules=ctx.forwarding,
@@ -552,15 +546,12 @@ class Exchange(Responder):
         if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
             await self._tunnel(response)
             return
+        raw = response.headers.raw_items()
         if record.notes is not None:
-            record.notes.upstream_headers = response.headers.raw_items()
-        # (One pass over the origin's fields gives the client's and what the record takes;
-        # their names lower-cased by h11 already: `Fields`.)
+            record.notes.upstream_headers = raw
+        # (One pass over the origin's fields gives the client's and what the record takes.)
         fields = response_fields(
-            response.headers._full_items,
-            response.http_version,
-            rules=ctx.forwarding,
-            request_id=record.request_id,
+            raw, response.http_version, rules=ctx.forwarding, request_id=record.request_id
         )
         headers = fields.headers
         if plan.edit_response is not None:  # response-header rules
@@ -598,10 +589,11 @@ class Exchange(Responder):
         keep_trailers = self.request.http_version != b"1.0" and not has_length
         if transform is None and not fields.chunked:
             # Most bodies are in h11's buffer whole by now, read with the head: relayed here,
-            # with no coroutine of `relay_body`'s to make. (Chunked ones are checked first.)
+            # with no coroutine of `relay_body`'s to make. (Chunked ones are checked first;
+            # the end of any other has no trailers.)
             event = relay_slice(down, up, record)
             if type(event) is h11.EndOfMessage:
-                queue_end(down, event, response.headers, keep_trailers=keep_trailers)
+                down.queue(h11.EndOfMessage())
                 return
             if event is None:  # a slice moved: let others run before the next
                 await trio.lowlevel.checkpoint()
@@ -611,7 +603,7 @@ class Exchange(Responder):
             down,
             up,
             record,
-            response.headers,  # (for its Connection field: names lower-case are as good)
+            raw,
             received,
             ctx.settings,
             chunked=fields.chunked,

@@ -182,10 +182,24 @@ async def relay_body(
             if transform is not None and (tail := await transform(b"", True)):
                 down.queue(h11.Data(data=tail))
                 record.body_bytes_sent += len(tail)
-            queue_end(down, event, head, keep_trailers=keep_trailers)
+            trailers = trailer_headers(event.headers.raw_items(), head) if keep_trailers else []
+            down.queue(h11.EndOfMessage(headers=trailers))
             return
         else:
-            raise unexpected_event(up, event)
+            raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
+
+
+async def _transformed(
+    up: UpstreamConnection, down: Downstream, record: AccessRecord, transform: Transform
+) -> NextEvent | None:
+    try:
+        event, data = take_data(up)
+    except h11.RemoteProtocolError as exc:
+        raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
+    if data and (out := await transform(data, False)):
+        down.queue(h11.Data(data=out))
+        record.body_bytes_sent += len(out)
+    return event
 
 
 def relay_slice(down: Downstream, up: UpstreamConnection, record: AccessRecord) -> NextEvent | None:
@@ -200,33 +214,8 @@ def relay_slice(down: Downstream, up: UpstreamConnection, record: AccessRecord) 
     return event
 
 
-def queue_end(
-    down: Downstream,
-    end: h11.EndOfMessage,
-    head: Sequence[tuple[bytes, bytes]],
-    *,
-    keep_trailers: bool,
-) -> None:
-    """Queue the response's end, with the trailers that may pass on if ``keep_trailers``."""
-    trailers = trailer_headers(end.headers.raw_items(), head) if keep_trailers else []
-    down.queue(h11.EndOfMessage(headers=trailers))
-
-
 def unexpected_event(up: UpstreamConnection, event: NextEvent) -> UpstreamError:
     return UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
-
-
-async def _transformed(
-    up: UpstreamConnection, down: Downstream, record: AccessRecord, transform: Transform
-) -> NextEvent | None:
-    try:
-        event, data = take_data(up)
-    except h11.RemoteProtocolError as exc:
-        raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
-    if data and (out := await transform(data, False)):
-        down.queue(h11.Data(data=out))
-        record.body_bytes_sent += len(out)
-    return event
 
 
 async def _receive_body_bytes(
