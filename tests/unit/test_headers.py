@@ -18,7 +18,6 @@ from trioproxy.core._headers import (
     RequestPlan,
     connection_options,
     header_value,
-    lowered,
     plan_request,
     reason_phrase,
     response_headers,
@@ -48,7 +47,7 @@ def plan(
     return plan_request(
         method,
         target,
-        lowered(headers),
+        headers,
         version,
         peer_ip=peer,
         rules=rules or ForwardingRules(),

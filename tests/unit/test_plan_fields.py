@@ -1,4 +1,4 @@
-"""`plan_request` reads a request's fields as h11 holds them (`core._headers.Field`: name as
+"""`plan_request_of` reads a request's fields as h11 holds them (`core._headers.Field`: name as
 spelled, lower-case name, value, in ``Headers._full_items``), so that no name is lower-cased
 twice. That is a private interface of h11: these tests fail loudly if either installed parser
 stops holding them so, or if the plan from them differs from the plan from pairs."""
@@ -11,7 +11,7 @@ from types import ModuleType
 
 import pytest
 
-from trioproxy.core._headers import ForwardingRules, RequestPlan, lowered, plan_request
+from trioproxy.core._headers import ForwardingRules, RequestPlan, lowered, plan_request_of
 
 PARSERS: list[ModuleType] = []
 for _name in ("h11", "h11_mypyc"):
@@ -50,7 +50,7 @@ def test_the_plan_from_h11s_fields_is_the_plan_from_pairs(h11: ModuleType) -> No
     request = parsed(h11, h11.SERVER, REQUEST)
 
     def plan(fields: list[tuple[bytes, bytes, bytes]]) -> RequestPlan:
-        return plan_request(
+        return plan_request_of(
             b"GET",
             b"/a?b",
             fields,

@@ -165,6 +165,32 @@ def _listed_options(listed: Iterable[bytes]) -> frozenset[bytes]:
 def plan_request(
     method: bytes,
     target: bytes,
+    headers: Sequence[tuple[bytes, bytes]],
+    http_version: bytes,
+    *,
+    peer_ip: bytes,
+    rules: ForwardingRules,
+    upstream_authority: bytes,
+    max_header_count: int,
+    make_request_id: Callable[[], bytes] = new_request_id,
+) -> RequestPlan:
+    """`plan_request_of` for fields without their lower-case names."""
+    return plan_request_of(
+        method,
+        target,
+        lowered(headers),
+        http_version,
+        peer_ip=peer_ip,
+        rules=rules,
+        upstream_authority=upstream_authority,
+        max_header_count=max_header_count,
+        make_request_id=make_request_id,
+    )
+
+
+def plan_request_of(
+    method: bytes,
+    target: bytes,
     fields: Sequence[Field],
     http_version: bytes,
     *,

@@ -61,7 +61,7 @@ from ..core._headers import (
     Headers,
     RequestPlan,
     header_value,
-    plan_request,
+    plan_request_of,
     reason_phrase,
     response_fields,
     response_headers,
@@ -306,7 +306,7 @@ class Exchange(Responder):
     def _start(self) -> None:
         """The forwarding plan (it may refuse the request), and what the record notes of it."""
         request, down, ctx = self.request, self.down, self.ctx
-        self.plan = plan = plan_request(
+        self.plan = plan = plan_request_of(
             request.method,
             request.target,
             request.headers._full_items,  # (h11's own: names lower-cased already, `Field`s)
