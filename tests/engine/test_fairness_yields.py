@@ -82,5 +82,5 @@ async def test_a_completed_read_always_yields() -> None:
 def test_a_trio_without_the_scheduler_internals_is_refused_with_a_clear_message() -> None:
     _fairness.check_internals(_run)  # this trio has them
     older = types.SimpleNamespace(GLOBAL_RUN_CONTEXT=None, Runner=_run.Runner, Task=object)
-    with pytest.raises(ImportError, match=r"\(Task\._schedule_points\).*trio 0\.27 to 0\.35"):
+    with pytest.raises(ImportError, match=r"Task\._schedule_points.*trio 0\.27 to 0\.35"):
         _fairness.check_internals(older)  # type: ignore[arg-type]

@@ -147,12 +147,21 @@ _CLIENT_CLAIMS = frozenset({b"true-client-ip", b"x-forwarded-for"})
 _NO_OPTIONS: frozenset[bytes] = frozenset()
 
 
+def lowered(headers: Iterable[tuple[bytes, bytes]]) -> list[Field]:
+    """Fields with their lower-case names, from (name, value) pairs."""
+    return [(name, name.lower(), value) for name, value in headers]
+
+
 def connection_options(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """The lower-cased names listed in every ``Connection`` field (RFC 9110 7.6.1)."""
+    return _listed_options([value for name, value in headers if name.lower() == b"connection"])
+
+
+def _listed_options(listed: Iterable[bytes]) -> frozenset[bytes]:
+    """`connection_options` from the Connection fields' values."""
     names: set[bytes] = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
-            names.update(token.strip().lower() for token in value.split(b","))
+    for value in listed:
+        names.update(token.strip().lower() for token in value.split(b","))
     names.discard(b"")
     return frozenset(names - _NEVER_HOP_BY_HOP) if names else _NO_OPTIONS
 
@@ -169,16 +178,44 @@ def plan_request(
     max_header_count: int,
     make_request_id: Callable[[], bytes] = new_request_id,
 ) -> RequestPlan:
-    """Decide the upstream request for a downstream one, in one pass over its headers.
+    """`plan_request_of` for fields without their lower-case names."""
+    return plan_request_of(
+        method,
+        target,
+        lowered(headers),
+        http_version,
+        peer_ip=peer_ip,
+        rules=rules,
+        upstream_authority=upstream_authority,
+        max_header_count=max_header_count,
+        make_request_id=make_request_id,
+    )
+
+
+def plan_request_of(
+    method: bytes,
+    target: bytes,
+    fields: Sequence[Field],
+    http_version: bytes,
+    *,
+    peer_ip: bytes,
+    rules: ForwardingRules,
+    upstream_authority: bytes,
+    max_header_count: int,
+    make_request_id: Callable[[], bytes] = new_request_id,
+) -> RequestPlan:
+    """Decide the upstream request for a downstream one, in one pass over its ``fields``, as
+    h11 parsed them, with their lower-case names (none is lower-cased here again).
 
     Raises ClientError for requests that must not be forwarded because a parser further up
     the chain could read them differently (RFC 9112 6.3, 3.2).
     """
-    if len(headers) > max_header_count:
+    if len(fields) > max_header_count:
         raise ClientError(f"more than {max_header_count} header fields", status=431)
     if method == b"CONNECT":
         raise MethodNotAllowed("CONNECT: this is a reverse proxy, not a forward proxy")
-    options = connection_options(headers)
+    listed = [value for _, lname, value in fields if lname == b"connection"]
+    options = _listed_options(listed) if listed else _NO_OPTIONS
     # (Most requests have no Connection options, and most proxies no trusted_proxies: then
     # no set is built and no address decoded.)
     dropped = options | HOP_BY_HOP if options else HOP_BY_HOP
@@ -197,8 +234,7 @@ def plan_request(
     request_id_index = -1
     content_length: bytes | None = None
     chunked = False
-    for name, value in headers:
-        lname = name.lower()
+    for name, lname, value in fields:
         if lname in NOTED_REQUEST_HEADERS and lname not in noted:
             noted[lname] = value
         if lname == b"transfer-encoding":

@@ -104,10 +104,12 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         if not ready:
             return None  # the client closed between requests
         head = ready
+    limits = ctx.settings.limits
     try:
-        await _read_request_head(
-            down, bytearray(head), fed, ctx.settings.limits, timeouts.client_header_s
-        )
+        reader = RequestHeadReader(bytearray(head), limits)
+        # (Usually the head is whole in what was read: then no coroutine is made to read more.)
+        if not _whole_head(down, reader, fed, limits):
+            await _read_rest_of_head(down, reader, limits, timeouts.client_header_s)
         return _parsed_request(down)
     except ClientError as exc:  # malformed, oversized, or too slow to arrive (slowloris: 408)
         await reject(down, ctx, exc)
@@ -128,51 +130,53 @@ class _Closed(Exception):
     """The client closed the connection between requests."""
 
 
-async def _read_request_head(
-    down: Downstream, head: bytearray, fed: int, limits: Limits, timeout_s: float
-) -> None:
-    """Receive until ``head`` holds a whole request head that passes the strict checks,
-    within ``timeout_s`` (usually it is all there already: then nothing waits, and the clock
-    is not even read), then give h11 the bytes it does not have yet (the first ``fed`` it
-    has). Partial heads are held once, here, not also in h11's buffer: they are what a
-    slowloris makes the proxy hold."""
-    reader = RequestHeadReader(head, limits)
-    deadline: float | None = None  # set when the head first turns out incomplete
-    while True:
-        try:
-            end = reader.head_end()
-        # (One name per handler type: mypyc types a name shared by two handlers by the first.)
-        except HeadTooLarge as too_large:
-            raise ClientError(str(too_large), status=too_large.status) from too_large
-        except FramingError as exc:
-            raise ClientError(f"malformed request: {exc}", status=exc.status) from exc
-        finally:
-            if reader.skipped and fed:
-                # Empty lines skipped (RFC 9112 2.2), which h11 does not do: its buffer
-                # cannot give bytes back, so the next cycle starts on a fresh h11.
-                down.h11 = server_h11(limits)
-                fed = 0
-        if end >= 0:
-            if len(head) > fed:  # (b"" would tell h11 the client closed)
-                down.h11.receive_data(bytes(head[fed:]))
-            return
-        # Checked here too, not only while waiting: bytes that keep coming (empty lines
-        # without end) must not keep the head open past its deadline.
-        now = down.clock.current_time()
-        if deadline is None:
-            deadline = now + timeout_s
-        left_s = deadline - now
-        if left_s <= 0:
-            raise ClientError("client too slow", status=408)
-        if fed:  # a pipelined head not whole yet: hold it here only, not also in h11's buffer
+def _whole_head(down: Downstream, reader: RequestHeadReader, fed: int, limits: Limits) -> bool:
+    """Whether ``reader`` holds a whole request head that passes the strict checks; then h11
+    is given the bytes it does not have yet (it has the first ``fed``). Else h11 is left
+    holding none of them: partial heads are held once, here, not also in h11's buffer (they
+    are what a slowloris makes the proxy hold)."""
+    try:
+        end = reader.head_end()
+    # (One name per handler type: mypyc types a name shared by two handlers by the first.)
+    except HeadTooLarge as too_large:
+        raise ClientError(str(too_large), status=too_large.status) from too_large
+    except FramingError as exc:
+        raise ClientError(f"malformed request: {exc}", status=exc.status) from exc
+    finally:
+        if reader.skipped and fed:
+            # Empty lines skipped (RFC 9112 2.2), which h11 does not do: its buffer
+            # cannot give bytes back, so the next cycle starts on a fresh h11.
             down.h11 = server_h11(limits)
             fed = 0
+    head = reader.buffer
+    if end >= 0:
+        if len(head) > fed:  # (b"" would tell h11 the client closed)
+            down.h11.receive_data(bytes(head[fed:]))
+        return True
+    if fed:  # a pipelined head not whole yet
+        down.h11 = server_h11(limits)
+    return False
+
+
+async def _read_rest_of_head(
+    down: Downstream, reader: RequestHeadReader, limits: Limits, timeout_s: float
+) -> None:
+    """Receive until ``reader`` holds a whole head (`_whole_head`), within ``timeout_s``."""
+    deadline = down.clock.current_time() + timeout_s
+    while True:
+        # Checked here too, not only while waiting: bytes that keep coming (empty lines
+        # without end) must not keep the head open past its deadline.
+        left_s = deadline - down.clock.current_time()
+        if left_s <= 0:
+            raise ClientError("client too slow", status=408)
         data = await down.recv(left_s)
         if not data:
-            if head:
+            if reader.buffer:
                 raise ClientError("connection closed mid-request-head")
             raise _Closed
         reader.add(data)
+        if _whole_head(down, reader, 0, limits):
+            return
 
 
 def _parsed_request(down: Downstream) -> h11.Request | None:

@@ -62,7 +62,7 @@ from ..core._headers import (
     Headers,
     RequestPlan,
     header_value,
-    plan_request,
+    plan_request_of,
     reason_phrase,
     response_fields_of,
     response_headers,
@@ -84,7 +84,7 @@ from ._requestbody import (
     keep_prefix,
     upload_body,
 )
-from ._response import read_response_head, relay_body
+from ._response import read_response_head, relay_body, relay_slice, unexpected_event
 from ._tunnel import splice
 
 if TYPE_CHECKING:
@@ -347,10 +347,10 @@ class Exchange(Responder):
     def _start(self) -> None:
         """The forwarding plan (it may refuse the request), and what the record notes of it."""
         request, down, ctx = self.request, self.down, self.ctx
-        self.plan = plan = plan_request(
+        self.plan = plan = plan_request_of(
             request.method,
             request.target,
-            request.headers.raw_items(),
+            request.headers._full_items,  # (h11's own: names lower-cased already, `Field`s)
             request.http_version,
             peer_ip=down.peer_ip.encode("ascii"),
             rules=ctx.forwarding,
@@ -464,11 +464,15 @@ class Exchange(Responder):
         # (One coroutine frame, not two: every frame of the chain is resumed at every wait.)
         try:
             pool, plan, record = self.ctx.pool, self.plan, self.record
-            if plan.body is not BodyKind.NONE:
+            if plan.body is BodyKind.NONE:
+                # (`buffer_request_body`'s first step, the only one for most requests: no
+                # coroutine made for it.)
+                expect_end_of_request(self.down)
+            else:
                 self._start_receive_floor()
-            self.body = await buffer_request_body(self.down, plan, self.ctx.settings)
-            if self.body is not None and record.notes is not None:
-                keep_prefix(self.body, record.notes, self.ctx.shared.journal_body_bytes)
+                self.body = await buffer_request_body(self.down, plan, self.ctx.settings)
+                if self.body is not None and record.notes is not None:
+                    keep_prefix(self.body, record.notes, self.ctx.shared.journal_body_bytes)
             up, reused, waited = await pool.acquire()
             # Left while we waited? Then the origin never hears of it. (No checkpoint between
             # the acquire and the loop below: a cancellation cannot leak the connection.)
@@ -635,6 +639,18 @@ class Exchange(Responder):
         if plan.edit_response is not None or self.hooks is not None:  # (they may change it)
             has_length = bool(header_value(headers, b"content-length"))
         keep_trailers = self.request.http_version != b"1.0" and not has_length
+        if transform is None and not fields.chunked:
+            # Most bodies are in h11's buffer whole by now, read with the head: relayed here,
+            # with no coroutine of `relay_body`'s to make. (Chunked ones are checked first;
+            # the end of any other has no trailers.)
+            event = relay_slice(down, up, record)
+            if type(event) is h11.EndOfMessage:
+                down.queue(h11.EndOfMessage())
+                return
+            if event is None:  # a slice moved: let others run before the next
+                await trio.lowlevel.checkpoint()
+            elif event is not h11.NEED_DATA:  # (which relay_body's first slice finds again)
+                raise unexpected_event(up, event)
         await relay_body(
             down,
             up,

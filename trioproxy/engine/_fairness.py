@@ -11,10 +11,14 @@ what follows them instead of one), tasks waiting on I/O that the loop has not po
 at most that much longer, and a flood (pipelined requests answered by rules, an always-ready
 body) still yields at every other syscall.
 
-This reads two trio internals, the run queue (``Runner.runq``) and a task's count of passes
-through the scheduler (``Task._schedule_points``), checked at import: a trio without them
-fails here with a clear message instead of silently losing the fairness (the trio pin in
-pyproject.toml is the range known to have them).
+The cancellation check before each syscall (trio's ``checkpoint_if_cancelled``) is a
+coroutine, made and awaited before every read and write; `checkpoint_due` does its usual
+case, nothing to do but count the cancel point, without one.
+
+This reads trio internals, the run queue (``Runner.runq``), a task's count of passes
+through the scheduler (``Task._schedule_points``) and what ``checkpoint_if_cancelled`` reads,
+checked at import: a trio without them fails here with a clear message instead of silently
+losing the fairness (the trio pin in pyproject.toml is the range known to have them).
 """
 
 from __future__ import annotations
@@ -30,12 +34,20 @@ _KNOWN = "trio 0.27 to 0.35"
 
 def check_internals(run: ModuleType = _run) -> None:
     """Raise ImportError, naming what is missing, unless ``run`` (trio's ``_core._run``)
-    has the internals `may_skip_yield` reads."""
-    wanted = (("", "GLOBAL_RUN_CONTEXT"), ("Runner", "runq"), ("Task", "_schedule_points"))
+    has the internals `may_skip_yield` and `checkpoint_due` read."""
+    wanted = (
+        ("", "GLOBAL_RUN_CONTEXT"),
+        ("Runner", "runq"),
+        ("Task", "_schedule_points"),
+        ("Runner", "main_task"),
+        ("Task", "_cancel_status"),
+        ("Task", "_cancel_points"),
+        ("CancelStatus", "effectively_cancelled"),
+    )
     missing = [
         f"{owner}.{name}" if owner else name
         for owner, name in wanted
-        if not hasattr(getattr(run, owner) if owner else run, name)
+        if not hasattr(getattr(run, owner, None) if owner else run, name)
     ]
     if missing:
         raise ImportError(
@@ -65,3 +77,15 @@ def may_skip_yield() -> bool:
         return False
     _SKIPPED_IN_STEP.set(step)
     return True
+
+
+def checkpoint_due() -> bool:
+    """Whether ``trio.lowlevel.checkpoint_if_cancelled`` has more to do here than count a
+    cancel point: the task is cancelled (or is the main task, which a KeyboardInterrupt may
+    be pending for); the caller then awaits it. Else the point is counted, as it would be,
+    and no coroutine is made: it runs before every read and write."""
+    task = _CONTEXT.task
+    if task._cancel_status.effectively_cancelled or task is _CONTEXT.runner.main_task:
+        return True
+    task._cancel_points += 1
+    return False

@@ -40,7 +40,7 @@ from ..core._errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from ._fairness import may_skip_yield
+from ._fairness import checkpoint_due, may_skip_yield
 from ._h11 import h11
 from ._transport import Transport
 
@@ -121,11 +121,16 @@ class Wire:
     async def send_queued(self, timeout_s: float) -> None:
         """Send everything queued. Cancelled while waiting, it keeps what is unsent queued,
         so a caller that raced it against something else can go on later."""
-        await checkpoint_if_cancelled()
+        if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
+            await checkpoint_if_cancelled()
         if self.send_queued_nowait():
             if not may_skip_yield():
                 await cancel_shielded_checkpoint()  # fairness: everything went out at once
             return
+        await self._send_waiting(timeout_s)
+
+    async def _send_waiting(self, timeout_s: float) -> None:
+        """The rest of `send_queued` once the transport took not everything at once."""
         wait = self.transport.wait_writable
         while True:  # (waiting outside any handler, as in recv; the wait is the yield)
             await self._wait(wait, timeout_s, self.send_floor, "sending")
@@ -174,14 +179,18 @@ class Wire:
     async def recv(self, timeout_s: float) -> bytes:
         """Read once (up to RECEIVE_SIZE); b"" is EOF. Not fed to h11: the caller does, at
         once, in as many slices as it likes."""
-        data = await self.recv_if_ready()
+        if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
+            await checkpoint_if_cancelled()
+        data = self._read_nowait()  # (`recv_if_ready`, inline: one coroutine less a read)
         if data is None:  # (waiting outside any handler: an idle wait holds no traceback)
             return await self._recv_after_waiting(timeout_s)
+        await cancel_shielded_checkpoint()  # fairness: the bytes are recorded, now yield
         return data
 
     async def recv_if_ready(self) -> bytes | None:
         """Read once if bytes (or an EOF) are there already; None if a read would wait."""
-        await checkpoint_if_cancelled()
+        if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
+            await checkpoint_if_cancelled()
         try:
             data = self.transport.read_nowait(RECEIVE_SIZE)
         except OSError as exc:
@@ -194,24 +203,30 @@ class Wire:
 
     async def recv_after_wait(self, timeout_s: float) -> bytes:
         """Read once, just after waiting for readability (the wait was the yield)."""
-        await checkpoint_if_cancelled()
-        return await self._recv_after_waiting(timeout_s, waited=True)
+        if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
+            await checkpoint_if_cancelled()
+        data = self._read_nowait()  # (here, not in a coroutine of its own: one less a read)
+        if data is None:  # woken, yet nothing to read after all: wait again
+            return await self._recv_after_waiting(timeout_s)
+        return data
 
-    async def _recv_after_waiting(self, timeout_s: float, *, waited: bool = False) -> bytes:
+    async def _recv_after_waiting(self, timeout_s: float) -> bytes:
+        wait = self.transport.wait_readable
         while True:
-            if not waited:
-                await self._wait(
-                    self.transport.wait_readable, timeout_s, self.receive_floor, "receiving"
-                )
-            waited = False
-            try:
-                data = self.transport.read_nowait(RECEIVE_SIZE)
-            except OSError as exc:
-                raise self._gone(exc) from exc
-            if data is None:
-                continue
+            await self._wait(wait, timeout_s, self.receive_floor, "receiving")
+            data = self._read_nowait()
+            if data is not None:
+                return data  # the wait was the yield
+
+    def _read_nowait(self) -> bytes | None:
+        """Read once if a read would not wait, and record it (no checkpoint in between)."""
+        try:
+            data = self.transport.read_nowait(RECEIVE_SIZE)
+        except OSError as exc:
+            raise self._gone(exc) from exc
+        if data is not None:
             self.bytes_received += len(data)
-            return data  # the wait was the yield
+        return data
 
     async def wait_readable(self) -> None:
         """Wait, with no deadline of its own, until a read would not block."""
@@ -335,10 +350,17 @@ class Peer(Wire):
     async def flush(self, timeout_s: float) -> None:
         """Send everything queued; an error or a cancellation leaves this h11 side unusable
         (the peer got an unknown prefix)."""
-        if not self.has_queued:
+        if not self._out and not self._sending:
             return
+        # (`send_queued`, inline: every request flushes twice, and a coroutine less is one
+        # frame less to make and to resume at the fairness yield.)
         try:
-            await self.send_queued(timeout_s)
+            if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
+                await checkpoint_if_cancelled()
+            if not self.send_queued_nowait():
+                await self._send_waiting(timeout_s)
+            elif not may_skip_yield():
+                await cancel_shielded_checkpoint()  # fairness: everything went out at once
         except BaseException:
             self.h11.send_failed()
             raise

@@ -172,12 +172,8 @@ async def relay_body(
     if chunks is not None and received:
         await check_chunks(chunks, received, _upstream_framing_error)
     while True:
-        if transform is None:  # (`_next_upstream_data`, inline: once per slice of every body)
-            try:
-                event, moved = move_data(up, down)
-            except h11.RemoteProtocolError as exc:
-                raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
-            record.body_bytes_sent += moved
+        if transform is None:
+            event = relay_slice(down, up, record)
         else:
             event = await _transformed(up, down, record, transform)
         if event is None:
@@ -214,6 +210,22 @@ async def _transformed(
         down.queue(h11.Data(data=out))
         record.body_bytes_sent += len(out)
     return event
+
+
+def relay_slice(down: Downstream, up: UpstreamConnection, record: AccessRecord) -> NextEvent | None:
+    """Move a slice of the response body h11 holds to the client, counted in the record; the
+    event that ended it, which the caller handles (None: the slice's size did). Usually
+    the whole body, read with its head: then that is all its relay does (`_exchange`)."""
+    try:
+        event, moved = move_data(up, down)
+    except h11.RemoteProtocolError as exc:
+        raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
+    record.body_bytes_sent += moved
+    return event
+
+
+def unexpected_event(up: UpstreamConnection, event: NextEvent) -> UpstreamError:
+    return UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
 
 
 async def _receive_body_bytes(
