@@ -350,7 +350,7 @@ class Exchange(Responder):
         self.plan = plan = plan_request_of(
             request.method,
             request.target,
-            request.headers._full_items,  # (h11's own: names lower-cased already, `Field`s)
+            fields_of(request.headers),  # (h11's own: names lower-cased already)
             request.http_version,
             peer_ip=down.peer_ip.encode("ascii"),
             rules=ctx.forwarding,
@@ -645,7 +645,7 @@ class Exchange(Responder):
             # the end of any other has no trailers.)
             event = relay_slice(down, up, record)
             if type(event) is h11.EndOfMessage:
-                down.queue(h11.EndOfMessage())
+                down.queue(END_OF_MESSAGE)
                 return
             if event is None:  # a slice moved: let others run before the next
                 await trio.lowlevel.checkpoint()
