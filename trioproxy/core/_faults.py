@@ -154,9 +154,12 @@ class Fault:
             found.append(("bytes_per_s", "a bandwidth fault needs bytes_per_s of at least 1"))
         if self.kind is FaultKind.LATENCY and self.delay_s <= 0 and self.jitter_s <= 0:
             found.append(("delay_s", "a latency fault needs delay_s (or jitter_s) above 0"))
-        if self.kind is FaultKind.INFORMATIONAL and self.status not in (100, 102, 103):
+        if isinstance(self.status, bool) or not isinstance(self.status, int):
+            # (A Fault made in code: its status goes to h11 unchecked, `text_response`.)
+            found.append(("status", f"a status is an int, found {self.status!r}"))
+        elif self.kind is FaultKind.INFORMATIONAL and self.status not in (100, 102, 103):
             found.append(("status", "an informational fault sends 100, 102 or 103"))
-        if self.kind is FaultKind.ANSWER and not 200 <= self.status <= 599:
+        elif self.kind is FaultKind.ANSWER and not 200 <= self.status <= 599:
             found.append(("status", "an answer's status is from 200 to 599"))
         chosen = [
             key

@@ -59,6 +59,9 @@ _FORBIDDEN_IN_TRAILERS = HOP_BY_HOP | {b"content-length", b"host"}
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._~:+/=@-]{1,128}")
 
 
+# RFC 9110 5.6.2: a field name, or Via's pseudonym, is a token.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
 # A Host value made of the configured upstream address: visible ASCII.
 _AUTHORITY = re.compile(rb"[\x21-\x7e]+")
 
@@ -104,6 +107,10 @@ class ForwardingRules:
         return b"%s %s" % (http_version, self.via)
 
     def __post_init__(self) -> None:
+        # Via goes to h11 as a known-valid field, unchecked: a pseudonym that is no token
+        # (CR LF in Settings made in code, which no loader checked) would inject fields.
+        if self.via and not _TOKEN.fullmatch(self.via):
+            raise ValueError(f"forwarding.via_name must be an HTTP token, not {self.via!r}")
         object.__setattr__(self, "_via_11", b"1.1 " + self.via)  # (frozen: set once, here)
 
 
