@@ -15,8 +15,9 @@ and in responses, no CTL in the reason phrase, statuses 100..599 only, no Transf
 and no non-zero Content-Length in a 1xx or 204. fuzz/test_strict_properties.py checks all
 of this against both parsers. Chunked bodies are checked beside h11 by `_chunked`.
 
-Hot path: a valid head costs one full-match of a compiled grammar regex, a lower-cased copy
-and a few ``find`` calls for the framing fields (about 4 us for a 300-byte browser head);
+Hot path: a valid head costs one full-match of a compiled grammar regex and one search that
+finds the framing fields (Content-Length, Transfer-Encoding, Host, Connection) and their values
+(about 4 us for a 300-byte browser head);
 find_head_end judges new bytes with one ``translate`` and one ``count`` (about 1.5 us for
 the same head at once, O(new bytes) when it arrives in pieces), except those of a head it
 finds whole when asked not to (``judge_whole=False``): the head reader leaves them to the
@@ -71,6 +72,11 @@ _RESPONSE_HEAD = re.compile(
 )
 
 _FRAMING_FIELD_NAMES = frozenset({b"content-length", b"transfer-encoding", b"host"})
+# The fields the checks after the grammar read, each with its raw value (see _framing_fields).
+_REQUEST_FRAMING = re.compile(
+    rb"\n(?i:(content-length|transfer-encoding|host|connection)):([^\r]*+)"
+)
+_RESPONSE_FRAMING = re.compile(rb"\n(?i:(content-length|transfer-encoding)):([^\r]*+)")
 
 # Bytes that can never appear in a head: a CR not followed by LF, an LF not preceded by CR
 # (RFC 9112 2.2: bare CR/LF line endings are rejected, not tolerated), and CTL/DEL other
@@ -80,8 +86,6 @@ _NEVER_IN_HEAD = re.compile(rb"(?<!\r)\n|\r(?=[^\n])|[\x00-\x08\x0b\x0c\x0e-\x1f
 # ``bytes.translate`` leaves after deleting these is CR, LF and the forbidden CTLs.
 _HEAD_TEXT = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
 
-# RFC 9110 8.6: 1*DIGIT; llhttp errs beyond 2**64-1, we stop at the signed 64-bit range.
-_CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
 _MAX_LENGTH = 2**63 - 1
 # RFC 9110 7.2: Host = uri-host [ ":" port ] (RFC 3986 3.2.2); reg-name or an IP literal.
 _HOST = re.compile(
@@ -170,15 +174,16 @@ def check_request_head(
         # next hop would switch protocols on it.
         raise FramingError("PRI method (HTTP/2 preface)")
     http_10 = match.group(1) == b"0"
-    lower = head.lower()
-    content_length, coding = _length_fields(head, lower)
-    host = _field_value(head, lower, b"\nhost:")
+    fields, connection = _framing_fields(_REQUEST_FRAMING.findall(head))
+    content_length, coding = _length_fields(fields)
+    host = _single(fields, b"host")
     if host is None:
         if not http_10:
             raise FramingError("HTTP/1.1 request without Host")  # RFC 9112 3.2
     elif _HOST.fullmatch(host) is None:
         raise FramingError(f"invalid Host {readable(host[:40])}")  # RFC 9112 3.2: 400
-    _check_connection_options(lower)
+    if connection:
+        _check_connection_options(connection)
     if coding is None:
         return
     if http_10:
@@ -197,9 +202,9 @@ def check_response_head(head: bytes | bytearray) -> None:
     match = _RESPONSE_HEAD.fullmatch(head)
     if match is None:
         raise FramingError(_diagnose(head, request=False))
-    status = int(match.group(2))
-    content_length, coding = _length_fields(head, head.lower())
-    no_content = status < 200 or status == 204
+    content_length, coding = _length_fields(_framing_fields(_RESPONSE_FRAMING.findall(head))[0])
+    status = match.group(2).decode()  # three digits: compared as text, no int needed
+    no_content = status < "200" or status == "204"
     if coding is not None:
         if match.group(1) == b"0":
             raise FramingError("Transfer-Encoding in an HTTP/1.0 response")  # RFC 9112 6.1
@@ -218,49 +223,67 @@ def check_response_head(head: bytes | bytearray) -> None:
         raise FramingError(f"Content-Length {content_length} in a {status} response")
 
 
-def _length_fields(
-    head: bytes | bytearray, lower: bytes | bytearray
-) -> tuple[int | None, bytes | None]:
+def _framing_fields(
+    found: list[tuple[bytes, bytes]],
+) -> tuple[dict[bytes, bytes | None], list[bytes]]:
+    """The framing fields a `_REQUEST_FRAMING` or `_RESPONSE_FRAMING` ``findall`` found in a
+    head that passed the grammar: {lower-cased name: OWS-stripped value, or None if the field
+    is repeated}, and the raw values of the Connection fields (lower-cased).
+
+    In such a head every LF ends a line and the next line starts with a field name that meets
+    its colon, and no CR stands inside a line: so one search finds exactly the fields of those
+    names, and each value runs to the CR of its CRLF.
+    """
+    fields: dict[bytes, bytes | None] = {}
+    connection: list[bytes] = []
+    for raw_name, value in found:
+        name = raw_name.lower()
+        if name == b"connection":
+            connection.append(value.lower())
+        else:
+            fields[name] = None if name in fields else value.strip(b"\t ")
+    return fields, connection
+
+
+def _single(fields: dict[bytes, bytes | None], name: bytes) -> bytes | None:
+    """The value of field ``name`` (None if absent); a second one is refused.
+
+    RFC 9112 6.3 lets a recipient collapse equal Content-Length values, but llhttp rejects
+    them while h11 collapses even "5, 5" (two readings); a repeated Host or Transfer-Encoding
+    is refused outright (RFC 9112 3.2, 6.1).
+    """
+    if name not in fields:
+        return None
+    value = fields[name]
+    if value is None:
+        raise FramingError(f"more than one {name.decode()} field")
+    return value
+
+
+def _length_fields(fields: dict[bytes, bytes | None]) -> tuple[int | None, bytes | None]:
     """Content-Length (None if absent) and the raw Transfer-Encoding value (None if absent)
     of a head that passed the grammar; raises on a repeated or malformed Content-Length."""
-    value = _field_value(head, lower, b"\ncontent-length:")
+    if not fields:
+        return None, None
+    value = _single(fields, b"content-length")
     content_length = None
+    # RFC 9110 8.6: 1*DIGIT (bytes.isdigit: ASCII digits only, and not empty); llhttp errs
+    # beyond 2**64-1, we stop at the signed 64-bit range.
     if value is not None and (
-        _CONTENT_LENGTH.fullmatch(value) is None or (content_length := int(value)) > _MAX_LENGTH
+        not value.isdigit() or len(value) > 19 or (content_length := int(value)) > _MAX_LENGTH
     ):
         raise FramingError(f"invalid Content-Length {readable(value[:40])}")
-    return content_length, _field_value(head, lower, b"\ntransfer-encoding:")
+    return content_length, _single(fields, b"transfer-encoding")
 
 
-def _field_value(head: bytes | bytearray, lower: bytes | bytearray, key: bytes) -> bytes | None:
-    """The OWS-stripped value of field ``key`` (given as b"\\nname:"), None if absent.
-
-    In a head that passed the grammar every LF ends a line and the next line starts with a
-    field name that meets its colon, so a plain search in the lower-cased head finds exactly
-    the fields of that name. A second one is refused: RFC 9112 6.3 lets a recipient collapse
-    equal Content-Length values, but llhttp rejects them while h11 collapses even "5, 5" (two
-    readings); a repeated Host or Transfer-Encoding is refused outright (RFC 9112 3.2, 6.1).
-    """
-    index = lower.find(key)
-    if index < 0:
-        return None
-    start = index + len(key)
-    if lower.find(key, start) >= 0:
-        raise FramingError(f"more than one {key[1:-1].decode()} field")
-    return bytes(head[start : head.index(b"\r", start)]).strip(b"\t ")
-
-
-def _check_connection_options(lower: bytes | bytearray) -> None:
+def _check_connection_options(connection: list[bytes]) -> None:
     """Refuse a Connection field that names a framing or routing field: a proxy removes the
     fields named there (RFC 9110 7.6.1), which would strip the very Content-Length or Host
     this hop framed and routed the message by, and the next hop would read it otherwise."""
-    index = lower.find(b"\nconnection:")
-    while index >= 0:
-        end = lower.index(b"\r", index)
-        for option in lower[index + 12 : end].split(b","):
-            if bytes(option.strip(b"\t ")) in _FRAMING_FIELD_NAMES:
-                raise FramingError(f"Connection names {readable(bytes(option.strip()))}")
-        index = lower.find(b"\nconnection:", end)
+    for value in connection:
+        for option in value.split(b","):
+            if option.strip(b"\t ") in _FRAMING_FIELD_NAMES:
+                raise FramingError(f"Connection names {readable(option.strip())}")
 
 
 def _transfer_coding_status(value: bytes) -> int:
