@@ -494,7 +494,10 @@ class Exchange(Responder):
                         self._queue_request_head(self.plan.headers)
                         up.queue(END_OF_MESSAGE)
                         await up.flush(self.ctx.settings.timeouts.upstream_send_s)
-                        await self._relay_response()
+                        # (`_relay_response`'s two halves, awaited here: one coroutine frame
+                        # less to resume at every wait of the response head.)
+                        response, received = await self._read_response_head()
+                        await self._relay_from_head(response, received)
                     else:
                         await self._send_and_relay()
                 except UpstreamClosed as exc:
@@ -579,14 +582,26 @@ class Exchange(Responder):
     async def _relay_response(self) -> None:
         """The response head, rewritten for the client, then its body; or, after a 101, the
         tunnel."""
-        down, up, plan, record, ctx = self.down, self.upstream, self.plan, self.record, self.ctx
-        response, received = await read_response_head(
-            down,
-            up,
-            ctx,
+        response, received = await self._read_response_head()
+        await self._relay_from_head(response, received)
+
+    def _read_response_head(
+        self,
+    ) -> Coroutine[None, None, tuple[h11.Response | h11.InformationalResponse, bytearray]]:
+        # Not a coroutine itself: one frame less to resume at every wait of the head.
+        return read_response_head(
+            self.down,
+            self.upstream,
+            self.ctx,
             http_version=self.request.http_version,
-            watch_client=plan.body is BodyKind.NONE,
+            watch_client=self.plan.body is BodyKind.NONE,
         )
+
+    async def _relay_from_head(
+        self, response: h11.Response | h11.InformationalResponse, received: bytearray
+    ) -> None:
+        """`_relay_response` once the head is read (``received``: the bytes past it)."""
+        down, up, plan, record, ctx = self.down, self.upstream, self.plan, self.record, self.ctx
         # From here on the client has (queued) bytes: an upstream failure can only abort it.
         if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
             await self._tunnel(response)
