@@ -515,10 +515,11 @@ class Exchange(Responder):
                     raise
                 finally:
                     self.up = None
-                    record.upstream_duration_s = up.clock.current_time() - started
+                    ended = up.clock.current_time()
+                    record.upstream_duration_s = ended - started
                 # The upstream is done with: back to the pool before the client's last bytes
-                # go out.
-                pool.release(up)
+                # go out (at that reading of the clock: no checkpoint since).
+                pool.release(up, ended)
                 if self.delay_s:
                     await self._delay_response()
                 await self.flush_to_client()
