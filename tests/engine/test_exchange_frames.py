@@ -10,10 +10,11 @@ import trio
 import trio.testing
 
 from tests.memnet import all_tasks, in_flight, scripted_proxy
-from trioproxy.engine import _exchange
+from trioproxy.engine import _connection, _exchange
 
-# Compiled coroutines (scripts/test-compiled) are not Python coroutine objects: no frames to read.
-_COMPILED = not _exchange.__file__.endswith(".py")
+# Compiled coroutines (scripts/test-compiled) are not Python coroutine objects: no frames to
+# read (the walk starts at the connection's).
+_COMPILED = not all(str(m.__file__).endswith(".py") for m in (_connection, _exchange))
 
 
 def _awaiting(task: trio.lowlevel.Task) -> list[str]:
