@@ -75,7 +75,7 @@ from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
 from ._faultrun import FaultClosed, FaultRun, pause, read_whole
 from ._h11 import END_OF_MESSAGE, Fields, fields_of, h11, sendable
-from ._peer import Downstream, RateFloor, UpstreamConnection, server_h11
+from ._peer import Downstream, UpstreamConnection, server_h11
 from ._race import with_side_task
 from ._requestbody import (
     RequestBody,
@@ -754,11 +754,10 @@ class Exchange(Responder):
         """From here to the request body's end it must arrive at ``min_body_rate``."""
         limits, down = self.limits, self.down
         if limits.min_body_rate_bytes_per_s:
-            down.receive_floor = RateFloor(
-                limits.min_body_rate_bytes_per_s,
-                self.timeouts.client_body_s,
-                down.clock.current_time(),
+            down.receive_floor = (
+                down.clock.current_time() + self.timeouts.client_body_s,
                 down.bytes_received,
+                limits.min_body_rate_bytes_per_s,
             )
 
     def _start_send_floor(self) -> None:
@@ -766,11 +765,10 @@ class Exchange(Responder):
         settings, down = self.ctx.settings, self.down  # (not the properties: every response)
         min_rate = settings.limits.min_send_rate_bytes_per_s
         if min_rate:
-            down.send_floor = RateFloor(
-                min_rate,
-                settings.timeouts.client_send_s,
-                down.clock.current_time(),
+            down.send_floor = (
+                down.clock.current_time() + settings.timeouts.client_send_s,
                 down.bytes_sent,
+                min_rate,
             )
 
     # --- Error answer, access line -----------------------------------------------------------
