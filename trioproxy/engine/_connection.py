@@ -43,8 +43,14 @@ async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
             down.closing = served >= current.settings.limits.keepalive_requests
             await serve_request(down, request, current, received_before)
             del request, current  # an idle connection keeps nothing of its last request
-            if down.closing or ctx.draining or not _next_cycle(down):
+            if down.closing or ctx.draining:
                 return
+            # The next cycle only if both sides finished cleanly (h11 rules). (Inline: every
+            # request passes here.)
+            conn = down.h11
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return
+            conn.start_next_cycle()
     except ClientGone as exc:
         log.debug("%s", exc, extra={"peer": peer_ip})
         down.close()
@@ -110,7 +116,11 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         # (Usually the head is whole in what was read: then no coroutine is made to read more.)
         if not _whole_head(down, reader, fed, limits):
             await _read_rest_of_head(down, reader, limits, timeouts.client_header_s)
-        return _parsed_request(down)
+        try:  # (inline, not a function of its own: every request passes here)
+            event = down.h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ClientError(f"malformed request: {exc}", status=exc.error_status_hint) from exc
+        return event if isinstance(event, h11.Request) else None  # else ConnectionClosed
     except ClientError as exc:  # malformed, oversized, or too slow to arrive (slowloris: 408)
         await reject(down, ctx, exc)
         # The rest of the head may still be coming: let the answer land (not for a client
@@ -177,22 +187,3 @@ async def _read_rest_of_head(
         reader.add(data)
         if _whole_head(down, reader, 0, limits):
             return
-
-
-def _parsed_request(down: Downstream) -> h11.Request | None:
-    try:
-        event = down.h11.next_event()
-    except h11.RemoteProtocolError as exc:
-        raise ClientError(f"malformed request: {exc}", status=exc.error_status_hint) from exc
-    if isinstance(event, h11.Request):
-        return event
-    return None  # ConnectionClosed
-
-
-def _next_cycle(down: Downstream) -> bool:
-    """Start the next request cycle if both sides finished cleanly (h11 rules)."""
-    conn = down.h11
-    if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-        conn.start_next_cycle()
-        return True
-    return False

@@ -75,7 +75,7 @@ from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
 from ._faultrun import FaultClosed, FaultRun, pause, read_whole
 from ._h11 import END_OF_MESSAGE, Fields, fields_of, h11, sendable
-from ._peer import Downstream, RateFloor, UpstreamConnection, server_h11
+from ._peer import Downstream, UpstreamConnection, server_h11
 from ._race import with_side_task
 from ._requestbody import (
     RequestBody,
@@ -494,7 +494,10 @@ class Exchange(Responder):
                         self._queue_request_head(self.plan.headers)
                         up.queue(END_OF_MESSAGE)
                         await up.flush(self.ctx.settings.timeouts.upstream_send_s)
-                        await self._relay_response()
+                        # (`_relay_response`'s two halves, awaited here: one coroutine frame
+                        # less to resume at every wait of the response head.)
+                        response, received = await self._read_response_head()
+                        await self._relay_from_head(response, received)
                     else:
                         await self._send_and_relay()
                 except UpstreamClosed as exc:
@@ -512,10 +515,11 @@ class Exchange(Responder):
                     raise
                 finally:
                     self.up = None
-                    record.upstream_duration_s = up.clock.current_time() - started
+                    ended = up.clock.current_time()
+                    record.upstream_duration_s = ended - started
                 # The upstream is done with: back to the pool before the client's last bytes
-                # go out.
-                pool.release(up)
+                # go out (at that reading of the clock: no checkpoint since).
+                pool.release(up, ended)
                 if self.delay_s:
                     await self._delay_response()
                 await self.flush_to_client()
@@ -579,14 +583,26 @@ class Exchange(Responder):
     async def _relay_response(self) -> None:
         """The response head, rewritten for the client, then its body; or, after a 101, the
         tunnel."""
-        down, up, plan, record, ctx = self.down, self.upstream, self.plan, self.record, self.ctx
-        response, received = await read_response_head(
-            down,
-            up,
-            ctx,
+        response, received = await self._read_response_head()
+        await self._relay_from_head(response, received)
+
+    def _read_response_head(
+        self,
+    ) -> Coroutine[None, None, tuple[h11.Response | h11.InformationalResponse, bytearray]]:
+        # Not a coroutine itself: one frame less to resume at every wait of the head.
+        return read_response_head(
+            self.down,
+            self.upstream,
+            self.ctx,
             http_version=self.request.http_version,
-            watch_client=plan.body is BodyKind.NONE,
+            watch_client=self.plan.body is BodyKind.NONE,
         )
+
+    async def _relay_from_head(
+        self, response: h11.Response | h11.InformationalResponse, received: bytearray
+    ) -> None:
+        """`_relay_response` once the head is read (``received``: the bytes past it)."""
+        down, up, plan, record, ctx = self.down, self.upstream, self.plan, self.record, self.ctx
         # From here on the client has (queued) bytes: an upstream failure can only abort it.
         if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
             await self._tunnel(response)
@@ -738,11 +754,10 @@ class Exchange(Responder):
         """From here to the request body's end it must arrive at ``min_body_rate``."""
         limits, down = self.limits, self.down
         if limits.min_body_rate_bytes_per_s:
-            down.receive_floor = RateFloor(
-                limits.min_body_rate_bytes_per_s,
-                self.timeouts.client_body_s,
-                down.clock.current_time(),
+            down.receive_floor = (
+                down.clock.current_time() + self.timeouts.client_body_s,
                 down.bytes_received,
+                limits.min_body_rate_bytes_per_s,
             )
 
     def _start_send_floor(self) -> None:
@@ -750,11 +765,10 @@ class Exchange(Responder):
         settings, down = self.ctx.settings, self.down  # (not the properties: every response)
         min_rate = settings.limits.min_send_rate_bytes_per_s
         if min_rate:
-            down.send_floor = RateFloor(
-                min_rate,
-                settings.timeouts.client_send_s,
-                down.clock.current_time(),
+            down.send_floor = (
+                down.clock.current_time() + settings.timeouts.client_send_s,
                 down.bytes_sent,
+                min_rate,
             )
 
     # --- Error answer, access line -----------------------------------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 import trio
 from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
@@ -48,25 +48,18 @@ RECEIVE_SIZE = 65536
 _NOTHING = memoryview(b"")  # shared: an idle connection needs no view of its own
 
 
-class RateFloor:
-    """A minimum average transfer rate after a grace period (Apache's ``MinRate`` idea).
+# A minimum average transfer rate after a grace period (Apache's ``MinRate`` idea): when the
+# grace ends, the byte count the transfer started at, and the rate in bytes per second.
+# Inactivity timeouts alone let a peer hold a connection for ever by moving one byte just
+# inside each timeout; a floor bounds how long any transfer of N bytes may take. (A tuple:
+# every response starts one, and a class's instance costs several times as much to make.)
+RateFloor: TypeAlias = tuple[float, int, float]
 
-    Inactivity timeouts alone let a peer hold a connection for ever by moving one byte just
-    inside each timeout; a floor bounds how long any transfer of N bytes may take.
-    """
 
-    __slots__ = ("bytes_per_s", "grace_s", "start_bytes", "started")
-
-    def __init__(self, bytes_per_s: float, grace_s: float, started: float, start_bytes: int):
-        self.bytes_per_s = bytes_per_s
-        self.grace_s = grace_s
-        self.started = started
-        self.start_bytes = start_bytes
-
-    def deadline(self, transferred: int) -> float:
-        """When the transfer falls below the floor unless more bytes move."""
-        moved = transferred - self.start_bytes
-        return self.started + self.grace_s + moved / self.bytes_per_s
+def floor_deadline(floor: RateFloor, transferred: int) -> float:
+    """When the transfer falls below ``floor`` unless more bytes move."""
+    grace_end, start_bytes, bytes_per_s = floor
+    return grace_end + (transferred - start_bytes) / bytes_per_s
 
 
 class Wakes(Protocol):
@@ -274,7 +267,7 @@ class Wire:
         deadline = now + timeout_s
         if floor is not None:
             transferred = self.bytes_sent if doing == "sending" else self.bytes_received
-            deadline = min(deadline, floor.deadline(transferred))
+            deadline = min(deadline, floor_deadline(floor, transferred))
         if deadline == math.inf:  # the caller's own scope bounds it: no second scope
             try:
                 await wait()

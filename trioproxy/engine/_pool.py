@@ -136,10 +136,12 @@ class UpstreamPool:
             return conn, reused
         return await self._open_new(), False
 
-    def release(self, conn: UpstreamConnection) -> None:
+    def release(self, conn: UpstreamConnection, now: float | None = None) -> None:
         """Return a connection after an exchange; kept only if both sides finished cleanly,
-        it is not too old, its address is still in the answer and there is idle room."""
-        now = conn.clock.current_time()
+        it is not too old, its address is still in the answer and there is idle room.
+        ``now``: the caller's reading of the clock, if it has one."""
+        if now is None:
+            now = conn.clock.current_time()
         if self._closed or not conn.reusable or not self._worth_keeping(conn, now):
             self.discard(conn)
             return

@@ -102,7 +102,13 @@ async def read_response_head(
         if end < 0:
             continue
         reader.drop(end)
-        event = _next_upstream_event(up)
+        try:  # (inline, not a function of its own: every response passes here)
+            event = up.h11.next_event()
+        except h11.RemoteProtocolError as exc:  # (EOF before any byte: the stale keep-alive race)
+            raise up.failure(
+                f"upstream {up.address} closed the connection",
+                f"invalid response from upstream {up.address}: {exc}",
+            ) from exc
         if isinstance(event, h11.Response):
             return event, reader.buffer
         if not isinstance(event, h11.InformationalResponse):
@@ -249,13 +255,3 @@ async def _receive_body_bytes(
                 partial(down.send_queued, timeouts.client_send_s),
             )
     return await up.recv(timeouts.upstream_read_s)
-
-
-def _next_upstream_event(up: UpstreamConnection) -> NextEvent:
-    try:
-        return up.h11.next_event()
-    except h11.RemoteProtocolError as exc:  # (EOF before any byte: the stale keep-alive race)
-        raise up.failure(
-            f"upstream {up.address} closed the connection",
-            f"invalid response from upstream {up.address}: {exc}",
-        ) from exc
