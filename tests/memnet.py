@@ -25,6 +25,7 @@ scheduler steps and can act at the N-th: where the cancellation sweeps reset or 
 from __future__ import annotations
 
 import contextlib
+import types
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -197,6 +198,17 @@ def all_tasks() -> list[trio.lowlevel.Task]:
         found.append(task)
         pending.extend(child for n in task.child_nurseries for child in n.child_tasks)
     return found
+
+
+def awaiting(task: trio.lowlevel.Task) -> list[str]:
+    """The names of the coroutines a task is suspended in, outermost first (none on the
+    compiled build, whose coroutines have no frames: tests reading them skip there)."""
+    names: list[str] = []
+    coro: object = task.coro
+    while isinstance(coro, types.CoroutineType):
+        names.append(coro.cr_code.co_name)
+        coro = coro.cr_await
+    return names
 
 
 def same_schedule(seed: int = 0) -> None:

@@ -3,28 +3,16 @@ its waits, so the exchange path keeps the chain short where requests spend their
 
 from __future__ import annotations
 
-import types
-
 import pytest
 import trio
 import trio.testing
 
-from tests.memnet import all_tasks, in_flight, scripted_proxy
+from tests.memnet import all_tasks, awaiting, in_flight, scripted_proxy
 from trioproxy.engine import _connection, _exchange
 
 # Compiled coroutines (scripts/test-compiled) are not Python coroutine objects: no frames to
 # read (the walk starts at the connection's).
 _COMPILED = not all(str(m.__file__).endswith(".py") for m in (_connection, _exchange))
-
-
-def _awaiting(task: trio.lowlevel.Task) -> list[str]:
-    """The names of the coroutines a task is suspended in, outermost first."""
-    names: list[str] = []
-    coro: object = task.coro
-    while isinstance(coro, types.CoroutineType):
-        names.append(coro.cr_code.co_name)
-        coro = coro.cr_await
-    return names
 
 
 @pytest.mark.skipif(_COMPILED, reason="a compiled coroutine has no frames to inspect")
@@ -34,7 +22,7 @@ async def test_a_request_waits_for_its_response_head_right_under_forward(
     async with scripted_proxy() as (proxy, origin), proxy.client() as client:
         await in_flight(client, origin, b"/slow/5")
         await trio.testing.wait_all_tasks_blocked()
-        stacks = [_awaiting(t) for t in all_tasks() if "serve_connection" in _awaiting(t)]
+        stacks = [awaiting(t) for t in all_tasks() if "serve_connection" in awaiting(t)]
         assert len(stacks) == 1
         waiting = stacks[0]
         forward = waiting.index("_forward")

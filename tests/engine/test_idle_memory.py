@@ -3,14 +3,12 @@ RSS figures are bench/connmem.py's; these are the properties behind them)."""
 
 from __future__ import annotations
 
-import types
-
 import h11
 import pytest
 import trio
 import trio.testing
 
-from tests.memnet import all_tasks, scripted_proxy
+from tests.memnet import all_tasks, awaiting, scripted_proxy
 from trioproxy.engine import _connection
 from trioproxy.engine._memory import memory_transport_pair
 from trioproxy.engine._peer import Downstream
@@ -31,16 +29,6 @@ async def test_a_wire_keeps_no_view_of_what_it_has_sent() -> None:
     assert far.read_nowait(1000) is not None
 
 
-def _awaiting(task: trio.lowlevel.Task) -> list[str]:
-    """The names of the coroutines a task is suspended in, outermost first."""
-    names: list[str] = []
-    coro: object = task.coro
-    while isinstance(coro, types.CoroutineType):
-        names.append(coro.cr_code.co_name)
-        coro = coro.cr_await
-    return names
-
-
 @pytest.mark.skipif(_COMPILED, reason="a compiled coroutine has no frames to inspect")
 async def test_an_idle_connection_waits_without_a_read_in_progress(
     autojump_clock: trio.testing.MockClock,
@@ -48,7 +36,7 @@ async def test_an_idle_connection_waits_without_a_read_in_progress(
     async with scripted_proxy() as (proxy, _origin), proxy.client() as client:
         assert (await client.request(b"GET", b"/small")).status == 200
         await trio.testing.wait_all_tasks_blocked()
-        stacks = [_awaiting(t) for t in all_tasks() if "serve_connection" in _awaiting(t)]
+        stacks = [awaiting(t) for t in all_tasks() if "serve_connection" in awaiting(t)]
         assert len(stacks) == 1
         idle = stacks[0]
         assert "_read_request" in idle and "wait_readable" in idle
