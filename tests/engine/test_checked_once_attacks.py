@@ -17,7 +17,6 @@ import trio.testing
 from trioproxy.config._config import ConfigError, settings_from_bytes
 from trioproxy.config._faultconfig import parse_runtime_fault
 from trioproxy.config._settings import Forwarding, Settings
-from trioproxy.core._errors import UpstreamError
 from trioproxy.core._headers import ForwardingRules, plan_request
 from trioproxy.hooks._api import Exchange, HookError, Request
 from trioproxy.testing import Fault, FaultKind, MemoryStream, memory_world
@@ -191,20 +190,6 @@ def test_a_request_id_that_is_no_plain_id_is_replaced_by_hex(request_id: bytes) 
     assert sent[b"X-Request-ID"] != request_id
     assert len(sent[b"X-Request-ID"]) == 32
     assert int(sent[b"X-Request-ID"], 16) >= 0
-
-
-def test_an_upstream_address_that_is_no_authority_never_becomes_a_host() -> None:
-    with pytest.raises(UpstreamError):
-        plan_request(
-            b"GET",
-            b"/",
-            [],
-            b"1.0",
-            peer_ip=b"192.0.2.9",
-            rules=ForwardingRules(),
-            upstream_authority=b"a\r\nInjected: 1",
-            max_header_count=100,
-        )
 
 
 @pytest.mark.parametrize("value", [b"a\x01b", b"a\x7fb", b"a\x0bb", b"a\x0cb"])

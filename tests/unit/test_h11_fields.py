@@ -315,7 +315,8 @@ def test_a_forwarded_request_head_sends_the_same_bytes_both_ways(
     assert _request_bytes(parser, fast) == _request_bytes(parser, slow)
 
 
-def test_an_upstream_address_that_cannot_be_a_host_is_refused_not_sent() -> None:
+@pytest.mark.parametrize("authority", [b"bad host:80", b"a\r\nInjected: 1"])
+def test_an_upstream_address_that_cannot_be_a_host_is_refused_not_sent(authority: bytes) -> None:
     with pytest.raises(UpstreamError, match="cannot be a Host"):
         plan_request(
             b"GET",
@@ -324,7 +325,7 @@ def test_an_upstream_address_that_cannot_be_a_host_is_refused_not_sent() -> None
             b"1.0",
             peer_ip=b"192.0.2.1",
             rules=ForwardingRules(),
-            upstream_authority=b"bad host:80",
+            upstream_authority=authority,
             max_header_count=100,
         )
 
