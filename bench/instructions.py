@@ -1,7 +1,8 @@
-"""Instructions per request through trioproxy, counted by valgrind's callgrind.
+"""Instructions per request through trioproxy, counted by valgrind's callgrind; or, with
+``--opcodes``, the Python bytecodes it executes per request, per function.
 
 ``python bench/instructions.py [--requests N] [--connections C] [--parser h11|h11-mypyc]
-[--baseline] [--config-dir DIR]``
+[--baseline] [--config-dir DIR] [--opcodes [--top N]]``
 
 Wall-clock throughput means nothing on a shared machine; the number of instructions the
 proxy executes per request barely moves with the load around it. The proxy runs under
@@ -17,6 +18,14 @@ cancels start-up, imports and shutdown. Compare numbers only from the same machi
 and parser; run it before and after a change with the same arguments. The proxy is whatever
 ``import trioproxy`` finds from a scratch directory: ``PYTHONPATH=DIR`` measures another tree
 (an unpacked ``git archive main``, or the compiled copy ``build/compiled``).
+
+Why bytecodes: callgrind counts every instruction alike, but an instruction of CPython's
+bytecode loop costs more time than one of a tight C loop (h11's validation, a regex). The
+baseline forwarder and trioproxy ran about as many instructions per request (614k against
+633k) while trioproxy took 1.20 x the CPU time, and ran 1.49 x the bytecodes (4,868 against
+3,263): perf put most of the gap in ``_PyEval_EvalFrameDefault``. ``--opcodes`` runs the proxy
+under a tracer (``bench/_opcount.py``; the main thread only) instead of valgrind, and prints
+the bytecodes and Python calls per request, in total and for the ``--top`` functions.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 BODY = b"x" * 1024
@@ -41,6 +51,7 @@ RESPONSE = (
 )
 READY_RE = re.compile(rb"listening on (\S+):(\d+)")
 BASELINE = Path(__file__).resolve().parent / "baseline.py"
+OPCOUNT = Path(__file__).resolve().parent / "_opcount.py"
 
 
 def _serve_origin(listener: socket.socket) -> None:
@@ -111,10 +122,11 @@ def _drive(port: int, requests: int, connections: int) -> None:
         raise SystemExit(f"client failed: {errors[0]!r}")
 
 
-def _one_run(args: argparse.Namespace, origin_port: int, requests: int) -> int:
-    """Total instructions of one proxy process that served ``requests`` requests."""
+def _one_run(args: argparse.Namespace, origin_port: int, requests: int) -> Counts:
+    """What one proxy process that served ``requests`` requests executed: its total
+    instructions, or (``--opcodes``) its bytecodes and calls per function."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
+        out = Path(tmp) / ("opcodes.tsv" if args.opcodes else "callgrind.out")
         config = Path(tmp) / "config"
         if args.config_dir is not None:
             shutil.copytree(args.config_dir, config)
@@ -125,12 +137,17 @@ def _one_run(args: argparse.Namespace, origin_port: int, requests: int) -> int:
         env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
         if args.parser:
             env["TRIOPROXY_PARSER"] = args.parser
+        counter = (
+            [str(OPCOUNT), str(out)]
+            if args.opcodes
+            else ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *args.valgrind_arg]
+        )
+        if args.opcodes:
+            counter.insert(0, sys.executable)
+        else:
+            counter.append(sys.executable)
         argv = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={out}",
-            *args.valgrind_arg,
-            sys.executable,
+            *counter,
             *(
                 [str(BASELINE), "--listen", "127.0.0.1:0", "--upstream", f"127.0.0.1:{origin_port}"]
                 if args.baseline
@@ -167,10 +184,55 @@ def _one_run(args: argparse.Namespace, origin_port: int, requests: int) -> int:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if args.opcodes:
+            if not out.exists():
+                raise SystemExit(f"no opcode counts; proxy stderr:\n{err.decode()[-2000:]}")
+            return _read_opcodes(out.read_text(encoding="utf-8"))
         match = re.search(rb"(?m)^summary: (\d+)", out.read_bytes()) if out.exists() else None
         if match is None:
             raise SystemExit(f"no callgrind summary; proxy stderr:\n{err.decode()[-2000:]}")
         return int(match.group(1))
+
+
+# A run's counts: total instructions, or bytecodes and calls by function.
+Counts = int | tuple["Counter[str]", "Counter[str]"]
+
+
+def _read_opcodes(text: str) -> tuple[Counter[str], Counter[str]]:
+    """bench/_opcount.py's lines as (bytecodes, calls) by function, its file path shortened
+    to what follows site-packages/ or the tree's root."""
+    root = str(Path(__file__).resolve().parent.parent) + "/"
+    opcodes: Counter[str] = Counter()
+    calls: Counter[str] = Counter()
+    for line in text.splitlines():
+        ops, called, where = line.split("\t", 2)
+        where = where.rpartition("site-packages/")[2].removeprefix(root)
+        opcodes[where] += int(ops)
+        calls[where] += int(called)
+    return opcodes, calls
+
+
+def opcodes_report(
+    before: tuple[Counter[str], Counter[str]],
+    after: tuple[Counter[str], Counter[str]],
+    requests: int,
+    top: int,
+) -> list[str]:
+    """Bytecodes and calls per request, in total and for the ``top`` functions that ran the
+    most, from two runs ``requests`` requests apart."""
+    opcodes = after[0].copy()
+    opcodes.subtract(before[0])
+    calls = after[1].copy()
+    calls.subtract(before[1])
+    lines = [
+        f"{opcodes.total() / requests:,.0f} bytecodes and {calls.total() / requests:,.1f} "
+        f"Python calls per request, in {sum(1 for n in opcodes.values() if n >= requests / 2)} "
+        "functions (those running at least every other request)",
+        "bytecodes  calls  function",
+    ]
+    for where, n in opcodes.most_common(top):
+        lines.append(f"{n / requests:9.1f} {calls[where] / requests:6.2f}  {where}")
+    return lines
 
 
 def _wait_ready(proc: subprocess.Popen[bytes]) -> int:
@@ -201,12 +263,22 @@ def main() -> None:
     parser.add_argument(
         "--valgrind-arg", action="append", default=[], help="an extra valgrind option"
     )
+    parser.add_argument(
+        "--opcodes",
+        action="store_true",
+        help="count Python bytecodes per request by function, not instructions",
+    )
+    parser.add_argument("--top", type=int, default=40, help="functions listed by --opcodes")
     args = parser.parse_args()
     listener = socket.create_server(("127.0.0.1", 0), backlog=128)
     threading.Thread(target=_serve_origin, args=(listener,), daemon=True).start()
     origin_port = listener.getsockname()[1]
     base = _one_run(args, origin_port, args.warmup)
     total = _one_run(args, origin_port, args.warmup + args.requests)
+    if isinstance(base, tuple) and isinstance(total, tuple):
+        print("\n".join(opcodes_report(base, total, args.requests, args.top)))
+        return
+    assert isinstance(base, int) and isinstance(total, int)
     per_request = (total - base) / args.requests
     print(
         f"{per_request:,.0f} instructions per request "
