@@ -134,13 +134,16 @@ class Wire:
     def send_queued_nowait(self) -> bool:
         """Send what the transport takes now, without waiting; True if nothing is left.
         Each write is recorded as it completes: nothing here can be cancelled."""
-        # (The unsent rest lives in a local until a write stops short or fails; usually
-        # everything queued goes out in the first write and `_sending` is never set.)
+        # (The unsent rest lives in a local, and is recorded in `_sending` when a write
+        # stops short or fails; usually everything queued goes out in the first write.)
         out = self._out
         sending = self._sending
         while True:
             if not sending:
                 if not out:
+                    # Drop the view (even empty, a slice holds its buffer), or it keeps
+                    # the last buffer alive while idle.
+                    self._sending = _NOTHING
                     return True
                 sending = memoryview(b"".join(out))  # (one part: joined without a copy)
                 out.clear()
@@ -153,11 +156,7 @@ class Wire:
                 self._sending = sending
                 return False
             self.bytes_sent += sent
-            if sent == len(sending):
-                # All sent: drop the view, or it keeps the last buffer alive while idle.
-                self._sending = sending = _NOTHING
-            else:
-                sending = sending[sent:]
+            sending = sending[sent:]  # (all sent: empty, and dropped above)
 
     def discard_queued(self) -> None:
         """Forget what is queued; only for bytes none of which has been sent."""
