@@ -72,6 +72,7 @@ class UpstreamPool:
         self._idle: list[UpstreamConnection] = []  # most recently used last
         self._open = 0  # idle + in use + connecting
         self._slot_freed = trio.lowlevel.ParkingLot()
+        self._parked = 0  # tasks in `_slot_freed` (its own truth test is a Python call)
         self._closed = False
         self.breaker = NextHopBreaker(format_host_port(resolver.host, resolver.port))
 
@@ -101,11 +102,25 @@ class UpstreamPool:
         the request had to wait for a slot (its client may have left meanwhile)."""
         # One clock reading serves the deadline and every check of the idle connections.
         now = trio.current_time()
-        deadline = now + self.limits.wait_timeout_s
         waited = False
+        idle = self._idle
         while True:
-            conn = self._take_idle(now)
-            if conn is not None:
+            # The most recently used idle connection, if alive, young enough and still in the
+            # resolver's answer (`release` asks the last two as well). Inline, as in `release`:
+            # nearly every request passes here.
+            if idle and idle[0].idle_since <= now - self.limits.idle_timeout_s:  # (rarely)
+                self._expire_idle(now)
+            while idle:
+                conn = idle.pop()
+                if (
+                    conn.looks_dead()
+                    or now - conn.connected_at >= self.limits.max_age_s
+                    or not self.resolver.still_current(conn.sockaddr, now)
+                ):
+                    self._close_idle(conn)
+                    continue
+                conn.bytes_received = 0
+                conn.uses += 1
                 self.stats.reused += 1
                 if log.isEnabledFor(logging.DEBUG):  # (log.debug's own test, one call less)
                     log.debug(
@@ -118,9 +133,15 @@ class UpstreamPool:
             if self._has_room():
                 return await self._open_new(), False, waited
             self.stats.waited += 1
-            waited = True
-            with trio.move_on_at(deadline) as scope:
-                await self._slot_freed.park()
+            if not waited:
+                deadline = now + self.limits.wait_timeout_s
+                waited = True
+            self._parked += 1
+            try:
+                with trio.move_on_at(deadline) as scope:
+                    await self._slot_freed.park()
+            finally:
+                self._parked -= 1
             # (No `continue` inside the `with`: mypyc cannot compile one in a try/finally.)
             if scope.cancelled_caught:
                 raise PoolTimeout(f"all {self.limits.max_connections} upstream connections busy")
@@ -142,11 +163,23 @@ class UpstreamPool:
         ``now``: the caller's reading of the clock, if it has one."""
         if now is None:
             now = conn.clock.current_time()
-        if self._closed or not conn.reusable or not self._worth_keeping(conn, now):
+        # (Inline, with what `_keep_idle` does: every exchange ends here.)
+        if (
+            self._closed
+            or not conn.reusable
+            or now - conn.connected_at >= self.limits.max_age_s
+            or not self.resolver.still_current(conn.sockaddr, now)
+        ):
             self.discard(conn)
             return
         conn.h11.start_next_cycle()
-        self._keep_idle(conn, now)
+        conn.idle_since = now
+        idle = self._idle
+        idle.append(conn)
+        if len(idle) > self.limits.size:
+            self._close_idle(idle.pop(0))  # the longest idle goes
+        if self._parked:  # (`_slot_was_freed`)
+            self._slot_freed.unpark()
 
     def _keep_idle(self, conn: UpstreamConnection, now: float) -> None:
         conn.idle_since = now
@@ -198,31 +231,11 @@ class UpstreamPool:
     def _slot_was_freed(self) -> None:
         # Nobody waits for a slot without `max_connections`: trio's unpark would still cost
         # a generator and a list on every release.
-        if self._slot_freed:
+        if self._parked:
             self._slot_freed.unpark()
 
     def _has_room(self) -> bool:
         return not self.limits.max_connections or self._open < self.limits.max_connections
-
-    def _worth_keeping(self, conn: UpstreamConnection, now: float) -> bool:
-        return (
-            self.resolver.still_current(conn.sockaddr, now)
-            and now - conn.connected_at < self.limits.max_age_s
-        )
-
-    def _take_idle(self, now: float) -> UpstreamConnection | None:
-        idle = self._idle
-        if idle and idle[0].idle_since <= now - self.limits.idle_timeout_s:  # (rarely)
-            self._expire_idle(now)
-        while idle:
-            conn = idle.pop()
-            if conn.looks_dead() or not self._worth_keeping(conn, now):
-                self._close_idle(conn)
-                continue
-            conn.bytes_received = 0
-            conn.uses += 1
-            return conn
-        return None
 
     def _expire_idle(self, now: float) -> None:
         cutoff = now - self.limits.idle_timeout_s

@@ -84,7 +84,7 @@ class Resolver:
         One call for the pool's two questions about every connection it takes or keeps."""
         if now >= self._expires_at:
             self.refresh_if_stale(now)
-        return not self._current or sockaddr in self._current
+        return sockaddr in self._current or not self._current  # (the usual answer first)
 
     def refresh_if_stale(self, now: float) -> None:
         """Start a lookup in the background if the answer has expired at ``now``: connections

@@ -24,7 +24,8 @@ _EVENTS_PER_SLICE = 64
 class _ReceivedData(Protocol):
     # What h11 gives as `Data.data` when it parsed the body: a bytearray (its stubs say
     # bytes; code compiled with mypyc checks the declared type and would refuse it).
-    data: bytes | bytearray
+    @property
+    def data(self) -> bytes | bytearray: ...
 
 
 def move_data(source: Peer, sink: Peer) -> tuple[NextEvent | None, int]:
@@ -33,14 +34,25 @@ def move_data(source: Peer, sink: Peer) -> tuple[NextEvent | None, int]:
     Returns the first other event (NEED_DATA, EndOfMessage, ...), which the caller handles,
     or None when the slice ended first; and how many body bytes moved.
     """
-    parts: list[bytes | bytearray] = []
+    next_event = source.h11.next_event
+    first = next_event()
+    if type(first) is not h11.Data:  # nothing to move: the end, or more bytes needed
+        return first, 0
+    received: _ReceivedData = first
     try:
-        event = _take(source, parts)
-    finally:
-        moved = b"".join(parts)
-        if moved:
-            sink.queue(h11.Data(data=moved))
-    return event, len(moved)
+        event: NextEvent | None = next_event()
+        if type(event) is h11.Data:  # more data events: moved on as one
+            parts = [received.data, cast(_ReceivedData, event).data]
+            try:
+                event = _take(next_event, parts, _EVENTS_PER_SLICE - 2)
+            finally:
+                first = h11.Data(data=b"".join(parts))
+                received = first
+    finally:  # (what was taken goes on even if the parser then refuses the body)
+        # Usually the body came as one event: the parser's own is passed on (events are
+        # frozen, and h11 reads only the bytes of a Data it sends), no join, no new event.
+        sink.queue(first)
+    return event, len(received.data)
 
 
 def take_data(source: Peer) -> tuple[NextEvent | None, bytes]:
@@ -48,19 +60,21 @@ def take_data(source: Peer) -> tuple[NextEvent | None, bytes]:
     are queued. (An invalid body raises and ends the exchange: what this slice took is
     dropped with it, as the exchange is.)"""
     parts: list[bytes | bytearray] = []
-    event = _take(source, parts)
+    event = _take(source.h11.next_event, parts, _EVENTS_PER_SLICE)
     return event, b"".join(parts)
 
 
-def _take(source: Peer, parts: list[bytes | bytearray]) -> NextEvent | None:
-    event: NextEvent | None = None
-    for _ in range(_EVENTS_PER_SLICE):
-        event = source.h11.next_event()
+def _take(
+    next_event: Callable[[], NextEvent], parts: list[bytes | bytearray], events: int
+) -> NextEvent | None:
+    """Up to ``events`` Data events' bytes into ``parts``; the first other event, or None."""
+    append = parts.append
+    for _ in range(events):
+        event: NextEvent | None = next_event()
         if type(event) is not h11.Data:
-            break
-        parts.append(cast(_ReceivedData, event).data)
-        event = None
-    return event
+            return event
+        append(cast(_ReceivedData, event).data)
+    return None
 
 
 async def check_chunks(

@@ -73,8 +73,9 @@ class Listener(Protocol):
 
 
 class SocketTransport:
-    """A connected TCP socket, read and written with ``os.read``/``os.write`` on its fd
-    (trio's SocketStream goes through the scheduler twice per call)."""
+    """A connected TCP socket, read and written with the non-blocking ``recv``/``send`` of
+    the stdlib socket under trio's (trio's SocketStream goes through the scheduler twice per
+    call)."""
 
     __slots__ = ("_fds", "peer_ip", "socket")
 
@@ -83,20 +84,21 @@ class SocketTransport:
         self._fds = _stdlib_socket(sock)
         self.peer_ip = _peer_ip(sock)
 
-    # The fd is asked for on every call, never cached: after a close its number may already
-    # belong to another connection, and -1 makes the next syscall fail instead. It is asked
-    # of the stdlib socket under trio's: a C call, where trio's adds a Python frame (five
-    # times a request).
+    # Reads and writes are the stdlib socket's own C calls: no fd to ask for first, and the
+    # kernel's socket calls (recvfrom, sendto) rather than read/write through the file layer.
+    # Closed, the socket's fd is -1, so a call fails (EBADF) instead of reaching a number
+    # that may already belong to another connection. Where the fd is needed it is asked for
+    # on every call, never cached, for the same reason.
 
     def read_nowait(self, max_bytes: int) -> bytes | None:
         try:
-            return os.read(self._fds.fileno(), max_bytes)
+            return self._fds.recv(max_bytes)
         except BlockingIOError:
             return None
 
     def write_nowait(self, data: memoryview) -> int | None:
         try:
-            return os.write(self._fds.fileno(), data)
+            return self._fds.send(data)
         except BlockingIOError:
             return None
 
@@ -123,7 +125,11 @@ class SocketTransport:
 
     def readable_now(self) -> bool:
         fd = self._fds.fileno()
-        return fd < 0 or _poll_now(fd, _READABLE)
+        if fd < 0:
+            return True
+        poller = select.poll()  # (`_poll_now`, inline: every reuse of a pooled connection)
+        poller.register(fd, _READABLE)
+        return bool(poller.poll(0))
 
     def peer_closed(self) -> bool:
         fd = self._fds.fileno()
@@ -191,11 +197,30 @@ def _poll_now(fd: int, events: int) -> bool:
     return bool(poller.poll(0))
 
 
-def _stdlib_socket(sock: trio.socket.SocketType) -> socket.socket | trio.socket.SocketType:
-    """The stdlib socket trio's wraps (closed with it: its fileno is then -1 too), or trio's
-    own where there is none."""
+class _FdCalls:
+    """``recv``/``send``/``fileno`` as `SocketTransport` makes them, with ``os.read`` and
+    ``os.write`` on a trio socket's fd, for a trio that keeps no stdlib socket inside."""
+
+    __slots__ = ("_sock",)
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self._sock = sock
+
+    def recv(self, max_bytes: int) -> bytes:
+        return os.read(self._sock.fileno(), max_bytes)
+
+    def send(self, data: memoryview) -> int:
+        return os.write(self._sock.fileno(), data)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+
+def _stdlib_socket(sock: trio.socket.SocketType) -> socket.socket | _FdCalls:
+    """The stdlib socket trio's wraps (closed with it: its fileno is then -1 too), or the
+    same calls on trio's own fd where there is none."""
     inner = getattr(sock, "_sock", None)  # (trio's private attribute: hence the fallback)
-    return inner if isinstance(inner, socket.socket) else sock
+    return inner if isinstance(inner, socket.socket) else _FdCalls(sock)
 
 
 def _peer_ip(sock: trio.socket.SocketType) -> str:
