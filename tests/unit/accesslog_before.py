@@ -1,4 +1,4 @@
-"""The access-line renderer as it was before the usual path (`_accesslog._quick`) came: a
+"""The access-line renderer as it was before its memos were reworked (and LTSV got them): a
 frozen copy, the reference the differential test (`test_accesslog_differential`) holds the
 new one to. Not to be edited."""
 

@@ -1,20 +1,19 @@
-"""The access line's usual path writes, for every record, the line the renderer wrote before
-it (`accesslog_before`, a frozen copy): JSON and LTSV, any field selection, values with
-quotes, backslashes, control characters, NUL, non-ASCII, lone surrogates and great length."""
+"""The access line is, for every record, the line the renderer wrote before its memos changed
+(`accesslog_before`, a frozen copy): JSON and LTSV, any field selection, values with quotes,
+backslashes, control characters, NUL, non-ASCII, lone surrogates and great length. Each
+renderer serves many records in turn, so what its memos kept is tested too."""
 
 from __future__ import annotations
 
 import functools
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trioproxy.core._accesslog import ACCESS_LOG_FIELDS, AccessRecord, Formatter, make_formatter
 
 from . import accesslog_before
-from .test_accesslog import full_record, hostile_record
 
 # Printable ASCII but the two characters JSON escapes: the values of nearly every request.
 PLAIN = st.characters(min_codepoint=0x20, max_codepoint=0x7E, blacklist_characters='"\\')
@@ -24,7 +23,7 @@ plain_bytes = plain_text.map(lambda text: text.encode("ascii"))
 odd_bytes = st.one_of(
     st.binary(max_size=30),
     st.sampled_from([b'"', b"\\", b"\x00", b"\x7f", b"a?b", b"?", b"\t", b"\xff", b"-"]),
-    st.builds(lambda n, c: c * n, st.integers(4000, 20_000), st.sampled_from([b"x", b"?", b"\\"])),
+    st.builds(lambda n, c: c * n, st.integers(4000, 10_000), st.sampled_from([b"x", b"?", b"\\"])),
 )
 odd_text = st.one_of(
     st.text(st.characters(blacklist_categories=()), max_size=20),
@@ -53,7 +52,7 @@ TEXT_FIELDS = ("peer", "upstream_addr")
 
 @st.composite
 def records(draw: st.DrawFn) -> AccessRecord:
-    """Mostly plain records (the usual path), some with one odd value, some odd throughout."""
+    """Mostly plain records, some with one odd value, some odd throughout."""
     mode = draw(st.sampled_from(["plain", "one odd", "odd"]))
     values: dict[str, Any] = {}
     for name in BYTE_FIELDS:
@@ -90,26 +89,10 @@ def renderers(fmt: str, fields: tuple[str, ...]) -> tuple[Formatter, Formatter]:
     return make_formatter(fmt, fields), accesslog_before.make_formatter(fmt, fields)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(record=records(), fields=field_selections, fmt=st.sampled_from(["json", "ltsv"]))
 def test_every_line_is_the_line_written_before(
     record: AccessRecord, fields: tuple[str, ...], fmt: str
 ) -> None:
     new, before = renderers(fmt, fields)
     assert new(record) == before(record)
-
-
-@pytest.mark.parametrize("fmt", ["json", "ltsv"])
-def test_plain_records_take_the_usual_path(fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    render = make_formatter(fmt)
-
-    def refused(record: AccessRecord) -> str:
-        raise AssertionError("took the escaping path")
-
-    monkeypatch.setitem(render.__globals__, "_slow", refused)
-    render(full_record())
-    render(AccessRecord(1.5, "", method=b"GET", target=b"?", http_version=b""))
-    with pytest.raises(AssertionError):  # (a value to escape: the other path)
-        render(hostile_record())
-    with pytest.raises(AssertionError):  # (no request: "-" for it, the other path)
-        render(AccessRecord(1.5, "10.0.0.9"))

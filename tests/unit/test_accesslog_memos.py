@@ -1,5 +1,5 @@
-"""A line does not depend on the lines before it (`_accesslog`): a value seen before is written
-as when it was new, whatever came between, on either path; the time follows its millisecond."""
+"""The JSON line's memos (`_accesslog`): a value seen before is written as when it was new,
+whatever came between; the time follows its millisecond; no memo outgrows its bound."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 
+from trioproxy.core import _accesslog
 from trioproxy.core._accesslog import FIELD_GETTERS, AccessRecord, make_formatter
 
 from .test_accesslog import START, full_record
@@ -17,7 +18,7 @@ def expected(record: AccessRecord) -> dict[str, str]:
 
 
 def variants() -> list[AccessRecord]:
-    """Records that differ in every field, values that need escaping among them."""
+    """Records that differ in every memoized field, values that need escaping among them."""
     full = full_record()
     return [
         full,
@@ -54,3 +55,35 @@ def test_every_value_is_written_as_when_new_whatever_came_before() -> None:
             line = render(record)
             assert line.isascii() and "\n" not in line
             assert json.loads(line) == expected(record)
+
+
+def test_a_memo_never_outgrows_its_bound() -> None:
+    render = make_formatter("json")
+    for n in range(3 * _accesslog._MEMO_ENTRIES):  # every value new: a crawl, an attack
+        record = dataclasses.replace(
+            full_record(),
+            user_agent=b"agent/%d" % n,
+            target=b"/page/%d" % n,
+            bytes_sent=n,
+            peer=f"192.0.2.{n % 250}",
+        )
+        assert json.loads(render(record)) == expected(record)
+    memos = [value for name, value in render.__globals__.items() if name.startswith("_m")]
+    assert len(memos) == 15  # all but the time, durations, sizes, request ID, trace and span
+    assert all(len(memo) <= _accesslog._MEMO_ENTRIES for memo in memos)
+    sizes = [len(memo) for memo in memos if isinstance(memo, dict)]
+    assert max(sizes) > 1  # (they were in use)
+
+
+def test_long_values_are_never_kept() -> None:
+    render = make_formatter("json", ("useragent", "path"))
+    record = dataclasses.replace(full_record(), user_agent=b"u" * 1000, target=b"/" + b"p" * 1000)
+    assert json.loads(render(record)) == {"useragent": "u" * 1000, "path": "/" + "p" * 1000}
+    memos = [value for name, value in render.__globals__.items() if name.startswith("_m")]
+    assert memos == [{}, {}]
+
+
+def test_each_formatter_has_memos_of_its_own() -> None:
+    first, second = make_formatter("json"), make_formatter("json")
+    first(full_record())
+    assert not any(memo for name, memo in second.__globals__.items() if name.startswith("_m"))

