@@ -69,7 +69,7 @@ def test_a_memo_never_outgrows_its_bound() -> None:
         )
         assert json.loads(render(record)) == expected(record)
     memos = [value for name, value in render.__globals__.items() if name.startswith("_m")]
-    assert len(memos) == 18  # all but the time, durations, request ID, trace-id and span-id
+    assert len(memos) == 15  # all but the time, durations, sizes, request ID, trace and span
     assert all(len(memo) <= _accesslog._MEMO_ENTRIES for memo in memos)
     sizes = [len(memo) for memo in memos if isinstance(memo, dict)]
     assert max(sizes) > 1  # (they were in use)

@@ -297,7 +297,7 @@ class LoopLines:
     batch (``gather_s`` later: the proxy's flusher task) and at the end.
     """
 
-    __slots__ = ("_fd", "_lines", "_size", "_writer", "wake")
+    __slots__ = ("_fd", "_lines", "_room", "_writer", "wake")
 
     gather_s = _GATHER_S
 
@@ -305,7 +305,10 @@ class LoopLines:
         self._writer = writer
         self._fd = writer.loop_fd()  # None: every line goes to the thread
         self._lines: list[str] = []
-        self._size = 0  # characters: bytes too, unless a line is not ASCII
+        # What the batch can still take before it reaches PIPE_BUF, in characters (bytes too,
+        # unless a line is not ASCII); -1 while no batch is open (none kept, or no loop fd):
+        # then `write` takes its longer way.
+        self._room = -1
         self.wake: Callable[[], object] = lambda: None  # called for a batch's first line
 
     @property
@@ -314,20 +317,24 @@ class LoopLines:
 
     def write(self, line: str) -> None:
         """Keep one line (without its newline); write the batch if it is full."""
+        room = self._room - len(line) - 1
+        if room >= 0:  # (nearly every line: the open batch takes it)
+            self._lines.append(line)
+            self._room = room
+            return
         if self._fd is None:
             self._writer.write(line)
             return
-        if self._size + len(line) >= PIPE_BUF:
+        if self._lines:  # full
             self.flush()
-        if not self._lines:
-            self.wake()
+        self.wake()
         self._lines.append(line)
-        self._size += len(line) + 1
+        self._room = PIPE_BUF - len(line) - 1
 
     def flush(self) -> None:
         """Write the lines kept, without waiting: here if the output takes them whole now,
         else through the thread. Never raises."""
-        lines, self._lines, self._size = self._lines, [], 0
+        lines, self._lines, self._room = self._lines, [], -1
         if not lines:
             return
         if self._fd is not None and not self._writer.holds_lines:

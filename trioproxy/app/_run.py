@@ -22,7 +22,7 @@ import trio
 from ..config._config import ConfigError, settings_from_bytes
 from ..config._reload import applicable, changed_keys, missing, rejected, summary
 from ..config._settings import Settings
-from ..core._accesslog import AccessRecord, make_formatter
+from ..core._accesslog import AccessRecord, make_logger
 from ..core._addr import format_host_port
 from ..core._errors import UpstreamError
 from ..core._ruleengine import BucketsFactory, local_buckets
@@ -135,17 +135,20 @@ def access_log_sink(settings: Settings, writer: AccessLogWriter | LoopLines) -> 
     return AccessLogSink(settings, writer)
 
 
-class AccessLogSink:
-    """Renders each record in the configured format and hands the line to the writer."""
+class AccessLogSink(partial[None]):
+    """Renders each record in the configured format and hands the line to the writer.
 
-    __slots__ = ("_render", "_writer")
+    A `functools.partial` of the generated renderer that writes its own line
+    (`make_logger`): calling it runs no Python of its own, one frame less per request.
+    """
 
-    def __init__(self, settings: Settings, writer: AccessLogWriter | LoopLines) -> None:
-        self._render = make_formatter(settings.access_log.format, settings.access_log.fields)
-        self._writer = writer
+    _writer: AccessLogWriter | LoopLines
 
-    def __call__(self, record: AccessRecord) -> None:
-        self._writer.write(self._render(record))
+    def __new__(cls, settings: Settings, writer: AccessLogWriter | LoopLines) -> AccessLogSink:
+        log = settings.access_log
+        sink = super().__new__(cls, make_logger(log.format, log.fields, writer.write))
+        sink._writer = writer
+        return sink
 
     def with_settings(self, settings: Settings) -> AccessLogSink:
         """The same writer, the format and fields of ``settings`` (a reload)."""

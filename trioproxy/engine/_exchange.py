@@ -867,18 +867,33 @@ def _fault_states(actions: tuple[Triggered, ...]) -> tuple[FaultState, ...]:
     return found
 
 
+# The noted request headers the record keeps as they are, in `_note_request`'s order.
+_NOTED_AS_IS = (
+    b"referer",
+    b"user-agent",
+    b"x-forwarded-proto",
+    b"x-forwarded-for",
+    b"true-client-ip",
+    b"section-io-id",
+)
+_NONE_NOTED = (b"",) * len(_NOTED_AS_IS)
+
+
 def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
     noted = plan.noted
     record.host = plan.host
     record.request_id = plan.request_id
     if not noted:  # (none of them: the record's defaults are right)
         return
-    record.referrer = noted.get(b"referer", b"")
-    record.user_agent = noted.get(b"user-agent", b"")
-    record.x_forwarded_proto = noted.get(b"x-forwarded-proto", b"")
-    record.x_forwarded_for = noted.get(b"x-forwarded-for", b"")
-    record.true_client_ip = noted.get(b"true-client-ip", b"")
-    record.section_io_id = noted.get(b"section-io-id", b"")
+    # (Looked up in C, all at once: a statement per header cost ~8 opcodes each.)
+    (
+        record.referrer,
+        record.user_agent,
+        record.x_forwarded_proto,
+        record.x_forwarded_for,
+        record.true_client_ip,
+        record.section_io_id,
+    ) = map(noted.get, _NOTED_AS_IS, _NONE_NOTED)
     if b"traceparent" in noted:  # W3C trace context: the access line joins the trace
         record.trace_id, record.span_id = trace_ids(plan.headers) or (b"", b"")
 
