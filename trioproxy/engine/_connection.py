@@ -9,7 +9,7 @@ import trio
 
 from ..config._settings import Limits
 from ..core._errors import ClientError, ClientGone
-from ..core._headreader import HeadTooLarge, RequestHeadReader
+from ..core._headreader import HeadTooLarge, RequestHeadReader, whole_request_head
 from ..core._strict import FramingError
 from ._context import ProxyContext
 from ._exchange import reject, serve_request
@@ -112,10 +112,14 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         head = ready
     limits = ctx.settings.limits
     try:
-        reader = RequestHeadReader(bytearray(head), limits)
-        # (Usually the head is whole in what was read: then no coroutine is made to read more.)
-        if not _whole_head(down, reader, fed, limits):
-            await _read_rest_of_head(down, reader, limits, timeouts.client_header_s)
+        if whole_request_head(head, limits):  # the usual: a whole, plainly valid head
+            if not fed:
+                down.h11.receive_data(head)
+        else:  # (any other: the reader, which accepts or refuses it)
+            reader = RequestHeadReader(bytearray(head), limits)
+            # (Usually the head is whole in what was read: no coroutine is made to read more.)
+            if not _whole_head(down, reader, fed, limits):
+                await _read_rest_of_head(down, reader, limits, timeouts.client_header_s)
         try:  # (inline, not a function of its own: every request passes here)
             event = down.h11.next_event()
         except h11.RemoteProtocolError as exc:
