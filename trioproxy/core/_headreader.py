@@ -97,8 +97,8 @@ def whole_response_head(data: bytes, limits: HeadLimits) -> int:
 
 class HeadReader:
     """Finds the end of one head in ``buffer``, which grows by `add`; `RequestHeadReader` and
-    `ResponseHeadReader` say which kind. Cheap to make, once a request: two arguments, the
-    limits taken by reference."""
+    `ResponseHeadReader` say which kind. Made for a head the loops cannot take at once
+    (`whole_request_head`): two arguments, the limits taken by reference."""
 
     __slots__ = ("_limits", "_searched", "buffer", "skipped")
     _REQUEST = True
