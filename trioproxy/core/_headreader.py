@@ -4,11 +4,13 @@ Pure (no I/O, no trio, no h11): the one head reader of every loop that reads a h
 request loop (`engine._connection`), the response loop (`engine._response`) and both admin
 servers. They keep only the I/O: receive by a deadline, then give the parser the bytes.
 
-The reader works on the caller's buffer in place and copies nothing: a head usually arrives
-in one receive, and then `head_end` costs one `find_head_end` and one strict check. Bytes
-that arrive in pieces are judged once each (`find_head_end` resumes where it stopped), and
-the size limits hold however they are split: the same bytes, whole or in any pieces, give
-the same end or the same error.
+A head usually arrives whole in one receive, and is usually in the strict grammar's common
+subset: `whole_request_head` and `whole_response_head` prove that with one match, and the
+loops make a reader only for other heads. The reader works on the caller's buffer in place
+and copies nothing; for a whole head, `head_end` costs one `find_head_end` and one strict
+check. Bytes that arrive in pieces are judged once each (`find_head_end` resumes where it
+stopped), and the size limits hold however they are split: the same bytes, whole or in any
+pieces, give the same end or the same error.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 
 from ._strict import (
+    COMMON_REQUEST_HEAD,
+    COMMON_RESPONSE_HEAD,
     FramingError,
     check_request_head,
     check_response_head,
@@ -30,6 +34,8 @@ __all__ = [
     "HeadTooLarge",
     "RequestHeadReader",
     "ResponseHeadReader",
+    "whole_request_head",
+    "whole_response_head",
 ]
 
 
@@ -56,10 +62,43 @@ class HeadTooLarge(FramingError):
     """A head, or a request line, over its size limit: not malformed, just too big (431, 414)."""
 
 
+def whole_request_head(data: bytes, limits: HeadLimits) -> bool:
+    """Whether ``data`` starts with a whole request head that a `RequestHeadReader` given
+    ``data`` would accept, proven by one match (`_strict.COMMON_REQUEST_HEAD`) and three
+    sizes: the usual head, costing a fraction of the reader's work. False says only that the
+    reader must judge it (it may still be valid)."""
+    match = COMMON_REQUEST_HEAD.match(data)
+    if match is None:
+        return False
+    end = match.end()
+    line_bytes = limits.max_request_line_bytes
+    # (Each size counted only if the head's length leaves it in doubt: a field line has at
+    # least 4 bytes, so a head of at most 4 bytes a field has at most that many.)
+    return (
+        end <= limits.max_header_bytes
+        and (end <= line_bytes or data.find(b"\n") < line_bytes)  # (the line with its LF)
+        and (
+            end <= 4 * limits.max_header_count
+            or data.count(b"\n", 0, end) - 2 <= limits.max_header_count
+        )
+    )
+
+
+def whole_response_head(data: bytes, limits: HeadLimits) -> int:
+    """Where the whole response head that ``data`` starts with ends, if a `ResponseHeadReader`
+    given ``data`` would accept it, proven as by `whole_request_head`; -1 if the reader must
+    judge it."""
+    match = COMMON_RESPONSE_HEAD.match(data)
+    if match is None:
+        return -1
+    end = match.end()
+    return end if end <= limits.max_header_bytes else -1
+
+
 class HeadReader:
     """Finds the end of one head in ``buffer``, which grows by `add`; `RequestHeadReader` and
-    `ResponseHeadReader` say which kind. Cheap to make, once a request: two arguments, the
-    limits taken by reference."""
+    `ResponseHeadReader` say which kind. Made for a head the loops cannot take at once
+    (`whole_request_head`): two arguments, the limits taken by reference."""
 
     __slots__ = ("_limits", "_searched", "buffer", "skipped")
     _REQUEST = True

@@ -9,7 +9,7 @@ import trio
 
 from ..config._settings import Limits
 from ..core._errors import ClientError, ClientGone
-from ..core._headreader import HeadTooLarge, RequestHeadReader
+from ..core._headreader import HeadTooLarge, RequestHeadReader, whole_request_head
 from ..core._strict import FramingError
 from ._context import ProxyContext
 from ._exchange import reject, serve_request
@@ -75,7 +75,6 @@ def _kept_alive_then_drained(down: Downstream, ctx: ProxyContext) -> bool:
 
 async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> h11.Request | None:
     """The next request head, or None when the connection should simply close."""
-    timeouts = ctx.settings.timeouts
     head = down.h11.trailing_data[0]  # pipelined: already in h11's buffer
     fed = len(head)
     if not fed:
@@ -92,6 +91,7 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
             # oldest idle connection goes first, as in nginx); the close ends this wait. The
             # wait is inline and trio's own: an idle connection holds no frame it need not.
             # (No checkpoint since `draining` was read: the drain finds it registered.)
+            timeouts = ctx.settings.timeouts
             wait_s = timeouts.client_header_s if first else timeouts.client_idle_s
             idle = ctx.idle
             idle.add(down, wait_s)
@@ -112,10 +112,15 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
         head = ready
     limits = ctx.settings.limits
     try:
-        reader = RequestHeadReader(bytearray(head), limits)
-        # (Usually the head is whole in what was read: then no coroutine is made to read more.)
-        if not _whole_head(down, reader, fed, limits):
-            await _read_rest_of_head(down, reader, limits, timeouts.client_header_s)
+        if whole_request_head(head, limits):  # the usual: a whole, plainly valid head
+            if not fed:
+                down.h11.receive_data(head)
+        else:  # (any other: the reader, which accepts or refuses it)
+            reader = RequestHeadReader(bytearray(head), limits)
+            # (Usually the head is whole in what was read: no coroutine is made to read more.)
+            if not _whole_head(down, reader, fed, limits):
+                timeout_s = ctx.settings.timeouts.client_header_s
+                await _read_rest_of_head(down, reader, limits, timeout_s)
         try:  # (inline, not a function of its own: every request passes here)
             event = down.h11.next_event()
         except h11.RemoteProtocolError as exc:

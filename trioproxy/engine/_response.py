@@ -20,7 +20,7 @@ from ..core._accesslog import AccessRecord
 from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientGone, UpstreamError, UpstreamTimeout
 from ..core._headers import response_headers, trailer_headers
-from ..core._headreader import HeadTooLarge, ResponseHeadReader
+from ..core._headreader import HeadTooLarge, ResponseHeadReader, whole_response_head
 from ..core._strict import FramingError
 from ._context import ProxyContext
 from ._h11 import END_OF_MESSAGE, NextEvent, h11, sendable
@@ -60,7 +60,10 @@ async def read_response_head(
     started = up.clock.current_time()
     deadline = started + ctx.settings.timeouts.upstream_response_s
     now: float | None = started  # (read once for the first bytes; later ones read it again)
-    reader = ResponseHeadReader(bytearray(), ctx.settings.limits)
+    limits = ctx.settings.limits
+    # Made only for a head that is not whole and plainly valid in the first bytes, or after a
+    # 1xx: the usual head is judged by `whole_response_head` alone.
+    reader: ResponseHeadReader | None = None
     informational = 0
     end = -1  # (nothing received yet: no need to look)
     while True:
@@ -89,19 +92,28 @@ async def read_response_head(
                     f"upstream {up.address} closed the connection",
                     f"upstream {up.address} closed mid-response-head",
                 )
-            reader.add(data)
-        try:
-            end = reader.head_end()
-        # (One name per handler type: mypyc types a name shared by two handlers by the first.)
-        except HeadTooLarge as too_large:
-            raise UpstreamError(
-                f"response head from upstream {up.address} too large"
-            ) from too_large
-        except FramingError as exc:
-            raise UpstreamError(f"malformed response from upstream {up.address}: {exc}") from exc
-        if end < 0:
-            continue
-        reader.drop(end)
+            if reader is not None:
+                reader.add(data)
+            elif (end := whole_response_head(data, limits)) < 0:
+                reader = ResponseHeadReader(bytearray(data), limits)
+        if reader is None:
+            received = bytearray(data[end:])
+        else:
+            try:
+                end = reader.head_end()
+            # (One name per handler type: mypyc types a name shared by two handlers by the first.)
+            except HeadTooLarge as too_large:
+                raise UpstreamError(
+                    f"response head from upstream {up.address} too large"
+                ) from too_large
+            except FramingError as exc:
+                raise UpstreamError(
+                    f"malformed response from upstream {up.address}: {exc}"
+                ) from exc
+            if end < 0:
+                continue
+            reader.drop(end)
+            received = reader.buffer
         try:  # (inline, not a function of its own: every response passes here)
             event = up.h11.next_event()
         except h11.RemoteProtocolError as exc:  # (EOF before any byte: the stale keep-alive race)
@@ -110,11 +122,13 @@ async def read_response_head(
                 f"invalid response from upstream {up.address}: {exc}",
             ) from exc
         if isinstance(event, h11.Response):
-            return event, reader.buffer
+            return event, received
         if not isinstance(event, h11.InformationalResponse):
             raise UpstreamError(f"unexpected {type(event).__name__} from upstream {up.address}")
         if event.status_code == 101:  # h11 lets it through only if we proposed an upgrade
-            return event, reader.buffer
+            return event, received
+        if reader is None:  # (the bytes past the 1xx, to look at before receiving more)
+            reader = ResponseHeadReader(received, limits)
         informational += 1
         if informational > _MAX_INFORMATIONAL:
             raise UpstreamError(f"upstream {up.address} sent over {_MAX_INFORMATIONAL} 1xx")
