@@ -622,9 +622,8 @@ class Exchange(Responder):
         if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
             await self._tunnel(response)
             return
-        raw = response.headers.raw_items()
         if record.notes is not None:
-            record.notes.upstream_headers = raw
+            record.notes.upstream_headers = response.headers.raw_items()
         # (One pass over the origin's fields gives the client's and what the record takes.)
         fields = response_fields_of(
             fields_of(response.headers),
@@ -686,7 +685,7 @@ class Exchange(Responder):
             down,
             up,
             record,
-            raw,
+            response.headers.raw_items(),  # (a list made only for a body that streams)
             received,
             ctx.settings,
             chunked=fields.chunked,
