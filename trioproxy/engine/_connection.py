@@ -12,7 +12,7 @@ from ..core._errors import ClientError, ClientGone
 from ..core._headreader import HeadTooLarge, RequestHeadReader, whole_request_head
 from ..core._strict import FramingError
 from ._context import ProxyContext
-from ._exchange import reject, serve_request
+from ._exchange import Exchange, reject
 from ._h11 import h11
 from ._peer import Downstream, server_h11
 from ._transport import Transport
@@ -28,22 +28,25 @@ _LINGER_BYTES = 1 << 20
 async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
     """Serve requests on one client connection until it closes, errs, idles out or we drain."""
     down = Downstream(transport, server_h11(ctx.settings.limits))
-    peer_ip = down.peer_ip
+    peer_ip, shared = down.peer_ip, ctx.shared
     log.debug("connection opened", extra={"peer": peer_ip})
     try:
         served = 0
         while True:
             received_before = down.bytes_received
             # Each request takes the configuration current when it starts (SIGHUP swaps it).
-            request = await _read_request(down, ctx.now(), first=not served)
+            # (`ctx.now()` and `ctx.draining`, inline: every request passes here.)
+            request = await _read_request(down, shared.current or ctx, first=not served)
             if request is None:
                 return
             served += 1
-            current = ctx.now()
+            current = shared.current or ctx
             down.closing = served >= current.settings.limits.keepalive_requests
-            await serve_request(down, request, current, received_before)
+            current.stats.requests += 1
+            # (Made here, not by a function of `_exchange`'s: one call less a request.)
+            await Exchange(down, current, request).serve(received_before)
             del request, current  # an idle connection keeps nothing of its last request
-            if down.closing or ctx.draining:
+            if down.closing or shared.draining:
                 return
             # The next cycle only if both sides finished cleanly (h11 rules). (Inline: every
             # request passes here.)

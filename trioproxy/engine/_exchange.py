@@ -1,7 +1,7 @@
 """One request's exchange, from its head to its access line, in named phases.
 
-`serve_request` runs the life of a request whose head `_connection` has read, on one
-`Exchange`, in this order:
+`Exchange.serve` runs the life of a request whose head `_connection` has read, in this
+order:
 
 1. **start**: the access record and the forwarding plan (`core._headers.plan_request`);
 2. **rules**: the [[rules]] decide (`core._ruleengine`), then the hooks the matching rules
@@ -99,16 +99,6 @@ CLIENT_CLOSED_REQUEST = 499
 FAULT_CLOSED = 444
 
 
-def serve_request(
-    down: Downstream, request: h11.Request, ctx: ProxyContext, received_before: int
-) -> Coroutine[None, None, None]:
-    """Serve one request read from ``down``, from its plan to its access line (the bytes
-    the connection had received before its head: ``received_before``). Not a coroutine
-    itself: one more frame would be resumed at every wait of every request."""
-    ctx.stats.requests += 1
-    return Exchange(down, ctx, request).serve(received_before)
-
-
 async def reject(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
     """Answer a request head we could not read, log it, and leave the connection to close."""
     record = AccessRecord(start_wall=time.time(), peer=down.peer_ip, status=exc.status)
@@ -197,7 +187,12 @@ class Responder:
             )
         else:
             # (`last_on_connection`, inline: this runs for every response)
-            if close or self.ctx.draining or down.closing or down.h11.their_state is h11.SEND_BODY:
+            if (
+                close
+                or self.ctx.shared.draining
+                or down.closing
+                or down.h11.their_state is h11.SEND_BODY
+            ):
                 headers.append((b"Connection", b"close"))
                 if lowered is not None:
                     lowered.append((b"Connection", b"connection", b"close"))
@@ -309,7 +304,8 @@ class Exchange(Responder):
                 await self._rules()
             ):
                 return  # a rule (or a fault) answered
-            await self._forward()
+            # (Hooks and faults may have waited: then the clock is read again.)
+            await self._forward(started if self.hooks is None and self.faults is None else None)
             if self.faults is not None and self.faults.close_after():
                 down.closing = True  # though the response did not say Connection: close
         except ProxyError as exc:
@@ -453,9 +449,10 @@ class Exchange(Responder):
 
     # --- Forward -----------------------------------------------------------------------------
 
-    async def _forward(self) -> None:
+    async def _forward(self, started: float | None) -> None:
         """Forward the request over a pooled upstream connection, retried once on a fresh
-        one when a reused one was stale.
+        one when a reused one was stale. (``started``: the exchange's clock reading, which
+        the upstream's duration starts from if no checkpoint came in between.)
 
         The retry follows nginx and Varnish: only for an idempotent request without a body,
         only when the reused connection ended before any response byte arrived (the error is
@@ -463,17 +460,19 @@ class Exchange(Responder):
         """
         # (One coroutine frame, not two: every frame of the chain is resumed at every wait.)
         try:
-            pool, plan, record = self.ctx.pool, self.plan, self.record
+            ctx, plan, record = self.ctx, self.plan, self.record
+            pool, timeouts = ctx.pool, ctx.settings.timeouts
             if plan.body is BodyKind.NONE:
                 # (`buffer_request_body`'s first step, the only one for most requests: no
                 # coroutine made for it.)
                 expect_end_of_request(self.down)
             else:
                 self._start_receive_floor()
-                self.body = await buffer_request_body(self.down, plan, self.ctx.settings)
+                self.body = await buffer_request_body(self.down, plan, ctx.settings)
                 if self.body is not None and record.notes is not None:
-                    keep_prefix(self.body, record.notes, self.ctx.shared.journal_body_bytes)
-            up, reused, waited = await pool.acquire()
+                    keep_prefix(self.body, record.notes, ctx.shared.journal_body_bytes)
+                started = None  # (the body took checkpoints: the clock is read again)
+            up, reused, waited = await pool.acquire(started)
             # Left while we waited? Then the origin never hears of it. (No checkpoint between
             # the acquire and the loop below: a cancellation cannot leak the connection.)
             if waited and self.down.peer_closed():
@@ -486,18 +485,29 @@ class Exchange(Responder):
                 record.upstream_addr = up.address
                 if record.notes is not None:
                     record.notes.upstream_reused = reused
-                started = up.clock.current_time()
+                # The exchange's reading still says when the origin was asked, unless a
+                # body, a wait for a slot or a new connection's connect came in between.
+                asked_at = (
+                    up.clock.current_time() if started is None or waited or not reused else started
+                )
                 try:
                     if self.body is None and self.faults is None:
                         # (`_send_and_relay`'s plain case, inline: one coroutine frame less
                         # to resume at every wait of the response.)
-                        self._queue_request_head(self.plan.headers)
+                        self._queue_request_head(plan.headers, up)
                         up.queue(END_OF_MESSAGE)
-                        await up.flush(self.ctx.settings.timeouts.upstream_send_s)
+                        await up.flush(timeouts.upstream_send_s)
                         # (`_relay_response`'s two halves, awaited here: one coroutine frame
-                        # less to resume at every wait of the response head.)
-                        response, received = await self._read_response_head()
-                        await self._relay_from_head(response, received)
+                        # less to resume at every wait of the response head; its first
+                        # half, `_read_response_head`, inline.)
+                        response, received = await read_response_head(
+                            self.down,
+                            up,
+                            ctx,
+                            http_version=self.request.http_version,
+                            watch_client=plan.body is BodyKind.NONE,
+                        )
+                        await self._relay_from_head(response, received, up)
                     else:
                         await self._send_and_relay()
                 except UpstreamClosed as exc:
@@ -507,8 +517,9 @@ class Exchange(Responder):
                     log.info(
                         "retrying on a fresh connection: %s", exc, extra=request_fields(record)
                     )
-                    self.ctx.stats.retries += 1
+                    ctx.stats.retries += 1
                     up, reused = await pool.connect_fresh()
+                    started = None
                     continue
                 except BaseException:
                     pool.discard(up)
@@ -516,13 +527,13 @@ class Exchange(Responder):
                 finally:
                     self.up = None
                     ended = up.clock.current_time()
-                    record.upstream_duration_s = ended - started
+                    record.upstream_duration_s = ended - asked_at
                 # The upstream is done with: back to the pool before the client's last bytes
                 # go out (at that reading of the clock: no checkpoint since).
                 pool.release(up, ended)
                 if self.delay_s:
                     await self._delay_response()
-                await self.flush_to_client()
+                await self.down.flush(timeouts.client_send_s)  # (`flush_to_client`, inline)
                 return
         finally:  # the rate floors are this request's only, however it ends
             self.down.send_floor = self.down.receive_floor = None
@@ -539,7 +550,7 @@ class Exchange(Responder):
                 headers = _chunked(headers)  # the hooks decide the body's length
         if faults is not None:
             await faults.before_head(Direction.ORIGIN, self.down, up)
-        self._queue_request_head(headers)
+        self._queue_request_head(headers, up)
         try:
             if faults is not None:
                 await faults.after_head(
@@ -558,7 +569,7 @@ class Exchange(Responder):
             if faults is not None:
                 FaultRun.restore(up)
 
-    def _queue_request_head(self, headers: Headers) -> None:
+    def _queue_request_head(self, headers: Headers, up: UpstreamConnection) -> None:
         plan = self.plan
         # Sent as known valid (`sendable`): the client's fields as h11's parser and our strict
         # head checks passed them, less the hop-by-hop ones; the ones `plan_request` adds
@@ -568,7 +579,7 @@ class Exchange(Responder):
         # and the hooks' edits (checked at load, and by `hooks._api` when a hook asks: tokens,
         # no control character nor outer whitespace, never a framing or hop-by-hop field,
         # Host only set). h11 still checks the method, the target and the one Host.
-        self.upstream.queue(
+        up.queue(
             h11.Request(
                 method=self.request.method,
                 target=plan.target,
@@ -584,7 +595,7 @@ class Exchange(Responder):
         """The response head, rewritten for the client, then its body; or, after a 101, the
         tunnel."""
         response, received = await self._read_response_head()
-        await self._relay_from_head(response, received)
+        await self._relay_from_head(response, received, self.upstream)
 
     def _read_response_head(
         self,
@@ -599,17 +610,20 @@ class Exchange(Responder):
         )
 
     async def _relay_from_head(
-        self, response: h11.Response | h11.InformationalResponse, received: bytearray
+        self,
+        response: h11.Response | h11.InformationalResponse,
+        received: bytearray,
+        up: UpstreamConnection,
     ) -> None:
-        """`_relay_response` once the head is read (``received``: the bytes past it)."""
-        down, up, plan, record, ctx = self.down, self.upstream, self.plan, self.record, self.ctx
+        """`_relay_response` once the head is read (``received``: the bytes past it) from
+        ``up``, the upstream connection held."""
+        down, plan, record, ctx = self.down, self.plan, self.record, self.ctx
         # From here on the client has (queued) bytes: an upstream failure can only abort it.
         if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
             await self._tunnel(response)
             return
-        raw = response.headers.raw_items()
         if record.notes is not None:
-            record.notes.upstream_headers = raw
+            record.notes.upstream_headers = response.headers.raw_items()
         # (One pass over the origin's fields gives the client's and what the record takes.)
         fields = response_fields_of(
             fields_of(response.headers),
@@ -650,11 +664,6 @@ class Exchange(Responder):
             await faults.after_head(
                 Direction.CLIENT, down, down, self.timeouts.client_send_s, self._let_go_upstream
             )
-        # Trailers survive only where the downstream framing is chunked too.
-        has_length = fields.has_length
-        if plan.edit_response is not None or self.hooks is not None:  # (they may change it)
-            has_length = bool(header_value(headers, b"content-length"))
-        keep_trailers = self.request.http_version != b"1.0" and not has_length
         if transform is None and not fields.chunked:
             # Most bodies are in h11's buffer whole by now, read with the head: relayed here,
             # with no coroutine of `relay_body`'s to make. (Chunked ones are checked first;
@@ -667,11 +676,16 @@ class Exchange(Responder):
                 await trio.lowlevel.checkpoint()
             elif event is not h11.NEED_DATA:  # (which relay_body's first slice finds again)
                 raise unexpected_event(up, event)
+        # Trailers survive only where the downstream framing is chunked too.
+        has_length = fields.has_length
+        if plan.edit_response is not None or self.hooks is not None:  # (they may change it)
+            has_length = bool(header_value(headers, b"content-length"))
+        keep_trailers = self.request.http_version != b"1.0" and not has_length
         await relay_body(
             down,
             up,
             record,
-            raw,
+            response.headers.raw_items(),  # (a list made only for a body that streams)
             received,
             ctx.settings,
             chunked=fields.chunked,

@@ -97,11 +97,13 @@ class UpstreamPool:
             f"connections: {active} active, {len(self._idle)} idle]>"
         )
 
-    async def acquire(self) -> tuple[UpstreamConnection, bool, bool]:
+    async def acquire(self, now: float | None = None) -> tuple[UpstreamConnection, bool, bool]:
         """A connection for one exchange, whether it was reused from the pool, and whether
-        the request had to wait for a slot (its client may have left meanwhile)."""
+        the request had to wait for a slot (its client may have left meanwhile). ``now``:
+        the caller's reading of the clock, if it was taken just before."""
         # One clock reading serves the deadline and every check of the idle connections.
-        now = trio.current_time()
+        if now is None:
+            now = trio.current_time()
         waited = False
         idle = self._idle
         while True:
