@@ -105,15 +105,18 @@ class ForwardingRules:
     append_x_forwarded_for: bool = True
     # Peers whose True-Client-IP and X-Forwarded-For are believed; None: every peer.
     trusted_proxies: CidrSet | None = None
-    _via_11: bytes = field(init=False, repr=False, compare=False, default=b"")
+    # Our Via field for HTTP/1.1 (nearly every message: made once, not per message), as a
+    # request's (name, value) and a response's (name, lower-case name, value).
+    _via_11: tuple[bytes, bytes] = field(init=False, repr=False, compare=False, default=(b"", b""))
+    _via_field_11: Field = field(init=False, repr=False, compare=False, default=(b"", b"", b""))
 
     def trusts(self, peer_ip: str) -> bool:
         return self.trusted_proxies is None or self.trusted_proxies.contains(peer_ip)
 
     def via_value(self, http_version: bytes) -> bytes:
         """Our Via field's value for a message of ``http_version`` ("1.1 trioproxy")."""
-        if http_version == b"1.1":  # (nearly every message: made once, not per message)
-            return self._via_11
+        if http_version == b"1.1":
+            return self._via_11[1]
         return b"%s %s" % (http_version, self.via)
 
     def __post_init__(self) -> None:
@@ -121,7 +124,9 @@ class ForwardingRules:
         # (CR LF in Settings made in code, which no loader checked) would inject fields.
         if self.via and not _TOKEN.fullmatch(self.via):
             raise ValueError(f"forwarding.via_name must be an HTTP token, not {self.via!r}")
-        object.__setattr__(self, "_via_11", b"1.1 " + self.via)  # (frozen: set once, here)
+        value = b"1.1 " + self.via
+        object.__setattr__(self, "_via_11", (b"Via", value))  # (frozen: set once, here)
+        object.__setattr__(self, "_via_field_11", (b"Via", b"via", value))
 
 
 @dataclass(slots=True)
@@ -289,7 +294,7 @@ def plan_request_of(
         out.append((b"True-Client-IP", peer_ip))
     if rules.via:
         out.append(
-            (b"Via", rules._via_11 if http_version == b"1.1" else rules.via_value(http_version))
+            rules._via_11 if http_version == b"1.1" else (b"Via", rules.via_value(http_version))
         )
     body = BodyKind.NONE
     if special and fields[names.index(b"content-length")][2].strip() != b"0":
@@ -476,7 +481,8 @@ _READ_IN_RESPONSES = HOP_BY_HOP | {
     b"x-request-id",
 }
 
-_USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
+# (Other spellings are read as any other list: the same fields dropped, a few more steps.)
+_USUAL_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
 
 
 class ResponseFields:
@@ -550,16 +556,23 @@ def response_fields_of(
         chunked = b"transfer-encoding" in read
         if has_length and chunked:
             raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
-        if b"content-type" in read:  # the first that is not empty
-            content_type = _first_given(lowered, names, b"content-type")
+        if b"content-type" in read:  # the first that is not empty (the first, nearly always)
+            content_type = lowered[names.index(b"content-type")][2] or _first_given(
+                lowered, names, b"content-type"
+            )
         if b"section-io-tag" in read:
             section_io_tag = _first_given(lowered, names, b"section-io-tag")
         dropped = read & (_DROPPED_WITH_OUR_ID if request_id else HOP_BY_HOP)
         if b"connection" in read:
-            listed = list(compress(map(_VALUE, lowered), map(b"connection".__eq__, names)))
-            # (Usually one "keep-alive" or "close", hop-by-hop already: nothing more to drop.)
-            if len(listed) > 1 or listed[0].lower() not in _USUAL_CONNECTION:
+            at = names.index(b"connection")
+            if names.count(b"connection") > 1 or lowered[at][2] not in _USUAL_CONNECTION:
+                listed = list(compress(map(_VALUE, lowered), map(b"connection".__eq__, names)))
                 dropped = dropped | _listed_options(listed)
+            elif len(dropped) == 1:
+                # Usually one "keep-alive" or "close", hop-by-hop already, and the one field
+                # to drop: taken out where it is.
+                del lowered[at]
+                dropped = _NO_OPTIONS
         if dropped:
             lowered = list(compress(lowered, map(not_, map(dropped.__contains__, names))))
     if switching:  # a 101 for our WebSocket upgrade: the switch itself is end-to-end
@@ -570,8 +583,11 @@ def response_fields_of(
     if request_id:  # the client learns the ID its request is logged under
         lowered.append((b"X-Request-ID", b"x-request-id", request_id))
     if rules.via:
-        via = rules._via_11 if http_version == b"1.1" else rules.via_value(http_version)
-        lowered.append((b"Via", b"via", via))
+        lowered.append(
+            rules._via_field_11
+            if http_version == b"1.1"
+            else (b"Via", b"via", rules.via_value(http_version))
+        )
     return ResponseFields(
         list(map(_PAIR, lowered)), lowered, content_type, section_io_tag, chunked, has_length
     )
