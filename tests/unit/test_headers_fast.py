@@ -22,6 +22,7 @@ from trioproxy.core._headers import (
     Field,
     ForwardingRules,
     Headers,
+    RequestPlan,
     ResponseFields,
     _listed_options,
     _plan_request_loop,
@@ -121,10 +122,23 @@ _HOST = st.lists(
     ),
     max_size=2,
 )
+# What an edge proxy in front adds, and a body's length (the plain path takes each once).
+_EDGE = st.lists(
+    st.sampled_from(
+        [
+            (b"X-Forwarded-For", b"x-forwarded-for", b"192.0.2.9"),
+            (b"x-forwarded-for", b"x-forwarded-for", b"198.51.100.1, 10.1.2.3"),
+            (b"True-Client-IP", b"true-client-ip", b"192.0.2.9"),
+            (b"Content-Length", b"content-length", b"0"),
+            (b"Content-Length", b"content-length", b"12"),
+        ]
+    ),
+    max_size=3,
+)
 _FIELDS = st.one_of(
     st.lists(_field(), max_size=10),
     st.tuples(_HOST, _PLAIN, st.lists(_field(), max_size=2)).map(lambda t: [*t[0], *t[1], *t[2]]),
-    st.tuples(_HOST, _PLAIN).map(lambda t: [*t[0], *t[1]]),
+    st.tuples(_HOST, _PLAIN, _EDGE, _PLAIN).map(lambda t: [*t[0], *t[1], *t[2], *t[3]]),
 )
 _RULES = st.builds(
     ForwardingRules,
@@ -196,23 +210,60 @@ def test_the_plain_path_is_taken_and_a_special_field_takes_the_loop() -> None:
         (b"Host", b"host", b"h"),
         (b"User-Agent", b"user-agent", b"t"),
         (b"content-length", b"content-length", b"5"),
+        (b"X-Forwarded-For", b"x-forwarded-for", b"192.0.2.9"),  # (as an edge proxy adds them)
+        (b"True-Client-IP", b"true-client-ip", b"192.0.2.9"),
     ]
     arguments: dict[str, Any] = {
         "peer_ip": b"10.0.0.1",
-        "rules": ForwardingRules(),
         "upstream_authority": b"origin:80",
         "max_header_count": 100,
     }
+    trusted = ForwardingRules(trusted_proxies=trusted_networks(["10.0.0.0/8"]))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_headers, "_plan_request_loop", _refused)
-        plan = plan_request_of(b"POST", b"/", plain, b"1.1", **arguments)
-        assert plan.body is _headers.BodyKind.LENGTH
-        assert plan.noted == {b"user-agent": b"t"}
+        for rules in (ForwardingRules(), trusted):
+            plan = plan_request_of(b"POST", b"/", plain, b"1.1", rules=rules, **arguments)
+            assert plan.body is _headers.BodyKind.LENGTH
+            assert plan.noted[b"user-agent"] == b"t"
+            assert (b"X-Forwarded-For", b"192.0.2.9, 10.0.0.1") in plan.headers
         for special in (b"X-Request-ID", b"X-Forwarded-For", b"Connection", b"Content-Length"):
             with pytest.raises(AssertionError, match="the loop"):
                 plan_request_of(
-                    b"GET", b"/", [*plain, (special, special.lower(), b"1")], b"1.1", **arguments
+                    b"GET",
+                    b"/",
+                    [*plain, (special, special.lower(), b"1")],
+                    b"1.1",
+                    rules=trusted,
+                    **arguments,
                 )
+        untrusted = ForwardingRules(trusted_proxies=trusted_networks(["192.0.2.0/24"]))
+        with pytest.raises(AssertionError, match="the loop"):  # (its claims are dropped)
+            plan_request_of(b"GET", b"/", plain, b"1.1", rules=untrusted, **arguments)
+
+
+@pytest.mark.parametrize("plan", [plan_request_of, _plan_request_loop])
+@pytest.mark.parametrize("target", [b"/", b"http://a.test/"])
+def test_the_host_added_to_an_http_1_0_request_moves_no_field_into_another(
+    plan: Callable[..., RequestPlan], target: bytes
+) -> None:
+    forwarded_for = (b"X-Forwarded-For", b"x-forwarded-for", b"192.0.2.9")
+    request_id = (b"X-Request-ID", b"x-request-id", b"abc-123")
+    for xff, xrid in ((True, True), (True, False), (False, True)):
+        planned = plan(
+            b"GET",
+            target,
+            [*[forwarded_for] * xff, *[request_id] * xrid, (b"Accept", b"accept", b"*/*")],
+            b"1.0",
+            peer_ip=b"10.0.0.1",
+            rules=ForwardingRules(),
+            upstream_authority=b"origin:80",
+            max_header_count=10,
+            make_request_id=lambda: b"fresh",
+        )
+        assert planned.headers[0] == (b"Host", b"a.test" if target != b"/" else b"origin:80")
+        out = dict(planned.headers)
+        assert out[b"X-Forwarded-For"] == (b"192.0.2.9, 10.0.0.1" if xff else b"10.0.0.1")
+        assert out[b"X-Request-ID"] == (b"abc-123" if xrid else b"fresh")
 
 
 def _refused(*args: object, **kwargs: object) -> None:
@@ -350,7 +401,7 @@ def _old_sendable(headers: Iterable[tuple[bytes, bytes]]) -> Any:
 
 @given(st.lists(st.tuples(_spelled(_NAME), _VALUE), max_size=10))
 def test_sendable_builds_the_fields_the_loop_built(pairs: list[tuple[bytes, bytes]]) -> None:
-    for given_as in (pairs, iter(pairs), tuple(pairs)):
+    for given_as in (pairs, tuple(pairs)):
         fields = sendable(given_as)
         assert fields._full_items == _old_sendable(pairs)._full_items
         assert type(fields._full_items) is list

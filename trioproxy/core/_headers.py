@@ -215,15 +215,15 @@ def plan_request(
 
 
 # Request fields the plan does more with than pass on and note: where one is present (or a
-# second Host), the general loop plans the request (`_plan_request_loop`); except a single
-# Content-Length, the one such field of most requests with a body.
+# second Host), the general loop plans the request (`_plan_request_loop`); except these, from
+# a trusted peer and each at most once (a body's length; what an edge proxy in front adds).
 _PLANNED_IN_LOOP = HOP_BY_HOP | {
     b"content-length",
     b"x-request-id",
     b"x-forwarded-for",
     b"true-client-ip",
 }
-_LENGTH_ONLY = frozenset({b"content-length"})
+_PLANNED_ONCE = frozenset({b"content-length", b"x-forwarded-for", b"true-client-ip"})
 
 
 def plan_request_of(
@@ -254,7 +254,15 @@ def plan_request_of(
     names = list(map(_LNAME, fields))
     hosts = names.count(b"host")
     special = _PLANNED_IN_LOOP.intersection(names)
-    if hosts > 1 or (special and (special != _LENGTH_ONLY or names.count(b"content-length") > 1)):
+    trusted = rules.trusted_proxies is None or rules.trusts(peer_ip.decode("latin-1"))
+    if hosts > 1 or (
+        special
+        and (
+            not (trusted and special <= _PLANNED_ONCE)
+            or names.count(b"content-length") > 1
+            or names.count(b"x-forwarded-for") > 1
+        )
+    ):
         return _plan_request_loop(
             method,
             target,
@@ -266,7 +274,6 @@ def plan_request_of(
             max_header_count=max_header_count,
             make_request_id=make_request_id,
         )
-    trusted = rules.trusted_proxies is None or rules.trusts(peer_ip.decode("latin-1"))
     out: Headers = list(map(_PAIR, fields))
     # The first value of each noted field (a set iterated twice, unchanged: the same order).
     seen = NOTED_REQUEST_HEADERS.intersection(names)
@@ -289,7 +296,11 @@ def plan_request_of(
     request_id = make_request_id()
     out.append((b"X-Request-ID", request_id))
     if rules.append_x_forwarded_for:
-        out.append((b"X-Forwarded-For", peer_ip))
+        if special and b"x-forwarded-for" in special:  # the peer added at its place
+            at = names.index(b"x-forwarded-for") + (given_host is None)  # (after our Host)
+            out[at] = (out[at][0], out[at][1] + b", " + peer_ip)
+        else:
+            out.append((b"X-Forwarded-For", peer_ip))
     if not trusted:
         out.append((b"True-Client-IP", peer_ip))
     if rules.via:
@@ -297,7 +308,11 @@ def plan_request_of(
             rules._via_11 if http_version == b"1.1" else (b"Via", rules.via_value(http_version))
         )
     body = BodyKind.NONE
-    if special and fields[names.index(b"content-length")][2].strip() != b"0":
+    if (
+        special
+        and b"content-length" in special
+        and fields[names.index(b"content-length")][2].strip() != b"0"
+    ):
         body = BodyKind.LENGTH
     return RequestPlan(
         target=target,
@@ -393,6 +408,10 @@ def _plan_request_loop(
             # The upstream address as configured: fields go upstream unchecked by h11.
             raise UpstreamError(f"upstream address {upstream_authority!r} cannot be a Host")
         out.insert(0, (b"Host", host or upstream_authority))
+        # (The places noted for X-Request-ID and X-Forwarded-For move one on: filled in
+        # where they were, our Host took the client's X-Forwarded-For as its value.)
+        request_id_index += request_id_index >= 0
+        xff_index += xff_index >= 0
 
     request_id = request_ids[0] if len(request_ids) == 1 else b""
     if not (request_id and _REQUEST_ID.fullmatch(request_id)):
