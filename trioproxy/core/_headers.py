@@ -14,8 +14,6 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from itertools import compress
-from operator import itemgetter, not_
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -27,12 +25,6 @@ if TYPE_CHECKING:
 Headers = list[tuple[bytes, bytes]]
 # A field with its lower-case name, as h11 holds one: (name as spelled, lower-case name, value).
 Field = tuple[bytes, bytes, bytes]
-
-# A field's parts, taken in C by map() (a Python loop costs ~10 bytecodes a field, these one a
-# list): its lower-case name, its value, its (name as spelled, value) pair.
-_LNAME = itemgetter(1)
-_VALUE = itemgetter(2)
-_PAIR = itemgetter(0, 2)
 
 # RFC 9110 7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection) and the proxy
 # credentials, which are meant for us, not the next hop (RFC 9110 11.7).
@@ -78,7 +70,7 @@ _AUTHORITY = re.compile(rb"[\x21-\x7e]+")
 # request was a syscall per request; drawn ahead, they are as random and as unguessable.
 _IDS_PER_DRAW = 64
 _drawn_ids: list[bytes] = []  # the IDs drawn ahead, handed out from the end
-# Where each ID lies in a draw's hex digits (cut in C, not by a loop per draw).
+# Where each ID lies in a draw's hex digits (cut by one map, not a generator step per ID).
 _ID_SLICES = tuple(slice(i, i + 32) for i in range(0, 32 * _IDS_PER_DRAW, 32))
 
 # A child process must never hand out its parent's IDs again.
@@ -214,18 +206,6 @@ def plan_request(
     )
 
 
-# Request fields the plan does more with than pass on and note: where one is present (or a
-# second Host), the general loop plans the request (`_plan_request_loop`); except these, from
-# a trusted peer and each at most once (a body's length; what an edge proxy in front adds).
-_PLANNED_IN_LOOP = HOP_BY_HOP | {
-    b"content-length",
-    b"x-request-id",
-    b"x-forwarded-for",
-    b"true-client-ip",
-}
-_PLANNED_ONCE = frozenset({b"content-length", b"x-forwarded-for", b"true-client-ip"})
-
-
 def plan_request_of(
     method: bytes,
     target: bytes,
@@ -238,8 +218,8 @@ def plan_request_of(
     max_header_count: int,
     make_request_id: Callable[[], bytes] = new_request_id,
 ) -> RequestPlan:
-    """Decide the upstream request for a downstream one from its ``fields``, as h11 parsed
-    them, with their lower-case names (none is lower-cased here again).
+    """Decide the upstream request for a downstream one, in one pass over its ``fields``, as
+    h11 parsed them, with their lower-case names (none is lower-cased here again).
 
     Raises ClientError for requests that must not be forwarded because a parser further up
     the chain could read them differently (RFC 9112 6.3, 3.2).
@@ -248,102 +228,10 @@ def plan_request_of(
         raise ClientError(f"more than {max_header_count} header fields", status=431)
     if method == b"CONNECT":
         raise MethodNotAllowed("CONNECT: this is a reverse proxy, not a forward proxy")
-    # Most requests carry no field to drop, merge or replace, and at most one Content-Length
-    # and one Host: their plan is made here by passes in C, the same plan as the loop's
-    # (tests/unit/test_headers_fast.py holds the two together).
-    names = list(map(_LNAME, fields))
-    hosts = names.count(b"host")
-    special = _PLANNED_IN_LOOP.intersection(names)
-    trusted = rules.trusted_proxies is None or rules.trusts(peer_ip.decode("latin-1"))
-    if hosts > 1 or (
-        special
-        and (
-            not (trusted and special <= _PLANNED_ONCE)
-            or names.count(b"content-length") > 1
-            or names.count(b"x-forwarded-for") > 1
-        )
-    ):
-        return _plan_request_loop(
-            method,
-            target,
-            fields,
-            http_version,
-            peer_ip=peer_ip,
-            rules=rules,
-            upstream_authority=upstream_authority,
-            max_header_count=max_header_count,
-            make_request_id=make_request_id,
-        )
-    out: Headers = list(map(_PAIR, fields))
-    # The first value of each noted field (a set iterated twice, unchanged: the same order).
-    seen = NOTED_REQUEST_HEADERS.intersection(names)
-    noted: dict[bytes, bytes] = (
-        dict(zip(seen, map(_VALUE, map(fields.__getitem__, map(names.index, seen))), strict=True))
-        if seen
-        else {}
-    )
-    given_host = fields[names.index(b"host")][2] if hosts else None
-    host = b""  # the authority an absolute-form target names
-    if not target.startswith(b"/"):  # (origin-form, nearly every request: nothing to do)
-        target, host = _origin_form(target, given_host)
-    if given_host is None:
-        if http_version != b"1.0":
-            raise ClientError("missing Host header")  # h11 rejects it first; belt and braces
-        if not (host or _AUTHORITY.fullmatch(upstream_authority)):
-            # The upstream address as configured: fields go upstream unchecked by h11.
-            raise UpstreamError(f"upstream address {upstream_authority!r} cannot be a Host")
-        out.insert(0, (b"Host", host or upstream_authority))
-    request_id = make_request_id()
-    out.append((b"X-Request-ID", request_id))
-    if rules.append_x_forwarded_for:
-        if special and b"x-forwarded-for" in special:  # the peer added at its place
-            at = names.index(b"x-forwarded-for") + (given_host is None)  # (after our Host)
-            out[at] = (out[at][0], out[at][1] + b", " + peer_ip)
-        else:
-            out.append((b"X-Forwarded-For", peer_ip))
-    if not trusted:
-        out.append((b"True-Client-IP", peer_ip))
-    if rules.via:
-        out.append(
-            rules._via_11 if http_version == b"1.1" else (b"Via", rules.via_value(http_version))
-        )
-    body = BodyKind.NONE
-    if (
-        special
-        and b"content-length" in special
-        and fields[names.index(b"content-length")][2].strip() != b"0"
-    ):
-        body = BodyKind.LENGTH
-    return RequestPlan(
-        target=target,
-        headers=out,
-        body=body,
-        idempotent=method in IDEMPOTENT_METHODS,
-        peer_trusted=trusted,
-        request_id=request_id,
-        host=host or given_host or b"",
-        noted=noted,
-    )
-
-
-def _plan_request_loop(
-    method: bytes,
-    target: bytes,
-    fields: Sequence[Field],
-    http_version: bytes,
-    *,
-    peer_ip: bytes,
-    rules: ForwardingRules,
-    upstream_authority: bytes,
-    max_header_count: int,
-    make_request_id: Callable[[], bytes] = new_request_id,
-) -> RequestPlan:
-    """`plan_request_of` in one pass over any ``fields``: what it does with each field."""
-    if len(fields) > max_header_count:
-        raise ClientError(f"more than {max_header_count} header fields", status=431)
-    if method == b"CONNECT":
-        raise MethodNotAllowed("CONNECT: this is a reverse proxy, not a forward proxy")
-    listed = [value for _, lname, value in fields if lname == b"connection"]
+    listed: list[bytes] = []  # (a loop, not a comprehension: no function made and called)
+    for _, lname, value in fields:
+        if lname == b"connection":
+            listed.append(value)
     options = _listed_options(listed) if listed else _NO_OPTIONS
     # (Most requests have no Connection options, and most proxies no trusted_proxies: then
     # no set is built and no address decoded.)
@@ -430,8 +318,10 @@ def _plan_request_loop(
     if not trusted:
         out.append((b"True-Client-IP", peer_ip))
         noted.pop(b"true-client-ip", None)  # not believed: remote_addr is the peer
-    if rules.via:
-        out.append((b"Via", rules.via_value(http_version)))
+    if rules.via:  # (the field made once, without a call, for nearly every request)
+        out.append(
+            rules._via_11 if http_version == b"1.1" else (b"Via", rules.via_value(http_version))
+        )
 
     # Only WebSocket is tunnelled (RFC 6455 4.1: a GET over HTTP/1.1); other protocols
     # (h2c, ...) lose their Upgrade and the request goes on as plain HTTP/1.1.
@@ -500,8 +390,7 @@ _READ_IN_RESPONSES = HOP_BY_HOP | {
     b"x-request-id",
 }
 
-# (Other spellings are read as any other list: the same fields dropped, a few more steps.)
-_USUAL_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
+_USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
 
 
 class ResponseFields:
@@ -558,66 +447,61 @@ def response_fields_of(
     switching: bool = False,
 ) -> ResponseFields:
     """The upstream response's end-to-end headers, plus our Via; with what the exchange
-    reads of them (a response runs this once). ``fields``: as h11 parsed them, with their
-    lower-case names (no lower-casing here).
+    reads of them, found in the same pass (a response runs this once). ``fields``: as h11
+    parsed them, with their lower-case names (no lower-casing here).
 
     Raises UpstreamError for framing a downstream parser could read two ways.
     """
-    # Per field, only C runs (map, set and list methods, compress): a Python loop over a
-    # response's ~8 fields was the costliest code of a request in bytecodes.
-    lowered = list(fields)  # (a copy: h11's own list is never changed)
-    names = list(map(_LNAME, lowered))
-    read = _READ_IN_RESPONSES.intersection(names)  # (most fields: Date, Server, ETag...)
+    out: Headers = []
+    lowered: list[Field] = []
     content_type = section_io_tag = b""
     has_length = chunked = False
-    if read:
-        has_length = b"content-length" in read
-        chunked = b"transfer-encoding" in read
-        if has_length and chunked:
-            raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
-        if b"content-type" in read:  # the first that is not empty (the first, nearly always)
-            content_type = lowered[names.index(b"content-type")][2] or _first_given(
-                lowered, names, b"content-type"
-            )
-        if b"section-io-tag" in read:
-            section_io_tag = _first_given(lowered, names, b"section-io-tag")
-        dropped = read & (_DROPPED_WITH_OUR_ID if request_id else HOP_BY_HOP)
-        if b"connection" in read:
-            at = names.index(b"connection")
-            if names.count(b"connection") > 1 or lowered[at][2] not in _USUAL_CONNECTION:
-                listed = list(compress(map(_VALUE, lowered), map(b"connection".__eq__, names)))
-                dropped = dropped | _listed_options(listed)
-            elif len(dropped) == 1:
-                # Usually one "keep-alive" or "close", hop-by-hop already, and the one field
-                # to drop: taken out where it is.
-                del lowered[at]
-                dropped = _NO_OPTIONS
-        if dropped:
-            lowered = list(compress(lowered, map(not_, map(dropped.__contains__, names))))
+    listed: list[bytes] = []  # the values of Connection fields
+    for item in fields:
+        name, lname, value = item
+        if lname not in _READ_IN_RESPONSES:  # (most fields: Date, Server, ETag...)
+            out.append((name, value))
+            lowered.append(item)
+            continue
+        if lname == b"content-length":
+            has_length = True
+        elif lname == b"transfer-encoding":
+            chunked = True
+        elif lname == b"content-type":
+            content_type = content_type or value
+        elif lname == b"section-io-tag":
+            section_io_tag = section_io_tag or value
+        elif lname == b"connection":
+            listed.append(value)
+        if lname not in HOP_BY_HOP and not (request_id and lname == b"x-request-id"):
+            out.append((name, value))
+            lowered.append(item)
+    if has_length and chunked:
+        raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
+    # (Usually one "keep-alive" or "close", hop-by-hop already: then nothing more to drop.)
+    if listed and (len(listed) > 1 or listed[0].lower() not in _USUAL_CONNECTION):
+        options = connection_options((b"connection", value) for value in listed)
+        if options - HOP_BY_HOP:
+            lowered = [item for item in lowered if item[1] not in options]
+            out = [(name, value) for name, _, value in lowered]
     if switching:  # a 101 for our WebSocket upgrade: the switch itself is end-to-end
+        out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
         lowered += [
             (b"Connection", b"connection", b"upgrade"),
             (b"Upgrade", b"upgrade", b"websocket"),
         ]
     if request_id:  # the client learns the ID its request is logged under
+        out.append((b"X-Request-ID", request_id))
         lowered.append((b"X-Request-ID", b"x-request-id", request_id))
-    if rules.via:
-        lowered.append(
-            rules._via_field_11
-            if http_version == b"1.1"
-            else (b"Via", b"via", rules.via_value(http_version))
-        )
-    return ResponseFields(
-        list(map(_PAIR, lowered)), lowered, content_type, section_io_tag, chunked, has_length
-    )
-
-
-_DROPPED_WITH_OUR_ID = HOP_BY_HOP | {b"x-request-id"}  # (the origin's is replaced by ours)
-
-
-def _first_given(fields: list[Field], names: list[bytes], lname: bytes) -> bytes:
-    """The first value of the ``lname`` fields that is not empty (b"" if none is)."""
-    return next(filter(None, compress(map(_VALUE, fields), map(lname.__eq__, names))), b"")
+    if rules.via:  # (the fields made once, without a call, for nearly every response)
+        if http_version == b"1.1":
+            out.append(rules._via_11)
+            lowered.append(rules._via_field_11)
+        else:
+            via = rules.via_value(http_version)
+            out.append((b"Via", via))
+            lowered.append((b"Via", b"via", via))
+    return ResponseFields(out, lowered, content_type, section_io_tag, chunked, has_length)
 
 
 def response_headers(
