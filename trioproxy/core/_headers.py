@@ -160,6 +160,15 @@ _CLIENT_CLAIMS = frozenset({b"true-client-ip", b"x-forwarded-for"})
 
 _NO_OPTIONS: frozenset[bytes] = frozenset()
 
+# Every name `plan_request_of`'s loop reads, notes or drops, but those a Connection field
+# lists: any other field passes on as it is.
+_WATCHED_IN_PLANS = (
+    NOTED_REQUEST_HEADERS
+    | HOP_BY_HOP
+    | _CLIENT_CLAIMS
+    | {b"content-length", b"host", b"x-request-id", b"x-forwarded-for"}
+)
+
 
 def lowered(headers: Iterable[tuple[bytes, bytes]]) -> list[Field]:
     """Fields with their lower-case names, from (name, value) pairs."""
@@ -241,6 +250,9 @@ def plan_request_of(
         # Claims about the client from a peer we do not trust go no further: the upstream
         # hears of the TCP peer only (the access log still shows what was received).
         dropped = dropped | _CLIENT_CLAIMS
+    # The names the loop does more with than pass on (most fields of a browser's request:
+    # Accept, Cookie, Sec-*... are none of them, and take one set lookup).
+    watched = _WATCHED_IN_PLANS | options if options else _WATCHED_IN_PLANS
     upgrade = False
     out: Headers = []
     noted: dict[bytes, bytes] = {}
@@ -252,6 +264,9 @@ def plan_request_of(
     content_length: bytes | None = None
     chunked = False
     for name, lname, value in fields:
+        if lname not in watched:
+            out.append((name, value))
+            continue
         if lname in NOTED_REQUEST_HEADERS and lname not in noted:
             noted[lname] = value
         if lname == b"transfer-encoding":
