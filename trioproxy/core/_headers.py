@@ -70,6 +70,8 @@ _AUTHORITY = re.compile(rb"[\x21-\x7e]+")
 # request was a syscall per request; drawn ahead, they are as random and as unguessable.
 _IDS_PER_DRAW = 64
 _drawn_ids: list[bytes] = []  # the IDs drawn ahead, handed out from the end
+# Where each ID lies in a draw's hex digits (cut by one map, not a generator step per ID).
+_ID_SLICES = tuple(slice(i, i + 32) for i in range(0, 32 * _IDS_PER_DRAW, 32))
 
 # A child process must never hand out its parent's IDs again.
 os.register_at_fork(after_in_child=_drawn_ids.clear)
@@ -79,7 +81,7 @@ def new_request_id() -> bytes:
     """32 hex digits of randomness, the shape of nginx's $request_id."""
     if not _drawn_ids:
         digits = binascii.hexlify(os.urandom(16 * _IDS_PER_DRAW))
-        _drawn_ids.extend(digits[i : i + 32] for i in range(0, len(digits), 32))
+        _drawn_ids.extend(map(digits.__getitem__, _ID_SLICES))
     return _drawn_ids.pop()  # (atomic: two threads never get the same one)
 
 
@@ -95,15 +97,18 @@ class ForwardingRules:
     append_x_forwarded_for: bool = True
     # Peers whose True-Client-IP and X-Forwarded-For are believed; None: every peer.
     trusted_proxies: CidrSet | None = None
-    _via_11: bytes = field(init=False, repr=False, compare=False, default=b"")
+    # Our Via field for HTTP/1.1 (nearly every message: made once, not per message), as a
+    # request's (name, value) and a response's (name, lower-case name, value).
+    _via_11: tuple[bytes, bytes] = field(init=False, repr=False, compare=False, default=(b"", b""))
+    _via_field_11: Field = field(init=False, repr=False, compare=False, default=(b"", b"", b""))
 
     def trusts(self, peer_ip: str) -> bool:
         return self.trusted_proxies is None or self.trusted_proxies.contains(peer_ip)
 
     def via_value(self, http_version: bytes) -> bytes:
         """Our Via field's value for a message of ``http_version`` ("1.1 trioproxy")."""
-        if http_version == b"1.1":  # (nearly every message: made once, not per message)
-            return self._via_11
+        if http_version == b"1.1":
+            return self._via_11[1]
         return b"%s %s" % (http_version, self.via)
 
     def __post_init__(self) -> None:
@@ -111,7 +116,9 @@ class ForwardingRules:
         # (CR LF in Settings made in code, which no loader checked) would inject fields.
         if self.via and not _TOKEN.fullmatch(self.via):
             raise ValueError(f"forwarding.via_name must be an HTTP token, not {self.via!r}")
-        object.__setattr__(self, "_via_11", b"1.1 " + self.via)  # (frozen: set once, here)
+        value = b"1.1 " + self.via
+        object.__setattr__(self, "_via_11", (b"Via", value))  # (frozen: set once, here)
+        object.__setattr__(self, "_via_field_11", (b"Via", b"via", value))
 
 
 @dataclass(slots=True)
@@ -152,6 +159,15 @@ _CLIENT_CLAIMS = frozenset({b"true-client-ip", b"x-forwarded-for"})
 
 
 _NO_OPTIONS: frozenset[bytes] = frozenset()
+
+# Every name `plan_request_of`'s loop reads, notes or drops, but those a Connection field
+# lists: any other field passes on as it is.
+_WATCHED_IN_PLANS = (
+    NOTED_REQUEST_HEADERS
+    | HOP_BY_HOP
+    | _CLIENT_CLAIMS
+    | {b"content-length", b"host", b"x-request-id", b"x-forwarded-for"}
+)
 
 
 def lowered(headers: Iterable[tuple[bytes, bytes]]) -> list[Field]:
@@ -221,7 +237,10 @@ def plan_request_of(
         raise ClientError(f"more than {max_header_count} header fields", status=431)
     if method == b"CONNECT":
         raise MethodNotAllowed("CONNECT: this is a reverse proxy, not a forward proxy")
-    listed = [value for _, lname, value in fields if lname == b"connection"]
+    listed: list[bytes] = []  # (a loop, not a comprehension: no function made and called)
+    for _, lname, value in fields:
+        if lname == b"connection":
+            listed.append(value)
     options = _listed_options(listed) if listed else _NO_OPTIONS
     # (Most requests have no Connection options, and most proxies no trusted_proxies: then
     # no set is built and no address decoded.)
@@ -231,6 +250,9 @@ def plan_request_of(
         # Claims about the client from a peer we do not trust go no further: the upstream
         # hears of the TCP peer only (the access log still shows what was received).
         dropped = dropped | _CLIENT_CLAIMS
+    # The names the loop does more with than pass on (most fields of a browser's request:
+    # Accept, Cookie, Sec-*... are none of them, and take one set lookup).
+    watched = _WATCHED_IN_PLANS | options if options else _WATCHED_IN_PLANS
     upgrade = False
     out: Headers = []
     noted: dict[bytes, bytes] = {}
@@ -242,6 +264,9 @@ def plan_request_of(
     content_length: bytes | None = None
     chunked = False
     for name, lname, value in fields:
+        if lname not in watched:
+            out.append((name, value))
+            continue
         if lname in NOTED_REQUEST_HEADERS and lname not in noted:
             noted[lname] = value
         if lname == b"transfer-encoding":
@@ -286,6 +311,10 @@ def plan_request_of(
             # The upstream address as configured: fields go upstream unchecked by h11.
             raise UpstreamError(f"upstream address {upstream_authority!r} cannot be a Host")
         out.insert(0, (b"Host", host or upstream_authority))
+        # (The places noted for X-Request-ID and X-Forwarded-For move one on: filled in
+        # where they were, our Host took the client's X-Forwarded-For as its value.)
+        request_id_index += request_id_index >= 0
+        xff_index += xff_index >= 0
 
     request_id = request_ids[0] if len(request_ids) == 1 else b""
     if not (request_id and _REQUEST_ID.fullmatch(request_id)):
@@ -304,8 +333,10 @@ def plan_request_of(
     if not trusted:
         out.append((b"True-Client-IP", peer_ip))
         noted.pop(b"true-client-ip", None)  # not believed: remote_addr is the peer
-    if rules.via:
-        out.append((b"Via", rules.via_value(http_version)))
+    if rules.via:  # (the field made once, without a call, for nearly every request)
+        out.append(
+            rules._via_11 if http_version == b"1.1" else (b"Via", rules.via_value(http_version))
+        )
 
     # Only WebSocket is tunnelled (RFC 6455 4.1: a GET over HTTP/1.1); other protocols
     # (h2c, ...) lose their Upgrade and the request goes on as plain HTTP/1.1.
@@ -477,10 +508,14 @@ def response_fields_of(
     if request_id:  # the client learns the ID its request is logged under
         out.append((b"X-Request-ID", request_id))
         lowered.append((b"X-Request-ID", b"x-request-id", request_id))
-    if rules.via:
-        via = rules.via_value(http_version)
-        out.append((b"Via", via))
-        lowered.append((b"Via", b"via", via))
+    if rules.via:  # (the fields made once, without a call, for nearly every response)
+        if http_version == b"1.1":
+            out.append(rules._via_11)
+            lowered.append(rules._via_field_11)
+        else:
+            via = rules.via_value(http_version)
+            out.append((b"Via", via))
+            lowered.append((b"Via", b"via", via))
     return ResponseFields(out, lowered, content_type, section_io_tag, chunked, has_length)
 
 
