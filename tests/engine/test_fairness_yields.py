@@ -1,6 +1,6 @@
 """The fairness yields after syscalls that did not wait (`Wire`, `_fairness`): a completed
-write yields only if another task is runnable or the task already skipped one in this step
-(reads: `test_read_yields`); a trio without the internals this reads is refused at import.
+write yields only if another task is runnable or the task already skipped one in this step;
+a completed read always yields; a trio without the internals this reads is refused at import.
 """
 
 from __future__ import annotations
@@ -68,6 +68,15 @@ async def test_a_completed_write_yields_while_another_task_is_runnable() -> None
         with counting_my_steps() as counter:
             await down.send_all(b"data", 10.0)
             assert counter.steps == 1
+
+
+async def test_a_completed_read_always_yields() -> None:
+    down, theirs = downstream()
+    assert theirs.write_nowait(memoryview(b"request bytes")) == 13
+    await trio.lowlevel.checkpoint()
+    with counting_my_steps() as counter:
+        assert await down.recv_if_ready() == b"request bytes"
+        assert counter.steps == 1  # a step never reads more than one buffer
 
 
 def test_a_trio_without_the_scheduler_internals_is_refused_with_a_clear_message() -> None:

@@ -11,13 +11,6 @@ what follows them instead of one), tasks waiting on I/O that the loop has not po
 at most that much longer, and a flood (pipelined requests answered by rules, an always-ready
 body) still yields at every other syscall.
 
-A read that finds its bytes at the start of a step (`Wire.recv_if_ready`: a request head
-after the previous response went out, a response head after its request went out) takes
-that one skip whatever else is runnable: yielding there would be a scheduler pass for one
-read alone, and under load most requests made two such passes. The step's work stays what
-it was between two yields (one buffer read, one write, and the work on what was read), as
-the step's next read yields before it reads (`read_on_in_step`).
-
 The cancellation check before each syscall (trio's ``checkpoint_if_cancelled``) is a
 coroutine, made and awaited before every read and write; `checkpoint_due` does its usual
 case, nothing to do but count the cancel point, without one.
@@ -84,33 +77,6 @@ def may_skip_yield() -> bool:
         return False
     _SKIPPED_IN_STEP.set(step)
     return True
-
-
-# The step in which this task read a buffer and went on without yielding (`may_skip_read_yield`).
-_READ_ON_IN_STEP: ContextVar[int] = ContextVar("trioproxy_read_on_in_step", default=-1)
-
-
-def may_skip_read_yield() -> bool:
-    """True (and noted) if a read that found its bytes without waiting may go on without the
-    fairness yield: the current task skipped no yield since it last went through the
-    scheduler, so the read is the first thing its step does beyond what the step had done
-    by then (a request head at the start of its request, a response head just after the
-    request went out). The step's next write then yields (`may_skip_yield`), and its next
-    read yields before reading (`read_on_in_step`): a step still reads one buffer and does
-    one write at most, without a scheduler pass for the read alone, whether or not other
-    tasks are runnable."""
-    step: int = _CONTEXT.task._schedule_points
-    if _SKIPPED_IN_STEP.get() == step:
-        return False
-    _SKIPPED_IN_STEP.set(step)
-    _READ_ON_IN_STEP.set(step)
-    return True
-
-
-def read_on_in_step() -> bool:
-    """Whether the current task read a buffer in this step without yielding after it
-    (`may_skip_read_yield`): another read must yield before it reads."""
-    return _READ_ON_IN_STEP.get() == _CONTEXT.task._schedule_points
 
 
 def checkpoint_due() -> bool:

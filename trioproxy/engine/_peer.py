@@ -14,10 +14,9 @@ either transport (`_transport`: a socket, or memory in tests):
 * **Fairness.** One event loop serves every client, so a task whose sockets are always ready
   must still let the others run: after a syscall that completed without waiting, the task
   yields (a wait is a yield already). After a write, unless nothing else is runnable
-  (`_fairness`: at most one such yield per step is skipped); after a read, unless it is the
-  step's first (`recv_if_ready`: the step's next syscall yields instead); a second read
-  in a step yields before it reads, so a step never reads more than one buffer. Work per
-  received buffer is bounded by the callers (`_slices` walks h11 events in slices).
+  (`_fairness`: at most one such yield per step is skipped); after a read, always, so a
+  step never reads more than one buffer. Work per received buffer is bounded by the callers
+  (`_slices` walks h11 events in slices).
 * **Coalesced writes.** Events are queued as bytes and flushed in one write just before we
   would wait for input, so a small response's head, body and end go out in one segment.
 """
@@ -41,7 +40,7 @@ from ..core._errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from ._fairness import checkpoint_due, may_skip_read_yield, may_skip_yield, read_on_in_step
+from ._fairness import checkpoint_due, may_skip_yield
 from ._h11 import h11
 from ._transport import Transport
 
@@ -180,9 +179,7 @@ class Wire:
     async def recv(self, timeout_s: float) -> bytes:
         """Read once (up to RECEIVE_SIZE); b"" is EOF. Not fed to h11: the caller does, at
         once, in as many slices as it likes."""
-        if read_on_in_step():  # a buffer was read in this step without a yield: yield first
-            await trio.lowlevel.checkpoint()
-        elif checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
+        if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
             await checkpoint_if_cancelled()
         data = self._read_nowait()  # (`recv_if_ready`, inline: one coroutine less a read)
         if data is None:  # (waiting outside any handler: an idle wait holds no traceback)
@@ -201,8 +198,7 @@ class Wire:
         if data is None:
             return None
         self.bytes_received += len(data)
-        if not may_skip_read_yield():  # (the step's first: its next syscall yields instead)
-            await cancel_shielded_checkpoint()  # fairness: the bytes are recorded, now yield
+        await cancel_shielded_checkpoint()  # fairness: the bytes are recorded, now yield
         return data
 
     async def recv_after_wait(self, timeout_s: float) -> bytes:
