@@ -140,18 +140,19 @@ class RequestPlan:
     max_body_bytes: int | None = None
 
 
-# Request headers whose (first) value the access log reports.
-NOTED_REQUEST_HEADERS = frozenset(
-    {
-        b"referer",
-        b"user-agent",
-        b"x-forwarded-proto",
-        b"x-forwarded-for",
-        b"true-client-ip",
-        b"section-io-id",
-        b"traceparent",  # (read again, strictly, only when present: `_tracecontext`)
-    }
+# Request headers whose (first) value the access log reports as it is, in the order the
+# exchange's `_note_request` unpacks them.
+NOTED_AS_IS = (
+    b"referer",
+    b"user-agent",
+    b"x-forwarded-proto",
+    b"x-forwarded-for",
+    b"true-client-ip",
+    b"section-io-id",
 )
+# ... and every request header whose first value is noted: traceparent is read again,
+# strictly, only when present (`_tracecontext`).
+NOTED_REQUEST_HEADERS = frozenset((*NOTED_AS_IS, b"traceparent"))
 
 
 # What a client says about itself through the chain: believed only from a trusted peer.

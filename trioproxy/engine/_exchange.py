@@ -56,6 +56,7 @@ from ..core._bodylimit import BodyTooLarge
 from ..core._errors import ClientError, ClientGone, ProxyError, UpstreamClosed
 from ..core._faults import Direction, FaultState
 from ..core._headers import (
+    NOTED_AS_IS,
     TEXT_PLAIN,
     BodyKind,
     Field,
@@ -881,16 +882,7 @@ def _fault_states(actions: tuple[Triggered, ...]) -> tuple[FaultState, ...]:
     return found
 
 
-# The noted request headers the record keeps as they are, in `_note_request`'s order.
-_NOTED_AS_IS = (
-    b"referer",
-    b"user-agent",
-    b"x-forwarded-proto",
-    b"x-forwarded-for",
-    b"true-client-ip",
-    b"section-io-id",
-)
-_NONE_NOTED = (b"",) * len(_NOTED_AS_IS)
+_NONE_NOTED = (b"",) * len(NOTED_AS_IS)
 
 
 def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
@@ -907,7 +899,7 @@ def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
         record.x_forwarded_for,
         record.true_client_ip,
         record.section_io_id,
-    ) = map(noted.get, _NOTED_AS_IS, _NONE_NOTED)
+    ) = map(noted.get, NOTED_AS_IS, _NONE_NOTED)
     if b"traceparent" in noted:  # W3C trace context: the access line joins the trace
         record.trace_id, record.span_id = trace_ids(plan.headers) or (b"", b"")
 
