@@ -116,7 +116,6 @@ def _supervise(args: argparse.Namespace) -> int:
     """The parent of ``--workers N``. It binds the port once; every worker inherits the
     listening socket (no SO_REUSEPORT: a second instance cannot join the port)."""
     from ..core._sharedbuckets import create
-    from ._superadmin import SupervisorAdmin
     from ._supercontrol import merge
     from ._supervisor import Config, ReloadCheck, Reloaded, Supervisor
 
@@ -215,6 +214,9 @@ def _supervise(args: argparse.Namespace) -> int:
 
     admin = None
     if admin_listener is not None:
+        # Only with an admin listener: it brings the HTTP head reader (`core._headers`).
+        from ._superadmin import SupervisorAdmin
+
         server = SupervisorAdmin(
             admin_listener,
             healthy=lambda: supervisor.healthy,

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._version import __version__
 from ..config._options import (
@@ -38,8 +38,25 @@ class _UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line that says what was wrong."""
 
+    _adding = False
+
     def error(self, message: str) -> NoReturn:
         raise _UsageError(f"{message} (see {self.prog} --help)")
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        self._adding = True
+        try:
+            return super().add_argument(*args, **kwargs)
+        finally:
+            self._adding = False
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # add_argument makes a help formatter only to check a metavar, which no width changes;
+        # the real one asks `shutil` for the terminal's, and importing shutil brings zlib, bz2
+        # and lzma (~0.4 MiB) into the supervisor, which never prints help.
+        if self._adding:
+            return argparse.HelpFormatter(self.prog, width=80)
+        return super()._get_formatter()
 
 
 def build_parser(

@@ -15,7 +15,6 @@ the configuration loader.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import unquote
 
@@ -135,6 +134,8 @@ def _faults(lists: list[tuple[int, list[dict[str, Any]]]]) -> list[dict[str, Any
 
 
 def _json(answer: tuple[Any, ...]) -> dict[str, Any]:
+    import json  # here: the supervisor without an admin listener never parses JSON
+
     value = json.loads(answer[3])
     return value if isinstance(value, dict) else {}
 
@@ -149,6 +150,8 @@ def _message(answer: tuple[Any, ...]) -> str:
 
 
 def _json_answer(value: Any, status: int = 200) -> Answer:
+    import json
+
     return status, _JSON, json.dumps(value, indent=1).encode("ascii") + b"\n"
 
 

@@ -52,9 +52,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._channel import Message
 from ._supercontrol import FaultLedger
@@ -94,8 +93,9 @@ class Config:
 Reloaded = tuple[Config, Callable[[], None]]
 
 
-@dataclass
-class ReloadCheck:
+# Plain classes, not dataclasses: importing `dataclasses` brings `inspect`, `ast` and `dis`
+# into a process that only spawns and watches workers.
+class ReloadCheck(NamedTuple):
     """How to check a reload: a command (``stdin`` its input), and what its exit status and
     output mean (None: rejected, it has said why on stderr)."""
 
@@ -104,13 +104,20 @@ class ReloadCheck:
     finish: Callable[[int, bytes], Reloaded | None]
 
 
-@dataclass
 class _Checking:
-    process: subprocess.Popen[bytes]
-    finish: Callable[[int, bytes], Reloaded | None]
-    deadline: float
-    output: bytearray = field(default_factory=bytearray)
-    eof: bool = False
+    __slots__ = ("deadline", "eof", "finish", "output", "process")
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        finish: Callable[[int, bytes], Reloaded | None],
+        deadline: float,
+    ) -> None:
+        self.process = process
+        self.finish = finish
+        self.deadline = deadline
+        self.output = bytearray()
+        self.eof = False
 
 
 class Supervisor:
