@@ -11,7 +11,6 @@ fits. This module never imports trio.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 from ..config._memfit import binding_limit, fit_settings
@@ -74,6 +73,8 @@ def sets_max_connections(raw: bytes | None) -> bool:
     already: anything unreadable here counts as not set)."""
     if raw is None:
         return False
+    import tomllib  # here: no file, no TOML parser (and its datetime) in the process
+
     try:
         limits = tomllib.loads(raw.decode("utf-8")).get("limits")
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, ValueError):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._lines import _LineIndex
 from ._problems import ConfigError, Problem, _file_error
+
+if TYPE_CHECKING:
+    import tomllib
 
 __all__ = ["CONFIG_FILENAME", "MAX_FILE_BYTES", "read_config"]
 
@@ -38,6 +40,10 @@ def read_config(config_dir: str | Path) -> tuple[str, bytes | None]:
 
 
 def _parse(raw: bytes, *, file: str) -> tuple[dict[str, Any], str]:
+    # Imported here, not at the top: a proxy started without a file (all defaults) never
+    # holds the TOML parser and the datetime module it brings (~0.4 MiB).
+    import tomllib
+
     text = _decode(file, raw)
     try:
         return tomllib.loads(text), text

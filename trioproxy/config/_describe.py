@@ -6,7 +6,6 @@ both word their messages alike.
 
 from __future__ import annotations
 
-import datetime
 import math
 from typing import Any
 
@@ -37,6 +36,8 @@ def toml_type(value: Any) -> str:
     for python_type, name in _TOML_TYPES:
         if isinstance(value, python_type):
             return name
+    import datetime  # here: only tomllib makes such values, and it has imported datetime
+
     if isinstance(value, datetime.date | datetime.time):  # tomllib's remaining types
         return "date-time"
     # Not from TOML: JSON's null (POST /faults), a Python value (proxy.fault(key=...)).

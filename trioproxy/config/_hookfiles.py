@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import marshal
 import os
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,8 @@ def unbundle(raw: bytes) -> tuple[bytes, dict[str, bytes | str]]:
 
 
 def _read_each(directory: Path, raw: bytes, read: Reader) -> Iterator[tuple[str, bytes | str]]:
+    import tomllib  # here: only a file that names hooks is read twice
+
     try:
         data = tomllib.loads(raw.decode("utf-8").removeprefix("\ufeff"))
     except (ValueError, RecursionError):
