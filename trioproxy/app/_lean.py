@@ -46,7 +46,13 @@ def defer_unused_imports() -> None:
 def trim() -> None:
     """Return the freed C heap to the kernel, where the C library can (glibc)."""
     import ctypes  # trio has imported it already
+    import linecache
+    import re
 
+    # Caches only startup filled: the source attrs keeps of the methods it generated for
+    # trio's classes (for tracebacks through them), and patterns compiled once.
+    linecache.clearcache()
+    re.purge()
     gc.collect()  # startup's cycles (imports, argument parsing) first
 
     with contextlib.suppress(OSError, AttributeError):  # musl, macOS: nothing to do
