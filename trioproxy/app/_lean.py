@@ -2,14 +2,16 @@
 
 trio imports ``ssl`` (for its TLS streams) and ``hmac`` (for DTLS cookies) when it is
 imported, and with them OpenSSL's libssl and libcrypto: about 5 MiB of a 30 MiB process that
-never speaks TLS (the platform terminates it before the proxy); and ``idna`` (its tables and
-``unicodedata``), which trio needs only for a host name that is not ASCII.
+never speaks TLS (the platform terminates it before the proxy); ``idna`` (its tables and
+``unicodedata``), which trio needs only for a host name that is not ASCII; and ``tempfile`` and
+``shutil`` (with ``bz2`` and ``lzma``), which ``ctypes.util`` (imported by trio to name its
+threads) uses only when ``ldconfig`` cannot find a library.
 `defer_unused_imports`, called before trio is imported, puts a stand-in for each in
 ``sys.modules`` that imports the real module on first use of any attribute, so code that does
 use them still works, only later.
-`trim` hands the C heap that imports and startup freed back to the kernel (glibc's
-``malloc_trim``). Neither changes what the proxy does; both only run in the command, never
-when trioproxy is imported as a library.
+`trim` empties the caches only startup filled and hands the C heap that imports and startup
+freed back to the kernel (glibc's ``malloc_trim``). Neither changes what the proxy does; both
+only run in the command, never when trioproxy is imported as a library.
 """
 
 from __future__ import annotations
