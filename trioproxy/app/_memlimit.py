@@ -71,7 +71,7 @@ def memory_limit() -> int | None:
 def sets_max_connections(raw: bytes | None) -> bool:
     """Whether a configuration file's bytes set ``limits.max_connections`` (they were checked
     already: anything unreadable here counts as not set)."""
-    if raw is None:
+    if not raw:
         return False
     import tomllib  # here: no file, no TOML parser (and its datetime) in the process
 

@@ -40,6 +40,8 @@ def read_config(config_dir: str | Path) -> tuple[str, bytes | None]:
 
 
 def _parse(raw: bytes, *, file: str) -> tuple[dict[str, Any], str]:
+    if not raw:  # what tomllib makes of it; a worker of a supervisor started without a file
+        return {}, ""
     # Imported here, not at the top: a proxy started without a file (all defaults) never
     # holds the TOML parser and the datetime module it brings (~0.4 MiB).
     import tomllib
