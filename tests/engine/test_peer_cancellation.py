@@ -165,11 +165,36 @@ class CancelAfterSyscall:
         def syscall(*args: Any) -> Any:
             result = real(*args)
             if args[0] is self.ours and result is not None:  # completed (None: would block)
-                self.completed.append(name)
-                self.scope.cancel()
+                self.done(name)
             return result
 
         return syscall
+
+    def done(self, name: str) -> None:
+        self.completed.append(name)
+        self.scope.cancel()
+
+
+class CancellingCalls:
+    """A socket transport's `calls` (the wire reads and writes with them, not with
+    ``read_nowait``), cancelling as `CancelAfterSyscall.wrap` does once one completes."""
+
+    def __init__(self, plan: CancelAfterSyscall, real: Any) -> None:
+        self.plan = plan
+        self.real = real
+
+    def recv(self, max_bytes: int, /) -> bytes:
+        data: bytes = self.real.recv(max_bytes)  # (BlockingIOError: would block)
+        self.plan.done("read_nowait")
+        return data
+
+    def send(self, data: bytes | memoryview, /) -> int:
+        sent: int = self.real.send(data)
+        self.plan.done("write_nowait")
+        return sent
+
+    def fileno(self) -> int:
+        return int(self.real.fileno())
 
 
 @contextmanager
@@ -181,6 +206,8 @@ def cancelling_after_each_completed_syscall(
         for transport in (SocketTransport, MemoryTransport):
             for name in ("read_nowait", "write_nowait"):
                 patch.setattr(transport, name, plan.wrap(name, getattr(transport, name)))
+        if isinstance(peer.transport, SocketTransport):
+            patch.setattr(peer.transport, "calls", CancellingCalls(plan, peer.transport.calls))
         yield plan
 
 

@@ -293,6 +293,22 @@ class FaultyTransport:
     def read_nowait(self, max_bytes: int) -> bytes | None:
         return self.inner.read_nowait(max_bytes)
 
+    @property
+    def calls(self) -> FaultyTransport:
+        return self  # (`recv` and `send`: through `read_nowait` and `write_nowait`)
+
+    def recv(self, max_bytes: int, /) -> bytes:
+        data = self.read_nowait(max_bytes)
+        if data is None:
+            raise BlockingIOError(errno.EAGAIN, "would block")
+        return data
+
+    def send(self, data: bytes | memoryview, /) -> int:
+        taken = self.write_nowait(memoryview(data))
+        if taken is None:
+            raise BlockingIOError(errno.EAGAIN, "would block")
+        return taken
+
     async def wait_readable(self) -> None:
         await self.inner.wait_readable()
 

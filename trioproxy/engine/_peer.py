@@ -134,10 +134,31 @@ class Wire:
     def send_queued_nowait(self) -> bool:
         """Send what the transport takes now, without waiting; True if nothing is left.
         Each write is recorded as it completes: nothing here can be cancelled."""
-        # (The unsent rest lives in a local, and is recorded in `_sending` when a write
-        # stops short or fails; usually everything queued goes out in the first write.)
         out = self._out
-        sending = self._sending
+        if self._sending:  # the rest of a write that stopped short goes first
+            return self._send_rest(self._sending)
+        if not out:
+            return True
+        # The usual case: everything queued, joined (one part: no copy), goes in one write,
+        # with no view made (only a rest needs one) and nothing left to record.
+        data = b"".join(out)
+        out.clear()
+        try:
+            sent = self.transport.calls.send(data)
+        except BlockingIOError:
+            return self._stopped_short(memoryview(data))
+        except OSError as exc:
+            self._sending = memoryview(data)
+            raise self._gone(exc) from exc
+        self.bytes_sent += sent
+        if sent == len(data):
+            return True
+        return self._send_rest(memoryview(data)[sent:])
+
+    def _send_rest(self, sending: memoryview) -> bool:
+        """`send_queued_nowait` from the unsent rest of a write on."""
+        out = self._out
+        calls = self.transport.calls
         while True:
             if not sending:
                 if not out:
@@ -145,18 +166,21 @@ class Wire:
                     # the last buffer alive while idle.
                     self._sending = _NOTHING
                     return True
-                sending = memoryview(b"".join(out))  # (one part: joined without a copy)
+                sending = memoryview(b"".join(out))
                 out.clear()
             try:
-                sent = self.transport.write_nowait(sending)
+                sent = calls.send(sending)
+            except BlockingIOError:
+                return self._stopped_short(sending)
             except OSError as exc:
                 self._sending = sending
                 raise self._gone(exc) from exc
-            if sent is None:
-                self._sending = sending
-                return False
             self.bytes_sent += sent
             sending = sending[sent:]  # (all sent: empty, and dropped above)
+
+    def _stopped_short(self, sending: memoryview) -> bool:
+        self._sending = sending
+        return False
 
     def discard_queued(self) -> None:
         """Forget what is queued; only for bytes none of which has been sent."""
@@ -192,11 +216,11 @@ class Wire:
         if checkpoint_due():  # (`checkpoint_if_cancelled`, its coroutine only if due)
             await checkpoint_if_cancelled()
         try:
-            data = self.transport.read_nowait(RECEIVE_SIZE)
+            data = self.transport.calls.recv(RECEIVE_SIZE)
+        except BlockingIOError:
+            return None
         except OSError as exc:
             raise self._gone(exc) from exc
-        if data is None:
-            return None
         self.bytes_received += len(data)
         await cancel_shielded_checkpoint()  # fairness: the bytes are recorded, now yield
         return data
@@ -221,11 +245,12 @@ class Wire:
     def _read_nowait(self) -> bytes | None:
         """Read once if a read would not wait, and record it (no checkpoint in between)."""
         try:
-            data = self.transport.read_nowait(RECEIVE_SIZE)
+            data = self.transport.calls.recv(RECEIVE_SIZE)
+        except BlockingIOError:
+            return None
         except OSError as exc:
             raise self._gone(exc) from exc
-        if data is not None:
-            self.bytes_received += len(data)
+        self.bytes_received += len(data)
         return data
 
     async def wait_readable(self) -> None:

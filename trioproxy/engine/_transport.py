@@ -18,12 +18,26 @@ from typing import Protocol
 import trio
 
 
+class SocketCalls(Protocol):
+    """A transport's read and write as a socket's non-blocking ``recv``/``send``: what
+    `Transport.read_nowait` and `write_nowait` do, but BlockingIOError where they return
+    None. The wire's hot path calls these: a socket's are its C calls, no frame between."""
+
+    def recv(self, max_bytes: int, /) -> bytes: ...
+
+    def send(self, data: bytes | memoryview, /) -> int: ...
+
+
 class Transport(Protocol):
     """A connected byte stream. Reads and writes never wait; the waits are separate, so the
     caller decides where its checkpoints are (cancellation-safe I/O)."""
 
     @property
     def peer_ip(self) -> str: ...
+
+    @property
+    def calls(self) -> SocketCalls:
+        """``read_nowait`` and ``write_nowait`` as a socket's calls (`SocketCalls`)."""
 
     def read_nowait(self, max_bytes: int) -> bytes | None:
         """Up to ``max_bytes``; b"" at EOF; None if a read would wait. OSError if broken."""
@@ -77,12 +91,13 @@ class SocketTransport:
     the stdlib socket under trio's (trio's SocketStream goes through the scheduler twice per
     call)."""
 
-    __slots__ = ("_fds", "peer_ip", "socket")
+    __slots__ = ("_poller", "calls", "peer_ip", "socket")
 
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self.socket = sock
-        self._fds = _stdlib_socket(sock)
+        self.calls = _stdlib_socket(sock)  # (`SocketCalls`: the stdlib socket's own)
         self.peer_ip = _peer_ip(sock)
+        self._poller: select.poll | None = None  # `readable_now`'s, made at its first use
 
     # Reads and writes are the stdlib socket's own C calls: no fd to ask for first, and the
     # kernel's socket calls (recvfrom, sendto) rather than read/write through the file layer.
@@ -92,13 +107,13 @@ class SocketTransport:
 
     def read_nowait(self, max_bytes: int) -> bytes | None:
         try:
-            return self._fds.recv(max_bytes)
+            return self.calls.recv(max_bytes)
         except BlockingIOError:
             return None
 
     def write_nowait(self, data: memoryview) -> int | None:
         try:
-            return self._fds.send(data)
+            return self.calls.send(data)
         except BlockingIOError:
             return None
 
@@ -110,12 +125,12 @@ class SocketTransport:
         await trio.lowlevel.wait_writable(self._open_fd())
 
     def wake_waiters(self) -> None:
-        fd = self._fds.fileno()
+        fd = self.calls.fileno()
         if fd >= 0:  # (epoll forgets the fd; the next wait registers it again)
             trio.lowlevel.notify_closing(fd)
 
     def _open_fd(self) -> int:
-        fd = self._fds.fileno()
+        fd = self.calls.fileno()
         if fd < 0:  # (-1 would reach epoll as a ValueError)
             raise trio.ClosedResourceError("this connection is closed")
         return fd
@@ -124,15 +139,20 @@ class SocketTransport:
     # (The fd is asked for once per check: the pool checks every connection it reuses.)
 
     def readable_now(self) -> bool:
-        fd = self._fds.fileno()
+        fd = self.calls.fileno()
         if fd < 0:
             return True
-        poller = select.poll()  # (`_poll_now`, inline: every reuse of a pooled connection)
-        poller.register(fd, _READABLE)
+        # One poll object per connection, registered once (`_poll_now` made one per call:
+        # every reuse of a pooled connection asks). Only an open fd is polled, and an open
+        # socket's fd never changes, so the registration always names this connection.
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(fd, _READABLE)
         return bool(poller.poll(0))
 
     def peer_closed(self) -> bool:
-        fd = self._fds.fileno()
+        fd = self.calls.fileno()
         if fd < 0:
             return True
         if not _poll_now(fd, _CLOSED_OR_READABLE):  # not urgent data
@@ -154,7 +174,7 @@ class SocketTransport:
 
     @property
     def closed(self) -> bool:
-        return self._fds.fileno() < 0
+        return self.calls.fileno() < 0
 
 
 class SocketListenerSource:
@@ -206,10 +226,10 @@ class _FdCalls:
     def __init__(self, sock: trio.socket.SocketType) -> None:
         self._sock = sock
 
-    def recv(self, max_bytes: int) -> bytes:
+    def recv(self, max_bytes: int, /) -> bytes:
         return os.read(self._sock.fileno(), max_bytes)
 
-    def send(self, data: memoryview) -> int:
+    def send(self, data: bytes | memoryview, /) -> int:
         return os.write(self._sock.fileno(), data)
 
     def fileno(self) -> int:
