@@ -39,7 +39,7 @@ def check_internals(run: ModuleType = _run) -> None:
         ("", "GLOBAL_RUN_CONTEXT"),
         ("Runner", "runq"),
         ("Task", "_schedule_points"),
-        ("Runner", "main_task"),
+        ("Runner", "ki_pending"),
         ("Task", "_cancel_status"),
         ("Task", "_cancel_points"),
         ("CancelStatus", "effectively_cancelled"),
@@ -59,7 +59,7 @@ def check_internals(run: ModuleType = _run) -> None:
 
 check_internals()
 
-_CONTEXT = _run.GLOBAL_RUN_CONTEXT
+_CONTEXT = RUN_CONTEXT = _run.GLOBAL_RUN_CONTEXT  # (`RUN_CONTEXT`: for `_peer`'s inline copies)
 # The step (the task's count of scheduler passes) in which this task last skipped a yield.
 # Task-local, and a number: a global holding a task's id would make runs differ by where
 # tasks happen to be allocated (the simulation replays runs and compares them).
@@ -81,11 +81,12 @@ def may_skip_yield() -> bool:
 
 def checkpoint_due() -> bool:
     """Whether ``trio.lowlevel.checkpoint_if_cancelled`` has more to do here than count a
-    cancel point: the task is cancelled (or is the main task, which a KeyboardInterrupt may
-    be pending for); the caller then awaits it. Else the point is counted, as it would be,
-    and no coroutine is made: it runs before every read and write."""
+    cancel point: the task is cancelled, or a KeyboardInterrupt is pending (for the main
+    task: it then decides); the caller then awaits it. Else the point is counted, as it
+    would be, and no coroutine is made: it runs before every read and write. (`_peer`'s
+    hottest reads and writes hold a copy of these lines.)"""
     task = _CONTEXT.task
-    if task._cancel_status.effectively_cancelled or task is _CONTEXT.runner.main_task:
+    if task._cancel_status.effectively_cancelled or _CONTEXT.runner.ki_pending:
         return True
     task._cancel_points += 1
     return False

@@ -115,7 +115,9 @@ class UpstreamPool:
             while idle:
                 conn = idle.pop()
                 if (
-                    conn.looks_dead()
+                    # An idle connection with something to read was closed (or broken)
+                    # by the origin: an EOF, a reset, or bytes nobody asked for.
+                    conn.transport.readable_now()
                     or now - conn.connected_at >= self.limits.max_age_s
                     or not self.resolver.still_current(conn.sockaddr, now)
                 ):
