@@ -108,7 +108,10 @@ class Wire:
 
     @property
     def queued_bytes(self) -> int:
-        return len(self._sending) + sum(map(len, self._out))
+        out = self._out
+        if out:
+            return len(self._sending) + sum(map(len, out))
+        return len(self._sending)  # (the usual answer where a head starts: no map, no sum)
 
     # --- Writing -----------------------------------------------------------------------------
 
@@ -374,6 +377,18 @@ class Peer(Wire):
             raise self._unsendable(exc) from exc
         if data:
             self._out.append(data)
+
+    def queue_sized(self, event: h11.Event) -> int:
+        """`queue`, saying how many bytes it queued: a response head's end is where the
+        head started plus that, without asking for `queued_bytes` a second time."""
+        try:
+            data = self.h11.send(event)
+        except h11.LocalProtocolError as exc:
+            raise self._unsendable(exc) from exc  # (as in `queue`)
+        if data:
+            self._out.append(data)
+            return len(data)
+        return 0
 
     async def flush(self, timeout_s: float) -> None:
         """Send everything queued; an error or a cancellation leaves this h11 side unusable
