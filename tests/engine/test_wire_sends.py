@@ -41,7 +41,7 @@ async def test_a_send_taken_in_part_keeps_the_exact_rest_queued_then_sends_it_in
     down._out.append(b"gh")  # queued meanwhile: goes after the rest
     assert not down.send_queued_nowait()  # full: nothing taken, nothing lost
     assert down.queued_bytes == 4 and down.bytes_sent == 4
-    received = theirs.read_nowait(100)
+    received = theirs.read_nowait(100) or b""
     assert down.send_queued_nowait()
     received += theirs.read_nowait(100) or b""
     assert received == b"abcdefgh" and down.bytes_sent == 8 and not down.has_queued
