@@ -406,21 +406,23 @@ _READ_IN_RESPONSES = HOP_BY_HOP | {
     b"x-request-id",
 }
 
-_USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
+# A lone Connection field's usual values (nginx sends keep-alive with every response): they
+# name nothing but hop-by-hop fields, dropped anyway, so its options are not parsed.
+_USUAL_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
 
 
 class ResponseFields:
-    """A response head as the client gets it (`headers`), and what the exchange reads of the
-    origin's fields: its content type and section-io-tag (for the access line), and its
-    framing (``chunked``; ``has_length``: a Content-Length, which stays in ``headers``).
-    ``lowered``: the same fields with their lower-case names, as h11 takes them to send
-    without normalising them again."""
+    """A response head as the client gets it, and what the exchange reads of the origin's
+    fields: its content type and section-io-tag (for the access line), and its framing
+    (``chunked``; ``has_length``: a Content-Length, which stays in the head). ``lowered``:
+    the fields with their lower-case names, as h11 takes them to send without normalising
+    them again; ``headers``: the same as (name, value) pairs, made when first read (a rule,
+    a hook, the journal: most responses go out without them)."""
 
-    __slots__ = ("chunked", "content_type", "has_length", "headers", "lowered", "section_io_tag")
+    __slots__ = ("_headers", "chunked", "content_type", "has_length", "lowered", "section_io_tag")
 
     def __init__(
         self,
-        headers: Headers,
         lowered: list[Field],
         content_type: bytes,
         section_io_tag: bytes,
@@ -428,12 +430,19 @@ class ResponseFields:
         has_length: bool,
     ) -> None:
         # (No keyword-only parameters: a keyword call through the class builds a dict.)
-        self.headers = headers
         self.lowered = lowered
         self.content_type = content_type
         self.section_io_tag = section_io_tag
         self.chunked = chunked
         self.has_length = has_length
+        self._headers: Headers | None = None
+
+    @property
+    def headers(self) -> Headers:
+        """The fields as (name, value) pairs: the same list at every read."""
+        if self._headers is None:
+            self._headers = [(name, value) for name, _, value in self.lowered]
+        return self._headers
 
 
 def response_fields(
@@ -455,7 +464,7 @@ def response_fields(
 
 
 def response_fields_of(
-    fields: Iterable[Field],
+    fields: Sequence[Field],
     http_version: bytes,
     *,
     rules: ForwardingRules,
@@ -468,56 +477,54 @@ def response_fields_of(
 
     Raises UpstreamError for framing a downstream parser could read two ways.
     """
-    out: Headers = []
-    lowered: list[Field] = []
+    # Every field is kept but the few read below: copied whole (in C), those few taken out.
+    # (A copy: h11's own list stays the response's, which the body relay reads again.)
+    lowered = list(fields)
     content_type = section_io_tag = b""
     has_length = chunked = False
     listed: list[bytes] = []  # the values of Connection fields
+    read = _READ_IN_RESPONSES
     for item in fields:
-        name, lname, value = item
-        if lname not in _READ_IN_RESPONSES:  # (most fields: Date, Server, ETag...)
-            out.append((name, value))
-            lowered.append(item)
+        if item[1] not in read:  # (most fields: Date, Server, ETag...: one set lookup)
             continue
+        lname = item[1]
+        # (The likeliest first: nginx's Content-Length, Content-Type and Connection.)
         if lname == b"content-length":
             has_length = True
+        elif lname == b"content-type":
+            if not content_type:
+                content_type = item[2]
+        elif lname == b"connection":
+            listed.append(item[2])
+            lowered.remove(item)  # (the first equal field: dropped alike, the same list)
         elif lname == b"transfer-encoding":
             chunked = True
-        elif lname == b"content-type":
-            content_type = content_type or value
+            lowered.remove(item)
         elif lname == b"section-io-tag":
-            section_io_tag = section_io_tag or value
-        elif lname == b"connection":
-            listed.append(value)
-        if lname not in HOP_BY_HOP and not (request_id and lname == b"x-request-id"):
-            out.append((name, value))
-            lowered.append(item)
+            if not section_io_tag:
+                section_io_tag = item[2]
+        elif lname != b"x-request-id" or request_id:  # hop-by-hop, or the ID we set below
+            lowered.remove(item)
     if has_length and chunked:
         raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
     # (Usually one "keep-alive" or "close", hop-by-hop already: then nothing more to drop.)
-    if listed and (len(listed) > 1 or listed[0].lower() not in _USUAL_CONNECTION):
-        options = connection_options((b"connection", value) for value in listed)
+    if listed and (len(listed) > 1 or listed[0] not in _USUAL_CONNECTION):
+        options = _listed_options(listed)
         if options - HOP_BY_HOP:
             lowered = [item for item in lowered if item[1] not in options]
-            out = [(name, value) for name, _, value in lowered]
     if switching:  # a 101 for our WebSocket upgrade: the switch itself is end-to-end
-        out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
         lowered += [
             (b"Connection", b"connection", b"upgrade"),
             (b"Upgrade", b"upgrade", b"websocket"),
         ]
     if request_id:  # the client learns the ID its request is logged under
-        out.append((b"X-Request-ID", request_id))
         lowered.append((b"X-Request-ID", b"x-request-id", request_id))
-    if rules.via:  # (the fields made once, without a call, for nearly every response)
+    if rules.via:  # (the field made once, without a call, for nearly every response)
         if http_version == b"1.1":
-            out.append(rules._via_11)
             lowered.append(rules._via_field_11)
         else:
-            via = rules.via_value(http_version)
-            out.append((b"Via", via))
-            lowered.append((b"Via", b"via", via))
-    return ResponseFields(out, lowered, content_type, section_io_tag, chunked, has_length)
+            lowered.append((b"Via", b"via", rules.via_value(http_version)))
+    return ResponseFields(lowered, content_type, section_io_tag, chunked, has_length)
 
 
 def response_headers(
