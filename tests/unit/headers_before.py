@@ -4,31 +4,115 @@ test (`test_headers_differential`) holds the new ones to. Not to be edited."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from trioproxy.core._errors import ClientError, MethodNotAllowed, UpstreamError
-from trioproxy.core._headers import (
-    _AUTHORITY,
-    _CLIENT_CLAIMS,
-    _NO_OPTIONS,
-    _REQUEST_ID,
-    _USUAL_CONNECTION,
-    HOP_BY_HOP,
-    IDEMPOTENT_METHODS,
-    NOTED_REQUEST_HEADERS,
-    BodyKind,
-    Field,
-    ForwardingRules,
-    Headers,
-    _listed_options,
-    _offers_websocket,
-    _origin_form,
-    connection_options,
-    new_request_id,
-)
+from trioproxy.core._headers import BodyKind, Field, ForwardingRules, Headers, new_request_id
 
 __all__ = ["RequestPlan", "ResponseFields", "plan_request_of", "response_fields_of"]
+
+# RFC 9110 7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection) and the proxy
+# credentials, which are meant for us, not the next hop (RFC 9110 11.7).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+
+# Fields a Connection header may name without effect: removing Host or Content-Length
+# would change what the message means or how it is framed, not just drop a hop's option.
+_NEVER_HOP_BY_HOP = frozenset({b"host", b"content-length"})
+
+# RFC 9110 9.2.2. A request with one of these may be sent again when a reused connection
+# turns out to be dead before any response byte arrived.
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+# An incoming X-Request-ID is kept when it looks like an ID (UUIDs, hex, base64, ULIDs...),
+# replaced when it does not: it lands in logs and other systems verbatim.
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._~:+/=@-]{1,128}")
+
+
+# A Host value made of the configured upstream address: visible ASCII.
+_AUTHORITY = re.compile(rb"[\x21-\x7e]+")
+
+
+# Request headers whose (first) value the access log reports as it is, in the order the
+# exchange's `_note_request` unpacks them.
+NOTED_AS_IS = (
+    b"referer",
+    b"user-agent",
+    b"x-forwarded-proto",
+    b"x-forwarded-for",
+    b"true-client-ip",
+    b"section-io-id",
+)
+# ... and every request header whose first value is noted: traceparent is read again,
+# strictly, only when present (`_tracecontext`).
+NOTED_REQUEST_HEADERS = frozenset((*NOTED_AS_IS, b"traceparent"))
+
+
+# What a client says about itself through the chain: believed only from a trusted peer.
+_CLIENT_CLAIMS = frozenset({b"true-client-ip", b"x-forwarded-for"})
+
+
+_NO_OPTIONS: frozenset[bytes] = frozenset()
+
+
+def connection_options(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """The lower-cased names listed in every ``Connection`` field (RFC 9110 7.6.1)."""
+    return _listed_options([value for name, value in headers if name.lower() == b"connection"])
+
+
+def _listed_options(listed: Iterable[bytes]) -> frozenset[bytes]:
+    """`connection_options` from the Connection fields' values."""
+    names: set[bytes] = set()
+    for value in listed:
+        names.update(token.strip().lower() for token in value.split(b","))
+    names.discard(b"")
+    return frozenset(names - _NEVER_HOP_BY_HOP) if names else _NO_OPTIONS
+
+
+def _offers_websocket(value: bytes) -> bool:
+    return any(token.strip().split(b"/")[0].lower() == b"websocket" for token in value.split(b","))
+
+
+def _origin_form(target: bytes, host: bytes | None) -> tuple[bytes, bytes]:
+    """Turn an absolute-form target into origin-form; return it and the authority it named.
+
+    RFC 9112 3.2.2: a server must accept absolute-form, and the Host field is then replaced
+    by the target's authority. We refuse a disagreement instead: two hops reading two hosts
+    is how cache poisoning starts.
+    """
+    if target.startswith(b"/") or target == b"*":
+        return target, b""
+    try:
+        parts = urlsplit(target.decode("ascii", "replace"))
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError as exc:  # a bad bracketed host, a non-numeric port...
+        raise ClientError(f"malformed absolute-form target: {exc}") from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        raise ClientError("request target is neither origin-form nor absolute-form")
+    authority = parts.netloc.encode("ascii")
+    if host is not None and host.lower() != authority.lower():
+        raise ClientError("absolute-form target names another host than the Host header")
+    path = parts.path or "/"
+    origin = path + ("?" + parts.query if parts.query or target.endswith(b"?") else "")
+    return origin.encode("ascii"), authority
+
+
+_USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
+
 
 _WATCHED_IN_PLANS = (
     NOTED_REQUEST_HEADERS

@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from trioproxy.core._errors import ProxyError
@@ -127,6 +127,10 @@ def _outcome(call: Callable[[], Any], fields: tuple[str, ...]) -> object:
 _PLAN_FIELDS = tuple(headers_before.RequestPlan.__dataclass_fields__)
 
 
+def _fields(*pairs: tuple[bytes, bytes]) -> list[Field]:
+    return [(name, name.lower(), value) for name, value in pairs]
+
+
 @_PROPERTY
 @given(
     method=st.sampled_from([b"GET", b"POST", b"HEAD", b"CONNECT", b"PATCH"]),
@@ -139,6 +143,11 @@ _PLAN_FIELDS = tuple(headers_before.RequestPlan.__dataclass_fields__)
     authority=st.sampled_from([b"127.0.0.1:18080", b"bad host"]),
     max_header_count=st.sampled_from([100, 3]),
 )
+# A Connection field that names a field before it, and one naming "close".
+@example(b"GET", b"/", _fields((b"Foo", b"1"), (b"Host", b"a"), (b"Connection", b"foo")),
+         b"1.1", ForwardingRules(), b"a", 100)  # fmt: skip
+@example(b"GET", b"/", _fields((b"Host", b"a"), (b"Close", b""), (b"Connection", b"CLOSE")),
+         b"1.1", ForwardingRules(), b"a", 100)  # fmt: skip
 def test_a_plan_is_the_plan_before(
     method: bytes,
     target: bytes,
@@ -176,6 +185,12 @@ _RESPONSE_FIELDS = ("headers", "lowered", "content_type", "section_io_tag", "chu
     rules=forwarding_rules,
     request_id=st.sampled_from([b"", b"0123456789abcdef0123456789abcdef"]),
     switching=st.booleans(),
+)
+# A lone Connection: close, in any case, leaves a field named "close" (as it always did).
+@example(_fields((b"Connection", b"CLOSE"), (b"Close", b"")), b"1.1", ForwardingRules(), b"", False)
+@example(_fields((b"Close", b""), (b"Connection", b"close")), b"1.1", ForwardingRules(), b"", False)
+@example(
+    _fields((b"Foo", b""), (b"Connection", b"close, foo")), b"1.1", ForwardingRules(), b"", False
 )
 def test_a_responses_fields_are_the_fields_before(
     fields: list[Field],

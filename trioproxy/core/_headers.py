@@ -406,9 +406,12 @@ _READ_IN_RESPONSES = HOP_BY_HOP | {
     b"x-request-id",
 }
 
-# A lone Connection field's usual values (nginx sends keep-alive with every response): they
-# name nothing but hop-by-hop fields, dropped anyway, so its options are not parsed.
-_USUAL_CONNECTION = frozenset({b"keep-alive", b"close", b"Keep-Alive", b"Close"})
+# A lone Connection field of one of these values (in any case) is not parsed: keep-alive is
+# hop-by-hop already, and a field named "close" is left alone.
+_USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
+# ... and its usual spellings (nginx sends keep-alive with every response), as the lists of
+# Connection values found, compared in one step. (Never changed.)
+_USUAL_CONNECTION_LISTS = ([b"keep-alive"], [b"close"], [b"Keep-Alive"], [b"Close"])
 
 
 class ResponseFields:
@@ -420,6 +423,7 @@ class ResponseFields:
     a hook, the journal: most responses go out without them)."""
 
     __slots__ = ("_headers", "chunked", "content_type", "has_length", "lowered", "section_io_tag")
+    _headers: Headers | None
 
     def __init__(
         self,
@@ -435,7 +439,7 @@ class ResponseFields:
         self.section_io_tag = section_io_tag
         self.chunked = chunked
         self.has_length = has_length
-        self._headers: Headers | None = None
+        self._headers = None
 
     @property
     def headers(self) -> Headers:
@@ -508,7 +512,11 @@ def response_fields_of(
     if has_length and chunked:
         raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
     # (Usually one "keep-alive" or "close", hop-by-hop already: then nothing more to drop.)
-    if listed and (len(listed) > 1 or listed[0] not in _USUAL_CONNECTION):
+    if (
+        listed
+        and listed not in _USUAL_CONNECTION_LISTS
+        and (len(listed) > 1 or listed[0].lower() not in _USUAL_CONNECTION)
+    ):
         options = _listed_options(listed)
         if options - HOP_BY_HOP:
             lowered = [item for item in lowered if item[1] not in options]
