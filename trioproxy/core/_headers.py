@@ -169,6 +169,8 @@ _WATCHED_IN_PLANS = (
     | _CLIENT_CLAIMS
     | {b"content-length", b"host", b"x-request-id", b"x-forwarded-for"}
 )
+# What a plan drops from an untrusted peer: hop-by-hop fields and claims about the client.
+_DROPPED_UNTRUSTED = HOP_BY_HOP | _CLIENT_CLAIMS
 
 
 def lowered(headers: Iterable[tuple[bytes, bytes]]) -> list[Field]:
@@ -188,6 +190,22 @@ def _listed_options(listed: Iterable[bytes]) -> frozenset[bytes]:
         names.update(token.strip().lower() for token in value.split(b","))
     names.discard(b"")
     return frozenset(names - _NEVER_HOP_BY_HOP) if names else _NO_OPTIONS
+
+
+# A lone Connection field's usual values in requests, with the names each lists (parsed once).
+_USUAL_OPTIONS = {
+    value: _listed_options((value,))
+    for value in (
+        b"keep-alive",
+        b"Keep-Alive",
+        b"close",
+        b"Close",
+        b"upgrade",
+        b"Upgrade",
+        b"keep-alive, Upgrade",
+        b"Keep-Alive, Upgrade",
+    )
+}
 
 
 def plan_request(
@@ -238,94 +256,112 @@ def plan_request_of(
         raise ClientError(f"more than {max_header_count} header fields", status=431)
     if method == b"CONNECT":
         raise MethodNotAllowed("CONNECT: this is a reverse proxy, not a forward proxy")
-    listed: list[bytes] = []  # (a loop, not a comprehension: no function made and called)
-    for _, lname, value in fields:
-        if lname == b"connection":
-            listed.append(value)
-    options = _listed_options(listed) if listed else _NO_OPTIONS
-    # (Most requests have no Connection options, and most proxies no trusted_proxies: then
-    # no set is built and no address decoded.)
-    dropped = options | HOP_BY_HOP if options else HOP_BY_HOP
+    # (Most proxies have no trusted_proxies: then no address is decoded.)
     trusted = rules.trusted_proxies is None or rules.trusts(peer_ip.decode("latin-1"))
-    if not trusted:
-        # Claims about the client from a peer we do not trust go no further: the upstream
-        # hears of the TCP peer only (the access log still shows what was received).
-        dropped = dropped | _CLIENT_CLAIMS
+    merge_xff = rules.append_x_forwarded_for
+    # Claims about the client from a peer we do not trust go no further: the upstream hears
+    # of the TCP peer only (the access log still shows what was received).
+    dropped = HOP_BY_HOP if trusted else _DROPPED_UNTRUSTED
     # The names the loop does more with than pass on (most fields of a browser's request:
     # Accept, Cookie, Sec-*... are none of them, and take one set lookup).
-    watched = _WATCHED_IN_PLANS | options if options else _WATCHED_IN_PLANS
-    upgrade = False
-    out: Headers = []
-    noted: dict[bytes, bytes] = {}
-    hosts: list[bytes] = []
-    forwarded_for: list[bytes] = []
-    xff_index = -1
-    request_ids: list[bytes] = []
-    request_id_index = -1
-    content_length: bytes | None = None
-    chunked = False
-    for name, lname, value in fields:
-        if lname not in watched:
-            out.append((name, value))
-            continue
-        if lname in NOTED_REQUEST_HEADERS and lname not in noted:
-            noted[lname] = value
-        if lname == b"transfer-encoding":
-            chunked = True  # h11 accepts nothing but a single "chunked"
-        elif lname == b"content-length":
-            content_length = value
-        elif lname == b"host":
-            hosts.append(value)
-        elif lname == b"upgrade" and b"upgrade" in options:
-            upgrade = upgrade or _offers_websocket(value)
-        if lname in dropped:
-            continue
-        if lname == b"x-request-id":
-            # One X-Request-ID travels on, at the first one's place: the client's if it is
-            # well-formed, else a fresh one (filled in below).
-            if request_id_index < 0:
-                request_id_index = len(out)
-                out.append((name, b""))
-            request_ids.append(value)
-            continue
-        if lname == b"x-forwarded-for" and rules.append_x_forwarded_for:
-            # Merge every X-Forwarded-For field into one at the first one's place, as nginx's
-            # $proxy_add_x_forwarded_for does, and append the peer below.
-            if xff_index < 0:
-                xff_index = len(out)
+    watched = _WATCHED_IN_PLANS
+    # Most requests' Connection fields (none; keep-alive, close, upgrade) name hop-by-hop
+    # fields only, dropped anyway: one pass. One that names another field (which may come
+    # before it) makes the pass run again, with those fields watched and dropped.
+    options = _NO_OPTIONS
+    while True:
+        out: Headers = []
+        noted: dict[bytes, bytes] = {}
+        listed: list[bytes] = []  # the values of Connection fields
+        offered: list[bytes] = []  # the values of Upgrade fields
+        host: bytes | None = None  # the Host field's value
+        more_hosts = False
+        forwarded_for: list[bytes] = []
+        xff_index = -1
+        client_id = b""  # the client's X-Request-ID, if it sent one
+        request_id_index = -1
+        content_length: bytes | None = None
+        chunked = False
+        for name, lname, value in fields:
+            if lname not in watched:
                 out.append((name, value))
-            forwarded_for.append(value)
-            continue
-        out.append((name, value))
+                continue
+            if lname == b"host":  # (nearly every request's only watched field)
+                if host is None:
+                    host = value
+                else:
+                    more_hosts = True
+                out.append((name, value))
+                continue
+            if lname in NOTED_REQUEST_HEADERS:
+                noted.setdefault(lname, value)
+                if lname in dropped:
+                    continue
+                if lname == b"x-forwarded-for" and merge_xff:
+                    # Merge every X-Forwarded-For field into one at the first one's place,
+                    # as nginx's $proxy_add_x_forwarded_for does, and append the peer below.
+                    if xff_index < 0:
+                        xff_index = len(out)
+                        out.append((name, value))
+                    forwarded_for.append(value)
+                    continue
+            elif lname in dropped:  # hop-by-hop, a claim not believed, or a listed field
+                if lname == b"connection":
+                    listed.append(value)
+                elif lname == b"transfer-encoding":
+                    chunked = True  # h11 accepts nothing but a single "chunked"
+                elif lname == b"upgrade":
+                    offered.append(value)
+                continue
+            elif lname == b"content-length":
+                content_length = value
+            elif lname == b"x-request-id":
+                # One X-Request-ID travels on, at the first one's place: the client's if it
+                # is well-formed, else a fresh one (filled in below).
+                if request_id_index < 0:
+                    request_id_index = len(out)
+                    out.append((name, b""))
+                    client_id = value
+                else:
+                    client_id = b""  # (two: neither is believed)
+                continue
+            out.append((name, value))
+        if not listed or options:
+            break
+        options = _USUAL_OPTIONS.get(listed[0], _NO_OPTIONS) if len(listed) == 1 else _NO_OPTIONS
+        if not options:
+            options = _listed_options(listed)
+        if options <= HOP_BY_HOP:
+            break
+        watched = watched | options
+        dropped = dropped | options
 
     if chunked and content_length is not None:
         raise ClientError("both Content-Length and Transfer-Encoding")
-    if len(hosts) > 1:
+    if more_hosts:
         raise ClientError("more than one Host header")
-    host = b""  # the authority an absolute-form target names
+    authority = b""  # the authority an absolute-form target names
     if not target.startswith(b"/"):  # (origin-form, nearly every request: nothing to do)
-        target, host = _origin_form(target, hosts[0] if hosts else None)
-    if not hosts:
+        target, authority = _origin_form(target, host)
+    if host is None:
         if http_version != b"1.0":
             raise ClientError("missing Host header")  # h11 rejects it first; belt and braces
-        if not (host or _AUTHORITY.fullmatch(upstream_authority)):
+        if not (authority or _AUTHORITY.fullmatch(upstream_authority)):
             # The upstream address as configured: fields go upstream unchecked by h11.
             raise UpstreamError(f"upstream address {upstream_authority!r} cannot be a Host")
-        out.insert(0, (b"Host", host or upstream_authority))
+        out.insert(0, (b"Host", authority or upstream_authority))
         # (The places noted for X-Request-ID and X-Forwarded-For move one on: filled in
         # where they were, our Host took the client's X-Forwarded-For as its value.)
         request_id_index += request_id_index >= 0
         xff_index += xff_index >= 0
 
-    request_id = request_ids[0] if len(request_ids) == 1 else b""
-    if not (request_id and _REQUEST_ID.fullmatch(request_id)):
-        request_id = make_request_id()
+    request_id = client_id if client_id and _REQUEST_ID.fullmatch(client_id) else make_request_id()
     if request_id_index >= 0:
         out[request_id_index] = (out[request_id_index][0], request_id)
     else:
         out.append((b"X-Request-ID", request_id))
 
-    if rules.append_x_forwarded_for:
+    if merge_xff:
         if xff_index >= 0:
             forwarded_for.append(peer_ip)
             out[xff_index] = (out[xff_index][0], b", ".join(forwarded_for))
@@ -342,15 +378,17 @@ def plan_request_of(
     # Only WebSocket is tunnelled (RFC 6455 4.1: a GET over HTTP/1.1); other protocols
     # (h2c, ...) lose their Upgrade and the request goes on as plain HTTP/1.1.
     # A body would be read by the upload task while the tunnel reads the same socket.
-    upgrade = (
-        upgrade
-        and method == b"GET"
-        and http_version == b"1.1"
-        and not chunked
-        and content_length in (None, b"0")
-    )
-    if upgrade:
-        out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
+    upgrade = False
+    if offered and b"upgrade" in options:
+        upgrade = (
+            any(_offers_websocket(value) for value in offered)
+            and method == b"GET"
+            and http_version == b"1.1"
+            and not chunked
+            and content_length in (None, b"0")
+        )
+        if upgrade:
+            out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
     body = BodyKind.NONE
     if chunked:
         body = BodyKind.CHUNKED
@@ -365,7 +403,7 @@ def plan_request_of(
         upgrade=upgrade,
         peer_trusted=trusted,
         request_id=request_id,
-        host=host or (hosts[0] if hosts else b""),
+        host=authority or (host or b""),
         noted=noted,
     )
 
