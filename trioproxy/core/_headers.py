@@ -276,7 +276,7 @@ def plan_request_of(
         offered: list[bytes] = []  # the values of Upgrade fields
         host: bytes | None = None  # the Host field's value
         more_hosts = False
-        forwarded_for: list[bytes] = []
+        forwarded_for: list[bytes]  # (made at the first X-Forwarded-For merged)
         xff_index = -1
         client_id = b""  # the client's X-Request-ID, if it sent one
         request_id_index = -1
@@ -303,7 +303,9 @@ def plan_request_of(
                     if xff_index < 0:
                         xff_index = len(out)
                         out.append((name, value))
-                    forwarded_for.append(value)
+                        forwarded_for = [value]
+                    else:
+                        forwarded_for.append(value)
                     continue
             elif lname in dropped:  # hop-by-hop, a claim not believed, or a listed field
                 if lname == b"connection":
