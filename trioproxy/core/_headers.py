@@ -169,6 +169,8 @@ _WATCHED_IN_PLANS = (
     | _CLIENT_CLAIMS
     | {b"content-length", b"host", b"x-request-id", b"x-forwarded-for"}
 )
+# What a plan drops from an untrusted peer: hop-by-hop fields and claims about the client.
+_DROPPED_UNTRUSTED = HOP_BY_HOP | _CLIENT_CLAIMS
 
 
 def lowered(headers: Iterable[tuple[bytes, bytes]]) -> list[Field]:
@@ -188,6 +190,22 @@ def _listed_options(listed: Iterable[bytes]) -> frozenset[bytes]:
         names.update(token.strip().lower() for token in value.split(b","))
     names.discard(b"")
     return frozenset(names - _NEVER_HOP_BY_HOP) if names else _NO_OPTIONS
+
+
+# A lone Connection field's usual values in requests, with the names each lists (parsed once).
+_USUAL_OPTIONS = {
+    value: _listed_options((value,))
+    for value in (
+        b"keep-alive",
+        b"Keep-Alive",
+        b"close",
+        b"Close",
+        b"upgrade",
+        b"Upgrade",
+        b"keep-alive, Upgrade",
+        b"Keep-Alive, Upgrade",
+    )
+}
 
 
 def plan_request(
@@ -238,94 +256,114 @@ def plan_request_of(
         raise ClientError(f"more than {max_header_count} header fields", status=431)
     if method == b"CONNECT":
         raise MethodNotAllowed("CONNECT: this is a reverse proxy, not a forward proxy")
-    listed: list[bytes] = []  # (a loop, not a comprehension: no function made and called)
-    for _, lname, value in fields:
-        if lname == b"connection":
-            listed.append(value)
-    options = _listed_options(listed) if listed else _NO_OPTIONS
-    # (Most requests have no Connection options, and most proxies no trusted_proxies: then
-    # no set is built and no address decoded.)
-    dropped = options | HOP_BY_HOP if options else HOP_BY_HOP
+    # (Most proxies have no trusted_proxies: then no address is decoded.)
     trusted = rules.trusted_proxies is None or rules.trusts(peer_ip.decode("latin-1"))
-    if not trusted:
-        # Claims about the client from a peer we do not trust go no further: the upstream
-        # hears of the TCP peer only (the access log still shows what was received).
-        dropped = dropped | _CLIENT_CLAIMS
+    merge_xff = rules.append_x_forwarded_for
+    # Claims about the client from a peer we do not trust go no further: the upstream hears
+    # of the TCP peer only (the access log still shows what was received).
+    dropped = HOP_BY_HOP if trusted else _DROPPED_UNTRUSTED
     # The names the loop does more with than pass on (most fields of a browser's request:
     # Accept, Cookie, Sec-*... are none of them, and take one set lookup).
-    watched = _WATCHED_IN_PLANS | options if options else _WATCHED_IN_PLANS
-    upgrade = False
-    out: Headers = []
-    noted: dict[bytes, bytes] = {}
-    hosts: list[bytes] = []
-    forwarded_for: list[bytes] = []
-    xff_index = -1
-    request_ids: list[bytes] = []
-    request_id_index = -1
-    content_length: bytes | None = None
-    chunked = False
-    for name, lname, value in fields:
-        if lname not in watched:
-            out.append((name, value))
-            continue
-        if lname in NOTED_REQUEST_HEADERS and lname not in noted:
-            noted[lname] = value
-        if lname == b"transfer-encoding":
-            chunked = True  # h11 accepts nothing but a single "chunked"
-        elif lname == b"content-length":
-            content_length = value
-        elif lname == b"host":
-            hosts.append(value)
-        elif lname == b"upgrade" and b"upgrade" in options:
-            upgrade = upgrade or _offers_websocket(value)
-        if lname in dropped:
-            continue
-        if lname == b"x-request-id":
-            # One X-Request-ID travels on, at the first one's place: the client's if it is
-            # well-formed, else a fresh one (filled in below).
-            if request_id_index < 0:
-                request_id_index = len(out)
-                out.append((name, b""))
-            request_ids.append(value)
-            continue
-        if lname == b"x-forwarded-for" and rules.append_x_forwarded_for:
-            # Merge every X-Forwarded-For field into one at the first one's place, as nginx's
-            # $proxy_add_x_forwarded_for does, and append the peer below.
-            if xff_index < 0:
-                xff_index = len(out)
+    watched = _WATCHED_IN_PLANS
+    # Most requests' Connection fields (none; keep-alive, close, upgrade) name hop-by-hop
+    # fields only, dropped anyway: one pass. One that names another field (which may come
+    # before it) makes the pass run again, with those fields watched and dropped.
+    options = _NO_OPTIONS
+    while True:
+        out: Headers = []
+        noted: dict[bytes, bytes] = {}
+        listed: list[bytes] = []  # the values of Connection fields
+        offered: list[bytes] = []  # the values of Upgrade fields
+        host: bytes | None = None  # the Host field's value
+        more_hosts = False
+        forwarded_for: list[bytes]  # (made at the first X-Forwarded-For merged)
+        xff_index = -1
+        client_id = b""  # the client's X-Request-ID, if it sent one
+        request_id_index = -1
+        content_length: bytes | None = None
+        chunked = False
+        for name, lname, value in fields:
+            if lname not in watched:
                 out.append((name, value))
-            forwarded_for.append(value)
-            continue
-        out.append((name, value))
+                continue
+            if lname == b"host":  # (nearly every request's only watched field)
+                if host is None:
+                    host = value
+                else:
+                    more_hosts = True
+                out.append((name, value))
+                continue
+            if lname in NOTED_REQUEST_HEADERS:
+                noted.setdefault(lname, value)
+                if lname in dropped:
+                    continue
+                if lname == b"x-forwarded-for" and merge_xff:
+                    # Merge every X-Forwarded-For field into one at the first one's place,
+                    # as nginx's $proxy_add_x_forwarded_for does, and append the peer below.
+                    if xff_index < 0:
+                        xff_index = len(out)
+                        out.append((name, value))
+                        forwarded_for = [value]
+                    else:
+                        forwarded_for.append(value)
+                    continue
+            elif lname in dropped:  # hop-by-hop, a claim not believed, or a listed field
+                if lname == b"connection":
+                    listed.append(value)
+                elif lname == b"transfer-encoding":
+                    chunked = True  # h11 accepts nothing but a single "chunked"
+                elif lname == b"upgrade":
+                    offered.append(value)
+                continue
+            elif lname == b"content-length":
+                content_length = value
+            elif lname == b"x-request-id":
+                # One X-Request-ID travels on, at the first one's place: the client's if it
+                # is well-formed, else a fresh one (filled in below).
+                if request_id_index < 0:
+                    request_id_index = len(out)
+                    out.append((name, b""))
+                    client_id = value
+                else:
+                    client_id = b""  # (two: neither is believed)
+                continue
+            out.append((name, value))
+        if not listed or options:
+            break
+        options = _USUAL_OPTIONS.get(listed[0], _NO_OPTIONS) if len(listed) == 1 else _NO_OPTIONS
+        if not options:
+            options = _listed_options(listed)
+        if options <= HOP_BY_HOP:
+            break
+        watched = watched | options
+        dropped = dropped | options
 
     if chunked and content_length is not None:
         raise ClientError("both Content-Length and Transfer-Encoding")
-    if len(hosts) > 1:
+    if more_hosts:
         raise ClientError("more than one Host header")
-    host = b""  # the authority an absolute-form target names
+    authority = b""  # the authority an absolute-form target names
     if not target.startswith(b"/"):  # (origin-form, nearly every request: nothing to do)
-        target, host = _origin_form(target, hosts[0] if hosts else None)
-    if not hosts:
+        target, authority = _origin_form(target, host)
+    if host is None:
         if http_version != b"1.0":
             raise ClientError("missing Host header")  # h11 rejects it first; belt and braces
-        if not (host or _AUTHORITY.fullmatch(upstream_authority)):
+        if not (authority or _AUTHORITY.fullmatch(upstream_authority)):
             # The upstream address as configured: fields go upstream unchecked by h11.
             raise UpstreamError(f"upstream address {upstream_authority!r} cannot be a Host")
-        out.insert(0, (b"Host", host or upstream_authority))
+        out.insert(0, (b"Host", authority or upstream_authority))
         # (The places noted for X-Request-ID and X-Forwarded-For move one on: filled in
         # where they were, our Host took the client's X-Forwarded-For as its value.)
         request_id_index += request_id_index >= 0
         xff_index += xff_index >= 0
 
-    request_id = request_ids[0] if len(request_ids) == 1 else b""
-    if not (request_id and _REQUEST_ID.fullmatch(request_id)):
-        request_id = make_request_id()
+    request_id = client_id if client_id and _REQUEST_ID.fullmatch(client_id) else make_request_id()
     if request_id_index >= 0:
         out[request_id_index] = (out[request_id_index][0], request_id)
     else:
         out.append((b"X-Request-ID", request_id))
 
-    if rules.append_x_forwarded_for:
+    if merge_xff:
         if xff_index >= 0:
             forwarded_for.append(peer_ip)
             out[xff_index] = (out[xff_index][0], b", ".join(forwarded_for))
@@ -342,15 +380,17 @@ def plan_request_of(
     # Only WebSocket is tunnelled (RFC 6455 4.1: a GET over HTTP/1.1); other protocols
     # (h2c, ...) lose their Upgrade and the request goes on as plain HTTP/1.1.
     # A body would be read by the upload task while the tunnel reads the same socket.
-    upgrade = (
-        upgrade
-        and method == b"GET"
-        and http_version == b"1.1"
-        and not chunked
-        and content_length in (None, b"0")
-    )
-    if upgrade:
-        out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
+    upgrade = False
+    if offered and b"upgrade" in options:
+        upgrade = (
+            any(_offers_websocket(value) for value in offered)
+            and method == b"GET"
+            and http_version == b"1.1"
+            and not chunked
+            and content_length in (None, b"0")
+        )
+        if upgrade:
+            out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
     body = BodyKind.NONE
     if chunked:
         body = BodyKind.CHUNKED
@@ -365,7 +405,7 @@ def plan_request_of(
         upgrade=upgrade,
         peer_trusted=trusted,
         request_id=request_id,
-        host=host or (hosts[0] if hosts else b""),
+        host=authority or (host or b""),
         noted=noted,
     )
 
@@ -406,21 +446,27 @@ _READ_IN_RESPONSES = HOP_BY_HOP | {
     b"x-request-id",
 }
 
+# A lone Connection field of one of these values (in any case) is not parsed: keep-alive is
+# hop-by-hop already, and a field named "close" is left alone.
 _USUAL_CONNECTION = frozenset({b"keep-alive", b"close"})
+# ... and its usual spellings (nginx sends keep-alive with every response), as the lists of
+# Connection values found, compared in one step. (Never changed.)
+_USUAL_CONNECTION_LISTS = ([b"keep-alive"], [b"close"], [b"Keep-Alive"], [b"Close"])
 
 
 class ResponseFields:
-    """A response head as the client gets it (`headers`), and what the exchange reads of the
-    origin's fields: its content type and section-io-tag (for the access line), and its
-    framing (``chunked``; ``has_length``: a Content-Length, which stays in ``headers``).
-    ``lowered``: the same fields with their lower-case names, as h11 takes them to send
-    without normalising them again."""
+    """A response head as the client gets it, and what the exchange reads of the origin's
+    fields: its content type and section-io-tag (for the access line), and its framing
+    (``chunked``; ``has_length``: a Content-Length, which stays in the head). ``lowered``:
+    the fields with their lower-case names, as h11 takes them to send without normalising
+    them again; ``headers``: the same as (name, value) pairs, made when first read (a rule,
+    a hook, the journal: most responses go out without them)."""
 
-    __slots__ = ("chunked", "content_type", "has_length", "headers", "lowered", "section_io_tag")
+    __slots__ = ("_headers", "chunked", "content_type", "has_length", "lowered", "section_io_tag")
+    _headers: Headers | None
 
     def __init__(
         self,
-        headers: Headers,
         lowered: list[Field],
         content_type: bytes,
         section_io_tag: bytes,
@@ -428,12 +474,19 @@ class ResponseFields:
         has_length: bool,
     ) -> None:
         # (No keyword-only parameters: a keyword call through the class builds a dict.)
-        self.headers = headers
         self.lowered = lowered
         self.content_type = content_type
         self.section_io_tag = section_io_tag
         self.chunked = chunked
         self.has_length = has_length
+        self._headers = None
+
+    @property
+    def headers(self) -> Headers:
+        """The fields as (name, value) pairs: the same list at every read."""
+        if self._headers is None:
+            self._headers = [(name, value) for name, _, value in self.lowered]
+        return self._headers
 
 
 def response_fields(
@@ -455,7 +508,7 @@ def response_fields(
 
 
 def response_fields_of(
-    fields: Iterable[Field],
+    fields: Sequence[Field],
     http_version: bytes,
     *,
     rules: ForwardingRules,
@@ -468,56 +521,58 @@ def response_fields_of(
 
     Raises UpstreamError for framing a downstream parser could read two ways.
     """
-    out: Headers = []
-    lowered: list[Field] = []
+    # Every field is kept but the few read below: copied whole (in C), those few taken out.
+    # (A copy: h11's own list stays the response's, which the body relay reads again.)
+    lowered = list(fields)
     content_type = section_io_tag = b""
     has_length = chunked = False
     listed: list[bytes] = []  # the values of Connection fields
+    read = _READ_IN_RESPONSES
     for item in fields:
-        name, lname, value = item
-        if lname not in _READ_IN_RESPONSES:  # (most fields: Date, Server, ETag...)
-            out.append((name, value))
-            lowered.append(item)
+        if item[1] not in read:  # (most fields: Date, Server, ETag...: one set lookup)
             continue
+        lname = item[1]
+        # (The likeliest first: nginx's Content-Length, Content-Type and Connection.)
         if lname == b"content-length":
             has_length = True
+        elif lname == b"content-type":
+            if not content_type:
+                content_type = item[2]
+        elif lname == b"connection":
+            listed.append(item[2])
+            lowered.remove(item)  # (the first equal field: dropped alike, the same list)
         elif lname == b"transfer-encoding":
             chunked = True
-        elif lname == b"content-type":
-            content_type = content_type or value
+            lowered.remove(item)
         elif lname == b"section-io-tag":
-            section_io_tag = section_io_tag or value
-        elif lname == b"connection":
-            listed.append(value)
-        if lname not in HOP_BY_HOP and not (request_id and lname == b"x-request-id"):
-            out.append((name, value))
-            lowered.append(item)
+            if not section_io_tag:
+                section_io_tag = item[2]
+        elif lname != b"x-request-id" or request_id:  # hop-by-hop, or the ID we set below
+            lowered.remove(item)
     if has_length and chunked:
         raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
     # (Usually one "keep-alive" or "close", hop-by-hop already: then nothing more to drop.)
-    if listed and (len(listed) > 1 or listed[0].lower() not in _USUAL_CONNECTION):
-        options = connection_options((b"connection", value) for value in listed)
+    if (
+        listed
+        and listed not in _USUAL_CONNECTION_LISTS
+        and (len(listed) > 1 or listed[0].lower() not in _USUAL_CONNECTION)
+    ):
+        options = _listed_options(listed)
         if options - HOP_BY_HOP:
             lowered = [item for item in lowered if item[1] not in options]
-            out = [(name, value) for name, _, value in lowered]
     if switching:  # a 101 for our WebSocket upgrade: the switch itself is end-to-end
-        out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
         lowered += [
             (b"Connection", b"connection", b"upgrade"),
             (b"Upgrade", b"upgrade", b"websocket"),
         ]
     if request_id:  # the client learns the ID its request is logged under
-        out.append((b"X-Request-ID", request_id))
         lowered.append((b"X-Request-ID", b"x-request-id", request_id))
-    if rules.via:  # (the fields made once, without a call, for nearly every response)
+    if rules.via:  # (the field made once, without a call, for nearly every response)
         if http_version == b"1.1":
-            out.append(rules._via_11)
             lowered.append(rules._via_field_11)
         else:
-            via = rules.via_value(http_version)
-            out.append((b"Via", via))
-            lowered.append((b"Via", b"via", via))
-    return ResponseFields(out, lowered, content_type, section_io_tag, chunked, has_length)
+            lowered.append((b"Via", b"via", rules.via_value(http_version)))
+    return ResponseFields(lowered, content_type, section_io_tag, chunked, has_length)
 
 
 def response_headers(

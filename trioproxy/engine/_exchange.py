@@ -149,7 +149,7 @@ class Responder:
     def queue_head(
         self,
         status: int,
-        headers: Headers,
+        headers: Headers | None,
         *,
         reason: bytes = b"",
         content_type: bytes = b"",
@@ -176,9 +176,12 @@ class Responder:
         (normalised) or from us. Anything else (an error answer's fields, the 101's, a
         hook's replacement of the origin's response: all rare) is ``validated=False``,
         and h11 checks it. ``lowered``: the same ``headers`` with their lower-case names
-        (`response_fields_of`), sent as they are."""
+        (`response_fields_of`), sent as they are; ``headers`` is then None where nothing
+        read them (made here for the journal alone)."""
         down, record = self.down, self.record
         record.content_type = content_type
+        if headers is None:  # (the same fields, as pairs: for the journal alone)
+            headers = [] if record.notes is None else [(n, v) for n, _, v in lowered or ()]
         if status == 101:  # the connection switches protocols: no keep-alive to end
             head: h11.Response | h11.InformationalResponse = h11.InformationalResponse(
                 status_code=101,
@@ -632,12 +635,16 @@ class Exchange(Responder):
             rules=ctx.forwarding,
             request_id=record.request_id,
         )
-        headers = fields.headers
+        # The (name, value) pairs only for a rule or a hook (`fields.headers`, made when first
+        # read): most responses go out as h11's triples, `fields.lowered`.
+        headers = None
         if plan.edit_response is not None:  # response-header rules
-            headers = plan.edit_response(response.status_code, headers)
+            headers = plan.edit_response(response.status_code, fields.headers)
         record.upstream_status = response.status_code
         if self.hooks is not None:  # their response points: edit the head, or replace it
-            replacement, headers = await self.hooks.on_response(response.status_code, headers)
+            replacement, headers = await self.hooks.on_response(
+                response.status_code, fields.headers if headers is None else headers
+            )
             if replacement is not None:
                 # The origin's body is left unread: its connection is not reused
                 # (`UpstreamConnection.reusable`), and the answer is flushed on return.
@@ -652,14 +659,16 @@ class Exchange(Responder):
         transform = None
         if self.hooks is not None and _has_body(self.request.method, response.status_code):
             transform = self.hooks.body_transform("response_body")
-            if transform is not None:  # the hook decides the length: h11 frames it
+            if transform is not None and headers is not None:  # (the hooks' headers)
+                # The hook decides the length: h11 frames it.
                 headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         self.queue_head(
             response.status_code,
             headers,
             reason=response.reason,
             content_type=fields.content_type,
-            lowered=fields.lowered if headers is fields.headers else None,  # (none edited them)
+            # (As h11 parsed them where no rule or hook changed them.)
+            lowered=fields.lowered if headers is None or headers is fields.headers else None,
         )
         if faults is not None:
             await faults.after_head(
@@ -679,7 +688,7 @@ class Exchange(Responder):
                 raise unexpected_event(up, event)
         # Trailers survive only where the downstream framing is chunked too.
         has_length = fields.has_length
-        if plan.edit_response is not None or self.hooks is not None:  # (they may change it)
+        if headers is not None:  # (a rule or a hook may have changed it)
             has_length = bool(header_value(headers, b"content-length"))
         keep_trailers = self.request.http_version != b"1.0" and not has_length
         await relay_body(
