@@ -197,6 +197,10 @@ class _Piece:
     suffix: str = ""
     absorbs: bool = False  # takes in the constants around it
     time: bool = False
+    # A memo whose values are few (methods, statuses, hosts, content types), so that the
+    # line looks it up by subscript: a key it lacks raises KeyError, and the line is made
+    # again the way that keeps new values (`_compile`).
+    few: bool = False
 
 
 def _const(text: str) -> _Piece:
@@ -318,6 +322,13 @@ def _time_parts(
     return parts
 
 
+# The header fields whose values are few: looked up by subscript (`_Piece.few`). The
+# others (targets, user agents, referrers, addresses, IDs) are often new, and a KeyError
+# per line would cost more than the subscript saves.
+_FEW_VALUES = frozenset({"method", "content_type", "hostname", "http_x_forwarded_proto"})
+_FEW_VALUES |= {"section_io_tag"}
+
+
 def _memoized(name: str, escape: str, json: bool) -> _Piece | None:
     """The piece for field ``name`` looked up in a memo (its name set by the caller), with
     ``prefix`` '"' if it gives the value unquoted in JSON; None for a field formatted afresh."""
@@ -326,7 +337,8 @@ def _memoized(name: str, escape: str, json: bool) -> _Piece | None:
     if attribute is not None and name != "request_id":
         value = f"r.{attribute}"
         make = f'({escape}({value}.decode("latin-1")) if {value} else {dash})'
-        return _Piece(make, key=value, length=f"len({value})", absorbs=True)
+        few = name in _FEW_VALUES
+        return _Piece(make, key=value, length=f"len({value})", absorbs=True, few=few)
     if name == "request":  # (method, target, version): read in C
         make = f"{escape}({_FIELDS[name][0]})"
         return _Piece(make, key="_request_of(r)", length="len(r.target)", absorbs=True)
@@ -344,17 +356,19 @@ def _memoized(name: str, escape: str, json: bool) -> _Piece | None:
         )
     if name == "upstream_addr":
         addr = "r.upstream_addr"
-        return _Piece(f'{escape}({addr} or "-")', key=addr, length=f"len({addr})", absorbs=True)
+        make = f'{escape}({addr} or "-")'
+        return _Piece(make, key=addr, length=f"len({addr})", absorbs=True, few=True)
     if name in ("status", "upstream_status"):
         value = f"r.{name}"
         make = f'(str({value}) if {value} else "-")'
         quoted = '"' if json else ""
-        return _Piece(make, key=value, prefix=quoted, absorbs=True)
+        return _Piece(make, key=value, prefix=quoted, absorbs=True, few=True)
     return None
 
 
-def _expression(piece: _Piece) -> str:
-    """The Python expression (or constant) that gives ``piece``'s text in the line."""
+def _expression(piece: _Piece, subscript: bool = False) -> str:
+    """The Python expression (or constant) that gives ``piece``'s text in the line; a memo
+    of few values by subscript if ``subscript``."""
     if piece.constant:
         return repr(piece.text)
     if piece.time:
@@ -363,6 +377,8 @@ def _expression(piece: _Piece) -> str:
     after = f" + {piece.suffix!r}" if piece.suffix else ""
     if piece.memo:
         get, key = "_g" + piece.memo[2:], piece.key
+        if subscript and piece.few and not piece.unless:
+            return f"{piece.memo}[{key}]"
         around = len(piece.prefix) + len(piece.suffix)
         make = f"{before}{piece.text}{after}, {piece.length}, {around}"
         # (A kept text is never empty: "or" falls through only when the key is new.)
@@ -383,26 +399,35 @@ def _compile(
 ) -> Callable[[AccessRecord], Any]:
     items = ", ".join(_expression(piece) for piece in pieces)
     line = f"''.join(({items},))"
-    preamble = []
-    time = next((piece for piece in pieces if piece.time), None)
-    if time is not None:  # the time's second and millisecond, for its pieces
+    # The line as nearly every request makes it: the memos of few values (and the time's
+    # second) by subscript. A KeyError is a value a memo lacks: the line is made again the
+    # way that keeps it (never from the write, which is outside the try).
+    fast = f"''.join(({', '.join(_expression(piece, True) for piece in pieces)},))"
+    ms = time = ""
+    if any(piece.time for piece in pieces):
+        (piece,) = [piece for piece in pieces if piece.time]
         memo: dict[int, tuple[str, str]] = {}
         memos["_tm"], memos["_tg"] = memo, memo.get
-        parts = f"_time_parts(_tm, ms // 1000, {time.prefix!r}, {time.suffix!r})"
-        preamble = [
-            "ms = int(r.start_wall * 1000 // 1)",
-            f"_head, _tail = _tg(ms // 1000) or {parts}",
-        ]
-    # (The line twice, not kept in a variable: the common case, no fields added, stores and
-    # loads nothing.)
+        parts = f"_time_parts(_tm, ms // 1000, {piece.prefix!r}, {piece.suffix!r})"
+        ms = "    ms = int(r.start_wall * 1000 // 1)\n"
+        time = f"_head, _tail = _tg(ms // 1000) or {parts}"
+        fast = f"_head, _tail = _tm[ms // 1000]; line = {fast}"
+    else:
+        fast = f"line = {fast}"
     done = "return _write({})" if write else "return {}"
     source = "".join(
         [
             "def render(r):\n",
-            *(f"    {statement}\n" for statement in preamble),
-            "    if r.extra:\n",
-            f"        {done.format(f'{extra}({line}, r)')}\n",
-            f"    {done.format(line)}\n",
+            ms,
+            "    if not r.extra:\n",
+            "        try:\n",
+            f"            {fast}\n",
+            "        except KeyError:\n",
+            f"            {time}\n" if time else "",
+            f"            line = {line}\n",
+            f"        {done.format('line')}\n",
+            f"    {time}\n" if time else "",
+            f"    {done.format(f'{extra}({line}, r)')}\n",  # (fields added: rare)
         ]
     )
     namespace = dict(_NAMESPACE)
