@@ -129,8 +129,11 @@ def settle_bytes(record: AccessRecord, sent_before: int, sent_now: int) -> None:
     connection's byte counts before the request and now), not what was queued: nginx's
     ``$body_bytes_sent``, so an aborted response never logs more body than ``bytes``."""
     record.bytes_sent = sent_now - sent_before
-    written = sent_now - record.body_start if record.body_start >= 0 else 0
-    record.body_bytes_sent = max(0, min(record.body_bytes_sent, written))
+    start, body = record.body_start, record.body_bytes_sent
+    # (Nearly always the whole body left: two comparisons, no min or max call.)
+    if start < 0 or body > sent_now - start or body < 0:
+        written = sent_now - start if start >= 0 else 0
+        record.body_bytes_sent = max(0, min(body, written))
 
 
 Formatter = Callable[[AccessRecord], str]
