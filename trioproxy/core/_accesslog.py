@@ -18,6 +18,7 @@ LTSV as ``\\xXX`` for bytes outside printable ASCII, like nginx's default log es
 
 from __future__ import annotations
 
+import math
 import operator
 import time
 from collections.abc import Callable, Sequence
@@ -414,7 +415,7 @@ def _compile(
         memo: dict[int, tuple[str, str]] = {}
         memos["_tm"], memos["_tg"] = memo, memo.get
         parts = f"_time_parts(_tm, ms // 1000, {piece.prefix!r}, {piece.suffix!r})"
-        ms = "    ms = int(r.start_wall * 1000 // 1)\n"
+        ms = "    ms = _floor(r.start_wall * 1000)\n"  # (int(x // 1): more bytecodes)
         time = f"_head, _tail = _tg(ms // 1000) or {parts}"
         fast = f"_head, _tail = _tm[ms // 1000]; line = {fast}"
     else:
@@ -565,6 +566,7 @@ _NAMESPACE: dict[str, Any] = {
     "_ltsv": ltsv_escape,
     "_time": _time,
     "_time_parts": _time_parts,
+    "_floor": math.floor,
     "_MILLISECONDS": _MILLISECONDS,
     "_request_of": operator.attrgetter("method", "target", "http_version"),
     "_keep": _keep,
