@@ -148,13 +148,13 @@ def make_formatter(fmt: str, fields: tuple[str, ...] = ACCESS_LOG_FIELDS) -> For
     No fields (``()``) means every field, as in the settings' default.
 
     The renderer is generated code: one function that reads every field inline (most through
-    a memo, see below) and joins the pieces once. It runs once per request: ~21k instructions
-    and 185 bytecodes for the default 24 fields of a benchmark's request, JSON or LTSV, when
-    its values were seen before (callgrind; 37k when target and user agent are new every
-    time; 6.1 µs calling one getter per field and 11 µs with ``json.dumps`` of a dict were
-    measured against 3.7 µs for an earlier version). Only expressions from the fixed
-    `_FIELDS` table go into the generated source, never anything from the configuration or
-    the network.
+    a memo, see below) and joins the pieces once. It runs once per request: ~19k instructions
+    and 183 bytecodes for the default 24 fields of a benchmark's request, JSON or LTSV, when
+    its values were seen before (callgrind; 35k when target and user agent are new every
+    time, 33k when the host is; 6.1 µs calling one getter per field and 11 µs with
+    ``json.dumps`` of a dict were measured against 3.7 µs for an earlier version). Only
+    expressions from the fixed `_FIELDS` table go into the generated source, never anything
+    from the configuration or the network.
     """
     return _renderer(fmt, fields, None)
 
