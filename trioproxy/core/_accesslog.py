@@ -18,6 +18,7 @@ LTSV as ``\\xXX`` for bytes outside printable ASCII, like nginx's default log es
 
 from __future__ import annotations
 
+import math
 import operator
 import time
 from collections.abc import Callable, Sequence
@@ -129,8 +130,11 @@ def settle_bytes(record: AccessRecord, sent_before: int, sent_now: int) -> None:
     connection's byte counts before the request and now), not what was queued: nginx's
     ``$body_bytes_sent``, so an aborted response never logs more body than ``bytes``."""
     record.bytes_sent = sent_now - sent_before
-    written = sent_now - record.body_start if record.body_start >= 0 else 0
-    record.body_bytes_sent = max(0, min(record.body_bytes_sent, written))
+    start, body = record.body_start, record.body_bytes_sent
+    # (Nearly always the whole body left: two comparisons, no min or max call.)
+    if start < 0 or body > sent_now - start or body < 0:
+        written = sent_now - start if start >= 0 else 0
+        record.body_bytes_sent = max(0, min(body, written))
 
 
 Formatter = Callable[[AccessRecord], str]
@@ -144,11 +148,13 @@ def make_formatter(fmt: str, fields: tuple[str, ...] = ACCESS_LOG_FIELDS) -> For
     No fields (``()``) means every field, as in the settings' default.
 
     The renderer is generated code: one function that reads every field inline (most through
-    a memo, see below) and joins the pieces once. It runs once per request: ~27k instructions
-    for the default 24 fields, JSON or LTSV (callgrind; 6.1 µs calling one getter per field
-    and 11 µs with ``json.dumps`` of a dict were measured against 3.7 µs for an earlier
-    version). Only expressions from the fixed `_FIELDS` table go into the generated source,
-    never anything from the configuration or the network.
+    a memo, see below) and joins the pieces once. It runs once per request: ~19k instructions
+    and 183 bytecodes for the default 24 fields of a benchmark's request, JSON or LTSV, when
+    its values were seen before (callgrind; 35k when target and user agent are new every
+    time, 33k when the host is; 6.1 µs calling one getter per field and 11 µs with
+    ``json.dumps`` of a dict were measured against 3.7 µs for an earlier version). Only
+    expressions from the fixed `_FIELDS` table go into the generated source, never anything
+    from the configuration or the network.
     """
     return _renderer(fmt, fields, None)
 
@@ -171,16 +177,40 @@ def _renderer(
     if fmt not in ("json", "ltsv"):
         raise ValueError(f"unknown access-log format {fmt!r}; expected 'json' or 'ltsv'")
     memos: dict[str, Any] = {}
-    pieces = _pieces(fmt, fields, memos)
-    # The time's second and millisecond, for its pieces (`_time_pieces`).
-    preamble = (
-        ["second, ms = divmod(int(r.start_wall * 1000 // 1), 1000)"] if "time" in fields else []
-    )
-    return _compile(pieces, f"_{fmt}_extra", memos, preamble, write)
+    pieces = _absorbed(_merged(_pieces(fmt, fields, memos)))
+    return _compile(pieces, f"_{fmt}_extra", memos, write)
 
 
-# A piece of a line: constant text, or a Python expression over the record `r`.
-_Piece = tuple[bool, str]  # (is_expression, text)
+@dataclass(slots=True)
+class _Piece:
+    """A piece of a line: constant text, or a Python expression over the record ``r``.
+
+    A memo's piece (``memo`` set) and the time's take in the constant text around them
+    (``prefix``, ``suffix``; `_absorbed`), so that the text they keep or look up is one
+    piece of the line instead of three."""
+
+    text: str  # the constant, or the expression (a memo's: the text for a new key)
+    constant: bool = False
+    memo: str = ""  # the memo's name (its get: `_g` for `_m`); "" for none
+    key: str = ""  # the memo's key
+    length: str = "0"  # the key's length, for the memo's bound
+    # An expression used instead of the memo when ``unless`` holds (remote_addr's
+    # True-Client-IP), or, without a memo, the constant used when ``unless`` does not hold
+    # (a usually empty value's "-").
+    unless: str = ""
+    instead: str = ""
+    prefix: str = ""
+    suffix: str = ""
+    absorbs: bool = False  # takes in the constants around it
+    time: bool = False
+    # A memo whose values are few (methods, statuses, hosts, content types), so that the
+    # line looks it up by subscript: a key it lacks raises KeyError, and the line is made
+    # again the way that keeps new values (`_compile`).
+    few: bool = False
+
+
+def _const(text: str) -> _Piece:
+    return _Piece(text, constant=True)
 
 
 def _pieces(fmt: str, fields: tuple[str, ...], memos: dict[str, Any]) -> list[_Piece]:
@@ -191,119 +221,219 @@ def _pieces(fmt: str, fields: tuple[str, ...], memos: dict[str, Any]) -> list[_P
     for index, name in enumerate(fields):
         expression, may_need_escaping = _FIELDS[name]
         if json:
-            pieces.append((False, ("{" if index == 0 else ",") + f'"{name}":'))
+            pieces.append(_const(("{" if index == 0 else ",") + f'"{name}":'))
         else:
-            pieces.append((False, ("" if index == 0 else "\t") + f"{name}:"))
-        quote = (False, '"' if json else "")
-        memoized = _memoized(name, f"_m{index}", f"_g{index}", escape, json)
+            pieces.append(_const(("" if index == 0 else "\t") + f"{name}:"))
+        quote = _const('"' if json else "")
+        memoized = _memoized(name, escape, json)
         if name == "time":
-            pieces += [quote, *_TIME_PIECES, quote]
+            pieces += [quote, _Piece("", time=True, absorbs=True), quote]
         elif memoized is not None:
             memo: dict[Any, str] = {}
             memos[f"_m{index}"], memos[f"_g{index}"] = memo, memo.get
-            text, quoted = memoized
-            pieces += [(True, text)] if quoted else [quote, (True, text), quote]
+            memoized.memo = f"_m{index}"
+            pieces += [memoized] if memoized.prefix != '"' else [quote, memoized, quote]
+            memoized.prefix = ""
         elif name in _HEADER_FIELDS:  # (the request ID: rarely repeats, so never kept)
             attribute = _HEADER_FIELDS[name]
             dash = "'\"-\"'" if json else '"-"'
             value = f"{escape}(r.{attribute}.decode('latin-1'))"
-            pieces.append((True, f"({value} if r.{attribute} else {dash})"))
+            pieces.append(_Piece(f"({value} if r.{attribute} else {dash})"))
+        elif name in ("trace_id", "span_id"):  # (usually none: "-" and the text around it)
+            value = f'r.{name}.decode("latin-1")'
+            pieces += [quote, _Piece(value, unless=f"not r.{name}", instead="-", absorbs=True)]
+            pieces.append(quote)
         elif may_need_escaping:
             # The C-accelerated JSON string encoder quotes the text and escapes everything
             # outside printable ASCII, so a line is always one line of valid ASCII JSON.
-            pieces.append((True, f"{escape}({expression})"))
+            pieces.append(_Piece(f"{escape}({expression})"))
         else:
-            pieces += [quote, (True, expression), quote]
+            pieces += [quote, _Piece(expression), quote]
     if json:
-        pieces.append((False, "}"))
+        pieces.append(_const("}"))
     return pieces
 
 
-# The time: its second's text and offset looked up per second (`_second_and_offset`), its
-# millisecond's ".123" from a table: no formatting per request.
-_TIME_PIECES: list[_Piece] = [
-    (True, "(_stamp := _second_and_offset(second))[0]"),
-    (True, "_MILLISECONDS[ms]"),
-    (True, "_stamp[1]"),
-]
-_MILLISECONDS = tuple(f".{millisecond:03d}" for millisecond in range(1000))
+def _merged(pieces: list[_Piece]) -> list[_Piece]:
+    # Adjacent constants become one, so the generated tuple is as short as it can be.
+    merged: list[_Piece] = []
+    for piece in pieces:
+        if piece.constant and not piece.text:
+            continue
+        if merged and piece.constant and merged[-1].constant:
+            merged[-1] = _const(merged[-1].text + piece.text)
+        else:
+            merged.append(piece)
+    return merged
 
+
+def _absorbed(pieces: list[_Piece]) -> list[_Piece]:
+    """The constants next to a piece that takes them in, taken in: the constant after it,
+    and the one before it unless the piece before took that."""
+    result: list[_Piece] = []
+    for index, piece in enumerate(pieces):
+        if piece.constant:
+            if result and result[-1].absorbs and not result[-1].suffix:
+                result[-1].suffix = piece.text
+            else:
+                following = pieces[index + 1] if index + 1 < len(pieces) else None
+                if following is not None and (following.memo or following.time):
+                    following.prefix = piece.text
+                else:
+                    result.append(piece)
+            continue
+        result.append(piece)
+    return result
+
+
+# The time: the text of its second, with the constants around it, looked up once a second
+# (`_time_parts`); its millisecond's ".123" from a table: no formatting per request.
+_MILLISECONDS = tuple(f".{millisecond:03d}" for millisecond in range(1000))
 
 # Memos: most of a line's values repeat from request to request (the method, host, user agent,
 # content type, status, the peer's and the upstream's addresses), and formatting one
 # (decode, escape, str) costs a few calls. A line looks each up in a memo of its own, inline
 # (one dict.get, no Python call while it is kept), and formats it only when it is new; an
-# empty header is kept as its "-". Bounded: a memo holds at most _MEMO_ENTRIES values (when
-# full it starts over), each kept only if its key and text are at most _MEMO_LENGTH long (a
-# longer one is formatted every time): values that never repeat (an attacker's, a crawl's
-# targets) cost one lookup more than before, and a memo holds at most ~15 KiB. Each
-# formatter has its own: a reload starts afresh. (Request and trace IDs, durations and sizes
-# repeat too rarely: formatted every time, and str() of a size is fewer opcodes than a
-# lookup.)
+# empty header is kept as its "-". A kept text carries the line's constant text around it
+# (the field names, quotes and separators), so a line joins fewer pieces. Bounded: a memo
+# holds at most _MEMO_ENTRIES values (when full it starts over), each kept only if its key
+# and text (less the constant text) are at most _MEMO_LENGTH long (a longer one is formatted
+# every time): values that never repeat (an attacker's, a crawl's targets) cost one lookup
+# more than before, and a memo holds at most ~20 KiB. Each formatter has its own: a reload
+# starts afresh. (Request and trace IDs, durations and sizes repeat too rarely: formatted
+# every time, and str() of a size is fewer opcodes than a lookup.)
 _MEMO_ENTRIES = 32
 _MEMO_LENGTH = 160
+_TIME_ENTRIES = 4  # seconds kept: requests logged late by a second or two still find theirs
 
 
-def _keep(memo: dict[Any, str], key: object, text: str, length: int = 0) -> str:
-    """``text``, kept in ``memo`` as ``key``'s if both are short (``length``: the key's)."""
-    if length <= _MEMO_LENGTH and len(text) <= _MEMO_LENGTH:
+def _keep(memo: dict[Any, str], key: object, text: str, length: int = 0, around: int = 0) -> str:
+    """``text``, kept in ``memo`` as ``key``'s if both are short (``length``: the key's;
+    ``around``: the constant text's in ``text``)."""
+    if length <= _MEMO_LENGTH and len(text) - around <= _MEMO_LENGTH:
         if len(memo) >= _MEMO_ENTRIES:
             memo.clear()
         memo[key] = text
     return text
 
 
-def _memo_lookup(memo: str, get: str, key: str, make: str, length: str = "0") -> str:
-    # (A kept text is never empty: "or" falls through only when the key is new.)
-    return f"({get}({key}) or _keep({memo}, {key}, {make}, {length}))"
+def _time_parts(
+    memo: dict[int, tuple[str, str]], second: int, prefix: str, suffix: str
+) -> tuple[str, str]:
+    """The line's text before and after the millisecond, for ``second``, kept in ``memo``."""
+    stamp, offset = _second_and_offset(second)
+    if len(memo) >= _TIME_ENTRIES:
+        memo.clear()
+    parts = memo[second] = (prefix + stamp, offset + suffix)
+    return parts
 
 
-def _memoized(name: str, memo: str, get: str, escape: str, json: bool) -> tuple[str, bool] | None:
-    """The expression for field ``name`` looked up in ``memo`` (``get``: its get), and whether
-    it gives the value quoted (JSON's own quotes); None for a field formatted afresh."""
+# The header fields whose values are few: looked up by subscript (`_Piece.few`). The
+# others (targets, user agents, referrers, addresses, IDs) are often new, and a KeyError
+# per line would cost more than the subscript saves.
+_FEW_VALUES = frozenset({"method", "content_type", "hostname", "http_x_forwarded_proto"})
+_FEW_VALUES |= {"section_io_tag"}
+
+
+def _memoized(name: str, escape: str, json: bool) -> _Piece | None:
+    """The piece for field ``name`` looked up in a memo (its name set by the caller), with
+    ``prefix`` '"' if it gives the value unquoted in JSON; None for a field formatted afresh."""
     attribute = _HEADER_FIELDS.get(name)
     dash = "'\"-\"'" if json else '"-"'
     if attribute is not None and name != "request_id":
         value = f"r.{attribute}"
         make = f'({escape}({value}.decode("latin-1")) if {value} else {dash})'
-        return _memo_lookup(memo, get, value, make, f"len({value})"), True
-    if name == "request":
-        key = "_request_of(r)"  # (method, target, version): read in C
+        few = name in _FEW_VALUES
+        return _Piece(make, key=value, length=f"len({value})", absorbs=True, few=few)
+    if name == "request":  # (method, target, version): read in C
         make = f"{escape}({_FIELDS[name][0]})"
-        return _memo_lookup(memo, get, key, make, "len(r.target)"), True
+        return _Piece(make, key="_request_of(r)", length="len(r.target)", absorbs=True)
     if name == "path":
         make = f"{escape}({_FIELDS[name][0]})"
-        return _memo_lookup(memo, get, "r.target", make, "len(r.target)"), True
+        return _Piece(make, key="r.target", length="len(r.target)", absorbs=True)
     if name == "remote_addr":  # (a True-Client-IP is rarer, and is formatted afresh)
-        peer = _memo_lookup(memo, get, "r.peer", f'{escape}(r.peer or "-")', "len(r.peer)")
-        return (
-            f'({escape}(r.true_client_ip.decode("latin-1")) if r.true_client_ip else {peer})',
-            True,
+        return _Piece(
+            f'{escape}(r.peer or "-")',
+            key="r.peer",
+            length="len(r.peer)",
+            unless="r.true_client_ip",
+            instead=f'{escape}(r.true_client_ip.decode("latin-1"))',
+            absorbs=True,
         )
     if name == "upstream_addr":
         addr = "r.upstream_addr"
-        return _memo_lookup(memo, get, addr, f'{escape}({addr} or "-")', f"len({addr})"), True
+        make = f'{escape}({addr} or "-")'
+        return _Piece(make, key=addr, length=f"len({addr})", absorbs=True, few=True)
     if name in ("status", "upstream_status"):
         value = f"r.{name}"
-        return _memo_lookup(memo, get, value, f'(str({value}) if {value} else "-")'), False
+        make = f'(str({value}) if {value} else "-")'
+        quoted = '"' if json else ""
+        return _Piece(make, key=value, prefix=quoted, absorbs=True, few=True)
     return None
+
+
+def _expression(piece: _Piece, subscript: bool = False) -> str:
+    """The Python expression (or constant) that gives ``piece``'s text in the line; a memo
+    of few values by subscript if ``subscript``."""
+    if piece.constant:
+        return repr(piece.text)
+    if piece.time:
+        return "_head, _MILLISECONDS[ms % 1000], _tail"
+    before = f"{piece.prefix!r} + " if piece.prefix else ""
+    after = f" + {piece.suffix!r}" if piece.suffix else ""
+    if piece.memo:
+        get, key = "_g" + piece.memo[2:], piece.key
+        if subscript and piece.few and not piece.unless:
+            return f"{piece.memo}[{key}]"
+        around = len(piece.prefix) + len(piece.suffix)
+        make = f"{before}{piece.text}{after}, {piece.length}, {around}"
+        # (A kept text is never empty: "or" falls through only when the key is new.)
+        lookup = f"({get}({key}) or _keep({piece.memo}, {key}, {make}))"
+        if piece.unless:
+            return f"({before}{piece.instead}{after} if {piece.unless} else {lookup})"
+        return lookup
+    if piece.unless:  # (no prefix: only a memo or the time takes one)
+        return f"({piece.instead + piece.suffix!r} if {piece.unless} else {piece.text}{after})"
+    return piece.text
 
 
 def _compile(
     pieces: list[_Piece],
     extra: str,
     memos: dict[str, Any],
-    preamble: list[str],
     write: Callable[[str], object] | None,
 ) -> Callable[[AccessRecord], Any]:
-    items = [text if is_expression else repr(text) for is_expression, text in _merged(pieces)]
-    ending = f"{extra}(line, r) if r.extra else line"
+    items = ", ".join(_expression(piece) for piece in pieces)
+    line = f"''.join(({items},))"
+    # The line as nearly every request makes it: the memos of few values (and the time's
+    # second) by subscript. A KeyError is a value a memo lacks: the line is made again the
+    # way that keeps it (never from the write, which is outside the try).
+    fast = f"''.join(({', '.join(_expression(piece, True) for piece in pieces)},))"
+    ms = time = ""
+    if any(piece.time for piece in pieces):
+        (piece,) = [piece for piece in pieces if piece.time]
+        memo: dict[int, tuple[str, str]] = {}
+        memos["_tm"], memos["_tg"] = memo, memo.get
+        parts = f"_time_parts(_tm, ms // 1000, {piece.prefix!r}, {piece.suffix!r})"
+        ms = "    ms = _floor(r.start_wall * 1000)\n"  # (int(x // 1): more bytecodes)
+        time = f"_head, _tail = _tg(ms // 1000) or {parts}"
+        fast = f"_head, _tail = _tm[ms // 1000]; line = {fast}"
+    else:
+        fast = f"line = {fast}"
+    done = "return _write({})" if write else "return {}"
     source = "".join(
         [
             "def render(r):\n",
-            *(f"    {statement}\n" for statement in preamble),
-            f"    line = ''.join(({', '.join(items)},))\n",
-            f"    return _write({ending})\n" if write else f"    return {ending}\n",
+            ms,
+            "    if not r.extra:\n",
+            "        try:\n",
+            f"            {fast}\n",
+            "        except KeyError:\n",
+            f"            {time}\n" if time else "",
+            f"            line = {line}\n",
+            f"        {done.format('line')}\n",
+            f"    {time}\n" if time else "",
+            f"    {done.format(f'{extra}({line}, r)')}\n",  # (fields added: rare)
         ]
     )
     namespace = dict(_NAMESPACE)
@@ -324,17 +454,6 @@ def _json_extra(line: str, record: AccessRecord) -> str:
 
 def _ltsv_extra(line: str, record: AccessRecord) -> str:
     return line + "".join(f"\t{name}:{ltsv_escape(value)}" for name, value in record.extra)
-
-
-def _merged(pieces: list[_Piece]) -> list[_Piece]:
-    # Adjacent constants become one, so the generated tuple is as short as it can be.
-    merged: list[_Piece] = []
-    for is_expression, text in pieces:
-        if merged and not is_expression and not merged[-1][0]:
-            merged[-1] = (False, merged[-1][1] + text)
-        else:
-            merged.append((is_expression, text))
-    return merged
 
 
 # LTSV separates fields with TAB and records with newline; a value must carry neither. Backslash
@@ -367,7 +486,7 @@ def _header(attribute: str) -> str:
 
 
 # The fields that are one bytes attribute of the record, by field name: `_header`'s shape,
-# which the JSON line writes in a shape of its own (`_json_pieces`).
+# which the line writes through a memo (`_memoized`).
 _HEADER_FIELDS = {
     "method": "method",
     "content_type": "content_type",
@@ -387,7 +506,9 @@ _HEADER_FIELDS = {
 # never do; anything that came from the network may.
 _FIELDS: dict[str, tuple[str, bool]] = {
     "time": ("_time(r)", False),
-    "time_taken_ms": ("str(round(r.duration_s * 1000))", False),
+    # (float.__round__ is what round() calls, without looking it up and binding it each
+    # time; "1000.0" makes a float of an int duration too.)
+    "time_taken_ms": ("str(_round(r.duration_s * 1000.0))", False),
     # (The short ones inline, not calls: a line runs every expression once per request.)
     "request": (
         '(f\'{r.method.decode("latin-1")} {r.target.decode("latin-1")} '
@@ -413,7 +534,7 @@ _FIELDS: dict[str, tuple[str, bool]] = {
     "upstream_status": ('(str(r.upstream_status) if r.upstream_status else "-")', False),
     "upstream_addr": ('(r.upstream_addr or "-")', True),
     "upstream_time_ms": (
-        '("-" if r.upstream_duration_s < 0 else str(round(r.upstream_duration_s * 1000)))',
+        '("-" if r.upstream_duration_s < 0 else str(_round(r.upstream_duration_s * 1000.0)))',
         False,
     ),
     "section_io_id": (_header("section_io_id"), True),
@@ -446,7 +567,9 @@ _NAMESPACE: dict[str, Any] = {
     "_json": encode_basestring_ascii,
     "_ltsv": ltsv_escape,
     "_time": _time,
-    "_second_and_offset": _second_and_offset,
+    "_time_parts": _time_parts,
+    "_floor": math.floor,
+    "_round": float.__round__,
     "_MILLISECONDS": _MILLISECONDS,
     "_request_of": operator.attrgetter("method", "target", "http_version"),
     "_keep": _keep,
