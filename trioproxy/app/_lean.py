@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import importlib.machinery
 import sys
 import types
 from typing import Any
@@ -42,7 +43,11 @@ class _Deferred(types.ModuleType):
 def defer_unused_imports() -> None:
     for name in DEFERRED:
         if name not in sys.modules:
-            sys.modules[name] = _Deferred(name)
+            stand_in = sys.modules[name] = _Deferred(name)
+            # The real module's spec, found without importing it: `importlib.util.find_spec`
+            # (a library asking whether an optional module is there) raises for a module in
+            # sys.modules whose __spec__ is None.
+            stand_in.__spec__ = importlib.machinery.PathFinder.find_spec(name)
 
 
 def trim() -> None:
