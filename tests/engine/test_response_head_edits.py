@@ -9,7 +9,8 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from trioproxy.config._config import Settings, settings_from_bytes
+from trioproxy.config._config import settings_from_bytes
+from trioproxy.config._settings import Settings
 from trioproxy.core._rulemodel import HookAction, Rule, RuleSet
 from trioproxy.hooks import Exchange, ResponseHead
 
