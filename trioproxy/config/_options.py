@@ -53,6 +53,8 @@ def parse_upstream(text: str) -> tuple[str, int]:
         raise ValueError(str(exc).replace("from 0 to", "from 1 to")) from None
     if port == 0:
         raise ValueError(f"port must be a number from 1 to 65535, got {text!r}")
+    if not host.isascii():  # (it goes upstream as the Host of HTTP/1.0 requests, in ASCII)
+        raise ValueError(f"host must be ASCII (a non-ASCII name in its xn-- form), got {text!r}")
     return host, port
 
 
