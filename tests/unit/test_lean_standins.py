@@ -11,8 +11,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 _SCRIPT = textwrap.dedent(
     """
     import importlib.util, sys
@@ -93,13 +91,6 @@ _RACE = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_Deferred.__getattr__ is not thread-safe: a second thread reaching a stand-in "
-    "while the first imports the real module finds it gone from sys.modules and raises "
-    "KeyError (or sees a partly imported module); e.g. two threads of a hook first using "
-    "tempfile at once",
-)
 def test_two_threads_reaching_a_stand_in_at_once_both_get_the_module() -> None:
     done = subprocess.run(
         [sys.executable, "-c", _RACE], check=False, capture_output=True, text=True, timeout=60

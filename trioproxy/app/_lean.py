@@ -35,7 +35,9 @@ class _Deferred(types.ModuleType):
     def __getattr__(self, name: str) -> Any:
         real = sys.modules.get(self.__name__)
         if real is self or real is None:
-            del sys.modules[self.__name__]
+            # (None: another thread is swapping it right now; the import system makes this
+            # one wait for that import to finish, and both get the one module.)
+            sys.modules.pop(self.__name__, None)
             real = importlib.import_module(self.__name__)
         return getattr(real, name)
 
