@@ -11,7 +11,7 @@ order:
    pool, the request head and body sent, the response head read (`_response`) and written to
    the client, then its body relayed (`_response`) or, after a 101, both connections spliced
    (`_tunnel`); the connection back to the pool, the last bytes flushed to the client. Retried
-   once on a fresh connection when a reused one was stale (`_forward`);
+   once on a fresh connection when a reused one was stale (`serve`);
 4. **error answer**: a `ProxyError` on the way gets a short plain-text answer if no response
    head went out yet (`answer_error`);
 5. **access line**: always, last (after the hooks' access points, if any ran).
@@ -295,18 +295,108 @@ class Exchange(Responder):
         return [asked, f"upstream {self.up.address}", status] if self.up else [asked, status]
 
     async def serve(self, received_before: int) -> None:
-        """The phases, in order: start, rules, answer or forward, error answer, access line."""
-        down, record = self.down, self.record
+        """The phases, in order: start, rules, answer or forward, error answer, access line.
+
+        Forward: the request over a pooled upstream connection, retried once on a fresh one
+        when a reused one was stale. The retry follows nginx and Varnish: only for an
+        idempotent request without a body, only when the reused connection ended before any
+        response byte arrived (the error is then `UpstreamClosed`:
+        `UpstreamConnection.failure` decides which). (Inline, not a coroutine of its own:
+        every frame of the chain is resumed at every wait of the request.)
+        """
+        down, record, ctx = self.down, self.record, self.ctx
         started = down.clock.current_time()  # (the same clock as `_access_line`'s)
         sent_before = down.bytes_sent
         try:
             self._start()
-            if (self.ctx.rule_engine.has_rules or self.ctx.shared.faults.has_faults) and (
-                await self._rules()
-            ):
-                return  # a rule (or a fault) answered
-            # (Hooks and faults may have waited: then the clock is read again.)
-            await self._forward(started if self.hooks is None and self.faults is None else None)
+            # The exchange's reading, which the upstream's duration starts from if no
+            # checkpoint came in between (None: one did, the clock is read again).
+            asked_at: float | None = started
+            if ctx.rule_engine.has_rules or ctx.shared.faults.has_faults:
+                if await self._rules():
+                    return  # a rule (or a fault) answered
+                if self.hooks is not None or self.faults is not None:
+                    asked_at = None  # (hooks and faults may have waited)
+            try:
+                plan, pool = self.plan, ctx.pool
+                timeouts = ctx.settings.timeouts
+                if plan.body is BodyKind.NONE:
+                    # (`buffer_request_body`'s first step, the only one for most requests: no
+                    # coroutine made for it.)
+                    expect_end_of_request(down)
+                else:
+                    self._start_receive_floor()
+                    self.body = await buffer_request_body(down, plan, ctx.settings)
+                    if self.body is not None and record.notes is not None:
+                        keep_prefix(self.body, record.notes, ctx.shared.journal_body_bytes)
+                    asked_at = None  # (the body took checkpoints: the clock is read again)
+                up, reused, waited = await pool.acquire(asked_at)
+                # Left while we waited? Then the origin never hears of it. (No checkpoint
+                # between the acquire and the loop below: a cancellation cannot leak the
+                # connection.)
+                if waited and down.peer_closed():
+                    pool.give_back(up)
+                    raise ClientGone(
+                        "client closed the connection while waiting for an upstream connection"
+                    )
+                # The exchange's reading still says when the origin was asked, unless a body,
+                # a wait for a slot or a new connection's connect came in between.
+                if asked_at is None or waited or not reused:
+                    asked_at = up.clock.current_time()
+                while True:
+                    self.up = up
+                    record.upstream_addr = up.address
+                    if record.notes is not None:
+                        record.notes.upstream_reused = reused
+                    try:
+                        if self.body is None and self.faults is None:
+                            # (`_send_and_relay`'s plain case, inline: one coroutine frame
+                            # less to resume at every wait of the response.)
+                            self._queue_request_head(plan.headers, up)
+                            up.queue(END_OF_MESSAGE)
+                            await up.flush(timeouts.upstream_send_s)
+                            # (`_relay_response`'s two halves, awaited here: one coroutine
+                            # frame less to resume at every wait of the response head; its
+                            # first half, `_read_response_head`, inline.)
+                            response, received = await read_response_head(
+                                down,
+                                up,
+                                ctx,
+                                http_version=self.request.http_version,
+                                watch_client=plan.body is BodyKind.NONE,
+                            )
+                            await self._relay_from_head(response, received, up)
+                        else:
+                            await self._send_and_relay()
+                    except UpstreamClosed as exc:
+                        pool.discard(up)
+                        if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
+                            raise
+                        log.info(
+                            "retrying on a fresh connection: %s", exc, extra=request_fields(record)
+                        )
+                        ctx.stats.retries += 1
+                        up, reused = await pool.connect_fresh()
+                        asked_at = up.clock.current_time()
+                        continue
+                    except BaseException:
+                        pool.discard(up)
+                        raise
+                    finally:
+                        self.up = None
+                        ended = up.clock.current_time()
+                        record.upstream_duration_s = ended - asked_at
+                    break
+                # The upstream is done with: back to the pool before the client's last bytes
+                # go out (at that reading of the clock: no checkpoint since).
+                pool.release(up, ended)
+                if self.delay_s:
+                    await self._delay_response()
+                await down.flush(timeouts.client_send_s)  # (`flush_to_client`, inline)
+            finally:  # the rate floors are this request's only, however it ends
+                down.send_floor = down.receive_floor = None
+                if self.faults is not None:
+                    FaultRun.restore(down)
             if self.faults is not None and self.faults.close_after():
                 down.closing = True  # though the response did not say Connection: close
         except ProxyError as exc:
@@ -318,13 +408,14 @@ class Exchange(Responder):
                 )
             raise
         finally:
-            try:
-                if self.hooks is not None:  # their access points add fields to the line
-                    await self.hooks.on_access(record)
-            finally:
-                if self.hooks is not None:
-                    self.hooks.release()
+            if self.hooks is None:
                 self._access_line(started, sent_before, received_before)
+            else:
+                try:  # their access points add fields to the line
+                    await self.hooks.on_access(record)
+                finally:
+                    self.hooks.release()
+                    self._access_line(started, sent_before, received_before)
 
     # --- Start, rules ------------------------------------------------------------------------
 
@@ -448,98 +539,7 @@ class Exchange(Responder):
         down.queue(END_OF_MESSAGE)
         self.record.body_bytes_sent = len(body)
 
-    # --- Forward -----------------------------------------------------------------------------
-
-    async def _forward(self, started: float | None) -> None:
-        """Forward the request over a pooled upstream connection, retried once on a fresh
-        one when a reused one was stale. (``started``: the exchange's clock reading, which
-        the upstream's duration starts from if no checkpoint came in between.)
-
-        The retry follows nginx and Varnish: only for an idempotent request without a body,
-        only when the reused connection ended before any response byte arrived (the error is
-        then `UpstreamClosed`: `UpstreamConnection.failure` decides which).
-        """
-        # (One coroutine frame, not two: every frame of the chain is resumed at every wait.)
-        try:
-            ctx, plan, record = self.ctx, self.plan, self.record
-            pool, timeouts = ctx.pool, ctx.settings.timeouts
-            if plan.body is BodyKind.NONE:
-                # (`buffer_request_body`'s first step, the only one for most requests: no
-                # coroutine made for it.)
-                expect_end_of_request(self.down)
-            else:
-                self._start_receive_floor()
-                self.body = await buffer_request_body(self.down, plan, ctx.settings)
-                if self.body is not None and record.notes is not None:
-                    keep_prefix(self.body, record.notes, ctx.shared.journal_body_bytes)
-                started = None  # (the body took checkpoints: the clock is read again)
-            up, reused, waited = await pool.acquire(started)
-            # Left while we waited? Then the origin never hears of it. (No checkpoint between
-            # the acquire and the loop below: a cancellation cannot leak the connection.)
-            if waited and self.down.peer_closed():
-                pool.give_back(up)
-                raise ClientGone(
-                    "client closed the connection while waiting for an upstream connection"
-                )
-            while True:
-                self.up = up
-                record.upstream_addr = up.address
-                if record.notes is not None:
-                    record.notes.upstream_reused = reused
-                # The exchange's reading still says when the origin was asked, unless a
-                # body, a wait for a slot or a new connection's connect came in between.
-                asked_at = (
-                    up.clock.current_time() if started is None or waited or not reused else started
-                )
-                try:
-                    if self.body is None and self.faults is None:
-                        # (`_send_and_relay`'s plain case, inline: one coroutine frame less
-                        # to resume at every wait of the response.)
-                        self._queue_request_head(plan.headers, up)
-                        up.queue(END_OF_MESSAGE)
-                        await up.flush(timeouts.upstream_send_s)
-                        # (`_relay_response`'s two halves, awaited here: one coroutine frame
-                        # less to resume at every wait of the response head; its first
-                        # half, `_read_response_head`, inline.)
-                        response, received = await read_response_head(
-                            self.down,
-                            up,
-                            ctx,
-                            http_version=self.request.http_version,
-                            watch_client=plan.body is BodyKind.NONE,
-                        )
-                        await self._relay_from_head(response, received, up)
-                    else:
-                        await self._send_and_relay()
-                except UpstreamClosed as exc:
-                    pool.discard(up)
-                    if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
-                        raise
-                    log.info(
-                        "retrying on a fresh connection: %s", exc, extra=request_fields(record)
-                    )
-                    ctx.stats.retries += 1
-                    up, reused = await pool.connect_fresh()
-                    started = None
-                    continue
-                except BaseException:
-                    pool.discard(up)
-                    raise
-                finally:
-                    self.up = None
-                    ended = up.clock.current_time()
-                    record.upstream_duration_s = ended - asked_at
-                # The upstream is done with: back to the pool before the client's last bytes
-                # go out (at that reading of the clock: no checkpoint since).
-                pool.release(up, ended)
-                if self.delay_s:
-                    await self._delay_response()
-                await self.down.flush(timeouts.client_send_s)  # (`flush_to_client`, inline)
-                return
-        finally:  # the rate floors are this request's only, however it ends
-            self.down.send_floor = self.down.receive_floor = None
-            if self.faults is not None:
-                FaultRun.restore(self.down)
+    # --- Forward (the rest of it: the plain case is in `serve`) ---------------------------
 
     async def _send_and_relay(self) -> None:
         """The request head and body upstream, the response back (once)."""
