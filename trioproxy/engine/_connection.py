@@ -23,6 +23,8 @@ log = logging.getLogger("trioproxy")
 # lingering_time is 30 s; a short, bounded linger is enough for the answer to arrive).
 _LINGER_S = 2.0
 _LINGER_BYTES = 1 << 20
+# (A module's name, not h11's attribute: read for every request.)
+_DONE = h11.DONE
 
 
 async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
@@ -51,7 +53,7 @@ async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
             # The next cycle only if both sides finished cleanly (h11 rules). (Inline: every
             # request passes here.)
             conn = down.h11
-            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            if conn.our_state is not _DONE or conn.their_state is not _DONE:
                 return
             conn.start_next_cycle()
     except ClientGone as exc:
@@ -81,7 +83,7 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
     head = down.h11.trailing_data[0]  # pipelined: already in h11's buffer
     fed = len(head)
     if not fed:
-        if ctx.draining:
+        if ctx.shared.draining:  # (`ctx.draining`, inline: every request passes here)
             return None
         # Under load the next request is usually there already: read it without entering
         # the idle registry.

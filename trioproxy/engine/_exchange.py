@@ -320,7 +320,8 @@ class Exchange(Responder):
             try:
                 plan, pool = self.plan, ctx.pool
                 timeouts = ctx.settings.timeouts
-                if plan.body is BodyKind.NONE:
+                no_body = plan.body is BodyKind.NONE
+                if no_body:
                     # (`buffer_request_body`'s first step, the only one for most requests: no
                     # coroutine made for it.)
                     expect_end_of_request(down)
@@ -352,7 +353,19 @@ class Exchange(Responder):
                         if self.body is None and self.faults is None:
                             # (`_send_and_relay`'s plain case, inline: one coroutine frame
                             # less to resume at every wait of the response.)
-                            self._queue_request_head(plan.headers, up)
+                            # (`_queue_request_head`, inline: its fields are known valid
+                            # for the reasons it gives.)
+                            up.queue(
+                                h11.Request(
+                                    method=self.request.method,
+                                    target=plan.target,
+                                    headers=sendable(plan.headers),
+                                    _parsed=True,
+                                )
+                            )
+                            if record.notes is not None:
+                                record.notes.forwarded_target = plan.target
+                                record.notes.forwarded_headers = plan.headers
                             up.queue(END_OF_MESSAGE)
                             await up.flush(timeouts.upstream_send_s)
                             # (`_relay_response`'s two halves, awaited here: one coroutine
@@ -363,14 +376,14 @@ class Exchange(Responder):
                                 up,
                                 ctx,
                                 http_version=self.request.http_version,
-                                watch_client=plan.body is BodyKind.NONE,
+                                watch_client=no_body,
                             )
                             await self._relay_from_head(response, received, up)
                         else:
                             await self._send_and_relay()
                     except UpstreamClosed as exc:
                         pool.discard(up)
-                        if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
+                        if not (reused and plan.idempotent and no_body):
                             raise
                         log.info(
                             "retrying on a fresh connection: %s", exc, extra=request_fields(record)
@@ -648,7 +661,14 @@ class Exchange(Responder):
         if faults is not None:
             await self._faults_before_head(faults, response, received)
         if faults is None or not faults.paces(Direction.CLIENT):
-            self._start_send_floor()
+            # (`_start_send_floor`, inline: every response passes here.)
+            settings = ctx.settings
+            if min_rate := settings.limits.min_send_rate_bytes_per_s:
+                down.send_floor = (
+                    down.clock.current_time() + settings.timeouts.client_send_s,
+                    down.bytes_sent,
+                    min_rate,
+                )
         transform = None
         if self.hooks is not None and _has_body(self.request.method, response.status_code):
             transform = self.hooks.body_transform("response_body")
