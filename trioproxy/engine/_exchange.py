@@ -255,7 +255,7 @@ class Exchange(Responder):
 
     __slots__ = ("body", "delay_s", "faults", "hooks", "plan", "request", "up")
 
-    plan: RequestPlan  # made by the first phase, `_start`
+    plan: RequestPlan  # made by the first phase (start, in `serve`)
 
     def __init__(self, down: Downstream, ctx: ProxyContext, request: h11.Request) -> None:
         # start_wall, peer, method, target, http_version: positional, as a keyword call
@@ -308,7 +308,21 @@ class Exchange(Responder):
         started = down.clock.current_time()  # (the same clock as `_access_line`'s)
         sent_before = down.bytes_sent
         try:
-            self._start()
+            # Start: the forwarding plan (it may refuse the request), and what the record
+            # notes of it. (Inline: one call less a request.)
+            request = self.request
+            self.plan = plan = plan_request_of(
+                request.method,
+                request.target,
+                fields_of(request.headers),  # (h11's own: names lower-cased already)
+                request.http_version,
+                peer_ip=down.peer_ip.encode("ascii"),
+                rules=ctx.forwarding,
+                upstream_authority=ctx.upstream_authority,
+                max_header_count=ctx.settings.limits.max_header_count,
+                make_request_id=ctx.new_request_id,
+            )
+            _note_request(record, plan)
             # The exchange's reading, which the upstream's duration starts from if no
             # checkpoint came in between (None: one did, the clock is read again).
             asked_at: float | None = started
@@ -318,8 +332,7 @@ class Exchange(Responder):
                 if self.hooks is not None or self.faults is not None:
                     asked_at = None  # (hooks and faults may have waited)
             try:
-                plan, pool = self.plan, ctx.pool
-                timeouts = ctx.settings.timeouts
+                pool, timeouts = ctx.pool, ctx.settings.timeouts
                 no_body = plan.body is BodyKind.NONE
                 if no_body:
                     # (`buffer_request_body`'s first step, the only one for most requests: no
@@ -357,7 +370,7 @@ class Exchange(Responder):
                             # for the reasons it gives.)
                             up.queue(
                                 h11.Request(
-                                    method=self.request.method,
+                                    method=request.method,
                                     target=plan.target,
                                     headers=sendable(plan.headers),
                                     _parsed=True,
@@ -375,7 +388,7 @@ class Exchange(Responder):
                                 down,
                                 up,
                                 ctx,
-                                http_version=self.request.http_version,
+                                http_version=request.http_version,
                                 watch_client=no_body,
                             )
                             await self._relay_from_head(response, received, up)
@@ -444,22 +457,6 @@ class Exchange(Responder):
             self.down.peer_ip,
             peer_trusted=self.plan.peer_trusted,
         )
-
-    def _start(self) -> None:
-        """The forwarding plan (it may refuse the request), and what the record notes of it."""
-        request, down, ctx = self.request, self.down, self.ctx
-        self.plan = plan = plan_request_of(
-            request.method,
-            request.target,
-            fields_of(request.headers),  # (h11's own: names lower-cased already)
-            request.http_version,
-            peer_ip=down.peer_ip.encode("ascii"),
-            rules=ctx.forwarding,
-            upstream_authority=ctx.upstream_authority,
-            max_header_count=ctx.settings.limits.max_header_count,
-            make_request_id=ctx.new_request_id,
-        )
-        _note_request(self.record, plan)
 
     async def _rules(self) -> bool:
         """Let the [[rules]] decide; True if one answered (nothing goes upstream), else the
