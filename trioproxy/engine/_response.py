@@ -239,9 +239,13 @@ def relay_slice(down: Downstream, up: UpstreamConnection, record: AccessRecord) 
     try:
         event, moved = move_data(up, down)
     except h11.RemoteProtocolError as exc:
-        raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
+        raise invalid_response(up, exc) from exc
     record.body_bytes_sent += moved
     return event
+
+
+def invalid_response(up: UpstreamConnection, exc: h11.RemoteProtocolError) -> UpstreamError:
+    return UpstreamError(f"invalid response from upstream {up.address}: {exc}")
 
 
 def unexpected_event(up: UpstreamConnection, event: NextEvent) -> UpstreamError:
