@@ -68,6 +68,7 @@ from ..core._headers import (
     response_fields_of,
     response_headers,
 )
+from ..core._headreader import whole_response_head
 from ..core._requestview import RequestView, ViewSource, request_view, view_of
 from ..core._ruleengine import HEALTH_CHECK_PREFIX, PASS, Decision, Triggered, apply_decision
 from ..core._rulemodel import HookAction, Response
@@ -85,7 +86,14 @@ from ._requestbody import (
     keep_prefix,
     upload_body,
 )
-from ._response import invalid_response, read_response_head, relay_body, unexpected_event
+from ._response import (
+    WATCH_CLIENT_AFTER_S,
+    invalid_head,
+    invalid_response,
+    read_response_head,
+    relay_body,
+    unexpected_event,
+)
 from ._slices import move_data
 from ._tunnel import splice
 
@@ -386,15 +394,38 @@ class Exchange(Responder):
                             up.queue(END_OF_MESSAGE)
                             await up.flush(timeouts.upstream_send_s)
                             # (`_relay_response`'s two halves, awaited here: one coroutine
-                            # frame less to resume at every wait of the response head; its
-                            # first half, `_read_response_head`, inline.)
-                            response, received = await read_response_head(
-                                down,
-                                up,
-                                ctx,
-                                http_version=request.http_version,
-                                watch_client=no_body,
-                            )
+                            # frame less to resume at every wait of the response head.) The
+                            # usual head, inline (no coroutine made for it): there already
+                            # (read at once, as `read_response_head` first reads when it
+                            # watches the client), whole, plainly valid and final; anything
+                            # else `read_response_head` reads, from what was read here.
+                            tried = no_body and timeouts.upstream_response_s > WATCH_CLIENT_AFTER_S
+                            ready = await up.recv_if_ready() if tried else None
+                            response: h11.Response | h11.InformationalResponse
+                            if (
+                                ready
+                                and (end := whole_response_head(ready, ctx.settings.limits)) >= 0
+                                and ready[9] != 0x31  # (not a 1xx: b"HTTP/1.1 1")
+                            ):
+                                conn = up.h11
+                                conn.receive_data(ready)
+                                try:
+                                    event = conn.next_event()
+                                except h11.RemoteProtocolError as exc:
+                                    raise invalid_head(up, exc) from exc
+                                if not isinstance(event, h11.Response):
+                                    raise unexpected_event(up, event)
+                                response, received = event, bytearray(ready[end:])
+                            else:
+                                response, received = await read_response_head(
+                                    down,
+                                    up,
+                                    ctx,
+                                    http_version=request.http_version,
+                                    watch_client=no_body,
+                                    tried=tried,
+                                    first=ready,
+                                )
                             await self._relay_from_head(response, received, up)
                         else:
                             await self._send_and_relay()
