@@ -16,7 +16,7 @@ _COMPILED = not all(str(m.__file__).endswith(".py") for m in (_connection, _exch
 
 
 @pytest.mark.skipif(_COMPILED, reason="a compiled coroutine has no frames to inspect")
-async def test_a_request_waits_for_its_response_head_right_under_forward(
+async def test_a_request_waits_for_its_response_head_right_under_its_exchange(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async with scripted_proxy() as (proxy, origin), proxy.client() as client:
@@ -25,6 +25,7 @@ async def test_a_request_waits_for_its_response_head_right_under_forward(
         stacks = [awaiting(t) for t in all_tasks() if "serve_connection" in awaiting(t)]
         assert len(stacks) == 1
         waiting = stacks[0]
-        forward = waiting.index("_forward")
-        assert waiting[forward + 1] == "read_response_head", waiting
+        # The connection's loop, the exchange (forwarding inline), the head's reader.
+        serve = waiting.index("serve_connection")
+        assert waiting[serve + 1 : serve + 3] == ["serve", "read_response_head"], waiting
         assert (await client.read_reply()).status == 200  # and it is answered

@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from trioproxy.engine import _requestbody, _response
+from trioproxy.engine import _exchange, _requestbody, _response
 from trioproxy.engine._memory import MemoryNetwork, MemoryTransport
 from trioproxy.engine._peer import RECEIVE_SIZE, Peer
 from trioproxy.engine._slices import move_data
@@ -69,6 +69,7 @@ def metering_slices(monkeypatch: pytest.MonkeyPatch) -> Iterator[SliceMeter]:
 
     monkeypatch.setattr(_requestbody, "move_data", metered)
     monkeypatch.setattr(_response, "move_data", metered)
+    monkeypatch.setattr(_exchange, "move_data", metered)  # (a response's first slice)
     trio.lowlevel.add_instrument(meter)
     try:
         yield meter

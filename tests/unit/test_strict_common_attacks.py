@@ -301,8 +301,8 @@ def _former_request_answer(data: bytes, limits: FixedLimits) -> int | tuple[int,
 
 
 def _request_answer(data: bytes, limits: FixedLimits) -> int | tuple[int, str]:
-    """What the loop answers now (`engine._connection._read_request`): the fast path, then
-    the reader (whose check tries the fast match too)."""
+    """What the loop answers now (`engine._connection.serve_connection`, `_read_request`): the
+    fast path, then the reader (whose check tries the fast match too)."""
     if whole_request_head(data, limits):
         return data.find(b"\r\n\r\n") + 4  # (no reader: h11 reads to the first blank line)
     return _reader_answer(RequestHeadReader(bytearray(data), limits))

@@ -108,7 +108,7 @@ class UpstreamClosed(UpstreamError):
     """The upstream closed or reset the connection before sending any byte of a response.
 
     On a reused pooled connection this is the stale keep-alive race, which may be retried
-    (the rule is in the engine's `Exchange._forward`; `UpstreamConnection.failure` decides
+    (the rule is in the engine's `Exchange.serve`; `UpstreamConnection.failure` decides
     which failures are this one).
     """
 

@@ -23,6 +23,9 @@ log = logging.getLogger("trioproxy")
 # lingering_time is 30 s; a short, bounded linger is enough for the answer to arrive).
 _LINGER_S = 2.0
 _LINGER_BYTES = 1 << 20
+# (A module's name, not h11's attribute: read for every request.)
+_DONE = h11.DONE
+_REQUEST = h11.Request
 
 
 async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
@@ -36,11 +39,30 @@ async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
             received_before = down.bytes_received
             # Each request takes the configuration current when it starts (SIGHUP swaps it).
             # (`ctx.now()` and `ctx.draining`, inline: every request passes here.)
-            request = await _read_request(down, shared.current or ctx, first=not served)
+            current = shared.current or ctx
+            if down.h11.trailing_data[0] or shared.draining:  # pipelined, or closing
+                request = await _read_request(down, current, first=not served)
+            # The usual case, inline (no coroutine made for it): the next head has arrived
+            # already, whole and plainly valid; else `_read_request` carries on from here.
+            elif (ready := await down.recv_if_ready()) and whole_request_head(
+                ready, current.settings.limits
+            ):
+                conn = down.h11
+                conn.receive_data(ready)
+                try:
+                    event = conn.next_event()
+                except h11.RemoteProtocolError as exc:
+                    await _refuse(down, current, _malformed(exc))
+                    return
+                request = event if type(event) is _REQUEST else None  # else ConnectionClosed
+            else:
+                request = await _read_request(
+                    down, current, first=not served, tried=True, ready=ready
+                )
             if request is None:
                 return
             served += 1
-            current = shared.current or ctx
+            current = shared.current or ctx  # (again: the read may have waited)
             down.closing = served >= current.settings.limits.keepalive_requests
             current.stats.requests += 1
             # (Made here, not by a function of `_exchange`'s: one call less a request.)
@@ -51,7 +73,7 @@ async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
             # The next cycle only if both sides finished cleanly (h11 rules). (Inline: every
             # request passes here.)
             conn = down.h11
-            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            if conn.our_state is not _DONE or conn.their_state is not _DONE:
                 return
             conn.start_next_cycle()
     except ClientGone as exc:
@@ -76,16 +98,26 @@ def _kept_alive_then_drained(down: Downstream, ctx: ProxyContext) -> bool:
     return ctx.draining and down.h11.our_state is h11.DONE
 
 
-async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> h11.Request | None:
-    """The next request head, or None when the connection should simply close."""
+async def _read_request(
+    down: Downstream,
+    ctx: ProxyContext,
+    *,
+    first: bool,
+    tried: bool = False,
+    ready: bytes | None = None,
+) -> h11.Request | None:
+    """The next request head, or None when the connection should simply close. ``tried``:
+    the caller has read at once already (`recv_if_ready`), and got ``ready`` (None: nothing
+    was there yet)."""
     head = down.h11.trailing_data[0]  # pipelined: already in h11's buffer
     fed = len(head)
     if not fed:
-        if ctx.draining:
-            return None
-        # Under load the next request is usually there already: read it without entering
-        # the idle registry.
-        ready = await down.recv_if_ready()
+        if not tried:
+            if ctx.draining:
+                return None
+            # Under load the next request is usually there already: read it without
+            # entering the idle registry.
+            ready = await down.recv_if_ready()
         if ready is None:
             # Wait for a first byte: on a new connection no longer than for a whole head (a
             # silent connection is the cheapest slowloris), between requests as long as
@@ -124,24 +156,33 @@ async def _read_request(down: Downstream, ctx: ProxyContext, *, first: bool) -> 
             if not _whole_head(down, reader, fed, limits):
                 timeout_s = ctx.settings.timeouts.client_header_s
                 await _read_rest_of_head(down, reader, limits, timeout_s)
-        try:  # (inline, not a function of its own: every request passes here)
+        try:
             event = down.h11.next_event()
         except h11.RemoteProtocolError as exc:
-            raise ClientError(f"malformed request: {exc}", status=exc.error_status_hint) from exc
+            raise _malformed(exc) from exc
         return event if isinstance(event, h11.Request) else None  # else ConnectionClosed
     except ClientError as exc:  # malformed, oversized, or too slow to arrive (slowloris: 408)
-        await reject(down, ctx, exc)
-        # The rest of the head may still be coming: let the answer land (not for a client
-        # too slow to send a head: it gets no more of the connection slot), then close, so
-        # the connection's own linger does not run a second time.
-        if not down.closed and exc.status != 408:
-            await down.linger(_LINGER_S, _LINGER_BYTES)
-        elif not down.closed:  # what it sent meanwhile must not turn the close into a reset
-            down.drop_arrived(_LINGER_BYTES)
-        down.close()
+        await _refuse(down, ctx, exc)
         return None
     except _Closed:
         return None
+
+
+def _malformed(exc: h11.RemoteProtocolError) -> ClientError:
+    return ClientError(f"malformed request: {exc}", status=exc.error_status_hint)
+
+
+async def _refuse(down: Downstream, ctx: ProxyContext, exc: ClientError) -> None:
+    """Answer a request head that could not be read, and close the connection."""
+    await reject(down, ctx, exc)
+    # The rest of the head may still be coming: let the answer land (not for a client too
+    # slow to send a head: it gets no more of the connection slot), then close, so the
+    # connection's own linger does not run a second time.
+    if not down.closed and exc.status != 408:
+        await down.linger(_LINGER_S, _LINGER_BYTES)
+    elif not down.closed:  # what it sent meanwhile must not turn the close into a reset
+        down.drop_arrived(_LINGER_BYTES)
+    down.close()
 
 
 class _Closed(Exception):

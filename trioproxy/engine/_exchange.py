@@ -11,7 +11,7 @@ order:
    pool, the request head and body sent, the response head read (`_response`) and written to
    the client, then its body relayed (`_response`) or, after a 101, both connections spliced
    (`_tunnel`); the connection back to the pool, the last bytes flushed to the client. Retried
-   once on a fresh connection when a reused one was stale (`_forward`);
+   once on a fresh connection when a reused one was stale (`serve`);
 4. **error answer**: a `ProxyError` on the way gets a short plain-text answer if no response
    head went out yet (`answer_error`);
 5. **access line**: always, last (after the hooks' access points, if any ran).
@@ -68,6 +68,7 @@ from ..core._headers import (
     response_fields_of,
     response_headers,
 )
+from ..core._headreader import whole_response_head
 from ..core._requestview import RequestView, ViewSource, request_view, view_of
 from ..core._ruleengine import HEALTH_CHECK_PREFIX, PASS, Decision, Triggered, apply_decision
 from ..core._rulemodel import HookAction, Response
@@ -85,13 +86,24 @@ from ._requestbody import (
     keep_prefix,
     upload_body,
 )
-from ._response import read_response_head, relay_body, relay_slice, unexpected_event
+from ._response import (
+    WATCH_CLIENT_AFTER_S,
+    invalid_head,
+    invalid_response,
+    read_response_head,
+    relay_body,
+    unexpected_event,
+)
+from ._slices import move_data
 from ._tunnel import splice
 
 if TYPE_CHECKING:
     from ._hooks import HookCalls
 
 log = logging.getLogger("trioproxy")
+
+# (A module's name, not h11's attribute: read for every response.)
+_END = h11.EndOfMessage
 
 # nginx's convention for the access log: the client closed the connection before a
 # response status went out. Never sent on the wire.
@@ -258,7 +270,7 @@ class Exchange(Responder):
 
     __slots__ = ("body", "delay_s", "faults", "hooks", "plan", "request", "up")
 
-    plan: RequestPlan  # made by the first phase, `_start`
+    plan: RequestPlan  # made by the first phase (start, in `serve`)
 
     def __init__(self, down: Downstream, ctx: ProxyContext, request: h11.Request) -> None:
         # start_wall, peer, method, target, http_version: positional, as a keyword call
@@ -298,18 +310,157 @@ class Exchange(Responder):
         return [asked, f"upstream {self.up.address}", status] if self.up else [asked, status]
 
     async def serve(self, received_before: int) -> None:
-        """The phases, in order: start, rules, answer or forward, error answer, access line."""
-        down, record = self.down, self.record
+        """The phases, in order: start, rules, answer or forward, error answer, access line.
+
+        Forward: the request over a pooled upstream connection, retried once on a fresh one
+        when a reused one was stale. The retry follows nginx and Varnish: only for an
+        idempotent request without a body, only when the reused connection ended before any
+        response byte arrived (the error is then `UpstreamClosed`:
+        `UpstreamConnection.failure` decides which). (Inline, not a coroutine of its own:
+        every frame of the chain is resumed at every wait of the request.)
+        """
+        down, record, ctx = self.down, self.record, self.ctx
         started = down.clock.current_time()  # (the same clock as `_access_line`'s)
         sent_before = down.bytes_sent
         try:
-            self._start()
-            if (self.ctx.rule_engine.has_rules or self.ctx.shared.faults.has_faults) and (
-                await self._rules()
-            ):
-                return  # a rule (or a fault) answered
-            # (Hooks and faults may have waited: then the clock is read again.)
-            await self._forward(started if self.hooks is None and self.faults is None else None)
+            # Start: the forwarding plan (it may refuse the request), and what the record
+            # notes of it. (Inline: one call less a request.)
+            request = self.request
+            self.plan = plan = plan_request_of(
+                request.method,
+                request.target,
+                fields_of(request.headers),  # (h11's own: names lower-cased already)
+                request.http_version,
+                peer_ip=down.peer_ip.encode("ascii"),
+                rules=ctx.forwarding,
+                upstream_authority=ctx.upstream_authority,
+                max_header_count=ctx.settings.limits.max_header_count,
+                make_request_id=ctx.new_request_id,
+            )
+            _note_request(record, plan)
+            # The exchange's reading, which the upstream's duration starts from if no
+            # checkpoint came in between (None: one did, the clock is read again).
+            asked_at: float | None = started
+            if ctx.rule_engine.has_rules or ctx.shared.faults.has_faults:
+                if await self._rules():
+                    return  # a rule (or a fault) answered
+                if self.hooks is not None or self.faults is not None:
+                    asked_at = None  # (hooks and faults may have waited)
+            try:
+                pool, timeouts = ctx.pool, ctx.settings.timeouts
+                no_body = plan.body is BodyKind.NONE
+                if no_body:
+                    # (`buffer_request_body`'s first step, the only one for most requests: no
+                    # coroutine made for it.)
+                    expect_end_of_request(down)
+                else:
+                    self._start_receive_floor()
+                    self.body = await buffer_request_body(down, plan, ctx.settings)
+                    if self.body is not None and record.notes is not None:
+                        keep_prefix(self.body, record.notes, ctx.shared.journal_body_bytes)
+                    asked_at = None  # (the body took checkpoints: the clock is read again)
+                up, reused, waited = await pool.acquire(asked_at)
+                # Left while we waited? Then the origin never hears of it. (No checkpoint
+                # between the acquire and the loop below: a cancellation cannot leak the
+                # connection.)
+                if waited and down.peer_closed():
+                    pool.give_back(up)
+                    raise ClientGone(
+                        "client closed the connection while waiting for an upstream connection"
+                    )
+                # The exchange's reading still says when the origin was asked, unless a body,
+                # a wait for a slot or a new connection's connect came in between.
+                if asked_at is None or waited or not reused:
+                    asked_at = up.clock.current_time()
+                while True:
+                    self.up = up
+                    record.upstream_addr = up.address
+                    if record.notes is not None:
+                        record.notes.upstream_reused = reused
+                    try:
+                        if self.body is None and self.faults is None:
+                            # (`_send_and_relay`'s plain case, inline: one coroutine frame
+                            # less to resume at every wait of the response.)
+                            # (`_queue_request_head`, inline: its fields are known valid
+                            # for the reasons it gives.)
+                            up.queue(
+                                h11.Request(
+                                    method=request.method,
+                                    target=plan.target,
+                                    headers=sendable(plan.headers),
+                                    _parsed=True,
+                                )
+                            )
+                            if record.notes is not None:
+                                record.notes.forwarded_target = plan.target
+                                record.notes.forwarded_headers = plan.headers
+                            up.queue(END_OF_MESSAGE)
+                            await up.flush(timeouts.upstream_send_s)
+                            # (`_relay_response`'s two halves, awaited here: one coroutine
+                            # frame less to resume at every wait of the response head.) The
+                            # usual head, inline (no coroutine made for it): there already
+                            # (read at once, as `read_response_head` first reads when it
+                            # watches the client), whole, plainly valid and final; anything
+                            # else `read_response_head` reads, from what was read here.
+                            tried = no_body and timeouts.upstream_response_s > WATCH_CLIENT_AFTER_S
+                            ready = await up.recv_if_ready() if tried else None
+                            response: h11.Response | h11.InformationalResponse
+                            if (
+                                ready
+                                and (end := whole_response_head(ready, ctx.settings.limits)) >= 0
+                                and ready[9] != 0x31  # (not a 1xx: b"HTTP/1.1 1")
+                            ):
+                                conn = up.h11
+                                conn.receive_data(ready)
+                                try:
+                                    event = conn.next_event()
+                                except h11.RemoteProtocolError as exc:
+                                    raise invalid_head(up, exc) from exc
+                                if not isinstance(event, h11.Response):
+                                    raise unexpected_event(up, event)
+                                response, received = event, bytearray(ready[end:])
+                            else:
+                                response, received = await read_response_head(
+                                    down,
+                                    up,
+                                    ctx,
+                                    http_version=request.http_version,
+                                    watch_client=no_body,
+                                    tried=tried,
+                                    first=ready,
+                                )
+                            await self._relay_from_head(response, received, up)
+                        else:
+                            await self._send_and_relay()
+                    except UpstreamClosed as exc:
+                        pool.discard(up)
+                        if not (reused and plan.idempotent and no_body):
+                            raise
+                        log.info(
+                            "retrying on a fresh connection: %s", exc, extra=request_fields(record)
+                        )
+                        ctx.stats.retries += 1
+                        up, reused = await pool.connect_fresh()
+                        asked_at = up.clock.current_time()
+                        continue
+                    except BaseException:
+                        pool.discard(up)
+                        raise
+                    finally:
+                        self.up = None
+                        ended = up.clock.current_time()
+                        record.upstream_duration_s = ended - asked_at
+                    break
+                # The upstream is done with: back to the pool before the client's last bytes
+                # go out (at that reading of the clock: no checkpoint since).
+                pool.release(up, ended)
+                if self.delay_s:
+                    await self._delay_response()
+                await down.flush(timeouts.client_send_s)  # (`flush_to_client`, inline)
+            finally:  # the rate floors are this request's only, however it ends
+                down.send_floor = down.receive_floor = None
+                if self.faults is not None:
+                    FaultRun.restore(down)
             if self.faults is not None and self.faults.close_after():
                 down.closing = True  # though the response did not say Connection: close
         except ProxyError as exc:
@@ -321,13 +472,14 @@ class Exchange(Responder):
                 )
             raise
         finally:
-            try:
-                if self.hooks is not None:  # their access points add fields to the line
-                    await self.hooks.on_access(record)
-            finally:
-                if self.hooks is not None:
-                    self.hooks.release()
+            if self.hooks is None:
                 self._access_line(started, sent_before, received_before)
+            else:
+                try:  # their access points add fields to the line
+                    await self.hooks.on_access(record)
+                finally:
+                    self.hooks.release()
+                    self._access_line(started, sent_before, received_before)
 
     # --- Start, rules ------------------------------------------------------------------------
 
@@ -343,22 +495,6 @@ class Exchange(Responder):
             self.down.peer_ip,
             peer_trusted=self.plan.peer_trusted,
         )
-
-    def _start(self) -> None:
-        """The forwarding plan (it may refuse the request), and what the record notes of it."""
-        request, down, ctx = self.request, self.down, self.ctx
-        self.plan = plan = plan_request_of(
-            request.method,
-            request.target,
-            fields_of(request.headers),  # (h11's own: names lower-cased already)
-            request.http_version,
-            peer_ip=down.peer_ip.encode("ascii"),
-            rules=ctx.forwarding,
-            upstream_authority=ctx.upstream_authority,
-            max_header_count=ctx.settings.limits.max_header_count,
-            make_request_id=ctx.new_request_id,
-        )
-        _note_request(self.record, plan)
 
     async def _rules(self) -> bool:
         """Let the [[rules]] decide; True if one answered (nothing goes upstream), else the
@@ -451,98 +587,7 @@ class Exchange(Responder):
         down.queue(END_OF_MESSAGE)
         self.record.body_bytes_sent = len(body)
 
-    # --- Forward -----------------------------------------------------------------------------
-
-    async def _forward(self, started: float | None) -> None:
-        """Forward the request over a pooled upstream connection, retried once on a fresh
-        one when a reused one was stale. (``started``: the exchange's clock reading, which
-        the upstream's duration starts from if no checkpoint came in between.)
-
-        The retry follows nginx and Varnish: only for an idempotent request without a body,
-        only when the reused connection ended before any response byte arrived (the error is
-        then `UpstreamClosed`: `UpstreamConnection.failure` decides which).
-        """
-        # (One coroutine frame, not two: every frame of the chain is resumed at every wait.)
-        try:
-            ctx, plan, record = self.ctx, self.plan, self.record
-            pool, timeouts = ctx.pool, ctx.settings.timeouts
-            if plan.body is BodyKind.NONE:
-                # (`buffer_request_body`'s first step, the only one for most requests: no
-                # coroutine made for it.)
-                expect_end_of_request(self.down)
-            else:
-                self._start_receive_floor()
-                self.body = await buffer_request_body(self.down, plan, ctx.settings)
-                if self.body is not None and record.notes is not None:
-                    keep_prefix(self.body, record.notes, ctx.shared.journal_body_bytes)
-                started = None  # (the body took checkpoints: the clock is read again)
-            up, reused, waited = await pool.acquire(started)
-            # Left while we waited? Then the origin never hears of it. (No checkpoint between
-            # the acquire and the loop below: a cancellation cannot leak the connection.)
-            if waited and self.down.peer_closed():
-                pool.give_back(up)
-                raise ClientGone(
-                    "client closed the connection while waiting for an upstream connection"
-                )
-            while True:
-                self.up = up
-                record.upstream_addr = up.address
-                if record.notes is not None:
-                    record.notes.upstream_reused = reused
-                # The exchange's reading still says when the origin was asked, unless a
-                # body, a wait for a slot or a new connection's connect came in between.
-                asked_at = (
-                    up.clock.current_time() if started is None or waited or not reused else started
-                )
-                try:
-                    if self.body is None and self.faults is None:
-                        # (`_send_and_relay`'s plain case, inline: one coroutine frame less
-                        # to resume at every wait of the response.)
-                        self._queue_request_head(plan.headers, up)
-                        up.queue(END_OF_MESSAGE)
-                        await up.flush(timeouts.upstream_send_s)
-                        # (`_relay_response`'s two halves, awaited here: one coroutine frame
-                        # less to resume at every wait of the response head; its first
-                        # half, `_read_response_head`, inline.)
-                        response, received = await read_response_head(
-                            self.down,
-                            up,
-                            ctx,
-                            http_version=self.request.http_version,
-                            watch_client=plan.body is BodyKind.NONE,
-                        )
-                        await self._relay_from_head(response, received, up)
-                    else:
-                        await self._send_and_relay()
-                except UpstreamClosed as exc:
-                    pool.discard(up)
-                    if not (reused and plan.idempotent and plan.body is BodyKind.NONE):
-                        raise
-                    log.info(
-                        "retrying on a fresh connection: %s", exc, extra=request_fields(record)
-                    )
-                    ctx.stats.retries += 1
-                    up, reused = await pool.connect_fresh()
-                    started = None
-                    continue
-                except BaseException:
-                    pool.discard(up)
-                    raise
-                finally:
-                    self.up = None
-                    ended = up.clock.current_time()
-                    record.upstream_duration_s = ended - asked_at
-                # The upstream is done with: back to the pool before the client's last bytes
-                # go out (at that reading of the clock: no checkpoint since).
-                pool.release(up, ended)
-                if self.delay_s:
-                    await self._delay_response()
-                await self.down.flush(timeouts.client_send_s)  # (`flush_to_client`, inline)
-                return
-        finally:  # the rate floors are this request's only, however it ends
-            self.down.send_floor = self.down.receive_floor = None
-            if self.faults is not None:
-                FaultRun.restore(self.down)
+    # --- Forward (the rest of it: the plain case is in `serve`) ---------------------------
 
     async def _send_and_relay(self) -> None:
         """The request head and body upstream, the response back (once)."""
@@ -655,7 +700,14 @@ class Exchange(Responder):
         if faults is not None:
             await self._faults_before_head(faults, response, received)
         if faults is None or not faults.paces(Direction.CLIENT):
-            self._start_send_floor()
+            # (`_start_send_floor`, inline: every response passes here.)
+            settings = ctx.settings
+            if min_rate := settings.limits.min_send_rate_bytes_per_s:
+                down.send_floor = (
+                    down.clock.current_time() + settings.timeouts.client_send_s,
+                    down.bytes_sent,
+                    min_rate,
+                )
         transform = None
         if self.hooks is not None and _has_body(self.request.method, response.status_code):
             transform = self.hooks.body_transform("response_body")
@@ -678,8 +730,12 @@ class Exchange(Responder):
             # Most bodies are in h11's buffer whole by now, read with the head: relayed here,
             # with no coroutine of `relay_body`'s to make. (Chunked ones are checked first;
             # the end of any other has no trailers.)
-            event = relay_slice(down, up, record)
-            if type(event) is h11.EndOfMessage:
+            try:  # (`relay_slice`, inline: one call less a response)
+                event, moved = move_data(up, down)
+            except h11.RemoteProtocolError as exc:
+                raise invalid_response(up, exc) from exc
+            record.body_bytes_sent += moved
+            if type(event) is _END:
                 down.queue(END_OF_MESSAGE)
                 return
             if event is None:  # a slice moved: let others run before the next

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from ._hooks import Transform
 
 # The proxy's own answer to an expectation (events are frozen: one serves every request).
+# (A module's name, not h11's attribute: read for every request.)
+_END = h11.EndOfMessage
 _CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
 
 
@@ -118,7 +120,7 @@ def _body_wait_s(body: RequestBody, inactivity_s: float) -> float:
 
 def expect_end_of_request(down: Downstream) -> None:
     event = down.h11.next_event()
-    if not isinstance(event, h11.EndOfMessage):  # a body-less request ends at once
+    if not isinstance(event, _END):  # a body-less request ends at once
         raise ClientError(f"unexpected {type(event).__name__} after a request without body")
 
 

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from ._hooks import Transform
 
 # A response head slower than this starts a watch on the client's socket.
-_WATCH_CLIENT_AFTER_S = 1.0
+WATCH_CLIENT_AFTER_S = 1.0
+_WATCH_CLIENT_AFTER_S = WATCH_CLIENT_AFTER_S
 # Informational responses relayed for one request: far more than any origin sends (a 100
 # and a few 103s); an origin sending them without end gets a 502 instead of a busy loop.
 _MAX_INFORMATIONAL = 32
@@ -49,13 +50,18 @@ async def read_response_head(
     *,
     http_version: bytes,
     watch_client: bool,
+    tried: bool = False,
+    first: bytes | None = None,
 ) -> tuple[h11.Response | h11.InformationalResponse, bytearray]:
     """Wait for the final response head (or the 101 of an upgrade), relaying other 1xx
     responses on the way (RFC 9110 15.2) to a client of ``http_version``, all within
     ``upstream_response_s``.
 
     Returns it with the bytes received past it (the start of the body), which the strict
-    chunked check still has to see.
+    chunked check still has to see. ``tried``: the caller has read at once already
+    (`recv_if_ready`, as the first read here would have) and got ``first`` (None: nothing
+    was there yet; then nothing yielded in between, and the deadline starts as it would
+    have; after bytes, one fairness yield later).
     """
     started = up.clock.current_time()
     deadline = started + ctx.settings.timeouts.upstream_response_s
@@ -76,9 +82,11 @@ async def read_response_head(
             left_s = deadline - now
             if left_s <= 0:
                 raise UpstreamTimeout(f"upstream {up.address} timed out receiving")
-            if not watch_client or left_s <= _WATCH_CLIENT_AFTER_S:
+            if first is not None:  # (what the caller read)
+                data, first = first, None
+            elif not watch_client or left_s <= _WATCH_CLIENT_AFTER_S:
                 data = await up.recv(left_s)
-            elif (ready := await up.recv_if_ready()) is not None:
+            elif not tried and (ready := await up.recv_if_ready()) is not None:
                 data = ready  # under load the answer is usually there already
             elif await up.wait_readable_or_woken(ctx.origin_waits, now + _WATCH_CLIENT_AFTER_S):
                 # (Most answers come within the second: no cancel scope entered, `OriginWaits`.)
@@ -86,6 +94,7 @@ async def read_response_head(
             else:
                 data = await _receive_watching_client(down, up, deadline)
             now = None
+            tried = False
             up.h11.receive_data(data)
             if not data:  # EOF: before any byte, the stale keep-alive race; else a cut head
                 raise up.failure(
@@ -117,10 +126,7 @@ async def read_response_head(
         try:  # (inline, not a function of its own: every response passes here)
             event = up.h11.next_event()
         except h11.RemoteProtocolError as exc:  # (EOF before any byte: the stale keep-alive race)
-            raise up.failure(
-                f"upstream {up.address} closed the connection",
-                f"invalid response from upstream {up.address}: {exc}",
-            ) from exc
+            raise invalid_head(up, exc) from exc
         if isinstance(event, h11.Response):
             return event, received
         if not isinstance(event, h11.InformationalResponse):
@@ -239,9 +245,20 @@ def relay_slice(down: Downstream, up: UpstreamConnection, record: AccessRecord) 
     try:
         event, moved = move_data(up, down)
     except h11.RemoteProtocolError as exc:
-        raise UpstreamError(f"invalid response from upstream {up.address}: {exc}") from exc
+        raise invalid_response(up, exc) from exc
     record.body_bytes_sent += moved
     return event
+
+
+def invalid_head(up: UpstreamConnection, exc: h11.RemoteProtocolError) -> UpstreamError:
+    return up.failure(
+        f"upstream {up.address} closed the connection",
+        f"invalid response from upstream {up.address}: {exc}",
+    )
+
+
+def invalid_response(up: UpstreamConnection, exc: h11.RemoteProtocolError) -> UpstreamError:
+    return UpstreamError(f"invalid response from upstream {up.address}: {exc}")
 
 
 def unexpected_event(up: UpstreamConnection, event: NextEvent) -> UpstreamError:

@@ -19,6 +19,8 @@ from ._peer import Peer
 # h11 events (or chunk-size lines) handled before the task yields: a received buffer can
 # hold ten thousand one-byte chunks, and other connections must not wait for all of them.
 _EVENTS_PER_SLICE = 64
+# (A module's name, not h11's attribute: read for every response.)
+_DATA = h11.Data
 
 
 class _ReceivedData(Protocol):
@@ -36,12 +38,12 @@ def move_data(source: Peer, sink: Peer) -> tuple[NextEvent | None, int]:
     """
     next_event = source.h11.next_event
     first = next_event()
-    if type(first) is not h11.Data:  # nothing to move: the end, or more bytes needed
+    if type(first) is not _DATA:  # nothing to move: the end, or more bytes needed
         return first, 0
     received: _ReceivedData = first
     try:
         event: NextEvent | None = next_event()
-        if type(event) is h11.Data:  # more data events: moved on as one
+        if type(event) is _DATA:  # more data events: moved on as one
             parts = [received.data, cast(_ReceivedData, event).data]
             try:
                 event = _take(next_event, parts, _EVENTS_PER_SLICE - 2)
