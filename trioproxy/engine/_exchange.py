@@ -224,10 +224,9 @@ class Responder:
                 reason=reason or reason_phrase(status, b""),  # (origins nearly always give one)
                 _parsed=validated,
             )
-        self.head_at = down.bytes_sent + down.queued_bytes
-        down.queue(head)
+        self.head_at = head_at = down.bytes_sent + down.queued_bytes
+        record.body_start = head_at + down.queue_sized(head)
         record.status = status
-        record.body_start = down.bytes_sent + down.queued_bytes
         if record.notes is not None:
             record.notes.response_headers = headers
             record.notes.first_byte_s = down.clock.current_time()
