@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 import trio
+import trio.testing
 
 from trioproxy.core._requestview import request_view
 from trioproxy.core._ruleengine import RuleEngine
@@ -112,3 +113,37 @@ async def test_one_hook_carries_one_exchange_and_several_one_each() -> None:
     _a, several, _h = await _run(_edits, with_noop=True)
     assert one is not None and len(one.calls) == 1
     assert several is not None and len(several.calls) == 2
+
+
+@pytest.mark.parametrize("carried", [False, True])
+async def test_hooks_stopped_while_a_lone_hook_waits_end_when_its_request_is_done(
+    carried: bool,
+) -> None:
+    go = trio.Event()
+
+    async def waits(exchange: Exchange) -> None:
+        await go.wait()
+        if carried:
+            exchange.log("seen", "yes")
+
+    rules = RuleSet((Rule(position=1, actions=(HookAction("", "hook"),)),))
+    hooks = HookSet.load(rules, embedded={"hook": waits})
+    view = request_view(b"GET", b"/a", [(b"Host", b"x")], "192.0.2.1")
+    decision = RuleEngine(rules).evaluate(view, 0.0)
+    results: list[HookCalls | None] = []
+
+    async def request() -> None:
+        results.append((await hooks.on_request(decision, view, b"rid"))[1])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(request)
+        await trio.testing.wait_all_tasks_blocked()
+        assert hooks.users == 1
+        hooks.stop()  # a reload replaced these hooks while the request's hook waits
+        assert not hooks.lifespans.cancel_called
+        go.set()
+    calls = results[0]
+    if carried:  # its access point is still to come: the lifespans wait for it
+        assert calls is not None and not hooks.lifespans.cancel_called
+        calls.release()
+    assert hooks.users == 0 and hooks.lifespans.cancel_called

@@ -210,55 +210,66 @@ class HookSet:
         coroutine, and a hook that cannot wait is awaited directly in one timed step (as
         `BlockingWatch.step` and `ended`, inline): no coroutine or cancel scope of ours per
         call, one object (the `Exchange`) per hook."""
-        self.users += 1
-        try:
-            actions = decision.actions
-            if actions is not self.last_actions:
-                self._resolve(actions)
-            one = self.last_one
-            if one is None:
+        actions = decision.actions
+        if actions is not self.last_actions:
+            self._resolve(actions)
+        one = self.last_one
+        if one is None:
+            self.users += 1
+            try:
                 return await self._each(decision, self.last_hooks, view, request_id)
-            # One hook (most configurations): no list of exchanges and no loops over them;
-            # what `_each` does for each hook, the same checks in the same order.
-            hook, captures = one
-            exchange = Exchange((view, captures, request_id), hook.label, hook)
-            function = hook.request
-            if function is not None:
-                if hook.request_sync:  # `call`'s first half, inline: every request runs it
-                    stats, watch = hook.stats, self.watch
-                    stats.calls += 1
-                    started = perf_counter()
-                    watch._step = step = (hook.label, request_id, started)
-                    try:
-                        await function(exchange)  # (not `send`: no StopIteration made)
-                        done = True
-                    except (Exception, SystemExit) as exc:  # sys.exit() is its error too
-                        self._failed(hook, "request", request_id, exc)
-                        done = False
-                    finally:
-                        watch._step = None
-                        took = perf_counter() - started
-                        stats.seconds += took
-                        if took >= watch.threshold_s:
-                            watch._slow(step, took)
-                else:
+            except BaseException:
+                self._released()
+                raise
+        # One hook (most configurations): no list of exchanges and no loops over them; what
+        # `_each` does for each hook, the same checks in the same order. The request counts in
+        # `users` while its hook may wait (a reload may stop these hooks meanwhile) and from
+        # when it is carried on; a hook that cannot wait lets no other task run, so a request
+        # it carries nowhere is never counted.
+        hook, captures = one
+        exchange = Exchange((view, captures, request_id), hook.label, hook)
+        function = hook.request
+        if function is not None:
+            if hook.request_sync:  # `call`'s first half, inline: every request runs it
+                stats, watch = hook.stats, self.watch
+                stats.calls += 1
+                started = perf_counter()
+                watch._step = step = (hook.label, request_id, started)
+                try:
+                    await function(exchange)  # (not `send`: no StopIteration made)
+                    done = True
+                except (Exception, SystemExit) as exc:  # sys.exit() is its error too
+                    self._failed(hook, "request", request_id, exc)
+                    done = False
+                finally:
+                    watch._step = None
+                    took = perf_counter() - started
+                    stats.seconds += took
+                    if took >= watch.threshold_s:
+                        watch._slow(step, took)
+            else:
+                self.users += 1
+                try:
                     done = await self.call(exchange, request_id, "request", function, exchange)
-                if not done:
-                    if hook.action.on_error:
-                        answer = text_response(hook.action.on_error)
-                        return answer, HookCalls(self, request_id, [exchange])
-                    exchange._forget()
-                if exchange._answer is not None:
-                    return exchange._answer, HookCalls(self, request_id, [exchange])
-        except BaseException:
-            self._released()
-            raise
+                except BaseException:
+                    self._released()
+                    raise
+                self.users -= 1  # (no checkpoint until counted again or `stopping` read below)
+            if not done:
+                if hook.action.on_error:
+                    self.users += 1  # until `HookCalls.release`
+                    answer = text_response(hook.action.on_error)
+                    return answer, HookCalls(self, request_id, [exchange])
+                exchange._forget()
+            if exchange._answer is not None:
+                self.users += 1
+                return exchange._answer, HookCalls(self, request_id, [exchange])
         if exchange._asks or hook.later:  # carried to the response
+            self.users += 1
             exchange._phase = "response"
             return decision.response, HookCalls(self, request_id, [exchange])
         exchange._phase = "access"  # an edit asked for from elsewhere now is refused
-        self.users -= 1  # (`_released`, inline)
-        if self.stopping and not self.users:
+        if self.stopping and not self.users:  # (stopped while the hook waited)
             self.lifespans.cancel()
         return decision.response, None
 
