@@ -182,7 +182,14 @@ def local_buckets(index: int, limit: RateLimit) -> Buckets:
 class RuleEngine:
     """The rules with their run-time state (rate-limit buckets): one per proxy process."""
 
-    __slots__ = ("_constant", "_rules", "clocked", "has_fault_actions", "has_rules")
+    __slots__ = (
+        "_constant",
+        "_rules",
+        "clocked",
+        "constant_keeps_plan",
+        "has_fault_actions",
+        "has_rules",
+    )
 
     def __init__(
         self,
@@ -212,6 +219,17 @@ class RuleEngine:
             # Rules that test nothing, never answer and rewrite nothing (a hook, or a header
             # edit, on every request) decide the same for every request: decided once, here.
             self._constant = self.evaluate(request_view(b"GET", b"/", (), ""), 0.0)
+        # That decision when it changes nothing `apply_decision` would (only hooks, or faults):
+        # a request given it skips the call without reading the decision's four fields.
+        self.constant_keeps_plan: Decision | None = None
+        decision = self._constant
+        if decision is not None and not (
+            decision.target is not None
+            or decision.request_ops
+            or decision.response_edits
+            or decision.max_request_body_bytes is not None
+        ):
+            self.constant_keeps_plan = decision
 
     def keeping_buckets(self, make: BucketsFactory = local_buckets) -> BucketsFactory:
         """A factory for a reloaded rule set: a rate limit unchanged at the same place keeps

@@ -531,11 +531,15 @@ class Exchange(Responder):
                 headers = decision.response_headers(answer.status, answer.headers)
                 answer = Response(answer.status, tuple(headers), answer.body)
         if answer is None:
-            if decision is not PASS and (  # (most decisions change nothing: no call)
-                decision.target is not None
-                or decision.request_ops
-                or decision.response_edits
-                or decision.max_request_body_bytes is not None
+            if (  # (most decisions change nothing: no call)
+                decision is not PASS
+                and decision is not engine.constant_keeps_plan  # (a hook on every request)
+                and (
+                    decision.target is not None
+                    or decision.request_ops
+                    or decision.response_edits
+                    or decision.max_request_body_bytes is not None
+                )
             ):
                 apply_decision(plan, decision)
             if self.hooks is not None:  # the hooks' edits, after the rules'

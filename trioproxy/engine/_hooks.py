@@ -106,6 +106,7 @@ class HookSet:
     # decide the same for every request hand every request the same actions tuple.
     last_actions: tuple[Triggered, ...] = ()
     last_hooks: tuple[tuple[_Hook, re.Match[bytes] | None], ...] = ()
+    last_one: tuple[_Hook, re.Match[bytes] | None] | None = None  # the only one, if one
 
     @classmethod
     def load(
@@ -138,6 +139,7 @@ class HookSet:
             if hook is not None:
                 found.append((hook, triggered.captures))
         self.last_actions, self.last_hooks = actions, tuple(found)
+        self.last_one = found[0] if len(found) == 1 else None
         return self.last_hooks
 
     def _find(self, action: object) -> _Hook | None:
@@ -208,46 +210,112 @@ class HookSet:
         coroutine, and a hook that cannot wait is awaited directly in one timed step (as
         `BlockingWatch.step` and `ended`, inline): no coroutine or cancel scope of ours per
         call, one object (the `Exchange`) per hook."""
-        exchanges: list[Exchange] = []
-        self.users += 1
-        try:
-            actions = decision.actions
-            hooks = self.last_hooks if actions is self.last_actions else self._resolve(actions)
-            for hook, captures in hooks:
-                exchange = Exchange((view, captures, request_id), hook.label, hook)
-                exchanges.append(exchange)
-                function = hook.request
-                if function is None:
-                    continue
-                if hook.request_sync:  # `call`'s first half, inline: every request runs it
-                    stats, watch = hook.stats, self.watch
-                    stats.calls += 1
-                    started = perf_counter()
-                    watch._step = step = (hook.label, request_id, started)
-                    try:
-                        await function(exchange)  # (not `send`: no StopIteration made)
-                        done = True
-                    except (Exception, SystemExit) as exc:  # sys.exit() is its error too
-                        self._failed(hook, "request", request_id, exc)
-                        done = False
-                    finally:
-                        watch._step = None
-                        took = perf_counter() - started
-                        stats.seconds += took
-                        if took >= watch.threshold_s:
-                            watch._slow(step, took)
-                else:
+        actions = decision.actions
+        if actions is not self.last_actions:
+            self._resolve(actions)
+        one = self.last_one
+        if one is None:
+            self.users += 1
+            try:
+                return await self._each(decision, self.last_hooks, view, request_id)
+            except BaseException:
+                self._released()
+                raise
+        # One hook (most configurations): no list of exchanges and no loops over them; what
+        # `_each` does for each hook, the same checks in the same order. The request counts in
+        # `users` while its hook may wait (a reload may stop these hooks meanwhile) and from
+        # when it is carried on; a hook that cannot wait lets no other task run, so a request
+        # it carries nowhere is never counted.
+        hook, captures = one
+        exchange = Exchange((view, captures, request_id), hook.label, hook)
+        function = hook.request
+        if function is not None:
+            if hook.request_sync:  # `call`'s first half, inline: every request runs it
+                stats, watch = hook.stats, self.watch
+                stats.calls += 1
+                started = perf_counter()
+                watch._step = step = (hook.label, request_id, started)
+                try:
+                    await function(exchange)  # (not `send`: no StopIteration made)
+                    done = True
+                except (Exception, SystemExit) as exc:  # sys.exit() is its error too
+                    self._failed(hook, "request", request_id, exc)
+                    done = False
+                finally:
+                    watch._step = None
+                    took = perf_counter() - started
+                    stats.seconds += took
+                    if took >= watch.threshold_s:
+                        watch._slow(step, took)
+            else:
+                self.users += 1
+                try:
                     done = await self.call(exchange, request_id, "request", function, exchange)
-                if not done:
-                    if hook.action.on_error:
-                        answer = text_response(hook.action.on_error)
-                        return answer, HookCalls(self, request_id, exchanges)
-                    exchange._forget()
-                if exchange._answer is not None:
-                    return exchange._answer, HookCalls(self, request_id, exchanges)
-        except BaseException:
-            self._released()
-            raise
+                except BaseException:
+                    self._released()
+                    raise
+                self.users -= 1  # (no checkpoint until counted again or `stopping` read below)
+            if not done:
+                if hook.action.on_error:
+                    self.users += 1  # until `HookCalls.release`
+                    answer = text_response(hook.action.on_error)
+                    return answer, HookCalls(self, request_id, [exchange])
+                exchange._forget()
+            if exchange._answer is not None:
+                self.users += 1
+                return exchange._answer, HookCalls(self, request_id, [exchange])
+        if exchange._asks or hook.later:  # carried to the response
+            self.users += 1
+            exchange._phase = "response"
+            return decision.response, HookCalls(self, request_id, [exchange])
+        exchange._phase = "access"  # an edit asked for from elsewhere now is refused
+        if self.stopping and not self.users:  # (stopped while the hook waited)
+            self.lifespans.cancel()
+        return decision.response, None
+
+    async def _each(
+        self,
+        decision: Decision,
+        hooks: tuple[tuple[_Hook, re.Match[bytes] | None], ...],
+        view: RequestView | ViewSource,
+        request_id: bytes,
+    ) -> tuple[Response | None, HookCalls | None]:
+        """`on_request` for no hook (the decision's actions are faults) or several: each
+        hook's request point in rule order (the caller counts this request in `users`, and
+        releases it if this raises)."""
+        exchanges: list[Exchange] = []
+        for hook, captures in hooks:
+            exchange = Exchange((view, captures, request_id), hook.label, hook)
+            exchanges.append(exchange)
+            function = hook.request
+            if function is None:
+                continue
+            if hook.request_sync:  # as in `on_request`
+                stats, watch = hook.stats, self.watch
+                stats.calls += 1
+                started = perf_counter()
+                watch._step = step = (hook.label, request_id, started)
+                try:
+                    await function(exchange)
+                    done = True
+                except (Exception, SystemExit) as exc:
+                    self._failed(hook, "request", request_id, exc)
+                    done = False
+                finally:
+                    watch._step = None
+                    took = perf_counter() - started
+                    stats.seconds += took
+                    if took >= watch.threshold_s:
+                        watch._slow(step, took)
+            else:
+                done = await self.call(exchange, request_id, "request", function, exchange)
+            if not done:
+                if hook.action.on_error:
+                    answer = text_response(hook.action.on_error)
+                    return answer, HookCalls(self, request_id, exchanges)
+                exchange._forget()
+            if exchange._answer is not None:
+                return exchange._answer, HookCalls(self, request_id, exchanges)
         carry = False
         for exchange in exchanges:
             carry = carry or exchange._asks or exchange._hook.later
