@@ -36,6 +36,7 @@ from ..core._headers import header_value
 from ..core._rulemodel import Response
 from ..core._strict import FramingError
 from ._h11 import h11
+from ._nowaitcalls import NowaitCalls
 from ._peer import Downstream, UpstreamConnection, Wire
 from ._transport import Transport
 
@@ -267,7 +268,7 @@ def reset(transport: Transport) -> None:
     inner.close()
 
 
-class FaultyTransport:
+class FaultyTransport(NowaitCalls):
     """A transport whose writes after the first ``skip`` bytes (the head) carry out body
     faults: paced (``bandwidth``), delayed (``latency`` before each write), cut at a byte
     (``reset``, ``truncate``, ``hang``). Reads pass through."""
@@ -292,22 +293,6 @@ class FaultyTransport:
 
     def read_nowait(self, max_bytes: int) -> bytes | None:
         return self.inner.read_nowait(max_bytes)
-
-    @property
-    def calls(self) -> FaultyTransport:
-        return self  # (`recv` and `send`: through `read_nowait` and `write_nowait`)
-
-    def recv(self, max_bytes: int, /) -> bytes:
-        data = self.read_nowait(max_bytes)
-        if data is None:
-            raise BlockingIOError(errno.EAGAIN, "would block")
-        return data
-
-    def send(self, data: bytes | memoryview, /) -> int:
-        taken = self.write_nowait(memoryview(data))
-        if taken is None:
-            raise BlockingIOError(errno.EAGAIN, "would block")
-        return taken
 
     async def wait_readable(self) -> None:
         await self.inner.wait_readable()

@@ -17,6 +17,7 @@ from collections import deque
 import trio
 from trio.lowlevel import ParkingLot, checkpoint
 
+from ._nowaitcalls import NowaitCalls
 from ._transport import Transport
 
 # What one memory pipe holds before its writer must wait: a small socket buffer, so that
@@ -49,7 +50,7 @@ class _Pipe:
         self.wake_writer = ParkingLot()
 
 
-class MemoryTransport:
+class MemoryTransport(NowaitCalls):
     """One end of an in-memory connection; see `memory_transport_pair`."""
 
     __slots__ = ("_closed", "_incoming", "_outgoing", "_reading", "_wakes", "_writing", "peer_ip")
@@ -62,22 +63,6 @@ class MemoryTransport:
         self._writing = False  # a task waits in wait_writable
         self._wakes = 0  # wake_waiters calls: a waiter that sees it change was woken
         self.peer_ip = peer_ip
-
-    @property
-    def calls(self) -> MemoryTransport:
-        return self  # (`recv` and `send` below: the wire's calls go through the methods above)
-
-    def recv(self, max_bytes: int, /) -> bytes:
-        data = self.read_nowait(max_bytes)
-        if data is None:
-            raise BlockingIOError(errno.EAGAIN, "would block")
-        return data
-
-    def send(self, data: bytes | memoryview, /) -> int:
-        taken = self.write_nowait(memoryview(data))
-        if taken is None:
-            raise BlockingIOError(errno.EAGAIN, "would block")
-        return taken
 
     def read_nowait(self, max_bytes: int) -> bytes | None:
         self._check_open()
