@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import pytest
 import trio
 import trio.testing
 
 from trioproxy.engine._memory import MemoryNetwork
 
 from ..memnet import memory_proxy, scripted_proxy
-from ..support import read_until_closed
+from ..support import make_settings, read_until_closed
 
 REQUEST_END = b"\r\n\r\n"
 SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!"
@@ -238,3 +239,52 @@ async def test_a_reused_connection_closed_on_the_request_is_retried_on_a_fresh_o
         assert [(one.status, one.body), (two.status, two.body)] == [(200, b"ok")] * 2
         assert proxy.server.ctx.stats.retries == 1 and connections == 2
         assert [(r.status, r.upstream_status) for r in proxy.records] == [(200, 200)] * 2
+
+
+async def test_a_body_to_the_end_of_file_in_the_first_read_is_relayed_whole(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def serve(stream: trio.abc.HalfCloseableStream) -> None:
+        await stream.send_all(b"HTTP/1.1 200 OK\r\n\r\nhello")  # (no length: to the end)
+        received = b""
+        while REQUEST_END not in received:
+            received += await stream.receive_some(65536)
+        await stream.aclose()
+
+    network = MemoryNetwork(capacity=120)
+    async with memory_proxy(network=network, origin=serve) as proxy, proxy.client() as client:
+        with trio.fail_after(30):
+            reply = await client.request(b"GET", b"/x")
+            await proxy.logged()
+        assert (reply.status, reply.body) == (200, b"hello")
+        record = proxy.records[0]
+        assert (record.status, record.upstream_status, record.body_bytes_sent) == (200, 200, 5)
+
+
+@pytest.mark.parametrize(
+    "first", [b"HTTP/1.1 200 OK\r\nX: ", b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 2"]
+)
+async def test_a_head_cut_short_in_the_first_read_times_out_at_upstream_response_s(
+    autojump_clock: trio.testing.MockClock, first: bytes
+) -> None:
+    async def serve(stream: trio.abc.HalfCloseableStream) -> None:
+        await stream.send_all(first)
+        received = b""
+        while REQUEST_END not in received:
+            received += await stream.receive_some(65536)
+        await trio.sleep_forever()  # (the rest of the head never comes)
+
+    settings = make_settings(timeouts__upstream_response_s=5.0)
+    network = MemoryNetwork(capacity=120)
+    async with memory_proxy(settings, network=network, origin=serve) as proxy:
+        started = trio.current_time()
+        with trio.fail_after(30):
+            reply = await proxy.exchange_raw(
+                b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            )
+            await proxy.logged()
+        took = trio.current_time() - started
+    assert reply.startswith((b"HTTP/1.1 504 ", b"HTTP/1.1 103 "))
+    assert reply.count(b"HTTP/1.1 504 ") == 1
+    assert 5.0 <= took < 5.5
+    assert proxy.records[0].status == 504
