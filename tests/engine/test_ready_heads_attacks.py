@@ -288,3 +288,39 @@ async def test_a_head_cut_short_in_the_first_read_times_out_at_upstream_response
     assert reply.count(b"HTTP/1.1 504 ") == 1
     assert 5.0 <= took < 5.5
     assert proxy.records[0].status == 504
+
+
+async def test_the_journal_records_both_exchanges_of_a_smuggling_origin_as_they_were(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    first = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok" + SMUGGLED
+    honest = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-B: 2\r\n\r\nok"
+    network = MemoryNetwork(capacity=120)
+    settings = make_settings(admin__journal_size=3)
+    origin = origin_answering(first, honest)
+    async with (
+        memory_proxy(settings, network=network, origin=origin) as proxy,
+        proxy.client() as client,
+    ):
+        with trio.fail_after(30):
+            await client.request(b"HEAD", b"/a")
+            await client.request(b"GET", b"/b")
+            await proxy.logged(2)
+        journal = proxy.server.journal
+        assert journal is not None
+        one, two = journal
+        assert (one.method, one.status, one.upstream_status, one.upstream_reused) == (
+            "HEAD",
+            200,
+            200,
+            False,
+        )
+        assert one.upstream_headers is not None and ("X-A", "1") in one.upstream_headers
+        assert (two.method, two.status, two.upstream_status, two.upstream_reused) == (
+            "GET",
+            200,
+            200,
+            False,  # (the first connection had bytes left: closed, not reused)
+        )
+        assert two.upstream_headers is not None and ("X-B", "2") in two.upstream_headers
+        assert one.forwarded_target == "/a" and two.forwarded_target == "/b"
