@@ -79,31 +79,21 @@ async def test_a_second_response_after_the_body_in_the_first_read_is_never_relay
     assert records == [(200, 200, 2), (200, 200, 2)]
 
 
-async def test_bytes_after_a_head_answer_are_not_its_body_nor_the_next_answer(
-    autojump_clock: trio.testing.MockClock,
+@pytest.mark.parametrize(
+    ("head", "method", "status"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", b"HEAD", 200),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b"GET", 204),
+        (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n", b"GET", 304),
+    ],
+    ids=["HEAD", "204", "304"],
+)
+async def test_bytes_after_a_bodiless_answer_are_not_its_body_nor_the_next_answer(
+    autojump_clock: trio.testing.MockClock, head: bytes, method: bytes, status: int
 ) -> None:
-    first = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" + SMUGGLED
-    replies, records = await two_requests(first, b"HEAD")
-    assert replies == [(200, b""), (200, b"ok")]
-    assert records == [(200, 200, 0), (200, 200, 2)]
-
-
-async def test_bytes_after_a_204_are_not_its_body_nor_the_next_answer(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    first = b"HTTP/1.1 204 No Content\r\n\r\n" + SMUGGLED
-    replies, records = await two_requests(first)
-    assert replies == [(204, b""), (200, b"ok")]
-    assert records == [(204, 204, 0), (200, 200, 2)]
-
-
-async def test_bytes_after_a_304_are_not_its_body_nor_the_next_answer(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    first = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n" + SMUGGLED
-    replies, records = await two_requests(first)
-    assert replies == [(304, b""), (200, b"ok")]
-    assert records == [(304, 304, 0), (200, 200, 2)]
+    replies, records = await two_requests(head + SMUGGLED, method)
+    assert replies == [(status, b""), (200, b"ok")]
+    assert records == [(status, status, 0), (200, 200, 2)]
 
 
 async def test_an_origin_closing_right_after_the_head_ends_the_client_connection(
