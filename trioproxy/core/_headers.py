@@ -101,6 +101,9 @@ class ForwardingRules:
     # request's (name, value) and a response's (name, lower-case name, value).
     _via_11: tuple[bytes, bytes] = field(init=False, repr=False, compare=False, default=(b"", b""))
     _via_field_11: Field = field(init=False, repr=False, compare=False, default=(b"", b"", b""))
+    # Via, X-Forwarded-For appended, every peer believed (the defaults): then an HTTP/1.1
+    # request without X-Request-ID or X-Forwarded-For gets the same three fields appended.
+    _usual: bool = field(init=False, repr=False, compare=False, default=False)
 
     def trusts(self, peer_ip: str) -> bool:
         return self.trusted_proxies is None or self.trusted_proxies.contains(peer_ip)
@@ -119,6 +122,8 @@ class ForwardingRules:
         value = b"1.1 " + self.via
         object.__setattr__(self, "_via_11", (b"Via", value))  # (frozen: set once, here)
         object.__setattr__(self, "_via_field_11", (b"Via", b"via", value))
+        usual = bool(self.via) and self.append_x_forwarded_for and self.trusted_proxies is None
+        object.__setattr__(self, "_usual", usual)
 
 
 @dataclass(init=False, slots=True)
@@ -315,8 +320,9 @@ def plan_request_of(
         # passed on as h11 parsed it (name, lower-case name, value), not made again.
         out = list(fields)
         noted: dict[bytes, bytes] = {}
-        listed: list[bytes] = []  # the values of Connection fields
-        offered: list[bytes] = []  # the values of Upgrade fields
+        # (Tuples: most requests have no Connection or Upgrade field, and () is no object.)
+        listed: tuple[bytes, ...] = ()  # the values of Connection fields
+        offered: tuple[bytes, ...] = ()  # the values of Upgrade fields
         host: bytes | None = None  # the Host field's value
         more_hosts = False
         forwarded_for: list[bytes]  # (made at the first X-Forwarded-For merged)
@@ -350,11 +356,11 @@ def plan_request_of(
             elif lname in dropped:  # hop-by-hop, a claim not believed, or a listed field
                 out.remove((name, lname, value))
                 if lname == b"connection":
-                    listed.append(value)
+                    listed += (value,)
                 elif lname == b"transfer-encoding":
                     chunked = True  # h11 accepts nothing but a single "chunked"
                 elif lname == b"upgrade":
-                    offered.append(value)
+                    offered += (value,)
             elif lname == b"content-length":
                 content_length = value
             elif lname == b"x-request-id":
@@ -392,26 +398,33 @@ def plan_request_of(
         out.insert(0, (b"Host", b"host", authority or upstream_authority))
 
     request_id = client_id if client_id and _REQUEST_ID.fullmatch(client_id) else make_request_id()
-    if first_id is not None:  # (found by equality: the one X-Request-ID left)
-        out[out.index(first_id)] = (first_id[0], first_id[1], request_id)
-    else:
-        out.append((b"X-Request-ID", b"x-request-id", request_id))
-
-    if merge_xff:
-        if first_xff is not None:
-            forwarded_for.append(peer_ip)
-            out[out.index(first_xff)] = (first_xff[0], first_xff[1], b", ".join(forwarded_for))
-        else:
-            out.append((b"X-Forwarded-For", b"x-forwarded-for", peer_ip))
-    if not trusted:
-        out.append((b"True-Client-IP", b"true-client-ip", peer_ip))
-        noted.pop(b"true-client-ip", None)  # not believed: remote_addr is the peer
-    if rules.via:  # (the field made once, without a call, for nearly every request)
-        out.append(
-            rules._via_field_11
-            if http_version == b"1.1"
-            else (b"Via", b"via", rules.via_value(http_version))
+    if rules._usual and first_id is None and first_xff is None and http_version == b"1.1":
+        # (Nearly every request: our three fields, appended in one step.)
+        out += (
+            (b"X-Request-ID", b"x-request-id", request_id),
+            (b"X-Forwarded-For", b"x-forwarded-for", peer_ip),
+            rules._via_field_11,
         )
+    else:
+        if first_id is not None:  # (found by equality: the one X-Request-ID left)
+            out[out.index(first_id)] = (first_id[0], first_id[1], request_id)
+        else:
+            out.append((b"X-Request-ID", b"x-request-id", request_id))
+        if merge_xff:
+            if first_xff is not None:
+                forwarded_for.append(peer_ip)
+                out[out.index(first_xff)] = (first_xff[0], first_xff[1], b", ".join(forwarded_for))
+            else:
+                out.append((b"X-Forwarded-For", b"x-forwarded-for", peer_ip))
+        if not trusted:
+            out.append((b"True-Client-IP", b"true-client-ip", peer_ip))
+            noted.pop(b"true-client-ip", None)  # not believed: remote_addr is the peer
+        if rules.via:  # (for HTTP/1.1: the field made once)
+            out.append(
+                rules._via_field_11
+                if http_version == b"1.1"
+                else (b"Via", b"via", rules.via_value(http_version))
+            )
 
     # Only WebSocket is tunnelled (RFC 6455 4.1: a GET over HTTP/1.1); other protocols
     # (h2c, ...) lose their Upgrade and the request goes on as plain HTTP/1.1.
