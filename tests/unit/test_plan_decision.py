@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trioproxy.core._headers import BodyKind, RequestPlan
+from trioproxy.core._headers import BodyKind, RequestPlan, lowered
 from trioproxy.core._ruleengine import PASS, Decision, apply_decision
 from trioproxy.core._rulemodel import HeaderOp, OpKind, Response, ResponseEdit
 
@@ -12,9 +12,14 @@ from trioproxy.core._rulemodel import HeaderOp, OpKind, Response, ResponseEdit
 def _plan() -> RequestPlan:
     return RequestPlan(
         target=b"/old?q=1",
-        headers=[(b"Host", b"example.com"), (b"X-Drop", b"1")],
+        fields=lowered([(b"Host", b"example.com"), (b"X-Drop", b"1")]),
         body=BodyKind.NONE,
         idempotent=True,
+        upgrade=False,
+        peer_trusted=True,
+        request_id=b"",
+        host=b"",
+        noted={},
     )
 
 

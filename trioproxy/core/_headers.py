@@ -101,6 +101,9 @@ class ForwardingRules:
     # request's (name, value) and a response's (name, lower-case name, value).
     _via_11: tuple[bytes, bytes] = field(init=False, repr=False, compare=False, default=(b"", b""))
     _via_field_11: Field = field(init=False, repr=False, compare=False, default=(b"", b"", b""))
+    # Via, X-Forwarded-For appended, every peer believed (the defaults): then an HTTP/1.1
+    # request without X-Request-ID or X-Forwarded-For gets the same three fields appended.
+    _usual: bool = field(init=False, repr=False, compare=False, default=False)
 
     def trusts(self, peer_ip: str) -> bool:
         return self.trusted_proxies is None or self.trusted_proxies.contains(peer_ip)
@@ -119,25 +122,68 @@ class ForwardingRules:
         value = b"1.1 " + self.via
         object.__setattr__(self, "_via_11", (b"Via", value))  # (frozen: set once, here)
         object.__setattr__(self, "_via_field_11", (b"Via", b"via", value))
+        usual = bool(self.via) and self.append_x_forwarded_for and self.trusted_proxies is None
+        object.__setattr__(self, "_usual", usual)
 
 
-@dataclass(slots=True)
+@dataclass(init=False, slots=True)
 class RequestPlan:
-    """How to forward one request, and the request headers the access log reports."""
+    """How to forward one request, and the request headers the access log reports.
+
+    ``fields``: the header fields to send, as h11 takes them without normalising them again
+    (name as spelled, lower-case name, value): most are h11's own, passed on from the
+    request as it parsed them, so no pair is turned back into a field per request.
+    ``headers``: the same fields as (name, value) pairs, for what reads or edits them (rules,
+    hooks, the journal): a new list at each read, and setting it sets ``fields``. One list
+    holds the fields, so what goes upstream is always what ``headers`` reads."""
 
     target: bytes
-    headers: Headers
+    fields: list[Field]
     body: BodyKind
     idempotent: bool
-    upgrade: bool = False  # a WebSocket upgrade: Connection/Upgrade are kept for it
-    peer_trusted: bool = True  # its True-Client-IP and X-Forwarded-For are believed
-    request_id: bytes = b""
-    host: bytes = b""
+    upgrade: bool  # a WebSocket upgrade: Connection/Upgrade are kept for it
+    peer_trusted: bool  # its True-Client-IP and X-Forwarded-For are believed
+    request_id: bytes
+    host: bytes
     # Applied to the final response's headers with its status (response-header rules).
-    edit_response: Callable[[int, Headers], Headers] | None = None
-    noted: dict[bytes, bytes] = field(default_factory=dict)
+    edit_response: Callable[[int, Headers], Headers] | None
+    noted: dict[bytes, bytes]
     # A rule's request body limit, over limits.max_request_body_bytes (None: no rule gave one).
-    max_body_bytes: int | None = None
+    max_body_bytes: int | None
+
+    def __init__(
+        self,
+        target: bytes,
+        fields: list[Field],
+        body: BodyKind,
+        idempotent: bool,
+        upgrade: bool,
+        peer_trusted: bool,
+        request_id: bytes,
+        host: bytes,
+        noted: dict[bytes, bytes],
+    ) -> None:
+        # (Positional, by `plan_request_of`: a keyword call through the class builds a dict.)
+        self.target = target
+        self.fields = fields
+        self.body = body
+        self.idempotent = idempotent
+        self.upgrade = upgrade
+        self.peer_trusted = peer_trusted
+        self.request_id = request_id
+        self.host = host
+        self.edit_response = None
+        self.noted = noted
+        self.max_body_bytes = None
+
+    @property
+    def headers(self) -> Headers:
+        """The fields as (name, value) pairs: a new list (edit it, then set it)."""
+        return [(name, value) for name, _, value in self.fields]
+
+    @headers.setter
+    def headers(self, headers: Headers) -> None:
+        self.fields = lowered(headers)
 
 
 # Request headers whose (first) value the access log reports as it is, in the order the
@@ -270,64 +316,62 @@ def plan_request_of(
     # before it) makes the pass run again, with those fields watched and dropped.
     options = _NO_OPTIONS
     while True:
-        out: Headers = []
+        # Every field passes on but the few the loop takes out: copied whole (in C), and
+        # passed on as h11 parsed it (name, lower-case name, value), not made again.
+        out = list(fields)
         noted: dict[bytes, bytes] = {}
-        listed: list[bytes] = []  # the values of Connection fields
-        offered: list[bytes] = []  # the values of Upgrade fields
+        # (Tuples: most requests have no Connection or Upgrade field, and () is no object.)
+        listed: tuple[bytes, ...] = ()  # the values of Connection fields
+        offered: tuple[bytes, ...] = ()  # the values of Upgrade fields
         host: bytes | None = None  # the Host field's value
         more_hosts = False
         forwarded_for: list[bytes]  # (made at the first X-Forwarded-For merged)
-        xff_index = -1
+        first_xff: Field | None = None  # the X-Forwarded-For the others merge into
         client_id = b""  # the client's X-Request-ID, if it sent one
-        request_id_index = -1
+        first_id: Field | None = None  # ... and its field, where ours goes
         content_length: bytes | None = None
         chunked = False
         for name, lname, value in fields:
             if lname not in watched:
-                out.append((name, value))
                 continue
             if lname == b"host":  # (nearly every request's only watched field)
                 if host is None:
                     host = value
                 else:
                     more_hosts = True
-                out.append((name, value))
                 continue
             if lname in NOTED_REQUEST_HEADERS:
                 noted.setdefault(lname, value)
                 if lname in dropped:
-                    continue
-                if lname == b"x-forwarded-for" and merge_xff:
+                    out.remove((name, lname, value))  # (the first equal one: all go alike)
+                elif lname == b"x-forwarded-for" and merge_xff:
                     # Merge every X-Forwarded-For field into one at the first one's place,
                     # as nginx's $proxy_add_x_forwarded_for does, and append the peer below.
-                    if xff_index < 0:
-                        xff_index = len(out)
-                        out.append((name, value))
+                    if first_xff is None:
+                        first_xff = (name, lname, value)
                         forwarded_for = [value]
                     else:
                         forwarded_for.append(value)
-                    continue
+                        _drop_later(out, (name, lname, value))
             elif lname in dropped:  # hop-by-hop, a claim not believed, or a listed field
+                out.remove((name, lname, value))
                 if lname == b"connection":
-                    listed.append(value)
+                    listed += (value,)
                 elif lname == b"transfer-encoding":
                     chunked = True  # h11 accepts nothing but a single "chunked"
                 elif lname == b"upgrade":
-                    offered.append(value)
-                continue
+                    offered += (value,)
             elif lname == b"content-length":
                 content_length = value
             elif lname == b"x-request-id":
                 # One X-Request-ID travels on, at the first one's place: the client's if it
                 # is well-formed, else a fresh one (filled in below).
-                if request_id_index < 0:
-                    request_id_index = len(out)
-                    out.append((name, b""))
+                if first_id is None:
+                    first_id = (name, lname, value)
                     client_id = value
                 else:
                     client_id = b""  # (two: neither is believed)
-                continue
-            out.append((name, value))
+                    _drop_later(out, (name, lname, value))
         if not listed or options:
             break
         options = _USUAL_OPTIONS.get(listed[0], _NO_OPTIONS) if len(listed) == 1 else _NO_OPTIONS
@@ -351,31 +395,36 @@ def plan_request_of(
         if not (authority or _AUTHORITY.fullmatch(upstream_authority)):
             # The upstream address as configured: fields go upstream unchecked by h11.
             raise UpstreamError(f"upstream address {upstream_authority!r} cannot be a Host")
-        out.insert(0, (b"Host", authority or upstream_authority))
-        # (The places noted for X-Request-ID and X-Forwarded-For move one on: filled in
-        # where they were, our Host took the client's X-Forwarded-For as its value.)
-        request_id_index += request_id_index >= 0
-        xff_index += xff_index >= 0
+        out.insert(0, (b"Host", b"host", authority or upstream_authority))
 
     request_id = client_id if client_id and _REQUEST_ID.fullmatch(client_id) else make_request_id()
-    if request_id_index >= 0:
-        out[request_id_index] = (out[request_id_index][0], request_id)
-    else:
-        out.append((b"X-Request-ID", request_id))
-
-    if merge_xff:
-        if xff_index >= 0:
-            forwarded_for.append(peer_ip)
-            out[xff_index] = (out[xff_index][0], b", ".join(forwarded_for))
-        else:
-            out.append((b"X-Forwarded-For", peer_ip))
-    if not trusted:
-        out.append((b"True-Client-IP", peer_ip))
-        noted.pop(b"true-client-ip", None)  # not believed: remote_addr is the peer
-    if rules.via:  # (the field made once, without a call, for nearly every request)
-        out.append(
-            rules._via_11 if http_version == b"1.1" else (b"Via", rules.via_value(http_version))
+    if rules._usual and first_id is None and first_xff is None and http_version == b"1.1":
+        # (Nearly every request: our three fields, appended in one step.)
+        out += (
+            (b"X-Request-ID", b"x-request-id", request_id),
+            (b"X-Forwarded-For", b"x-forwarded-for", peer_ip),
+            rules._via_field_11,
         )
+    else:
+        if first_id is not None:  # (found by equality: the one X-Request-ID left)
+            out[out.index(first_id)] = (first_id[0], first_id[1], request_id)
+        else:
+            out.append((b"X-Request-ID", b"x-request-id", request_id))
+        if merge_xff:
+            if first_xff is not None:
+                forwarded_for.append(peer_ip)
+                out[out.index(first_xff)] = (first_xff[0], first_xff[1], b", ".join(forwarded_for))
+            else:
+                out.append((b"X-Forwarded-For", b"x-forwarded-for", peer_ip))
+        if not trusted:
+            out.append((b"True-Client-IP", b"true-client-ip", peer_ip))
+            noted.pop(b"true-client-ip", None)  # not believed: remote_addr is the peer
+        if rules.via:  # (for HTTP/1.1: the field made once)
+            out.append(
+                rules._via_field_11
+                if http_version == b"1.1"
+                else (b"Via", b"via", rules.via_value(http_version))
+            )
 
     # Only WebSocket is tunnelled (RFC 6455 4.1: a GET over HTTP/1.1); other protocols
     # (h2c, ...) lose their Upgrade and the request goes on as plain HTTP/1.1.
@@ -390,24 +439,33 @@ def plan_request_of(
             and content_length in (None, b"0")
         )
         if upgrade:
-            out += [(b"Connection", b"upgrade"), (b"Upgrade", b"websocket")]
+            out += [
+                (b"Connection", b"connection", b"upgrade"),
+                (b"Upgrade", b"upgrade", b"websocket"),
+            ]
     body = BodyKind.NONE
     if chunked:
         body = BodyKind.CHUNKED
-        out.append((b"Transfer-Encoding", b"chunked"))
+        out.append((b"Transfer-Encoding", b"transfer-encoding", b"chunked"))
     elif content_length is not None and content_length.strip() != b"0":
         body = BodyKind.LENGTH
     return RequestPlan(
-        target=target,
-        headers=out,
-        body=body,
-        idempotent=method in IDEMPOTENT_METHODS,
-        upgrade=upgrade,
-        peer_trusted=trusted,
-        request_id=request_id,
-        host=authority or (host or b""),
-        noted=noted,
+        target,
+        out,
+        body,
+        method in IDEMPOTENT_METHODS,
+        upgrade,
+        trusted,
+        request_id,
+        authority or (host or b""),
+        noted,
     )
+
+
+def _drop_later(fields: list[Field], later: Field) -> None:
+    """Take a later one of two equal-named fields out of ``fields``: the last field equal to
+    ``later`` (the first of such fields stays where it is, even one equal to it)."""
+    del fields[len(fields) - 1 - fields[::-1].index(later)]
 
 
 def _offers_websocket(value: bytes) -> bool:
@@ -603,6 +661,14 @@ def header_value(headers: Sequence[tuple[bytes, bytes]], lname: bytes) -> bytes:
     for name, value in headers:
         if name.lower() == lname:
             return value
+    return b""
+
+
+def field_value(fields: Sequence[Field], lname: bytes) -> bytes:
+    """`header_value` of fields with their lower-case names."""
+    for item in fields:
+        if item[1] == lname:
+            return item[2]
     return b""
 
 

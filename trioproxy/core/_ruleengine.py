@@ -47,6 +47,7 @@ from ._rulemodel import (
     Rule,
     RuleSet,
     _query_part,
+    apply_field_ops,
     apply_header_ops,
 )
 
@@ -155,7 +156,7 @@ def apply_decision(plan: RequestPlan, decision: Decision) -> None:
     if decision.target is not None:
         plan.target = decision.target
     if decision.request_ops:
-        plan.headers = decision.request_headers(plan.headers)
+        plan.fields = apply_field_ops(plan.fields, decision.request_ops)
     if decision.response_edits:
         plan.edit_response = decision.response_headers
     plan.max_body_bytes = decision.max_request_body_bytes  # None: the global limit

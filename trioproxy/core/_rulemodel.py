@@ -33,6 +33,7 @@ __all__ = [
     "Template",
     "TemplatePart",
     "Var",
+    "apply_field_ops",
     "apply_header_ops",
     "trusted_networks",
 ]
@@ -256,6 +257,30 @@ def apply_header_ops(headers: Sequence[tuple[bytes, bytes]], ops: Sequence[Heade
         elif op.kind is OpKind.SET:
             out.append((op.name, op.value))
             lnames.append(op.lname)
+    return out
+
+
+def apply_field_ops(
+    fields: Sequence[tuple[bytes, bytes, bytes]], ops: Sequence[HeaderOp]
+) -> list[tuple[bytes, bytes, bytes]]:
+    """`apply_header_ops` on fields with their lower-case names (name, lower-case name,
+    value), as a request plan holds them: none is lower-cased again."""
+    out = list(fields)
+    for op in ops:
+        lname = op.lname
+        if op.kind is not OpKind.ADD:
+            for first, item in enumerate(out):
+                if item[1] == lname:
+                    # Every field of the name goes; a set puts its value where the first was.
+                    out = [item for item in out if item[1] != lname]
+                    if op.kind is OpKind.SET:
+                        out.insert(first, (op.name, lname, op.value))
+                    break
+            else:
+                if op.kind is OpKind.SET:
+                    out.append((op.name, lname, op.value))
+            continue
+        out.append((op.name, lname, op.value))
     return out
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["TRACEPARENT", "trace_ids"]
+__all__ = ["TRACEPARENT", "trace_ids", "trace_ids_of"]
 
 TRACEPARENT = b"traceparent"
 
@@ -47,4 +47,10 @@ def trace_ids(headers: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, bytes] | N
     """(trace-id, parent-id) from a request's headers: exactly one valid traceparent field,
     else None (two fields cannot both be the parent; combined they would not parse either)."""
     values = [value for name, value in headers if name.lower() == TRACEPARENT]
+    return parse_traceparent(values[0]) if len(values) == 1 else None
+
+
+def trace_ids_of(fields: Sequence[tuple[bytes, bytes, bytes]]) -> tuple[bytes, bytes] | None:
+    """`trace_ids` of fields with their lower-case names (a request plan's)."""
+    values = [item[2] for item in fields if item[1] == TRACEPARENT]
     return parse_traceparent(values[0]) if len(values) == 1 else None

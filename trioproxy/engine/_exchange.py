@@ -72,7 +72,7 @@ from ..core._headreader import whole_response_head
 from ..core._requestview import RequestView, ViewSource, request_view, view_of
 from ..core._ruleengine import HEALTH_CHECK_PREFIX, PASS, Decision, Triggered, apply_decision
 from ..core._rulemodel import HookAction, Response
-from ..core._tracecontext import trace_ids
+from ..core._tracecontext import trace_ids_of
 from ._context import ProxyContext
 from ._diagnostics import describe_decision, request_fields
 from ._faultrun import FaultClosed, FaultRun, pause, read_whole
@@ -386,7 +386,7 @@ class Exchange(Responder):
                                 h11.Request(
                                     method=request.method,
                                     target=plan.target,
-                                    headers=sendable(plan.headers),
+                                    headers=Fields(plan.fields),
                                     _parsed=True,
                                 )
                             )
@@ -543,8 +543,7 @@ class Exchange(Responder):
             ):
                 apply_decision(plan, decision)
             if self.hooks is not None:  # the hooks' edits, after the rules'
-                plan.target = self.hooks.target() or plan.target
-                plan.headers = self.hooks.request_headers(plan.headers)
+                self.hooks.edit_request(plan)
             faults = _fault_states(decision.actions) if engine.has_fault_actions else ()
             if ctx.shared.faults.has_faults:
                 view = view_of(view)
@@ -595,14 +594,14 @@ class Exchange(Responder):
     async def _send_and_relay(self) -> None:
         """The request head and body upstream, the response back (once)."""
         up, plan, faults = self.upstream, self.plan, self.faults
-        headers, transform = plan.headers, None
+        fields, transform = plan.fields, None
         if self.hooks is not None and self.body is not None:
             transform = self.hooks.body_transform("request_body")
             if transform is not None:
-                headers = _chunked(headers)  # the hooks decide the body's length
+                fields = _chunked(fields)  # the hooks decide the body's length
         if faults is not None:
             await faults.before_head(Direction.ORIGIN, self.down, up)
-        self._queue_request_head(headers, up)
+        self._queue_request_head(fields, up)
         try:
             if faults is not None:
                 await faults.after_head(
@@ -621,10 +620,11 @@ class Exchange(Responder):
             if faults is not None:
                 FaultRun.restore(up)
 
-    def _queue_request_head(self, headers: Headers, up: UpstreamConnection) -> None:
+    def _queue_request_head(self, fields: list[Field], up: UpstreamConnection) -> None:
         plan = self.plan
-        # Sent as known valid (`sendable`): the client's fields as h11's parser and our strict
-        # head checks passed them, less the hop-by-hop ones; the ones `plan_request` adds
+        # Sent as known valid (`sendable`'s contract), the plan's fields as they are: the
+        # client's fields as h11's parser (which lower-cased their names) and our strict head
+        # checks passed them, less the hop-by-hop ones; the ones `plan_request` adds
         # (Host: the target's authority h11 checked, or the upstream address, checked there;
         # X-Request-ID: the client's if a plain ID, else hex; X-Forwarded-For: the client's
         # values and the peer's address; Via: a token checked at load; constants); the rules'
@@ -635,13 +635,13 @@ class Exchange(Responder):
             h11.Request(
                 method=self.request.method,
                 target=plan.target,
-                headers=sendable(headers),
+                headers=Fields(fields),
                 _parsed=True,
             )
         )
         if self.record.notes is not None:
             self.record.notes.forwarded_target = plan.target
-            self.record.notes.forwarded_headers = headers
+            self.record.notes.forwarded_headers = [(name, value) for name, _, value in fields]
 
     async def _relay_response(self) -> None:
         """The response head, rewritten for the client, then its body; or, after a 101, the
@@ -926,12 +926,10 @@ def _has_body(method: bytes, status: int) -> bool:
     return method != b"HEAD" and status not in (204, 304)
 
 
-def _chunked(headers: Headers) -> Headers:
+def _chunked(fields: list[Field]) -> list[Field]:
     """A request's fields re-framed as chunked: its body's length is the hooks' to decide."""
-    kept = [
-        (k, v) for k, v in headers if k.lower() not in (b"content-length", b"transfer-encoding")
-    ]
-    return [*kept, (b"Transfer-Encoding", b"chunked")]
+    kept = [item for item in fields if item[1] not in (b"content-length", b"transfer-encoding")]
+    return [*kept, (b"Transfer-Encoding", b"transfer-encoding", b"chunked")]
 
 
 def _note_rules(notes: ExchangeNotes, decision: Decision) -> None:
@@ -969,7 +967,7 @@ def _note_request(record: AccessRecord, plan: RequestPlan) -> None:
         record.section_io_id,
     ) = map(noted.get, NOTED_AS_IS, _NONE_NOTED)
     if b"traceparent" in noted:  # W3C trace context: the access line joins the trace
-        record.trace_id, record.span_id = trace_ids(plan.headers) or (b"", b"")
+        record.trace_id, record.span_id = trace_ids_of(plan.fields) or (b"", b"")
 
 
 def _failure(exc: ProxyError) -> str:

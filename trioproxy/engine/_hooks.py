@@ -35,9 +35,17 @@ import trio
 from ..core._accesslog import AccessRecord
 from ..core._answers import text_response
 from ..core._errors import ProxyError
+from ..core._headers import RequestPlan
 from ..core._requestview import RequestView, ViewSource
 from ..core._ruleengine import Decision, Triggered
-from ..core._rulemodel import Headers, HookAction, Response, RuleSet, apply_header_ops
+from ..core._rulemodel import (
+    Headers,
+    HookAction,
+    Response,
+    RuleSet,
+    apply_field_ops,
+    apply_header_ops,
+)
 from ..hooks._api import Exchange, HookError, ResponseHead
 from ..hooks._load import LoadedHook, load_hooks
 from ..hooks._watch import BlockingWatch, cannot_wait
@@ -421,6 +429,14 @@ class HookCalls:
     def request_headers(self, headers: Headers) -> Headers:
         ops = [op for exchange in self.calls for op in exchange._request_ops]
         return apply_header_ops(headers, ops) if ops else headers
+
+    def edit_request(self, plan: RequestPlan) -> None:
+        """The plan takes the request points' edits, after the rules': its fields are set
+        only when a hook asked for a header edit (most edit none)."""
+        plan.target = self.target() or plan.target
+        ops = [op for exchange in self.calls for op in exchange._request_ops]
+        if ops:
+            plan.fields = apply_field_ops(plan.fields, ops)
 
     def response_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> Headers:
         ops = [op for exchange in self.calls for op in exchange._response_ops]

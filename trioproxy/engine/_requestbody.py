@@ -17,7 +17,7 @@ from ..core._accesslog import ExchangeNotes
 from ..core._bodylimit import body_limit, check_body_size
 from ..core._chunked import ChunkedChecker
 from ..core._errors import ClientError, ClientGone, UpstreamError
-from ..core._headers import BodyKind, RequestPlan, header_value, trailer_headers
+from ..core._headers import BodyKind, RequestPlan, field_value, trailer_headers
 from ._h11 import END_OF_MESSAGE, NextEvent, h11, sendable
 from ._peer import Downstream, UpstreamConnection
 from ._slices import check_chunks, move_data, take_data
@@ -80,7 +80,7 @@ async def buffer_request_body(
         trio.current_time() + timeouts.client_body_total_s,
         body_limit(limits.max_request_body_bytes, plan.max_body_bytes),
     )
-    length = int(header_value(plan.headers, b"content-length") or 0)
+    length = int(field_value(plan.fields, b"content-length") or 0)
     # Over the body limit: 413 before any byte goes upstream, and before any 100 Continue.
     check_body_size(length, body.limit, chunked=False)
     held = down.h11.trailing_data[0]
@@ -95,7 +95,7 @@ async def buffer_request_body(
         # client that may never send it. A chunked body is taken up to the buffer too.
         down.queue(_CONTINUE)
         await down.flush(timeouts.client_send_s)
-        plan.headers = [(k, v) for k, v in plan.headers if k.lower() != b"expect"]
+        plan.fields = [item for item in plan.fields if item[1] != b"expect"]
     while buffered < limits.request_buffer_bytes and not _complete(body, buffered, length):
         data = await down.recv(_body_wait_s(body, timeouts.client_body_s))
         down.h11.receive_data(data)  # recorded before any checkpoint: nothing read is lost
