@@ -4,6 +4,8 @@ keep alive while allowed, linger when closing on a client still sending."""
 from __future__ import annotations
 
 import logging
+import traceback
+from collections.abc import Callable
 
 import trio
 
@@ -28,8 +30,15 @@ _DONE = h11.DONE
 _REQUEST = h11.Request
 
 
-async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
-    """Serve requests on one client connection until it closes, errs, idles out or we drain."""
+async def serve_connection(
+    transport: Transport, ctx: ProxyContext, release: Callable[[], None]
+) -> None:
+    """Serve requests on one client connection until it closes, errs, idles out or we drain;
+    then close it and ``release`` its slot. The connection's task runs this frame itself,
+    with no frame of the server's around it: one frame less to resume at every wait."""
+    stats = ctx.stats
+    stats.connections_open += 1
+    stats.connections_total += 1
     down = Downstream(transport, server_h11(ctx.settings.limits))
     peer_ip, shared = down.peer_ip, ctx.shared
     log.debug("connection opened", extra={"peer": peer_ip})
@@ -79,6 +88,8 @@ async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
     except ClientGone as exc:
         log.debug("%s", exc, extra={"peer": peer_ip})
         down.close()
+    except Exception as exc:  # a bug: this connection ends, never the server
+        _internal_error(exc)
     finally:
         try:
             if not down.closed and (
@@ -86,9 +97,18 @@ async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
                 or _kept_alive_then_drained(down, ctx)
             ):
                 await down.linger(_LINGER_S, _LINGER_BYTES)
+        except Exception as exc:
+            _internal_error(exc)
         finally:
             down.close()
+            stats.connections_open -= 1
+            release()
             log.debug("connection closed", extra={"peer": peer_ip})
+
+
+def _internal_error(exc: Exception) -> None:
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    log.error("internal error on a connection: %r at %s:%s", exc, where.filename, where.lineno)
 
 
 def _kept_alive_then_drained(down: Downstream, ctx: ProxyContext) -> bool:
