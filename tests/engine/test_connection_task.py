@@ -13,6 +13,7 @@ import trio
 import trio.testing
 
 from tests.memnet import all_tasks, awaiting, handler_tasks, in_flight, scripted_proxy, wait_until
+from tests.support import read_until_closed
 from trioproxy.engine import _connection
 
 _COMPILED = not str(_connection.__file__).endswith(".py")
@@ -58,4 +59,19 @@ async def test_an_internal_error_ends_its_connection_alone(
             assert (await client.request(b"GET", b"/small")).status == 200
         await proxy.settled()
         assert server.ctx.stats.connections_total == 2
+        proxy.check_no_leak()
+
+
+async def test_a_connection_that_starts_once_the_drain_began_is_closed_unread(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with scripted_proxy() as (proxy, _):
+        # (The flag alone: its accept loop still runs, as it may for a moment in a drain.)
+        proxy.server.ctx.shared.draining = True
+        start = trio.current_time()
+        async with proxy.open() as stream:
+            assert await read_until_closed(stream) == b""
+        assert trio.current_time() == start  # at once, not at the head's deadline
+        await proxy.settled()
+        assert proxy.server.ctx.stats.connections_total == 1
         proxy.check_no_leak()

@@ -44,17 +44,22 @@ async def serve_connection(
     log.debug("connection opened", extra={"peer": peer_ip})
     try:
         served = 0
+        if shared.draining:  # (accepted as the drain began; later, each request's end asks)
+            return
         while True:
             received_before = down.bytes_received
-            # Each request takes the configuration current when it starts (SIGHUP swaps it).
-            # (`ctx.now()` and `ctx.draining`, inline: every request passes here.)
-            current = shared.current or ctx
-            if down.h11.trailing_data[0] or shared.draining:  # pipelined, or closing
-                request = await _read_request(down, current, first=not served)
+            # Each request takes the configuration current when its head is read (SIGHUP
+            # swaps it), and reads its head under the one current before. (`ctx.now()`,
+            # inline: every request passes here.)
+            if down.h11.trailing_data[0]:  # pipelined
+                request = await _read_request(down, shared.current or ctx, first=not served)
+                if request is None:
+                    return
+                current = shared.current or ctx  # (again: the read may have waited)
             # The usual case, inline (no coroutine made for it): the next head has arrived
             # already, whole and plainly valid; else `_read_request` carries on from here.
             elif (ready := await down.recv_if_ready()) and whole_request_head(
-                ready, current.settings.limits
+                ready, (current := shared.current or ctx).settings.limits
             ):
                 conn = down.h11
                 conn.receive_data(ready)
@@ -63,17 +68,19 @@ async def serve_connection(
                 except h11.RemoteProtocolError as exc:
                     await _refuse(down, current, _malformed(exc))
                     return
-                request = event if type(event) is _REQUEST else None  # else ConnectionClosed
+                if not isinstance(event, _REQUEST):
+                    return  # ConnectionClosed
+                request = event
             else:
                 request = await _read_request(
-                    down, current, first=not served, tried=True, ready=ready
+                    down, shared.current or ctx, first=not served, tried=True, ready=ready
                 )
-            if request is None:
-                return
+                if request is None:
+                    return
+                current = shared.current or ctx  # (again: the read may have waited)
             served += 1
-            current = shared.current or ctx  # (again: the read may have waited)
             down.closing = served >= current.settings.limits.keepalive_requests
-            current.stats.requests += 1
+            stats.requests += 1  # (every version of the context counts in the same stats)
             # (Made here, not by a function of `_exchange`'s: one call less a request.)
             await Exchange(down, current, request).serve(received_before)
             del request, current  # an idle connection keeps nothing of its last request
