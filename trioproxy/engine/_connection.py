@@ -46,12 +46,13 @@ async def serve_connection(
         served = 0
         if shared.draining:  # (accepted as the drain began; later, each request's end asks)
             return
+        conn = down.h11  # (read again after each exchange, which may give it a fresh one)
         while True:
             received_before = down.bytes_received
             # Each request takes the configuration current when its head is read (SIGHUP
             # swaps it), and reads its head under the one current before. (`ctx.now()`,
             # inline: every request passes here.)
-            if down.h11.trailing_data[0]:  # pipelined
+            if conn.trailing_data[0]:  # pipelined
                 request = await _read_request(down, shared.current or ctx, first=not served)
                 if request is None:
                     return
@@ -61,7 +62,6 @@ async def serve_connection(
             elif (ready := await down.recv_if_ready()) and whole_request_head(
                 ready, (current := shared.current or ctx).settings.limits
             ):
-                conn = down.h11
                 conn.receive_data(ready)
                 try:
                     event = conn.next_event()
