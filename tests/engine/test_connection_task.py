@@ -1,7 +1,7 @@
 """A client connection's task is `serve_connection` alone, with no frame of the server's around
 it (each frame of a task's chain is resumed at every wait of every request): it counts the
 connection, turns a bug into one logged line instead of a dead server, and closes the
-connection and frees its slot however it ends."""
+connection and frees its slot however it ends; idle, it holds nothing of its last request."""
 
 from __future__ import annotations
 
@@ -29,6 +29,23 @@ async def test_a_connection_task_starts_at_serve_connection(
         (task,) = [t for t in all_tasks() if t.name.endswith("ProxyServer._handle")]
         assert awaiting(task)[:2] == ["serve_connection", "serve"], awaiting(task)
         assert (await client.read_reply()).status == 200
+
+
+@pytest.mark.skipif(_COMPILED, reason="a compiled coroutine has no frames to inspect")
+async def test_an_idle_connection_task_holds_nothing_of_its_last_request(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with scripted_proxy() as (proxy, _), proxy.client() as client:
+        assert (await client.request(b"GET", b"/small")).status == 200
+        await trio.testing.wait_all_tasks_blocked()
+        (task,) = [t for t in all_tasks() if t.name.endswith("ProxyServer._handle")]
+        assert "_read_request" in awaiting(task)  # idle, waiting for the next head
+        frame = task.coro.cr_frame
+        assert frame is not None
+        held = frame.f_locals
+        kept = {name for name, value in held.items() if type(value).__name__ == "Request"}
+        assert not kept, kept
+        assert (await client.request(b"GET", b"/small")).status == 200  # and it still serves
 
 
 async def test_an_internal_error_ends_its_connection_alone(

@@ -15,7 +15,7 @@ from ..core._headreader import HeadTooLarge, RequestHeadReader, whole_request_he
 from ..core._strict import FramingError
 from ._context import ProxyContext
 from ._exchange import Exchange, reject
-from ._h11 import h11
+from ._h11 import NextEvent, h11
 from ._peer import Downstream, server_h11
 from ._transport import Transport
 
@@ -47,6 +47,7 @@ async def serve_connection(
         if shared.draining:  # (accepted as the drain began; later, each request's end asks)
             return
         conn = down.h11  # (read again after each exchange, which may give it a fresh one)
+        request: NextEvent | None
         while True:
             received_before = down.bytes_received
             # Each request takes the configuration current when its head is read (SIGHUP
@@ -64,13 +65,12 @@ async def serve_connection(
             ):
                 conn.receive_data(ready)
                 try:
-                    event = conn.next_event()
+                    request = conn.next_event()  # (no other name: an idle wait holds none)
                 except h11.RemoteProtocolError as exc:
                     await _refuse(down, current, _malformed(exc))
                     return
-                if not isinstance(event, _REQUEST):
+                if not isinstance(request, _REQUEST):
                     return  # ConnectionClosed
-                request = event
             else:
                 request = await _read_request(
                     down, shared.current or ctx, first=not served, tried=True, ready=ready
