@@ -4,6 +4,8 @@ keep alive while allowed, linger when closing on a client still sending."""
 from __future__ import annotations
 
 import logging
+import traceback
+from collections.abc import Callable
 
 import trio
 
@@ -13,7 +15,7 @@ from ..core._headreader import HeadTooLarge, RequestHeadReader, whole_request_he
 from ..core._strict import FramingError
 from ._context import ProxyContext
 from ._exchange import Exchange, reject
-from ._h11 import h11
+from ._h11 import NextEvent, h11
 from ._peer import Downstream, server_h11
 from ._transport import Transport
 
@@ -28,43 +30,57 @@ _DONE = h11.DONE
 _REQUEST = h11.Request
 
 
-async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
-    """Serve requests on one client connection until it closes, errs, idles out or we drain."""
+async def serve_connection(
+    transport: Transport, ctx: ProxyContext, release: Callable[[], None]
+) -> None:
+    """Serve requests on one client connection until it closes, errs, idles out or we drain;
+    then close it and ``release`` its slot. The connection's task runs this frame itself,
+    with no frame of the server's around it: one frame less to resume at every wait."""
+    stats = ctx.stats
+    stats.connections_open += 1
+    stats.connections_total += 1
     down = Downstream(transport, server_h11(ctx.settings.limits))
     peer_ip, shared = down.peer_ip, ctx.shared
     log.debug("connection opened", extra={"peer": peer_ip})
     try:
         served = 0
+        if shared.draining:  # (accepted as the drain began; later, each request's end asks)
+            return
+        conn = down.h11  # (read again after each exchange, which may give it a fresh one)
+        request: NextEvent | None
         while True:
             received_before = down.bytes_received
-            # Each request takes the configuration current when it starts (SIGHUP swaps it).
-            # (`ctx.now()` and `ctx.draining`, inline: every request passes here.)
-            current = shared.current or ctx
-            if down.h11.trailing_data[0] or shared.draining:  # pipelined, or closing
-                request = await _read_request(down, current, first=not served)
+            # Each request takes the configuration current when its head is read (SIGHUP
+            # swaps it), and reads its head under the one current before. (`ctx.now()`,
+            # inline: every request passes here.)
+            if conn.trailing_data[0]:  # pipelined
+                request = await _read_request(down, shared.current or ctx, first=not served)
+                if request is None:
+                    return
+                current = shared.current or ctx  # (again: the read may have waited)
             # The usual case, inline (no coroutine made for it): the next head has arrived
             # already, whole and plainly valid; else `_read_request` carries on from here.
             elif (ready := await down.recv_if_ready()) and whole_request_head(
-                ready, current.settings.limits
+                ready, (current := shared.current or ctx).settings.limits
             ):
-                conn = down.h11
                 conn.receive_data(ready)
                 try:
-                    event = conn.next_event()
+                    request = conn.next_event()  # (no other name: an idle wait holds none)
                 except h11.RemoteProtocolError as exc:
                     await _refuse(down, current, _malformed(exc))
                     return
-                request = event if type(event) is _REQUEST else None  # else ConnectionClosed
+                if not isinstance(request, _REQUEST):
+                    return  # ConnectionClosed
             else:
                 request = await _read_request(
-                    down, current, first=not served, tried=True, ready=ready
+                    down, shared.current or ctx, first=not served, tried=True, ready=ready
                 )
-            if request is None:
-                return
+                if request is None:
+                    return
+                current = shared.current or ctx  # (again: the read may have waited)
             served += 1
-            current = shared.current or ctx  # (again: the read may have waited)
             down.closing = served >= current.settings.limits.keepalive_requests
-            current.stats.requests += 1
+            stats.requests += 1  # (every version of the context counts in the same stats)
             # (Made here, not by a function of `_exchange`'s: one call less a request.)
             await Exchange(down, current, request).serve(received_before)
             del request, current  # an idle connection keeps nothing of its last request
@@ -79,6 +95,8 @@ async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
     except ClientGone as exc:
         log.debug("%s", exc, extra={"peer": peer_ip})
         down.close()
+    except Exception as exc:  # a bug: this connection ends, never the server
+        _internal_error(exc)
     finally:
         try:
             if not down.closed and (
@@ -86,9 +104,18 @@ async def serve_connection(transport: Transport, ctx: ProxyContext) -> None:
                 or _kept_alive_then_drained(down, ctx)
             ):
                 await down.linger(_LINGER_S, _LINGER_BYTES)
+        except Exception as exc:
+            _internal_error(exc)
         finally:
             down.close()
+            stats.connections_open -= 1
+            release()
             log.debug("connection closed", extra={"peer": peer_ip})
+
+
+def _internal_error(exc: Exception) -> None:
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    log.error("internal error on a connection: %r at %s:%s", exc, where.filename, where.lineno)
 
 
 def _kept_alive_then_drained(down: Downstream, ctx: ProxyContext) -> bool:

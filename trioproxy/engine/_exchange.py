@@ -84,6 +84,7 @@ from ._requestbody import (
     buffer_request_body,
     expect_end_of_request,
     keep_prefix,
+    not_the_end,
     upload_body,
 )
 from ._response import (
@@ -102,8 +103,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trioproxy")
 
-# (A module's name, not h11's attribute: read for every response.)
+# (Modules' names, not h11's or BodyKind's attributes: read for every request.)
 _END = h11.EndOfMessage
+_RESPONSE = h11.Response
+_NO_BODY = BodyKind.NONE
 
 # nginx's convention for the access log: the client closed the connection before a
 # response status went out. Never sent on the wire.
@@ -347,11 +350,12 @@ class Exchange(Responder):
                     asked_at = None  # (hooks and faults may have waited)
             try:
                 pool, timeouts = ctx.pool, ctx.settings.timeouts
-                no_body = plan.body is BodyKind.NONE
+                no_body = plan.body is _NO_BODY
                 if no_body:
                     # (`buffer_request_body`'s first step, the only one for most requests: no
-                    # coroutine made for it.)
-                    expect_end_of_request(down)
+                    # coroutine made for it; `expect_end_of_request`, inline: no call either.)
+                    if not isinstance(event := down.h11.next_event(), _END):
+                        raise not_the_end(event)
                 else:
                     self._start_receive_floor()
                     self.body = await buffer_request_body(down, plan, ctx.settings)
@@ -415,7 +419,7 @@ class Exchange(Responder):
                                     event = conn.next_event()
                                 except h11.RemoteProtocolError as exc:
                                     raise invalid_head(up, exc) from exc
-                                if not isinstance(event, h11.Response):
+                                if not isinstance(event, _RESPONSE):
                                     raise unexpected_event(up, event)
                                 response, received = event, bytearray(ready[end:])
                             else:

@@ -121,7 +121,12 @@ def _body_wait_s(body: RequestBody, inactivity_s: float) -> float:
 def expect_end_of_request(down: Downstream) -> None:
     event = down.h11.next_event()
     if not isinstance(event, _END):  # a body-less request ends at once
-        raise ClientError(f"unexpected {type(event).__name__} after a request without body")
+        raise not_the_end(event)
+
+
+def not_the_end(event: NextEvent) -> ClientError:
+    """What a request without body followed by anything but its end is."""
+    return ClientError(f"unexpected {type(event).__name__} after a request without body")
 
 
 async def upload_body(

@@ -16,8 +16,7 @@ lives in the outer nursery, so its /healthz answers 503 throughout the drain.
 from __future__ import annotations
 
 import logging
-import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -292,21 +291,11 @@ class ProxyServer:
             make_room=self.ctx.close_oldest_idle,
         )
 
-    async def _handle(self, transport: Transport) -> None:
-        stats = self.ctx.stats
-        stats.connections_open += 1
-        stats.connections_total += 1
-        try:
-            await serve_connection(transport, self.ctx)
-        except Exception as exc:
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            log.error(
-                "internal error on a connection: %r at %s:%s", exc, where.filename, where.lineno
-            )
-        finally:
-            stats.connections_open -= 1
-            self._slots.release()
-            transport.close()
+    def _handle(self, transport: Transport) -> Coroutine[None, None, None]:
+        # Not a coroutine itself: the connection's task is `serve_connection`'s frame alone
+        # (which counts the connection, catches its errors, closes it and frees its slot),
+        # one frame less to resume at every wait of every request.
+        return serve_connection(transport, self.ctx, self._slots.release)
 
 
 def _pool_limits(settings: Settings) -> PoolLimits:
