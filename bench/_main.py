@@ -20,7 +20,8 @@ Options (``python bench/run.py --help``):
   --parser P            auto | h11 | h11-mypyc | both: TRIOPROXY_PARSER for trioproxy and
                         the baseline (default: both, or auto with --quick); the multi-worker
                         rows, the c50-64k load and the growth run use the first parser
-  --targets K,...       kinds: direct, nginx, baseline, trioproxy, workers, proxy.py, mitmdump
+  --targets K,...       kinds: direct, nginx, baseline, trioproxy, workers, hooked (a no-op
+                        hook), nopoll (busy_poll_us = 0), proxy.py, mitmdump
   --peers-venv DIR      where else to look for proxy.py and mitmdump (default .venv-peers)
   --reps, --duration, --c1-duration, --growth-requests, --idle-connections, --json,
   --proxy-cmd, --no-pin
@@ -76,6 +77,7 @@ from bench._report import (
     write_json,
 )
 from bench._targets import (
+    NO_BUSY_POLL_CONFIG,
     NOOP_HOOK_CONFIG,
     PARSERS,
     TARGET_KINDS,
@@ -428,6 +430,9 @@ def make_lineup(
             specs.append(Spec(hooked, "trioproxy", parser, config=NOOP_HOOK_CONFIG))
             if "trioproxy" in kinds:
                 lineup.hook_pair = (hooked, pretty("trioproxy", parser))
+        if "nopoll" in kinds and parser == primary:
+            nopoll = pretty("trioproxy-nopoll", parser)
+            specs.append(Spec(nopoll, "trioproxy", parser, config=NO_BUSY_POLL_CONFIG))
     if "workers" in kinds:
         n = layout.auto_n
         if n < 2:

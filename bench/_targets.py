@@ -39,6 +39,7 @@ TARGET_KINDS: tuple[str, ...] = (
     "trioproxy",
     "workers",
     "hooked",
+    "nopoll",
     *_peers.PEER_NAMES,
 )
 PARSERS: tuple[str, ...] = ("h11-mypyc", "h11")
@@ -81,6 +82,12 @@ NOOP_HOOK_CONFIG: tuple[tuple[str, str], ...] = (
         '[[rules]]\nhook = { file = "hooks/noop.py", name = "request", timeout_s = 1 }\n',
     ),
     ("hooks/noop.py", "async def request(exchange):\n    return None\n"),
+)
+
+
+# trioproxy as it was before busy polling: what the loop's polling before it sleeps gives.
+NO_BUSY_POLL_CONFIG: tuple[tuple[str, str], ...] = (
+    ("trioproxy.toml", "[tuning]\nbusy_poll_us = 0\n"),
 )
 
 

@@ -28,6 +28,7 @@ from ..core._addr import format_host_port
 from ..core._errors import UpstreamError
 from ..core._ruleengine import BucketsFactory, local_buckets
 from ..engine._bind import ListenError
+from ..engine._busypoll import BusyPoll, busy_poll
 from ..engine._collector import ProxyCollector
 from ..engine._diagnostics import AGGREGATE_INTERVAL_S, FailureAggregator
 from ..engine._h11 import PARSER
@@ -198,7 +199,7 @@ async def run_proxy(
         buckets=buckets,
         count_requests=counting,
     )
-    reloader = _Reloader(server, access_log)
+    reloader = _Reloader(server, access_log, busy_poll(None, settings.tuning.busy_poll_us))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
 
@@ -242,9 +243,15 @@ async def run_proxy(
 class _Reloader:
     """Applies a new configuration to a running server (SIGHUP, or the supervisor's word)."""
 
-    def __init__(self, server: ProxyServer, access_log: Callable[[AccessRecord], None]) -> None:
+    def __init__(
+        self,
+        server: ProxyServer,
+        access_log: Callable[[AccessRecord], None],
+        busy: BusyPoll | None = None,
+    ) -> None:
         self._server = server
         self._access_log = access_log
+        self._busy = busy  # (`busy_poll`'s, retuned at each reload)
 
     def apply(self, new: Settings) -> list[str]:
         """Swap in ``new`` (restart-only keys kept); the keys that changed."""
@@ -253,6 +260,8 @@ class _Reloader:
         settings = applicable(server.settings, new)
         renew = getattr(self._access_log, "with_settings", None)  # embedders' sinks stay
         server.reload(settings, renew(settings) if renew is not None else self._access_log)
+        if "tuning.busy_poll_us" in changed:
+            self._busy = busy_poll(self._busy, settings.tuning.busy_poll_us)
         return changed
 
     async def from_disk(self, config_dir: str) -> None:

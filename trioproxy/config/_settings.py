@@ -177,6 +177,14 @@ class Admin:
 
 
 @dataclass(frozen=True, slots=True)
+class Tuning:
+    # Before the event loop sleeps, poll for up to this long (microseconds; adaptive: nothing
+    # after long idle periods), so a virtual machine's processor need not halt and wake for
+    # an answer due within it. HAProxy's `busy-polling`, bounded; 0 never polls.
+    busy_poll_us: int = _num(50, 0, 1000, "busy polling before the loop sleeps, in us")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     upstream: Upstream = field(default_factory=Upstream)
@@ -185,5 +193,6 @@ class Settings:
     access_log: AccessLog = field(default_factory=AccessLog)
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
     admin: Admin = field(default_factory=Admin)
+    tuning: Tuning = field(default_factory=Tuning)
     # Request rules, in file order; none by default (every request is forwarded as it is).
     rules: RuleSet = field(default_factory=RuleSet)
