@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -258,7 +258,7 @@ class Responder:
             return
         await self.flush_to_client()
 
-    def flush_to_client(self) -> Coroutine[None, None, None]:
+    def flush_to_client(self) -> Awaitable[object]:
         # Not a coroutine itself: one frame less to resume at every wait of the flush.
         return self.down.flush(self.ctx.settings.timeouts.client_send_s)
 

@@ -40,7 +40,7 @@ from ..core._errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from ._fairness import RUN_CONTEXT, checkpoint_due, may_skip_yield
+from ._fairness import RUN_CONTEXT, SHIELDED, SHIELDED_YIELD, checkpoint_due, may_skip_yield
 from ._h11 import h11
 from ._transport import Transport
 
@@ -228,7 +228,7 @@ class Wire:
         except OSError as exc:
             raise self._gone(exc) from exc
         self.bytes_received += len(data)
-        await cancel_shielded_checkpoint()  # fairness: the bytes are recorded, now yield
+        await SHIELDED_YIELD(SHIELDED)  # fairness: the bytes are recorded, now yield
         return data
 
     async def recv_after_wait(self, timeout_s: float) -> bytes:
@@ -390,24 +390,57 @@ class Peer(Wire):
             return len(data)
         return 0
 
-    async def flush(self, timeout_s: float) -> None:
+    def flush(self, timeout_s: float) -> Awaitable[object]:
         """Send everything queued; an error or a cancellation leaves this h11 side unusable
-        (the peer got an unknown prefix)."""
+        (the peer got an unknown prefix). Await what it returns (its value means nothing).
+
+        Not a coroutine: every request flushes twice, and in the usual case (everything
+        goes out in one write) what it returns is the fairness yield's trap itself, so no
+        frame of ours waits in the chain; anything else is `_flush`, a coroutine."""
+        out = self._out
+        if not out or self._sending:  # nothing queued, or the rest of a write goes first
+            return self._flush(timeout_s)
+        # (`send_queued`, inline: `checkpoint_due`, then `send_queued_nowait`'s usual case.)
+        task = RUN_CONTEXT.task
+        if task._cancel_status.effectively_cancelled or RUN_CONTEXT.runner.ki_pending:
+            return self._flush(timeout_s)  # (it awaits the cancellation)
+        task._cancel_points += 1
+        data = b"".join(out)  # (one part: no copy)
+        out.clear()
+        try:
+            sent = self.transport.calls.send(data)
+            self.bytes_sent += sent  # (recorded before anything else can happen)
+            if sent != len(data) and not self._send_rest(memoryview(data)[sent:]):
+                return self._flush_waiting(timeout_s)
+        except BlockingIOError:
+            self._sending = memoryview(data)
+            return self._flush_waiting(timeout_s)
+        except OSError as exc:
+            self._sending = memoryview(data)
+            self.h11.send_failed()
+            raise self._gone(exc) from exc
+        except BaseException:  # (`_send_rest`'s translated error)
+            self.h11.send_failed()
+            raise
+        # (`may_skip_yield`'s first rule, inline: under load others are runnable.)
+        if RUN_CONTEXT.runner.runq or not may_skip_yield():
+            return SHIELDED_YIELD(SHIELDED)  # fairness: everything went out at once
+        return _sent()
+
+    async def _flush(self, timeout_s: float) -> None:
+        """`flush` from the start, as a coroutine (`send_queued` with `send_failed`)."""
         if not self._out and not self._sending:
             return
-        # (`send_queued`, inline: every request flushes twice, and a coroutine less is one
-        # frame less to make and to resume at the fairness yield.)
         try:
-            task = RUN_CONTEXT.task  # (`checkpoint_due`, inline: twice a request, a call less)
-            if task._cancel_status.effectively_cancelled or RUN_CONTEXT.runner.ki_pending:
-                await checkpoint_if_cancelled()
-            else:
-                task._cancel_points += 1
-            if not self.send_queued_nowait():
-                await self._send_waiting(timeout_s)
-            # (`may_skip_yield`'s first rule, inline: under load others are runnable.)
-            elif RUN_CONTEXT.runner.runq or not may_skip_yield():
-                await cancel_shielded_checkpoint()  # fairness: everything went out at once
+            await self.send_queued(timeout_s)
+        except BaseException:
+            self.h11.send_failed()
+            raise
+
+    async def _flush_waiting(self, timeout_s: float) -> None:
+        """The rest of `flush` once the transport took not everything at once."""
+        try:
+            await self._send_waiting(timeout_s)
         except BaseException:
             self.h11.send_failed()
             raise
@@ -425,6 +458,11 @@ class Peer(Wire):
 
     def _name(self) -> str:
         raise NotImplementedError
+
+
+async def _sent() -> None:
+    """What `flush` returns when it sent everything and may skip the fairness yield: done at
+    once. (A coroutine, not a generator made awaitable: compiled, only a coroutine is.)"""
 
 
 def server_h11(limits: Limits) -> h11.Connection:
