@@ -1,20 +1,21 @@
 """`Peer.flush` in each of its paths (not a coroutine: in the usual one it returns the
 fairness yield's trap, `_fairness.SHIELDED_YIELD`): sent at once, nothing queued, cancelled
-before the write, a write that stops short, a peer gone; and the trap it returns, which trio
-resumes with ``Value(None)`` whatever happens meanwhile (nothing to unwrap)."""
+before the write, a write that stops short, a peer gone; the trap it returns, which trio
+resumes with ``Value(None)`` whatever happens meanwhile (nothing to unwrap); and
+`Peer.send_message`, a message without a body queued and flushed in one call."""
 
 from __future__ import annotations
 
-import h11
 import outcome
 import pytest
 import trio
 import trio.testing
 
-from trioproxy.core._errors import ClientGone
+from trioproxy.core._errors import ClientError, ClientGone
 from trioproxy.engine._fairness import SHIELDED, SHIELDED_YIELD
+from trioproxy.engine._h11 import h11  # the proxy's parser: `send_message` sends its events
 from trioproxy.engine._memory import MemoryTransport, memory_transport_pair
-from trioproxy.engine._peer import Downstream
+from trioproxy.engine._peer import Downstream, UpstreamConnection
 
 from .test_fairness_yields import counting_my_steps
 
@@ -124,3 +125,55 @@ async def test_a_flush_to_a_gone_peer_keeps_the_bytes_queued_and_leaves_h11_unus
         await down.flush(1.0)
     assert down.bytes_sent == 0 and down.queued_bytes == queued
     assert down.h11.our_state is h11.ERROR
+
+
+def upstream() -> tuple[UpstreamConnection, MemoryTransport]:
+    ours, theirs = memory_transport_pair()
+    return UpstreamConnection(ours, h11.Connection(h11.CLIENT), "origin:80"), theirs
+
+
+GET = h11.Request(method="GET", target="/", headers=[("Host", "origin")])
+REQUEST_BYTES = b"GET / HTTP/1.1\r\nHost: origin\r\n\r\n"
+
+
+async def test_a_message_without_a_body_goes_out_whole_in_one_write() -> None:
+    up, theirs = upstream()
+    await up.send_message(GET, 1.0)
+    assert theirs.read_nowait(1 << 20) == REQUEST_BYTES
+    assert up.bytes_sent == len(REQUEST_BYTES) and not up.has_queued
+    assert up.h11.our_state is h11.DONE
+
+
+async def test_a_message_whose_framing_has_an_end_is_sent_with_it() -> None:
+    up, theirs = upstream()
+    chunked = h11.Request(
+        method="POST", target="/", headers=[("Host", "o"), ("Transfer-Encoding", "chunked")]
+    )
+    await up.send_message(chunked, 1.0)
+    assert (theirs.read_nowait(1 << 20) or b"").endswith(b"\r\n\r\n0\r\n\r\n")
+    assert up.h11.our_state is h11.DONE
+
+
+async def test_a_message_goes_after_what_was_queued_before_it() -> None:
+    up, theirs = upstream()
+    up._out.append(b"before ")
+    await up.send_message(GET, 1.0)
+    assert theirs.read_nowait(1 << 20) == b"before " + REQUEST_BYTES
+
+
+async def test_a_cancelled_message_sends_nothing_stays_queued_and_leaves_h11_unusable() -> None:
+    up, theirs = upstream()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await up.send_message(GET, 1.0)
+    assert scope.cancelled_caught
+    assert up.bytes_sent == 0 and up.queued_bytes == len(REQUEST_BYTES)
+    assert theirs.read_nowait(1 << 20) is None
+    assert up.h11.our_state is h11.ERROR
+
+
+async def test_a_message_h11_will_not_send_is_the_peers_own_error() -> None:
+    up, _ = upstream()
+    with pytest.raises(ClientError, match="cannot be forwarded"):
+        up.send_message(h11.Response(status_code=200, headers=[]), 1.0)  # a client's side
+    assert up.bytes_sent == 0 and not up.has_queued

@@ -382,19 +382,18 @@ class Exchange(Responder):
                             # less to resume at every wait of the response.)
                             # (`_queue_request_head`, inline: its fields are known valid
                             # for the reasons it gives.)
-                            up.queue(
+                            if record.notes is not None:
+                                record.notes.forwarded_target = plan.target
+                                record.notes.forwarded_headers = plan.headers
+                            await up.send_message(
                                 h11.Request(
                                     method=request.method,
                                     target=plan.target,
                                     headers=sendable(plan.headers),
                                     _parsed=True,
-                                )
+                                ),
+                                timeouts.upstream_send_s,
                             )
-                            if record.notes is not None:
-                                record.notes.forwarded_target = plan.target
-                                record.notes.forwarded_headers = plan.headers
-                            up.queue(END_OF_MESSAGE)
-                            await up.flush(timeouts.upstream_send_s)
                             # (`_relay_response`'s two halves, awaited here: one coroutine
                             # frame less to resume at every wait of the response head.) The
                             # usual head, inline (no coroutine made for it): there already

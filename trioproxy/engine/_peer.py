@@ -41,7 +41,7 @@ from ..core._errors import (
     UpstreamTimeout,
 )
 from ._fairness import RUN_CONTEXT, SHIELDED, SHIELDED_YIELD, checkpoint_due, may_skip_yield
-from ._h11 import h11
+from ._h11 import END_OF_MESSAGE, h11
 from ._transport import Transport
 
 RECEIVE_SIZE = 65536
@@ -407,9 +407,40 @@ class Peer(Wire):
         task._cancel_points += 1
         data = b"".join(out)  # (one part: no copy)
         out.clear()
+        return self._write_at_once(data, timeout_s)
+
+    def send_message(self, head: h11.Event, timeout_s: float) -> Awaitable[object]:
+        """Queue a message that has no body, its head and its end, and `flush`: a request
+        without a body, in one call, and with nothing queued before it (the usual case) sent
+        as h11 made it, with no list to join."""
+        conn = self.h11
+        try:
+            # (h11 says None only for ConnectionClosed, which is no head.)
+            data: bytes = conn.send(head)  # type: ignore[assignment]
+            end = conn.send(END_OF_MESSAGE)  # (b"" unless its framing has an end)
+        except h11.LocalProtocolError as exc:
+            raise self._unsendable(exc) from exc  # (as in `queue`)
+        if end:
+            data += end
+        task = RUN_CONTEXT.task
+        if (
+            self._out
+            or self._sending
+            or task._cancel_status.effectively_cancelled
+            or RUN_CONTEXT.runner.ki_pending
+        ):
+            self._out.append(data)
+            return self._flush(timeout_s)  # (in order, or it awaits the cancellation)
+        task._cancel_points += 1  # (`flush`'s `checkpoint_due`, inline)
+        return self._write_at_once(data, timeout_s)
+
+    def _write_at_once(self, data: bytes, timeout_s: float) -> Awaitable[object]:
+        """`flush` from the write of ``data`` (taken off the queue, the cancellation checked
+        just before) on: records what was sent before anything else can happen, then
+        returns the fairness yield, or `_flush_waiting` if not all of it went at once."""
         try:
             sent = self.transport.calls.send(data)
-            self.bytes_sent += sent  # (recorded before anything else can happen)
+            self.bytes_sent += sent
             if sent != len(data) and not self._send_rest(memoryview(data)[sent:]):
                 return self._flush_waiting(timeout_s)
         except BlockingIOError:
