@@ -531,7 +531,15 @@ class Downstream(Peer):
 class UpstreamConnection(Peer):
     """A connection to the upstream; ``h11`` is in the CLIENT role. Pooled between exchanges."""
 
-    __slots__ = ("address", "connected_at", "detached", "idle_since", "sockaddr", "uses")
+    __slots__ = (
+        "address",
+        "answer_until",
+        "connected_at",
+        "detached",
+        "idle_since",
+        "sockaddr",
+        "uses",
+    )
 
     def __init__(
         self,
@@ -543,6 +551,9 @@ class UpstreamConnection(Peer):
         super().__init__(transport, conn)
         self.address = address
         self.sockaddr = sockaddr  # as the resolver gave it: retired when it leaves the answer
+        # Until when ``sockaddr`` is known to be in the resolver's answer (the pool's note:
+        # `UpstreamPool._still_current`); nothing known yet.
+        self.answer_until = -math.inf
         self.connected_at = self.clock.current_time()
         self.idle_since = 0.0
         self.uses = 0

@@ -119,7 +119,7 @@ class UpstreamPool:
                     # by the origin: an EOF, a reset, or bytes nobody asked for.
                     conn.transport.readable_now()
                     or now - conn.connected_at >= self.limits.max_age_s
-                    or not self.resolver.still_current(conn.sockaddr, now)
+                    or (now >= conn.answer_until and not self._still_current(conn, now))
                 ):
                     self._close_idle(conn)
                     continue
@@ -172,7 +172,7 @@ class UpstreamPool:
             self._closed
             or not conn.reusable
             or now - conn.connected_at >= self.limits.max_age_s
-            or not self.resolver.still_current(conn.sockaddr, now)
+            or (now >= conn.answer_until and not self._still_current(conn, now))
         ):
             self.discard(conn)
             return
@@ -237,6 +237,16 @@ class UpstreamPool:
         # a generator and a list on every release.
         if self._parked:
             self._slot_freed.unpark()
+
+    def _still_current(self, conn: UpstreamConnection, now: float) -> bool:
+        """Whether ``conn``'s address is still in the resolver's answer, and if so noted on
+        ``conn`` until that answer expires: it cannot change before (no lookup starts), so
+        until then `acquire` and `release` need not ask (`conn.answer_until`)."""
+        resolver = self.resolver
+        if not resolver.still_current(conn.sockaddr, now):
+            return False
+        conn.answer_until = resolver.expires_at
+        return True
 
     def _has_room(self) -> bool:
         return not self.limits.max_connections or self._open < self.limits.max_connections
