@@ -358,7 +358,12 @@ class Exchange(Responder):
                     if self.body is not None and record.notes is not None:
                         keep_prefix(self.body, record.notes, ctx.shared.journal_body_bytes)
                     asked_at = None  # (the body took checkpoints: the clock is read again)
-                up, reused, waited = await pool.acquire(asked_at)
+                # (An idle connection, the usual case, taken with no coroutine made.)
+                up = pool.reuse(asked_at)
+                if up is None:
+                    up, reused, waited = await pool.acquire(asked_at)
+                else:
+                    reused, waited = True, False
                 # Left while we waited? Then the origin never hears of it. (No checkpoint
                 # between the acquire and the loop below: a cancellation cannot leak the
                 # connection.)
