@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -261,7 +261,7 @@ class Responder:
             return
         await self.flush_to_client()
 
-    def flush_to_client(self) -> Coroutine[None, None, None]:
+    def flush_to_client(self) -> Awaitable[object]:
         # Not a coroutine itself: one frame less to resume at every wait of the flush.
         return self.down.flush(self.ctx.settings.timeouts.client_send_s)
 
@@ -362,7 +362,12 @@ class Exchange(Responder):
                     if self.body is not None and record.notes is not None:
                         keep_prefix(self.body, record.notes, ctx.shared.journal_body_bytes)
                     asked_at = None  # (the body took checkpoints: the clock is read again)
-                up, reused, waited = await pool.acquire(asked_at)
+                # (An idle connection, the usual case, taken with no coroutine made.)
+                up = pool.reuse(asked_at)
+                if up is None:
+                    up, reused, waited = await pool.acquire(asked_at)
+                else:
+                    reused, waited = True, False
                 # Left while we waited? Then the origin never hears of it. (No checkpoint
                 # between the acquire and the loop below: a cancellation cannot leak the
                 # connection.)
@@ -386,19 +391,18 @@ class Exchange(Responder):
                             # less to resume at every wait of the response.)
                             # (`_queue_request_head`, inline: its fields are known valid
                             # for the reasons it gives.)
-                            up.queue(
+                            if record.notes is not None:
+                                record.notes.forwarded_target = plan.target
+                                record.notes.forwarded_headers = plan.headers
+                            await up.send_message(
                                 h11.Request(
                                     method=request.method,
                                     target=plan.target,
                                     headers=Fields(plan.fields),
                                     _parsed=True,
-                                )
+                                ),
+                                timeouts.upstream_send_s,
                             )
-                            if record.notes is not None:
-                                record.notes.forwarded_target = plan.target
-                                record.notes.forwarded_headers = plan.headers
-                            up.queue(END_OF_MESSAGE)
-                            await up.flush(timeouts.upstream_send_s)
                             # (`_relay_response`'s two halves, awaited here: one coroutine
                             # frame less to resume at every wait of the response head.) The
                             # usual head, inline (no coroutine made for it): there already

@@ -15,6 +15,9 @@ The cancellation check before each syscall (trio's ``checkpoint_if_cancelled``) 
 coroutine, made and awaited before every read and write; `checkpoint_due` does its usual
 case, nothing to do but count the cancel point, without one.
 
+The yield itself (`_peer`'s hot reads and writes) is trio's trap awaited directly, as
+``cancel_shielded_checkpoint`` awaits it, without that coroutine around it (`SHIELDED_YIELD`).
+
 This reads trio internals, the run queue (``Runner.runq``), a task's count of passes
 through the scheduler (``Task._schedule_points``) and what ``checkpoint_if_cancelled`` reads,
 checked at import: a trio without them fails here with a clear message instead of silently
@@ -23,18 +26,20 @@ losing the fairness (the trio pin in pyproject.toml is the range known to have t
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from types import ModuleType
 
 import trio
-from trio._core import _run
+from trio._core import _run, _traps
 
 _KNOWN = "trio 0.27 to 0.35"
 
 
-def check_internals(run: ModuleType = _run) -> None:
+def check_internals(run: ModuleType = _run, traps: ModuleType = _traps) -> None:
     """Raise ImportError, naming what is missing, unless ``run`` (trio's ``_core._run``)
-    has the internals `may_skip_yield` and `checkpoint_due` read."""
+    has the internals `may_skip_yield` and `checkpoint_due` read, and ``traps`` (its
+    ``_core._traps``) the trap `SHIELDED_YIELD` awaits."""
     wanted = (
         ("", "GLOBAL_RUN_CONTEXT"),
         ("Runner", "runq"),
@@ -49,6 +54,11 @@ def check_internals(run: ModuleType = _run) -> None:
         for owner, name in wanted
         if not hasattr(getattr(run, owner, None) if owner else run, name)
     ]
+    missing += [
+        f"_traps.{name}"
+        for name in ("_async_yield", "CancelShieldedCheckpoint")
+        if not hasattr(traps, name)
+    ]
     if missing:
         raise ImportError(
             f"trioproxy reads trio's scheduler internals ({', '.join(missing)}), which trio "
@@ -58,6 +68,14 @@ def check_internals(run: ModuleType = _run) -> None:
 
 
 check_internals()
+
+# trio's ``cancel_shielded_checkpoint()`` is ``(await trap(CancelShieldedCheckpoint)).unwrap()``
+# in a coroutine of its own; ``await SHIELDED_YIELD(SHIELDED)`` is the same pass through the
+# scheduler (uncancellable) with neither that coroutine nor the unwrap: trio resumes a task
+# from this trap with ``Value(None)`` always (``Runner.reschedule``'s default), so there is
+# nothing to unwrap. Four of these a request, each a frame and two calls less.
+SHIELDED_YIELD: Callable[[object], Awaitable[object]] = _traps._async_yield
+SHIELDED = _traps.CancelShieldedCheckpoint
 
 _CONTEXT = RUN_CONTEXT = _run.GLOBAL_RUN_CONTEXT  # (`RUN_CONTEXT`: for `_peer`'s inline copies)
 # The step (the task's count of scheduler passes) in which this task last skipped a yield.

@@ -40,8 +40,8 @@ from ..core._errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from ._fairness import RUN_CONTEXT, checkpoint_due, may_skip_yield
-from ._h11 import h11
+from ._fairness import RUN_CONTEXT, SHIELDED, SHIELDED_YIELD, checkpoint_due, may_skip_yield
+from ._h11 import END_OF_MESSAGE, h11
 from ._transport import Transport
 
 RECEIVE_SIZE = 65536
@@ -228,7 +228,7 @@ class Wire:
         except OSError as exc:
             raise self._gone(exc) from exc
         self.bytes_received += len(data)
-        await cancel_shielded_checkpoint()  # fairness: the bytes are recorded, now yield
+        await SHIELDED_YIELD(SHIELDED)  # fairness: the bytes are recorded, now yield
         return data
 
     async def recv_after_wait(self, timeout_s: float) -> bytes:
@@ -390,24 +390,88 @@ class Peer(Wire):
             return len(data)
         return 0
 
-    async def flush(self, timeout_s: float) -> None:
+    def flush(self, timeout_s: float) -> Awaitable[object]:
         """Send everything queued; an error or a cancellation leaves this h11 side unusable
-        (the peer got an unknown prefix)."""
+        (the peer got an unknown prefix). Await what it returns (its value means nothing).
+
+        Not a coroutine: every request flushes twice, and in the usual case (everything
+        goes out in one write) what it returns is the fairness yield's trap itself, so no
+        frame of ours waits in the chain; anything else is `_flush`, a coroutine."""
+        out = self._out
+        if not out or self._sending:  # nothing queued, or the rest of a write goes first
+            return self._flush(timeout_s)
+        # (`send_queued`, inline: `checkpoint_due`, then `send_queued_nowait`'s usual case.)
+        task = RUN_CONTEXT.task
+        if task._cancel_status.effectively_cancelled or RUN_CONTEXT.runner.ki_pending:
+            return self._flush(timeout_s)  # (it awaits the cancellation)
+        task._cancel_points += 1
+        data = b"".join(out)  # (one part: no copy)
+        out.clear()
+        return self._write_at_once(data, timeout_s)
+
+    def send_message(self, head: h11.Event, timeout_s: float) -> Awaitable[object]:
+        """Queue a message that has no body, its head and its end, and `flush`: a request
+        without a body, in one call, and with nothing queued before it (the usual case) sent
+        as h11 made it, with no list to join."""
+        conn = self.h11
+        try:
+            # (h11 says None only for ConnectionClosed, which is no head.)
+            data: bytes = conn.send(head)  # type: ignore[assignment]
+            end = conn.send(END_OF_MESSAGE)  # (b"" unless its framing has an end)
+        except h11.LocalProtocolError as exc:
+            raise self._unsendable(exc) from exc  # (as in `queue`)
+        if end:
+            data += end
+        task = RUN_CONTEXT.task
+        if (
+            self._out
+            or self._sending
+            or task._cancel_status.effectively_cancelled
+            or RUN_CONTEXT.runner.ki_pending
+        ):
+            self._out.append(data)
+            return self._flush(timeout_s)  # (in order, or it awaits the cancellation)
+        task._cancel_points += 1  # (`flush`'s `checkpoint_due`, inline)
+        return self._write_at_once(data, timeout_s)
+
+    def _write_at_once(self, data: bytes, timeout_s: float) -> Awaitable[object]:
+        """`flush` from the write of ``data`` (taken off the queue, the cancellation checked
+        just before) on: records what was sent before anything else can happen, then
+        returns the fairness yield, or `_flush_waiting` if not all of it went at once."""
+        try:
+            sent = self.transport.calls.send(data)
+            self.bytes_sent += sent
+            if sent != len(data) and not self._send_rest(memoryview(data)[sent:]):
+                return self._flush_waiting(timeout_s)
+        except BlockingIOError:
+            self._sending = memoryview(data)
+            return self._flush_waiting(timeout_s)
+        except OSError as exc:
+            self._sending = memoryview(data)
+            self.h11.send_failed()
+            raise self._gone(exc) from exc
+        except BaseException:  # (`_send_rest`'s translated error)
+            self.h11.send_failed()
+            raise
+        # (`may_skip_yield`'s first rule, inline: under load others are runnable.)
+        if RUN_CONTEXT.runner.runq or not may_skip_yield():
+            return SHIELDED_YIELD(SHIELDED)  # fairness: everything went out at once
+        return _sent()
+
+    async def _flush(self, timeout_s: float) -> None:
+        """`flush` from the start, as a coroutine (`send_queued` with `send_failed`)."""
         if not self._out and not self._sending:
             return
-        # (`send_queued`, inline: every request flushes twice, and a coroutine less is one
-        # frame less to make and to resume at the fairness yield.)
         try:
-            task = RUN_CONTEXT.task  # (`checkpoint_due`, inline: twice a request, a call less)
-            if task._cancel_status.effectively_cancelled or RUN_CONTEXT.runner.ki_pending:
-                await checkpoint_if_cancelled()
-            else:
-                task._cancel_points += 1
-            if not self.send_queued_nowait():
-                await self._send_waiting(timeout_s)
-            # (`may_skip_yield`'s first rule, inline: under load others are runnable.)
-            elif RUN_CONTEXT.runner.runq or not may_skip_yield():
-                await cancel_shielded_checkpoint()  # fairness: everything went out at once
+            await self.send_queued(timeout_s)
+        except BaseException:
+            self.h11.send_failed()
+            raise
+
+    async def _flush_waiting(self, timeout_s: float) -> None:
+        """The rest of `flush` once the transport took not everything at once."""
+        try:
+            await self._send_waiting(timeout_s)
         except BaseException:
             self.h11.send_failed()
             raise
@@ -425,6 +489,11 @@ class Peer(Wire):
 
     def _name(self) -> str:
         raise NotImplementedError
+
+
+async def _sent() -> None:
+    """What `flush` returns when it sent everything and may skip the fairness yield: done at
+    once. (A coroutine, not a generator made awaitable: compiled, only a coroutine is.)"""
 
 
 def server_h11(limits: Limits) -> h11.Connection:
@@ -462,7 +531,15 @@ class Downstream(Peer):
 class UpstreamConnection(Peer):
     """A connection to the upstream; ``h11`` is in the CLIENT role. Pooled between exchanges."""
 
-    __slots__ = ("address", "connected_at", "detached", "idle_since", "sockaddr", "uses")
+    __slots__ = (
+        "address",
+        "answer_until",
+        "connected_at",
+        "detached",
+        "idle_since",
+        "sockaddr",
+        "uses",
+    )
 
     def __init__(
         self,
@@ -474,6 +551,9 @@ class UpstreamConnection(Peer):
         super().__init__(transport, conn)
         self.address = address
         self.sockaddr = sockaddr  # as the resolver gave it: retired when it leaves the answer
+        # Until when ``sockaddr`` is known to be in the resolver's answer (the pool's note:
+        # `UpstreamPool._still_current`); nothing known yet.
+        self.answer_until = -math.inf
         self.connected_at = self.clock.current_time()
         self.idle_since = 0.0
         self.uses = 0

@@ -86,6 +86,12 @@ class Resolver:
             self.refresh_if_stale(now)
         return sockaddr in self._current or not self._current  # (the usual answer first)
 
+    @property
+    def expires_at(self) -> float:
+        """When the answer expires (-inf before the first). No lookup starts before, so until
+        then the answer cannot change: `still_current`'s True holds until this time."""
+        return self._expires_at
+
     def refresh_if_stale(self, now: float) -> None:
         """Start a lookup in the background if the answer has expired at ``now``: connections
         that are only ever reused must still learn that the answer changed. Not once `run` has

@@ -136,17 +136,19 @@ class SocketTransport:
         return fd
 
     # Closed by us, a connection reads as gone: a read fails at once, the peer is no more.
-    # (The fd is asked for once per check: the pool checks every connection it reuses.)
+    # (`peer_closed` asks for the fd once per check; `readable_now`, which the pool asks of
+    # every connection it reuses, once per connection.)
 
     def readable_now(self) -> bool:
-        fd = self.calls.fileno()
-        if fd < 0:
-            return True
-        # One poll object per connection, registered once (`_poll_now` made one per call:
-        # every reuse of a pooled connection asks). Only an open fd is polled, and an open
-        # socket's fd never changes, so the registration always names this connection.
+        # One poll object per connection, registered at the first ask (every reuse of a
+        # pooled connection asks) and dropped by `close`: only an open fd is registered, an
+        # open socket's fd never changes, and `close` is the only way the socket is closed,
+        # so while the poller is held it names this connection: no fd to ask for again.
         poller = self._poller
         if poller is None:
+            fd = self.calls.fileno()
+            if fd < 0:
+                return True
             poller = self._poller = select.poll()
             poller.register(fd, _READABLE)
         return bool(poller.poll(0))
@@ -170,6 +172,7 @@ class SocketTransport:
         self.socket.shutdown(socket.SHUT_WR)
 
     def close(self) -> None:
+        self._poller = None  # (`readable_now`'s: its fd is about to be free for reuse)
         self.socket.close()
 
     @property
