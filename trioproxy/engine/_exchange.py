@@ -195,9 +195,8 @@ class Responder:
         read them (made here for the journal alone)."""
         down, record = self.down, self.record
         record.content_type = content_type
-        if headers is None:  # (the same fields, as pairs: for the journal alone)
-            headers = [] if record.notes is None else [(n, v) for n, _, v in lowered or ()]
         if status == 101:  # the connection switches protocols: no keep-alive to end
+            assert headers is not None  # (`_tunnel`'s)
             head: h11.Response | h11.InformationalResponse = h11.InformationalResponse(
                 status_code=101,
                 headers=sendable(headers) if validated else headers,
@@ -212,17 +211,19 @@ class Responder:
                 or down.closing
                 or down.h11.their_state is h11.SEND_BODY
             ):
-                headers.append((b"Connection", b"close"))
+                if headers is not None:
+                    headers.append((b"Connection", b"close"))
                 if lowered is not None:
                     lowered.append((b"Connection", b"connection", b"close"))
             head = h11.Response(
                 status_code=status,
+                # (`lowered` comes only with known-valid fields: the origin's.)
                 headers=(
-                    headers
-                    if not validated
-                    else sendable(headers)
-                    if lowered is None
-                    else Fields(lowered)
+                    Fields(lowered)
+                    if lowered is not None
+                    else sendable(headers or ())
+                    if validated
+                    else headers or ()
                 ),
                 reason=reason or reason_phrase(status, b""),  # (origins nearly always give one)
                 _parsed=validated,
@@ -231,6 +232,8 @@ class Responder:
         record.body_start = head_at + down.queue_sized(head)
         record.status = status
         if record.notes is not None:
+            if headers is None:  # (the same fields, as pairs: for the journal alone)
+                headers = [(n, v) for n, _, v in lowered or ()]
             record.notes.response_headers = headers
             record.notes.first_byte_s = down.clock.current_time()
 
