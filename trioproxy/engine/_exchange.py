@@ -221,9 +221,9 @@ class Responder:
                 headers=(
                     Fields(lowered)
                     if lowered is not None
-                    else sendable(headers or ())
+                    else sendable(headers or [])
                     if validated
-                    else headers or ()
+                    else headers or []
                 ),
                 reason=reason or reason_phrase(status, b""),  # (origins nearly always give one)
                 _parsed=validated,
@@ -680,7 +680,7 @@ class Exchange(Responder):
     ) -> None:
         """`_relay_response` once the head is read (``received``: the bytes past it) from
         ``up``, the upstream connection held."""
-        down, plan, record, ctx = self.down, self.plan, self.record, self.ctx
+        down, record, ctx = self.down, self.record, self.ctx
         # From here on the client has (queued) bytes: an upstream failure can only abort it.
         if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
             await self._tunnel(response)
@@ -697,9 +697,10 @@ class Exchange(Responder):
         # The (name, value) pairs only for a rule or a hook (`fields.headers`, made when first
         # read): most responses go out as h11's triples, `fields.lowered`.
         headers = None
-        if plan.edit_response is not None:  # response-header rules
-            headers = plan.edit_response(response.status_code, fields.headers)
+        if self.plan.edit_response is not None:  # response-header rules
+            headers = self.plan.edit_response(response.status_code, fields.headers)
         record.upstream_status = response.status_code
+        transform = None
         if self.hooks is not None:  # their response points: edit the head, or replace it
             replacement, headers = await self.hooks.on_response(
                 response.status_code, fields.headers if headers is None else headers
@@ -709,12 +710,15 @@ class Exchange(Responder):
                 # (`UpstreamConnection.reusable`), and the answer is flushed on return.
                 self._queue_answer(replacement, validated=False)
                 return
+            if _has_body(self.request.method, response.status_code):
+                transform = self.hooks.body_transform("response_body")
+                if transform is not None and headers is not None:  # (the hooks' headers)
+                    # The hook decides the length: h11 frames it.
+                    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         record.section_io_tag = fields.section_io_tag
         faults = self.faults
-        if faults is not None:
-            await self._faults_before_head(faults, response, received)
-        if faults is None or not faults.paces(Direction.CLIENT):
-            # (`_start_send_floor`, inline: every response passes here.)
+        if faults is None:
+            # (`_start_send_floor`, inline: nearly every response passes here.)
             settings = ctx.settings
             if min_rate := settings.limits.min_send_rate_bytes_per_s:
                 down.send_floor = (
@@ -722,12 +726,10 @@ class Exchange(Responder):
                     down.bytes_sent,
                     min_rate,
                 )
-        transform = None
-        if self.hooks is not None and _has_body(self.request.method, response.status_code):
-            transform = self.hooks.body_transform("response_body")
-            if transform is not None and headers is not None:  # (the hooks' headers)
-                # The hook decides the length: h11 frames it.
-                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+        else:
+            await self._faults_before_head(faults, response, received)
+            if not faults.paces(Direction.CLIENT):
+                self._start_send_floor()
         self.queue_head(
             response.status_code,
             headers,
