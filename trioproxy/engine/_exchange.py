@@ -930,7 +930,13 @@ class Exchange(Responder):
     def _access_line(self, started: float, sent_before: int, received_before: int) -> None:
         record, down = self.record, self.down
         record.duration_s = down.clock.current_time() - started
-        settle_bytes(record, sent_before, down.bytes_sent)
+        sent_now, start = down.bytes_sent, record.body_start
+        # (`settle_bytes`' answer for the usual response, inline: its head and whole body
+        # written. Any other count takes its way.)
+        if start >= 0 and sent_now - start == record.body_bytes_sent >= 0:
+            record.bytes_sent = sent_now - sent_before
+        else:
+            settle_bytes(record, sent_before, sent_now)
         record.bytes_received = down.bytes_received - received_before
         self.ctx.log_access(record)
 
