@@ -106,6 +106,8 @@ log = logging.getLogger("trioproxy")
 # (Modules' names, not h11's or BodyKind's attributes: read for every request.)
 _END = h11.EndOfMessage
 _RESPONSE = h11.Response
+_INFORMATIONAL = h11.InformationalResponse
+_SEND_BODY = h11.SEND_BODY
 _NO_BODY = BodyKind.NONE
 
 # nginx's convention for the access log: the client closed the connection before a
@@ -209,13 +211,13 @@ class Responder:
                 close
                 or self.ctx.shared.draining
                 or down.closing
-                or down.h11.their_state is h11.SEND_BODY
+                or down.h11.their_state is _SEND_BODY
             ):
                 if headers is not None:
                     headers.append((b"Connection", b"close"))
                 if lowered is not None:
                     lowered.append((b"Connection", b"connection", b"close"))
-            head = h11.Response(
+            head = _RESPONSE(
                 status_code=status,
                 # (`lowered` comes only with known-valid fields: the origin's.)
                 headers=(
@@ -682,7 +684,7 @@ class Exchange(Responder):
         ``up``, the upstream connection held."""
         down, record, ctx = self.down, self.record, self.ctx
         # From here on the client has (queued) bytes: an upstream failure can only abort it.
-        if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
+        if isinstance(response, _INFORMATIONAL):  # 101: the upgrade was accepted
             await self._tunnel(response)
             return
         if record.notes is not None:
