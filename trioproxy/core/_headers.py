@@ -607,7 +607,7 @@ def response_fields_of(
                 section_io_tag = item[2]
         elif lname != b"x-request-id" or request_id:  # hop-by-hop, or the ID we set below
             lowered.remove(item)
-    if has_length and chunked:
+    if chunked and has_length:  # (chunked first: nearly never)
         raise UpstreamError("upstream response has both Content-Length and Transfer-Encoding")
     # (Usually one "keep-alive" or "close", hop-by-hop already: then nothing more to drop.)
     if (

@@ -106,6 +106,8 @@ log = logging.getLogger("trioproxy")
 # (Modules' names, not h11's or BodyKind's attributes: read for every request.)
 _END = h11.EndOfMessage
 _RESPONSE = h11.Response
+_INFORMATIONAL = h11.InformationalResponse
+_SEND_BODY = h11.SEND_BODY
 _NO_BODY = BodyKind.NONE
 
 # nginx's convention for the access log: the client closed the connection before a
@@ -195,9 +197,8 @@ class Responder:
         read them (made here for the journal alone)."""
         down, record = self.down, self.record
         record.content_type = content_type
-        if headers is None:  # (the same fields, as pairs: for the journal alone)
-            headers = [] if record.notes is None else [(n, v) for n, _, v in lowered or ()]
         if status == 101:  # the connection switches protocols: no keep-alive to end
+            assert headers is not None  # (`_tunnel`'s)
             head: h11.Response | h11.InformationalResponse = h11.InformationalResponse(
                 status_code=101,
                 headers=sendable(headers) if validated else headers,
@@ -210,19 +211,21 @@ class Responder:
                 close
                 or self.ctx.shared.draining
                 or down.closing
-                or down.h11.their_state is h11.SEND_BODY
+                or down.h11.their_state is _SEND_BODY
             ):
-                headers.append((b"Connection", b"close"))
+                if headers is not None:
+                    headers.append((b"Connection", b"close"))
                 if lowered is not None:
                     lowered.append((b"Connection", b"connection", b"close"))
-            head = h11.Response(
+            head = _RESPONSE(
                 status_code=status,
+                # (`lowered` comes only with known-valid fields: the origin's.)
                 headers=(
-                    headers
-                    if not validated
-                    else sendable(headers)
-                    if lowered is None
-                    else Fields(lowered)
+                    Fields(lowered)
+                    if lowered is not None
+                    else sendable(headers or [])
+                    if validated
+                    else headers or []
                 ),
                 reason=reason or reason_phrase(status, b""),  # (origins nearly always give one)
                 _parsed=validated,
@@ -231,6 +234,8 @@ class Responder:
         record.body_start = head_at + down.queue_sized(head)
         record.status = status
         if record.notes is not None:
+            if headers is None:  # (the same fields, as pairs: for the journal alone)
+                headers = [(n, v) for n, _, v in lowered or ()]
             record.notes.response_headers = headers
             record.notes.first_byte_s = down.clock.current_time()
 
@@ -677,9 +682,9 @@ class Exchange(Responder):
     ) -> None:
         """`_relay_response` once the head is read (``received``: the bytes past it) from
         ``up``, the upstream connection held."""
-        down, plan, record, ctx = self.down, self.plan, self.record, self.ctx
+        down, record, ctx = self.down, self.record, self.ctx
         # From here on the client has (queued) bytes: an upstream failure can only abort it.
-        if isinstance(response, h11.InformationalResponse):  # 101: the upgrade was accepted
+        if isinstance(response, _INFORMATIONAL):  # 101: the upgrade was accepted
             await self._tunnel(response)
             return
         if record.notes is not None:
@@ -694,9 +699,10 @@ class Exchange(Responder):
         # The (name, value) pairs only for a rule or a hook (`fields.headers`, made when first
         # read): most responses go out as h11's triples, `fields.lowered`.
         headers = None
-        if plan.edit_response is not None:  # response-header rules
-            headers = plan.edit_response(response.status_code, fields.headers)
+        if self.plan.edit_response is not None:  # response-header rules
+            headers = self.plan.edit_response(response.status_code, fields.headers)
         record.upstream_status = response.status_code
+        transform = None
         if self.hooks is not None:  # their response points: edit the head, or replace it
             replacement, headers = await self.hooks.on_response(
                 response.status_code, fields.headers if headers is None else headers
@@ -706,12 +712,15 @@ class Exchange(Responder):
                 # (`UpstreamConnection.reusable`), and the answer is flushed on return.
                 self._queue_answer(replacement, validated=False)
                 return
+            if _has_body(self.request.method, response.status_code):
+                transform = self.hooks.body_transform("response_body")
+                if transform is not None and headers is not None:  # (the hooks' headers)
+                    # The hook decides the length: h11 frames it.
+                    headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         record.section_io_tag = fields.section_io_tag
         faults = self.faults
-        if faults is not None:
-            await self._faults_before_head(faults, response, received)
-        if faults is None or not faults.paces(Direction.CLIENT):
-            # (`_start_send_floor`, inline: every response passes here.)
+        if faults is None:
+            # (`_start_send_floor`, inline: nearly every response passes here.)
             settings = ctx.settings
             if min_rate := settings.limits.min_send_rate_bytes_per_s:
                 down.send_floor = (
@@ -719,12 +728,10 @@ class Exchange(Responder):
                     down.bytes_sent,
                     min_rate,
                 )
-        transform = None
-        if self.hooks is not None and _has_body(self.request.method, response.status_code):
-            transform = self.hooks.body_transform("response_body")
-            if transform is not None and headers is not None:  # (the hooks' headers)
-                # The hook decides the length: h11 frames it.
-                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+        else:
+            await self._faults_before_head(faults, response, received)
+            if not faults.paces(Direction.CLIENT):
+                self._start_send_floor()
         self.queue_head(
             response.status_code,
             headers,
@@ -925,7 +932,13 @@ class Exchange(Responder):
     def _access_line(self, started: float, sent_before: int, received_before: int) -> None:
         record, down = self.record, self.down
         record.duration_s = down.clock.current_time() - started
-        settle_bytes(record, sent_before, down.bytes_sent)
+        sent_now, start = down.bytes_sent, record.body_start
+        # (`settle_bytes`' answer for the usual response, inline: its head and whole body
+        # written. Any other count takes its way.)
+        if start >= 0 and sent_now - start == record.body_bytes_sent >= 0:
+            record.bytes_sent = sent_now - sent_before
+        else:
+            settle_bytes(record, sent_before, sent_now)
         record.bytes_received = down.bytes_received - received_before
         self.ctx.log_access(record)
 
