@@ -1,5 +1,5 @@
 """The busy-poll window (`core._pollwindow`): bounded by its limit, grown by short idle
-periods, nothing after a long one."""
+periods, halved by long ones down to nothing."""
 
 from __future__ import annotations
 
@@ -19,10 +19,21 @@ def test_short_idle_periods_grow_the_window_to_the_limit_in_four_steps() -> None
     assert seen == [LIMIT_S / 8, LIMIT_S / 4, LIMIT_S / 2, LIMIT_S, LIMIT_S]
 
 
-def test_a_long_idle_period_stops_polling_and_a_short_one_starts_again() -> None:
-    assert next_poll_window(LIMIT_S, LIMIT_S, 1.0) == 0.0
-    assert next_poll_window(LIMIT_S, LIMIT_S, LIMIT_S * 1.01) == 0.0
+def test_long_idle_periods_halve_the_window_then_stop_polling() -> None:
+    window, seen = LIMIT_S, []
+    for _ in range(5):
+        window = next_poll_window(window, LIMIT_S, 1.0)
+        seen.append(window)
+    assert seen == [LIMIT_S / 2, LIMIT_S / 4, LIMIT_S / 8, 0.0, 0.0]
+    assert next_poll_window(LIMIT_S, LIMIT_S, LIMIT_S * 1.01) == LIMIT_S / 2
     assert next_poll_window(0.0, LIMIT_S, LIMIT_S) == LIMIT_S / 8  # (the limit itself: short)
+
+
+def test_one_long_idle_period_among_short_ones_keeps_the_polling() -> None:
+    window = LIMIT_S
+    for idle in [10e-6] * 3 + [1.0] + [10e-6] * 3:
+        window = next_poll_window(window, LIMIT_S, idle)
+        assert window >= LIMIT_S / 2
 
 
 @given(
@@ -31,6 +42,17 @@ def test_a_long_idle_period_stops_polling_and_a_short_one_starts_again() -> None
 )
 def test_the_window_never_passes_the_limit(window: float, idles: list[float]) -> None:
     for idle in idles:
+        before = window
         window = next_poll_window(window, LIMIT_S, idle)
-        assert 0.0 <= window <= LIMIT_S
-        assert (window == 0.0) == (idle > LIMIT_S)
+        assert window == 0.0 or LIMIT_S / 8 <= window <= LIMIT_S
+        if idle > LIMIT_S:
+            assert window <= before / 2  # long: never more polling
+        else:
+            assert window >= min(LIMIT_S, before)  # short: never less
+
+
+def test_an_idle_proxy_stops_polling_within_four_long_idle_periods() -> None:
+    window = LIMIT_S
+    for _ in range(4):
+        window = next_poll_window(window, LIMIT_S, 0.01)
+    assert window == 0.0

@@ -178,9 +178,9 @@ class Admin:
 
 @dataclass(frozen=True, slots=True)
 class Tuning:
-    # Before the event loop sleeps, poll for up to this long (microseconds; adaptive: nothing
-    # after long idle periods), so a virtual machine's processor need not halt and wake for
-    # an answer due within it. HAProxy's `busy-polling`, bounded; 0 never polls.
+    # Before the event loop sleeps, poll for up to this long (microseconds; adaptive: halved by
+    # long idle periods, down to nothing), so a virtual machine's processor need not halt and
+    # wake for an answer due within it. HAProxy's `busy-polling`, bounded; 0 never polls.
     busy_poll_us: int = _num(50, 0, 1000, "busy polling before the loop sleeps, in us")
 
 

@@ -7,7 +7,7 @@ request at a time it comes twice a request: while the origin answers, and while 
 sends its next request. HAProxy's ``busy-polling`` option is the same remedy, unbounded
 ("a significant latency reduction (30 to 100 microseconds observed)"); here it is bounded
 and adaptive, like KVM's halt polling: before sleeping, the loop polls trio's epoll for at
-most the window `core._pollwindow` keeps, and the window is nothing after long idle periods.
+most the window `core._pollwindow` keeps, which long idle periods halve down to nothing.
 
 Only when no task is runnable (trio then asks to sleep: ``timeout > 0``), so no task waits
 for it; for at most ``tuning.busy_poll_us`` (and never past trio's next deadline: a timer
