@@ -15,6 +15,7 @@ import trio.testing
 from tests.memnet import all_tasks, awaiting, handler_tasks, in_flight, scripted_proxy, wait_until
 from tests.support import read_until_closed
 from trioproxy.engine import _connection
+from trioproxy.engine._peer import Downstream
 
 _COMPILED = not str(_connection.__file__).endswith(".py")
 
@@ -92,3 +93,35 @@ async def test_a_connection_that_starts_once_the_drain_began_is_closed_unread(
         await proxy.settled()
         assert proxy.server.ctx.stats.connections_total == 1
         proxy.check_no_leak()
+
+
+@pytest.mark.skipif(_COMPILED, reason="a compiled class's methods cannot be replaced")
+async def test_a_close_that_raises_is_logged_and_frees_the_slot(
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with scripted_proxy() as (proxy, _):
+        server = proxy.server
+        await trio.testing.wait_all_tasks_blocked()  # (the accept loop holds the next slot)
+        slots = server._slots.value
+        close = Downstream.close
+        calls = []
+
+        def broken_close(self: Downstream) -> None:
+            close(self)
+            calls.append(self)
+            if len(calls) == 1:
+                raise RuntimeError("close failed")
+
+        monkeypatch.setattr(Downstream, "close", broken_close)
+        with caplog.at_level(logging.ERROR, logger="trioproxy"):
+            async with proxy.client() as client:
+                assert (await client.request(b"GET", b"/small")).status == 200
+            await wait_until(lambda: handler_tasks() == 0)
+        (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert line.startswith("internal error on a connection: RuntimeError('close failed')")
+        assert server.ctx.stats.connections_open == 0
+        assert server._slots.value == slots
+        async with proxy.client() as client:  # the server goes on serving
+            assert (await client.request(b"GET", b"/small")).status == 200

@@ -107,9 +107,13 @@ async def serve_connection(
         except Exception as exc:
             _internal_error(exc)
         finally:
-            down.close()
-            stats.connections_open -= 1
-            release()
+            try:
+                down.close()
+            except Exception as exc:  # (a bug too: logged, the slot freed, the server on)
+                _internal_error(exc)
+            finally:
+                stats.connections_open -= 1
+                release()
             log.debug("connection closed", extra={"peer": peer_ip})
 
 
