@@ -76,11 +76,12 @@ class BusyPoll(trio.abc.Instrument):
         # deadlines due wake theirs: none due, and one task woken, is a pass of one task.)
         runner = RUN_CONTEXT.runner
         runq = runner.runq
-        self.sole_task = (
-            runq[0]
-            if len(runq) == 1 and runner.deadlines.next_deadline() > runner.current_time()
-            else None
-        )
+        if len(runq) != 1:
+            self.sole_task = None
+        elif runner.deadlines.next_deadline() > runner.clock.current_time():
+            self.sole_task = runq[0]
+        else:
+            self.sole_task = None
         if timeout > 0:
             idle_s = time.perf_counter() - self._idle_from
             self.window_s = next_poll_window(self.window_s, self.limit_s, idle_s)
