@@ -55,6 +55,10 @@ class BusyPoll(trio.abc.Instrument):
         # tasks off its run queue at once, so an empty queue does not say that no other
         # task of the pass is still to run; this does. (None: several, or none known.)
         self.sole_task: object = None
+        # Trio's next deadline when it was last noted (`after_io_wait`): trio reads its clock
+        # again after the instruments, and a deadline due by then wakes its task into the
+        # same pass, behind `sole_task`'s back. A spin ends at it, so never while one may.
+        self._pass_deadline = 0.0
 
     def before_io_wait(self, timeout: float) -> None:
         spun, self._spun_from = self._spun_from, 0.0
@@ -76,10 +80,9 @@ class BusyPoll(trio.abc.Instrument):
         # deadlines due wake theirs: none due, and one task woken, is a pass of one task.)
         runner = RUN_CONTEXT.runner
         runq = runner.runq
+        self._pass_deadline = deadline = runner.deadlines.next_deadline()
         self.sole_task = (
-            runq[0]
-            if len(runq) == 1 and runner.deadlines.next_deadline() > runner.current_time()
-            else None
+            runq[0] if len(runq) == 1 and deadline > runner.current_time() else None
         )
         if timeout > 0:
             idle_s = time.perf_counter() - self._idle_from
@@ -92,7 +95,8 @@ class BusyPoll(trio.abc.Instrument):
         runner = RUN_CONTEXT.runner
         clock = time.perf_counter
         start = clock()
-        left_s = min(self.window_s, runner.deadlines.next_deadline() - runner.current_time())
+        deadline = min(runner.deadlines.next_deadline(), self._pass_deadline)
+        left_s = min(self.window_s, deadline - runner.current_time())
         if left_s <= 0:
             return False
         end = start + left_s
