@@ -81,9 +81,7 @@ class BusyPoll(trio.abc.Instrument):
         runner = RUN_CONTEXT.runner
         runq = runner.runq
         self._pass_deadline = deadline = runner.deadlines.next_deadline()
-        self.sole_task = (
-            runq[0] if len(runq) == 1 and deadline > runner.current_time() else None
-        )
+        self.sole_task = runq[0] if len(runq) == 1 and deadline > runner.current_time() else None
         if timeout > 0:
             idle_s = time.perf_counter() - self._idle_from
             self.window_s = next_poll_window(self.window_s, self.limit_s, idle_s)
