@@ -117,7 +117,7 @@ async def _probe_latency(address: tuple[str, int], config_dir: Path) -> float:
 async def test_a_client_spinning_the_window_does_not_delay_another(tmp_path: Path) -> None:
     config = tmp_path / "trioproxy.toml"
     with _origin() as address:
-        medians = {}
+        medians: dict[int, float] = {}
         for limit_us in (0, 1000, 0, 1000):  # (alternated: the machine's drift cancels)
             config.write_text(f"[tuning]\nbusy_poll_us = {limit_us}\n")
             median = await _probe_latency(address, tmp_path)
