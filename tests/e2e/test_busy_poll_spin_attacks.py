@@ -228,3 +228,24 @@ async def test_an_embedded_server_never_spins(monkeypatch: pytest.MonkeyPatch) -
         for _ in range(10):
             assert (await client.request(b"GET", b"/")).status == 200
     assert spins == []
+
+
+def test_a_reload_lowering_the_limit_bounds_the_very_next_spin(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, _ = pair
+
+    async def main() -> tuple[bool, float]:
+        busy = _spinning()  # (a window grown under a larger limit)
+        assert busy_poll(busy, 50) is busy  # a reload to 50 us retunes it in place
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.lowlevel.checkpoint()
+        start = time.perf_counter()
+        found = spin_until_readable(ours.fileno())  # nothing comes: only the window ends it
+        elapsed = time.perf_counter() - start
+        busy_poll(busy, 0)
+        return found, elapsed
+
+    found, elapsed = trio.run(main)
+    assert not found
+    assert elapsed < QUICK_S

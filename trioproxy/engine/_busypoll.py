@@ -157,7 +157,10 @@ def busy_poll(installed: BusyPoll | None, limit_us: int) -> BusyPoll | None:
         _INSTALLED[0] = None
         return None
     if installed is not None:
-        installed.limit_s = limit_us / 1e6
+        installed.limit_s = limit = limit_us / 1e6
+        # A window grown under a larger limit would bound the next poll, and a task's
+        # next spin (which no idle period adapts first), by the old limit.
+        installed.window_s = min(installed.window_s, limit)
         _INSTALLED[0] = installed
         return installed
     fd = _epoll_fd()
