@@ -55,6 +55,10 @@ class BusyPoll(trio.abc.Instrument):
         # tasks off its run queue at once, so an empty queue does not say that no other
         # task of the pass is still to run; this does. (None: several, or none known.)
         self.sole_task: object = None
+        # Trio's next deadline when it was last noted (`after_io_wait`): trio reads its clock
+        # again after the instruments, and a deadline due by then wakes its task into the
+        # same pass, behind `sole_task`'s back. A spin ends at it, so never while one may.
+        self._pass_deadline = 0.0
 
     def before_io_wait(self, timeout: float) -> None:
         spun, self._spun_from = self._spun_from, 0.0
@@ -77,11 +81,10 @@ class BusyPoll(trio.abc.Instrument):
         runner = RUN_CONTEXT.runner
         runq = runner.runq
         if len(runq) != 1:
-            self.sole_task = None
-        elif runner.deadlines.next_deadline() > runner.clock.current_time():
-            self.sole_task = runq[0]
+            self.sole_task = None  # (no spin this pass: `_pass_deadline` is not read)
         else:
-            self.sole_task = None
+            self._pass_deadline = deadline = runner.deadlines.next_deadline()
+            self.sole_task = runq[0] if deadline > runner.clock.current_time() else None
         if timeout > 0:
             idle_s = time.perf_counter() - self._idle_from
             self.window_s = next_poll_window(self.window_s, self.limit_s, idle_s)
@@ -93,7 +96,8 @@ class BusyPoll(trio.abc.Instrument):
         runner = RUN_CONTEXT.runner
         clock = time.perf_counter
         start = clock()
-        left_s = min(self.window_s, runner.deadlines.next_deadline() - runner.current_time())
+        deadline = min(runner.deadlines.next_deadline(), self._pass_deadline)
+        left_s = min(self.window_s, deadline - runner.current_time())
         if left_s <= 0:
             return False
         end = start + left_s
@@ -156,7 +160,10 @@ def busy_poll(installed: BusyPoll | None, limit_us: int) -> BusyPoll | None:
         _INSTALLED[0] = None
         return None
     if installed is not None:
-        installed.limit_s = limit_us / 1e6
+        installed.limit_s = limit = limit_us / 1e6
+        # A window grown under a larger limit would bound the next poll, and a task's
+        # next spin (which no idle period adapts first), by the old limit.
+        installed.window_s = min(installed.window_s, limit)
         _INSTALLED[0] = installed
         return installed
     fd = _epoll_fd()

@@ -241,7 +241,8 @@ class Wire:
         if type(transport) is not SocketTransport:
             return None  # (no socket of its own to poll: memory, or faults in between)
         fd = transport.calls.fileno()
-        if fd < 0 or not spin_until_readable(fd) or checkpoint_due():
+        # (A cancelled task's wait raises at once: no poll first, nor after one.)
+        if fd < 0 or checkpoint_due() or not spin_until_readable(fd) or checkpoint_due():
             return None
         return self._read_nowait()
 
