@@ -31,13 +31,16 @@ def test_the_poll_ends_when_the_descriptor_is_readable() -> None:
 
 
 def test_no_poll_while_a_task_is_runnable() -> None:
-    a, b = socket.socketpair()
-    with a, b:
-        busy = BusyPoll(limit_s=3600.0, readable_fd=a.fileno())
-        busy.window_s = 3600.0  # never readable: a poll would outlast the test
-        busy.before_io_wait(0.0)
-        busy.after_io_wait(0.0)
-        assert busy.window_s == 3600.0  # (and untouched: no idle period was seen)
+    async def main() -> None:  # (`after_io_wait` reads the run's queue: called in one)
+        a, b = socket.socketpair()
+        with a, b:
+            busy = BusyPoll(limit_s=3600.0, readable_fd=a.fileno())
+            busy.window_s = 3600.0  # never readable: a poll would outlast the test
+            busy.before_io_wait(0.0)
+            busy.after_io_wait(0.0)
+            assert busy.window_s == 3600.0  # (and untouched: no idle period was seen)
+
+    trio.run(main)
 
 
 def test_the_window_grows_with_short_idle_periods_and_stops_after_a_long_one() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any
 
 from trioproxy.config._reload import RESTART_ONLY, applicable, changed_keys, missing, summary
@@ -74,3 +75,13 @@ def test_a_missing_file_is_refused_unless_nothing_would_change() -> None:
     assert missing("t.toml", running) == (
         "reload t.toml: rejected (the file is missing), still serving the old one"
     )
+
+
+def test_the_configuration_reference_marks_exactly_the_restart_only_keys() -> None:
+    reference = Path(__file__).parents[2] / "docs" / "reference" / "configuration.md"
+    marked = {
+        line.split("`")[1]
+        for line in reference.read_text(encoding="utf-8").splitlines()
+        if line.startswith("| `") and "needs a restart" in line
+    }
+    assert marked == set(RESTART_ONLY)

@@ -149,6 +149,8 @@ async def _read_request(
             # Under load the next request is usually there already: read it without
             # entering the idle registry.
             ready = await down.recv_if_ready()
+        if ready is None:  # (busy polling first, if it is on and nothing else can run)
+            ready = down.recv_if_spun()
         if ready is None:
             # Wait for a first byte: on a new connection no longer than for a whole head (a
             # silent connection is the cheapest slowloris), between requests as long as

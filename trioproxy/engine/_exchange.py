@@ -463,12 +463,21 @@ class Exchange(Responder):
                         ended = up.clock.current_time()
                         record.upstream_duration_s = ended - asked_at
                     break
-                # The upstream is done with: back to the pool before the client's last bytes
-                # go out (at that reading of the clock: no checkpoint since).
-                pool.release(up, ended)
+                # The upstream is done with: back to the pool before any wait for the client
+                # (at that reading of the clock: no checkpoint since).
                 if self.delay_s:
+                    pool.release(up, ended)
                     await self._delay_response()
-                await down.flush(timeouts.client_send_s)  # (`flush_to_client`, inline)
+                    await down.flush(timeouts.client_send_s)  # (`flush_to_client`, inline)
+                else:
+                    # The client's bytes first, when they go at once (`flush` writes before
+                    # it returns what to await): the pool's bookkeeping is then off the
+                    # response's way, and still done before the flush can wait.
+                    try:
+                        flushed = down.flush(timeouts.client_send_s)
+                    finally:
+                        pool.release(up, ended)
+                    await flushed
             finally:  # the rate floors are this request's only, however it ends
                 down.send_floor = down.receive_floor = None
                 if self.faults is not None:

@@ -97,6 +97,13 @@ def may_skip_yield() -> bool:
     return True
 
 
+def note_pass() -> None:
+    """Count what the current task just did as a pass through the scheduler: it found, in
+    one look, no other task runnable and nothing else ready (`_busypoll`'s task poll), as
+    the pass would have. Its next fairness yield may be skipped again."""
+    _SKIPPED_IN_STEP.set(-1)
+
+
 def checkpoint_due() -> bool:
     """Whether ``trio.lowlevel.checkpoint_if_cancelled`` has more to do here than count a
     cancel point: the task is cancelled, or a KeyboardInterrupt is pending (for the main

@@ -40,9 +40,10 @@ from ..core._errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from ._busypoll import spin_until_readable
 from ._fairness import RUN_CONTEXT, SHIELDED, SHIELDED_YIELD, checkpoint_due, may_skip_yield
 from ._h11 import END_OF_MESSAGE, h11
-from ._transport import Transport
+from ._transport import SocketTransport, Transport
 
 RECEIVE_SIZE = 65536
 _DONE = h11.DONE
@@ -230,6 +231,20 @@ class Wire:
         self.bytes_received += len(data)
         await SHIELDED_YIELD(SHIELDED)  # fairness: the bytes are recorded, now yield
         return data
+
+    def recv_if_spun(self) -> bytes | None:
+        """Read once if this wire's socket becomes readable within busy polling's window
+        while the loop has nothing else to do (`_busypoll.spin_until_readable`); None
+        otherwise (then wait as usual). Not a coroutine: no checkpoint, and none needed,
+        since the poll found nothing else to run (and a due cancellation skips it)."""
+        transport = self.transport
+        if type(transport) is not SocketTransport:
+            return None  # (no socket of its own to poll: memory, or faults in between)
+        fd = transport.calls.fileno()
+        # (A cancelled task's wait raises at once: no poll first, nor after one.)
+        if fd < 0 or checkpoint_due() or not spin_until_readable(fd) or checkpoint_due():
+            return None
+        return self._read_nowait()
 
     async def recv_after_wait(self, timeout_s: float) -> bytes:
         """Read once, just after waiting for readability (the wait was the yield)."""

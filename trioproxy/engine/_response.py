@@ -88,6 +88,8 @@ async def read_response_head(
                 data = await up.recv(left_s)
             elif not tried and (ready := await up.recv_if_ready()) is not None:
                 data = ready  # under load the answer is usually there already
+            elif (ready := up.recv_if_spun()) is not None:
+                data = ready  # one request at a time: busy polling caught it
             elif await up.wait_readable_or_woken(ctx.origin_waits, now + _WATCH_CLIENT_AFTER_S):
                 # (Most answers come within the second: no cancel scope entered, `OriginWaits`.)
                 data = await up.recv_after_wait(deadline - up.clock.current_time())
