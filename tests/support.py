@@ -349,3 +349,19 @@ async def echo_origin() -> AsyncIterator[tuple[str, int]]:
 
     async with origin(echo_app) as url:
         yield split_url(url)
+
+
+def count_spins(monkeypatch: Any) -> list[bool]:
+    """Every task's busy poll (`BusyPoll.spin`) from now on, as what each found: True when
+    its socket was readable first. (``monkeypatch``: pytest's fixture, which undoes it.)"""
+    from trioproxy.engine._busypoll import BusyPoll
+
+    spins: list[bool] = []
+    spin = BusyPoll.spin
+
+    def counted(self: BusyPoll, fd: int) -> bool:
+        spins.append(found := spin(self, fd))
+        return found
+
+    monkeypatch.setattr(BusyPoll, "spin", counted)
+    return spins

@@ -19,7 +19,7 @@ import trio.testing
 from trioproxy.engine._busypoll import BusyPoll, busy_poll, spin_until_readable
 from trioproxy.engine._fairness import may_skip_yield
 
-from ..support import running_proxy
+from ..support import count_spins, running_proxy
 
 HUGE_S = 30.0  # a window no configuration allows (the setting's maximum is 1 ms)
 SLACK_S = 0.5  # for a busy machine: far below HUGE_S
@@ -214,14 +214,7 @@ def test_a_spin_that_found_nothing_is_the_loops_poll_before_it_sleeps(
 async def test_the_proxys_waits_spin_one_request_at_a_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    spins: list[bool] = []
-    spin = BusyPoll.spin
-
-    def counted(self: BusyPoll, fd: int) -> bool:
-        spins.append(found := spin(self, fd))
-        return found
-
-    monkeypatch.setattr(BusyPoll, "spin", counted)
+    spins = count_spins(monkeypatch)
     busy = busy_poll(None, 1000)
     assert busy is not None
     busy.limit_s = busy.window_s = HUGE_S  # only readiness (or a deadline) ends a spin

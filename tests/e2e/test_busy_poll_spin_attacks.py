@@ -22,7 +22,7 @@ from trioproxy.engine._memory import memory_transport_pair
 from trioproxy.engine._peer import Downstream, server_h11
 from trioproxy.engine._transport import SocketTransport
 
-from ..support import Client, running_proxy
+from ..support import Client, count_spins, running_proxy
 
 WINDOW_S = 0.3  # a window no configuration allows (the maximum is 1 ms)
 QUICK_S = 0.15  # far below WINDOW_S: the spin did not run its window
@@ -210,14 +210,7 @@ def test_a_memory_transport_never_spins() -> None:
 
 
 async def test_an_embedded_server_never_spins(monkeypatch: pytest.MonkeyPatch) -> None:
-    spins: list[bool] = []
-    spin = BusyPoll.spin
-
-    def counted(self: BusyPoll, fd: int) -> bool:
-        spins.append(found := spin(self, fd))
-        return found
-
-    monkeypatch.setattr(BusyPoll, "spin", counted)
+    spins = count_spins(monkeypatch)
 
     async def origin(stream: trio.SocketStream) -> None:
         async for data in stream:

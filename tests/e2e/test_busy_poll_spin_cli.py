@@ -11,8 +11,8 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import trio
@@ -85,6 +85,24 @@ def _spinning_client(
         statuses.append(b"error")
 
 
+@asynccontextmanager
+async def _spinning_clients(address: tuple[str, int], count: int) -> AsyncIterator[list[bytes]]:
+    """``count`` `_spinning_client` threads for the block's duration: the statuses they got."""
+    stop, statuses = threading.Event(), list[bytes]()
+    spinners = [
+        threading.Thread(target=_spinning_client, args=(address, stop, statuses))
+        for _ in range(count)
+    ]
+    for spinner in spinners:
+        spinner.start()
+    try:
+        yield statuses
+    finally:
+        stop.set()
+        for spinner in spinners:
+            await trio.to_thread.run_sync(spinner.join)
+
+
 def _probe(address: tuple[str, int], count: int) -> list[float]:
     """Another client's latencies, a request every 3 ms."""
     latencies = []
@@ -101,14 +119,8 @@ def _probe(address: tuple[str, int], count: int) -> list[float]:
 
 async def _probe_latency(address: tuple[str, int], config_dir: Path) -> float:
     async with cli_proxy(address, config_dir=str(config_dir)) as proxy:
-        stop, statuses = threading.Event(), list[bytes]()
-        spinner = threading.Thread(target=_spinning_client, args=(proxy.address, stop, statuses))
-        spinner.start()
-        try:
+        async with _spinning_clients(proxy.address, 1) as statuses:
             latencies = await trio.to_thread.run_sync(_probe, proxy.address, 300)
-        finally:
-            stop.set()
-            await trio.to_thread.run_sync(spinner.join)
         assert statuses and set(statuses) == {b"HTTP/1.1 200 OK"}
         assert b"Traceback" not in proxy.stderr
     return statistics.median(latencies)
@@ -123,8 +135,9 @@ async def test_a_client_spinning_the_window_does_not_delay_another(tmp_path: Pat
             median = await _probe_latency(address, tmp_path)
             medians[limit_us] = min(medians.get(limit_us, median), median)
     # A spin that waited out its window instead of ending at the other client's request
-    # would add up to 1 ms to about every request of the other client.
-    assert medians[1000] < medians[0] + 0.0003, medians
+    # would add up to 1 ms to about every request of the other client (one that ignored
+    # trio's epoll added 6 ms); the margin is for a machine busy with other tests.
+    assert medians[1000] < medians[0] + 0.0006, medians
 
 
 async def test_reloads_toggling_busy_polling_and_sigterm_under_load(tmp_path: Path) -> None:
@@ -132,14 +145,7 @@ async def test_reloads_toggling_busy_polling_and_sigterm_under_load(tmp_path: Pa
     config.write_text("[tuning]\nbusy_poll_us = 0\n")
     with _origin() as address:
         async with cli_proxy(address, config_dir=str(tmp_path)) as proxy:
-            stop, statuses = threading.Event(), list[bytes]()
-            spinners = [
-                threading.Thread(target=_spinning_client, args=(proxy.address, stop, statuses))
-                for _ in range(2)
-            ]
-            for spinner in spinners:
-                spinner.start()
-            try:
+            async with _spinning_clients(proxy.address, 2) as statuses:
                 for limit_us in (50, 0, 1000, 0, 1000, 50):
                     config.write_text(f"[tuning]\nbusy_poll_us = {limit_us}\n")
                     await proxy.reload(b": ok, ")
@@ -147,10 +153,6 @@ async def test_reloads_toggling_busy_polling_and_sigterm_under_load(tmp_path: Pa
                 served = len(statuses)
                 proxy.process.send_signal(signal.SIGTERM)  # while the clients keep sending
                 assert await wait_for_exit(proxy.process) == 0
-            finally:
-                stop.set()
-                for spinner in spinners:
-                    await trio.to_thread.run_sync(spinner.join)
             assert served > 100
             # Before SIGTERM every request was answered; after it, a connection may close
             # (the drain) but never answer anything else.
@@ -165,19 +167,8 @@ async def test_two_spinning_workers_are_never_taken_for_hung(tmp_path: Path) -> 
     config.write_text("[tuning]\nbusy_poll_us = 1000\n")
     with _origin() as address:
         async with cli_proxy(address, "--workers", "2", config_dir=str(tmp_path)) as proxy:
-            stop, statuses = threading.Event(), list[bytes]()
-            spinners = [
-                threading.Thread(target=_spinning_client, args=(proxy.address, stop, statuses))
-                for _ in range(2)
-            ]
-            for spinner in spinners:
-                spinner.start()
-            try:
+            async with _spinning_clients(proxy.address, 2) as statuses:
                 await trio.sleep(3)  # several of the supervisor's pings
-            finally:
-                stop.set()
-                for spinner in spinners:
-                    await trio.to_thread.run_sync(spinner.join)
             assert statuses and set(statuses) == {b"HTTP/1.1 200 OK"}
             assert b"has not answered" not in proxy.stderr
             assert b"Traceback" not in proxy.stderr
