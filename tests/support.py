@@ -20,6 +20,7 @@ import trio
 from trioproxy import running
 from trioproxy.config._settings import Settings
 from trioproxy.core._accesslog import AccessRecord
+from trioproxy.engine._busypoll import BusyPoll, busy_poll
 from trioproxy.engine._server import ProxyServer
 
 Headers = list[tuple[bytes, bytes]]
@@ -354,8 +355,6 @@ async def echo_origin() -> AsyncIterator[tuple[str, int]]:
 def count_spins(monkeypatch: Any) -> list[bool]:
     """Every task's busy poll (`BusyPoll.spin`) from now on, as what each found: True when
     its socket was readable first. (``monkeypatch``: pytest's fixture, which undoes it.)"""
-    from trioproxy.engine._busypoll import BusyPoll
-
     spins: list[bool] = []
     spin = BusyPoll.spin
 
@@ -365,3 +364,13 @@ def count_spins(monkeypatch: Any) -> list[bool]:
 
     monkeypatch.setattr(BusyPoll, "spin", counted)
     return spins
+
+
+def spinning_busy_poll(window_s: float) -> BusyPoll:
+    """Busy polling installed in the current trio run with a window (and limit) of
+    ``window_s``, which no configuration allows beyond 1 ms: an attack's window, which only
+    the poll's own bounds can end."""
+    busy = busy_poll(None, 50)
+    assert busy is not None
+    busy.limit_s = busy.window_s = window_s
+    return busy

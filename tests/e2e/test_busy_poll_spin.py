@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -19,17 +18,14 @@ import trio.testing
 from trioproxy.engine._busypoll import BusyPoll, busy_poll, spin_until_readable
 from trioproxy.engine._fairness import may_skip_yield
 
-from ..support import count_spins, running_proxy
+from ..support import count_spins, running_proxy, spinning_busy_poll
 
 HUGE_S = 30.0  # a window no configuration allows (the setting's maximum is 1 ms)
 SLACK_S = 0.5  # for a busy machine: far below HUGE_S
 
 
 def _spinning() -> BusyPoll:
-    busy = busy_poll(None, 50)
-    assert busy is not None
-    busy.limit_s = busy.window_s = HUGE_S
-    return busy
+    return spinning_busy_poll(HUGE_S)
 
 
 async def _alone() -> None:
@@ -37,14 +33,6 @@ async def _alone() -> None:
     with one request at a time."""
     await trio.testing.wait_all_tasks_blocked()
     await trio.lowlevel.checkpoint()
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        ours.setblocking(False)
-        yield ours, theirs
 
 
 def test_its_socket_readable_first_is_read_with_no_scheduler_pass(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -22,25 +21,14 @@ from trioproxy.engine._memory import memory_transport_pair
 from trioproxy.engine._peer import Downstream, server_h11
 from trioproxy.engine._transport import SocketTransport
 
-from ..support import Client, count_spins, running_proxy
+from ..support import Client, count_spins, running_proxy, spinning_busy_poll
 
 WINDOW_S = 0.3  # a window no configuration allows (the maximum is 1 ms)
 QUICK_S = 0.15  # far below WINDOW_S: the spin did not run its window
 
 
 def _spinning(window_s: float = WINDOW_S) -> BusyPoll:
-    busy = busy_poll(None, 50)
-    assert busy is not None
-    busy.limit_s = busy.window_s = window_s
-    return busy
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    ours, theirs = socket.socketpair()
-    with ours, theirs:
-        ours.setblocking(False)
-        yield ours, theirs
+    return spinning_busy_poll(window_s)
 
 
 class _JumpingClock(trio.abc.Clock):
